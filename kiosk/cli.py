@@ -1,0 +1,277 @@
+"""The `kiosk` command: run the kiosk and the tools around it.
+
+Owns: argument parsing and exit codes. Each subcommand is a thin function over the library;
+nothing here decides anything a test of the library would not already cover.
+Exit codes: 0 ok, 1 the thing checked is not ok, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kiosk import __version__
+from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
+from kiosk.log import log_event, setup_logging
+
+log = logging.getLogger("kiosk.cli")
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="config file (default: $KIOSK_CONFIG, else /etc/kiosk/kiosk.toml)",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+    )
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="kiosk",
+        description="Edge software for poverty-alleviation smart vending kiosks.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cfg = sub.add_parser("config", help="check the configuration", parents=[common])
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    chk = cfg_sub.add_parser(
+        "check", help="validate the config and print every problem", parents=[common]
+    )
+    chk.set_defaults(func=cmd_config_check)
+
+    cat = sub.add_parser("catalog", help="the product catalog", parents=[common])
+    cat_sub = cat.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    summ = cat_sub.add_parser(
+        "summary", help="summarize the catalog in the store (or the demo catalog)", parents=[common]
+    )
+    summ.add_argument("--demo", action="store_true", help="summarize the built-in demo catalog")
+    summ.set_defaults(func=cmd_catalog_summary)
+
+    pg = sub.add_parser("planogram", help="import / export the planogram as CSV", parents=[common])
+    pg_sub = pg.add_subparsers(dest="planogram_command", metavar="ACTION", required=True)
+    imp = pg_sub.add_parser(
+        "import", help="apply a planogram CSV (all or nothing)", parents=[common]
+    )
+    imp.add_argument("csv", type=Path)
+    imp.add_argument(
+        "--allow-drop-stocked",
+        action="store_true",
+        help="allow removing slots that still hold stock (you took the items out)",
+    )
+    imp.set_defaults(func=cmd_planogram_import)
+    exp = pg_sub.add_parser("export", help="write the planogram as CSV", parents=[common])
+    exp.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    exp.set_defaults(func=cmd_planogram_export)
+
+    st = sub.add_parser("store", help="the on-disk store", parents=[common])
+    st_sub = st.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    seed = st_sub.add_parser(
+        "seed-demo", help="load the demo catalog, planogram, stock and images", parents=[common]
+    )
+    seed.set_defaults(func=cmd_store_seed_demo)
+    rec = st_sub.add_parser(
+        "recover",
+        help="after a corrupt database was moved aside: allow a fresh one to be created",
+        parents=[common],
+    )
+    rec.set_defaults(func=cmd_store_recover)
+    return parser
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return resolve_config_path(getattr(args, "config", None))
+
+
+def _load(args: argparse.Namespace) -> KioskConfig:
+    cfg = load_config(_config_path(args))
+    if not getattr(args, "verbose", 0):
+        setup_logging(cfg.logging.level, cfg.logging.format)
+    return cfg
+
+
+def _open_store(cfg: KioskConfig):  # type: ignore[no-untyped-def]
+    from kiosk.store import open_store
+
+    return open_store(cfg.store.data_dir)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        print(f"{path}: {len(e.issues)} problem(s)", file=sys.stderr)
+        for issue in e.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_FAIL
+    ident = cfg.identity
+    print(f"{path}: OK")
+    print(
+        f"  kiosk {ident.kiosk_id} at {ident.site_name} "
+        f"({ident.site_type.value}, {ident.area_code})"
+    )
+    print(
+        f"  cabinet {cfg.hardware.cabinet} {cfg.hardware.rows}x{cfg.hardware.cols} on "
+        f"{cfg.hardware.port} @ {cfg.hardware.baud} baud; boards {list(cfg.hardware.boards)}"
+    )
+    print(f"  broker {cfg.sync.broker_url} (MQTT {cfg.sync.mqtt_version})")
+    print(
+        f"  screen {cfg.ui.width}x{cfg.ui.height} {cfg.ui.orientation}, language {cfg.ui.language}"
+    )
+    print(f"  data dir {cfg.store.data_dir}")
+    return EXIT_OK
+
+
+def cmd_catalog_summary(args: argparse.Namespace) -> int:
+    from kiosk.sim.demo_data import catalog_summary, demo_catalog
+
+    if args.demo:
+        print(catalog_summary(demo_catalog()))
+        return EXIT_OK
+    cfg = _load(args)
+    store = _open_store(cfg)
+    try:
+        catalog = store.catalog.load()
+    finally:
+        store.close()
+    if len(catalog) == 0:
+        print("the store holds no catalog yet (try: kiosk store seed-demo, or --demo)")
+        return EXIT_FAIL
+    print(catalog_summary(catalog))
+    return EXIT_OK
+
+
+def cmd_planogram_import(args: argparse.Namespace) -> int:
+    from kiosk.core.planogram import PlanogramCsvError, PlanogramError, planogram_from_csv
+
+    cfg = _load(args)
+    try:
+        text = args.csv.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"{args.csv}: cannot read: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    store = _open_store(cfg)
+    try:
+        catalog = store.catalog.load()
+        version = store.planogram.load().version + 1
+        try:
+            planogram = planogram_from_csv(text, version, catalog.products)
+        except PlanogramCsvError as e:
+            print(f"{args.csv}: rejected, nothing applied:", file=sys.stderr)
+            for err in e.errors:
+                print(f"  {err}", file=sys.stderr)
+            return EXIT_FAIL
+        try:
+            store.planogram.replace(planogram, allow_drop_stocked=args.allow_drop_stocked)
+        except (PlanogramError, ValueError) as e:
+            print(f"{args.csv}: rejected, nothing applied: {e}", file=sys.stderr)
+            return EXIT_FAIL
+    finally:
+        store.close()
+    log_event(log, "planogram.imported", file=str(args.csv), version=version, slots=len(planogram))
+    print(f"planogram version {version} applied: {len(planogram)} slots")
+    return EXIT_OK
+
+
+def cmd_planogram_export(args: argparse.Namespace) -> int:
+    from kiosk.core.planogram import planogram_to_csv
+
+    cfg = _load(args)
+    store = _open_store(cfg)
+    try:
+        text = planogram_to_csv(store.planogram.load())
+    finally:
+        store.close()
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_store_seed_demo(args: argparse.Namespace) -> int:
+    from kiosk.core.planogram import SlotKind
+    from kiosk.core.stock import StockChange, StockReason
+    from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock, write_demo_images
+
+    cfg = _load(args)
+    kind = SlotKind(cfg.hardware.cabinet)
+    store = _open_store(cfg)
+    try:
+        catalog = demo_catalog()
+        planogram = demo_planogram(kind)
+        store.catalog.replace(catalog)
+        store.planogram.replace(planogram, allow_drop_stocked=True)
+        for slot_no, level in demo_stock(planogram).items():
+            current = store.stock.level(slot_no)
+            if level != current:
+                store.stock.apply(
+                    StockChange(slot_no, level - current, StockReason.COUNT_CORRECTION, "seed-demo")
+                )
+        images = write_demo_images(cfg.store.data_dir / "images")
+    finally:
+        store.close()
+    print(
+        f"demo data loaded into {cfg.store.data_dir}: {len(catalog)} products, "
+        f"{len(planogram)} {kind.value} slots, {len(images)} images"
+    )
+    return EXIT_OK
+
+
+def cmd_store_recover(args: argparse.Namespace) -> int:
+    from kiosk.store import recover_store
+
+    cfg = _load(args)
+    moved = recover_store(cfg.store.data_dir)
+    if moved is None:
+        print("the store is not marked corrupt; nothing to do")
+        return EXIT_OK
+    print(f"the corrupt database stays at {moved}; a fresh one will be created at next start")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", 0) or 0
+    setup_logging("debug" if verbose else "info")
+    func: Handler | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return func(args)
+    except ConfigError as e:
+        print(f"{_config_path(args)}: {len(e.issues)} problem(s)", file=sys.stderr)
+        for issue in e.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,471 @@
+"""Typed kiosk configuration: one TOML file, validated all at once.
+
+Owns: the config schema (sections, keys, types, allowed values), loading and validation. Every
+problem is reported together, each naming the file, the key, the bad value and what is allowed;
+unknown keys are errors, because a typo silently ignored is a kiosk misconfigured in the field.
+Never logs secrets: only paths to secret files live here, never their contents.
+
+Relative paths in the file are resolved against the directory holding the file; `~` is expanded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "ENV_CONFIG",
+    "ConfigError",
+    "ConfigIssue",
+    "KioskConfig",
+    "SiteType",
+    "demo_config_path",
+    "load_config",
+    "resolve_config_path",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/kiosk/kiosk.toml")
+ENV_CONFIG = "KIOSK_CONFIG"
+
+KIOSK_ID_RE = re.compile(r"^AH-(?P<area>\d{6})-(?P<serial>[0-9A-Z]{4,8})$")
+KIOSK_ID_FORMAT = "AH-<6-digit GB/T 2260 area code>-<4 to 8 digits or capital letters>"
+
+
+class SiteType(StrEnum):
+    """Deployment categories of the province's poverty-alleviation cabinets."""
+
+    AGENCY = "agency"  # 机关
+    DEVELOPMENT_ZONE = "development_zone"  # 开发区
+    SOE = "soe"  # 国企
+    PRIVATE_ENTERPRISE = "private_enterprise"  # 民企
+    COMMUNITY = "community"  # 社区
+    SCHOOL = "school"  # 高校 / 学校
+    HOSPITAL = "hospital"  # 医院
+    STATION = "station"  # 车站
+    SCENIC_SPOT = "scenic_spot"  # 景区景点
+    SUPERMARKET = "supermarket"  # 商超
+    SERVICE_AREA = "service_area"  # 高速服务区
+    HOTEL = "hotel"  # 酒店
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    kiosk_id: str
+    site_name: str
+    site_type: SiteType
+    area_code: str
+    address: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    driver: str = "serial"  # serial: our protocol over serial_for_url
+    port: str = "/dev/ttyUSB0"  # anything serial.serial_for_url opens
+    baud: int = 115200
+    cabinet: str = "spiral"  # spiral | locker
+    boards: tuple[int, ...] = (0,)  # board addresses on the bus: 0 main, 1..15 expansion
+    rows: int = 6
+    cols: int = 10
+    default_capacity: int = 10
+    chilled: bool = False
+    max_temperature_c: float = 8.0  # chilled compartment alarm threshold
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    broker_url: str = "mqtts://127.0.0.1:8883"
+    mqtt_version: str = "5"  # "5" or "3.1.1"
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    province_public_key: Path | None = None
+    allow_plaintext: bool = False  # only for the demo and tests
+    keepalive_s: int = 60
+
+
+@dataclass(frozen=True)
+class PaymentsConfig:
+    pay_url_base: str = "https://pay.example.invalid/p"
+    device_secret_file: Path | None = None
+    payment_window_s: int = 120
+    max_extensions: int = 10
+    max_cart_items: int = 5
+    status_query_after_s: int = 60
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    width: int = 1080
+    height: int = 1920
+    orientation: str = "portrait"  # portrait | landscape
+    language: str = "zh"  # zh | en
+    font_path: Path | None = None  # None: search common CJK fonts
+    fullscreen: bool = True
+    idle_timeout_s: int = 60
+    dim_after_s: int = 300
+    service_pin_hash: str = ""  # pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>
+    service_phone: str = "400-000-0000"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    data_dir: Path = Path("/var/lib/kiosk")
+    min_free_mb: int = 50
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "kv"  # kv | json
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    source: Path
+    identity: IdentityConfig
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "identity": IdentityConfig,
+    "hardware": HardwareConfig,
+    "sync": SyncConfig,
+    "payments": PaymentsConfig,
+    "ui": UiConfig,
+    "store": StoreConfig,
+    "logging": LoggingConfig,
+}
+REQUIRED_SECTIONS = ("identity",)
+
+
+# --- problems -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    key: str
+    value: object
+    problem: str
+
+    def __str__(self) -> str:
+        shown = "(missing)" if self.value is _MISSING else repr(self.value)
+        return f"{self.file}: {self.key} = {shown}: {self.problem}"
+
+
+class ConfigError(Exception):
+    """The config could not be used; `issues` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+_MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "(missing)"})()
+
+
+# --- per-key rules --------------------------------------------------------------------------
+
+Rule = Callable[[Any], str | None]  # returns a problem description, or None when fine
+
+
+def _choice(*allowed: str) -> Rule:
+    return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
+
+
+def _range(lo: float, hi: float) -> Rule:
+    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}"
+
+
+def _regex(rx: str, what: str) -> Rule:
+    pat = re.compile(rx)
+    return lambda v: None if pat.fullmatch(v) else f"must be {what}"
+
+
+def _url(*schemes: str) -> Rule:
+    def check(v: str) -> str | None:
+        m = re.fullmatch(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>[^\s/]+)(?P<path>/\S*)?", v)
+        if not m or m["scheme"] not in schemes:
+            return f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+        return None
+
+    return check
+
+
+RULES: dict[str, Rule] = {
+    "identity.kiosk_id": _regex(KIOSK_ID_RE.pattern[1:-1], KIOSK_ID_FORMAT),
+    "identity.site_name": lambda v: None if v.strip() else "must not be empty",
+    "identity.area_code": _regex(r"34\d{4}", "a 6-digit GB/T 2260 code in Anhui (34xxxx)"),
+    "identity.latitude": _range(-90, 90),
+    "identity.longitude": _range(-180, 180),
+    "hardware.driver": _choice("serial"),
+    "hardware.port": lambda v: None if v.strip() else "must name a serial port or URL",
+    "hardware.baud": _choice(*(str(b) for b in (9600, 19200, 38400, 57600, 115200, 230400))),
+    "hardware.cabinet": _choice("spiral", "locker"),
+    "hardware.rows": _range(1, 20),
+    "hardware.cols": _range(1, 20),
+    "hardware.default_capacity": _range(1, 50),
+    "hardware.max_temperature_c": _range(-30, 30),
+    "sync.broker_url": _url("mqtt", "mqtts"),
+    "sync.mqtt_version": _choice("5", "3.1.1"),
+    "sync.keepalive_s": _range(5, 1200),
+    "payments.pay_url_base": _url("https", "http"),
+    "payments.payment_window_s": _range(30, 900),
+    "payments.max_extensions": _range(0, 10),
+    "payments.max_cart_items": _range(1, 20),
+    "payments.status_query_after_s": _range(5, 900),
+    "ui.width": _range(320, 7680),
+    "ui.height": _range(240, 7680),
+    "ui.orientation": _choice("portrait", "landscape"),
+    "ui.language": _choice("zh", "en"),
+    "ui.idle_timeout_s": _range(15, 3600),
+    "ui.dim_after_s": _range(10, 86400),
+    "ui.service_pin_hash": _regex(
+        r"(pbkdf2_sha256\$\d+\$[0-9a-f]+\$[0-9a-f]+)?",
+        "empty or pbkdf2_sha256$<iterations>$<salt hex>$<hash hex> (kiosk-provision makes it)",
+    ),
+    "store.min_free_mb": _range(1, 100_000),
+    "logging.level": _choice("debug", "info", "warning", "error"),
+    "logging.format": _choice("kv", "json"),
+}
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def resolve_config_path(cli_path: str | os.PathLike[str] | None = None) -> Path:
+    """`--config` beats $KIOSK_CONFIG beats /etc/kiosk/kiosk.toml."""
+    if cli_path:
+        return Path(cli_path)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH
+
+
+def demo_config_path() -> Path:
+    """The demo config shipped with the package; it works out of the box."""
+    return Path(__file__).parent / "data" / "demo.toml"
+
+
+def load_config(path: str | os.PathLike[str]) -> KioskConfig:
+    """Load and validate; raise ConfigError listing every problem."""
+    p = Path(path)
+    name = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(name, "(file)", _MISSING, "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([ConfigIssue(name, "(file)", _MISSING, f"cannot read: {e}")]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(
+            [ConfigIssue(name, "(syntax)", _MISSING, f"not valid TOML: {e}")]
+        ) from None
+    return parse_config(raw, source=p)
+
+
+def parse_config(raw: Mapping[str, Any], source: Path) -> KioskConfig:
+    name = str(source)
+    base = source.parent
+    issues: list[ConfigIssue] = []
+    built: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in SECTIONS:
+            issues.append(
+                ConfigIssue(name, key, value, f"unknown section; allowed: {', '.join(SECTIONS)}")
+            )
+        elif not isinstance(value, dict):
+            issues.append(ConfigIssue(name, key, value, "must be a [section] table"))
+    for section, cls in SECTIONS.items():
+        table = raw.get(section, _MISSING)
+        if table is _MISSING:
+            if section in REQUIRED_SECTIONS:
+                issues.append(ConfigIssue(name, f"[{section}]", _MISSING, "section is required"))
+            continue
+        if not isinstance(table, dict):
+            continue
+        built[section] = _build_section(name, base, section, cls, table, issues)
+    cfg: KioskConfig | None = None
+    if not issues:
+        cfg = KioskConfig(source=source, **built)
+        issues.extend(_cross_checks(name, cfg))
+    if issues or cfg is None:
+        raise ConfigError(issues)
+    return cfg
+
+
+def _build_section(
+    name: str,
+    base: Path,
+    section: str,
+    cls: type[Any],
+    table: dict[str, Any],
+    issues: list[ConfigIssue],
+) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    for key, value in table.items():
+        if key not in known:
+            issues.append(
+                ConfigIssue(
+                    name,
+                    f"{section}.{key}",
+                    value,
+                    f"unknown key; allowed in [{section}]: {', '.join(known)}",
+                )
+            )
+    kwargs: dict[str, Any] = {}
+    for fname, f in known.items():
+        dotted = f"{section}.{fname}"
+        has_default = not (f.default is MISSING and f.default_factory is MISSING)
+        if fname not in table:
+            if not has_default:
+                issues.append(ConfigIssue(name, dotted, _MISSING, "required key is missing"))
+            continue
+        value = table[fname]
+        converted, problem = _convert(f.type, value, base)
+        if problem is None:
+            rule = RULES.get(dotted)
+            checked = str(converted) if dotted == "hardware.baud" else converted
+            problem = rule(checked) if rule is not None else None
+        if problem is not None:
+            issues.append(ConfigIssue(name, dotted, value, problem))
+            continue
+        kwargs[fname] = converted
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        return None  # a required key is missing; already reported
+
+
+def _convert(type_name: Any, value: Any, base: Path) -> tuple[Any, str | None]:
+    t = str(type_name)
+    optional = t.endswith("| None")
+    t = t.removesuffix(" | None")
+    if t == "str" or t == "SiteType":
+        if not isinstance(value, str):
+            return None, "must be a string"
+        if t == "SiteType":
+            try:
+                return SiteType(value), None
+            except ValueError:
+                return None, "must be one of " + ", ".join(s.value for s in SiteType)
+        return value, None
+    if t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, "must be a whole number"
+        return value, None
+    if t == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None, "must be a number"
+        return float(value), None
+    if t == "bool":
+        if not isinstance(value, bool):
+            return None, "must be true or false"
+        return value, None
+    if t == "tuple[int, ...]":
+        if not isinstance(value, list) or not value:
+            return None, "must be a non-empty list of whole numbers"
+        if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 15 for v in value):
+            return None, "must be a list of board addresses 0..15 (0 = main board)"
+        if len(set(value)) != len(value):
+            return None, "must not repeat an address"
+        return tuple(value), None
+    if t == "Path":
+        if not isinstance(value, str):
+            return None, "must be a path string"
+        if optional and value == "":
+            return None, None
+        p = Path(value).expanduser()
+        return (p if p.is_absolute() else base / p), None
+    raise AssertionError(f"config schema uses unsupported type {t}")
+
+
+def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    ident = cfg.identity
+    m = KIOSK_ID_RE.match(ident.kiosk_id)
+    if m and m["area"] != ident.area_code:
+        issues.append(
+            ConfigIssue(
+                name,
+                "identity.kiosk_id",
+                ident.kiosk_id,
+                f"area code in the id ({m['area']}) differs from "
+                f"identity.area_code ({ident.area_code})",
+            )
+        )
+    hw = cfg.hardware
+    if hw.cabinet == "locker" and hw.default_capacity != 1:
+        issues.append(
+            ConfigIssue(
+                name,
+                "hardware.default_capacity",
+                hw.default_capacity,
+                "a locker holds 1 item: use 1",
+            )
+        )
+    s = cfg.sync
+    if s.broker_url.startswith("mqtt://") and not s.allow_plaintext:
+        issues.append(
+            ConfigIssue(
+                name,
+                "sync.broker_url",
+                s.broker_url,
+                "plaintext MQTT is refused; use mqtts:// or set "
+                "sync.allow_plaintext = true (demo/tests only)",
+            )
+        )
+    if s.broker_url.startswith("mqtts://") and s.ca_file is None:
+        issues.append(ConfigIssue(name, "sync.ca_file", _MISSING, "required with mqtts://"))
+    if (s.cert_file is None) != (s.key_file is None):
+        issues.append(
+            ConfigIssue(name, "sync.cert_file", s.cert_file, "cert_file and key_file go together")
+        )
+    for key, path in (
+        ("sync.ca_file", s.ca_file),
+        ("sync.cert_file", s.cert_file),
+        ("sync.key_file", s.key_file),
+        ("sync.province_public_key", s.province_public_key),
+        ("payments.device_secret_file", cfg.payments.device_secret_file),
+        ("ui.font_path", cfg.ui.font_path),
+    ):
+        if path is not None and not path.is_file():
+            issues.append(ConfigIssue(name, key, str(path), "file does not exist"))
+    ui = cfg.ui
+    portrait = ui.height >= ui.width
+    if portrait != (ui.orientation == "portrait"):
+        issues.append(
+            ConfigIssue(
+                name,
+                "ui.orientation",
+                ui.orientation,
+                f"does not match ui.width x ui.height = {ui.width}x{ui.height}",
+            )
+        )
+    if ui.dim_after_s < ui.idle_timeout_s:
+        issues.append(
+            ConfigIssue(
+                name, "ui.dim_after_s", ui.dim_after_s, "must not be shorter than ui.idle_timeout_s"
+            )
+        )
+    return issues

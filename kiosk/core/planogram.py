@@ -1,0 +1,222 @@
+"""Planogram: which product sits in which slot of the cabinet, and the CSV technicians edit.
+
+Owns: the Slot layout, planogram validation, CSV import/export. Pure: CSV arrives and leaves as
+text; nothing here opens files. Fill levels (how many items a slot holds now) are stock, not
+layout: they live in `kiosk.core.stock` because they change with every sale, while a planogram
+changes only when a new version is applied.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "CSV_COLUMNS",
+    "CsvRowError",
+    "Planogram",
+    "PlanogramCsvError",
+    "PlanogramError",
+    "Slot",
+    "SlotKind",
+    "planogram_from_csv",
+    "planogram_to_csv",
+]
+
+MAX_CAPACITY = 50
+MAX_BOARD = 15  # board addresses 0 (main board) .. 15 (expansion boards), see serial-protocol.md
+
+
+class PlanogramError(ValueError):
+    """A planogram is inconsistent."""
+
+
+class SlotKind(StrEnum):
+    SPIRAL = "spiral"  # spiral motor with a drop sensor
+    LOCKER = "locker"  # electronic lock with a door sensor; holds one item
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One selling position. `slot_no` is the number technicians and shoppers see."""
+
+    slot_no: int
+    board: int  # address of the control board driving it: 0 main board, 1..15 expansion
+    address: int  # motor / lock index on that board, 0-based
+    kind: SlotKind
+    capacity: int
+    product_id: str | None  # None: slot unused
+    row: int = 0  # shelf level, 1 = top; 0 = unknown
+    col: int = 0
+
+    def problems(self) -> list[str]:
+        errs: list[str] = []
+        if not 1 <= self.slot_no <= 9999:
+            errs.append(f"slot must be 1..9999, got {self.slot_no}")
+        if not 0 <= self.board <= MAX_BOARD:
+            errs.append(f"board must be 0..{MAX_BOARD}, got {self.board}")
+        if not 0 <= self.address <= 255:
+            errs.append(f"address must be 0..255, got {self.address}")
+        if not 1 <= self.capacity <= MAX_CAPACITY:
+            errs.append(f"capacity must be 1..{MAX_CAPACITY}, got {self.capacity}")
+        if self.kind is SlotKind.LOCKER and self.capacity != 1:
+            errs.append(f"a locker door holds exactly 1 item, capacity {self.capacity} given")
+        return errs
+
+
+@dataclass(frozen=True, slots=True)
+class Planogram:
+    version: int
+    slots: Mapping[int, Slot] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, version: int, slots: Iterable[Slot]) -> Planogram:
+        by_no: dict[int, Slot] = {}
+        seen_hw: dict[tuple[int, int], int] = {}
+        errs: list[str] = []
+        for s in slots:
+            errs.extend(f"slot {s.slot_no}: {e}" for e in s.problems())
+            if s.slot_no in by_no:
+                errs.append(f"slot {s.slot_no}: duplicate slot number")
+            hw = (s.board, s.address)
+            if hw in seen_hw:
+                errs.append(
+                    f"slot {s.slot_no}: board {s.board} address {s.address} "
+                    f"already used by slot {seen_hw[hw]}"
+                )
+            seen_hw[hw] = s.slot_no
+            by_no[s.slot_no] = s
+        if errs:
+            raise PlanogramError("; ".join(errs))
+        return cls(version=version, slots=dict(sorted(by_no.items())))
+
+    def __iter__(self) -> Iterator[Slot]:
+        return iter(self.slots.values())
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def slots_for(self, product_id: str) -> list[Slot]:
+        return [s for s in self.slots.values() if s.product_id == product_id]
+
+    def product_ids(self) -> set[str]:
+        return {s.product_id for s in self.slots.values() if s.product_id}
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("slot", "board", "address", "kind", "row", "col", "capacity", "product_id")
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRowError:
+    row: int  # 1-based line number in the file, header is line 1
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.message}"
+
+
+class PlanogramCsvError(ValueError):
+    """The CSV was rejected as a whole; `errors` has one entry per bad row."""
+
+    def __init__(self, errors: list[CsvRowError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+def _int_field(raw: dict[str, str], name: str, errs: list[str]) -> int:
+    text = (raw.get(name) or "").strip()
+    try:
+        return int(text)
+    except ValueError:
+        errs.append(f"{name} must be a whole number, got {text!r}")
+        return 0
+
+
+def planogram_from_csv(
+    text: str, version: int, known_products: Iterable[str] | Mapping[str, object]
+) -> Planogram:
+    """Parse a technician's CSV. All-or-nothing: any bad row rejects the whole file."""
+    known = set(known_products)
+    if text.startswith("\ufeff"):  # spreadsheets on Windows save UTF-8 with a BOM
+        text = text[1:]
+    reader = csv.DictReader(io.StringIO(text))
+    header = tuple(h.strip() for h in (reader.fieldnames or ()))
+    if header != CSV_COLUMNS:
+        raise PlanogramCsvError(
+            [CsvRowError(1, f"header must be {','.join(CSV_COLUMNS)}; got {','.join(header)}")]
+        )
+    errors: list[CsvRowError] = []
+    slots: list[Slot] = []
+    first_row: dict[int, int] = {}
+    hw_row: dict[tuple[int, int], int] = {}
+    for raw in reader:
+        line = reader.line_num
+        if None in raw:
+            errors.append(CsvRowError(line, f"too many columns (expected {len(CSV_COLUMNS)})"))
+            continue
+        if any(v is None for v in raw.values()):
+            errors.append(CsvRowError(line, f"too few columns (expected {len(CSV_COLUMNS)})"))
+            continue
+        if not any((v or "").strip() for v in raw.values()):
+            continue  # blank line
+        errs: list[str] = []
+        slot_no = _int_field(raw, "slot", errs)
+        board = _int_field(raw, "board", errs)
+        address = _int_field(raw, "address", errs)
+        row = _int_field(raw, "row", errs)
+        col = _int_field(raw, "col", errs)
+        capacity = _int_field(raw, "capacity", errs)
+        kind_text = raw["kind"].strip().lower()
+        try:
+            kind = SlotKind(kind_text)
+        except ValueError:
+            errs.append(f"kind must be spiral or locker, got {kind_text!r}")
+            kind = SlotKind.SPIRAL
+        pid = raw["product_id"].strip() or None
+        if pid is not None and pid not in known:
+            errs.append(f"product_id {pid!r} is not in the catalog")
+        if not errs:
+            slot = Slot(slot_no, board, address, kind, capacity, pid, row, col)
+            errs.extend(slot.problems())
+            if slot_no in first_row:
+                errs.append(f"slot {slot_no} already defined on row {first_row[slot_no]}")
+            if (board, address) in hw_row:
+                errs.append(
+                    f"board {board} address {address} already used "
+                    f"on row {hw_row[(board, address)]}"
+                )
+            if not errs:
+                first_row[slot_no] = line
+                hw_row[(board, address)] = line
+                slots.append(slot)
+        errors.extend(CsvRowError(line, e) for e in errs)
+    if errors:
+        raise PlanogramCsvError(errors)
+    if not slots:
+        raise PlanogramCsvError([CsvRowError(1, "the file has no slots")])
+    return Planogram.of(version, slots)
+
+
+def planogram_to_csv(planogram: Planogram) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for s in planogram:
+        w.writerow(
+            [
+                s.slot_no,
+                s.board,
+                s.address,
+                s.kind.value,
+                s.row,
+                s.col,
+                s.capacity,
+                s.product_id or "",
+            ]
+        )
+    return out.getvalue()

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite on a fresh Debian / Raspberry Pi OS machine:
+# system packages (real Mosquitto, CJK fonts, Xvfb, xdotool, socat), a venv, lint, types, pytest.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/unit -x`.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$KIOSK_ROOT"
+
+ensure_system_packages mosquitto mosquitto-clients fonts-wqy-microhei xvfb xdotool socat
+ensure_venv "test,dev"
+
+say "ruff"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+say "mypy"
+"$VENV/bin/mypy" kiosk/core kiosk/hardware/protocol.py kiosk/store kiosk/config.py kiosk/clock.py
+say "pytest"
+set +e
+"$VENV/bin/python" -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  say "pytest collected no tests: that is a failure"
+  exit 1
+fi
+exit "$rc"
