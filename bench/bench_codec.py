@@ -1,0 +1,80 @@
+"""Throughput benchmark for the serial codec (kiosk.hardware.protocol).
+
+Run: /tmp/kvenv/bin/python bench/bench_codec.py [N]
+Prints frames/s for encode, decode (FrameDecoder) and decode+decode_message.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kiosk.hardware.protocol import (
+    FrameDecoder,
+    Vend,
+    decode_message,
+    encode,
+)
+
+
+def best_of(runs: int, fn: Callable[[], None]) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    msgs = [Vend(slot=i % 60, tx=i + 1) for i in range(n)]
+    wires: list[bytes] = []
+
+    def do_encode() -> None:
+        wires.clear()
+        wires.extend(encode(0, i & 0xFF, m) for i, m in enumerate(msgs))
+
+    t_enc = best_of(3, do_encode)
+    stream = b"".join(wires)
+    chunk = 64  # a typical USB-serial read size
+    chunks = [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
+
+    def do_frames() -> None:
+        dec = FrameDecoder()
+        count = 0
+        for c in chunks:
+            dec.feed(c)
+            for _ in dec.frames():
+                count += 1
+        assert count == n
+
+    def do_messages() -> None:
+        dec = FrameDecoder()
+        count = 0
+        for c in chunks:
+            dec.feed(c)
+            for f in dec.frames():
+                decode_message(f)
+                count += 1
+        assert count == n
+
+    t_frames = best_of(3, do_frames)
+    t_msgs = best_of(3, do_messages)
+
+    print(f"machine: {platform.platform()} | {platform.machine()} | cpus={os.cpu_count()}")
+    print(f"python:  {platform.python_implementation()} {platform.python_version()}")
+    print(f"frames:  {n} VEND frames, {len(wires[0])} bytes each, fed in {chunk}-byte chunks")
+    print(f"encode (message -> bytes):            {n / t_enc:>12,.0f} frames/s")
+    print(f"decode (bytes -> Frame):              {n / t_frames:>12,.0f} frames/s")
+    print(f"decode (bytes -> Frame -> message):   {n / t_msgs:>12,.0f} frames/s")
+
+
+if __name__ == "__main__":
+    main()
