@@ -72,7 +72,11 @@ def product_errors(p: Product) -> list[str]:
         )
     if not isinstance(p.price_fen, int) or isinstance(p.price_fen, bool) or p.price_fen <= 0:
         errs.append(f"price_fen must be a positive integer (fen), got {p.price_fen!r}")
-    if not isinstance(p.shelf_life_days, int) or p.shelf_life_days <= 0:
+    if (
+        not isinstance(p.shelf_life_days, int)
+        or isinstance(p.shelf_life_days, bool)
+        or p.shelf_life_days <= 0
+    ):
         errs.append(f"shelf_life_days must be a positive integer, got {p.shelf_life_days!r}")
     if not isinstance(p.category, Category):
         errs.append(f"category must be one of {[c.value for c in Category]}")

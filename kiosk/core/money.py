@@ -10,7 +10,7 @@ import re
 
 __all__ = ["MoneyError", "format_fen", "parse_yuan", "yuan_str"]
 
-_YUAN_RE = re.compile(r"^\s*[¥￥]?\s*(?P<int>\d{1,9})(?:\.(?P<frac>\d{1,2}))?\s*$")
+_YUAN_RE = re.compile(r"\s*[¥￥]?\s*(?P<int>[0-9]{1,9})(?:\.(?P<frac>[0-9]{1,2}))?\s*")
 
 
 class MoneyError(ValueError):
@@ -34,7 +34,7 @@ def format_fen(fen: int) -> str:
 
 def parse_yuan(text: str) -> int:
     """Parse `"12.8"`, `"12.80"`, `"¥12"` into fen. Rejects negatives, >2 decimals, floats."""
-    m = _YUAN_RE.match(text)
+    m = _YUAN_RE.fullmatch(text)
     if m is None:
         raise MoneyError(f"not an amount in yuan (e.g. 12.80): {text!r}")
     frac = (m.group("frac") or "").ljust(2, "0")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -108,6 +109,7 @@ class Planogram:
 
 # --- CSV ------------------------------------------------------------------------------------
 
+_DIGITS = re.compile(r"-?[0-9]{1,6}")
 CSV_COLUMNS = ("slot", "board", "address", "kind", "row", "col", "capacity", "product_id")
 
 
@@ -130,11 +132,10 @@ class PlanogramCsvError(ValueError):
 
 def _int_field(raw: dict[str, str], name: str, errs: list[str]) -> int:
     text = (raw.get(name) or "").strip()
-    try:
-        return int(text)
-    except ValueError:
+    if not _DIGITS.fullmatch(text):
         errs.append(f"{name} must be a whole number, got {text!r}")
         return 0
+    return int(text)
 
 
 def planogram_from_csv(
@@ -150,6 +151,7 @@ def planogram_from_csv(
         raise PlanogramCsvError(
             [CsvRowError(1, f"header must be {','.join(CSV_COLUMNS)}; got {','.join(header)}")]
         )
+    reader.fieldnames = list(header)  # look rows up by the stripped names
     errors: list[CsvRowError] = []
     slots: list[Slot] = []
     first_row: dict[int, int] = {}

@@ -24,6 +24,9 @@ class StockReason(StrEnum):
     TEST_VEND = "test_vend"  # technician test vend that delivered an item
 
 
+_OUTGOING = frozenset({StockReason.SALE, StockReason.REMOVAL, StockReason.TEST_VEND})
+
+
 @dataclass(frozen=True, slots=True)
 class StockChange:
     slot_no: int
@@ -37,6 +40,16 @@ def apply_change(level: int, capacity: int, change: StockChange) -> int:
     if change.delta == 0 and change.reason is not StockReason.COUNT_CORRECTION:
         raise StockError(
             f"slot {change.slot_no}: a {change.reason.value} of 0 items changes nothing"
+        )
+    if change.reason in _OUTGOING and change.delta >= 0:
+        raise StockError(
+            f"slot {change.slot_no}: a {change.reason.value} takes items out; delta must be "
+            f"negative, got {change.delta}"
+        )
+    if change.reason is StockReason.RESTOCK and change.delta <= 0:
+        raise StockError(
+            f"slot {change.slot_no}: a restock adds items; delta must be positive, "
+            f"got {change.delta}"
         )
     new = level + change.delta
     if new < 0:

@@ -1,0 +1,416 @@
+"""Payment codes: order ids, the signed pay URL, province confirmations, the offline code.
+
+Owns: every byte-level rule about payments (canonical strings, HMAC and Ed25519 checks, the
+offline-code derivation) so the kiosk and the province simulator compute exactly the same thing.
+Pure: secrets and keys come in as bytes, time comes in as `now`; nothing here reads a clock,
+a file or the network. Never compares secrets or codes with `==` (constant time only).
+
+See docs/payments.md for the scheme and its reasoning.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from urllib.parse import parse_qsl, urlsplit
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+__all__ = [
+    "CONFIRMATION_DOMAIN",
+    "OFFLINE_CODE_DIGITS",
+    "ORDER_SEQ_MAX",
+    "ConfirmationRejected",
+    "PayUrlParams",
+    "Payment",
+    "PaymentConfirmation",
+    "PaymentMethod",
+    "PaymentStatus",
+    "PaymentStatusQuery",
+    "PaymentStatusReply",
+    "RejectReason",
+    "confirmation_from_dict",
+    "confirmation_signing_bytes",
+    "confirmation_to_dict",
+    "make_order_id",
+    "offline_code",
+    "offline_code_matches",
+    "parse_order_id",
+    "parse_pay_url",
+    "pay_url",
+    "sign_confirmation",
+    "url_signature",
+    "verify_confirmation",
+    "verify_status_reply",
+]
+
+# --- payments -------------------------------------------------------------------------------
+
+
+class PaymentMethod(StrEnum):
+    WECHAT = "wechat"
+    ALIPAY = "alipay"
+    UNIONPAY = "unionpay"
+    OFFLINE_CODE = "offline-code"  # verified on the kiosk from the 8-digit code; synced later
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A verified payment for one order. Built only by `verify_confirmation` (province
+    confirmation) or by the sale machine after a correct offline code."""
+
+    method: PaymentMethod
+    provider_ref: str  # WeChat/Alipay transaction id; "" for an offline code not yet synced
+    amount_fen: int
+    confirmed_at: float  # kiosk wall-clock time the payment was accepted
+
+
+# --- order ids ------------------------------------------------------------------------------
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD_INDEX = {c: i for i, c in enumerate(_CROCKFORD)}
+ORDER_SEQ_DIGITS = 5  # 5 base32 digits = 25 bits
+ORDER_SEQ_MAX = (1 << 24) - 1  # the tx scheme in core.sale keeps 24 bits of the sequence
+_KIOSK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")
+
+
+def make_order_id(kiosk_id: str, order_seq: int) -> str:
+    """`("AH-340100-0001", 42)` -> `"AH-340100-0001-0001A"`.
+
+    The kiosk id makes it unique across kiosks; `order_seq` is a per-kiosk counter the store
+    persists in the same transaction as the order, so it is unique across reboots.
+    """
+    if not _KIOSK_ID_RE.match(kiosk_id):
+        raise ValueError(f"kiosk id must be 1-32 letters, digits or '-', got {kiosk_id!r}")
+    if not isinstance(order_seq, int) or not 1 <= order_seq <= ORDER_SEQ_MAX:
+        raise ValueError(f"order_seq must be 1..{ORDER_SEQ_MAX}, got {order_seq!r}")
+    digits = []
+    n = order_seq
+    for _ in range(ORDER_SEQ_DIGITS):
+        n, r = divmod(n, 32)
+        digits.append(_CROCKFORD[r])
+    return f"{kiosk_id}-{''.join(reversed(digits))}"
+
+
+def parse_order_id(order_id: str) -> tuple[str, int]:
+    """Inverse of `make_order_id`; raises ValueError on anything else."""
+    kiosk_id, sep, seq_text = order_id.rpartition("-")
+    if not sep or len(seq_text) != ORDER_SEQ_DIGITS or not _KIOSK_ID_RE.match(kiosk_id):
+        raise ValueError(f"not an order id: {order_id!r}")
+    seq = 0
+    for ch in seq_text:
+        if ch not in _CROCKFORD_INDEX:
+            raise ValueError(f"not an order id: {order_id!r}")
+        seq = seq * 32 + _CROCKFORD_INDEX[ch]
+    if not 1 <= seq <= ORDER_SEQ_MAX:
+        raise ValueError(f"order id sequence out of range: {order_id!r}")
+    return kiosk_id, seq
+
+
+# --- the pay URL ----------------------------------------------------------------------------
+
+URL_DOMAIN = "kiosk-pay-url-v1"
+URL_SIG_BYTES = 12  # 96 bits -> 16 base64url characters
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _url_canonical(kiosk_id: str, order_id: str, amount_fen: int, expires_at: int) -> bytes:
+    return f"{URL_DOMAIN}|{kiosk_id}|{order_id}|{amount_fen}|{expires_at}".encode("ascii")
+
+
+def url_signature(
+    secret: bytes, kiosk_id: str, order_id: str, amount_fen: int, expires_at: float
+) -> str:
+    """Truncated HMAC-SHA256 (96 bits, base64url) over the canonical pay-URL string."""
+    mac = hmac.new(
+        secret, _url_canonical(kiosk_id, order_id, amount_fen, int(expires_at)), hashlib.sha256
+    )
+    return _b64url(mac.digest()[:URL_SIG_BYTES])
+
+
+def pay_url(
+    base: str, kiosk_id: str, order_id: str, amount_fen: int, expires_at: float, secret: bytes
+) -> str:
+    """`{base}?o=<order id>&a=<fen>&e=<unix s>&s=<sig>`; the kiosk id is part of the order id."""
+    if parse_order_id(order_id)[0] != kiosk_id:
+        raise ValueError(f"order {order_id!r} does not belong to kiosk {kiosk_id!r}")
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen <= 0:
+        raise ValueError(f"amount_fen must be a positive int, got {amount_fen!r}")
+    exp = int(expires_at)
+    sig = url_signature(secret, kiosk_id, order_id, amount_fen, exp)
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}o={order_id}&a={amount_fen}&e={exp}&s={sig}"
+
+
+@dataclass(frozen=True, slots=True)
+class PayUrlParams:
+    kiosk_id: str
+    order_id: str
+    amount_fen: int
+    expires_at: int
+
+
+def parse_pay_url(url: str, secret_for_kiosk: Mapping[str, bytes]) -> PayUrlParams | None:
+    """What the province does with a scanned URL: parse, look up the device secret, check the
+    signature (constant time). Returns None for anything not signed by that kiosk."""
+    try:
+        q = dict(parse_qsl(urlsplit(url).query, strict_parsing=True))
+        order_id, sig = q["o"], q["s"]
+        amount, exp = int(q["a"]), int(q["e"])
+        kiosk_id, _ = parse_order_id(order_id)
+    except (KeyError, ValueError):
+        return None
+    secret = secret_for_kiosk.get(kiosk_id)
+    if secret is None:
+        return None
+    good = url_signature(secret, kiosk_id, order_id, amount, exp)
+    if not hmac.compare_digest(good.encode("ascii"), sig.encode("ascii", "replace")):
+        return None
+    return PayUrlParams(kiosk_id, order_id, amount, exp)
+
+
+# --- offline confirmation code --------------------------------------------------------------
+
+OFFLINE_DOMAIN = "kiosk-offline-code-v1"
+OFFLINE_CODE_DIGITS = 8
+
+
+def offline_code(secret: bytes, order_id: str, amount_fen: int) -> str:
+    """8 decimal digits: HOTP dynamic truncation (RFC 4226 §5.3) of HMAC-SHA256 over
+    `kiosk-offline-code-v1|<order id>|<amount fen>`."""
+    msg = f"{OFFLINE_DOMAIN}|{order_id}|{amount_fen}".encode("ascii")
+    mac = hmac.new(secret, msg, hashlib.sha256).digest()
+    offset = mac[-1] & 0x0F
+    value = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFF_FFFF
+    return f"{value % 10**OFFLINE_CODE_DIGITS:0{OFFLINE_CODE_DIGITS}d}"
+
+
+def offline_code_matches(secret: bytes, order_id: str, amount_fen: int, entered: str) -> bool:
+    """Constant-time check of a typed code; spaces are ignored, anything else must be digits."""
+    typed = "".join(entered.split())
+    good = offline_code(secret, order_id, amount_fen)
+    # compare_digest on bytes of possibly different length is still safe (returns False)
+    return hmac.compare_digest(good.encode("ascii"), typed.encode("utf-8"))
+
+
+# --- province confirmations -----------------------------------------------------------------
+
+CONFIRMATION_DOMAIN = b"kiosk-payment-confirmation-v1\n"
+
+
+class RejectReason(StrEnum):
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_KIOSK = "wrong_kiosk"
+    UNKNOWN_ORDER = "unknown_order"
+    WRONG_AMOUNT = "wrong_amount"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationRejected:
+    reason: RejectReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentConfirmation:
+    """What the province publishes when a provider says an order was paid (Ed25519 signed)."""
+
+    kiosk_id: str
+    order_id: str
+    amount_fen: int
+    method: str  # a PaymentMethod value other than offline-code
+    provider_ref: str
+    paid_at: int  # unix seconds, province clock
+    event_id: str  # unique per confirmation message (the provider retries; we dedupe by ref)
+    signature: bytes = b""
+
+
+def _confirmation_fields(c: PaymentConfirmation) -> dict[str, str | int]:
+    return {
+        "kiosk_id": c.kiosk_id,
+        "order_id": c.order_id,
+        "amount_fen": c.amount_fen,
+        "method": c.method,
+        "provider_ref": c.provider_ref,
+        "paid_at": c.paid_at,
+        "event_id": c.event_id,
+    }
+
+
+def confirmation_signing_bytes(c: PaymentConfirmation) -> bytes:
+    """Domain string + canonical JSON (sorted keys, no spaces, UTF-8) of all fields but the
+    signature."""
+    body = json.dumps(
+        _confirmation_fields(c), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return CONFIRMATION_DOMAIN + body.encode("utf-8")
+
+
+def sign_confirmation(private_key: bytes, c: PaymentConfirmation) -> PaymentConfirmation:
+    """Province side (and the province simulator): return `c` with its Ed25519 signature."""
+    key = Ed25519PrivateKey.from_private_bytes(private_key)
+    return replace(c, signature=key.sign(confirmation_signing_bytes(c)))
+
+
+def confirmation_to_dict(c: PaymentConfirmation) -> dict[str, str | int]:
+    d = _confirmation_fields(c)
+    d["signature"] = _b64url(c.signature)
+    return d
+
+
+def confirmation_from_dict(d: object) -> PaymentConfirmation | ConfirmationRejected:
+    """Parse the wire form; every field is required and strictly typed."""
+    if not isinstance(d, Mapping):
+        return ConfirmationRejected(RejectReason.MALFORMED, "not an object")
+    str_fields = ("kiosk_id", "order_id", "method", "provider_ref", "event_id", "signature")
+    int_fields = ("amount_fen", "paid_at")
+    for name in str_fields:
+        if not isinstance(d.get(name), str):
+            return ConfirmationRejected(RejectReason.MALFORMED, f"{name} must be a string")
+    for name in int_fields:
+        v = d.get(name)
+        if not isinstance(v, int) or isinstance(v, bool):
+            return ConfirmationRejected(RejectReason.MALFORMED, f"{name} must be an integer")
+    extra = set(d) - set(str_fields) - set(int_fields)
+    if extra:
+        return ConfirmationRejected(RejectReason.MALFORMED, f"unknown fields {sorted(extra)}")
+    try:
+        sig = _b64url_decode(d["signature"])
+    except ValueError:
+        return ConfirmationRejected(RejectReason.MALFORMED, "signature is not base64url")
+    return PaymentConfirmation(
+        kiosk_id=d["kiosk_id"],
+        order_id=d["order_id"],
+        amount_fen=d["amount_fen"],
+        method=d["method"],
+        provider_ref=d["provider_ref"],
+        paid_at=d["paid_at"],
+        event_id=d["event_id"],
+        signature=sig,
+    )
+
+
+_ONLINE_METHODS = {m.value for m in PaymentMethod if m is not PaymentMethod.OFFLINE_CODE}
+
+
+def verify_confirmation(
+    c: PaymentConfirmation,
+    *,
+    province_public_key: bytes,
+    kiosk_id: str,
+    order_amounts: Mapping[str, int],
+    now: float,
+    max_age_s: float = 48 * 3600,
+    max_skew_s: float = 300,
+) -> Payment | ConfirmationRejected:
+    """Check a confirmation: shape, Ed25519 signature, kiosk, order, exact amount, freshness.
+
+    `order_amounts` maps every order id this kiosk still knows (open, closed or cancelled: a
+    payment for a cancelled order must still become a refund record) to its amount in fen.
+    Freshness: `paid_at` no more than `max_skew_s` in the future and `max_age_s` in the past, so
+    clocks a few minutes apart and a kiosk offline for a day still agree, while an old captured
+    message cannot be replayed forever. Duplicates inside the window are the sale machine's job
+    (it ignores a provider reference it already has).
+    """
+    if (
+        not c.provider_ref
+        or len(c.provider_ref) > 64
+        or not c.event_id
+        or c.method not in _ONLINE_METHODS
+        or not isinstance(c.amount_fen, int)
+        or c.amount_fen <= 0
+        or len(c.signature) != 64
+    ):
+        return ConfirmationRejected(RejectReason.MALFORMED, "field out of range")
+    try:
+        Ed25519PublicKey.from_public_bytes(province_public_key).verify(
+            c.signature, confirmation_signing_bytes(c)
+        )
+    except (InvalidSignature, ValueError):
+        return ConfirmationRejected(RejectReason.BAD_SIGNATURE)
+    if c.kiosk_id != kiosk_id:
+        return ConfirmationRejected(RejectReason.WRONG_KIOSK, c.kiosk_id)
+    expected = order_amounts.get(c.order_id)
+    if expected is None:
+        return ConfirmationRejected(RejectReason.UNKNOWN_ORDER, c.order_id)
+    if c.amount_fen != expected:
+        return ConfirmationRejected(
+            RejectReason.WRONG_AMOUNT, f"paid {c.amount_fen} fen, order is {expected} fen"
+        )
+    if not math.isfinite(now) or not now - max_age_s <= c.paid_at <= now + max_skew_s:
+        return ConfirmationRejected(RejectReason.STALE, f"paid_at {c.paid_at}, now {int(now)}")
+    return Payment(PaymentMethod(c.method), c.provider_ref, c.amount_fen, now)
+
+
+# --- order status query (when no confirmation arrives) --------------------------------------
+
+
+class PaymentStatus(StrEnum):
+    PAID = "paid"  # reply carries the signed confirmation
+    NOT_PAID = "not_paid"  # the provider has no payment (yet)
+    CLOSED = "closed"  # the province closed the provider order: no payment will come
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentStatusQuery:
+    """Kiosk -> province: 'has order X been paid?' (sent on `QueryPaymentStatus`)."""
+
+    kiosk_id: str
+    order_id: str
+    asked_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentStatusReply:
+    """Province -> kiosk. A PAID reply is only believed through its signed confirmation."""
+
+    order_id: str
+    status: PaymentStatus
+    confirmation: PaymentConfirmation | None = None
+
+
+def verify_status_reply(
+    reply: PaymentStatusReply,
+    *,
+    province_public_key: bytes,
+    kiosk_id: str,
+    order_amounts: Mapping[str, int],
+    now: float,
+    max_age_s: float = 48 * 3600,
+    max_skew_s: float = 300,
+) -> Payment | ConfirmationRejected | None:
+    """A verified Payment for PAID, None for NOT_PAID / CLOSED, a rejection otherwise."""
+    if reply.status is not PaymentStatus.PAID:
+        return None
+    c = reply.confirmation
+    if c is None or c.order_id != reply.order_id:
+        return ConfirmationRejected(RejectReason.MALFORMED, "PAID without its confirmation")
+    return verify_confirmation(
+        c,
+        province_public_key=province_public_key,
+        kiosk_id=kiosk_id,
+        order_amounts=order_amounts,
+        now=now,
+        max_age_s=max_age_s,
+        max_skew_s=max_skew_s,
+    )
