@@ -1,0 +1,93 @@
+"""One SQLite connection shared by the kiosk's threads, and its transactions.
+
+Owns: the connection, the lock that serialises its use, and the transaction discipline
+(`BEGIN IMMEDIATE` for writes, nested blocks as savepoints). Must never decide what is stored:
+that belongs to the repositories. Must never leave a transaction open after a block exits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kiosk.clock import Clock
+from kiosk.store.errors import StoreClosed
+
+__all__ = ["Database"]
+
+
+class Database:
+    """A connection opened with `isolation_level=None` (we issue BEGIN/COMMIT ourselves).
+
+    Every use holds `self.lock` (re-entrant), so the controller, sync and UI threads can share it.
+    A `transaction()` inside another one becomes a SAVEPOINT: its failure rolls back only its own
+    writes and propagates; the outer block decides whether to go on.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, clock: Clock) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self.clock = clock
+        self.lock = threading.RLock()
+        self._depth = 0  # only touched by the thread holding the lock
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreClosed("the store is closed")
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: all of the block's writes are durable on exit, or none are."""
+        with self.lock:
+            conn = self._live()
+            depth = self._depth
+            rollback: tuple[str, ...]
+            if depth == 0:
+                begin, commit, rollback = "BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",)
+            else:
+                name = f"sp{depth}"
+                begin, commit = f"SAVEPOINT {name}", f"RELEASE {name}"
+                rollback = (f"ROLLBACK TO {name}", f"RELEASE {name}")
+            conn.execute(begin)
+            self._depth += 1
+            try:
+                yield conn
+                self._depth -= 1
+                conn.execute(commit)
+            except BaseException:
+                if self._depth > depth:  # the block failed, not the commit
+                    self._depth -= 1
+                # SQLite may already have rolled back by itself (e.g. disk full)
+                if conn.in_transaction:
+                    for stmt in rollback:
+                        conn.execute(stmt)
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for several reads (a deferred transaction, or the outer one)."""
+        with self.lock:
+            conn = self._live()
+            if self._depth > 0:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            self._depth += 1
+            try:
+                yield conn
+            finally:
+                self._depth -= 1
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self.lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

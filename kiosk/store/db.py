@@ -1,0 +1,212 @@
+"""Opening the kiosk's SQLite store: pragmas, integrity check, migrations, corrupt-file handling.
+
+Owns: the database file `kiosk.db` in the data dir, its WAL and SHM files, and the
+`STORE_CORRUPT` marker. Must never recreate a database silently: a database that fails its
+integrity check is moved aside, the marker says what happened and where the files went, and
+every later open refuses (StoreCorrupt) until a technician runs `recover_store`.
+The whole database records money and stock, so every connection runs with synchronous=FULL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+
+from kiosk.clock import Clock, SystemClock
+from kiosk.store.connection import Database
+from kiosk.store.errors import StoreCorrupt, StoreError
+from kiosk.store.migrations import current_version, migrate
+from kiosk.store.repos import CatalogRepo, CounterRepo, PlanogramRepo, SettingsRepo, StockRepo
+
+__all__ = [
+    "CORRUPT_MARKER",
+    "DB_FILENAME",
+    "Store",
+    "open_store",
+    "recover_store",
+]
+
+DB_FILENAME = "kiosk.db"
+CORRUPT_MARKER = "STORE_CORRUPT"
+BUSY_TIMEOUT_MS = 5000
+_SIDE_FILES = ("", "-wal", "-shm")
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+_MOVED_TO = "moved_to: "
+
+
+class Store:
+    """The open store. Share one per process; it is safe to use from several threads.
+
+    Repositories: `catalog`, `planogram`, `stock`, `settings`, `counters`. Use
+    `with store.transaction():` to make several repository calls one atomic, durable change.
+    """
+
+    def __init__(self, db: Database, data_dir: Path) -> None:
+        self._db = db
+        self.data_dir = data_dir
+        self.path = data_dir / DB_FILENAME
+        self.catalog = CatalogRepo(db)
+        self.planogram = PlanogramRepo(db)
+        self.stock = StockRepo(db)
+        self.settings = SettingsRepo(db)
+        self.counters = CounterRepo(db)
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (a savepoint when nested). Durable when the block exits."""
+        return self._db.transaction()
+
+    def read(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A consistent read snapshot. Do not write inside it; use `transaction()`."""
+        return self._db.read()
+
+    def schema_version(self) -> int:
+        with self._db.read() as conn:
+            return current_version(conn)
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    def close(self) -> None:
+        """Close the connection (SQLite checkpoints the WAL). Later use raises StoreClosed."""
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _is_corruption(e: sqlite3.DatabaseError) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return True
+    text = str(e).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
+def open_store(data_dir: Path, clock: Clock | None = None) -> Store:
+    """Open (creating if needed) the store in `data_dir`, check it and migrate it to the latest
+    schema.
+
+    Raises StoreCorrupt if the database is marked corrupt or fails its integrity check (the
+    files are then moved aside and the marker written), SchemaTooNew if it was written by newer
+    software, StoreError for anything else that keeps the store from opening.
+    """
+    clock = clock or SystemClock()
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker = data_dir / CORRUPT_MARKER
+    if marker.exists():
+        raise StoreCorrupt(marker.read_text(encoding="utf-8", errors="replace"))
+    path = data_dir / DB_FILENAME
+    try:
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open {path}: {e}") from e
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise _Corrupt("PRAGMA quick_check: " + "; ".join(problems[:10]))
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn, clock=clock)
+        _fsync_dir(data_dir)  # a newly created database file must survive power loss too
+    except _Corrupt as e:
+        conn.close()
+        _quarantine(data_dir, str(e), clock)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        if _is_corruption(e):
+            _quarantine(data_dir, f"{type(e).__name__}: {e}", clock)
+        raise StoreError(f"cannot open {path}: {e}") from e
+    except BaseException:
+        conn.close()
+        raise
+    return Store(Database(conn, clock), data_dir)
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _quarantine(data_dir: Path, reason: str, clock: Clock) -> None:
+    """Move the database files aside, write the marker, raise StoreCorrupt. Never returns."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.time()))
+    base = f"{DB_FILENAME}.corrupt-{stamp}"
+    n = 1
+    while any((data_dir / (base + s)).exists() for s in _SIDE_FILES):
+        n += 1
+        base = f"{DB_FILENAME}.corrupt-{stamp}-{n}"
+    moved: list[str] = []
+    for suffix in _SIDE_FILES:
+        src = data_dir / (DB_FILENAME + suffix)
+        if src.exists():
+            os.replace(src, data_dir / (base + suffix))
+            moved.append(base + suffix)
+    target = data_dir / base
+    report = (
+        "STORE CORRUPT: the kiosk database failed its integrity check and was moved aside.\n"
+        "The kiosk is out of service until a technician saves the moved files and runs "
+        "`kiosk store recover`.\n"
+        f"detected_at: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(clock.time()))}\n"
+        f"reason: {' '.join(reason.split())}\n"
+        f"{_MOVED_TO}{target}\n"
+        f"files: {', '.join(moved) or '(none)'}\n"
+    )
+    marker = data_dir / CORRUPT_MARKER
+    tmp = data_dir / (CORRUPT_MARKER + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(report)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, marker)
+    _fsync_dir(data_dir)
+    raise StoreCorrupt(report)
+
+
+def recover_store(data_dir: Path) -> Path | None:
+    """Clear the STORE_CORRUPT marker so the next open starts a fresh, empty database.
+
+    Returns where the corrupt files were moved (as recorded in the marker), or None when there
+    was no marker. The moved files are left in place for analysis.
+    """
+    marker = Path(data_dir) / CORRUPT_MARKER
+    try:
+        text = marker.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    moved: Path | None = None
+    for line in text.splitlines():
+        if line.startswith(_MOVED_TO):
+            moved = Path(line[len(_MOVED_TO) :])
+    with contextlib.suppress(FileNotFoundError):
+        marker.unlink()
+    _fsync_dir(Path(data_dir))
+    return moved

@@ -1,0 +1,172 @@
+"""Schema migrations: from every earlier version to the latest, data kept, schema identical."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kiosk.core.stock import StockReason
+from kiosk.store import (
+    CORRUPT_MARKER,
+    DB_FILENAME,
+    LATEST_VERSION,
+    MIGRATIONS,
+    Migration,
+    SchemaTooNew,
+    Store,
+    StoreError,
+    migrate,
+    open_store,
+)
+from kiosk.store.migrations import current_version
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+# What software at each schema version would have written, in that version's own SQL.
+def _seed_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO settings VALUES ('kiosk_id', 'AH-341524-0007')")
+    conn.execute("INSERT INTO catalog_meta VALUES (1, 3, 1700000000.0)")
+    conn.execute(
+        "INSERT INTO catalog_product VALUES ('A', '六安瓜片', 'Guapian tea', 'FP-1', '金寨县', "
+        "'Jinzhai', '341524', '合作社', 'Co-op', 'tea', 1500, '250克/罐', '250 g', 365, 'a.png')"
+    )
+    conn.execute("INSERT INTO planogram_meta VALUES (1, 2, 1700000000.0)")
+    conn.execute("INSERT INTO planogram_slot VALUES (1, 1, 0, 'spiral', 10, 'A', 1, 1)")
+    conn.execute("INSERT INTO planogram_slot VALUES (2, 1, 1, 'locker', 1, NULL, 1, 2)")
+    conn.execute("INSERT INTO stock VALUES (1, 4)")
+    conn.execute("INSERT INTO stock VALUES (2, 0)")
+    conn.execute(
+        "INSERT INTO stock_log (slot_no, delta, level_after, reason, ref, at) "
+        "VALUES (1, 5, 5, 'restock', 'r1', 1700000001.0), (1, -1, 4, 'sale', 'o1', 1700000002.0)"
+    )
+
+
+def _check_v1(store: Store) -> None:
+    assert store.settings.get("kiosk_id") == "AH-341524-0007"
+    cat = store.catalog.load()
+    assert cat.version == 3
+    assert cat["A"].price_fen == 1500 and cat["A"].name_zh == "六安瓜片"
+    pg = store.planogram.load()
+    assert pg.version == 2 and pg.slots[1].product_id == "A" and pg.slots[2].product_id is None
+    assert store.stock.levels() == {1: 4, 2: 0}
+    assert [(e.delta, e.reason) for e in store.stock.log(1)] == [
+        (-1, StockReason.SALE),
+        (5, StockReason.RESTOCK),
+    ]
+
+
+def _seed_v2(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO counters VALUES ('boot', 41), ('tx', 1000)")
+
+
+def _check_v2(store: Store) -> None:
+    assert store.counters.next_value("boot") == 42
+    assert store.counters.next_value("tx") == 1001
+
+
+SEEDS: dict[int, tuple[Callable[[sqlite3.Connection], None], Callable[[Store], None]]] = {
+    1: (_seed_v1, _check_v1),
+    2: (_seed_v2, _check_v2),
+}
+
+
+def test_every_migration_has_seed_data() -> None:
+    assert sorted(SEEDS) == [m.version for m in MIGRATIONS]
+    assert [m.version for m in MIGRATIONS] == list(range(1, LATEST_VERSION + 1))
+
+
+def _schema(path: Path) -> list[tuple[str, str, str]]:
+    conn = _connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+            "ORDER BY type, name"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(t, n, " ".join((s or "").split())) for t, n, s in rows]
+
+
+@pytest.mark.parametrize("start", range(len(MIGRATIONS)))
+def test_migrate_from_each_earlier_version(tmp_path: Path, start: int) -> None:
+    old_dir, fresh_dir = tmp_path / "old", tmp_path / "fresh"
+    old_dir.mkdir()
+    conn = _connect(old_dir / DB_FILENAME)
+    assert migrate(conn, target=start) == start
+    for v in range(1, start + 1):
+        with conn:
+            conn.execute("BEGIN")
+            SEEDS[v][0](conn)
+    conn.close()
+
+    with open_store(old_dir) as s:
+        assert s.schema_version() == LATEST_VERSION
+        for v in range(1, start + 1):
+            SEEDS[v][1](s)
+        with s.read() as c:
+            applied = [r[0] for r in c.execute("SELECT version FROM schema_version ORDER BY 1")]
+            assert applied == list(range(1, LATEST_VERSION + 1))
+            assert c.execute("PRAGMA foreign_key_check").fetchall() == []
+            assert c.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    open_store(fresh_dir).close()
+    assert _schema(old_dir / DB_FILENAME) == _schema(fresh_dir / DB_FILENAME)
+
+
+def test_migrate_is_idempotent_and_stepwise(tmp_path: Path) -> None:
+    conn = _connect(tmp_path / "x.db")
+    assert current_version(conn) == 0
+    for v in range(1, LATEST_VERSION + 1):
+        assert migrate(conn, target=v) == v
+    assert migrate(conn) == LATEST_VERSION
+    with pytest.raises(StoreError, match="downgrad"):
+        migrate(conn, target=0)
+    conn.close()
+
+
+def test_database_newer_than_code_is_refused_and_untouched(tmp_path: Path) -> None:
+    open_store(tmp_path).close()
+    conn = _connect(tmp_path / DB_FILENAME)
+    conn.execute(
+        "INSERT INTO schema_version VALUES (?, 0, 'from the future')", (LATEST_VERSION + 1,)
+    )
+    conn.close()
+    before = (tmp_path / DB_FILENAME).read_bytes()
+    with pytest.raises(SchemaTooNew, match=f"version {LATEST_VERSION + 1}"):
+        open_store(tmp_path)
+    assert (tmp_path / DB_FILENAME).read_bytes() == before
+    assert not (tmp_path / CORRUPT_MARKER).exists()  # not corrupt: just newer
+
+
+def test_callable_migration_and_failed_migration_rolls_back(tmp_path: Path) -> None:
+    def add_table(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE extra (x INTEGER)")
+        conn.execute("INSERT INTO extra VALUES (1)")
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half (x INTEGER)")
+        raise RuntimeError("migration bug")
+
+    ok = [*MIGRATIONS, Migration(LATEST_VERSION + 1, "extra", add_table)]
+    bad = [*ok, Migration(LATEST_VERSION + 2, "broken", broken)]
+    conn = _connect(tmp_path / "x.db")
+    with pytest.raises(RuntimeError, match="migration bug"):
+        migrate(conn, migrations=bad)
+    assert current_version(conn) == LATEST_VERSION + 1  # each migration is its own transaction
+    assert conn.execute("SELECT x FROM extra").fetchall() == [(1,)]
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "half" not in names
+    assert not conn.in_transaction
+    conn.close()
+
+
+def test_migration_list_must_be_in_order(tmp_path: Path) -> None:
+    conn = _connect(tmp_path / "x.db")
+    with pytest.raises(StoreError, match="out of order"):
+        migrate(conn, migrations=[MIGRATIONS[1]])
+    conn.close()
