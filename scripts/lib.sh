@@ -43,8 +43,13 @@ ensure_venv() {  # $1: extras, e.g. "test,dev"
   want="$extras $(cat "$KIOSK_ROOT/pyproject.toml" "$KIOSK_ROOT/constraints.txt" | sha256sum | cut -c1-16) $KIOSK_ROOT"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "installing Python packages into $VENV (pinned by constraints.txt)"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -c "$KIOSK_ROOT/constraints.txt" -e "$KIOSK_ROOT[$extras]"
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+      "$VENV/bin/python" -m pip install -q -c "$KIOSK_ROOT/constraints.txt" -e "$KIOSK_ROOT[$extras]"; \
+      } >"$VENV/pip.log" 2>&1; then
+      tail -n 30 "$VENV/pip.log" >&2
+      say "pip install failed; the whole log is in $VENV/pip.log"
+      return 1
+    fi
     printf '%s' "$want" >"$stamp"
   fi
 }
