@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from kiosk import __version__
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
@@ -92,7 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     rec.set_defaults(func=cmd_store_recover)
+    for register in _plugin_registrars():
+        register(sub, common)
     return parser
+
+
+def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
+    """Subcommands that live beside the code they drive (board tools, emulator, simulators)."""
+    from kiosk.sim.cli_emulator import register as emulator
+
+    return [emulator]
 
 
 # --- helpers ----------------------------------------------------------------------------------
