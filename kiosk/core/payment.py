@@ -129,7 +129,8 @@ def _b64url(data: bytes) -> str:
 
 
 def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: any character outside the base64url alphabet is an error (binascii.Error)."""
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
 def _url_canonical(kiosk_id: str, order_id: str, amount_fen: int, expires_at: int) -> bytes:

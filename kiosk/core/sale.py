@@ -660,7 +660,7 @@ def _new_checkout(order: Order, inp: Input) -> Result:
     return _persisted(order, new, [Show(View.PAYMENT, new)])
 
 
-def _new_cancel(order: Order, inp: Input) -> Result:
+def _cancel_input(order: Order, inp: Input) -> Result:
     assert isinstance(inp, ShopperCancel | BoardOffline)
     reason = CancelReason.SHOPPER if isinstance(inp, ShopperCancel) else CancelReason.BOARD_OFFLINE
     return _persisted(order, *_cancel(order, reason, inp.now))
@@ -704,36 +704,29 @@ def _awaiting_extend(order: Order, inp: Input) -> Result:
     return _persisted(order, new, [Show(View.PAYMENT, new)])
 
 
-def _awaiting_cancel(order: Order, inp: Input) -> Result:
-    assert isinstance(inp, ShopperCancel | BoardOffline)
-    reason = CancelReason.SHOPPER if isinstance(inp, ShopperCancel) else CancelReason.BOARD_OFFLINE
-    return _persisted(order, *_cancel(order, reason, inp.now))
-
-
 def _awaiting_tick(order: Order, inp: Input) -> Result:
     assert isinstance(inp, Tick | Recovery)
     now, rules = inp.now, order.rules
     if now >= order.expires_at:
         return _persisted(order, *_cancel(order, CancelReason.TIMEOUT, now))
     new = order
-    actions: list[Action] = []
-    if isinstance(inp, Recovery):
-        actions.append(Show(View.PAYMENT, new))
+    views: list[View] = [View.PAYMENT] if isinstance(inp, Recovery) else []
+    queries: list[Action] = []
     if (
         not new.extend_offered
         and new.extensions < rules.max_extensions
         and now >= new.expires_at - rules.extend_offer_before_s
     ):
         new = replace(new, extend_offered=True)
-        actions.append(Show(View.EXTEND_OFFER, new))
+        views.append(View.EXTEND_OFFER)
     last = new.last_payment_query_at
     if isinstance(inp, Recovery) or (
         now - new.created_at >= rules.payment_query_after_s
         and (last is None or now - last >= rules.payment_query_every_s)
     ):
         new = replace(new, last_payment_query_at=now)
-        actions.append(QueryPaymentStatus(new.order_id))
-    return _persisted(order, new, actions)
+        queries.append(QueryPaymentStatus(new.order_id))
+    return _persisted(order, new, [*(Show(v, new) for v in views), *queries])
 
 
 # DISPENSING / SUSPENDED
@@ -903,8 +896,13 @@ def _cancelled_paid(order: Order, inp: Input) -> Result:
         raise InputRejected(
             order.state, inp, f"paid {q.amount_fen} fen, order is {order.total_fen} fen"
         )
+    lines = tuple(
+        replace(ln, status=LineStatus.FAILED, outcome=VendOutcome.NOT_ATTEMPTED)
+        for ln in order.lines
+    )
     new = replace(
         order,
+        lines=lines,
         state=State.REFUND_DUE,
         payment=q,
         refund_due_fen=q.amount_fen,
@@ -977,9 +975,9 @@ _table: dict[tuple[State, type[Input]], Rule | Illegal] = {
     (_S.NEW, PaymentConfirmed): Illegal("QR never shown"),
     (_S.NEW, OfflineCodeEntered): Illegal("QR never shown"),
     (_S.NEW, ExtendRequested): Illegal("no payment window yet"),
-    (_S.NEW, ShopperCancel): _r(_new_cancel, "release stock", _S.CANCELLED),
+    (_S.NEW, ShopperCancel): _r(_cancel_input, "release stock", _S.CANCELLED),
     (_S.NEW, VendReported): Illegal("not paid"),
-    (_S.NEW, BoardOffline): _r(_new_cancel, "release stock", _S.CANCELLED),
+    (_S.NEW, BoardOffline): _r(_cancel_input, "release stock", _S.CANCELLED),
     (_S.NEW, Recovery): Illegal("a NEW order is never persisted"),
     (_S.NEW, Tick): _r(_noop, "nothing", _S.NEW),
     # AWAITING_PAYMENT
@@ -996,9 +994,9 @@ _table: dict[tuple[State, type[Input]], Rule | Illegal] = {
     (_S.AWAITING_PAYMENT, ExtendRequested): _r(
         _awaiting_extend, "extend window (max 10)", _S.AWAITING_PAYMENT
     ),
-    (_S.AWAITING_PAYMENT, ShopperCancel): _r(_awaiting_cancel, "release stock", _S.CANCELLED),
+    (_S.AWAITING_PAYMENT, ShopperCancel): _r(_cancel_input, "release stock", _S.CANCELLED),
     (_S.AWAITING_PAYMENT, VendReported): Illegal("not paid"),
-    (_S.AWAITING_PAYMENT, BoardOffline): _r(_awaiting_cancel, "stop selling: cancel", _S.CANCELLED),
+    (_S.AWAITING_PAYMENT, BoardOffline): _r(_cancel_input, "stop selling: cancel", _S.CANCELLED),
     (_S.AWAITING_PAYMENT, Recovery): _r(
         _awaiting_tick, "show QR again, ask province", _S.AWAITING_PAYMENT, _S.CANCELLED
     ),
@@ -1109,7 +1107,7 @@ def render_state_diagram() -> str:
     out.append(f"    [*] --> {State.NEW.name}")
     for (src, dst), names in edges.items():
         out.append(f"    {src.name} --> {dst.name} : {', '.join(names)}")
-    for s in (State.COMPLETED, State.PARTLY_DELIVERED, State.REFUND_DUE):
+    for s in (State.COMPLETED, State.PARTLY_DELIVERED, State.REFUND_DUE, State.CANCELLED):
         out.append(f"    {s.name} --> [*]")
     out.append("```")
     return "\n".join(out) + "\n"
