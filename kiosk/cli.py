@@ -100,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """Subcommands that live beside the code they drive (board tools, emulator, simulators)."""
+    from kiosk.hardware.cli_board import register as board
     from kiosk.sim.cli_emulator import register as emulator
 
-    return [emulator]
+    return [board, emulator]
 
 
 # --- helpers ----------------------------------------------------------------------------------

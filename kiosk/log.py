@@ -17,12 +17,19 @@ from typing import Any
 __all__ = ["REDACTED", "log_event", "setup_logging"]
 
 REDACTED = "***"
-_SECRET_KEY = re.compile(r"secret|passw|pin|token|private|credential|signature", re.I)
+_SECRET_KEY = re.compile(
+    r"(?:^|_)(?:secret|passw(?:or)?d|pin|token|private|credentials?|signature|sig)(?:_|$)", re.I
+)
+_RESERVED = frozenset({"ts", "level", "logger", "event", "exc"})
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@+*-]+$")
 
 
 def _redact(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: (REDACTED if _SECRET_KEY.search(k) else v) for k, v in fields.items()}
+    """Hide secrets; a field named like a standard key is kept as `field_<name>`."""
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        out[f"field_{k}" if k in _RESERVED else k] = REDACTED if _SECRET_KEY.search(k) else v
+    return out
 
 
 def _kv_value(v: Any) -> str:
@@ -65,5 +72,8 @@ def setup_logging(level: str = "info", fmt: str = "kv", stream: Any = None) -> N
     root.setLevel(level.upper())
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
-    logger.log(level, event, extra={"kv": fields})
+def log_event(
+    logger: logging.Logger, event_name: str, /, _level: int = logging.INFO, **fields: Any
+) -> None:
+    """Log one event; `fields` may use any name, `event` and `level` included."""
+    logger.log(_level, event_name, extra={"kv": fields})

@@ -151,3 +151,16 @@ def test_log_lines_are_key_value_and_redact_secrets() -> None:
     rec = json.loads(buf2.getvalue())
     assert rec["token"] == "***" and rec["slot"] == 12 and rec["level"] == "info"
     setup_logging("warning", "kv", stream=io.StringIO())
+
+
+def test_log_fields_never_clobber_standard_keys_and_redaction_is_by_word() -> None:
+    buf = io.StringIO()
+    setup_logging("info", "json", stream=buf)
+    log = logging.getLogger("kiosk.test")
+    log_event(log, "x", event="door", level=3, mapping="m", shipping="s", pin_hash="h", sig="q")
+    rec = json.loads(buf.getvalue())
+    assert rec["event"] == "x" and rec["level"] == "info"
+    assert rec["field_event"] == "door" and rec["field_level"] == 3
+    assert rec["mapping"] == "m" and rec["shipping"] == "s"
+    assert rec["pin_hash"] == "***" and rec["sig"] == "***"
+    setup_logging("warning", "kv", stream=io.StringIO())
