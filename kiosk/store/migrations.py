@@ -107,9 +107,69 @@ CREATE TABLE counters (
 ) WITHOUT ROWID;
 """
 
+_V3 = """
+-- The sync outbox: records waiting for the province's end-to-end acknowledgement.
+-- seq comes from counters('outbox_seq') in the same transaction: never reused, even after the
+-- newest record was acknowledged and deleted. priority: 0 critical, 1 high, 2 normal, 3 low.
+CREATE TABLE outbox (
+    seq          INTEGER PRIMARY KEY CHECK (typeof(seq) = 'integer' AND seq > 0),
+    event_id     TEXT NOT NULL UNIQUE,
+    kind         TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    priority     INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 3),
+    payload      BLOB NOT NULL,
+    created_at   REAL NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    last_sent_at REAL
+);
+
+CREATE INDEX outbox_due ON outbox (priority, seq);
+CREATE INDEX outbox_kind ON outbox (kind, priority, seq);
+
+-- Depth, bytes and drop counts per priority, kept exact by triggers (the disk budget reads it).
+CREATE TABLE outbox_stats (
+    priority INTEGER PRIMARY KEY CHECK (priority BETWEEN 0 AND 3),
+    depth    INTEGER NOT NULL DEFAULT 0,
+    bytes    INTEGER NOT NULL DEFAULT 0,
+    dropped  INTEGER NOT NULL DEFAULT 0
+);
+
+INSERT INTO outbox_stats (priority) VALUES (0), (1), (2), (3);
+
+CREATE TRIGGER outbox_stats_insert AFTER INSERT ON outbox BEGIN
+    UPDATE outbox_stats SET depth = depth + 1,
+        bytes = bytes + length(NEW.payload) + length(NEW.topic) + length(NEW.event_id) + 64
+    WHERE priority = NEW.priority;
+END;
+
+CREATE TRIGGER outbox_stats_delete AFTER DELETE ON outbox BEGIN
+    UPDATE outbox_stats SET depth = depth - 1,
+        bytes = bytes - length(OLD.payload) - length(OLD.topic) - length(OLD.event_id) - 64
+    WHERE priority = OLD.priority;
+END;
+
+-- Versions of signed province state applied on this kiosk (catalog, planogram, prices, ...).
+CREATE TABLE sync_applied (
+    name       TEXT PRIMARY KEY NOT NULL,
+    version    INTEGER NOT NULL CHECK (typeof(version) = 'integer' AND version >= 0),
+    applied_at REAL NOT NULL,
+    kid        TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+
+-- Nonces of accepted commands, kept until well after they expire (replay protection).
+CREATE TABLE sync_nonce (
+    nonce      TEXT PRIMARY KEY NOT NULL,
+    expires_at REAL NOT NULL,
+    seen_at    REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX sync_nonce_expiry ON sync_nonce (expires_at);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "settings, catalog, planogram, stock and stock log", _V1),
     Migration(2, "monotonic counters (boot number, transaction and order sequences)", _V2),
+    Migration(3, "sync: outbox with per-priority stats, applied versions, command nonces", _V3),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

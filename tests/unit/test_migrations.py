@@ -70,9 +70,41 @@ def _check_v2(store: Store) -> None:
     assert store.counters.next_value("tx") == 1001
 
 
+def _seed_v3(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO counters VALUES ('outbox_seq', 7)")
+    conn.execute(
+        "INSERT INTO outbox (seq, event_id, kind, topic, priority, payload, created_at) VALUES "
+        "(6, 'e6', 'sale', 'kiosk/v1/AH-341524-0007/events/sale', 0, X'7B7D', 1700000003.0), "
+        "(7, 'e7', 'telemetry', 'kiosk/v1/AH-341524-0007/telemetry', 3, X'7B7D', 1700000004.0)"
+    )
+    conn.execute("UPDATE outbox SET attempts = 2, last_sent_at = 1700000005.0 WHERE seq = 6")
+    conn.execute("INSERT INTO sync_applied VALUES ('catalog', 4, 1700000000.0, 'abcd')")
+    conn.execute("INSERT INTO sync_nonce VALUES ('nonce-0001', 1700003600.0, 1700000000.0)")
+
+
+def _check_v3(store: Store) -> None:
+    from kiosk.clock import ManualClock
+    from kiosk.sync.outbox import Outbox, Priority
+    from kiosk.sync.topics import Topics
+
+    ob = Outbox(store, Topics("AH-341524-0007"), ManualClock())
+    recs = ob.records()
+    assert [(r.seq, r.event_id, r.priority, r.attempts) for r in recs] == [
+        (6, "e6", Priority.CRITICAL, 2),
+        (7, "e7", Priority.LOW, 0),
+    ]
+    assert recs[0].payload == b"{}" and recs[0].last_sent_at == 1700000005.0
+    assert ob.depth()[Priority.CRITICAL] == 1 and ob.depth()[Priority.LOW] == 1
+    assert ob.append("order", {"x": 1}, Priority.CRITICAL).seq == 8
+    with store.read() as c:
+        assert c.execute("SELECT version FROM sync_applied").fetchall() == [(4,)]
+        assert c.execute("SELECT nonce FROM sync_nonce").fetchall() == [("nonce-0001",)]
+
+
 SEEDS: dict[int, tuple[Callable[[sqlite3.Connection], None], Callable[[Store], None]]] = {
     1: (_seed_v1, _check_v1),
     2: (_seed_v2, _check_v2),
+    3: (_seed_v3, _check_v3),
 }
 
 

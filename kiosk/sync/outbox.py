@@ -1,0 +1,414 @@
+"""The outbox: every record the province must get, kept in SQLite until it says it has it.
+
+Owns: the `outbox` and `outbox_stats` tables (migration v3) and the per-kiosk sequence numbers
+(`counters('outbox_seq')`). Guarantees:
+- `append` returns only after the record is committed (synchronous=FULL: fsynced); with `conn`
+  it joins the caller's transaction, so a state change and its record commit together.
+- seq is strictly increasing and never reused, across restarts and acknowledgements.
+- an event id appended twice gives the same record (idempotent); the province deduplicates by
+  event id too, so republishing is always safe.
+- a record leaves only when the province acknowledges it end to end (`ack`); a PUBACK is not
+  an acknowledgement. Records sent but not acknowledged within `ack_timeout_s` are due again.
+- over the disk budget, LOW records are dropped oldest first, then NORMAL, and counted; HIGH
+  and CRITICAL are never dropped. A CRITICAL record that cannot be written raises
+  OutboxFull / OutboxWriteError: the controller must stop selling.
+Must never publish anything itself (the MQTT client does) nor decide what a record means.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+from kiosk.clock import Clock
+from kiosk.store import Store, StoreError
+from kiosk.sync.clockoffset import ClockOffset
+from kiosk.sync.topics import EVENT_KINDS, MAX_PAYLOAD_BYTES, Topics, encode
+
+__all__ = [
+    "OUTBOX_KINDS",
+    "Outbox",
+    "OutboxError",
+    "OutboxFull",
+    "OutboxItem",
+    "OutboxRecord",
+    "OutboxWriteError",
+    "Priority",
+]
+
+SEQ_COUNTER = "outbox_seq"
+LAST_ACK_SETTING = "outbox.last_ack_at"
+ROW_OVERHEAD = 64  # bytes counted per row on top of payload, topic and event id (see v3 triggers)
+OUTBOX_KINDS: tuple[str, ...] = (*EVENT_KINDS, "telemetry", "reported")
+_CHUNK = 500  # ids per SQL statement
+
+
+class Priority(IntEnum):
+    CRITICAL = 0  # sale records, refunds due, orders: never dropped, fsynced before return
+    HIGH = 1  # alarms, stock changes: never dropped
+    NORMAL = 2  # reported state: dropped (oldest first) after LOW when over budget
+    LOW = 3  # telemetry: dropped first, may be coalesced
+
+
+class OutboxError(Exception):
+    """The outbox could not take a record. For CRITICAL: the kiosk must stop selling."""
+
+
+class OutboxFull(OutboxError):
+    """The record does not fit in the disk budget even after dropping what may be dropped."""
+
+
+class OutboxWriteError(OutboxError):
+    """SQLite (or the disk under it) failed to write the record."""
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    seq: int
+    event_id: str
+    kind: str
+    topic: str
+    payload: bytes
+    priority: Priority
+    created_at: float
+    attempts: int
+    last_sent_at: float | None
+
+
+class OutboxItem(NamedTuple):
+    kind: str
+    body: Mapping[str, Any]
+    priority: Priority
+    event_id: str | None = None
+
+
+_COLS = "seq, event_id, kind, topic, payload, priority, created_at, attempts, last_sent_at"
+
+
+def _record(row: Sequence[Any]) -> OutboxRecord:
+    return OutboxRecord(
+        seq=int(row[0]),
+        event_id=str(row[1]),
+        kind=str(row[2]),
+        topic=str(row[3]),
+        payload=bytes(row[4]),
+        priority=Priority(int(row[5])),
+        created_at=float(row[6]),
+        attempts=int(row[7]),
+        last_sent_at=None if row[8] is None else float(row[8]),
+    )
+
+
+def _row_bytes(payload: bytes, topic: str, event_id: str) -> int:
+    # must match the v3 triggers: length() of a TEXT is in characters; topics and ids are ASCII
+    return len(payload) + len(topic) + len(event_id) + ROW_OVERHEAD
+
+
+class Outbox:
+    """Thread-safe (the store serialises its connection). One per store."""
+
+    def __init__(
+        self,
+        store: Store,
+        topics: Topics,
+        clock: Clock,
+        budget_bytes: int = 50_000_000,
+        ack_timeout_s: float = 30.0,
+        *,
+        clock_offset: ClockOffset | None = None,
+        boot: int | None = None,
+        critical_reserve_bytes: int | None = None,
+    ) -> None:
+        if budget_bytes <= 0 or ack_timeout_s <= 0:
+            raise ValueError("budget_bytes and ack_timeout_s must be > 0")
+        self.store = store
+        self.topics = topics
+        self.clock = clock
+        self.budget_bytes = budget_bytes
+        self.ack_timeout_s = ack_timeout_s
+        self.clock_offset = clock_offset
+        self.boot = store.counters.current("boot") if boot is None else boot
+        # CRITICAL records may use this much beyond the budget (HIGH is refused first), so the
+        # kiosk keeps selling a while longer when the province has not acknowledged for long.
+        self.critical_reserve_bytes = (
+            budget_bytes // 10 if critical_reserve_bytes is None else critical_reserve_bytes
+        )
+
+    # --- writing --------------------------------------------------------------------------
+
+    def topic_for(self, kind: str) -> str:
+        if kind in EVENT_KINDS:
+            return self.topics.events(kind)
+        if kind == "telemetry":
+            return self.topics.telemetry
+        if kind == "reported":
+            return self.topics.reported
+        raise ValueError(f"no outbox topic for kind {kind!r} (known: {', '.join(OUTBOX_KINDS)})")
+
+    def append(
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        priority: Priority,
+        *,
+        event_id: str | None = None,
+        conn: sqlite3.Connection | None = None,
+        coalesce: bool = False,
+    ) -> OutboxRecord:
+        """Add one record; committed (fsynced) before this returns, or part of the caller's
+        transaction when `conn` (the connection of an open `store.transaction()`) is given.
+
+        `coalesce=True` (LOW only): unsent LOW records of the same kind are replaced.
+        Raises ValueError for an unknown kind, a body that is not JSON or too big;
+        OutboxFull when it does not fit the budget; OutboxWriteError when SQLite fails.
+        """
+        return self._write([OutboxItem(kind, body, Priority(priority), event_id)], conn, coalesce)[
+            0
+        ]
+
+    def coalesce(self, kind: str, body: Mapping[str, Any]) -> OutboxRecord:
+        """A LOW record replacing any unsent LOW record of the same kind (telemetry)."""
+        return self.append(kind, body, Priority.LOW, coalesce=True)
+
+    def append_many(
+        self,
+        items: Iterable[OutboxItem | tuple[Any, ...]],
+        *,
+        conn: sqlite3.Connection | None = None,
+    ) -> list[OutboxRecord]:
+        """Group commit: all items in one transaction (one fsync). All or none."""
+        norm = [OutboxItem(*it) if not isinstance(it, OutboxItem) else it for it in items]
+        return self._write(norm, conn, False)
+
+    def _write(
+        self, items: list[OutboxItem], conn: sqlite3.Connection | None, coalesce: bool
+    ) -> list[OutboxRecord]:
+        for it in items:
+            self.topic_for(it.kind)  # unknown kinds fail before anything is written
+            if not isinstance(it.body, Mapping):
+                raise ValueError(f"outbox body must be a mapping, got {type(it.body).__name__}")
+        if conn is not None and not conn.in_transaction:
+            raise ValueError("conn given but no transaction is open on it")
+        full: OutboxFull | None = None
+        out: list[OutboxRecord] = []
+        try:
+            with self.store.transaction() as c:
+                if conn is not None and c is not conn:
+                    raise ValueError("conn is not this store's connection")
+                for it in items:
+                    rec = self._insert(c, it, coalesce)
+                    if isinstance(rec, OutboxFull):
+                        if it.priority <= Priority.HIGH or len(items) > 1:
+                            raise rec  # roll back: HIGH/CRITICAL are never silently lost
+                        full = rec  # a LOW/NORMAL record dropped: commit the count, then raise
+                    else:
+                        out.append(rec)
+        except (OutboxError, ValueError):
+            raise
+        except (sqlite3.Error, StoreError, OSError) as e:
+            raise OutboxWriteError(f"cannot write outbox record: {type(e).__name__}: {e}") from e
+        if full is not None:
+            raise full
+        return out
+
+    def _insert(
+        self, c: sqlite3.Connection, it: OutboxItem, coalesce: bool
+    ) -> OutboxRecord | OutboxFull:
+        if it.event_id is not None:
+            row = c.execute(f"SELECT {_COLS} FROM outbox WHERE event_id = ?", (it.event_id,))
+            existing = row.fetchone()
+            if existing is not None:
+                return _record(existing)
+        event_id = it.event_id if it.event_id is not None else uuid.uuid4().hex
+        topic = self.topic_for(it.kind)
+        prio = Priority(it.priority)
+        if coalesce and prio is Priority.LOW:
+            c.execute(
+                "DELETE FROM outbox WHERE kind = ? AND priority = ? AND last_sent_at IS NULL",
+                (it.kind, int(Priority.LOW)),
+            )
+        now = self.clock.time()
+        offset = self.clock_offset.offset() if self.clock_offset is not None else None
+        # seq is taken before the budget check: a refused record leaves a gap (never a reuse)
+        # when its transaction commits; the province treats gaps as "dropped or not yet seen".
+        seq_rows = c.execute(
+            "INSERT INTO counters (name, value) VALUES (?, 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+            (SEQ_COUNTER,),
+        ).fetchall()
+        seq = int(seq_rows[0][0])
+        try:
+            payload = encode(
+                {
+                    "kiosk_id": self.topics.kiosk_id,
+                    "seq": seq,
+                    "event_id": event_id,
+                    "kind": it.kind,
+                    "priority": prio.name.lower(),
+                    "kiosk_time": now,
+                    "clock_offset": offset,
+                    "boot": self.boot,
+                    "body": dict(it.body),
+                }
+            )
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"outbox body of {it.kind!r} is not JSON: {e}") from e
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"outbox record {it.kind!r}: {len(payload)} > {MAX_PAYLOAD_BYTES} B")
+        need = _row_bytes(payload, topic, event_id)
+        refused = self._make_room(c, prio, need)
+        if refused is not None:
+            return refused
+        c.execute(
+            f"INSERT INTO outbox ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL)",
+            (seq, event_id, it.kind, topic, payload, int(prio), now),
+        )
+        return OutboxRecord(seq, event_id, it.kind, topic, payload, prio, now, 0, None)
+
+    def _make_room(self, c: sqlite3.Connection, prio: Priority, need: int) -> OutboxFull | None:
+        """Drop LOW, then NORMAL, records (oldest first) until `need` more bytes fit."""
+        stats = {int(p): int(b) for p, b in c.execute("SELECT priority, bytes FROM outbox_stats")}
+        total = sum(stats.values())
+        limit = self.budget_bytes + (
+            self.critical_reserve_bytes if prio is Priority.CRITICAL else 0
+        )
+        if total + need <= limit:
+            return None
+        # a new record may push out older records of its own or a lower priority, never HIGH+
+        victims = [p for p in (Priority.LOW, Priority.NORMAL) if p >= prio]
+        if total - sum(stats.get(int(p), 0) for p in victims) + need > limit:
+            if prio >= Priority.NORMAL:
+                c.execute(
+                    "UPDATE outbox_stats SET dropped = dropped + 1 WHERE priority = ?", (int(prio),)
+                )
+            return OutboxFull(
+                f"outbox over budget: {total} B queued + {need} B > {limit} B "
+                f"({prio.name} record refused; HIGH and CRITICAL records are never dropped)"
+            )
+        excess = total + need - limit
+        for p in victims:
+            while excess > 0:
+                rows = c.execute(
+                    "SELECT seq, length(payload) + length(topic) + length(event_id) + ? "
+                    "FROM outbox WHERE priority = ? ORDER BY seq LIMIT 256",
+                    (ROW_OVERHEAD, int(p)),
+                ).fetchall()
+                if not rows:
+                    break
+                last, n = 0, 0
+                for seq, size in rows:
+                    last, n = int(seq), n + 1
+                    excess -= int(size)
+                    if excess <= 0:
+                        break
+                c.execute("DELETE FROM outbox WHERE priority = ? AND seq <= ?", (int(p), last))
+                c.execute(
+                    "UPDATE outbox_stats SET dropped = dropped + ? WHERE priority = ?", (n, int(p))
+                )
+            if excess <= 0:
+                break
+        return None
+
+    # --- sending and acknowledging --------------------------------------------------------
+
+    def due(self, limit: int, now: float | None = None) -> list[OutboxRecord]:
+        """Records to publish now: never sent, or sent more than ack_timeout_s ago (or "in the
+        future": the wall clock was set back), highest priority first, then by seq."""
+        now = self.clock.time() if now is None else now
+        with self.store.read() as c:
+            rows = c.execute(
+                f"SELECT {_COLS} FROM outbox WHERE last_sent_at IS NULL "
+                "OR last_sent_at <= ? OR last_sent_at > ? ORDER BY priority, seq LIMIT ?",
+                (now - self.ack_timeout_s, now + self.ack_timeout_s, limit),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def mark_sent(self, seqs: Iterable[int], now: float | None = None) -> None:
+        """The records were handed to the broker (published; PUBACK or not)."""
+        now = self.clock.time() if now is None else now
+        ids = list(seqs)
+        with self.store.transaction() as c:
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                c.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ? "
+                    f"WHERE seq IN ({','.join('?' * len(chunk))})",
+                    (now, *chunk),
+                )
+
+    def reset_sent(self) -> int:
+        """Make every record due now (call after a reconnect). Returns how many."""
+        with self.store.transaction() as c:
+            return c.execute(
+                "UPDATE outbox SET last_sent_at = NULL WHERE last_sent_at IS NOT NULL"
+            ).rowcount
+
+    def ack(self, event_ids: Iterable[str]) -> int:
+        """The province has these records (end to end): delete them. Idempotent; unknown ids
+        are ignored. Returns how many records were removed."""
+        ids = [e for e in event_ids if isinstance(e, str)]
+        if not ids:
+            return 0
+        removed = 0
+        with self.store.transaction() as c:
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                removed += c.execute(
+                    f"DELETE FROM outbox WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
+                ).rowcount
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (LAST_ACK_SETTING, json.dumps(self.clock.time())),
+            )
+        return removed
+
+    # --- inspection -----------------------------------------------------------------------
+
+    def get(self, event_id: str) -> OutboxRecord | None:
+        with self.store.read() as c:
+            row = c.execute(f"SELECT {_COLS} FROM outbox WHERE event_id = ?", (event_id,))
+            found = row.fetchone()
+        return None if found is None else _record(found)
+
+    def records(self) -> list[OutboxRecord]:
+        """Every queued record by seq (for tests and diagnostics; may be large)."""
+        with self.store.read() as c:
+            rows = c.execute(f"SELECT {_COLS} FROM outbox ORDER BY seq").fetchall()
+        return [_record(r) for r in rows]
+
+    def _stats(self, col: str) -> dict[Priority, int]:
+        with self.store.read() as c:
+            rows = c.execute(f"SELECT priority, {col} FROM outbox_stats").fetchall()
+        out = {p: 0 for p in Priority}
+        out.update({Priority(int(p)): int(v) for p, v in rows})
+        return out
+
+    def depth(self) -> dict[Priority, int]:
+        return self._stats("depth")
+
+    def dropped(self) -> dict[Priority, int]:
+        """Records dropped for the budget, per priority (only LOW and NORMAL ever are)."""
+        return self._stats("dropped")
+
+    def size_bytes(self) -> int:
+        return sum(self._stats("bytes").values())
+
+    def last_seq(self) -> int:
+        """The last seq handed out (0 if none)."""
+        return self.store.counters.current(SEQ_COUNTER)
+
+    def last_ack_at(self) -> float | None:
+        """Kiosk time of the last end-to-end acknowledgement, None if never."""
+        text = self.store.settings.get(LAST_ACK_SETTING)
+        return None if text is None else float(text)
+
+    def oldest_unacked_at(self) -> float | None:
+        with self.store.read() as c:
+            (t,) = c.execute("SELECT MIN(created_at) FROM outbox").fetchone()
+        return None if t is None else float(t)
