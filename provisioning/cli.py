@@ -1,16 +1,20 @@
 """`kiosk-provision`: the field technician's tool to set a kiosk up.
 
-Owns: the technician-facing commands. Subcommands that touch shared state (planogram, store)
-reuse the `kiosk` library functions; nothing is implemented twice.
+Owns: the technician-facing command line (init, keys, register, selftest, status, label,
+planogram, install-service) and nothing else: each subcommand lives in its own module, and
+subcommands that touch shared state (planogram, store) reuse the `kiosk` library functions;
+nothing is implemented twice.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
 from kiosk import __version__
+from provisioning import init, keys, label, register, selftest, service, status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,21 +24,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kiosk-provision {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    init.add_parser(sub)
+    keys.add_parser(sub)
+    register.add_parser(sub)
+    selftest.add_parser(sub)
+    status.add_parser(sub)
+    label.add_parser(sub)
     pg = sub.add_parser("planogram", help="import / export the planogram CSV")
     pg.add_argument("action", choices=["import", "export"])
     pg.add_argument("rest", nargs=argparse.REMAINDER)
+    service.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # the technician reads our own messages; library warnings (link retries...) only clutter
+    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
     if args.command == "planogram":
         from kiosk.cli import main as kiosk_main
 
         return kiosk_main(["planogram", args.action, *args.rest])
-    parser.print_help()
-    return 2
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        print("\ninterrupted")
+        return 130
 
 
 if __name__ == "__main__":

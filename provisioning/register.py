@@ -1,0 +1,297 @@
+"""`kiosk-provision register`: claim the kiosk with a one-time token, or renew its certificate.
+
+Owns: the kiosk side of the register topics. Contract (the province side is
+`kiosk.sim.province_ca.ProvisioningCA.handle_request`):
+
+  kiosk -> province  kiosk/v1/register/<kiosk_id>/request  QoS 1, not retained
+    {"v":1, "kiosk_id", "nonce" (hex), "csr" (PEM, CN = kiosk id, EC P-256),
+     "token" (first registration / re-registration)   -- or, to renew without a token --
+     "cert" (current PEM) + "sig" (ECDSA-SHA256 over the canonical JSON without "sig")}
+  province -> kiosk  kiosk/v1/register/<kiosk_id>/reply  QoS 1, not retained
+    {"v":1, "ok":true, "nonce", "kiosk_id", "certificate" (PEM), "ca" (PEM), "not_after" (epoch s),
+     "payment_secret" {"alg":"ECDH-P256+HKDF-SHA256+AES256GCM","epk","nonce","ct"}}
+    or {"v":1, "ok":false, "nonce", "error" (code), "detail"}
+
+On success the kiosk stores the certificate, the client CA and the payment secret (0600) beside
+its key and switches the config to mutual TLS (sync.cert_file/key_file,
+payments.device_secret_file). Never prints the key or the payment secret; never accepts a
+certificate that is not for its own key and kiosk id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import queue
+import secrets
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
+from kiosk.sim.province_ca import register_reply_topic, register_request_topic
+from provisioning.crypto import (
+    CryptoError,
+    cert_cn,
+    cert_fingerprint,
+    csr_pem,
+    load_cert,
+    load_private_key,
+    sign_request,
+    unseal,
+)
+from provisioning.files import update_config, write_atomic
+from provisioning.keys import IdentityFiles
+
+__all__ = [
+    "RegisterError",
+    "Registration",
+    "add_parser",
+    "build_request",
+    "cert_days_left",
+    "cmd_register",
+    "parse_reply",
+    "store_registration",
+]
+
+RENEW_BEFORE_DAYS = 30
+
+
+class RegisterError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Registration:
+    cert_pem: bytes
+    ca_pem: bytes
+    payment_secret: bytes
+    not_after: dt.datetime
+
+
+def build_request(
+    kiosk_id: str,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    token: str | None = None,
+    current_cert_pem: bytes | None = None,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    req: dict[str, Any] = {
+        "v": 1,
+        "kiosk_id": kiosk_id,
+        "nonce": nonce or secrets.token_hex(8),
+        "csr": csr_pem(key, kiosk_id).decode(),
+    }
+    if token:
+        req["token"] = token
+    elif current_cert_pem is not None:
+        req["cert"] = current_cert_pem.decode()
+        req["sig"] = sign_request(req, key)
+    else:
+        raise RegisterError("a bootstrap token is needed (or a current certificate to renew)")
+    return req
+
+
+def parse_reply(
+    payload: bytes, nonce: str, key: ec.EllipticCurvePrivateKey, kiosk_id: str
+) -> Registration | None:
+    """The registration in a reply to our request; None when the reply answers another request.
+    Raises RegisterError when the province refused or the reply is not acceptable."""
+    try:
+        reply = json.loads(payload)
+    except ValueError:
+        raise RegisterError("the province sent a reply that is not JSON") from None
+    if not isinstance(reply, dict) or reply.get("nonce") != nonce:
+        return None
+    if not reply.get("ok"):
+        raise RegisterError(
+            f"the province refused: {reply.get('error', '?')}: {reply.get('detail', '')}"
+        )
+    try:
+        cert = load_cert(str(reply["certificate"]).encode())
+        ca = load_cert(str(reply["ca"]).encode())
+        cert.verify_directly_issued_by(ca)
+        mine = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        theirs = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if mine != theirs:
+            raise RegisterError("the certificate is not for this device's key")
+        if cert_cn(cert) != kiosk_id:
+            raise RegisterError(f"the certificate names {cert_cn(cert)!r}, not {kiosk_id!r}")
+        secret = unseal(reply["payment_secret"], key, kiosk_id)
+    except (KeyError, CryptoError, ValueError, TypeError) as e:
+        raise RegisterError(f"unusable reply: {e}") from None
+    return Registration(
+        cert.public_bytes(serialization.Encoding.PEM),
+        ca.public_bytes(serialization.Encoding.PEM),
+        secret,
+        cert.not_valid_after_utc,
+    )
+
+
+def store_registration(reg: Registration, files: IdentityFiles, config_path: Path) -> KioskConfig:
+    write_atomic(files.cert, reg.cert_pem, 0o644)
+    write_atomic(files.client_ca, reg.ca_pem, 0o644)
+    write_atomic(files.secret, reg.payment_secret, 0o600)
+    return update_config(
+        config_path,
+        {
+            "sync.cert_file": str(files.cert),
+            "sync.key_file": str(files.key),
+            "payments.device_secret_file": str(files.secret),
+        },
+    )
+
+
+def cert_days_left(cert_path: Path, now: dt.datetime | None = None) -> float | None:
+    try:
+        cert = load_cert(cert_path.read_bytes())
+    except (OSError, CryptoError):
+        return None
+    now = now or dt.datetime.now(dt.UTC)
+    return (cert.not_valid_after_utc - now).total_seconds() / 86400
+
+
+# --- MQTT round trip ------------------------------------------------------------------------
+
+
+def exchange(
+    cfg: KioskConfig, request: dict[str, Any], *, token: str | None, timeout: float
+) -> list[bytes]:
+    """Publish the request and collect replies until one matches or `timeout` (paho, blocking)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from kiosk.sync.client import SyncConfigError, broker_address, tls_context
+
+    kiosk_id = cfg.identity.kiosk_id
+    try:
+        addr = broker_address(cfg.sync)
+        ctx = tls_context(cfg.sync) if addr.tls else None
+    except SyncConfigError as e:
+        raise RegisterError(str(e)) from None
+    replies: queue.Queue[bytes] = queue.Queue()
+    subscribed = queue.Queue[bool]()
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"register-{kiosk_id}-{secrets.token_hex(3)}",
+        protocol=mqtt.MQTTv5,
+    )
+    if ctx is not None:
+        client.tls_set_context(ctx)
+    if token:
+        client.username_pw_set(kiosk_id, token)  # a broker auth plugin may check it too
+
+    def on_connect(c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        if not rc.is_failure:
+            c.subscribe(register_reply_topic(kiosk_id), qos=1)
+
+    def on_subscribe(_c: Any, _u: Any, _m: Any, _rc: Any, _p: Any = None) -> None:
+        subscribed.put(True)
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        replies.put(bytes(msg.payload))
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    try:
+        client.connect(addr.host, addr.port, keepalive=30)
+    except (OSError, ssl.SSLError) as e:
+        raise RegisterError(f"cannot reach the broker {cfg.sync.broker_url}: {e}") from None
+    client.loop_start()
+    out: list[bytes] = []
+    try:
+        try:
+            subscribed.get(timeout=timeout)
+        except queue.Empty:
+            raise RegisterError(
+                f"no subscription to the reply topic within {timeout:g} s"
+            ) from None
+        client.publish(register_request_topic(kiosk_id), json.dumps(request), qos=1)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                out.append(replies.get(timeout=left))
+            except queue.Empty:
+                break
+            if json.loads(out[-1]).get("nonce") == request["nonce"]:
+                break
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return out
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("register", help="claim the kiosk with a one-time token, or renew")
+    p.add_argument("--config", metavar="PATH")
+    p.add_argument("--dir", metavar="DIR", help="identity files (default: the config's directory)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--token", help="one-time bootstrap token from the province")
+    g.add_argument("--renew", action="store_true", help="renew the certificate (no token)")
+    p.add_argument(
+        "--if-expiring-days",
+        type=float,
+        metavar="D",
+        help=f"with --renew: do nothing unless the certificate expires within D days "
+        f"(e.g. {RENEW_BEFORE_DAYS}, for a timer)",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S")
+    p.set_defaults(func=cmd_register)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        print(f"error: the config is not usable:\n{e}")
+        return 2
+    files = IdentityFiles(Path(args.dir) if args.dir else path.parent)
+    try:
+        key = load_private_key(files.key.read_bytes())
+    except (OSError, CryptoError):
+        print(f"error: no device key at {files.key}: run `kiosk-provision keys` first")
+        return 2
+    kiosk_id = cfg.identity.kiosk_id
+    current = None
+    if args.renew:
+        if not files.cert.exists():
+            print("error: nothing to renew (no certificate yet): register with --token")
+            return 2
+        days = cert_days_left(files.cert)
+        if args.if_expiring_days is not None and days is not None and days > args.if_expiring_days:
+            print(f"certificate valid for {days:.0f} more days: no renewal needed")
+            return 0
+        current = files.cert.read_bytes()
+    req = build_request(kiosk_id, key, token=args.token, current_cert_pem=current)
+    try:
+        for payload in exchange(cfg, req, token=args.token, timeout=args.timeout):
+            reg = parse_reply(payload, req["nonce"], key, kiosk_id)
+            if reg is not None:
+                break
+        else:
+            raise RegisterError(
+                f"no reply from the province within {args.timeout:g} s "
+                "(is the province service / `kiosk province-sim` running?)"
+            )
+        store_registration(reg, files, path)
+    except (RegisterError, ConfigError) as e:
+        print(f"error: registration failed: {e}")
+        return 1
+    print(f"registered {kiosk_id}: certificate {files.cert}")
+    print(f"certificate SHA-256: {cert_fingerprint(load_cert(reg.cert_pem))}")
+    print(f"valid until: {reg.not_after:%Y-%m-%d %H:%M} UTC")
+    print(f"payment secret stored in {files.secret} (mode 0600); config switched to mutual TLS")
+    return 0

@@ -1,0 +1,509 @@
+"""`kiosk-provision selftest`: everything a technician must see working before leaving a kiosk.
+
+Owns: the list of checks (board identity and firmware, every slot's motor or lock one by one,
+drop/door sensors and faults, temperature, broker TLS, clock, free disk, CJK font, screen), the
+text progress bar, the report (a table for people, a JSON file in the data dir, and a `selftest`
+event queued in the outbox for the province) and the exit status (1 when anything failed).
+Never sells, never touches stock or orders: slot runs are TEST_SLOT commands with fresh tx ids.
+A check that cannot run for a stated reason is "skip"; an unreachable device is a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from kiosk import __version__
+from kiosk.clock import SystemClock
+from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
+from kiosk.hardware.board import SUCCESSES, BoardError, SerialBoard, VendTimeout
+from kiosk.hardware.cli_board import describe, hold_past, tx_from_clock
+from kiosk.hardware.link import SerialLink
+from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, SlotKind
+
+__all__ = [
+    "CHECK_NAMES",
+    "Check",
+    "ProgressBar",
+    "add_parser",
+    "cmd_selftest",
+    "run_checks",
+]
+
+CHECK_NAMES = ("board", "slots", "broker", "clock", "disk", "font", "screen")
+OK, FAIL, SKIP, WARN = "ok", "fail", "skip", "warn"
+_LOCKER_OK = SUCCESSES | {Outcome.DOOR_NOT_OPENED}  # the lock released: that is what we test
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | fail | skip | warn
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class ProgressBar:
+    """`slots [#######.......]  7/20  slot 7: DELIVERED` on one line, redrawn in place."""
+
+    def __init__(self, total: int, label: str, stream: TextIO | None = None, width: int = 30):
+        self.total = max(total, 1)
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.done_n = 0
+
+    def render(self, note: str = "") -> str:
+        filled = round(self.width * self.done_n / self.total)
+        bar = "#" * filled + "." * (self.width - filled)
+        return f"{self.label} [{bar}] {self.done_n:>3}/{self.total}  {note}"
+
+    def update(self, note: str = "") -> None:
+        self.done_n = min(self.done_n + 1, self.total)
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        line = self.render(note)
+        self.stream.write(("\r" + line.ljust(self.width + 50)) if tty else line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if hasattr(self.stream, "isatty") and self.stream.isatty():
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# --- board ----------------------------------------------------------------------------------
+
+
+def board_checks(
+    cfg: KioskConfig,
+    port: str,
+    baud: int,
+    *,
+    test_slots: bool = True,
+    slot_timeout: float = 60.0,
+    connect_timeout: float = 3.0,
+    progress: TextIO | None = None,
+) -> list[Check]:
+    hw = cfg.hardware
+    checks: list[Check] = []
+    link = SerialLink(port, baud, addresses=hw.boards)
+    link.start()
+    clock = SystemClock()
+    last_tx = 0
+    try:
+        if not link.wait_online(connect_timeout):
+            return [
+                Check(
+                    "board",
+                    FAIL,
+                    f"cannot reach the board at {port}: {link.last_error}",
+                    {"port": port},
+                )
+            ]
+        for addr in hw.boards:
+            board = SerialBoard(link, addr)
+            name = f"board{addr}"
+            try:
+                info = board.identify()
+                st = board.status()
+            except BoardError as e:
+                checks.append(Check(name, FAIL, f"board {addr} does not answer: {e}"))
+                continue
+            want = CabinetKind.LOCKER if hw.cabinet == "locker" else CabinetKind.SPIRAL
+            ident = (
+                f"{info.model} serial {info.serial} firmware {info.firmware_version} "
+                f"protocol {info.protocol_version}, {info.cabinet.name.lower()} "
+                f"{info.slot_count} slots"
+            )
+            ok = info.cabinet == want
+            checks.append(
+                Check(
+                    name,
+                    OK if ok else FAIL,
+                    ident if ok else f"{ident}; config says {hw.cabinet}",
+                    {
+                        "model": info.model,
+                        "serial": info.serial,
+                        "firmware": info.firmware_version,
+                        "slots": info.slot_count,
+                    },
+                )
+            )
+            checks.extend(_sensor_checks(cfg, name, info.chilled, st))
+            if test_slots:
+                chk, last_tx = _slot_check(
+                    board, name, info.slot_kinds, slot_timeout, clock, last_tx, progress
+                )
+                checks.append(chk)
+            else:
+                checks.append(Check(f"{name}.slots", SKIP, "skipped (--skip slots)"))
+    finally:
+        link.close()
+        if last_tx:
+            hold_past(clock, last_tx)
+    return checks
+
+
+def _sensor_checks(cfg: KioskConfig, name: str, chilled: bool, st: Any) -> list[Check]:
+    out: list[Check] = []
+    faults = sorted(f.name for f in st.faults)
+    drop_bad = FaultCode.DROP_SENSOR in st.faults
+    out.append(
+        Check(
+            f"{name}.drop_sensor",
+            FAIL if drop_bad else OK,
+            "drop sensor fault" if drop_bad else "no drop sensor fault",
+        )
+    )
+    doors = sorted(st.open_doors)
+    door_detail = f"service door {'OPEN' if st.service_door_open else 'closed'}" + (
+        f", open locker doors: {', '.join(map(str, doors))}" if doors else ""
+    )
+    out.append(
+        Check(
+            f"{name}.doors",
+            WARN if st.service_door_open or doors else OK,
+            door_detail,
+            {"service_door_open": st.service_door_open, "open_doors": doors},
+        )
+    )
+    other = [f for f in faults if f != "DROP_SENSOR"]
+    out.append(Check(f"{name}.faults", FAIL if other else OK, ", ".join(other) or "none"))
+    t = st.temperature_c
+    if cfg.hardware.chilled or chilled:
+        limit = cfg.hardware.max_temperature_c
+        if t is None:
+            out.append(Check(f"{name}.temperature", FAIL, "chilled cabinet without a reading"))
+        else:
+            out.append(
+                Check(
+                    f"{name}.temperature",
+                    OK if t <= limit else FAIL,
+                    f"{t:.1f} °C (limit {limit:g} °C)",
+                    {"celsius": t},
+                )
+            )
+    else:
+        out.append(
+            Check(
+                f"{name}.temperature",
+                OK if t is not None else SKIP,
+                f"{t:.1f} °C (not chilled)" if t is not None else "no sensor (ambient)",
+                {"celsius": t},
+            )
+        )
+    return out
+
+
+def _slot_check(
+    board: SerialBoard,
+    name: str,
+    kinds: dict[int, SlotKind],
+    timeout: float,
+    clock: SystemClock,
+    last_tx: int,
+    progress: TextIO | None,
+) -> tuple[Check, int]:
+    slots = sorted(kinds)
+    bar = ProgressBar(len(slots), f"{name} slots", progress)
+    results: list[dict[str, Any]] = []
+    tx = last_tx
+    for slot in slots:
+        tx = tx_from_clock(clock, after=tx)
+        try:
+            r = board.test_slot(slot, tx, timeout)
+            outcome = r.outcome
+        except VendTimeout as e:
+            outcome = e.outcome
+        except BoardError as e:
+            results.append(
+                {"slot": slot, "tx": tx, "ok": False, "outcome": "ERROR", "description": str(e)}
+            )
+            bar.update(f"slot {slot}: ERROR")
+            continue
+        good = _LOCKER_OK if kinds[slot] is SlotKind.LOCKER else SUCCESSES
+        ok = outcome in good
+        results.append(
+            {
+                "slot": slot,
+                "tx": tx,
+                "ok": ok,
+                "outcome": outcome.name,
+                "description": describe(outcome),
+            }
+        )
+        bar.update(f"slot {slot}: {outcome.name}")
+    bar.finish()
+    failed = [r for r in results if not r["ok"]]
+    detail = f"{len(results) - len(failed)}/{len(results)} ok" + (
+        "; failed: " + ", ".join(f"{r['slot']} {r['outcome']}" for r in failed) if failed else ""
+    )
+    return (
+        Check(
+            f"{name}.slots",
+            FAIL if failed else OK,
+            detail,
+            {"results": results, "failed": [r["slot"] for r in failed]},
+        ),
+        tx,
+    )
+
+
+# --- the rest -------------------------------------------------------------------------------
+
+
+def check_clock(now: float | None = None) -> Check:
+    t = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
+    ok = t.year >= 2024
+    return Check(
+        "clock",
+        OK if ok else FAIL,
+        f"{t:%Y-%m-%d %H:%M:%S} UTC" + ("" if ok else ": clock not set (NTP/RTC?)"),
+    )
+
+
+def check_disk(cfg: KioskConfig) -> Check:
+    p = cfg.store.data_dir
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    free_mb = shutil.disk_usage(p).free // (1024 * 1024)
+    need = cfg.store.min_free_mb
+    return Check(
+        "disk",
+        OK if free_mb >= need else FAIL,
+        f"{free_mb} MB free at {p} (need {need} MB)",
+        {"free_mb": free_mb},
+    )
+
+
+def find_font(cfg: KioskConfig) -> Path:
+    """The CJK font the kiosk would use (kiosk.ui.fonts); raises RuntimeError when none."""
+    from kiosk.ui.fonts import find_cjk_font
+
+    return find_cjk_font(cfg.ui.font_path)
+
+
+def check_font(cfg: KioskConfig) -> Check:
+    try:
+        return Check("font", OK, str(find_font(cfg)))
+    except (RuntimeError, ImportError) as e:
+        return Check("font", FAIL, str(e))
+
+
+def check_screen(cfg: KioskConfig, headless: bool) -> Check:
+    driver = os.environ.get("SDL_VIDEODRIVER", "")
+    if headless or driver in ("dummy", "offscreen"):
+        return Check(
+            "screen", SKIP, f"headless (SDL_VIDEODRIVER={driver or 'unset'}, --headless={headless})"
+        )
+    try:
+        import pygame
+
+        pygame.display.init()
+        try:
+            info = pygame.display.Info()
+            size = f"{info.current_w}x{info.current_h}"
+            drv = pygame.display.get_driver()
+        finally:
+            pygame.display.quit()
+    except Exception as e:
+        return Check("screen", FAIL, f"no display: {e}")
+    want = f"{cfg.ui.width}x{cfg.ui.height}"
+    return Check("screen", OK, f"{drv} display {size} (config {want})", {"size": size})
+
+
+def check_broker(cfg: KioskConfig, timeout: float = 5.0) -> Check:
+    from kiosk.sync.client import SyncConfigError, broker_address, tls_context
+
+    try:
+        addr = broker_address(cfg.sync)
+        ctx = tls_context(cfg.sync) if addr.tls else None
+    except SyncConfigError as e:
+        return Check("broker", FAIL, str(e))
+    try:
+        with socket.create_connection((addr.host, addr.port), timeout=timeout) as raw:
+            if ctx is None:
+                return Check("broker", OK, f"TCP {addr.host}:{addr.port} (plaintext, demo only)")
+            with ctx.wrap_socket(raw, server_hostname=addr.host) as tls:
+                mutual = "client cert" if cfg.sync.cert_file else "no client cert yet"
+                return Check(
+                    "broker",
+                    OK,
+                    f"TLS {tls.version()} to {addr.host}:{addr.port}, server verified, {mutual}",
+                )
+    except ssl.SSLError as e:
+        return Check("broker", FAIL, f"TLS to {addr.host}:{addr.port} failed: {e.reason or e}")
+    except OSError as e:
+        return Check("broker", FAIL, f"cannot reach {addr.host}:{addr.port}: {e}")
+
+
+def run_checks(
+    cfg: KioskConfig,
+    *,
+    port: str,
+    baud: int,
+    skip: Sequence[str] = (),
+    headless: bool = False,
+    slot_timeout: float = 60.0,
+    connect_timeout: float = 3.0,
+    progress: TextIO | None = None,
+) -> list[Check]:
+    checks: list[Check] = []
+    if "board" in skip:
+        checks.append(Check("board", SKIP, "skipped (--skip board)"))
+    else:
+        checks.extend(
+            board_checks(
+                cfg,
+                port,
+                baud,
+                test_slots="slots" not in skip,
+                slot_timeout=slot_timeout,
+                connect_timeout=connect_timeout,
+                progress=progress,
+            )
+        )
+    simple: list[tuple[str, Callable[[], Check]]] = [
+        ("broker", lambda: check_broker(cfg)),
+        ("clock", check_clock),
+        ("disk", lambda: check_disk(cfg)),
+        ("font", lambda: check_font(cfg)),
+        ("screen", lambda: check_screen(cfg, headless)),
+    ]
+    for name, fn in simple:
+        checks.append(Check(name, SKIP, f"skipped (--skip {name})") if name in skip else fn())
+    return checks
+
+
+def make_report(cfg: KioskConfig, checks: list[Check]) -> dict[str, Any]:
+    failed = [c.name for c in checks if c.status == FAIL]
+    failed_slots = [
+        {"board": c.name.split(".")[0], "slot": r["slot"], "outcome": r["outcome"]}
+        for c in checks
+        if c.name.endswith(".slots")
+        for r in c.data.get("results", [])
+        if not r["ok"]
+    ]
+    return {
+        "v": 1,
+        "kiosk_id": cfg.identity.kiosk_id,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "software": __version__,
+        "ok": not failed,
+        "failed": failed,
+        "failed_slots": failed_slots,
+        "checks": [asdict(c) for c in checks],
+    }
+
+
+def table(checks: list[Check]) -> str:
+    w = max(len(c.name) for c in checks)
+    lines = [f"{'CHECK':<{w}}  RESULT  DETAIL", f"{'-' * w}  ------  ------"]
+    for c in checks:
+        lines.append(f"{c.name:<{w}}  {c.status.upper():<6}  {c.detail}")
+    return "\n".join(lines)
+
+
+def queue_event(cfg: KioskConfig, report: dict[str, Any]) -> str:
+    """Queue the report as a HIGH `selftest` event; returns a line for people."""
+    try:
+        from kiosk.store import open_store
+        from kiosk.sync.outbox import Outbox, Priority
+        from kiosk.sync.topics import Topics
+
+        store = open_store(cfg.store.data_dir)
+        try:
+            body = dict(report)
+            if len(json.dumps(body)) > 48_000:  # keep the event under the payload limit
+                body["checks"] = [
+                    {k: c[k] for k in ("name", "status", "detail")} for c in report["checks"]
+                ]
+            rec = Outbox(store, Topics(cfg.identity.kiosk_id), SystemClock()).append(
+                "selftest", body, Priority.HIGH
+            )
+        finally:
+            store.close()
+    except Exception as e:  # the report file is the fallback; say why it was not queued
+        return f"not queued for the province: {type(e).__name__}: {e}"
+    return f"queued for the province as event seq {rec.seq}"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "selftest",
+        help="test board, slots, sensors, broker, clock, disk, font, "
+        "screen (exit 1 on any failure)",
+    )
+    p.add_argument("--config", metavar="PATH")
+    p.add_argument("--port", metavar="URL", help="serial port (default: hardware.port)")
+    p.add_argument("--baud", type=int, help="default: hardware.baud")
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=CHECK_NAMES,
+        help="leave a check out (repeatable)",
+    )
+    p.add_argument("--headless", action="store_true", help="no screen on this kiosk")
+    p.add_argument("--slot-timeout", type=float, default=60.0, metavar="S")
+    p.add_argument("--connect-timeout", type=float, default=3.0, metavar="S")
+    p.add_argument("--report", metavar="FILE", help="also write the JSON report here")
+    p.add_argument("--json", action="store_true", help="print the JSON report, not the table")
+    p.add_argument("--no-queue", action="store_true", help="do not queue the selftest event")
+    p.set_defaults(func=cmd_selftest)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(resolve_config_path(args.config))
+    except ConfigError as e:
+        print(f"error: the config is not usable:\n{e}")
+        return 2
+    checks = run_checks(
+        cfg,
+        port=args.port or cfg.hardware.port,
+        baud=args.baud or cfg.hardware.baud,
+        skip=args.skip,
+        headless=args.headless,
+        slot_timeout=args.slot_timeout,
+        connect_timeout=args.connect_timeout,
+        progress=sys.stderr,
+    )
+    report = make_report(cfg, checks)
+    text = json.dumps(report, ensure_ascii=False, indent=2)
+    out_dir = cfg.store.data_dir / "selftest"
+    notes = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"selftest-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        path.write_text(text, encoding="utf-8")
+        (out_dir / "selftest-latest.json").write_text(text, encoding="utf-8")
+        notes.append(f"report: {path}")
+    except OSError as e:
+        notes.append(f"report not saved in {out_dir}: {e}")
+    if args.report:
+        Path(args.report).write_text(text, encoding="utf-8")
+        notes.append(f"report: {args.report}")
+    if not args.no_queue:
+        notes.append(queue_event(cfg, report))
+    if args.json:
+        print(text)
+    else:
+        print(table(checks))
+        print()
+        verdict = "PASS 通过" if report["ok"] else "FAIL 未通过: " + ", ".join(report["failed"])
+        print(f"selftest {cfg.identity.kiosk_id}: {verdict}")
+    for n in notes:
+        print(n, file=sys.stderr if args.json else sys.stdout)
+    return 0 if report["ok"] else 1

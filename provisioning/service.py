@@ -1,0 +1,92 @@
+"""`kiosk-provision install-service`: put the systemd unit in place and say what else to run.
+
+Owns: turning provisioning/kiosk.service into the unit for this kiosk (config path, data dir,
+executable, user) and the instructions (service user in the dialout group, data dir ownership,
+enable). Never runs systemctl, useradd or chown itself: it prints them for the technician, so it
+is safe to run anywhere and in tests (--dest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from kiosk.config import ConfigError, load_config, resolve_config_path
+from provisioning.files import backup, write_atomic
+
+__all__ = ["UNIT_TEMPLATE", "add_parser", "cmd_install_service", "render_unit"]
+
+UNIT_TEMPLATE = Path(__file__).with_name("kiosk.service")
+DEFAULT_DEST = Path("/etc/systemd/system")
+
+
+def render_unit(
+    config_path: Path, data_dir: Path, exe: str, user: str = "kiosk", watchdog_s: int = 30
+) -> str:
+    out = []
+    for line in UNIT_TEMPLATE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("ExecStart="):
+            line = f"ExecStart={exe} run --config {config_path}"
+        elif line.startswith("Environment=KIOSK_CONFIG="):
+            line = f"Environment=KIOSK_CONFIG={config_path}"
+        elif line.startswith("ReadWritePaths="):
+            line = f"ReadWritePaths={data_dir}"
+        elif line.startswith("User="):
+            line = f"User={user}"
+        elif line.startswith("Group="):
+            line = f"Group={user}"
+        elif line.startswith("WatchdogSec="):
+            line = f"WatchdogSec={watchdog_s}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("install-service", help="write the systemd unit (no systemctl calls)")
+    p.add_argument("--config", metavar="PATH")
+    p.add_argument(
+        "--dest",
+        metavar="DIR",
+        default=str(DEFAULT_DEST),
+        help="unit directory (default %(default)s)",
+    )
+    p.add_argument("--user", default="kiosk", help="service user (default %(default)s)")
+    p.add_argument("--exe", help="the kiosk executable (default: `kiosk` next to this Python)")
+    p.add_argument("--watchdog", type=int, default=30, metavar="S", help="WatchdogSec")
+    p.set_defaults(func=cmd_install_service)
+
+
+def cmd_install_service(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config).resolve()
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        print(f"error: the config is not usable:\n{e}")
+        return 2
+    exe = args.exe or str(Path(sys.executable).with_name("kiosk"))
+    if not Path(exe).exists():
+        exe = shutil.which("kiosk") or exe
+    unit = render_unit(path, cfg.store.data_dir, exe, args.user, args.watchdog)
+    dest = Path(args.dest) / "kiosk.service"
+    kept = backup(dest)
+    try:
+        write_atomic(dest, unit.encode(), 0o644)
+    except PermissionError:
+        print(f"error: cannot write {dest}: run with sudo, or use --dest DIR")
+        return 1
+    u, d = args.user, cfg.store.data_dir
+    print(f"wrote {dest}" + (f" (previous kept as {kept})" if kept else ""))
+    print("now run, as root:")
+    print(
+        f"  useradd --system --home-dir {d} --shell /usr/sbin/nologin --groups "
+        f"dialout,video,render,input,tty {u}   # once"
+    )
+    print(f"  install -d -o {u} -g {u} -m 0700 {d}")
+    print(f"  chown root:{u} {path} && chmod 0640 {path}   # the service reads its config")
+    ident = f"{path.parent}/device-key.pem {path.parent}/device-secret"
+    print(f"  chown {u}:{u} {ident}   # after register; they stay mode 0600")
+    print("  systemctl daemon-reload && systemctl enable --now kiosk.service")
+    print("  journalctl -u kiosk -f    # watch it start")
+    return 0

@@ -1,0 +1,112 @@
+"""`kiosk-provision selftest` against the in-process board emulator (emu://, time_scale 0.01)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kiosk.clock import SystemClock
+from kiosk.config import load_config
+from kiosk.store import open_store
+from kiosk.sync.outbox import Outbox
+from kiosk.sync.topics import Topics
+from provisioning.cli import main
+from provisioning.selftest import ProgressBar, check_clock
+
+SKIP = ["--skip", "broker", "--skip", "font", "--skip", "screen"]
+
+
+def test_jammed_slot_fails_and_is_named(
+    make_config: Callable[..., Path],
+    emulator: Callable[..., str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = emulator(jammed={2})
+    cfg_path = make_config(port="/dev/null-not-used")
+    report = tmp_path / "report.json"
+    rc = main(
+        [
+            "selftest",
+            "--config",
+            str(cfg_path),
+            "--port",
+            url,
+            "--slot-timeout",
+            "5",
+            "--report",
+            str(report),
+            *SKIP,
+        ]
+    )
+    out = capsys.readouterr()
+    assert rc == 1
+    data = json.loads(report.read_text())
+    assert data["ok"] is False
+    assert data["failed_slots"] == [{"board": "board0", "slot": 2, "outcome": "JAMMED"}]
+    assert "board0.slots" in data["failed"]
+    assert "2 JAMMED" in out.out and "FAIL" in out.out
+    assert "board0 slots [" in out.err  # the progress bar
+    cfg = load_config(cfg_path)
+    assert (cfg.store.data_dir / "selftest" / "selftest-latest.json").exists()
+    store = open_store(cfg.store.data_dir)
+    try:
+        recs = Outbox(store, Topics(cfg.identity.kiosk_id), SystemClock()).records()
+    finally:
+        store.close()
+    assert [r.kind for r in recs] == ["selftest"]
+    assert json.loads(recs[0].payload)["body"]["failed_slots"][0]["slot"] == 2
+
+
+def test_all_good_passes(
+    make_config: Callable[..., Path],
+    emulator: Callable[..., str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = emulator()
+    cfg_path = make_config(port=url)
+    capsys.readouterr()
+    rc = main(["selftest", "--config", str(cfg_path), "--slot-timeout", "5", "--json", *SKIP])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0, data
+    names = {c["name"]: c["status"] for c in data["checks"]}
+    assert names["board0"] == "ok" and names["board0.slots"] == "ok"
+    assert names["clock"] == "ok" and names["disk"] == "ok"
+    assert names["screen"] == "skip"
+
+
+def test_unreachable_board_and_broker_fail(
+    make_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg_path = make_config(port="emu://nobody")
+    capsys.readouterr()
+    rc = main(
+        [
+            "selftest",
+            "--config",
+            str(cfg_path),
+            "--connect-timeout",
+            "0.3",
+            "--json",
+            "--skip",
+            "font",
+            "--no-queue",
+        ]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    assert set(data["failed"]) >= {"board", "broker"}
+
+
+def test_progress_bar_and_clock() -> None:
+    s = io.StringIO()
+    bar = ProgressBar(4, "slots", s, width=8)
+    bar.update("slot 0: DELIVERED")
+    bar.update("slot 1: JAMMED")
+    assert s.getvalue().splitlines()[-1].startswith("slots [####....]   2/4  slot 1: JAMMED")
+    assert check_clock(1_500_000_000).status == "fail"
+    assert check_clock().status == "ok"
