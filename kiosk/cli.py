@@ -102,8 +102,9 @@ def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]
     """Subcommands that live beside the code they drive (board tools, emulator, simulators)."""
     from kiosk.hardware.cli_board import register as board
     from kiosk.sim.cli_emulator import register as emulator
+    from kiosk.ui.cli_screenshot import register as screenshot
 
-    return [board, emulator]
+    return [board, emulator, screenshot]
 
 
 # --- helpers ----------------------------------------------------------------------------------

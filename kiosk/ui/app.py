@@ -1,0 +1,659 @@
+"""The UI loop: display, screen stack, input, timers, rendering.
+
+Owns: the screen and the screen stack, the language, the inactivity timer and dimming, the
+service-menu entry (3 s long-press top-left) and the PIN lockout state. Never blocks on
+serial, network or disk: it reads `controller.view()` (a snapshot) and posts intents.
+
+How it sleeps: each turn computes when it must next wake by itself (the nearest of: an
+animation or countdown frame of a visible screen, the inactivity prompt/return deadline, the
+dimming deadline, a long-press in progress). With no such deadline it calls
+`pygame.event.wait()` with no timeout and uses no CPU until a touch or a `VIEW_CHANGED` event
+posted by the controller's notify callback. Frames are drawn only when something changed
+(dirty flag) and never faster than 30 fps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Literal, TypeVar
+
+import pygame
+import pygame.freetype
+
+from kiosk.clock import Clock, ManualClock
+from kiosk.config import UiConfig
+from kiosk.log import log_event
+from kiosk.ui.events import BACKGROUND_DONE, VIEW_CHANGED, notify_view_changed
+from kiosk.ui.fonts import find_cjk_font, load_font
+from kiosk.ui.i18n import Translator
+from kiosk.ui.images import ProductImages, shared_images
+from kiosk.ui.model import (
+    BackToIdle,
+    Controller,
+    Intent,
+    LockSales,
+    OpenDoor,
+    Restock,
+    ServiceExit,
+    ServiceLogin,
+    ServiceViewed,
+    TestVend,
+    ViewState,
+)
+from kiosk.ui.pin import PinLockout
+from kiosk.ui.screens import ROOT_FOR_MODE
+from kiosk.ui.screens.base import Screen
+from kiosk.ui.theme import Metrics, metrics_for
+from kiosk.ui.widgets import Hit, TextRecord, Ui
+
+__all__ = [
+    "FRAME_S",
+    "LONG_PRESS_S",
+    "PROMPT_LEAD_S",
+    "SCREEN_NAMES",
+    "SERVICE_TIMEOUT_S",
+    "WINDOW_TITLE",
+    "App",
+    "open_display",
+    "render_app",
+    "render_once",
+    "run",
+]
+
+log = logging.getLogger("kiosk.ui")
+T = TypeVar("T")
+
+WINDOW_TITLE = "kiosk-ui"
+FRAME_S = 1.0 / 30  # never draw faster than 30 fps
+LONG_PRESS_S = 3.0
+PROMPT_LEAD_S = 20.0  # "need more time?" shows this long before the inactivity timeout
+SERVICE_TIMEOUT_S = 180.0
+_SERVICE_INTENTS = (
+    ServiceLogin,
+    ServiceExit,
+    ServiceViewed,
+    Restock,
+    TestVend,
+    OpenDoor,
+    LockSales,
+)
+
+#: Every name `render_once` and `kiosk screenshot --screen` accept.
+SCREEN_NAMES: tuple[str, ...] = (
+    "attract",
+    "attract_dimmed",
+    "catalog",
+    "category_picker",
+    "product",
+    "cart",
+    "payment",
+    "offline_code",
+    "dispensing",
+    "dispensing_locker",
+    "done",
+    "problem",
+    "out_of_service",
+    "idle_prompt",
+    "service_pin",
+    "service_menu",
+    "service_restock",
+    "service_count",
+    "service_stock",
+    "service_sync",
+    "service_board",
+    "service_network",
+    "service_version",
+)
+
+
+@dataclass
+class _Press:
+    pos: tuple[int, int]
+    t0: float
+    consumed: bool = False
+
+
+def make_root(app: App, name: str) -> Screen:
+    from kiosk.ui.screens.attract import AttractScreen
+    from kiosk.ui.screens.catalog import CatalogScreen
+    from kiosk.ui.screens.dispensing import DispensingScreen
+    from kiosk.ui.screens.done import DoneScreen
+    from kiosk.ui.screens.out_of_service import OutOfServiceScreen
+    from kiosk.ui.screens.payment import PaymentScreen
+    from kiosk.ui.screens.problem import ProblemScreen
+
+    classes: dict[str, type[Screen]] = {
+        "attract": AttractScreen,
+        "catalog": CatalogScreen,
+        "payment": PaymentScreen,
+        "dispensing": DispensingScreen,
+        "done": DoneScreen,
+        "problem": ProblemScreen,
+        "out_of_service": OutOfServiceScreen,
+    }
+    return classes[name](app)
+
+
+class App:
+    """One UI on one surface. Tests drive it with `step(block=False)`; `loop()` runs it."""
+
+    def __init__(
+        self,
+        controller: Controller,
+        config: UiConfig,
+        clock: Clock,
+        *,
+        surface: pygame.Surface,
+        font: pygame.freetype.Font,
+        images: ProductImages | None = None,
+        kiosk_mode: bool = True,
+        display: bool = False,
+        wait: Callable[..., pygame.event.Event] | None = None,
+        on_screen: Callable[[str], None] | None = None,
+    ) -> None:
+        self.controller = controller
+        self.config = config
+        self.clock = clock
+        self.surface = surface
+        self.font = font
+        self.images = images or shared_images()
+        self.kiosk_mode = kiosk_mode
+        self.display = display
+        self.wait = wait or pygame.event.wait
+        self.on_screen = on_screen
+        self.m: Metrics = metrics_for(*surface.get_size())
+        self.lang: str = config.language
+        self.view: ViewState = controller.view()
+        self.images.preload(pv.product for pv in self.view.products)
+        self.last_activity = self.now()
+        self.pin_lockout = PinLockout()
+        self.stack: list[Screen] = [make_root(self, ROOT_FOR_MODE[self.view.mode])]
+        self.hits: list[Hit] = []
+        self.texts: list[TextRecord] = []
+        self.dirty = True
+        self.running = True
+        self.frames = 0
+        self._presses: dict[object, _Press] = {}
+        self._last_frame_at = -math.inf
+        self._next_anim_at: float | None = None
+        self._reported: str | None = None
+        self._translators = {lang: Translator(lang) for lang in ("zh", "en")}
+        self.threads: list[threading.Thread] = []
+        self._results: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    # --- the API screens use -----------------------------------------------------------
+    def now(self) -> float:
+        return self.clock.monotonic()
+
+    def post(self, intent: Intent) -> None:
+        if isinstance(intent, _SERVICE_INTENTS):
+            log_event(log, "ui.service." + type(intent).__name__, **asdict(intent))
+        self.controller.post(intent)
+        self.dirty = True
+
+    def push(self, screen: Screen) -> None:
+        self.stack.append(screen)
+        self.dirty = True
+
+    def pop(self, screen: Screen | None = None) -> None:
+        if len(self.stack) > 1 and (screen is None or self.stack[-1] is screen):
+            self.stack.pop()
+            self.dirty = True
+
+    def replace_top(self, screen: Screen) -> None:
+        if len(self.stack) > 1:
+            self.stack[-1] = screen
+        else:
+            self.stack.append(screen)
+        self.dirty = True
+
+    def toggle_lang(self) -> None:
+        self.lang = "en" if self.lang == "zh" else "zh"
+        self.dirty = True
+
+    def mark_dirty(self) -> None:
+        self.dirty = True
+
+    def run_in_background(self, work: Callable[[], T], done: Callable[[T], None]) -> None:
+        """CPU-heavy work (PIN hashing) off the loop. `done(result)` runs later on the UI
+        thread; the worker only queues the result and posts a bare BACKGROUND_DONE to wake
+        the loop (no Python objects ride on pygame events)."""
+
+        def target() -> None:
+            result = work()
+            self._results.put(lambda: done(result))
+            pygame.event.post(pygame.event.Event(BACKGROUND_DONE))
+
+        th = threading.Thread(target=target, name="ui-background", daemon=True)
+        self.threads.append(th)
+        th.start()
+
+    def exit_service(self, reason: Literal["exit", "timeout"]) -> None:
+        if any(s.service for s in self.stack):
+            self.stack = [s for s in self.stack if not s.service]
+            self.post(ServiceExit(reason))
+            self.last_activity = self.now()
+            self.dirty = True
+
+    @property
+    def top(self) -> Screen:
+        return self.stack[-1]
+
+    @property
+    def in_service(self) -> bool:
+        return any(s.service for s in self.stack)
+
+    @property
+    def dimmed(self) -> bool:
+        return (
+            self.stack[0].name == "attract"
+            and not self.in_service
+            and self.now() - self.last_activity >= self.config.dim_after_s
+        )
+
+    # --- view state ---------------------------------------------------------------------
+    def refresh_view(self) -> None:
+        view = self.controller.view()
+        if view is self.view:
+            return
+        self.view = view
+        root = ROOT_FOR_MODE[view.mode]
+        if self.stack[0].name != root:
+            service_part = [s for s in self.stack if s.service]
+            self.stack = [make_root(self, root), *service_part]
+            self.last_activity = self.now()
+            if root == "attract":
+                self.lang = self.config.language
+        for s in self.stack:
+            s.on_view(view)
+        self.dirty = True
+
+    # --- input ----------------------------------------------------------------------------
+    def _corner(self) -> pygame.Rect:
+        side = round(self.m.touch * 1.5)
+        return pygame.Rect(0, 0, side, side)
+
+    def _press_down(self, key: object, pos: tuple[int, int]) -> None:
+        now = self.now()
+        self._presses[key] = _Press(pos, now)
+        self.last_activity = now
+        self.dirty = True
+
+    def _press_up(self, key: object, pos: tuple[int, int]) -> None:
+        press = self._presses.pop(key, None)
+        if press is None or press.consumed:
+            return
+        self.last_activity = self.now()
+        for hit in reversed(self.hits):
+            if hit.rect.collidepoint(press.pos):
+                if hit.rect.collidepoint(pos):
+                    hit.action()
+                    self.dirty = True
+                return
+
+    def handle(self, ev: pygame.event.Event) -> None:
+        t = ev.type
+        if t == pygame.NOEVENT:
+            return
+        if t == VIEW_CHANGED:
+            self.refresh_view()
+        elif t == pygame.FINGERDOWN or t == pygame.FINGERUP:
+            w, h = self.surface.get_size()
+            pos = (min(w - 1, int(ev.x * w)), min(h - 1, int(ev.y * h)))
+            key = ("finger", getattr(ev, "touch_id", 0), ev.finger_id)
+            (self._press_down if t == pygame.FINGERDOWN else self._press_up)(key, pos)
+        elif t == pygame.MOUSEBUTTONDOWN or t == pygame.MOUSEBUTTONUP:
+            if getattr(ev, "touch", False) or ev.button != 1:
+                return  # SDL's copy of a touch we already handled, or not the main button
+            mouse_key: object = ("mouse",)
+            down = t == pygame.MOUSEBUTTONDOWN
+            (self._press_down if down else self._press_up)(mouse_key, ev.pos)
+        elif t == BACKGROUND_DONE:
+            while True:
+                try:
+                    finish = self._results.get_nowait()
+                except queue.Empty:
+                    break
+                finish()
+                self.dirty = True
+        elif t == pygame.QUIT:
+            if not self.kiosk_mode:
+                self.running = False
+            else:
+                log_event(log, "ui.quit_ignored")
+        elif t in (
+            pygame.WINDOWEXPOSED,
+            pygame.VIDEOEXPOSE,
+            pygame.WINDOWSIZECHANGED,
+            pygame.WINDOWSHOWN,
+            pygame.WINDOWRESTORED,
+        ):
+            self.dirty = True
+        # keys (Esc, Alt-F4, ...) are ignored: there is no keyboard way out of a kiosk
+
+    # --- timers ---------------------------------------------------------------------------
+    def _idle_deadlines(self, now: float) -> list[float]:
+        """Absolute times at which an inactivity rule fires for the current screens."""
+        if self.in_service:
+            return [self.last_activity + SERVICE_TIMEOUT_S]
+        root = self.stack[0]
+        policy = root.idle_policy
+        timeout = float(self.config.idle_timeout_s)
+        if policy == "prompt":
+            prompt_at = self.last_activity + max(0.0, timeout - PROMPT_LEAD_S)
+            if self.top.name == "idle_prompt" or now >= prompt_at:
+                return [self.last_activity + timeout]
+            return [prompt_at]
+        if policy == "return":
+            return [self.last_activity + float(getattr(root, "return_after_s", timeout))]
+        if root.name == "attract" and not self.dimmed:
+            return [self.last_activity + self.config.dim_after_s]
+        return []
+
+    def tick(self, now: float) -> None:
+        """Fire whatever is due at `now`: long-press, inactivity prompt/return, animation."""
+        corner = self._corner()
+        for press in self._presses.values():
+            if (
+                not press.consumed
+                and corner.collidepoint(press.pos)
+                and now - press.t0 >= LONG_PRESS_S
+            ):
+                press.consumed = True
+                self.open_service()
+        if self.in_service:
+            if now - self.last_activity >= SERVICE_TIMEOUT_S:
+                self.exit_service("timeout")
+        else:
+            root = self.stack[0]
+            idle = now - self.last_activity
+            timeout = float(self.config.idle_timeout_s)
+            if root.idle_policy == "prompt":
+                prompting = self.top.name == "idle_prompt"
+                if idle >= timeout:
+                    self._back_to_idle()
+                elif idle >= timeout - PROMPT_LEAD_S and not prompting:
+                    from kiosk.ui.screens.idle_prompt import IdlePromptScreen
+
+                    self.push(IdlePromptScreen(self))
+                elif idle < timeout - PROMPT_LEAD_S and prompting:
+                    self.pop()
+            elif root.idle_policy == "return":
+                if idle >= float(getattr(root, "return_after_s", timeout)):
+                    self._back_to_idle()
+            elif root.name == "attract" and self.dimmed != getattr(self, "_was_dimmed", False):
+                self.dirty = True
+        self._was_dimmed = self.dimmed
+        if self._next_anim_at is not None and now >= self._next_anim_at:
+            self.dirty = True
+
+    def _back_to_idle(self) -> None:
+        self.post(BackToIdle("timeout"))
+        self.lang = self.config.language
+        self.last_activity = self.now()  # retry only after another full timeout
+        self.dirty = True
+
+    def open_service(self) -> None:
+        if self.in_service or self.stack[0].name in ("payment", "dispensing"):
+            return
+        from kiosk.ui.screens.service_pin import ServicePinScreen
+
+        log_event(log, "ui.service.entry")
+        self.push(ServicePinScreen(self))
+
+    def next_wakeup(self, now: float) -> float | None:
+        """Seconds until the loop must wake by itself; None: only an event can change anything."""
+        due: list[float] = list(self._idle_deadlines(now))
+        if self._next_anim_at is not None:
+            due.append(self._next_anim_at)
+        corner = self._corner()
+        for press in self._presses.values():
+            if not press.consumed and corner.collidepoint(press.pos):
+                due.append(press.t0 + LONG_PRESS_S)
+        if self.dirty:
+            due.append(self._last_frame_at + FRAME_S)
+        if not due:
+            return None
+        return max(0.0, min(due) - now, self._last_frame_at + FRAME_S - now)
+
+    # --- drawing --------------------------------------------------------------------------
+    def render(self) -> Ui:
+        now = self.now()
+        ui = Ui(self.surface, self.m, self.font, self._translators[self.lang], now)
+        start = max(i for i, s in enumerate(self.stack) if not s.overlay or i == 0)
+        visible = self.stack[start:]
+        for s in visible:
+            ui.hits.clear()  # only the top-most layer takes touches
+            s.draw(ui)
+        self.hits, self.texts = ui.hits, ui.texts
+        self.dirty = False
+        self._last_frame_at = now
+        self.frames += 1
+        frames = [f for f in (s.next_frame(now) for s in visible) if f is not None]
+        self._next_anim_at = now + max(FRAME_S, min(frames)) if frames else None
+        if self.display:
+            pygame.display.flip()
+        name = self.top.name
+        if name != self._reported:
+            self._reported = name
+            if self.on_screen is not None:
+                self.on_screen(name)
+        return ui
+
+    # --- the loop -------------------------------------------------------------------------
+    def step(self, *, block: bool = True) -> None:
+        """One turn: sleep until an event or a deadline, handle events, fire timers, draw."""
+        if block:
+            timeout = self.next_wakeup(self.now())
+            # no deadline: block until an event (no CPU while nothing moves)
+            wait_ms = None if timeout is None else max(1, math.ceil(timeout * 1000))
+            ev = self.wait() if wait_ms is None else self.wait(wait_ms)
+            self.handle(ev)
+        for ev in pygame.event.get():
+            self.handle(ev)
+        self.tick(self.now())
+        if self.dirty:
+            self.render()
+
+    def loop(self) -> None:
+        self.render()
+        while self.running:
+            self.step()
+
+
+# --- production entry -------------------------------------------------------------------
+
+
+def open_display(config: UiConfig, kiosk_mode: bool = True) -> pygame.Surface:
+    """Open the window (X11/Wayland) or the whole screen (KMSDRM, fullscreen)."""
+    os.environ.setdefault("SDL_TOUCH_MOUSE_EVENTS", "0")  # belt: we also drop event.touch
+    pygame.display.init()
+    pygame.freetype.init()
+    flags = pygame.FULLSCREEN if (config.fullscreen and kiosk_mode) else 0
+    surface = pygame.display.set_mode((config.width, config.height), flags)
+    pygame.display.set_caption(WINDOW_TITLE)
+    if kiosk_mode:
+        pygame.mouse.set_visible(False)
+    pygame.event.set_blocked(
+        [
+            pygame.MOUSEMOTION,
+            pygame.FINGERMOTION,
+            pygame.MOUSEWHEEL,
+            pygame.TEXTINPUT,
+            pygame.TEXTEDITING,
+            pygame.KEYUP,
+        ]
+    )
+    return surface
+
+
+def run(
+    controller: Controller,
+    ui_config: UiConfig,
+    clock: Clock,
+    *,
+    kiosk_mode: bool = True,
+    images: ProductImages | None = None,
+    on_screen: Callable[[str], None] | None = None,
+) -> None:
+    """Run the UI until QUIT (only honoured outside kiosk mode). Raises FontMissing first."""
+    font = load_font(find_cjk_font(ui_config.font_path))
+    surface = open_display(ui_config, kiosk_mode)
+    app = App(
+        controller,
+        ui_config,
+        clock,
+        surface=surface,
+        font=font,
+        images=images,
+        kiosk_mode=kiosk_mode,
+        display=True,
+        on_screen=on_screen,
+    )
+    controller.set_notify(notify_view_changed)
+    app.loop()
+    pygame.display.quit()
+
+
+# --- screenshots and tests --------------------------------------------------------------
+
+_fonts: dict[str, pygame.freetype.Font] = {}
+
+
+def default_font(path: str | None = None) -> pygame.freetype.Font:
+    key = path or ""
+    if key not in _fonts:
+        from pathlib import Path
+
+        _fonts[key] = load_font(find_cjk_font(Path(path) if path else None))
+    return _fonts[key]
+
+
+def show(app: App, name: str) -> None:
+    """Put the stack into the state the screen `name` (one of SCREEN_NAMES) needs."""
+    from kiosk.ui.screens.cart import CartScreen
+    from kiosk.ui.screens.catalog import CatalogScreen
+    from kiosk.ui.screens.idle_prompt import IdlePromptScreen
+    from kiosk.ui.screens.offline_code import OfflineCodeScreen
+    from kiosk.ui.screens.product import ProductScreen
+    from kiosk.ui.screens.service_count import ServiceCountScreen
+    from kiosk.ui.screens.service_info import ServiceInfoScreen
+    from kiosk.ui.screens.service_menu import ServiceMenuScreen
+    from kiosk.ui.screens.service_pin import ServicePinScreen
+    from kiosk.ui.screens.service_slots import ServiceSlotsScreen
+
+    if name not in SCREEN_NAMES:
+        raise ValueError(f"unknown screen {name!r}; known: {', '.join(SCREEN_NAMES)}")
+    if name == "product":
+        pid = (
+            app.view.cart[0].product_id
+            if app.view.cart
+            else app.view.products[0].product.product_id
+        )
+        app.push(ProductScreen(app, pid))
+    elif name == "cart":
+        app.push(CartScreen(app))
+    elif name == "category_picker":
+        from kiosk.ui.screens.category_picker import CategoryPickerScreen
+
+        root = app.stack[0]
+        assert isinstance(root, CatalogScreen)
+        app.push(CategoryPickerScreen(app, root))
+    elif name == "offline_code":
+        app.push(OfflineCodeScreen(app))
+    elif name == "idle_prompt":
+        app.push(ProductScreen(app, app.view.products[0].product.product_id))
+        app.push(IdlePromptScreen(app))
+        app.last_activity = app.now() - (app.config.idle_timeout_s - 15)
+    elif name == "attract_dimmed":
+        app.last_activity = app.now() - app.config.dim_after_s - 1
+    elif name.startswith("service_"):
+        if name == "service_pin":
+            app.push(ServicePinScreen(app))
+            return
+        app.push(ServiceMenuScreen(app))
+        sub = name.removeprefix("service_")
+        if sub in ("restock", "stock"):
+            app.push(ServiceSlotsScreen(app, sub))
+        elif sub == "count":
+            app.push(ServiceSlotsScreen(app, "restock"))
+            slot = next(s for s in app.view.service.slots if s.product_id)
+            app.push(ServiceCountScreen(app, slot.slot_no, slot.capacity))
+        elif sub in ("sync", "board", "network", "version"):
+            app.push(ServiceInfoScreen(app, sub))
+    app.dirty = True
+
+
+class _StaticController:
+    """Holds one snapshot; records intents. For screenshots of a given view."""
+
+    def __init__(self, view: ViewState) -> None:
+        self._view = view
+        self.posted: list[Intent] = []
+
+    def post(self, intent: Intent) -> None:
+        self.posted.append(intent)
+
+    def view(self) -> ViewState:
+        return self._view
+
+    def set_notify(self, notify: Callable[[], None]) -> None:
+        pass
+
+
+def render_once(
+    screen_name: str,
+    size: tuple[int, int],
+    lang: str,
+    view: ViewState | None = None,
+    *,
+    font_path: str | None = None,
+) -> pygame.Surface:
+    """Draw one screen offscreen with demo data (or `view`)."""
+    return render_app(screen_name, size, lang, view, font_path=font_path).surface
+
+
+def render_app(
+    screen_name: str,
+    size: tuple[int, int],
+    lang: str,
+    view: ViewState | None = None,
+    *,
+    font_path: str | None = None,
+    clock: ManualClock | None = None,
+) -> App:
+    """Like render_once, but returns the app: its `texts` and `hits` record every text box and
+    tap target of the frame (what the layout tests check)."""
+    from kiosk.ui.fake_controller import DEMO_PIN_HASH, demo_view
+
+    if not pygame.display.get_init():
+        pygame.display.init()
+    pygame.freetype.init()
+    clock = clock or ManualClock()
+    if view is None:
+        view = demo_view(screen_name, clock)
+    w, h = size
+    config = UiConfig(
+        width=w,
+        height=h,
+        orientation="portrait" if h >= w else "landscape",
+        language="zh",
+        service_pin_hash=DEMO_PIN_HASH,
+    )
+    config = replace(config, language=lang)
+    app = App(
+        _StaticController(view),
+        config,
+        clock,
+        surface=pygame.Surface(size),
+        font=default_font(font_path),
+    )
+    show(app, screen_name)
+    app.render()
+    return app

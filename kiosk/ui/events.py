@@ -1,0 +1,20 @@
+"""The UI's own pygame event types.
+
+Owns: the numbers of custom events. `VIEW_CHANGED` is what the controller's notify callback
+posts (from any thread) so the sleeping UI loop wakes and reads the new snapshot.
+"""
+
+from __future__ import annotations
+
+import pygame
+
+__all__ = ["BACKGROUND_DONE", "VIEW_CHANGED", "notify_view_changed"]
+
+VIEW_CHANGED: int = pygame.event.custom_type()
+BACKGROUND_DONE: int = pygame.event.custom_type()  # no attrs: results wait in App._results
+
+
+def notify_view_changed() -> None:
+    """The callback to hand the controller: thread-safe, never blocks."""
+    if pygame.display.get_init() or pygame.get_init():
+        pygame.event.post(pygame.event.Event(VIEW_CHANGED))

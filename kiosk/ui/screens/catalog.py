@@ -1,0 +1,257 @@
+"""Catalog screen (mode shopping): category chips, a page of product tiles, pager and cart.
+
+Owns: the category filter and page number (UI-local). Tiles show picture, 扶贫产品 badge, name,
+price and the sold-out state; a tap opens the product detail. Pages instead of scrolling: a
+page button is easier for older shoppers than a fling.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pygame
+
+from kiosk.core.catalog import Category
+from kiosk.ui.i18n import product_text
+from kiosk.ui.model import ProductView
+from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
+from kiosk.ui.widgets import Style, Ui, line_height
+
+
+def grid_for(ui: Ui, area: pygame.Rect) -> tuple[int, int]:
+    """Columns and rows of tiles that fit `area` with a picture at least 60% of the tile."""
+    m = ui.m
+    text_h = 2 * line_height(m.text) + line_height(m.title) + 2 * m.gap
+    best = (1, 1)
+    best_key = (0, 0)
+    for cols in range(1, 9):
+        tw = (area.w - (cols - 1) * m.gap) // cols
+        if tw < m.text * 6.5 or tw < m.touch * 2:
+            break
+        for rows in range(1, 7):
+            th = (area.h - (rows - 1) * m.gap) // rows
+            img = min(tw - 2 * m.pad, th - text_h - 2 * m.pad)
+            if img < 0.75 * (tw - 2 * m.pad) or img < m.touch * 1.8:
+                break
+            key = (cols * rows, img)
+            if key > best_key:
+                best, best_key = (cols, rows), key
+    return best
+
+
+class CatalogScreen(Screen):
+    name = "catalog"
+    idle_policy = "prompt"
+
+    def __init__(self, app: AppApi) -> None:
+        super().__init__(app)
+        self.category: Category | None = None
+        self.page = 0
+
+    def _products(self) -> list[ProductView]:
+        pvs = list(self.app.view.products)
+        if self.category is not None:
+            pvs = [pv for pv in pvs if pv.product.category is self.category]
+        # in-stock first, then by category order, as the controller listed them
+        return sorted(pvs, key=lambda pv: pv.sold_out)
+
+    def set_category(self, cat: Category | None) -> None:
+        self.category, self.page = cat, 0
+        self.app.mark_dirty()
+
+    def _turn(self, delta: int) -> None:
+        self.page += delta
+        self.app.mark_dirty()
+
+    def _open(self, product_id: str) -> None:
+        from kiosk.ui.screens.product import ProductScreen
+
+        self.app.push(ProductScreen(self.app, product_id))
+
+    def _open_cart(self) -> None:
+        from kiosk.ui.screens.cart import CartScreen
+
+        self.app.push(CartScreen(self.app))
+
+    def draw(self, ui: Ui) -> None:
+        m, c, t = ui.m, ui.c, ui.t
+        ui.surface.fill(c.bg)
+        area = header(ui, self.app, t("catalog.title"))
+        content, foot = footer_rect(ui, area)
+        content = content.inflate(-2 * m.pad, -2 * m.gap)
+        y = self._draw_chips(ui, content)
+        grid_area = pygame.Rect(content.x, y, content.w, content.bottom - y)
+        pvs = self._products()
+        cols, rows = grid_for(ui, grid_area)
+        per_page = cols * rows
+        pages = max(1, -(-len(pvs) // per_page))
+        self.page = min(max(0, self.page), pages - 1)
+        shown = pvs[self.page * per_page : (self.page + 1) * per_page]
+        tw = (grid_area.w - (cols - 1) * m.gap) // cols
+        th = (grid_area.h - (rows - 1) * m.gap) // rows
+        for i, pv in enumerate(shown):
+            r, col = divmod(i, cols)
+            tile = pygame.Rect(
+                grid_area.x + col * (tw + m.gap), grid_area.y + r * (th + m.gap), tw, th
+            )
+            self._draw_tile(ui, tile, pv)
+        if not shown:
+            ui.text(
+                t("catalog.empty"),
+                grid_area,
+                align="center",
+                valign="middle",
+                max_lines=3,
+                color=c.muted,
+            )
+        self._draw_footer(ui, foot, pages)
+
+    def chips(self, ui: Ui) -> list[tuple[Category | None, str]]:
+        t = ui.t
+        present = {pv.product.category for pv in self.app.view.products}
+        chips: list[tuple[Category | None, str]] = [(None, t("cat.all"))]
+        chips += [(cat, t(f"cat.{cat.value}")) for cat in Category if cat in present]
+        return chips
+
+    def _chip_w(self, ui: Ui, label: str) -> int:
+        return max(ui.m.touch, ui.measure(label, ui.m.text, True) + 3 * ui.m.pad)
+
+    def _open_picker(self) -> None:
+        from kiosk.ui.screens.category_picker import CategoryPickerScreen
+
+        self.app.push(CategoryPickerScreen(self.app, self))
+
+    def _draw_chips(self, ui: Ui, area: pygame.Rect) -> int:
+        """One row of category chips, or, when they do not fit, one button opening a picker."""
+        m, t = ui.m, ui.t
+        chips = self.chips(ui)
+        widths = [self._chip_w(ui, label) for _, label in chips]
+        y = area.y
+        if sum(widths) + m.gap * (len(chips) - 1) <= area.w:
+            x = area.x
+            for (cat, label), w in zip(chips, widths, strict=True):
+                style: Style = "primary" if cat is self.category else "outline"
+                ui.button(
+                    pygame.Rect(x, y, w, m.touch),
+                    label,
+                    partial(self.set_category, cat),
+                    name=f"cat-{cat.value if cat else 'all'}",
+                    style=style,
+                    max_lines=1,
+                )
+                x += w + m.gap
+        else:
+            current = next(label for cat, label in chips if cat is self.category)
+            label = t("catalog.category", name=current)
+            w = min(area.w, max(m.touch * 4, ui.measure(label, m.text, True) + 4 * m.pad))
+            ui.button(
+                pygame.Rect(area.x, y, w, m.touch),
+                label,
+                self._open_picker,
+                name="categories",
+                style="outline",
+                max_lines=1,
+            )
+        return y + m.touch + m.gap
+
+    def _draw_tile(self, ui: Ui, tile: pygame.Rect, pv: ProductView) -> None:
+        m, c, t = ui.m, ui.c, ui.t
+        p = pv.product
+        ui.fill(tile, c.surface, m.radius)
+        ui.frame(tile, c.disabled, 1, m.radius)
+        inner = tile.inflate(-2 * m.pad, -2 * m.pad)
+        text_h = 2 * line_height(m.text) + line_height(m.title) + 2 * m.gap
+        side = max(0, min(inner.w, inner.h - text_h))
+        img = pygame.Rect(inner.centerx - side // 2, inner.y, side, side)
+        ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
+        ui.badge(t("badge.fupin"), inner.x, img.y + m.pad // 2, inner.w)
+        if pv.sold_out:
+            label = t("catalog.sold_out")
+            sw = min(img.w, ui.measure(label, m.title, True) + 2 * m.pad)
+            pill = pygame.Rect(0, 0, sw, line_height(m.title) + m.pad)
+            pill.center = img.center
+            ui.fill(pill, c.secondary, m.radius)
+            ui.text(
+                label,
+                pill.inflate(-m.pad, 0),
+                size=m.title,
+                color=c.on_secondary,
+                align="center",
+                valign="middle",
+                bold=True,
+            )
+        y = img.bottom + m.gap
+        name = product_text(p, "name", t.lang)
+        ui.text(
+            name,
+            pygame.Rect(inner.x, y, inner.w, 2 * line_height(m.text)),
+            max_lines=2,
+            color=c.muted if pv.sold_out else c.text,
+            min_size=m.text,
+        )
+        price_box = pygame.Rect(
+            inner.x, inner.bottom - line_height(m.title), inner.w, line_height(m.title)
+        )
+        ui.text(
+            t.money(p.price_fen),
+            price_box,
+            size=m.title,
+            bold=True,
+            color=c.muted if pv.sold_out else c.price,
+            overflow="error",
+        )
+        ui.hit(tile, partial(self._open, p.product_id), f"tile-{p.product_id}")
+
+    def _draw_footer(self, ui: Ui, foot: pygame.Rect, pages: int) -> None:
+        m, t = ui.m, ui.t
+        ui.fill(foot, ui.c.surface)
+        pygame.draw.line(ui.surface, ui.c.disabled, foot.topleft, foot.topright, 1)
+        y = foot.y + m.pad
+        x = foot.x + m.pad
+        pw = max(round(m.touch * 1.8), ui.measure(t("catalog.prev"), m.text, True) + 2 * m.pad)
+        if pages > 1:
+            ui.button(
+                pygame.Rect(x, y, pw, m.touch),
+                t("catalog.prev"),
+                (lambda: self._turn(-1)) if self.page > 0 else None,
+                name="prev",
+                style="outline",
+                max_lines=1,
+            )
+            x += pw + m.gap
+            label = t("catalog.page", page=self.page + 1, pages=pages)
+            lw = ui.measure(f"{pages}/{pages}", m.text) + m.pad
+            ui.text(
+                label,
+                pygame.Rect(x, y, lw, m.touch),
+                align="center",
+                valign="middle",
+                overflow="error",
+            )
+            x += lw + m.gap
+            ui.button(
+                pygame.Rect(x, y, pw, m.touch),
+                t("catalog.next"),
+                (lambda: self._turn(1)) if self.page < pages - 1 else None,
+                name="next",
+                style="outline",
+                max_lines=1,
+            )
+            x += pw + m.gap
+        view = self.app.view
+        count = view.cart_count
+        label = (
+            t("catalog.cart", count=count, total=t.money(view.cart_total_fen))
+            if count
+            else t("catalog.cart_empty")
+        )
+        cw = min(
+            foot.right - m.pad - x, max(m.touch * 3, ui.measure(label, m.text, True) + 3 * m.pad)
+        )
+        ui.button(
+            pygame.Rect(foot.right - m.pad - cw, y, cw, m.touch),
+            label,
+            self._open_cart,
+            name="cart",
+            style="primary" if count else "outline",
+        )

@@ -1,0 +1,85 @@
+"""Done (mode done): thanks, the amount paid and a receipt QR; back to the start by itself.
+
+Owns: nothing. Returns to the attract screen after DONE_TIMEOUT_S without a touch (the app's
+idle timer with policy "return"), or when the shopper taps Finish.
+"""
+
+from __future__ import annotations
+
+import pygame
+
+from kiosk.ui.model import BackToIdle
+from kiosk.ui.screens.base import Screen, footer_rect, header, until_next_second
+from kiosk.ui.widgets import Ui, line_height
+
+DONE_TIMEOUT_S = 30.0
+
+
+class DoneScreen(Screen):
+    name = "done"
+    idle_policy = "return"
+    return_after_s = DONE_TIMEOUT_S
+
+    def next_frame(self, now: float) -> float | None:
+        return until_next_second(self.app.last_activity + self.return_after_s, now)
+
+    def draw(self, ui: Ui) -> None:
+        m, c, t = ui.m, ui.c, ui.t
+        ui.surface.fill(c.bg)
+        area = header(ui, self.app, t("app.title"))
+        done = self.app.view.done
+        content, foot = footer_rect(ui, area)
+        body = content.inflate(-2 * m.pad, -2 * m.pad)
+        y = body.y
+        r = ui.text(
+            t("done.title"),
+            pygame.Rect(body.x, y, body.w, line_height(m.huge)),
+            size=m.huge,
+            color=c.ok,
+            align="center",
+            bold=True,
+        )
+        y = r.bottom + m.gap
+        r = ui.text(
+            t("done.sub"),
+            pygame.Rect(body.x, y, body.w, line_height(m.text) * 3),
+            align="center",
+            max_lines=3,
+        )
+        y = r.bottom + m.gap
+        if done is not None:
+            r = ui.text(
+                t("done.paid", amount=t.money(done.paid_fen)),
+                pygame.Rect(body.x, y, body.w, line_height(m.title)),
+                size=m.title,
+                align="center",
+                bold=True,
+                overflow="error",
+            )
+            y = r.bottom + m.gap
+            label_h = line_height(m.text)
+            side = min(body.w * 45 // 100, body.bottom - y - label_h - 2 * m.gap)
+            if side > 0:
+                qr = pygame.Rect(body.centerx - side // 2, y, side, side)
+                ui.qr(done.receipt_url, qr)
+                ui.text(
+                    t("done.receipt"),
+                    pygame.Rect(body.x, qr.bottom + m.gap, body.w, label_h),
+                    align="center",
+                )
+        bar = foot.inflate(-2 * m.pad, 0)
+        half = (bar.w - m.gap) // 2
+        left = self.app.last_activity + self.return_after_s - ui.now
+        ui.text(
+            t("done.auto", s=max(0, int(left + 0.999))),
+            pygame.Rect(bar.x, foot.y + m.pad, half, m.touch),
+            valign="middle",
+            color=c.muted,
+            max_lines=2,
+        )
+        ui.button(
+            pygame.Rect(bar.right - half, foot.y + m.pad, half, m.touch),
+            t("done.finish"),
+            lambda: self.app.post(BackToIdle("finished")),
+            name="finish",
+        )

@@ -1,0 +1,142 @@
+"""Product detail: picture, name, badge, price, origin county, producer, certification number,
+spec, shelf life and items left; add to cart.
+
+Owns: nothing but the product id being shown. Adding posts `AddToCart`; the limits shown
+(stock left, items per order) come from the view state.
+"""
+
+from __future__ import annotations
+
+import pygame
+
+from kiosk.ui.i18n import product_text
+from kiosk.ui.model import AddToCart
+from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, kv_rows
+from kiosk.ui.widgets import Ui, line_height
+
+
+class ProductScreen(Screen):
+    name = "product"
+    idle_policy = "prompt"
+
+    def __init__(self, app: AppApi, product_id: str) -> None:
+        super().__init__(app)
+        self.product_id = product_id
+
+    def _add(self) -> None:
+        self.app.post(AddToCart(self.product_id))
+
+    def _cart(self) -> None:
+        from kiosk.ui.screens.cart import CartScreen
+
+        self.app.replace_top(CartScreen(self.app))
+
+    def draw(self, ui: Ui) -> None:
+        m, c, t = ui.m, ui.c, ui.t
+        ui.surface.fill(c.bg)
+        view = self.app.view
+        pv = view.product(self.product_id)
+        area = header(ui, self.app, t("catalog.title"), back=lambda: self.app.pop(self))
+        if pv is None:  # the catalog changed under us
+            ui.text(t("catalog.empty"), area, align="center", valign="middle")
+            return
+        p = pv.product
+        lang = t.lang
+        content, foot = footer_rect(ui, area)
+        content = content.inflate(-2 * m.pad, -2 * m.pad)
+        if m.portrait:
+            side = min(content.w * 45 // 100, content.h * 32 // 100)
+            img = pygame.Rect(content.x, content.y, side, side)
+            words = pygame.Rect(
+                img.right + 2 * m.gap, content.y, content.right - img.right - 2 * m.gap, side
+            )
+            table = pygame.Rect(
+                content.x,
+                img.bottom + 2 * m.gap,
+                content.w,
+                content.bottom - img.bottom - 2 * m.gap,
+            )
+        else:
+            side = min(content.w * 30 // 100, content.h - line_height(m.huge) - m.gap)
+            img = pygame.Rect(content.x, content.y, side, side)
+            right = pygame.Rect(
+                img.right + 2 * m.gap, content.y, content.right - img.right - 2 * m.gap, content.h
+            )
+            name_h = line_height(m.title) * 2
+            words = pygame.Rect(right.x, right.y, right.w, name_h)
+            table = pygame.Rect(
+                right.x, right.y + name_h + m.gap, right.w, right.h - name_h - m.gap
+            )
+        ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
+        ui.badge(t("badge.fupin"), img.x + m.pad // 2, img.y + m.pad // 2, img.w - m.pad)
+        name = product_text(p, "name", lang)
+        price = t.money(p.price_fen)
+        if m.portrait:
+            r = ui.text(
+                name,
+                pygame.Rect(words.x, words.y, words.w, line_height(m.title) * 3),
+                size=m.title,
+                bold=True,
+                max_lines=3,
+            )
+            ui.text(
+                price,
+                pygame.Rect(words.x, r.bottom + m.gap, words.w, line_height(m.huge)),
+                size=m.huge,
+                color=c.price,
+                bold=True,
+                overflow="error",
+            )
+        else:
+            ui.text(name, words, size=m.title, bold=True, max_lines=2)
+            ui.text(
+                price,
+                pygame.Rect(img.x, img.bottom + m.gap, img.w, line_height(m.huge)),
+                size=m.huge,
+                color=c.price,
+                bold=True,
+                overflow="error",
+            )
+        stock = t("catalog.sold_out") if pv.sold_out else t("product.stock_n", n=pv.stock_left)
+        rows = [
+            (t("product.origin"), product_text(p, "origin_county", lang)),
+            (t("product.producer"), product_text(p, "producer", lang)),
+            (t("product.cert"), p.certification_no),
+            (t("product.spec"), product_text(p, "spec", lang)),
+            (t("product.shelf_life"), t("product.shelf_life_days", days=p.shelf_life_days)),
+            (t("product.stock"), stock),
+        ]
+        kv_rows(ui, table, rows)
+        self._draw_actions(ui, foot)
+
+    def _draw_actions(self, ui: Ui, foot: pygame.Rect) -> None:
+        m, t = ui.m, ui.t
+        view = self.app.view
+        pv = view.product(self.product_id)
+        assert pv is not None
+        in_cart = view.qty_in_cart(self.product_id)
+        can_add = (
+            not pv.sold_out and in_cart < pv.stock_left and view.cart_count < view.max_cart_items
+        )
+        y = foot.y + m.pad
+        bar = foot.inflate(-2 * m.pad, 0)
+        half = (bar.w - m.gap) // 2
+        if view.cart_count >= view.max_cart_items:
+            note = t("product.limit", n=view.max_cart_items)
+        elif in_cart:
+            note = t("product.in_cart", qty=in_cart)
+        else:
+            note = ""
+        add = pygame.Rect(bar.x, y, half, m.touch)
+        ui.button(add, t("product.add"), self._add if can_add else None, name="add")
+        right = pygame.Rect(add.right + m.gap, y, bar.right - add.right - m.gap, m.touch)
+        if view.cart_count:
+            ui.button(right, t("product.go_cart"), self._cart, name="go-cart", style="secondary")
+        elif note:
+            ui.text(note, right, valign="middle", max_lines=2, color=ui.c.muted)
+        if note and view.cart_count:
+            # the note goes above the buttons, inside the content area
+            box = pygame.Rect(
+                bar.x, foot.y - line_height(m.text) - m.gap // 2, bar.w, line_height(m.text)
+            )
+            ui.text(note, box, align="right", color=ui.c.muted)

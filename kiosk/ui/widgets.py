@@ -1,0 +1,434 @@
+"""Widgets, drawn immediate-mode: a screen's `draw(ui)` paints and registers its tap targets.
+
+Owns: text layout (wrap CJK per character and Latin per word, shrink to fit, ellipsis), buttons,
+badges, tiles, keypad, QR codes, progress lists and countdowns, and the records a test uses to
+prove nothing overflows (`Ui.texts`) and every target is big enough (`Ui.hits`).
+Never posts intents itself (actions are callbacks from screens), never does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
+from typing import Literal
+
+import pygame
+import pygame.freetype
+import qrcode
+import qrcode.constants
+
+from kiosk.ui.i18n import Translator
+from kiosk.ui.theme import RGB, THEME, Colors, Metrics
+
+__all__ = [
+    "Hit",
+    "TextRecord",
+    "Ui",
+    "qr_surface",
+    "wrap_text",
+]
+
+Align = Literal["left", "center", "right"]
+VAlign = Literal["top", "middle", "bottom"]
+Overflow = Literal["ellipsis", "error"]
+Style = Literal["primary", "secondary", "outline", "ghost", "disabled", "header"]
+Action = Callable[[], None]
+
+ELLIPSIS = "…"
+# Latin words stay whole; each CJK character is a break opportunity.
+_TOKEN = re.compile(r"[^\s\u2e80-\u9fff\uff00-\uffef]+\s*|\s+|.", re.S)
+# Closing punctuation never starts a line (simple 禁则 rule).
+_NO_LINE_START = set("，。！？、；：）》」』”’,.!?;:)…%")
+
+
+_LINE_CACHE: dict[tuple[int, str, int, RGB, int], tuple[pygame.Surface, pygame.Rect]] = {}
+
+
+@dataclass(frozen=True)
+class TextRecord:
+    """One piece of text drawn: the box it was given and the rectangle it actually used."""
+
+    text: str
+    box: pygame.Rect
+    drawn: pygame.Rect
+    size: int
+    truncated: bool
+    fits: bool  # False: it could not be made to fit (overflow="error") and spills or clips
+
+
+@dataclass(frozen=True)
+class Hit:
+    rect: pygame.Rect
+    action: Action
+    name: str
+
+
+def line_height(size: int) -> int:
+    return round(size * 1.28)
+
+
+def _tokens(text: str) -> list[str]:
+    toks = _TOKEN.findall(text)
+    merged: list[str] = []
+    for t in toks:
+        if merged and t[0] in _NO_LINE_START:
+            merged[-1] += t
+        else:
+            merged.append(t)
+    return merged
+
+
+def wrap_text(text: str, width: int, measure: Callable[[str], int]) -> list[str]:
+    """Greedy wrap into lines no wider than `width` (a too-long word is split by characters)."""
+    lines: list[str] = []
+    for para in text.split("\n"):
+        line = ""
+        for tok in _tokens(para):
+            candidate = line + tok
+            if measure(candidate.rstrip()) <= width:
+                line = candidate
+                continue
+            if line.strip():
+                lines.append(line.rstrip())
+                line = tok.lstrip()
+                if measure(line.rstrip()) <= width:
+                    continue
+            else:
+                line = tok.lstrip()
+            # one token wider than the line: split it by characters
+            part = ""
+            for ch in line:
+                if measure((part + ch).rstrip()) <= width or not part:
+                    part += ch
+                else:
+                    lines.append(part.rstrip())
+                    part = ch
+            line = part
+        lines.append(line.rstrip())
+    return lines
+
+
+@lru_cache(maxsize=64)
+def qr_surface(data: str, side: int) -> pygame.Surface:
+    """A crisp QR code (quiet zone included), integer module size, at most `side` px square."""
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    qr.add_data(data)
+    qr.make(fit=True)
+    matrix = qr.get_matrix()
+    n = len(matrix)
+    module = max(1, side // n)
+    surf = pygame.Surface((n * module, n * module))
+    surf.fill((255, 255, 255))
+    for y, row in enumerate(matrix):
+        for x, on in enumerate(row):
+            if on:
+                surf.fill((0, 0, 0), (x * module, y * module, module, module))
+    return surf
+
+
+@dataclass
+class Ui:
+    """The drawing context of one frame."""
+
+    surface: pygame.Surface
+    m: Metrics
+    font: pygame.freetype.Font
+    t: Translator
+    now: float
+    c: Colors = THEME
+    texts: list[TextRecord] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+
+    # --- geometry helpers -------------------------------------------------------------
+    @property
+    def rect(self) -> pygame.Rect:
+        return self.surface.get_rect()
+
+    # --- text -------------------------------------------------------------------------
+    def measure(self, text: str, size: int, bold: bool = False) -> int:
+        if not text:
+            return 0
+        style = pygame.freetype.STYLE_STRONG if bold else pygame.freetype.STYLE_DEFAULT
+        r = self.font.get_rect(text, size=size, style=style)
+        return r.width + max(0, r.x)
+
+    def _blit_line(
+        self, line: str, x: int, baseline: int, color: RGB, size: int, style: int
+    ) -> None:
+        # Render to a fresh surface and blit (blit clips); freetype's render_to onto the
+        # target wrote outside the surface for glyphs at its edge and corrupted the heap.
+        key = (id(self.font), line, size, color, style)
+        cached = _LINE_CACHE.get(key)
+        if cached is None:
+            cached = self.font.render(line, color, size=size, style=style)
+            if len(_LINE_CACHE) > 2048:
+                _LINE_CACHE.clear()
+            _LINE_CACHE[key] = cached
+        surf, r = cached
+        self.surface.blit(surf, (x + r.x, baseline - r.y))
+
+    def _measure_at(self, text: str, *, size: int, bold: bool) -> int:
+        return self.measure(text, size, bold)
+
+    def layout(
+        self,
+        text: str,
+        width: int,
+        height: int,
+        size: int,
+        max_lines: int,
+        bold: bool,
+        min_size: int | None = None,
+    ) -> tuple[list[str], int, bool]:
+        """Lines, the size used and whether it fits (before any ellipsis)."""
+        floor = min(size, min_size if min_size is not None else self.m.small)
+        s = size
+        while True:
+            lines = wrap_text(text, width, partial(self._measure_at, size=s, bold=bold))
+            if len(lines) <= max_lines and len(lines) * line_height(s) <= height:
+                return lines, s, True
+            if s <= floor:
+                return lines, s, False
+            s = max(floor, s - max(1, s // 12))
+
+    def text(
+        self,
+        text: str,
+        box: pygame.Rect,
+        *,
+        size: int | None = None,
+        color: RGB | None = None,
+        align: Align = "left",
+        valign: VAlign = "top",
+        max_lines: int = 1,
+        bold: bool = False,
+        overflow: Overflow = "ellipsis",
+        min_size: int | None = None,
+    ) -> pygame.Rect:
+        """Draw `text` inside `box`: wrap, then shrink (down to the 4.8 mm floor), then
+        ellipsize (or, with overflow="error", record that it does not fit). Returns the rect
+        actually used."""
+        box = pygame.Rect(box)
+        size = size or self.m.text
+        color = color or self.c.text
+        lines, s, fits = self.layout(text, box.w, box.h, size, max_lines, bold, min_size)
+        truncated = False
+        lh = line_height(s)
+        if not fits and overflow == "ellipsis":
+            keep = max(1, min(max_lines, box.h // lh))
+            if len(lines) > keep or any(self.measure(ln, s, bold) > box.w for ln in lines):
+                lines = lines[:keep]
+                last = lines[-1]
+                while last and self.measure(last + ELLIPSIS, s, bold) > box.w:
+                    last = last[:-1]
+                lines[-1] = last.rstrip() + ELLIPSIS
+                truncated = True
+            fits = len(lines) * lh <= box.h
+        total_h = len(lines) * lh
+        if valign == "middle":
+            y = box.y + (box.h - total_h) // 2
+        elif valign == "bottom":
+            y = box.bottom - total_h
+        else:
+            y = box.y
+        ascender = self.font.get_sized_ascender(s)
+        descender = -self.font.get_sized_descender(s)
+        lead = (lh - ascender - descender) // 2
+        style = pygame.freetype.STYLE_STRONG if bold else pygame.freetype.STYLE_DEFAULT
+        used = pygame.Rect(box.x, y, 0, total_h)
+        xs: list[int] = []
+        widths: list[int] = []
+        for i, ln in enumerate(lines):
+            w = self.measure(ln, s, bold)
+            if align == "center":
+                x = box.x + (box.w - w) // 2
+            elif align == "right":
+                x = box.right - w
+            else:
+                x = box.x
+            baseline = y + i * lh + lead + ascender
+            if ln:
+                self._blit_line(ln, x, baseline, color, s, style)
+            xs.append(x)
+            widths.append(w)
+        if lines:
+            used.x = min(xs)
+            used.w = max(x + w for x, w in zip(xs, widths, strict=True)) - used.x
+        if not box.contains(used):
+            fits = False
+        self.texts.append(TextRecord(text, box, used, s, truncated, fits))
+        return used
+
+    # --- shapes -----------------------------------------------------------------------
+    def fill(self, rect: pygame.Rect, color: RGB, radius: int = 0) -> None:
+        pygame.draw.rect(self.surface, color, rect, border_radius=radius)
+
+    def frame(self, rect: pygame.Rect, color: RGB, width: int = 2, radius: int = 0) -> None:
+        pygame.draw.rect(self.surface, color, rect, width=width, border_radius=radius)
+
+    def hit(self, rect: pygame.Rect, action: Action, name: str) -> None:
+        self.hits.append(Hit(pygame.Rect(rect), action, name))
+
+    # --- widgets ----------------------------------------------------------------------
+    def button(
+        self,
+        rect: pygame.Rect,
+        label: str,
+        action: Action | None,
+        *,
+        name: str,
+        style: Style = "primary",
+        size: int | None = None,
+        max_lines: int = 2,
+    ) -> pygame.Rect:
+        """A rounded button with a centred label; `action=None` draws it disabled."""
+        rect = pygame.Rect(rect)
+        if action is None:
+            style = "disabled"
+        bg, fg, border = {
+            "primary": (self.c.primary, self.c.on_primary, None),
+            "secondary": (self.c.secondary, self.c.on_secondary, None),
+            "outline": (self.c.surface, self.c.text, self.c.outline),
+            "ghost": (None, self.c.text, None),
+            "header": (None, self.c.on_header, self.c.on_header),
+            "disabled": (self.c.disabled, self.c.on_disabled, None),
+        }[style]
+        if bg is not None:
+            self.fill(rect, bg, self.m.radius)
+        if border is not None:
+            self.frame(rect, border, max(2, self.m.radius // 4), self.m.radius)
+        inner = rect.inflate(-2 * self.m.pad, -max(4, self.m.pad // 2))
+        self.text(
+            label,
+            inner,
+            size=size or self.m.text,
+            color=fg,
+            align="center",
+            valign="middle",
+            max_lines=max_lines,
+            bold=style in ("primary", "secondary"),
+        )
+        if action is not None:
+            self.hit(rect, action, name)
+        return rect
+
+    def badge(self, label: str, x: int, y: int, max_w: int) -> pygame.Rect:
+        """A red pill with white text (扶贫产品), top-left at (x, y)."""
+        s = self.m.small
+        pad = max(4, self.m.pad // 2)
+        w = min(max_w, self.measure(label, s, True) + 2 * pad)
+        h = line_height(s) + pad // 2
+        rect = pygame.Rect(x, y, w, h)
+        self.fill(rect, self.c.badge, h // 2 if h < w else self.m.radius)
+        self.text(
+            label,
+            rect.inflate(-2 * pad, 0),
+            size=s,
+            color=self.c.on_badge,
+            align="center",
+            valign="middle",
+            bold=True,
+        )
+        return rect
+
+    def image(self, surf: pygame.Surface, rect: pygame.Rect, *, veiled: bool = False) -> None:
+        self.surface.blit(surf, rect)
+        if veiled:
+            veil = pygame.Surface(rect.size, pygame.SRCALPHA)
+            veil.fill((*self.c.sold_out_veil, 170))
+            self.surface.blit(veil, rect)
+
+    def qr(self, data: str, rect: pygame.Rect) -> pygame.Rect:
+        """A QR code centred in `rect` on a white card."""
+        side = min(rect.w, rect.h)
+        surf = qr_surface(data, side)
+        r = surf.get_rect(center=rect.center)
+        self.surface.blit(surf, r)
+        return r
+
+    def keypad(
+        self,
+        rect: pygame.Rect,
+        on_digit: Callable[[str], None],
+        on_delete: Action,
+        on_ok: Action | None,
+        *,
+        name: str = "key",
+    ) -> None:
+        """A 4x3 number pad: 1-9, delete, 0, OK. Keys are at least the touch size."""
+        cols, rows = 3, 4
+        g = self.m.gap
+        kw = (rect.w - (cols - 1) * g) // cols
+        kh = (rect.h - (rows - 1) * g) // rows
+        labels = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "del", "0", "ok"]
+        for i, lab in enumerate(labels):
+            r, c = divmod(i, cols)
+            k = pygame.Rect(rect.x + c * (kw + g), rect.y + r * (kh + g), kw, kh)
+            if lab == "del":
+                self.button(
+                    k,
+                    self.t("keypad.delete"),
+                    on_delete,
+                    name=f"{name}-del",
+                    style="outline",
+                    max_lines=1,
+                )
+            elif lab == "ok":
+                self.button(k, self.t("keypad.ok"), on_ok, name=f"{name}-ok", max_lines=1)
+            else:
+                self.button(
+                    k,
+                    lab,
+                    partial(on_digit, lab),
+                    name=f"{name}-{lab}",
+                    style="outline",
+                    size=self.m.title,
+                    max_lines=1,
+                )
+
+    def progress_list(
+        self, rect: pygame.Rect, rows: Sequence[tuple[str, str, RGB]], *, row_h: int
+    ) -> None:
+        """Rows of (label, status, status colour): label left, status right."""
+        y = rect.y
+        status_w = rect.w * 2 // 5
+        for label, status, color in rows:
+            if y + row_h > rect.bottom:
+                break
+            r = pygame.Rect(rect.x, y, rect.w, row_h)
+            self.fill(r, self.c.surface, self.m.radius)
+            inner = r.inflate(-2 * self.m.pad, 0)
+            self.text(
+                label,
+                pygame.Rect(inner.x, inner.y, inner.w - status_w - self.m.gap, inner.h),
+                valign="middle",
+            )
+            self.text(
+                status,
+                pygame.Rect(inner.right - status_w, inner.y, status_w, inner.h),
+                align="right",
+                valign="middle",
+                color=color,
+                bold=True,
+            )
+            y += row_h + self.m.gap // 2
+
+    def countdown(self, rect: pygame.Rect, seconds_left: float, key: str, **params: object) -> None:
+        """`key` formatted with time=m:ss (plus params), drawn in `rect`."""
+        color = self.c.error if seconds_left <= 20 else self.c.text
+        self.text(
+            self.t(key, time=self.t.mmss(seconds_left), **params),
+            rect,
+            color=color,
+            align="center",
+            valign="middle",
+            bold=True,
+            overflow="error",
+        )
+
+    def scrim(self, alpha: int = 150) -> None:
+        veil = pygame.Surface(self.surface.get_size(), pygame.SRCALPHA)
+        veil.fill((*self.c.scrim, alpha))
+        self.surface.blit(veil, (0, 0))

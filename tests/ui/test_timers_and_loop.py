@@ -1,0 +1,224 @@
+"""Inactivity prompt and return, dimming, how the loop sleeps, no keyboard escape, and the
+hidden service menu (long-press, PIN, lockout, logged actions)."""
+
+from __future__ import annotations
+
+import time
+
+import pygame
+import pytest
+
+from kiosk.ui.app import FRAME_S, LONG_PRESS_S, SERVICE_TIMEOUT_S
+from kiosk.ui.model import (
+    BackToIdle,
+    LockSales,
+    Restock,
+    ServiceExit,
+    ServiceLogin,
+    ServiceViewed,
+)
+from kiosk.ui.model import TestVend as VendTest
+
+
+class _Stop(Exception):
+    pass
+
+
+def _record_waits(app) -> list[tuple]:
+    calls: list[tuple] = []
+
+    def wait(*args):
+        calls.append(args)
+        return pygame.event.Event(pygame.NOEVENT)
+
+    app.wait = wait
+    return calls
+
+
+def test_idle_prompt_then_attract_and_chinese_again(make_driver) -> None:
+    d = make_driver()
+    d.tap("start")
+    d.tap("lang")
+    d.tap("tile-TEA-YXCL-100")
+    d.tap("add")
+    assert d.app.lang == "en"
+    d.advance(39.0)
+    assert d.screen == "product"
+    d.advance(1.5)  # 40.5 s idle: >= 20 s before the 60 s timeout
+    assert d.screen == "idle_prompt"
+    d.tap("idle-more")
+    assert d.screen == "product"
+    d.advance(41.0)
+    assert d.screen == "idle_prompt"
+    d.advance(20.0)
+    assert BackToIdle("timeout") in d.fc.posted
+    assert d.screen == "attract"
+    assert d.app.lang == "zh"
+    assert d.app.view.cart == ()
+
+
+def test_any_touch_dismisses_the_prompt(make_driver) -> None:
+    d = make_driver()
+    d.tap("start")
+    d.advance(45.0)
+    assert d.screen == "idle_prompt"
+    d.finger((5, d.app.surface.get_height() // 2))  # on the scrim, not a button
+    assert d.screen == "catalog"
+
+
+def test_payment_keeps_its_own_countdown(make_driver) -> None:
+    d = make_driver()
+    d.tap("start")
+    d.tap("tile-TEA-YXCL-100")
+    d.tap("add")
+    d.tap("go-cart")
+    d.tap("checkout")
+    d.advance(70.0)  # past the 60 s inactivity timeout: no prompt on the payment screen
+    assert d.screen == "payment"
+    assert any("0:50" in r.text for r in d.app.texts)
+    d.advance(60.0)  # the controller expires the order
+    assert d.screen == "problem"
+
+
+def test_attract_dims(make_driver) -> None:
+    d = make_driver(dim_after_s=120)
+    assert not d.app.dimmed
+    d.advance(121.0)
+    assert d.app.dimmed
+    assert d.app.next_wakeup(d.app.now()) == pytest.approx(1.0, abs=0.05)
+
+
+def test_blocking_wait_when_nothing_moves(make_driver) -> None:
+    d = make_driver()
+    d.fc.set_out_of_service("board_offline")
+    d.run()
+    assert d.screen == "out_of_service"
+    calls = _record_waits(d.app)
+    for _ in range(3):
+        d.app.step()
+    assert calls == [(), (), ()]  # pygame.event.wait() without a timeout
+
+
+def test_timed_wait_while_something_moves(make_driver) -> None:
+    d = make_driver()
+    calls = _record_waits(d.app)
+    d.app.step()  # attract animates: a timeout of one frame or more, never below 30 fps cap
+    assert len(calls[0]) == 1 and calls[0][0] >= int(FRAME_S * 1000)
+    d.tap("start")
+    calls.clear()
+    d.app.step()  # catalog: only the inactivity deadline (40 s away)
+    assert calls[0][0] == pytest.approx(40_000, abs=50)
+
+
+def test_view_changed_wakes_and_redraws_only_then(make_driver) -> None:
+    d = make_driver()
+    d.fc.set_out_of_service("board_offline")
+    d.run()
+    frames = d.app.frames
+    d.run()
+    assert d.app.frames == frames  # nothing changed: no redraw
+    d.fc.set_out_of_service("storage_error")
+    d.run()
+    assert d.app.frames == frames + 1
+
+
+def test_no_keyboard_or_quit_escape_in_kiosk_mode(make_driver) -> None:
+    d = make_driver()
+    pygame.event.post(pygame.event.Event(pygame.QUIT))
+    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE, mod=0))
+    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_F4, mod=pygame.KMOD_ALT))
+    d.run()
+    assert d.app.running
+    d.app.kiosk_mode = False
+    pygame.event.post(pygame.event.Event(pygame.QUIT))
+    d.run()
+    assert not d.app.running
+
+
+def _long_press(d, seconds: float) -> None:
+    x, y = d._norm((5, 5))
+    pygame.event.post(pygame.event.Event(pygame.FINGERDOWN, x=x, y=y, finger_id=7, touch_id=1))
+    d.run()
+    d.advance(seconds)
+    pygame.event.post(pygame.event.Event(pygame.FINGERUP, x=x, y=y, finger_id=7, touch_id=1))
+    d.run()
+
+
+def _enter_pin(d, pin: str) -> None:
+    for digit in pin:
+        d.tap(f"pin-{digit}")
+    d.tap("pin-ok")
+    for th in d.app.threads:
+        th.join(timeout=5)
+    deadline = time.monotonic() + 5
+    while getattr(d.app.top, "checking", False) and time.monotonic() < deadline:
+        d.run()
+
+
+def test_short_press_in_corner_does_not_open_service(make_driver) -> None:
+    d = make_driver()
+    _long_press(d, LONG_PRESS_S - 1)
+    assert d.screen == "catalog"  # a plain tap on the attract screen starts shopping
+
+
+def test_service_menu_login_actions_and_exit(make_driver) -> None:
+    d = make_driver()
+    _long_press(d, LONG_PRESS_S + 0.1)
+    assert d.screen == "service_pin"
+    _enter_pin(d, "2468")
+    assert ServiceLogin(ok=True) in d.fc.posted
+    assert d.screen == "service_menu"
+    d.tap("slots:restock")
+    d.tap("fill-10")
+    assert Restock(10, None) in d.fc.posted
+    assert d.app.view.service.slots[0].count == d.app.view.service.slots[0].capacity
+    d.tap("set-11")
+    assert d.screen == "service_count"
+    d.tap("count-3")
+    d.tap("count-ok")
+    assert Restock(11, 3) in d.fc.posted
+    d.tap("back")
+    d.tap("slots:test_vend")
+    d.tap("vend-12")
+    assert VendTest(12) in d.fc.posted
+    d.tap("back")
+    d.tap("info:sync")
+    assert ServiceViewed("sync") in d.fc.posted
+    assert any(r.text == "14" for r in d.app.texts)  # normal-priority queue depth
+    d.tap("back")
+    d.tap("lock")
+    assert LockSales(True) in d.fc.posted
+    assert d.app.view.mode == "out_of_service" and d.screen == "service_menu"
+    d.tap("lock")
+    d.tap("exit")
+    assert ServiceExit("exit") in d.fc.posted
+    assert d.screen == "attract"
+
+
+def test_five_wrong_pins_lock_for_five_minutes(make_driver) -> None:
+    d = make_driver()
+    _long_press(d, LONG_PRESS_S + 0.1)
+    for _ in range(5):
+        _enter_pin(d, "0000")
+    assert d.fc.posted.count(ServiceLogin(ok=False)) == 5
+    assert d.app.pin_lockout.locked(d.app.now())
+    assert any("5" in r.text and ("分钟" in r.text) for r in d.app.texts)
+    _enter_pin(d, "2468")  # right PIN, but locked: refused without checking
+    assert ServiceLogin(ok=False, locked_out=True) in d.fc.posted
+    assert d.screen == "service_pin"
+    d.advance(290.0)  # the idle service session closed meanwhile; the lock stays
+    assert d.screen == "attract"
+    _long_press(d, LONG_PRESS_S + 0.1)  # 293.1 s after the fifth wrong PIN
+    _enter_pin(d, "2468")
+    assert d.screen == "service_pin"
+    d.advance(7.0)
+    _enter_pin(d, "2468")
+    assert d.screen == "service_menu"
+
+
+def test_service_session_times_out(make_driver) -> None:
+    d = make_driver()
+    _long_press(d, LONG_PRESS_S + 0.1)
+    d.advance(SERVICE_TIMEOUT_S + 1)
+    assert ServiceExit("timeout") in d.fc.posted
+    assert d.screen == "attract"
