@@ -100,11 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """Subcommands that live beside the code they drive (board tools, emulator, simulators)."""
+    from kiosk.cli_run import register as run
     from kiosk.hardware.cli_board import register as board
     from kiosk.sim.cli_emulator import register as emulator
+    from kiosk.sim.cli_province import register as province
     from kiosk.ui.cli_screenshot import register as screenshot
 
-    return [board, emulator, screenshot]
+    return [run, board, emulator, province, screenshot]
 
 
 # --- helpers ----------------------------------------------------------------------------------

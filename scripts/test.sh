@@ -13,7 +13,8 @@ say "ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 say "mypy"
-"$VENV/bin/mypy" kiosk/core kiosk/hardware/protocol.py kiosk/store kiosk/config.py kiosk/clock.py
+"$VENV/bin/mypy" kiosk/core kiosk/hardware kiosk/store kiosk/sync kiosk/config.py kiosk/clock.py \
+  kiosk/controller.py kiosk/app.py
 say "pytest"
 set +e
 "$VENV/bin/python" -m pytest "$@"

@@ -166,10 +166,77 @@ CREATE TABLE sync_nonce (
 CREATE INDEX sync_nonce_expiry ON sync_nonce (expires_at);
 """
 
+_V4 = """
+-- Sales (kiosk.store.orders): one row per order (body = the full core Order as JSON), the stock
+-- it holds back while open, the hash-chained sale ledger, refunds due and technician alarms.
+CREATE TABLE orders (
+    order_id   TEXT PRIMARY KEY NOT NULL,
+    seq        INTEGER NOT NULL UNIQUE CHECK (typeof(seq) = 'integer' AND seq > 0),
+    state      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+
+CREATE INDEX orders_state ON orders (state);
+
+CREATE TABLE reservations (
+    order_id TEXT NOT NULL REFERENCES orders (order_id),
+    slot_no  INTEGER NOT NULL,
+    units    INTEGER NOT NULL CHECK (typeof(units) = 'integer' AND units > 0),
+    PRIMARY KEY (order_id, slot_no)
+) WITHOUT ROWID;
+
+-- seq runs 1, 2, 3, ... without gaps; prev_hash / hash repeat what the body carries.
+CREATE TABLE ledger (
+    seq        INTEGER PRIMARY KEY CHECK (typeof(seq) = 'integer' AND seq > 0),
+    order_id   TEXT NOT NULL UNIQUE,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL UNIQUE,
+    body       TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+
+-- key_ref is the provider reference for double payments and '' otherwise: one refund per
+-- (order, reason), one per extra payment.
+CREATE TABLE refunds (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id     TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    key_ref      TEXT NOT NULL,
+    provider_ref TEXT NOT NULL,
+    amount_fen   INTEGER NOT NULL CHECK (typeof(amount_fen) = 'integer' AND amount_fen > 0),
+    created_at   REAL NOT NULL,
+    UNIQUE (order_id, reason, key_ref)
+);
+
+CREATE TABLE alarms (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind     TEXT NOT NULL,
+    order_id TEXT NOT NULL DEFAULT '',
+    slot_no  INTEGER,
+    detail   TEXT NOT NULL,
+    at       REAL NOT NULL
+);
+
+-- Technician test vends (outside orders; tx from counters('test_vend_tx') | 0xFF000000).
+CREATE TABLE test_vends (
+    tx         INTEGER PRIMARY KEY,
+    slot_no    INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    outcome    TEXT NOT NULL DEFAULT '',
+    started_at REAL NOT NULL,
+    ended_at   REAL
+);
+
+CREATE INDEX stock_log_ref ON stock_log (ref);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "settings, catalog, planogram, stock and stock log", _V1),
     Migration(2, "monotonic counters (boot number, transaction and order sequences)", _V2),
     Migration(3, "sync: outbox with per-priority stats, applied versions, command nonces", _V3),
+    Migration(4, "sales: orders, reservations, ledger, refunds, alarms, test vends", _V4),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -202,3 +202,42 @@ def test_migration_list_must_be_in_order(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="out of order"):
         migrate(conn, migrations=[MIGRATIONS[1]])
     conn.close()
+
+
+# --- v4: sales (kiosk.store.orders) -------------------------------------------------------
+
+
+def _seed_v4(conn: sqlite3.Connection) -> None:
+    import json
+
+    from kiosk.store.orders import order_to_dict
+    from tests.unit.test_orders_store import sample_order
+
+    body = json.dumps(order_to_dict(sample_order()))
+    conn.execute(
+        "INSERT INTO orders VALUES ('AH-341524-0007-00001', 1, 'awaiting_payment', ?, 1.0, 2.0)",
+        (body,),
+    )
+    conn.execute("INSERT INTO reservations VALUES ('AH-341524-0007-00001', 1, 2)")
+    conn.execute(
+        "INSERT INTO refunds (order_id, reason, key_ref, provider_ref, amount_fen, created_at) "
+        "VALUES ('AH-341524-0007-00001', 'not_delivered', '', 'wx1', 500, 3.0)"
+    )
+    conn.execute("INSERT INTO alarms (kind, detail, at) VALUES ('slot_fault', 'jam', 4.0)")
+    conn.execute("INSERT INTO test_vends VALUES (4278190081, 1, 'vend', 'DELIVERED', 5.0, 6.0)")
+
+
+def _check_v4(store: Store) -> None:
+    from kiosk.store.orders import OrderRepo
+    from tests.unit.test_orders_store import sample_order
+
+    repo = OrderRepo(store)
+    assert repo.get("AH-341524-0007-00001") == sample_order()
+    assert [o.order_id for o in repo.unfinished()] == ["AH-341524-0007-00001"]
+    assert repo.reserved() == {1: 2}
+    assert [(r.reason, r.amount_fen) for r in repo.refunds()] == [("not_delivered", 500)]
+    assert [a.kind for a in repo.alarms()] == ["slot_fault"]
+    assert repo.test_vends() == [(4278190081, 1, "vend", "DELIVERED")]
+
+
+SEEDS[4] = (_seed_v4, _check_v4)

@@ -1,0 +1,378 @@
+"""The controller against the board emulator (in process, emu://, real link and board code).
+
+Each test builds a store seeded with the demo catalog / spiral planogram, an emulator at
+time_scale 0.01 and the whole app (kiosk.app.build_app) with the test payment source.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kiosk.app import App, TestPaymentSource, build_app
+from kiosk.config import KioskConfig, load_config
+from kiosk.controller import ServiceFacts, out_of_service_reasons
+from kiosk.core.payment import offline_code
+from kiosk.core.planogram import SlotKind
+from kiosk.core.sale import Order, State
+from kiosk.core.stock import StockChange, StockReason
+from kiosk.sim.board_emulator import BoardModel, EmulatedBoard
+from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
+from kiosk.sim.emulator_transports import Emulator, InProcessTransport
+from kiosk.store import open_store
+from kiosk.store.orders import TEST_TX_BASE
+from kiosk.sync.outbox import Priority
+from kiosk.ui import model as ui
+from tests.unit.test_link import FAST
+
+SECRET_FILE = Path(__file__).parents[2] / "kiosk" / "data" / "demo-device-secret"
+WAIT = 15.0
+_names = itertools.count()
+
+MULTI = "DRY-LQFS-500"  # slots 48, 49, 50
+SINGLE = "TEA-LAGP-250"  # slot 67 only
+OTHER = "DRY-LQZM-250"
+
+
+def seed_store(data_dir: Path, kind: SlotKind = SlotKind.SPIRAL) -> dict[int, int]:
+    s = open_store(data_dir)
+    try:
+        s.catalog.replace(demo_catalog())
+        pg = demo_planogram(kind)
+        s.planogram.replace(pg)
+        for n, lv in demo_stock(pg).items():
+            if lv:
+                s.stock.apply(StockChange(n, lv, StockReason.RESTOCK, "seed"))
+        return s.stock.levels()
+    finally:
+        s.close()
+
+
+def write_config(path: Path, port: str, data_dir: Path, extra: str = "") -> KioskConfig:
+    path.write_text(
+        f"""
+[identity]
+kiosk_id = "AH-340100-0001"
+site_name = "test"
+site_type = "hospital"
+area_code = "340100"
+[hardware]
+port = "{port}"
+{extra}
+[sync]
+broker_url = "mqtt://127.0.0.1:1883"
+allow_plaintext = true
+[payments]
+device_secret_file = "{SECRET_FILE}"
+[store]
+data_dir = "{data_dir}"
+""",
+        encoding="utf-8",
+    )
+    return load_config(path)
+
+
+@dataclass
+class Kiosk:
+    app: App
+    emu: Emulator
+    board: EmulatedBoard
+    pay: TestPaymentSource
+    levels0: dict[int, int]
+
+    @property
+    def c(self):  # type: ignore[no-untyped-def]
+        return self.app.controller
+
+    def wait(self, pred: Callable[[ui.ViewState], bool], timeout: float = WAIT) -> ui.ViewState:
+        v = self.c.wait_view(pred, timeout)
+        assert v is not None, f"view never matched; last: {self.c.view()}"
+        return v
+
+    def checkout(self, *products: str) -> Order:
+        self.wait(lambda v: v.mode == "idle")
+        for pid in products:
+            self.c.post(ui.AddToCart(pid))
+        self.c.post(ui.Checkout())
+        v = self.wait(lambda v: v.mode == "payment")
+        assert v.payment is not None
+        order = self.c.repo.get(v.payment.order_id)
+        assert order is not None
+        return order
+
+    def pay_for(self, order: Order) -> None:
+        now = self.app.clock.time()
+        self.c.submit_confirmation(
+            self.pay.confirm(order.kiosk_id, order.order_id, order.total_fen, now)
+        )
+
+    def closed(self, order_id: str) -> Order:
+        def done(v: ui.ViewState) -> bool:
+            o = self.c.repo.get(order_id)
+            return o is not None and o.state not in (
+                State.AWAITING_PAYMENT,
+                State.DISPENSING,
+                State.SUSPENDED,
+            )
+
+        self.wait(done)
+        o = self.c.repo.get(order_id)
+        assert o is not None
+        return o
+
+    def runs(self) -> list[dict[str, object]]:
+        return [e for e in self.board.log.entries if e["event"] == "motor_run"]
+
+
+@pytest.fixture
+def kiosk(tmp_path: Path) -> Iterator[Kiosk]:
+    yield from _kiosk(tmp_path, SlotKind.SPIRAL)
+
+
+@pytest.fixture
+def locker_kiosk(tmp_path: Path) -> Iterator[Kiosk]:
+    yield from _kiosk(tmp_path, SlotKind.LOCKER)
+
+
+def _kiosk(tmp_path: Path, kind: SlotKind) -> Iterator[Kiosk]:
+    levels = seed_store(tmp_path / "data", kind)
+    name = f"ctl-{next(_names)}"
+    model = BoardModel.spiral(6, 10, stock=5) if kind is SlotKind.SPIRAL else BoardModel.locker()
+    board = EmulatedBoard(model, time_scale=0.01)
+    emu = Emulator(board, InProcessTransport(name)).start()
+    pay = TestPaymentSource()
+    extra = 'cabinet = "locker"\ndefault_capacity = 1' if kind is SlotKind.LOCKER else ""
+    cfg = write_config(tmp_path / "kiosk.toml", f"emu://{name}", tmp_path / "data", extra)
+    app = build_app(cfg, province_public_key=pay.public_key, link_timing=FAST, tick_s=0.2)
+    app.start()
+    try:
+        yield Kiosk(app, emu, board, pay, levels)
+    finally:
+        app.close()
+        emu.stop()
+
+
+def test_out_of_service_reasons_pure() -> None:
+    assert out_of_service_reasons(ServiceFacts(board_online=True)) == []
+    assert out_of_service_reasons(ServiceFacts(board_online=None)) == ["starting"]
+    all_bad = ServiceFacts(
+        board_online=False,
+        store_writable=True,
+        free_mb=10,
+        min_free_mb=50,
+        sellable_units=0,
+        service_door_open=True,
+        temperature_c=9.5,
+        max_temperature_c=8.0,
+        sales_locked=True,
+    )
+    assert out_of_service_reasons(all_bad) == [
+        "sales_locked",
+        "storage_error",
+        "board_offline",
+        "door_open",
+        "temperature",
+        "sold_out",
+    ]
+    assert out_of_service_reasons(ServiceFacts(True, store_writable=False)) == ["storage_error"]
+    warm_not_chilled = ServiceFacts(True, temperature_c=30.0, max_temperature_c=None)
+    assert out_of_service_reasons(warm_not_chilled) == []
+    assert set(out_of_service_reasons(all_bad)) <= set(ui.OUT_OF_SERVICE_KEYS)
+
+
+def test_happy_path_three_items(kiosk: Kiosk) -> None:
+    order = kiosk.checkout(MULTI, MULTI, OTHER)
+    assert order.state is State.AWAITING_PAYMENT and len(order.lines) == 3
+    assert sum(kiosk.c.repo.reserved().values()) == 3
+    kiosk.pay_for(order)
+    done = kiosk.closed(order.order_id)
+    assert done.state is State.COMPLETED
+    v = kiosk.wait(lambda v: v.mode == "done")
+    assert v.done is not None and v.done.paid_fen == order.total_fen
+    # physical truth: one motor run per tx, three deliveries
+    runs = kiosk.runs()
+    assert sorted(r["tx"] for r in runs) == sorted(ln.tx for ln in done.lines)
+    assert all(r["result"] == "DELIVERED" for r in runs)
+    # stock dropped exactly for the delivered lines; reservations gone
+    levels = kiosk.app.store.stock.levels()
+    for ln in done.lines:
+        kiosk.levels0[ln.slot_no] -= 1
+    assert levels == kiosk.levels0
+    assert kiosk.c.repo.reserved() == {}
+    # one ledger record, chain intact, handed to the outbox at top priority
+    (rec,) = kiosk.c.repo.ledger()
+    assert rec.order_id == order.order_id and rec.delivered_fen == order.total_fen
+    assert kiosk.c.repo.verify_ledger() == []
+    sale_recs = [r for r in kiosk.app.outbox.records() if r.kind == "sale"]
+    assert [(r.event_id, r.priority) for r in sale_recs] == [
+        (f"sale-{order.order_id}", Priority.CRITICAL)
+    ]
+    assert kiosk.c.repo.refunds() == []
+    kiosk.c.post(ui.BackToIdle("finished"))
+    kiosk.wait(lambda v: v.mode == "idle")
+
+
+def test_jam_uses_another_slot_of_the_same_product(kiosk: Kiosk) -> None:
+    order = kiosk.checkout(MULTI)
+    slot = order.lines[0].slot_no
+    kiosk.emu.set_fault("jammed", {kiosk.c.planogram.slots[slot].address})
+    kiosk.pay_for(order)
+    done = kiosk.closed(order.order_id)
+    assert done.state is State.COMPLETED
+    ln = done.lines[0]
+    assert ln.slot_no != slot and ln.tried_slots[0] == slot and ln.attempts == 2
+    assert [r["result"] for r in kiosk.runs()] == ["JAMMED", "DELIVERED"]
+    levels = kiosk.app.store.stock.levels()
+    assert levels[slot] == kiosk.levels0[slot]  # no drop on the jammed slot
+    assert levels[ln.slot_no] == kiosk.levels0[ln.slot_no] - 1
+    assert [a.kind for a in kiosk.c.repo.alarms()] == ["slot_fault"]
+    assert kiosk.c.repo.refunds() == []
+    # the jammed slot is out of service until restocked
+    assert slot in kiosk.c.call(lambda: set(kiosk.c._bad_slots))  # type: ignore[arg-type]
+
+
+def test_jam_without_alternative_refunds_that_line(kiosk: Kiosk) -> None:
+    order = kiosk.checkout(SINGLE, OTHER)
+    single = next(ln for ln in order.lines if ln.product_id == SINGLE)
+    kiosk.emu.set_fault("jammed", {kiosk.c.planogram.slots[single.slot_no].address})
+    kiosk.pay_for(order)
+    done = kiosk.closed(order.order_id)
+    assert done.state is State.PARTLY_DELIVERED
+    assert done.refund_due_fen == single.price_fen
+    (refund,) = kiosk.c.repo.refunds(order.order_id)
+    assert (refund.reason, refund.amount_fen) == ("not_delivered", single.price_fen)
+    v = kiosk.wait(lambda v: v.mode == "problem")
+    assert v.problem is not None
+    assert (v.problem.message_key, v.problem.refund_fen) == ("partly_delivered", single.price_fen)
+    assert v.problem.refund_channel == "wechat"
+    (rec,) = kiosk.c.repo.ledger()
+    assert rec.paid_fen == rec.delivered_fen + rec.refund_due_fen
+    kinds = {r.kind for r in kiosk.app.outbox.records()}
+    assert {"sale", "refund_due", "alarm"} <= kinds
+
+
+def test_confirmation_after_cancel_refunds_in_full_without_vending(kiosk: Kiosk) -> None:
+    order = kiosk.checkout(MULTI, OTHER)
+    kiosk.c.post(ui.CancelOrder())
+    kiosk.wait(lambda v: v.mode == "idle")
+    assert kiosk.c.repo.get(order.order_id).state is State.CANCELLED  # type: ignore[union-attr]
+    assert kiosk.c.repo.reserved() == {}
+    kiosk.pay_for(order)
+    kiosk.wait(lambda v: v.mode == "problem")
+    done = kiosk.closed(order.order_id)
+    assert done.state is State.REFUND_DUE and done.refund_due_fen == order.total_fen
+    (refund,) = kiosk.c.repo.refunds(order.order_id)
+    assert (refund.reason, refund.amount_fen) == ("late_payment", order.total_fen)
+    v = kiosk.wait(lambda v: v.mode == "problem")
+    assert v.problem is not None and v.problem.message_key == "paid_after_cancel"
+    assert kiosk.runs() == []
+    assert kiosk.app.store.stock.levels() == kiosk.levels0
+    # a repeated notice of the same payment changes nothing
+    kiosk.c.submit_confirmation(
+        kiosk.pay.confirm(order.kiosk_id, order.order_id, order.total_fen, kiosk.app.clock.time())
+    )
+    kiosk.c.call(lambda: None)
+    assert len(kiosk.c.repo.refunds(order.order_id)) == 2  # a second provider payment
+    assert len(kiosk.c.repo.ledger()) == 1
+
+
+def test_bad_confirmations_are_rejected(kiosk: Kiosk) -> None:
+    order = kiosk.checkout(OTHER)
+    other_source = TestPaymentSource()
+    c = other_source.confirm(order.kiosk_id, order.order_id, order.total_fen, 1_790_000_000)
+    kiosk.c.submit_confirmation(c)
+    kiosk.c.submit_confirmation({"order_id": order.order_id})  # malformed
+    kiosk.c.call(lambda: None)
+    assert kiosk.c.repo.get(order.order_id).state is State.AWAITING_PAYMENT  # type: ignore[union-attr]
+    assert kiosk.runs() == []
+
+
+def test_offline_code(kiosk: Kiosk) -> None:
+    order = kiosk.checkout(OTHER)
+    kiosk.c.post(ui.EnterOfflineCode("00000000"))
+    v = kiosk.wait(lambda v: v.payment is not None and v.payment.last_code_rejected)
+    assert v.payment is not None and v.payment.offline_code_tries_left == 2
+    secret = SECRET_FILE.read_bytes()
+    kiosk.c.post(ui.EnterOfflineCode(offline_code(secret, order.order_id, order.total_fen)))
+    done = kiosk.closed(order.order_id)
+    assert done.state is State.COMPLETED
+    assert done.payment is not None and done.payment.method.value == "offline-code"
+    assert len(kiosk.runs()) == 1
+    # the province's own notice of the same payment later fills in the reference only
+    kiosk.pay_for(order)
+    kiosk.c.call(lambda: None)
+    after = kiosk.c.repo.get(order.order_id)
+    assert after is not None and after.payment is not None
+    assert after.payment.provider_ref.startswith("test-")
+    assert kiosk.c.repo.refunds() == []
+
+
+def test_out_of_service_appears_and_clears(kiosk: Kiosk) -> None:
+    kiosk.wait(lambda v: v.mode == "idle")
+    kiosk.emu.unplug()
+    v = kiosk.wait(lambda v: v.mode == "out_of_service")
+    assert v.out_of_service == ui.OutOfServiceView("board_offline")
+    kiosk.c.post(ui.AddToCart(OTHER))  # refused while out of service
+    kiosk.emu.replug()
+    v = kiosk.wait(lambda v: v.mode == "idle")
+    assert v.cart == ()
+    kiosk.c.post(ui.LockSales(True))
+    v = kiosk.wait(lambda v: v.mode == "out_of_service")
+    assert v.out_of_service == ui.OutOfServiceView("sales_locked")
+    assert v.service.sales_locked
+    kiosk.c.post(ui.LockSales(False))
+    kiosk.wait(lambda v: v.mode == "idle")
+    kiosk.emu.command("door open")
+    v = kiosk.wait(lambda v: v.mode == "out_of_service")
+    assert v.out_of_service == ui.OutOfServiceView("door_open")
+    kiosk.emu.command("door close")
+    kiosk.wait(lambda v: v.mode == "idle")
+
+
+def test_board_offline_while_awaiting_payment_cancels(kiosk: Kiosk) -> None:
+    order = kiosk.checkout(OTHER)
+    kiosk.emu.unplug()
+    kiosk.wait(lambda v: v.mode == "out_of_service")
+    o = kiosk.c.repo.get(order.order_id)
+    assert o is not None and o.state is State.CANCELLED
+    kiosk.emu.replug()
+    kiosk.wait(lambda v: v.mode == "idle")
+
+
+def test_technician_test_vend_is_logged_outside_orders(kiosk: Kiosk) -> None:
+    kiosk.wait(lambda v: v.mode == "idle")
+    kiosk.c.post(ui.TestVend(48))
+    v = kiosk.wait(lambda v: "DELIVERED" in v.service.last_result)
+    assert v.service.last_result == "slot 48: DELIVERED"
+    ((tx, slot, kind, outcome),) = kiosk.c.repo.test_vends()
+    assert tx & TEST_TX_BASE == TEST_TX_BASE and (slot, kind, outcome) == (48, "test", "DELIVERED")
+    (run,) = kiosk.runs()
+    assert run["tx"] == tx and run["cmd"] == "TEST_SLOT"
+    assert kiosk.app.store.stock.levels()[48] == kiosk.levels0[48] - 1
+    (entry,) = kiosk.app.store.stock.log(48, limit=1)
+    assert (entry.reason, entry.ref) == (StockReason.TEST_VEND, str(tx))
+    assert kiosk.c.repo.all() == []  # no order
+    assert any(r.kind == "technician" for r in kiosk.app.outbox.records())
+    kiosk.c.post(ui.Restock(48, None))
+    kiosk.wait(lambda v: v.service.last_result.startswith("slot 48: 10"))
+
+
+def test_locker_unlock_door_cycle_is_a_delivery(locker_kiosk: Kiosk) -> None:
+    k = locker_kiosk
+    v = k.wait(lambda v: v.mode == "idle")
+    pid = next(p.product.product_id for p in v.products if p.stock_left > 0)
+    order = k.checkout(pid)
+    k.pay_for(order)
+    v = k.wait(lambda v: v.mode == "dispensing")
+    assert v.dispensing is not None and v.dispensing.open_door == order.lines[0].slot_no
+    done = k.closed(order.order_id)
+    assert done.state is State.COMPLETED
+    assert done.lines[0].outcome is not None
+    assert done.lines[0].outcome.value == "DOOR_OPENED_AND_CLOSED"
+    (pulse,) = [e for e in k.board.log.entries if e["event"] == "lock_pulse"]
+    assert pulse["tx"] == done.lines[0].tx and pulse["cmd"] == "UNLOCK"
+    assert k.app.store.stock.levels()[order.lines[0].slot_no] == 0
