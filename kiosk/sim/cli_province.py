@@ -1,0 +1,314 @@
+"""`kiosk province-sim`: run the province simulator, or print what it has recorded.
+
+Owns: argument parsing for `province-sim run` (default), `province-sim report` and
+`province-sim sign-csr`, and signal handling. Behaviour lives in kiosk.sim.province and
+kiosk.sim.paypage. The lead wires `register()` into kiosk/cli.py;
+`python -m kiosk.sim.cli_province ...` runs it standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["DEFAULT_DATA_DIR", "cmd_report", "cmd_run", "cmd_sign_csr", "main", "register"]
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+DEFAULT_DATA_DIR = Path("~/.local/share/kiosk-province-sim")
+DEMO_KIOSK = "AH-340100-0001"
+DEMO_SECRET = Path(__file__).resolve().parent.parent / "data" / "demo-device-secret"
+
+
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    common_parent: argparse.ArgumentParser,
+) -> None:
+    """Add `province-sim` (actions: run, report, sign-csr) to the kiosk command."""
+    p = subparsers.add_parser(
+        "province-sim",
+        help="run the province simulator (broker peer, payment page) or print its report",
+        parents=[common_parent],
+        description="The kiosk's province peer for demos and tests (see kiosk/sim/province.py).",
+    )
+    p.set_defaults(func=cmd_run)
+    _data_dir_arg(p)
+    _run_args(p)
+    sub = p.add_subparsers(dest="province_command", metavar="ACTION")
+    run = sub.add_parser("run", help="connect, store events, ack, serve the pay page (default)")
+    _data_dir_arg(run)
+    _run_args(run)
+    run.set_defaults(func=cmd_run)
+    rep = sub.add_parser("report", help="sales by product, county and kiosk; chain check")
+    _data_dir_arg(rep)
+    rep.add_argument("--json", action="store_true", help="machine-readable output")
+    rep.set_defaults(func=cmd_report)
+    csr = sub.add_parser("sign-csr", help="issue a kiosk client certificate (provisioning CA)")
+    _data_dir_arg(csr)
+    csr.add_argument("csr", type=Path, help="the kiosk's certificate signing request (PEM)")
+    csr.add_argument("--kiosk-id", required=True, help="must equal the CSR's common name")
+    csr.add_argument("--out", type=Path, required=True, help="certificate file to write")
+    csr.set_defaults(func=cmd_sign_csr)
+
+
+def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help=f"where province.db, keys and the CA live (default {DEFAULT_DATA_DIR})",
+    )
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", default=argparse.SUPPRESS, help="mqtt(s)://host:port")
+    p.add_argument("--mqtt-version", choices=("5", "3.1.1"), default=argparse.SUPPRESS)
+    p.add_argument("--ca", type=Path, default=argparse.SUPPRESS, help="broker CA certificate")
+    p.add_argument("--cert", type=Path, default=argparse.SUPPRESS, help="province client cert")
+    p.add_argument("--key", type=Path, default=argparse.SUPPRESS, help="its private key")
+    p.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="allow mqtt:// to a non-loopback broker (loopback is always allowed: demo)",
+    )
+    p.add_argument(
+        "--kiosk",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="ID=SECRET_FILE",
+        help="a kiosk and its device secret file (repeatable; default: the demo kiosk)",
+    )
+    p.add_argument("--http-port", type=int, default=argparse.SUPPRESS, help="pay page port")
+    p.add_argument("--no-http", action="store_true", default=argparse.SUPPRESS)
+    p.add_argument(
+        "--publish-demo-catalog",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="publish the demo catalog, signed, at start",
+    )
+
+
+def _opt(args: argparse.Namespace, name: str, default: Any) -> Any:
+    return getattr(args, name, default)
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(_opt(args, "data_dir", DEFAULT_DATA_DIR)).expanduser()
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _kiosk_secrets(args: argparse.Namespace) -> dict[str, bytes] | str:
+    from kiosk.sim.province import load_device_secret
+
+    specs: list[str] = _opt(args, "kiosk", [])
+    out: dict[str, bytes] = {}
+    config_path = _opt(args, "config", None)
+    if config_path:
+        from kiosk.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(config_path)
+        except ConfigError as e:
+            return f"{config_path}: {e}"
+        if cfg.payments.device_secret_file is not None:
+            out[cfg.identity.kiosk_id] = load_device_secret(cfg.payments.device_secret_file)
+    for spec in specs:
+        kid, sep, path = spec.partition("=")
+        if not sep or not kid or not path:
+            return f"--kiosk wants ID=SECRET_FILE, got {spec!r}"
+        try:
+            out[kid] = load_device_secret(path)
+        except OSError as e:
+            return f"cannot read the device secret of {kid}: {e}"
+    if not out:
+        out[DEMO_KIOSK] = load_device_secret(DEMO_SECRET)
+    return out
+
+
+def _demo_catalog_content() -> dict[str, Any]:
+    from kiosk.sim.demo_data import demo_catalog
+
+    products = [
+        {k: (v.value if hasattr(v, "value") else v) for k, v in dataclasses.asdict(p).items()}
+        for p in demo_catalog()
+    ]
+    return {"products": products}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kiosk.log import setup_logging
+    from kiosk.sim.paypage import DEFAULT_PORT, PayPageServer
+    from kiosk.sim.province import (
+        PUBLIC_KEY_FILE,
+        BrokerSettings,
+        ProvinceSimulator,
+        load_or_create_signing_key,
+    )
+
+    setup_logging("debug" if _opt(args, "verbose", 0) else "info")
+    url = _opt(args, "broker", "mqtt://127.0.0.1:1883")
+    secrets = _kiosk_secrets(args)
+    if isinstance(secrets, str):
+        print(secrets, file=sys.stderr)
+        return EXIT_USAGE
+    data_dir = _data_dir(args)
+    broker = BrokerSettings(
+        url=url,
+        ca_file=_opt(args, "ca", None),
+        cert_file=_opt(args, "cert", None),
+        key_file=_opt(args, "key", None),
+        allow_plaintext=bool(_opt(args, "allow_plaintext", False)) or _is_loopback(url),
+        mqtt_version=_opt(args, "mqtt_version", "5"),
+    )
+    try:
+        broker.address()
+    except ValueError as e:
+        print(f"province-sim: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    key = load_or_create_signing_key(data_dir)
+    sim = ProvinceSimulator(broker, data_dir, secrets, key)
+    page: PayPageServer | None = None
+    if not _opt(args, "no_http", False):
+        try:
+            page = PayPageServer(
+                secrets, sim.confirm_payment, port=_opt(args, "http_port", DEFAULT_PORT)
+            )
+        except OSError as e:
+            print(f"province-sim: cannot serve the pay page: {e}", file=sys.stderr)
+            return EXIT_FAIL
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sim.start()
+    if page is not None:
+        page.start()
+    print(f"province-sim: broker {url}, data {data_dir}", flush=True)
+    print(f"  province public key: {data_dir / PUBLIC_KEY_FILE} (kid {sim.kid})", flush=True)
+    print(f"  kiosks: {', '.join(sorted(secrets))}", flush=True)
+    if page is not None:
+        print(f"  pay page: {page.url}", flush=True)
+    if _opt(args, "publish_demo_catalog", False):
+        if sim.wait_connected(10):
+            v = sim.publish_catalog(_demo_catalog_content())
+            print(f"  published demo catalog v{v}", flush=True)
+        else:
+            print("  not connected: demo catalog not published", file=sys.stderr)
+    try:
+        done.wait()
+    finally:
+        if page is not None:
+            page.stop()
+        sim.stop()
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from kiosk.sim.province import DB_FILENAME, chain_reports, open_db, sales_report
+
+    data_dir = _data_dir(args)
+    if not (data_dir / DB_FILENAME).exists():
+        print(
+            f"province-sim: no {DB_FILENAME} in {data_dir} (run the simulator first)",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    db = open_db(data_dir)
+    try:
+        sales = sales_report(db)
+        chains = chain_reports(db)
+    finally:
+        db.close()
+    if _opt(args, "json", False):
+        print(
+            json.dumps(
+                {
+                    "sales": dataclasses.asdict(sales),
+                    "chains": [
+                        {
+                            "kiosk_id": c.kiosk_id,
+                            "records": c.records,
+                            "received": c.received,
+                            "duplicates": c.duplicates,
+                            "outbox_gaps": c.outbox_gaps,
+                            "problems": [
+                                {"seq": p.seq, "kind": p.kind.value, "detail": p.detail}
+                                for p in c.problems
+                            ],
+                        }
+                        for c in chains
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+    else:
+        print(sales.format())
+        print("Ledger chain check / 账本校验")
+        for c in chains:
+            state = "OK" if c.ok else f"{len(c.problems)} problem(s)"
+            print(
+                f"  {c.kiosk_id:<20} {c.records:>6} sale records  {state}  "
+                f"(received {c.received}, duplicates dropped {c.duplicates})"
+            )
+            for p in c.problems[:20]:
+                print(f"    seq {p.seq}: {p.kind.value} {p.detail}")
+            if c.outbox_gaps:
+                gaps = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in c.outbox_gaps[:10])
+                print(f"    outbox seq gaps (dropped LOW/NORMAL or not yet received): {gaps}")
+    return EXIT_OK if all(c.ok for c in chains) else EXIT_FAIL
+
+
+def cmd_sign_csr(args: argparse.Namespace) -> int:
+    from kiosk.sim.province import ProvinceCA
+
+    ca = ProvinceCA.load_or_create(_data_dir(args) / "ca")
+    try:
+        cert = ca.sign_csr(args.csr.read_bytes(), args.kiosk_id)
+    except (OSError, ValueError) as e:
+        print(f"province-sim sign-csr: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    args.out.write_bytes(cert)
+    print(f"wrote {args.out} (CA {ca.cert_file})")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="kiosk", parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub, common)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Fixtures for the integration tests: a real Mosquitto with TLS, client certificates and an ACL.
+
+- `pki` (session): a throwaway CA; server certificate for 127.0.0.1/localhost; client
+  certificates on demand with CN = kiosk id (or "province"), which the broker uses as the user
+  name (`use_identity_as_username`).
+- `mosquitto`: a fresh broker per test on a free loopback port, persistence in the test's tmp
+  dir (so a stop()/start() keeps sessions and retained messages), ACL: each kiosk reads and
+  writes only `kiosk/v1/<its id>/#`, reads `kiosk/v1/province/#`; user `province` has all.
+- `proxy`: a TCP proxy in front of the broker that a test can cut.
+- `province`: the province simulator connected as `province`.
+- `make_kiosk`: builds a KioskNode (store + outbox + SyncClient) with a client certificate.
+
+A missing mosquitto binary is a failure, never a skip: scripts/test.sh installs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kiosk_node import KioskNode, sync_config
+from mqtt_harness import Mosquitto, MosquittoMissing, Pki, TcpProxy
+
+from kiosk.sim.province import BrokerSettings, ProvinceSimulator, load_device_secret
+from kiosk.sync.signing import generate_keypair
+
+KIOSK_A = "AH-340100-0001"
+KIOSK_B = "AH-340100-0002"
+DEMO_SECRET = load_device_secret(
+    Path(__file__).resolve().parents[2] / "kiosk" / "data" / "demo-device-secret"
+)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def province_keys() -> tuple[bytes, bytes]:
+    return generate_keypair()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path, pki: Pki, request: pytest.FixtureRequest) -> Iterator[Mosquitto]:
+    try:
+        broker = Mosquitto(tmp_path / "broker", pki, max_inflight=20)
+    except MosquittoMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    broker.start()
+    yield broker
+    broker.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"--- mosquitto log ({broker.log_file}) ---\n{broker.log_tail(80)}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    if rep.when == "call":
+        item.rep_call = rep  # type: ignore[attr-defined]
+    return rep
+
+
+@pytest.fixture
+def proxy(mosquitto: Mosquitto) -> Iterator[TcpProxy]:
+    p = TcpProxy(mosquitto.port)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def province(
+    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province_keys: tuple[bytes, bytes]
+) -> Iterator[ProvinceSimulator]:
+    cert = pki.client("province")
+    sim = ProvinceSimulator(
+        BrokerSettings(
+            url=mosquitto.url,
+            ca_file=pki.ca_file,
+            cert_file=cert.cert_file,
+            key_file=cert.key_file,
+        ),
+        tmp_path / "province",
+        {KIOSK_A: DEMO_SECRET, KIOSK_B: b"kiosk B secret"},
+        province_keys[0],
+    )
+    sim.start()
+    assert sim.wait_connected(10), "province simulator did not connect"
+    yield sim
+    sim.stop()
+
+
+MakeKiosk = Callable[..., KioskNode]
+
+
+@pytest.fixture
+def make_kiosk(tmp_path: Path, pki: Pki, mosquitto: Mosquitto) -> Iterator[MakeKiosk]:
+    nodes: list[KioskNode] = []
+
+    def make(
+        kiosk_id: str = KIOSK_A,
+        *,
+        port: int | None = None,
+        cert_as: str | None = None,
+        data_dir: Path | None = None,
+        mqtt_version: str = "5",
+        start: bool = True,
+        **kw: Any,
+    ) -> KioskNode:
+        cert = pki.client(cert_as or kiosk_id)
+        cfg = sync_config(
+            f"mqtts://127.0.0.1:{port or mosquitto.port}",
+            pki.ca_file,
+            cert.cert_file,
+            cert.key_file,
+            mqtt_version=mqtt_version,
+        )
+        node = KioskNode(kiosk_id, data_dir or tmp_path / f"kiosk-{kiosk_id}", cfg, **kw)
+        nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    yield make
+    for n in nodes:
+        with contextlib.suppress(Exception):  # a node a test already closed
+            n.close()
