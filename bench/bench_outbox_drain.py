@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 from kiosk_node import KioskNode, sale_body, sync_config  # noqa: E402
-from mqtt_harness import Mosquitto, Pki, free_port  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from kiosk.clock import SystemClock  # noqa: E402
 from kiosk.core.ledger import GENESIS_HASH  # noqa: E402
+from kiosk.sim.broker import Mosquitto, Pki, free_port  # noqa: E402
 from kiosk.store import open_store  # noqa: E402
 from kiosk.sync.outbox import Outbox, OutboxItem, Priority  # noqa: E402
 from kiosk.sync.topics import Topics  # noqa: E402

@@ -26,8 +26,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kiosk_node import KioskNode, sync_config
-from mqtt_harness import Mosquitto, MosquittoMissing, Pki, TcpProxy
 
+from kiosk.sim.broker import Mosquitto, MosquittoMissing, Pki, TcpProxy
 from kiosk.sim.province import BrokerSettings, ProvinceSimulator, load_device_secret
 from kiosk.sync.signing import generate_keypair
 

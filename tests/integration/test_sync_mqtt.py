@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from conftest import KIOSK_A, KIOSK_B, MakeKiosk
 from kiosk_node import KioskNode
-from mqtt_harness import Mosquitto, Pki, TcpProxy
 
 import kiosk
+from kiosk.sim.broker import Mosquitto, Pki, TcpProxy
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.sync.outbox import Priority
 

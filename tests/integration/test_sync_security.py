@@ -13,10 +13,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import KIOSK_A, KIOSK_B, MakeKiosk
 from kiosk_node import sync_config
-from mqtt_harness import Mosquitto, Pki
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.clock import SystemClock
+from kiosk.sim.broker import Mosquitto, Pki
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.sync.client import SyncClient, SyncConfigError
 from kiosk.sync.signing import Keyring, TrustError, TrustPolicy, generate_keypair, key_id

@@ -1,6 +1,6 @@
-"""A real Mosquitto for tests and benchmarks: per-run PKI, config, ACL, start/stop, a TCP proxy.
+"""A real Mosquitto for the demo, tests and benchmarks: per-run PKI, config, ACL, a TCP proxy.
 
-Owns: everything the integration tests need from the outside world on the MQTT side. Never
+Owns: everything the demo, tests and benchmarks need from the MQTT side of the world. Never
 skips: a missing `mosquitto` binary is a failure with instructions (scripts/test.sh installs it).
 
 - `Pki`: a CA, a server certificate for 127.0.0.1/localhost and client certificates whose CN
