@@ -399,8 +399,11 @@ class SerialBoard:
     # -------------------------------------------------------------- internals
 
     def _request(self, msg: Message, tx: int | None = None) -> Message:
+        return self._request_counted(msg, tx)[0]
+
+    def _request_counted(self, msg: Message, tx: int | None = None) -> tuple[Message, int]:
         try:
-            return self.link.request(self.address, msg)
+            return self.link.request_counted(self.address, msg)
         except LinkProtocolError as e:
             raise BoardProtocolError(str(e), tx) from e
         except LinkError as e:
@@ -453,12 +456,21 @@ class SerialBoard:
             # Spec 5: no VEND / UNLOCK / TEST_SLOT to a board that is down; nothing was sent.
             raise BoardOffline(self.address, self.link.last_error or "not answering")
         self._ensure_identified()
-        reply = self._request(msg, msg.tx)
+        reply, sends = self._request_counted(msg, msg.tx)
         if isinstance(reply, Nak) and reply.code is ErrorCode.NOT_IDENTIFIED:
-            # The board rebooted unnoticed. A NAK means nothing ran: handshake and send again.
-            log_event(log, "board.not_identified", logging.WARNING, address=self.address)
+            # The board rebooted unnoticed. The NAK proves only that the copy it answers did
+            # not run. With one copy sent nothing ran: handshake and send again. With several,
+            # an earlier copy may have run before the reboot (its reply lost with the board's
+            # duplicate cache): never send again; the caller asks for the outcome instead.
+            log_event(
+                log, "board.not_identified", logging.WARNING, address=self.address, sends=sends
+            )
             self._forget_identity()
             self._ensure_identified()
+            if sends > 1:
+                raise BoardOffline(
+                    self.address, "board rebooted while the request was in flight", msg.tx
+                )
             reply = self._request(msg, msg.tx)
         if not isinstance(reply, TxReply):
             raise self._unexpected(reply, msg.CODE.name)

@@ -472,20 +472,46 @@ class SerialLink:
         Raises LinkOffline (port not open / failed), LinkTimeout (no answer), LinkClosed,
         LinkProtocolError (the board answered with something that does not fit).
         """
+        return self.request_counted(address, msg, transmissions=transmissions)[0]
+
+    def request_counted(
+        self, address: int, msg: Message, *, transmissions: int | None = None
+    ) -> tuple[Message, int]:
+        """Like `request`, and also say how many times the frame went out.
+
+        The count matters when the answer is a NAK: it proves only that the copy it answers did
+        not run. An earlier copy may have run before a board reboot wiped the duplicate cache.
+        """
         if msg.CODE not in _ANSWERS:
             raise ValueError(f"{type(msg).__name__} is not a request")
         if address not in self._seq:
             raise ValueError(f"board {address} is not on this link {self.addresses}")
         limit = max(1, transmissions or self.timing.max_transmissions)
         with self._bus:
-            answer = self._exchange(address, msg, limit)
+            if not isinstance(msg, Poll):
+                self._finish_unanswered_poll(address, limit)
+            answer, sends = self._exchange(address, msg, limit)
         if isinstance(msg, Poll) and is_event(answer.CODE):
             self._dispatch_event(address, answer)
-        return answer
+        return answer, sends
 
     # ------------------------------------------------------------------ request machinery
 
-    def _exchange(self, address: int, msg: Message, limit: int) -> Message:
+    def _finish_unanswered_poll(self, address: int, limit: int) -> None:
+        """Spec 6.2: after a POLL went unanswered, ask it again (same SEQ) before anything else.
+
+        A board treats a new SEQ as "the host has the event" and drops it, so any other request
+        sent first would lose the event the lost answer carried.
+        """
+        with self._lock:
+            pending_poll = address in self._unanswered_poll
+        if not pending_poll:
+            return
+        answer, _ = self._exchange(address, Poll(), limit)
+        if is_event(answer.CODE):
+            self._dispatch_event(address, answer)
+
+    def _exchange(self, address: int, msg: Message, limit: int) -> tuple[Message, int]:
         with self._lock:
             if self._closed:
                 raise LinkClosed("link closed")
@@ -534,7 +560,7 @@ class SerialLink:
         if isinstance(pending.response, Nak):
             with self._lock:
                 self._c.naks_received += 1
-        return pending.response
+        return pending.response, sends
 
     def _on_silence(self, address: int, msg: Message, seq: int, sends: int) -> None:
         with self._lock:
