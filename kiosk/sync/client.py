@@ -232,6 +232,14 @@ class _Conn:
         self.up_since = 0.0
         self.offline_mid: int | None = None
         self.offline_acked = threading.Event()
+        # Set at CONNACK: min(our window, the broker's Receive Maximum), and whether paho's own
+        # max_inflight_messages was set to it. Only then may we hand paho more than the window
+        # (paho sends the surplus as PUBACKs free slots, in its own thread, without waiting for
+        # the drain thread); otherwise we count every slot ourselves.
+        self.window = 0
+        self.paho_limits = False
+        self.ahead = 0
+        self.wake_every = 1
 
 
 class SyncClient:
@@ -243,7 +251,10 @@ class SyncClient:
     backoff), `max_inflight` (our window), `backlog_rate`/`backlog_burst` (token bucket for
     non-critical records, per second), `poll_s` (how often the drain looks for new records when
     nobody calls `wake()`), `mark_batch`/`mark_delay_s` (PUBACKed seqs are written back in
-    batches; a crash before the write only means the province sees a duplicate it drops).
+    batches; a crash before the write only means the province sees a duplicate it drops),
+    `queue_ahead` (records handed to paho beyond the window; paho's own in-flight limit is set
+    to the window at CONNACK, so it holds them and sends each as a PUBACK frees a slot, without
+    a round trip through the drain thread; default: one window).
     """
 
     def __init__(
@@ -269,6 +280,7 @@ class SyncClient:
         mark_batch: int = 256,
         mark_delay_s: float = 0.05,
         prefetch: int = 256,
+        queue_ahead: int | None = None,
         rng: random.Random | None = None,
         clock_offset: ClockOffset | None = None,
         reset_sent_on_connect: bool = True,
@@ -318,9 +330,23 @@ class SyncClient:
         self._token_wait_s = 0.0  # > 0: records are waiting for the backlog token bucket
         # Due records read ahead (one query per `prefetch` records, not one per publish).
         self._prefetch = prefetch
+        # Records handed to paho beyond the window (queued inside paho, sent by paho's thread as
+        # PUBACKs arrive). None: one window's worth. 0: never more than the window.
+        if queue_ahead is not None and queue_ahead < 0:
+            raise ValueError("queue_ahead must be >= 0")
+        self._queue_ahead = queue_ahead
         self._buffer: collections.deque[OutboxRecord] = collections.deque()
         self._buffer_at = 0.0
         self._buffer_gen = -1
+        # (priority, seq) of the last record read: where the next batch continues from
+        self._cursor: tuple[int, int] | None = None
+        # The full due() read skips every record sent but not yet acknowledged, row by row: it
+        # runs at once after wake(), on a new connection, when records were appended (the
+        # outbox's last seq moved), and at least every `_rescan_s` for records that became due
+        # again behind the cursor (ack timeout, a PUBACK failure's hold ended).
+        self._rescan_s = max(poll_s, 1.0)
+        self._full_at = 0.0
+        self._seen_seq = -1
         self._refresh = False
         self._pending_conn: _Conn | None = None
         self._threads: list[threading.Thread] = []
@@ -564,10 +590,40 @@ class SyncClient:
         """In-flight limit for everything we publish at QoS 1 on this connection."""
         return max(1, min(self._max_inflight, conn.receive_max))
 
-    def _outbox_window(self, conn: _Conn) -> int:
-        """Outbox records may use all but one slot: status and direct messages keep one."""
+    def _limit_paho(self, conn: _Conn) -> None:
+        """At CONNACK, before anything is published on this connection: make paho's own
+        in-flight limit the window, so paho never has more than min(our window, the broker's
+        Receive Maximum) QoS 1 messages awaiting PUBACK, however many we hand it. paho refuses
+        the public setter once connected (its worry is switching between 0 = unlimited and a
+        limit, not this), so the attribute is set directly, and only when it exists and nothing
+        is in flight yet; otherwise we keep counting every slot ourselves (no queue-ahead)."""
         w = self._window(conn)
-        return w - 1 if w >= 2 else w
+        conn.window = w
+        client = conn.client
+        ok = False
+        if (
+            getattr(client, "_max_inflight_messages", None) is not None
+            and getattr(client, "_inflight_messages", None) == 0
+        ):
+            try:
+                client.max_inflight_messages_set(w)
+            except RuntimeError:
+                client._max_inflight_messages = w
+            ok = getattr(client, "_max_inflight_messages", None) == w
+        conn.paho_limits = ok
+        ahead = w if self._queue_ahead is None else self._queue_ahead
+        conn.ahead = ahead if ok else 0
+        # wake the drain thread once per this many PUBACKs (each wake-up is a thread switch)
+        conn.wake_every = max(1, conn.ahead // 2) if ok else 1
+
+    def _handed_limit(self, conn: _Conn) -> int:
+        """How many QoS 1 messages may be handed to paho and not yet PUBACKed."""
+        return (conn.window or self._window(conn)) + conn.ahead
+
+    def _outbox_limit(self, conn: _Conn) -> int:
+        """Outbox records may use all but one slot: status and direct messages keep one."""
+        n = self._handed_limit(conn)
+        return n - 1 if n >= 2 else n
 
     def _publish(
         self,
@@ -580,7 +636,7 @@ class SyncClient:
     ) -> int | None:
         """QoS 1 publish counted in the window; the mid, or None if no room / no connection."""
         with conn.lock:
-            if len(conn.inflight) >= self._window(conn):
+            if len(conn.inflight) >= self._handed_limit(conn):
                 return None
             info = conn.client.publish(topic, payload, qos=1, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -588,6 +644,8 @@ class SyncClient:
                 return None
             conn.inflight[info.mid] = seq
             n = len(conn.inflight)
+            if conn.paho_limits:  # the rest wait in paho's queue: count what is on the wire
+                n = conn.client._inflight_messages
         if n > self._stats.peak_inflight:
             with self._lock:
                 self._stats.peak_inflight = max(self._stats.peak_inflight, n)
@@ -619,6 +677,7 @@ class SyncClient:
         rm = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
         if isinstance(rm, int) and rm > 0:
             conn.receive_max = rm
+        self._limit_paho(conn)
         self._publish(conn, self.topics.status, self._status_payload("online"), None, retain=True)
         client.subscribe(self.topics.subscriptions())
         conn.accepted = True
@@ -649,8 +708,17 @@ class SyncClient:
         if conn is not None and conn.offline_mid == mid:
             conn.offline_acked.set()
         value = getattr(reason_code, "value", 0)
-        self._pubacks.put((gen, mid, int(value) if isinstance(value, int) else 0))
-        self._wake.set()
+        code = int(value) if isinstance(value, int) else 0
+        self._pubacks.put((gen, mid, code))
+        # With a queue ahead in paho, the next message is already going out: wake the drain
+        # thread only every `wake_every` PUBACKs (or when all is acked, or on a failure).
+        if (
+            conn is None
+            or code >= PUBACK_FAILURE
+            or conn.offline_mid == mid
+            or self._pubacks.qsize() >= min(conn.wake_every, len(conn.inflight))
+        ):
+            self._wake.set()
 
     def _on_message(self, client: mqtt.Client, gen: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -741,25 +809,29 @@ class SyncClient:
     def _process_pubacks(self) -> None:
         conn = self._conn
         failures: list[tuple[int, int]] = []
-        while True:
-            try:
-                gen, mid, code = self._pubacks.get_nowait()
-            except queue.Empty:
-                break
-            if conn is None or gen != conn.gen:
-                continue  # an old connection: its records are handed out again anyway
-            with conn.lock:
-                seq = conn.inflight.pop(mid, None)
-            if seq is None:
-                continue  # the birth/offline status message
-            if code >= PUBACK_FAILURE:
-                failures.append((seq, code))
-            else:
+        items: list[tuple[int, int, int]] = []
+        get = self._pubacks.get_nowait
+        with contextlib.suppress(queue.Empty):
+            while True:
+                items.append(get())
+        if items and conn is not None:
+            gen = conn.gen
+            with conn.lock:  # once per batch, not per PUBACK
+                pop = conn.inflight.pop
+                # an old connection's PUBACKs are dropped: its records are handed out again
+                results = [(pop(mid, None), code) for g, mid, code in items if g == gen]
+            ok = [seq for seq, code in results if seq is not None and code < PUBACK_FAILURE]
+            failures = [
+                (seq, code) for seq, code in results if seq is not None and code >= PUBACK_FAILURE
+            ]  # (seq None: the birth/offline status message or a direct publish)
+            if ok:
                 if not self._unmarked:
                     self._unmarked_since = self.clock.monotonic()
-                self._unmarked.append(seq)
-                self._unmarked_set.add(seq)
-                self._held.pop(seq, None)
+                self._unmarked.extend(ok)
+                self._unmarked_set.update(ok)
+                if self._held:
+                    for seq in ok:
+                        self._held.pop(seq, None)
         if failures:
             now = self.clock.monotonic()
             for seq, code in failures:
@@ -802,7 +874,7 @@ class SyncClient:
         if conn is None or not conn.ready or conn.ended.is_set():
             return 0
         with conn.lock:
-            space = self._outbox_window(conn) - len(conn.inflight)
+            space = self._outbox_limit(conn) - len(conn.inflight)
         if space <= 0:
             return 0
         mono = self.clock.monotonic()
@@ -815,20 +887,38 @@ class SyncClient:
             self._refill(conn, mono)
         published = 0
         self._token_wait_s = 0.0
-        while published < space and self._buffer:
-            rec = self._buffer[0]
-            # CRITICAL (sale records) never wait for tokens; the rest of a backlog is paced.
-            # The buffer is in (priority, seq) order: after the first record without a token
-            # come only more non-critical ones.
-            if rec.priority != Priority.CRITICAL and not self._bucket.take(mono):
-                self._token_wait_s = self._bucket.wait_s(mono)
-                break
-            if self._publish(conn, rec.topic, rec.payload, rec.seq) is None:
-                break
-            self._buffer.popleft()
-            published += 1
+        buffer = self._buffer
+        critical = Priority.CRITICAL
+        with conn.lock:  # one lock round for the whole batch (as _publish, per record)
+            inflight = conn.inflight
+            limit = self._outbox_limit(conn)
+            publish = conn.client.publish
+            while buffer and len(inflight) < limit:
+                rec = buffer[0]
+                # CRITICAL (sale records) never wait for tokens; the rest of a backlog is
+                # paced. The buffer is in (priority, seq) order: after the first record without
+                # a token come only more non-critical ones.
+                if rec.priority != critical and not self._bucket.take(mono):
+                    self._token_wait_s = self._bucket.wait_s(mono)
+                    break
+                info = publish(rec.topic, rec.payload, qos=1)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    log_event(log, "sync.publish_failed", logging.WARNING, rc=str(info.rc))
+                    break
+                inflight[info.mid] = rec.seq
+                buffer.popleft()
+                published += 1
+            handed = len(inflight)
+            # on the wire: paho's count when paho enforces the window (the rest wait in its
+            # queue), else everything handed over
+            on_wire = conn.client._inflight_messages if conn.paho_limits else handed
         with self._lock:
-            self._stats.inflight = len(conn.inflight)
+            self._stats.inflight = handed
+            if on_wire > self._stats.peak_inflight:
+                self._stats.peak_inflight = on_wire
+        if not published and not self._buffer and not conn.inflight:
+            # idle: nothing due, nothing in flight; batching the write-back gains nothing now
+            self._flush_marks(force=True)
         return published
 
     def _refill(self, conn: _Conn, mono: float) -> None:
@@ -836,15 +926,52 @@ class SyncClient:
         PUBACKed but not yet written back, or held after a PUBACK failure. Re-read at least
         every `poll_s` and at once after `wake()`, so a new sale record overtakes a buffered
         backlog."""
+        due_after = getattr(self.outbox, "due_after", None)
+        last_seq = getattr(self.outbox, "last_seq", None)
+        go_on = (
+            callable(due_after)
+            and callable(last_seq)
+            and not self._refresh
+            and conn.gen == self._buffer_gen
+            and self._cursor is not None
+            and mono - self._full_at <= self._rescan_s
+        )
+        if go_on and callable(last_seq) and mono - self._buffer_at > self._poll_s:
+            # the poll: anything appended (without a wake())? Then read it all again.
+            go_on = last_seq() == self._seen_seq
+            self._buffer_at = mono
+        if go_on:
+            if not self._buffer and callable(due_after) and self._cursor is not None:
+                # The buffer ran out: read on from where it ended (an index seek, not a
+                # rescan of everything already sent).
+                records = due_after(*self._cursor, self._prefetch, self.clock.time())
+                if records:
+                    self._cursor = (int(records[-1].priority), records[-1].seq)
+                self._buffer = collections.deque(self._not_excluded(conn, mono, records))
+            return
         self._refresh = False
-        with conn.lock:
-            inflight_seqs = {s for s in conn.inflight.values() if s is not None}
-        held_now = {s for s, (until, _) in self._held.items() if until > mono}
-        exclude = self._unmarked_set | inflight_seqs | held_now
+        self._full_at = mono
+        if callable(last_seq):
+            self._seen_seq = last_seq()  # before the read: later appends show at the next poll
+        exclude = self._exclude(conn, mono)
         records = self.outbox.due(self._prefetch + len(exclude), self.clock.time())
+        self._cursor = (int(records[-1].priority), records[-1].seq) if records else None
         self._buffer = collections.deque(r for r in records if r.seq not in exclude)
         self._buffer_at = mono
         self._buffer_gen = conn.gen
+
+    def _exclude(self, conn: _Conn, mono: float) -> set[int]:
+        """In flight, PUBACKed but not yet written back, or held after a PUBACK failure."""
+        with conn.lock:
+            inflight_seqs = {s for s in conn.inflight.values() if s is not None}
+        held_now = {s for s, (until, _) in self._held.items() if until > mono}
+        return self._unmarked_set | inflight_seqs | held_now
+
+    def _not_excluded(
+        self, conn: _Conn, mono: float, records: Sequence[OutboxRecord]
+    ) -> list[OutboxRecord]:
+        exclude = self._exclude(conn, mono)
+        return [r for r in records if r.seq not in exclude]
 
 
 def _close_quietly(client: mqtt.Client) -> None:

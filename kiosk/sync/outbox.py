@@ -328,17 +328,48 @@ class Outbox:
             ).fetchall()
         return [_record(r) for r in rows]
 
+    def due_after(
+        self, priority: int, seq: int, limit: int, now: float | None = None
+    ) -> list[OutboxRecord]:
+        """`due()` continued: the due records that come after (priority, seq) in due order.
+        A range seek on the outbox_due index, so reading a long queue batch by batch does not
+        rescan the records already sent (a plain `due()` skips them one by one each time).
+        It does not see records that became due behind the cursor (a new record of a higher
+        priority, an ack timeout): callers run a full `due()` now and then for those."""
+        now = self.clock.time() if now is None else now
+        due = "(last_sent_at IS NULL OR last_sent_at <= ? OR last_sent_at > ?)"
+        window = (now - self.ack_timeout_s, now + self.ack_timeout_s)
+        with self.store.read() as c:
+            rows = c.execute(  # the rest of the cursor's priority: a range of outbox_due
+                f"SELECT {_COLS} FROM outbox WHERE priority = ? AND seq > ? AND {due} "
+                "ORDER BY priority, seq LIMIT ?",
+                (int(priority), int(seq), *window, limit),
+            ).fetchall()
+            if len(rows) < limit:  # then the lower priorities
+                rows += c.execute(
+                    f"SELECT {_COLS} FROM outbox WHERE priority > ? AND {due} "
+                    "ORDER BY priority, seq LIMIT ?",
+                    (int(priority), *window, limit - len(rows)),
+                ).fetchall()
+        return [_record(r) for r in rows]
+
     def mark_sent(self, seqs: Iterable[int], now: float | None = None) -> None:
         """The records were handed to the broker (published; PUBACK or not)."""
         now = self.clock.time() if now is None else now
-        ids = list(seqs)
+        # runs of consecutive seqs (the usual case: a drained batch) become BETWEEN ranges
+        runs: list[tuple[int, int]] = []
+        for seq in sorted({int(s) for s in seqs}):
+            if runs and runs[-1][1] == seq - 1:
+                runs[-1] = (runs[-1][0], seq)
+            else:
+                runs.append((seq, seq))
         with self.store.transaction() as c:
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i : i + _CHUNK]
+            for i in range(0, len(runs), _CHUNK // 2):
+                chunk = runs[i : i + _CHUNK // 2]
                 c.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ? "
-                    f"WHERE seq IN ({','.join('?' * len(chunk))})",
-                    (now, *chunk),
+                    "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ? WHERE "
+                    + " OR ".join("seq BETWEEN ? AND ?" for _ in chunk),
+                    (now, *(x for run in chunk for x in run)),
                 )
 
     def reset_sent(self) -> int:

@@ -131,6 +131,23 @@ def test_due_orders_by_priority_then_seq_and_republishes_after_timeout(
     assert ob.reset_sent() == 5 and len(ob.due(10)) == 5
 
 
+def test_due_after_continues_the_due_order_from_a_cursor(store: Store, clock: ManualClock) -> None:
+    ob = make(store, clock)
+    crit = [ob.append("sale", {"i": i}, Priority.CRITICAL) for i in range(3)]
+    high = ob.append("alarm", {}, Priority.HIGH)
+    low = ob.append("telemetry", {}, Priority.LOW)
+    full = [r.seq for r in ob.due(10)]
+    assert full == [c.seq for c in crit] + [high.seq, low.seq]
+    first = ob.due(2)
+    ob.mark_sent([r.seq for r in first])
+    last = first[-1]
+    rest = ob.due_after(last.priority, last.seq, 10)
+    assert [r.seq for r in rest] == full[2:]  # same order as due(), without rescanning
+    assert [r.seq for r in ob.due_after(last.priority, last.seq, 2)] == full[2:4]
+    ob.mark_sent([crit[2].seq])
+    assert [r.seq for r in ob.due_after(last.priority, last.seq, 10)] == [high.seq, low.seq]
+
+
 def test_ack_removes_idempotently(store: Store, clock: ManualClock) -> None:
     ob = make(store, clock)
     recs = [ob.append("sale", {"i": i}, Priority.CRITICAL) for i in range(3)]
