@@ -119,6 +119,11 @@ class _Press:
     consumed: bool = False
 
 
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Equal item by item, screens by identity (a new screen may reuse a dead one's id)."""
+    return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
+
+
 def make_root(app: App, name: str) -> Screen:
     from kiosk.ui.screens.attract import AttractScreen
     from kiosk.ui.screens.catalog import CatalogScreen
@@ -170,7 +175,12 @@ class App:
         self.m: Metrics = metrics_for(*surface.get_size())
         self.lang: str = config.language
         self.view: ViewState = controller.view()
-        self.images.preload(pv.product for pv in self.view.products)
+        # Offscreen (screenshots, tests): every picture now. On a display the pictures are
+        # drawn by a background thread after the first frame (loop()); a picture needed
+        # before then is drawn on demand by images.surface().
+        self._preload_pending = display
+        if not display:
+            self.images.preload(pv.product for pv in self.view.products)
         self.last_activity = self.now()
         self.pin_lockout = PinLockout()
         self.stack: list[Screen] = [make_root(self, ROOT_FOR_MODE[self.view.mode])]
@@ -183,6 +193,10 @@ class App:
         self._last_frame_at = -math.inf
         self._next_anim_at: float | None = None
         self._reported: str | None = None
+        self._anim_due = False
+        self._drawn: tuple[object, ...] | None = None  # what the surface shows, see render()
+        # (key, surface, text records) of the layers under a dialog, see render()
+        self._backdrop: tuple[tuple[object, ...], pygame.Surface, list[TextRecord]] | None = None
         self._translators = {lang: Translator(lang) for lang in ("zh", "en")}
         self.threads: list[threading.Thread] = []
         self._results: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -391,7 +405,7 @@ class App:
                 self.dirty = True
         self._was_dimmed = self.dimmed
         if self._next_anim_at is not None and now >= self._next_anim_at:
-            self.dirty = True
+            self._anim_due = True  # only time moved: render_update() may redraw a part
 
     def _back_to_idle(self) -> None:
         self.post(BackToIdle("timeout"))
@@ -428,23 +442,68 @@ class App:
         ui = Ui(self.surface, self.m, self.font, self._translators[self.lang], now)
         start = max(i for i, s in enumerate(self.stack) if not s.overlay or i == 0)
         visible = self.stack[start:]
-        for s in visible:
+        below, top = visible[:-1], visible[-1]
+        if below and all(s.next_frame(now) is None for s in below):
+            # A dialog over static screens: the layers below are drawn once into a backdrop
+            # and reused while the stack below, the view and the language stay the same.
+            # identity, not ids: a new screen may reuse a dead one's id
+            key = (*below, self.view, self.lang, self.surface.get_size())
+            if self._backdrop is None or not _same(self._backdrop[0], key):
+                for s in below:
+                    s.draw(ui)
+                self._backdrop = (key, self.surface.copy(), list(ui.texts))
+            else:
+                self.surface.blit(self._backdrop[1], (0, 0))
+                ui.texts.extend(self._backdrop[2])
             ui.hits.clear()  # only the top-most layer takes touches
-            s.draw(ui)
+            top.draw(ui)
+        else:
+            self._backdrop = None
+            for s in visible:
+                ui.hits.clear()  # only the top-most layer takes touches
+                s.draw(ui)
         self.hits, self.texts = ui.hits, ui.texts
         self.dirty = False
-        self._last_frame_at = now
-        self.frames += 1
-        frames = [f for f in (s.next_frame(now) for s in visible) if f is not None]
-        self._next_anim_at = now + max(FRAME_S, min(frames)) if frames else None
+        self._drawn = (*visible, self.lang, self.surface.get_size())
+        self._finish_frame(now, visible)
         if self.display:
             pygame.display.flip()
+        self._report()
+        return ui
+
+    def render_update(self) -> Ui:
+        """An animation frame: only time moved since the last frame. A lone screen that can
+        (`Screen.update`) redraws just what moved and only those rectangles reach the display;
+        anything else gets a full `render()`."""
+        now = self.now()
+        visible = self.stack[-1:]
+        key = (*visible, self.lang, self.surface.get_size())
+        if self._drawn is None or len(self.stack) != 1 or not _same(self._drawn, key):
+            return self.render()
+        ui = Ui(self.surface, self.m, self.font, self._translators[self.lang], now)
+        rects = self.top.update(ui)
+        if rects is None:
+            return self.render()
+        self.hits, self.texts = ui.hits, ui.texts
+        self._finish_frame(now, visible, counted=bool(rects))
+        if self.display and rects:
+            pygame.display.update(rects)
+        return ui
+
+    def _finish_frame(self, now: float, visible: list[Screen], *, counted: bool = True) -> None:
+        self._anim_due = False
+        if counted:
+            self._last_frame_at = now
+            self.frames += 1
+        frames = [f for f in (s.next_frame(now) for s in visible) if f is not None]
+        self._next_anim_at = now + max(FRAME_S, min(frames)) if frames else None
+
+    def _report(self) -> None:
         name = self.top.name
         if name != self._reported:
             self._reported = name
             if self.on_screen is not None:
                 self.on_screen(name)
-        return ui
 
     # --- the loop -------------------------------------------------------------------------
     def step(self, *, block: bool = True) -> None:
@@ -460,9 +519,19 @@ class App:
         self.tick(self.now())
         if self.dirty:
             self.render()
+        elif self._anim_due:
+            self.render_update()
 
     def loop(self) -> None:
         self.render()
+        if self._preload_pending:
+            self._preload_pending = False
+            products = [pv.product for pv in self.view.products]
+            th = threading.Thread(
+                target=self.images.preload, args=(products,), name="ui-preload", daemon=True
+            )
+            self.threads.append(th)
+            th.start()
         while self.running:
             self.step()
 

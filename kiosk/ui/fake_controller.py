@@ -102,6 +102,7 @@ class FakeController:
         self._last_result = ""
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set on every state change: the pump thread re-plans
         self._view = self._build()
 
     # --- Controller protocol -------------------------------------------------------------
@@ -152,18 +153,34 @@ class FakeController:
                 self._publish()
             return changed
 
+    def _due_in(self) -> float | None:
+        """Seconds until the next time-driven step (payment expiry, vend step); None: none."""
+        with self._lock:
+            dues = []
+            if self._mode == "payment" and self._payment:
+                dues.append(self._payment.expires_at)
+            if self._mode == "dispensing" and self._next_step_at is not None:
+                dues.append(self._next_step_at)
+            return max(0.0, min(dues) - self.clock.monotonic()) if dues else None
+
     def start(self, interval: float = 0.05) -> None:
-        """Pump from a thread (demos with a real clock)."""
+        """Pump from a thread (demos with a real clock). The thread sleeps until the next
+        time-driven step (at least `interval` apart) or a state change; with nothing pending
+        (idle, shopping) it uses no CPU, like the real controller."""
 
         def run() -> None:
-            while not self._stop.wait(interval):
+            while not self._stop.is_set():
+                self._wake.clear()
                 self.pump()
+                due = self._due_in()
+                self._wake.wait(None if due is None else max(interval, due))
 
         self._thread = threading.Thread(target=run, name="fake-controller", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
 
@@ -395,6 +412,7 @@ class FakeController:
     def _publish(self) -> None:
         self._seq += 1
         self._view = self._build()
+        self._wake.set()
         if self._notify is not None:
             self._notify()
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pygame
-from PIL import Image
 
 from kiosk.core.catalog import Product
-from kiosk.sim.demo_data import render_product_image
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# PIL and the demo tile painter are imported when a picture is first made, not at start-up.
 
 __all__ = ["ProductImages", "pil_to_surface"]
 
@@ -41,6 +45,10 @@ class ProductImages:
                 self._base[p.product_id] = pil_to_surface(self._load(p))
 
     def _load(self, p: Product) -> Image.Image:
+        from PIL import Image
+
+        from kiosk.sim.demo_data import render_product_image
+
         if self.image_dir is not None and p.image_ref:
             path = self.image_dir / p.image_ref
             if path.is_file():
@@ -57,6 +65,8 @@ class ProductImages:
         if got is None:
             base = self._base.get(p.product_id)
             if base is None:  # not preloaded: draw it (CPU only, no disk)
+                from kiosk.sim.demo_data import render_product_image
+
                 base = pil_to_surface(render_product_image(p, _BASE))
                 self._base[p.product_id] = base
             got = pygame.transform.smoothscale(base, (side, side))

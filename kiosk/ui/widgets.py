@@ -16,8 +16,6 @@ from typing import Literal
 
 import pygame
 import pygame.freetype
-import qrcode
-import qrcode.constants
 
 from kiosk.ui.i18n import Translator
 from kiosk.ui.theme import RGB, THEME, Colors, Metrics
@@ -44,6 +42,19 @@ _NO_LINE_START = set("，。！？、；：）》」』”’,.!?;:)…%")
 
 
 _LINE_CACHE: dict[tuple[int, str, int, RGB, int], tuple[pygame.Surface, pygame.Rect]] = {}
+# Frames re-measure and re-wrap the same strings: both are pure functions of (font, text, size,
+# style[, box]), so they are computed once (bounded: cleared when full, like _LINE_CACHE).
+_MEASURE_CACHE: dict[tuple[int, str, int, bool], int] = {}
+_LayoutKey = tuple[int, str, int, int, int, int, bool, int]
+_LAYOUT_CACHE: dict[_LayoutKey, tuple[list[str], int, bool]] = {}
+_VEIL_CACHE: dict[tuple[int, tuple[int, int], RGB], tuple[pygame.Surface, pygame.Surface]] = {}
+_CACHE_MAX = 4096
+
+
+def _bounded(cache: dict, key: object, value: object) -> None:  # type: ignore[type-arg]
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,9 @@ def wrap_text(text: str, width: int, measure: Callable[[str], int]) -> list[str]
 @lru_cache(maxsize=64)
 def qr_surface(data: str, side: int) -> pygame.Surface:
     """A crisp QR code (quiet zone included), integer module size, at most `side` px square."""
+    import qrcode  # only the payment/receipt screens need it: not on the start-up path
+    import qrcode.constants
+
     qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
     qr.add_data(data)
     qr.make(fit=True)
@@ -126,6 +140,22 @@ def qr_surface(data: str, side: int) -> pygame.Surface:
             if on:
                 surf.fill((0, 0, 0), (x * module, y * module, module, module))
     return surf
+
+
+_FLAT: dict[tuple[tuple[int, int], RGB], pygame.Surface] = {}
+
+
+def _flat(size: tuple[int, int], color: RGB) -> pygame.Surface:
+    """A cached opaque surface of one colour (the operand of the scrim's blend blits)."""
+    key = (size, color)
+    got = _FLAT.get(key)
+    if got is None:
+        got = pygame.Surface(size)
+        got.fill(color)
+        if len(_FLAT) >= 8:
+            _FLAT.clear()
+        _FLAT[key] = got
+    return got
 
 
 @dataclass
@@ -150,9 +180,14 @@ class Ui:
     def measure(self, text: str, size: int, bold: bool = False) -> int:
         if not text:
             return 0
-        style = pygame.freetype.STYLE_STRONG if bold else pygame.freetype.STYLE_DEFAULT
-        r = self.font.get_rect(text, size=size, style=style)
-        return r.width + max(0, r.x)
+        key = (id(self.font), text, size, bold)
+        w = _MEASURE_CACHE.get(key)
+        if w is None:
+            style = pygame.freetype.STYLE_STRONG if bold else pygame.freetype.STYLE_DEFAULT
+            r = self.font.get_rect(text, size=size, style=style)
+            w = r.width + max(0, r.x)
+            _bounded(_MEASURE_CACHE, key, w)
+        return w
 
     def _blit_line(
         self, line: str, x: int, baseline: int, color: RGB, size: int, style: int
@@ -163,6 +198,10 @@ class Ui:
         cached = _LINE_CACHE.get(key)
         if cached is None:
             cached = self.font.render(line, color, size=size, style=style)
+            surf = cached[0]
+            if pygame.display.get_surface() is not None:
+                surf = surf.convert_alpha()  # display format: a much cheaper blit
+            cached = (surf, cached[1])
             if len(_LINE_CACHE) > 2048:
                 _LINE_CACHE.clear()
             _LINE_CACHE[key] = cached
@@ -184,6 +223,17 @@ class Ui:
     ) -> tuple[list[str], int, bool]:
         """Lines, the size used and whether it fits (before any ellipsis)."""
         floor = min(size, min_size if min_size is not None else self.m.small)
+        key = (id(self.font), text, width, height, size, max_lines, bold, floor)
+        got = _LAYOUT_CACHE.get(key)
+        if got is None:
+            got = self._layout(text, width, height, size, max_lines, bold, floor)
+            _bounded(_LAYOUT_CACHE, key, got)
+        lines, s, fits = got
+        return list(lines), s, fits
+
+    def _layout(
+        self, text: str, width: int, height: int, size: int, max_lines: int, bold: bool, floor: int
+    ) -> tuple[list[str], int, bool]:
         s = size
         while True:
             lines = wrap_text(text, width, partial(self._measure_at, size=s, bold=bold))
@@ -334,11 +384,19 @@ class Ui:
         return rect
 
     def image(self, surf: pygame.Surface, rect: pygame.Rect, *, veiled: bool = False) -> None:
-        self.surface.blit(surf, rect)
         if veiled:
-            veil = pygame.Surface(rect.size, pygame.SRCALPHA)
-            veil.fill((*self.c.sold_out_veil, 170))
-            self.surface.blit(veil, rect)
+            # the veiled picture is drawn once per (picture, colour), not every frame
+            key = (id(surf), surf.get_size(), self.c.sold_out_veil)
+            entry = _VEIL_CACHE.get(key)
+            got = entry[1] if entry is not None and entry[0] is surf else None
+            if got is None:
+                got = surf.copy()
+                veil = pygame.Surface(surf.get_size(), pygame.SRCALPHA)
+                veil.fill((*self.c.sold_out_veil, 170))
+                got.blit(veil, (0, 0))
+                _bounded(_VEIL_CACHE, key, (surf, got))
+            surf = got
+        self.surface.blit(surf, rect)
 
     def qr(self, data: str, rect: pygame.Rect) -> pygame.Rect:
         """A QR code centred in `rect` on a white card."""
@@ -429,6 +487,17 @@ class Ui:
         )
 
     def scrim(self, alpha: int = 150) -> None:
-        veil = pygame.Surface(self.surface.get_size(), pygame.SRCALPHA)
-        veil.fill((*self.c.scrim, alpha))
-        self.surface.blit(veil, (0, 0))
+        """Darken the whole frame towards the scrim colour by `alpha`/255, in place: two
+        full-surface fills (multiply, then add) instead of allocating and alpha-blending a
+        full-screen SRCALPHA surface every frame."""
+        size = self.surface.get_size()
+        keep = 255 - alpha
+        add = (
+            round(self.c.scrim[0] * alpha / 255),
+            round(self.c.scrim[1] * alpha / 255),
+            round(self.c.scrim[2] * alpha / 255),
+        )
+        mult = _flat(size, (keep, keep, keep))
+        self.surface.blit(mult, (0, 0), special_flags=pygame.BLEND_RGB_MULT)
+        if any(add):
+            self.surface.blit(_flat(size, add), (0, 0), special_flags=pygame.BLEND_RGB_ADD)

@@ -63,6 +63,13 @@ class Screen:
         """Seconds until this screen looks different by itself (None: only on events)."""
         return None
 
+    def update(self, ui: Ui) -> list[pygame.Rect] | None:
+        """An animation frame when nothing but time changed and this screen alone is visible:
+        the surface still holds this screen's previous frame. Redraw only what moved and return
+        the rectangles changed (the app passes them to `pygame.display.update`), [] for none;
+        None asks for a full `draw` instead (the default)."""
+        return None
+
     def on_view(self, view: ViewState) -> None:
         """A new snapshot arrived (the app redraws afterwards)."""
 
