@@ -32,6 +32,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="TEST ONLY: trust a throwaway key and sign payment confirmations locally",
     )
+    run.add_argument(
+        "--pay-via-province",
+        action="store_true",
+        help="with --script: print the pay URL and wait for the province's real confirmation",
+    )
     run.add_argument("--timeout", type=float, default=120.0, help="script timeout (seconds)")
     run.set_defaults(func=cmd_run)
 
@@ -55,6 +60,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.script and not args.headless:
         print("kiosk run: --script needs --headless", file=sys.stderr)
         return EXIT_USAGE
+    if args.pay_via_province and (args.test_payments or not args.script):
+        print(
+            "kiosk run: --pay-via-province needs --script and excludes --test-payments",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     source = TestPaymentSource() if args.test_payments else None
     if source is not None:
         print("TEST PAYMENTS: confirmations are signed by a throwaway local key", file=sys.stderr)
@@ -62,7 +73,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    return run(cfg, args.headless, source, script=args.script, say=say, timeout=args.timeout)
+    return run(
+        cfg,
+        args.headless,
+        source,
+        script=args.script,
+        say=say,
+        timeout=args.timeout,
+        pay_via_province=args.pay_via_province,
+    )
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:

@@ -311,6 +311,7 @@ class Controller:
         publish_view: Callable[[ui.ViewState], None] | None = None,
         *,
         payment_query: Callable[[PaymentStatusQuery], None] | None = None,
+        on_commit: Callable[[], None] | None = None,
         tick_s: float = 1.0,
         status_every_s: float = 1.0,
         start_grace_s: float = 5.0,
@@ -328,6 +329,9 @@ class Controller:
         self.repo = OrderRepo(store)
         self.kiosk_id = config.identity.kiosk_id
         self.payment_query = payment_query
+        # called after a transaction that may have appended outbox records has committed
+        # (the sync client's `wake`, so a sale record leaves at once instead of at the next poll)
+        self.on_commit = on_commit
         self._publish_cb = publish_view
         self._notify: Callable[[], None] | None = None
         self.tick_s = tick_s
@@ -574,6 +578,7 @@ class Controller:
             self._store_failed(e, order.order_id)
             return False
         self._store_writable = True
+        self._committed()
         if any(isinstance(a, sale.Persist) for a in stored):
             crash_point("commit")
         if order.state in sale.FINAL_STATES:
@@ -940,6 +945,15 @@ class Controller:
             )
         except _STORE_ERRORS as e:
             self._store_failed(e, "technician")
+            return
+        self._committed()
+
+    def _committed(self) -> None:
+        if self.on_commit is not None:
+            try:
+                self.on_commit()
+            except Exception:
+                log.exception("controller.on_commit_failed")
 
     def _restock(self, slot: int, count: int | None) -> None:
         ref = f"restock-{int(self.clock.time())}"

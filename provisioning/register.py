@@ -12,6 +12,13 @@ Owns: the kiosk side of the register topics. Contract (the province side is
      "payment_secret" {"alg":"ECDH-P256+HKDF-SHA256+AES256GCM","epk","nonce","ct"}}
     or {"v":1, "ok":false, "nonce", "error" (code), "detail"}
 
+Transport: before registration the kiosk has no client certificate, so the main (mutual TLS)
+listener refuses it. `--bootstrap-url mqtts://host:port` names the broker's bootstrap listener
+(TLS with the same CA file, server authentication only, anonymous clients may only write
+`kiosk/v1/register/+/request` and read `kiosk/v1/register/+/reply`); no client certificate is
+presented there. Without the flag the request goes to `sync.broker_url` with the config's TLS
+settings (a broker whose main listener also carries the register topics).
+
 On success the kiosk stores the certificate, the client CA and the payment secret (0600) beside
 its key and switches the config to mutual TLS (sync.cert_file/key_file,
 payments.device_secret_file). Never prints the key or the payment secret; never accepts a
@@ -21,6 +28,7 @@ certificate that is not for its own key and kiosk id.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import queue
@@ -35,7 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
-from kiosk.sim.province_ca import register_reply_topic, register_request_topic
+from kiosk.sync.topics import register_reply, register_request
 from provisioning.crypto import (
     CryptoError,
     cert_cn,
@@ -166,22 +174,32 @@ def cert_days_left(cert_path: Path, now: dt.datetime | None = None) -> float | N
 
 
 def exchange(
-    cfg: KioskConfig, request: dict[str, Any], *, token: str | None, timeout: float
+    cfg: KioskConfig,
+    request: dict[str, Any],
+    *,
+    token: str | None,
+    timeout: float,
+    bootstrap_url: str | None = None,
 ) -> list[bytes]:
-    """Publish the request and collect replies until one matches or `timeout` (paho, blocking)."""
+    """Publish the request and collect replies until one matches or `timeout` (paho, blocking).
+    `bootstrap_url`: connect there (same CA file, no client certificate) instead of
+    `sync.broker_url`."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     from kiosk.sync.client import SyncConfigError, broker_address, tls_context
 
     kiosk_id = cfg.identity.kiosk_id
+    sync = cfg.sync
+    if bootstrap_url:
+        sync = dataclasses.replace(sync, broker_url=bootstrap_url, cert_file=None, key_file=None)
     try:
-        addr = broker_address(cfg.sync)
-        ctx = tls_context(cfg.sync) if addr.tls else None
+        addr = broker_address(sync)
+        ctx = tls_context(sync) if addr.tls else None
     except SyncConfigError as e:
         raise RegisterError(str(e)) from None
     replies: queue.Queue[bytes] = queue.Queue()
-    subscribed = queue.Queue[bool]()
+    subscribed = queue.Queue[str]()  # "" = subscribed, else why not
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"register-{kiosk_id}-{secrets.token_hex(3)}",
@@ -193,11 +211,16 @@ def exchange(
         client.username_pw_set(kiosk_id, token)  # a broker auth plugin may check it too
 
     def on_connect(c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-        if not rc.is_failure:
-            c.subscribe(register_reply_topic(kiosk_id), qos=1)
+        if rc.is_failure:
+            subscribed.put(f"the broker refused the connection: {rc}")
+        else:
+            c.subscribe(register_reply(kiosk_id), qos=1)
 
-    def on_subscribe(_c: Any, _u: Any, _m: Any, _rc: Any, _p: Any = None) -> None:
-        subscribed.put(True)
+    def on_subscribe(_c: Any, _u: Any, _m: Any, rcs: Any, _p: Any = None) -> None:
+        bad = [str(r) for r in rcs if getattr(r, "is_failure", False)]
+        subscribed.put(
+            f"the broker refused the reply subscription: {', '.join(bad)}" if bad else ""
+        )
 
     def on_message(_c: Any, _u: Any, msg: Any) -> None:
         replies.put(bytes(msg.payload))
@@ -208,25 +231,30 @@ def exchange(
     try:
         client.connect(addr.host, addr.port, keepalive=30)
     except (OSError, ssl.SSLError) as e:
-        raise RegisterError(f"cannot reach the broker {cfg.sync.broker_url}: {e}") from None
+        raise RegisterError(f"cannot reach the broker {sync.broker_url}: {e}") from None
     client.loop_start()
     out: list[bytes] = []
     try:
         try:
-            subscribed.get(timeout=timeout)
+            why = subscribed.get(timeout=timeout)
         except queue.Empty:
             raise RegisterError(
                 f"no subscription to the reply topic within {timeout:g} s"
             ) from None
-        client.publish(register_request_topic(kiosk_id), json.dumps(request), qos=1)
+        if why:
+            raise RegisterError(why)
+        client.publish(register_request(kiosk_id), json.dumps(request), qos=1)
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
                 out.append(replies.get(timeout=left))
             except queue.Empty:
                 break
-            if json.loads(out[-1]).get("nonce") == request["nonce"]:
-                break
+            try:
+                if json.loads(out[-1]).get("nonce") == request["nonce"]:
+                    break
+            except (ValueError, AttributeError):
+                continue  # parse_reply judges it
     finally:
         client.disconnect()
         client.loop_stop()
@@ -246,6 +274,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="D",
         help=f"with --renew: do nothing unless the certificate expires within D days "
         f"(e.g. {RENEW_BEFORE_DAYS}, for a timer)",
+    )
+    p.add_argument(
+        "--bootstrap-url",
+        metavar="URL",
+        help="the broker's registration listener, mqtts://host:port (TLS with the config's CA "
+        "file, no client certificate); default: the config's sync.broker_url",
     )
     p.add_argument("--timeout", type=float, default=30.0, metavar="S")
     p.set_defaults(func=cmd_register)
@@ -277,7 +311,9 @@ def cmd_register(args: argparse.Namespace) -> int:
         current = files.cert.read_bytes()
     req = build_request(kiosk_id, key, token=args.token, current_cert_pem=current)
     try:
-        for payload in exchange(cfg, req, token=args.token, timeout=args.timeout):
+        for payload in exchange(
+            cfg, req, token=args.token, timeout=args.timeout, bootstrap_url=args.bootstrap_url
+        ):
             reg = parse_reply(payload, req["nonce"], key, kiosk_id)
             if reg is not None:
                 break

@@ -6,14 +6,30 @@ skips: a missing `mosquitto` binary is a failure with instructions (scripts/test
 - `Pki`: a CA, a server certificate for 127.0.0.1/localhost and client certificates whose CN
   is the MQTT identity (kiosk id, or "province"), all EC P-256, generated with `cryptography`.
 - `Mosquitto`: writes mosquitto.conf + ACL into a directory, starts `mosquitto -c`, waits until
-  the port accepts, `stop()` (SIGTERM, persistence saved), `kill()` (SIGKILL), `start()` again on
+  the port accepts (with `bootstrap=True` also a second TLS listener for registration, below),
+  `stop()` (SIGTERM, persistence saved), `kill()` (SIGKILL), `start()` again on
   the same port and persistence directory.
 - `TcpProxy`: 127.0.0.1:port -> broker; `cut()` resets every open connection (both sides),
   `refuse(True)` closes new connections at once, to simulate a flaky province link.
+
+Two listeners (`per_listener_settings true`: each has its own `allow_anonymous` and ACL file):
+- main (`port`): TLS with `require_certificate true`, user name = certificate CN, no anonymous;
+  ACL: a kiosk reads and writes `kiosk/v1/<its id>/#`, reads `kiosk/v1/province/#`; user
+  `province` has everything.
+- bootstrap (`bootstrap_port`, optional): TLS, server-auth only (`require_certificate false`),
+  anonymous allowed ON THIS LISTENER ONLY; ACL: write `kiosk/v1/register/+/request`, read
+  `kiosk/v1/register/+/reply`, nothing else. A kiosk without a certificate registers here. Reading
+  another kiosk's reply leaks nothing: it holds a public certificate, the public CA and the
+  payment secret sealed to that kiosk's device key. A forged request needs an unspent token.
+
+`python -m kiosk.sim.broker --dir DIR --province-data-dir D` runs such a broker for a rehearsal
+(docs/technician-guide.md section 0): PKI in DIR/pki (ca.crt, client-province.crt/.key), and the
+CA key copied to D/ca so `kiosk province-sim` issues kiosk certificates this broker trusts.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import ipaddress
@@ -23,8 +39,10 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +51,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["ClientCert", "Mosquitto", "MosquittoMissing", "Pki", "TcpProxy", "free_port"]
+__all__ = [
+    "BOOTSTRAP_ACL",
+    "ClientCert",
+    "Mosquitto",
+    "MosquittoMissing",
+    "Pki",
+    "TcpProxy",
+    "free_port",
+    "main",
+]
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto")
 PROVINCE_USER = "province"
@@ -227,6 +254,15 @@ class Pki:
 
 # --- the broker -------------------------------------------------------------------------------
 
+# The bootstrap listener's ACL. `pattern` lines apply to every client of the listener, anonymous
+# or with a user name (a registering kiosk sends its id as user name and the token as password,
+# which this broker does not check: the province does).
+BOOTSTRAP_ACL = """\
+# Registration only: a kiosk without a client certificate sends a request and hears replies.
+pattern write kiosk/v1/register/+/request
+pattern read kiosk/v1/register/+/reply
+"""
+
 ACL = """\
 # Each kiosk (user name = certificate CN) reads and writes only its own tree.
 pattern readwrite kiosk/v1/%u/#
@@ -251,25 +287,33 @@ class Mosquitto:
         max_inflight: int = 20,
         tls: bool = True,
         extra_conf: str = "",
+        bootstrap: bool = False,
+        bootstrap_port: int | None = None,
     ) -> None:
+        """`bootstrap=True` (TLS only) adds the registration listener on `bootstrap_port`."""
         self.binary = find_mosquitto()
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.pki = pki
         self.port = port or free_port()
         self.tls = tls
+        if bootstrap and not tls:
+            raise ValueError("the bootstrap listener is a TLS listener: needs tls=True")
+        self.bootstrap_port: int | None = (bootstrap_port or free_port()) if bootstrap else None
         self.persist_dir = self.dir / "persist"
         self.persist_dir.mkdir(exist_ok=True)
         self.log_file = self.dir / "mosquitto.log"
         self.acl_file = self.dir / "acl"
         self.acl_file.write_text(ACL)
+        self.bootstrap_acl_file = self.dir / "acl-bootstrap"
+        if self.bootstrap_port is not None:
+            self.bootstrap_acl_file.write_text(BOOTSTRAP_ACL)
         self.conf_file = self.dir / "mosquitto.conf"
         lines = [
             # as root Mosquitto would switch to user "mosquitto", who cannot read our tmp dir
             "user root" if os.geteuid() == 0 else "",
-            "per_listener_settings false",
-            "allow_anonymous false" if tls else "allow_anonymous true",
-            f"acl_file {self.acl_file}" if tls else "",
+            # each listener its own allow_anonymous / acl_file (set after its `listener` line)
+            "per_listener_settings true",
             "persistence true",
             f"persistence_location {self.persist_dir}/",
             "autosave_interval 1",
@@ -282,6 +326,8 @@ class Mosquitto:
             f"max_inflight_messages {max_inflight}",
             "max_queued_messages 200000",
             f"listener {self.port} 127.0.0.1",
+            "allow_anonymous false" if tls else "allow_anonymous true",
+            f"acl_file {self.acl_file}" if tls else "",
         ]
         if tls:
             lines += [
@@ -292,7 +338,18 @@ class Mosquitto:
                 "use_identity_as_username true",
                 "tls_version tlsv1.2",
             ]
-        lines.append(extra_conf)
+        lines.append(extra_conf)  # before the bootstrap listener: it applies to the main one
+        if self.bootstrap_port is not None:
+            lines += [
+                f"listener {self.bootstrap_port} 127.0.0.1",
+                "allow_anonymous true",
+                f"acl_file {self.bootstrap_acl_file}",
+                f"cafile {pki.ca_file}",
+                f"certfile {pki.server_cert_file}",
+                f"keyfile {pki.server_key_file}",
+                "require_certificate false",
+                "tls_version tlsv1.2",
+            ]
         self.conf_file.write_text("\n".join(x for x in lines if x) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -305,6 +362,14 @@ class Mosquitto:
     def url(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
+    @property
+    def bootstrap_url(self) -> str:
+        """The registration listener (TLS, no client certificate): `kiosk-provision register
+        --bootstrap-url`."""
+        if self.bootstrap_port is None:
+            raise RuntimeError("this broker has no bootstrap listener (bootstrap=True)")
+        return f"mqtts://127.0.0.1:{self.bootstrap_port}"
+
     def start(self, timeout: float = 10.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
@@ -316,6 +381,8 @@ class Mosquitto:
         )
         try:
             wait_port(self.port, timeout, self.proc)
+            if self.bootstrap_port is not None:
+                wait_port(self.bootstrap_port, timeout, self.proc)
         except (RuntimeError, TimeoutError) as e:
             err = b""
             if self.proc.poll() is not None and self.proc.stderr is not None:
@@ -453,3 +520,68 @@ def _reset(s: socket.socket) -> None:
         s.shutdown(socket.SHUT_RD)  # wakes the pump thread blocked in recv()
     with contextlib.suppress(OSError):
         s.close()
+
+
+# --- `python -m kiosk.sim.broker`: a rehearsal broker ----------------------------------------
+
+
+def export_ca(pki: Pki, directory: Path) -> None:
+    """Write the PKI's CA as `directory`/ca.key (0600) + ca.crt: the layout of
+    kiosk.sim.province.ProvinceCA, so the province simulator signs with the broker's CA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_key(directory / "ca.key", pki.ca_key)
+    _write_cert(directory / "ca.crt", pki.ca_cert)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m kiosk.sim.broker",
+        description="A throwaway TLS Mosquitto for rehearsals: mutual-TLS main listener, "
+        "bootstrap listener for registration, fresh PKI.",
+    )
+    p.add_argument("--dir", type=Path, required=True, help="PKI, config, ACLs, log, persistence")
+    p.add_argument("--port", type=int, default=8883, help="main listener (mutual TLS)")
+    p.add_argument("--bootstrap-port", type=int, default=8884, help="registration listener")
+    p.add_argument(
+        "--province-data-dir",
+        type=Path,
+        help="also write the CA key to <dir>/ca for `kiosk province-sim --data-dir <dir>`",
+    )
+    args = p.parse_args(argv)
+    from provisioning.crypto import cert_fingerprint
+
+    pki = Pki(args.dir / "pki")
+    province = pki.client(PROVINCE_USER)
+    if args.province_data_dir is not None:
+        export_ca(pki, args.province_data_dir / "ca")
+    try:
+        broker = Mosquitto(
+            args.dir / "mosquitto",
+            pki,
+            port=args.port,
+            bootstrap=True,
+            bootstrap_port=args.bootstrap_port,
+        )
+        broker.start()
+    except (MosquittoMissing, RuntimeError) as e:
+        print(f"broker: {e}", file=sys.stderr)
+        return 1
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    print(f"broker: main {broker.url} (client certificate required)", flush=True)
+    print(f"  bootstrap {broker.bootstrap_url} (registration only, no client certificate)")
+    print(f"  CA {pki.ca_file} SHA-256 {cert_fingerprint(pki.ca_cert)}")
+    print(f"  province client cert {province.cert_file} key {province.key_file}", flush=True)
+    try:
+        while not done.wait(0.5):
+            if not broker.running:
+                print(f"broker: mosquitto exited\n{broker.log_tail()}", file=sys.stderr)
+                return 1
+    finally:
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

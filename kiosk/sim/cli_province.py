@@ -1,7 +1,10 @@
 """`kiosk province-sim`: run the province simulator, or print what it has recorded.
 
-Owns: argument parsing for `province-sim run` (default), `province-sim report` and
-`province-sim sign-csr`, and signal handling. Behaviour lives in kiosk.sim.province and
+Owns: argument parsing for `province-sim run` (default), `province-sim report`,
+`province-sim sign-csr` and `province-sim issue-token`, and signal handling. `run` also answers
+registrations (`kiosk/v1/register/+/request`) with the CA in `<data-dir>/ca` (the CA the broker
+must trust for client certificates); tokens and registrations live in
+`<data-dir>/provisioning/registrations.db`. Behaviour lives in kiosk.sim.province and
 kiosk.sim.paypage. The lead wires `register()` into kiosk/cli.py;
 `python -m kiosk.sim.cli_province ...` runs it standalone.
 """
@@ -21,7 +24,16 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_DATA_DIR", "cmd_report", "cmd_run", "cmd_sign_csr", "main", "register"]
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "cmd_issue_token",
+    "cmd_report",
+    "cmd_run",
+    "cmd_sign_csr",
+    "main",
+    "open_provisioning_ca",
+    "register",
+]
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -30,13 +42,15 @@ EXIT_USAGE = 2
 DEFAULT_DATA_DIR = Path("~/.local/share/kiosk-province-sim")
 DEMO_KIOSK = "AH-340100-0001"
 DEMO_SECRET = Path(__file__).resolve().parent.parent / "data" / "demo-device-secret"
+CA_DIR = "ca"  # kiosk.sim.province.ProvinceCA: ca.key + ca.crt
+PROVISIONING_DIR = "provisioning"  # kiosk.sim.province_ca.ProvisioningCA: tokens, registrations
 
 
 def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common_parent: argparse.ArgumentParser,
 ) -> None:
-    """Add `province-sim` (actions: run, report, sign-csr) to the kiosk command."""
+    """Add `province-sim` (actions: run, report, sign-csr, issue-token) to the kiosk command."""
     p = subparsers.add_parser(
         "province-sim",
         help="run the province simulator (broker peer, payment page) or print its report",
@@ -61,6 +75,15 @@ def register(
     csr.add_argument("--kiosk-id", required=True, help="must equal the CSR's common name")
     csr.add_argument("--out", type=Path, required=True, help="certificate file to write")
     csr.set_defaults(func=cmd_sign_csr)
+    tok = sub.add_parser(
+        "issue-token", help="print a one-time registration token for `kiosk-provision register`"
+    )
+    _data_dir_arg(tok)
+    tok.add_argument("kiosk_id", metavar="KIOSK_ID", help="the kiosk that may use it")
+    tok.add_argument(
+        "--ttl", type=float, default=7 * 86400.0, metavar="S", help="valid for S seconds (7 days)"
+    )
+    tok.set_defaults(func=cmd_issue_token)
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -147,6 +170,27 @@ def _kiosk_secrets(args: argparse.Namespace) -> dict[str, bytes] | str:
     return out
 
 
+def open_provisioning_ca(data_dir: Path) -> Any:
+    """The registration authority of `data_dir`, signing with the CA in `<data_dir>/ca`."""
+    from kiosk.sim.province import ProvinceCA
+    from kiosk.sim.province_ca import ProvisioningCA
+
+    ca = ProvinceCA.load_or_create(data_dir / CA_DIR)
+    return ProvisioningCA(data_dir / PROVISIONING_DIR, ca_key=ca.key, ca_cert=ca.cert)
+
+
+def _key_fingerprint(pem_path: Path) -> str:
+    """The fingerprint `kiosk-provision init --province-key-fingerprint` checks."""
+    from cryptography.hazmat.primitives import serialization
+
+    from provisioning.crypto import public_key_fingerprint
+
+    spki = serialization.load_pem_public_key(pem_path.read_bytes()).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return public_key_fingerprint(spki)
+
+
 def _demo_catalog_content() -> dict[str, Any]:
     from kiosk.sim.demo_data import demo_catalog
 
@@ -188,12 +232,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"province-sim: {e}", file=sys.stderr)
         return EXIT_USAGE
     key = load_or_create_signing_key(data_dir)
-    sim = ProvinceSimulator(broker, data_dir, secrets, key)
+    registrar = open_provisioning_ca(data_dir)
+    sim = ProvinceSimulator(broker, data_dir, secrets, key, provisioning_ca=registrar)
     page: PayPageServer | None = None
     if not _opt(args, "no_http", False):
         try:
+            # the simulator's own dict: kiosks registered while running are added to it
             page = PayPageServer(
-                secrets, sim.confirm_payment, port=_opt(args, "http_port", DEFAULT_PORT)
+                sim.device_secrets, sim.confirm_payment, port=_opt(args, "http_port", DEFAULT_PORT)
             )
         except OSError as e:
             print(f"province-sim: cannot serve the pay page: {e}", file=sys.stderr)
@@ -209,8 +255,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if page is not None:
         page.start()
     print(f"province-sim: broker {url}, data {data_dir}", flush=True)
-    print(f"  province public key: {data_dir / PUBLIC_KEY_FILE} (kid {sim.kid})", flush=True)
-    print(f"  kiosks: {', '.join(sorted(secrets))}", flush=True)
+    print(
+        f"  province public key: {data_dir / PUBLIC_KEY_FILE} (kid {sim.kid}) "
+        f"SHA-256 {_key_fingerprint(data_dir / PUBLIC_KEY_FILE)}",
+        flush=True,
+    )
+    print(f"  kiosks: {', '.join(sorted(sim.device_secrets))}", flush=True)
+    print(
+        f"  registration CA: {data_dir / CA_DIR / 'ca.crt'} (the broker must trust it for "
+        "client certificates); tokens: `kiosk province-sim issue-token KIOSK_ID`",
+        flush=True,
+    )
     if page is not None:
         print(f"  pay page: {page.url}", flush=True)
     if _opt(args, "publish_demo_catalog", False):
@@ -225,6 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if page is not None:
             page.stop()
         sim.stop()
+        registrar.close()
     return EXIT_OK
 
 
@@ -296,6 +352,25 @@ def cmd_sign_csr(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     args.out.write_bytes(cert)
     print(f"wrote {args.out} (CA {ca.cert_file})")
+    return EXIT_OK
+
+
+def cmd_issue_token(args: argparse.Namespace) -> int:
+    """Print one one-time token for KIOSK_ID (only its hash is stored, in the data dir)."""
+    from kiosk.config import KIOSK_ID_RE
+
+    if not KIOSK_ID_RE.match(args.kiosk_id):
+        print(f"province-sim issue-token: not a kiosk id: {args.kiosk_id!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.ttl <= 0:
+        print("province-sim issue-token: --ttl must be > 0", file=sys.stderr)
+        return EXIT_USAGE
+    registrar = open_provisioning_ca(_data_dir(args))
+    try:
+        token = registrar.issue_token(args.kiosk_id, ttl_s=args.ttl)
+    finally:
+        registrar.close()
+    print(token, flush=True)
     return EXIT_OK
 
 

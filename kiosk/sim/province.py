@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -56,6 +56,7 @@ from kiosk.core.payment import (
     PayUrlParams,
     confirmation_from_dict,
     confirmation_to_dict,
+    load_device_secret,
     offline_code,
     sign_confirmation,
 )
@@ -65,6 +66,8 @@ from kiosk.sync.topics import (
     ALL_STATUS,
     PROVINCE_CATALOG,
     PROVINCE_KEYS,
+    REGISTER_PREFIX,
+    REGISTER_REQUESTS,
     MessageError,
     Topics,
     decode,
@@ -73,6 +76,9 @@ from kiosk.sync.topics import (
     province_image,
     province_subscriptions,
 )
+
+if TYPE_CHECKING:
+    from kiosk.sim.province_ca import ProvisioningCA
 
 __all__ = [
     "DB_FILENAME",
@@ -92,6 +98,7 @@ SIGNING_KEY_FILE = "province-signing.key"  # raw Ed25519 private key, hex
 PUBLIC_KEY_FILE = "province-public.pem"  # what a kiosk's sync.province_public_key points at
 ACK_MAX_IDS = 1000  # topics.decode refuses more per ack message
 SHARE_GROUP = "province"
+REGISTER_TOPIC_PREFIX = REGISTER_PREFIX + "/"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -173,12 +180,6 @@ class BrokerSettings:
         if self.cert_file is not None:
             ctx.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
         return ctx
-
-
-def load_device_secret(path: Path | str) -> bytes:
-    """A kiosk's device secret: the file's bytes exactly as stored (docs/payments.md's demo
-    signature is computed over the whole file, trailing newline included)."""
-    return Path(path).read_bytes()
 
 
 def load_or_create_signing_key(data_dir: Path) -> bytes:
@@ -370,10 +371,16 @@ class ProvinceSimulator:
         shared_subscription: bool = True,
         ack_batch_max: int = 500,
         auto_ack: bool = True,
+        provisioning_ca: ProvisioningCA | None = None,
     ) -> None:
+        """`provisioning_ca`: answer `kiosk/v1/register/+/request` with it (registration and
+        renewal); the payment secrets of kiosks it registered are added to `device_secrets`."""
         self.broker = broker
         self.data_dir = Path(data_dir)
         self.device_secrets = dict(device_secrets)
+        self.provisioning_ca = provisioning_ca
+        if provisioning_ca is not None:
+            self.device_secrets.update(provisioning_ca.registered_secrets())
         self.signing_key = signing_key
         self.public_key = _public_of(signing_key)
         self.kid = key_id(self.public_key)
@@ -475,6 +482,8 @@ class ProvinceSimulator:
                 subs.append((f"$share/{SHARE_GROUP}/{topic}", qos))
             else:
                 subs.append((topic, qos))
+        if self.provisioning_ca is not None:
+            subs.append((REGISTER_REQUESTS, 1))
         client.subscribe(subs)
         self.subscribed_shared = shared_ok
         self._connected.set()
@@ -522,6 +531,8 @@ class ProvinceSimulator:
     def _handle_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
         events: list[tuple[str, dict[str, Any], float]] = []
         for topic, payload, received_at in batch:
+            if topic.startswith(REGISTER_TOPIC_PREFIX) and self._answer_register(topic, payload):
+                continue
             parsed = parse_topic(topic)
             if parsed is None or parsed.kiosk_id is None:
                 self._bad("unknown_topic", topic)
@@ -556,6 +567,20 @@ class ProvinceSimulator:
             stored = self._store_events(events)
             if self.auto_ack:
                 self._send_acks(stored)
+
+    def _answer_register(self, topic: str, payload: bytes) -> bool:
+        """A register request: answered by the provisioning CA (True); anything else: False."""
+        if self.provisioning_ca is None:
+            return False
+        answer = self.provisioning_ca.handle_request(topic, payload)
+        if answer is None:
+            return False
+        kid = topic.split("/")[-2]
+        secret = self.provisioning_ca.payment_secret(kid)
+        if secret is not None:
+            self.device_secrets[kid] = secret  # dict shared with the pay page: updated in place
+        self._publish(answer[0], answer[1])
+        return True
 
     def _store_events(
         self, events: list[tuple[str, dict[str, Any], float]]

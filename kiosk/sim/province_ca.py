@@ -4,10 +4,10 @@ Owns: a CA key and self-signed CA certificate in its directory (key 0600), a SQL
 bootstrap tokens (only their SHA-256 is stored; each claims at most one registration) and of
 registered kiosks with their payment secrets, CSR checks (EC P-256, CN = the claimed kiosk id),
 certificate issue, and the request/reply payloads of the register topics
-(`kiosk/v1/register/<kiosk_id>/request` -> `.../reply`, docs/technician-guide.md and
-provisioning/register.py). `handle_request` is the whole protocol step, so the province simulator
-only subscribes and publishes. Renewal needs no token: the request is signed with the key of a
-still-valid certificate this CA issued to the same kiosk.
+(`kiosk/v1/register/<kiosk_id>/request` -> `.../reply`, named in kiosk.sync.topics; see
+docs/technician-guide.md and provisioning/register.py). `handle_request` is the whole protocol
+step, so the province simulator only subscribes and publishes. Renewal needs no token: the
+request is signed with the key of a still-valid certificate this CA issued to the same kiosk.
 Never sends the payment secret in clear (sealed to the CSR's key) and never logs a token.
 """
 
@@ -32,6 +32,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import KIOSK_ID_RE
 from kiosk.log import log_event
+from kiosk.sync.topics import (
+    REGISTER_PREFIX,
+    REGISTER_REQUESTS,
+    parse_topic,
+    register_reply,
+    register_request,
+)
 from provisioning.crypto import CryptoError, cert_cn, load_cert, seal, verify_request
 
 __all__ = [
@@ -45,20 +52,13 @@ __all__ = [
 
 log = logging.getLogger("kiosk.sim.province_ca")
 
-REGISTER_PREFIX = "kiosk/v1/register"
 CERT_DAYS = 365
 TOKEN_TTL_S = 7 * 86400
 
-
-def register_request_topic(kiosk_id: str) -> str:
-    return f"{REGISTER_PREFIX}/{kiosk_id}/request"
-
-
-def register_reply_topic(kiosk_id: str) -> str:
-    return f"{REGISTER_PREFIX}/{kiosk_id}/reply"
-
-
-register_request_filter = f"{REGISTER_PREFIX}/+/request"
+# Kept for existing callers; the names live in kiosk.sync.topics.
+register_request_topic = register_request
+register_reply_topic = register_reply
+register_request_filter = REGISTER_REQUESTS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -217,6 +217,12 @@ class ProvisioningCA:
         ).fetchone()
         return None if row is None else (row[0] + "\n").encode()
 
+    def registered_secrets(self) -> dict[str, bytes]:
+        """Every registered kiosk's payment secret (the province needs them to confirm payments)."""
+        with self._lock:
+            rows = self._db.execute("SELECT kiosk_id, payment_secret FROM kiosks").fetchall()
+        return {kid: (hexs + "\n").encode() for kid, hexs in rows}
+
     def sign_csr(self, csr: x509.CertificateSigningRequest, kiosk_id: str) -> x509.Certificate:
         now = self._now()
         return (
@@ -329,10 +335,10 @@ class ProvisioningCA:
     def handle_request(self, topic: str, payload: bytes) -> tuple[str, bytes] | None:
         """One MQTT message on `kiosk/v1/register/<id>/request` -> (reply topic, payload);
         None when the topic is not a register request (nothing to answer)."""
-        parts = topic.split("/")
-        if len(parts) != 5 or "/".join(parts[:3]) != REGISTER_PREFIX or parts[4] != "request":
+        parsed = parse_topic(topic)
+        if parsed is None or parsed.message_kind != "register_request" or not parsed.kiosk_id:
             return None
-        topic_id = parts[3]
+        topic_id = parsed.kiosk_id
         nonce: object = ""
         try:
             req = json.loads(payload)
@@ -350,7 +356,7 @@ class ProvisioningCA:
             )
             reply = {"v": 1, "ok": False, "nonce": nonce, "error": e.code, "detail": e.detail}
         body = json.dumps(reply, sort_keys=True, separators=(",", ":")).encode()
-        return register_reply_topic(topic_id), body
+        return register_reply(topic_id), body
 
     def close(self) -> None:
         self._db.close()

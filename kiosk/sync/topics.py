@@ -1,6 +1,7 @@
 """The MQTT topic contract: every topic name, every payload schema, every size limit.
 
-Owns: the topic tree (`kiosk/v1/<kiosk_id>/...` plus the province-wide `kiosk/v1/province/...`),
+Owns: the topic tree (`kiosk/v1/<kiosk_id>/...` plus the province-wide `kiosk/v1/province/...`
+and the registration channels `kiosk/v1/register/<kiosk_id>/request|reply`),
 the JSON encoding (compact, sorted keys, UTF-8, `"v": SCHEMA_VERSION`), and a small declarative
 schema per message kind (required fields and their types; unknown fields are tolerated).
 Pure: no I/O, no clock. Must never be bypassed: no other module spells a topic name.
@@ -33,6 +34,9 @@ __all__ = [
     "PROVINCE_CATALOG",
     "PROVINCE_IMAGES",
     "PROVINCE_KEYS",
+    "REGISTER_PREFIX",
+    "REGISTER_REPLIES",
+    "REGISTER_REQUESTS",
     "SCHEMAS",
     "SCHEMA_VERSION",
     "MessageError",
@@ -46,6 +50,8 @@ __all__ = [
     "parse_topic",
     "province_image",
     "province_subscriptions",
+    "register_reply",
+    "register_request",
 ]
 
 SCHEMA_VERSION = 1
@@ -70,6 +76,13 @@ PROVINCE = "province"  # reserved: never a kiosk id
 PROVINCE_CATALOG = f"{PREFIX}/{PROVINCE}/catalog"
 PROVINCE_KEYS = f"{PREFIX}/{PROVINCE}/keys"
 PROVINCE_IMAGES = f"{PREFIX}/{PROVINCE}/images/+"
+
+# Registration (provisioning/register.py <-> kiosk.sim.province_ca), used before a kiosk has a
+# client certificate, over the broker's bootstrap listener (kiosk.sim.broker, docs/sync.md).
+REGISTER = "register"  # reserved: never a kiosk id (its tree would be every kiosk's register)
+REGISTER_PREFIX = f"{PREFIX}/{REGISTER}"
+REGISTER_REQUESTS = f"{REGISTER_PREFIX}/+/request"  # what the province subscribes to
+REGISTER_REPLIES = f"{REGISTER_PREFIX}/+/reply"
 
 # Province-side subscription filters (the backend listens to every kiosk's uplink).
 ALL_EVENTS = f"{PREFIX}/+/events/#"
@@ -96,6 +109,26 @@ def province_image(sha256: str) -> str:
     return f"{PREFIX}/{PROVINCE}/images/{_check_sha256(sha256)}"
 
 
+def _check_kiosk_id(kiosk_id: str) -> str:
+    if not isinstance(kiosk_id, str) or not _KIOSK_ID_RE.match(kiosk_id):
+        raise ValueError(
+            f"kiosk id must be 1-64 letters, digits, '-' or '_' (one topic level), got {kiosk_id!r}"
+        )
+    if kiosk_id in (PROVINCE, REGISTER):
+        raise ValueError(f"{kiosk_id!r} is reserved and cannot be a kiosk id")
+    return kiosk_id
+
+
+def register_request(kiosk_id: str, prefix: str = PREFIX) -> str:
+    """QoS 1, not retained: a kiosk's registration or renewal request (a CSR + token or sig)."""
+    return f"{prefix}/{REGISTER}/{_check_kiosk_id(kiosk_id)}/request"
+
+
+def register_reply(kiosk_id: str, prefix: str = PREFIX) -> str:
+    """QoS 1, not retained: the province's answer (certificate, sealed payment secret)."""
+    return f"{prefix}/{REGISTER}/{_check_kiosk_id(kiosk_id)}/reply"
+
+
 def province_subscriptions() -> list[tuple[str, int]]:
     """What the province backend subscribes to: every kiosk's uplink."""
     return [
@@ -115,13 +148,7 @@ class Topics:
     """The topics of one kiosk. `kiosk_id` must be a single topic level (no `/ + #`)."""
 
     def __init__(self, kiosk_id: str, prefix: str = PREFIX) -> None:
-        if not isinstance(kiosk_id, str) or not _KIOSK_ID_RE.match(kiosk_id):
-            raise ValueError(
-                f"kiosk id must be 1-64 letters, digits, '-' or '_' (one topic level), "
-                f"got {kiosk_id!r}"
-            )
-        if kiosk_id == PROVINCE:
-            raise ValueError(f"{PROVINCE!r} is reserved and cannot be a kiosk id")
+        _check_kiosk_id(kiosk_id)
         # other prefixes are allowed for test isolation on a shared broker
         if not prefix or any(c in prefix for c in "+#") or prefix.endswith("/"):
             raise ValueError(f"bad topic prefix {prefix!r}")
@@ -200,6 +227,16 @@ class Topics:
     def province_image(self, sha256: str) -> str:
         return f"{self.prefix}/{PROVINCE}/images/{_check_sha256(sha256)}"
 
+    # --- registration (bootstrap listener; not in `subscriptions()`) ---------------------
+
+    @property
+    def register_request(self) -> str:
+        return register_request(self.kiosk_id, self.prefix)
+
+    @property
+    def register_reply(self) -> str:
+        return register_reply(self.kiosk_id, self.prefix)
+
     # --- the kiosk's subscriptions ------------------------------------------------------
 
     def subscriptions(self) -> list[tuple[str, int]]:
@@ -234,6 +271,8 @@ class Topics:
             self.PROVINCE_CATALOG,
             self.PROVINCE_KEYS,
             self.province_image(sample_sha256),
+            self.register_request,
+            self.register_reply,
         ]
 
     def message_kind(self, topic: str) -> str | None:
@@ -251,7 +290,8 @@ class Topics:
 class ParsedTopic:
     """`kiosk_id` is None for province-wide topics. `channel` is the first level after the
     kiosk id (events, telemetry, status, reported, desired, payment, orders, commands, acks,
-    images; or catalog, keys, images for the province); `sub` is the rest ("" if none)."""
+    images; or catalog, keys, images for the province; "register" for
+    `kiosk/v1/register/<kiosk_id>/request|reply`); `sub` is the rest ("" if none)."""
 
     kiosk_id: str | None
     channel: str
@@ -288,6 +328,8 @@ _KIOSK_KINDS: dict[tuple[str, str], str] = {
     ("payment", "confirm"): "payment_confirm",
     ("commands", ""): "command",
     ("acks", ""): "ack",
+    (REGISTER, "request"): "register_request",
+    (REGISTER, "reply"): "register_reply",
 }
 
 
@@ -299,13 +341,18 @@ def parse_topic(topic: str, prefix: str = PREFIX) -> ParsedTopic | None:
     if len(rest) < 2 or any(not p or p in ("+", "#") for p in rest):
         return None
     owner, channel, sub = rest[0], rest[1], "/".join(rest[2:])
+    if owner == REGISTER:  # kiosk/v1/register/<kiosk_id>/request|reply
+        if len(rest) == 3 and _KIOSK_ID_RE.match(channel) and channel != PROVINCE:
+            parsed = ParsedTopic(channel, REGISTER, sub)
+            return parsed if parsed.message_kind is not None else None
+        return None
     if owner == PROVINCE:
         if (channel, sub) in (("catalog", ""), ("keys", "")) or (
             channel == "images" and _SHA256_RE.match(sub)
         ):
             return ParsedTopic(None, channel, sub)
         return None
-    if not _KIOSK_ID_RE.match(owner):
+    if not _KIOSK_ID_RE.match(owner) or channel == REGISTER:
         return None
     parsed = ParsedTopic(owner, channel, sub)
     return parsed if parsed.message_kind is not None else None
@@ -380,6 +427,9 @@ SCHEMAS: dict[str, _Schema] = {
         "sent_at": "number",
     },
     "ack": {"event_ids": "list[str]", "sent_at": "number"},
+    # registration (full contract: provisioning/register.py)
+    "register_request": {"kiosk_id": "str", "nonce": "str", "csr": "str"},
+    "register_reply": {"nonce": "str"},
 }
 
 _SIZE_LIMITS: dict[str, int] = {"catalog": MAX_CATALOG_BYTES, "image": MAX_IMAGE_BYTES}
