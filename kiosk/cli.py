@@ -101,12 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """Subcommands that live beside the code they drive (board tools, emulator, simulators)."""
     from kiosk.cli_run import register as run
+    from kiosk.demo import register as demo
     from kiosk.hardware.cli_board import register as board
     from kiosk.sim.cli_emulator import register as emulator
     from kiosk.sim.cli_province import register as province
+    from kiosk.sim.fleet import register as fleet
     from kiosk.ui.cli_screenshot import register as screenshot
 
-    return [run, board, emulator, province, screenshot]
+    return [run, demo, board, emulator, province, fleet, screenshot]
 
 
 # --- helpers ----------------------------------------------------------------------------------
