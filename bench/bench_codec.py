@@ -74,6 +74,16 @@ def main() -> None:
     print(f"encode (message -> bytes):            {n / t_enc:>12,.0f} frames/s")
     print(f"decode (bytes -> Frame):              {n / t_frames:>12,.0f} frames/s")
     print(f"decode (bytes -> Frame -> message):   {n / t_msgs:>12,.0f} frames/s")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import emit, figure
+
+    emit(
+        [
+            figure("codec", "encode VEND message -> bytes", round(n / t_enc), "frames/s"),
+            figure("codec", "decode bytes -> Frame", round(n / t_frames), "frames/s"),
+            figure("codec", "decode bytes -> Frame -> message", round(n / t_msgs), "frames/s"),
+        ]
+    )
 
 
 if __name__ == "__main__":

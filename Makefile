@@ -1,0 +1,15 @@
+PY ?= /tmp/kvenv/bin/python
+
+.PHONY: bench bench-quick test chaos
+
+bench:
+	$(PY) bench/run_all.py
+
+bench-quick:
+	$(PY) bench/run_all.py --quick
+
+chaos:
+	$(PY) -m kiosk.sim.chaos --sales 12 --seed 1
+
+test:
+	bash scripts/test.sh

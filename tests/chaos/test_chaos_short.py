@@ -1,0 +1,30 @@
+"""The short chaos suite (CI): 12 sales while the kiosk is SIGKILLed, Mosquitto restarted, TCP
+cut, serial bytes corrupted and the board reset; then the province's ledger, the emulator's
+physical log and the kiosk's own books must agree (kiosk.sim.chaos). The long version is
+`python bench/bench_chaos.py` (or `python -m kiosk.sim.chaos --sales N`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.sim.chaos import FAULT_KINDS, run_chaos
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_chaos_short(tmp_path: Path) -> None:
+    rep = run_chaos(12, seed=3, workdir=tmp_path / "chaos", n_faults=7, timeout_s=110)
+    print(rep.format())
+    assert rep.finished, rep.format()
+    assert all(rep.faults.get(k, 0) >= 1 for k in FAULT_KINDS), rep.faults
+    assert rep.sales_completed == 12
+    assert rep.records_lost == 0, rep.format()
+    assert rep.duplicates_after_dedupe == 0, rep.format()
+    assert rep.double_dispenses == 0, rep.format()
+    assert rep.money_mismatches == 0, rep.format()
+    assert rep.chain_breaks == 0, rep.format()
+    assert rep.kiosk_ledger_records == rep.province_sale_records == 12
+    assert rep.elapsed_s < 120
