@@ -1,4 +1,4 @@
-PY ?= /tmp/kvenv/bin/python
+PY ?= $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)
 
 .PHONY: bench bench-quick test chaos
 

@@ -92,6 +92,7 @@ class SyncConfig:
     key_file: Path | None = None
     province_public_key: Path | None = None
     allow_plaintext: bool = False  # only for the demo and tests
+    bootstrap_url: str = ""  # registration listener (server TLS only); "" = broker_url
     keepalive_s: int = 60
 
 
@@ -226,6 +227,7 @@ RULES: dict[str, Rule] = {
     "sync.broker_url": _url("mqtt", "mqtts"),
     "sync.mqtt_version": _choice("5", "3.1.1"),
     "sync.keepalive_s": _range(5, 1200),
+    "sync.bootstrap_url": lambda v: None if v == "" else _url("mqtts")(v),
     "payments.pay_url_base": _url("https", "http"),
     "payments.payment_window_s": _range(30, 900),
     "payments.max_extensions": _range(0, 10),

@@ -147,7 +147,9 @@ def parse_reply(
     )
 
 
-def store_registration(reg: Registration, files: IdentityFiles, config_path: Path) -> KioskConfig:
+def store_registration(
+    reg: Registration, files: IdentityFiles, config_path: Path, bootstrap_url: str | None = None
+) -> KioskConfig:
     write_atomic(files.cert, reg.cert_pem, 0o644)
     write_atomic(files.client_ca, reg.ca_pem, 0o644)
     write_atomic(files.secret, reg.payment_secret, 0o600)
@@ -157,6 +159,7 @@ def store_registration(reg: Registration, files: IdentityFiles, config_path: Pat
             "sync.cert_file": str(files.cert),
             "sync.key_file": str(files.key),
             "payments.device_secret_file": str(files.secret),
+            **({"sync.bootstrap_url": bootstrap_url} if bootstrap_url else {}),
         },
     )
 
@@ -279,7 +282,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--bootstrap-url",
         metavar="URL",
         help="the broker's registration listener, mqtts://host:port (TLS with the config's CA "
-        "file, no client certificate); default: the config's sync.broker_url",
+        "file, no client certificate); default: the config's sync.bootstrap_url, else "
+        "sync.broker_url. Recorded in the config after a successful registration",
     )
     p.add_argument("--timeout", type=float, default=30.0, metavar="S")
     p.set_defaults(func=cmd_register)
@@ -310,9 +314,10 @@ def cmd_register(args: argparse.Namespace) -> int:
             return 0
         current = files.cert.read_bytes()
     req = build_request(kiosk_id, key, token=args.token, current_cert_pem=current)
+    bootstrap_url = args.bootstrap_url or cfg.sync.bootstrap_url or None
     try:
         for payload in exchange(
-            cfg, req, token=args.token, timeout=args.timeout, bootstrap_url=args.bootstrap_url
+            cfg, req, token=args.token, timeout=args.timeout, bootstrap_url=bootstrap_url
         ):
             reg = parse_reply(payload, req["nonce"], key, kiosk_id)
             if reg is not None:
@@ -322,7 +327,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                 f"no reply from the province within {args.timeout:g} s "
                 "(is the province service / `kiosk province-sim` running?)"
             )
-        store_registration(reg, files, path)
+        store_registration(reg, files, path, bootstrap_url)
     except (RegisterError, ConfigError) as e:
         print(f"error: registration failed: {e}")
         return 1

@@ -195,6 +195,7 @@ def test_register_over_the_bootstrap_listener_then_mutual_tls(
     cfg = load_config(cfg_path)
     assert cfg.sync.cert_file is not None and cfg.sync.key_file is not None
     assert cfg.payments.device_secret_file is not None
+    assert cfg.sync.bootstrap_url == broker.bootstrap_url  # recorded for renewals
     secret = province.provisioning_ca.payment_secret(KIOSK_ID)
     assert cfg.payments.device_secret_file.read_bytes() == secret
     assert province.device_secrets[KIOSK_ID] == secret  # the province can confirm payments
@@ -218,7 +219,8 @@ def test_register_over_the_bootstrap_listener_then_mutual_tls(
         == 1
     )
     assert "token_used" in capsys.readouterr().out
-    assert main(["register", "--config", str(cfg_path), "--renew", "--timeout", "5", *boot]) == 0
+    # renewal finds the bootstrap listener in the config: a timer needs no flag
+    assert main(["register", "--config", str(cfg_path), "--renew", "--timeout", "5"]) == 0
     assert (
         main(["register", "--config", str(cfg_path), "--renew", "--if-expiring-days", "30", *boot])
         == 0

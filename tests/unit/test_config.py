@@ -119,6 +119,7 @@ def test_three_mistakes_reported_together(tmp_path: Path) -> None:
         ),
         ("sync", 'cert_file = "c.pem"', r"cert_file and key_file go together"),
         ("sync", "ca_file = 5", r"sync\.ca_file = 5: must be a path string"),
+        ("sync", 'bootstrap_url = "mqtt://h:1"', r"bootstrap_url = 'mqtt://h:1': must be a URL"),
         (
             "payments",
             'pay_url_base = "ftp://x"',
