@@ -350,6 +350,7 @@ class SyncBridge:
         self._thread: threading.Thread | None = None
         self._log_tail = _LogTail()
         app.controller.on_commit = self.client.wake
+        app.controller.province_time = self.clock_offset.province_now
         app.controller.payment_query = self.payment_query
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -332,6 +332,10 @@ class Controller:
         # called after a transaction that may have appended outbox records has committed
         # (the sync client's `wake`, so a sale record leaves at once instead of at the next poll)
         self.on_commit = on_commit
+        # kiosk time -> the province's time (the sync layer's clock-offset estimate): what the
+        # province checks the pay URL's expiry against, and what confirmations are fresh by,
+        # so a kiosk whose clock is years off still sells. Identity until sync sets it.
+        self.province_time: Callable[[float], float] = lambda t: t
         self._publish_cb = publish_view
         self._notify: Callable[[], None] | None = None
         self.tick_s = tick_s
@@ -759,7 +763,7 @@ class Controller:
             province_public_key=self.province_public_key,
             kiosk_id=self.kiosk_id,
             order_amounts=amounts,
-            now=self.clock.time(),
+            now=self.province_time(self.clock.time()),
         )
         self._pay(order, result, c.order_id)
 
@@ -773,7 +777,7 @@ class Controller:
             province_public_key=self.province_public_key,
             kiosk_id=self.kiosk_id,
             order_amounts=amounts,
-            now=self.clock.time(),
+            now=self.province_time(self.clock.time()),
         )
         if result is not None:
             self._pay(order, result, reply.order_id)
@@ -1225,7 +1229,7 @@ class Controller:
                 self.kiosk_id,
                 o.order_id,
                 o.total_fen,
-                o.expires_at,
+                self.province_time(o.expires_at),
                 self._secret,
             )
             lines: dict[str, tuple[int, int]] = {}
@@ -1270,9 +1274,16 @@ class Controller:
             key = "partly_delivered" if st is sale.State.PARTLY_DELIVERED else "vend_failed"
             if o.refund_reason is sale.RefundReason.LATE_PAYMENT:
                 key = "paid_after_cancel"
+            delivered = sum(1 for ln in o.lines if ln.status is sale.LineStatus.DELIVERED)
+            failed = len(o.lines) - delivered
             pv2 = ui.ProblemView(
                 key,
-                {"phone": self.config.ui.service_phone},
+                {
+                    "phone": self.config.ui.service_phone,
+                    "delivered": delivered,
+                    "failed": failed,
+                    "count": failed,
+                },
                 refund_fen=o.refund_due_fen,
                 refund_channel=_channel(o.payment),
                 order_id=o.order_id,

@@ -7,9 +7,11 @@ time_scale 0.01 and the whole app (kiosk.app.build_app) with the test payment so
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -376,3 +378,31 @@ def test_locker_unlock_door_cycle_is_a_delivery(locker_kiosk: Kiosk) -> None:
     (pulse,) = [e for e in k.board.log.entries if e["event"] == "lock_pulse"]
     assert pulse["tx"] == done.lines[0].tx and pulse["cmd"] == "UNLOCK"
     assert k.app.store.stock.levels()[order.lines[0].slot_no] == 0
+
+
+def test_kiosk_clock_years_off_still_sells(kiosk: Kiosk) -> None:
+    """The kiosk's clock is 5 years behind the province's; the sync layer's offset estimate
+    (here set directly) makes the pay URL's expiry and the confirmation's freshness line up."""
+    years = 5 * 365 * 86400.0
+    c = kiosk.c
+    order = kiosk.checkout(OTHER)
+    late_url = kiosk.wait(lambda v: v.payment is not None).payment
+    assert late_url is not None
+    # before the offset is known a confirmation stamped in province time looks like the future
+    province_now = kiosk.app.clock.time() + years
+    c.submit_confirmation(
+        kiosk.pay.confirm(order.kiosk_id, order.order_id, order.total_fen, province_now)
+    )
+    time.sleep(0.5)
+    assert c.repo.get(order.order_id).state is State.AWAITING_PAYMENT  # rejected as stale
+    c.province_time = lambda t: t + years
+    # the next view refresh (the countdown ticks) re-signs the URL in province time
+    v = kiosk.wait(lambda v: v.payment is not None and v.payment.pay_url != late_url.pay_url)
+    assert v.payment is not None
+    expiry = int(parse_qs(urlparse(v.payment.pay_url).query)["e"][0])
+    assert abs(expiry - (order.expires_at + years)) < 300
+    c.submit_confirmation(
+        kiosk.pay.confirm(order.kiosk_id, order.order_id, order.total_fen, province_now)
+    )
+    assert kiosk.closed(order.order_id).state is State.COMPLETED
+    assert c.repo.verify_ledger() == []
