@@ -50,6 +50,7 @@ from kiosk.store import Store, open_store
 from kiosk.sync import messages
 from kiosk.sync.client import OutboxLike, SyncClient, SyncConfigError, broker_address, tls_context
 from kiosk.sync.clockoffset import ClockOffset
+from kiosk.sync.media import DEFAULT_BUDGET_BYTES, MediaCache, MediaFetcher, media_dir
 from kiosk.sync.outbox import Outbox, Priority
 from kiosk.sync.signing import Keyring, TrustError, TrustPolicy, TrustReason
 from kiosk.sync.topics import Topics, parse_topic
@@ -303,6 +304,11 @@ class SyncBridge:
       `TrustPolicy.accept_versioned` with an `apply` that writes the store inside the policy's
       transaction, then `controller.reload()`; key rotations through `accept_keys`;
     - commands through `accept_command(env, province_now)`;
+    - product images (media, kiosk.sync.media): the catalog's sha256 image refs missing from
+      `<data_dir>/media` are requested at start, on every (re)connect and after a catalog is
+      applied; replies and retained province-wide images go to the fetcher (verified, stored
+      within `media_budget_bytes`); each new image is handed to `image_listeners` (the UI's
+      ProductImages.image_arrived) from the report thread, never paho's;
     - every TrustError (except a routine STALE_VERSION) becomes an alarm record and a log line;
     - reported state on every (re)connect and every `report_every_s`; telemetry (LOW,
       coalesced) every `telemetry_every_s`.
@@ -316,6 +322,8 @@ class SyncBridge:
         report_every_s: float = 300.0,
         telemetry_every_s: float = 60.0,
         client_options: Mapping[str, Any] | None = None,
+        media_budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        media_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.app = app
         self.config = app.config
@@ -352,6 +360,21 @@ class SyncBridge:
         app.controller.on_commit = self.client.wake
         app.controller.province_time = self.clock_offset.province_now
         app.controller.payment_query = self.payment_query
+        # --- media (sync issue item 6) ------------------------------------------------------
+        self.media = MediaCache(
+            media_dir(self.config.store.data_dir), media_budget_bytes, app.clock
+        )
+        self.image_listeners: list[Callable[[str], object]] = []
+        self._new_images: collections.deque[str] = collections.deque()
+        self._media_connected = False
+        self.fetcher = MediaFetcher(
+            self.media,
+            self._request_image,
+            app.clock,
+            on_new_image=self._new_images.append,  # paho's thread: only queue it
+            **dict(media_options or {}),
+        )
+        self._want_catalog_images()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -472,6 +495,36 @@ class SyncBridge:
                     next_telemetry = now + self.telemetry_every_s
             except Exception:
                 log.exception("sync.report_failed")
+            try:
+                self._media_step()
+            except Exception:
+                log.exception("media.step_failed")
+
+    # --- media (sync issue item 6) ---------------------------------------------------------
+
+    def _want_catalog_images(self) -> None:
+        self.fetcher.want(p.image_ref for p in self.app.store.catalog.load())
+
+    def _request_image(self, sha256: str) -> bool:
+        body = messages.image_request(self.kiosk_id, sha256)
+        return self.client.publish_direct(self.topics.image_request, body)
+
+    def _media_step(self) -> None:
+        """From the report thread: on each (re)connect ask again for what is missing, send due
+        image requests, tell listeners of new images."""
+        connected = self.client.connected
+        if connected and not self._media_connected:
+            self._want_catalog_images()
+        self._media_connected = connected
+        if connected:
+            self.fetcher.poll()
+        while self._new_images:
+            sha = self._new_images.popleft()
+            for listener in list(self.image_listeners):
+                try:
+                    listener(sha)
+                except Exception:
+                    log.exception("media: image listener failed")
 
     def payment_query(self, q: PaymentStatusQuery) -> None:
         """The controller asks "was order X paid?" (no confirmation came in time)."""
@@ -517,6 +570,8 @@ class SyncBridge:
                 self.policy.accept_keys(body)
             elif kind == "command":
                 self._command(body)
+            elif kind == "image":  # media: a reply or a retained province-wide image
+                self.fetcher.on_image(str(body["sha256"]), bytes(body["data"]))
             else:
                 log_event(log, "sync.ignored", topic=topic)
         except TrustError:
@@ -532,6 +587,8 @@ class SyncBridge:
         self.policy.accept_versioned(name, env, apply)
         self.app.controller.reload()
         self.report()
+        if name == "catalog":
+            self._want_catalog_images()  # media: the new catalog may name new images
 
     # apply callbacks: run inside the policy's transaction (nested writes are savepoints), so
     # the store change and the version bump commit together or not at all
@@ -821,11 +878,22 @@ def run(
                 app.sync.wait_drained(min(drain_timeout, 5.0))
             return app.exit_code
         from kiosk.ui.app import run as run_ui
+        from kiosk.ui.images import ProductImages
+
+        # media (sync issue item 6): the UI's pictures include fetched images, reloaded as
+        # they arrive (decoded in the sync bridge's report thread, not the UI's)
+        data_dir = config.store.data_dir
+        images = ProductImages(data_dir / "images", media_dir(data_dir))
+        if app.sync is not None:
+            from kiosk.ui.events import notify_images_changed
+
+            app.sync.image_listeners.append(images.image_arrived)
+            app.sync.image_listeners.append(lambda _sha: notify_images_changed())
 
         threading.Thread(
             target=_exit_when_requested, args=(app,), name="exit-watch", daemon=True
         ).start()
-        run_ui(app.controller, config.ui, app.clock, kiosk_mode=config.ui.fullscreen)
+        run_ui(app.controller, config.ui, app.clock, kiosk_mode=config.ui.fullscreen, images=images)
         return app.exit_code
     finally:
         systemd.notify_stopping()

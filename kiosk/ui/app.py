@@ -29,7 +29,7 @@ import pygame.freetype
 from kiosk.clock import Clock, ManualClock
 from kiosk.config import UiConfig
 from kiosk.log import log_event
-from kiosk.ui.events import BACKGROUND_DONE, VIEW_CHANGED, notify_view_changed
+from kiosk.ui.events import BACKGROUND_DONE, IMAGES_CHANGED, VIEW_CHANGED, notify_view_changed
 from kiosk.ui.fonts import find_cjk_font, load_font
 from kiosk.ui.i18n import Translator
 from kiosk.ui.images import ProductImages, shared_images
@@ -317,6 +317,10 @@ class App:
             return
         if t == VIEW_CHANGED:
             self.refresh_view()
+        elif t == IMAGES_CHANGED:
+            for s in self.stack:  # screens rebuild what they drew from a placeholder
+                s.on_view(self.view)
+            self.dirty = True
         elif t == pygame.FINGERDOWN or t == pygame.FINGERUP:
             w, h = self.surface.get_size()
             pos = (min(w - 1, int(ev.x * w)), min(h - 1, int(ev.y * h)))

@@ -3,6 +3,13 @@
 Owns: turning a product's `image_ref` into a surface. Files are read once, in `preload()`, at
 start-up or when a new catalog arrives, never while a frame is drawn; a product without a file
 gets the locally drawn demo tile (kiosk.sim.demo_data.render_product_image), never a blank.
+
+An `image_ref` is a file name in `image_dir` (the demo's "<product_id>.png") or a sha256 (64
+hex): then the picture is the file `kiosk.sync.media.media_path(media_dir, sha)`, written there
+only after its hash was checked (kiosk.sync.media.MediaCache). Not there yet (or unreadable):
+the placeholder tile, never an error. When it arrives, `image_arrived(sha)` (called by the sync
+bridge in its own thread, not the UI's) decodes the file and swaps the picture in; the UI thread
+only ever swaps dict entries, so drawing never waits for the disk. One image is at most 256 KiB.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import TYPE_CHECKING
 import pygame
 
 from kiosk.core.catalog import Product
+from kiosk.sync.media import media_path, sha_of_ref
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -33,31 +41,71 @@ def pil_to_surface(image: Image.Image) -> pygame.Surface:
 class ProductImages:
     """Base images by product id, scaled copies by (id, side)."""
 
-    def __init__(self, image_dir: Path | None = None) -> None:
+    def __init__(self, image_dir: Path | None = None, media_dir: Path | None = None) -> None:
         self.image_dir = image_dir
+        self.media_dir = media_dir
         self._base: dict[str, pygame.Surface] = {}
         self._scaled: dict[tuple[str, int], pygame.Surface] = {}
+        # what each base image was made from: the product (its image_ref) and whether it is the
+        # placeholder (then a later image_arrived() replaces it)
+        self._made_from: dict[str, tuple[Product, bool]] = {}
 
     def preload(self, products: Iterable[Product]) -> None:
-        """Load (or draw) every product's base image. May read the disk: call outside frames."""
+        """Load (or draw) every product's base image. May read the disk: call outside frames.
+        A product whose image_ref changed (a new catalog) is loaded again."""
         for p in products:
-            if p.product_id not in self._base:
-                self._base[p.product_id] = pil_to_surface(self._load(p))
+            made = self._made_from.get(p.product_id)
+            if p.product_id not in self._base or (
+                made is not None and made[0].image_ref != p.image_ref
+            ):
+                self._set_base(p)
+
+    def image_arrived(self, sha256: str) -> int:
+        """Image `sha256` is now in the media directory: reload the pictures of the products
+        (seen by preload or surface) that name it. Reads the disk: call off the UI thread.
+        Returns how many products changed."""
+        sha = sha_of_ref(sha256)
+        if sha is None:
+            return 0
+        hits = [p for p, _ in list(self._made_from.values()) if sha_of_ref(p.image_ref) == sha]
+        for p in hits:
+            self._set_base(p)
+        return len(hits)
+
+    def _set_base(self, p: Product) -> None:
+        image, placeholder = self._load_or_placeholder(p)
+        self._base[p.product_id] = pil_to_surface(image)
+        self._made_from[p.product_id] = (p, placeholder)
+        stale = [k for k in list(self._scaled) if k[0] == p.product_id]
+        for k in stale:
+            self._scaled.pop(k, None)
+
+    def _path(self, p: Product) -> Path | None:
+        if not p.image_ref:
+            return None
+        sha = sha_of_ref(p.image_ref)
+        if sha is not None:
+            return media_path(self.media_dir, sha) if self.media_dir is not None else None
+        if self.image_dir is None:
+            return None
+        return self.image_dir / p.image_ref
 
     def _load(self, p: Product) -> Image.Image:
+        return self._load_or_placeholder(p)[0]
+
+    def _load_or_placeholder(self, p: Product) -> tuple[Image.Image, bool]:
         from PIL import Image
 
         from kiosk.sim.demo_data import render_product_image
 
-        if self.image_dir is not None and p.image_ref:
-            path = self.image_dir / p.image_ref
-            if path.is_file():
-                try:
-                    with Image.open(path) as im:
-                        return im.convert("RGB").resize((_BASE, _BASE))
-                except OSError:
-                    pass
-        return render_product_image(p, _BASE)
+        path = self._path(p)
+        if path is not None and path.is_file():
+            try:
+                with Image.open(path) as im:
+                    return im.convert("RGB").resize((_BASE, _BASE)), False
+            except (OSError, ValueError, Image.DecompressionBombError):
+                pass  # not a picture we can read: the placeholder
+        return render_product_image(p, _BASE), True
 
     def surface(self, p: Product, side: int) -> pygame.Surface:
         key = (p.product_id, side)
@@ -69,6 +117,7 @@ class ProductImages:
 
                 base = pil_to_surface(render_product_image(p, _BASE))
                 self._base[p.product_id] = base
+                self._made_from[p.product_id] = (p, True)
             got = pygame.transform.smoothscale(base, (side, side))
             self._scaled[key] = got
         return got

@@ -222,3 +222,24 @@ def test_service_session_times_out(make_driver) -> None:
     d.advance(SERVICE_TIMEOUT_S + 1)
     assert ServiceExit("timeout") in d.fc.posted
     assert d.screen == "attract"
+
+
+def test_an_arriving_picture_wakes_a_redraw(make_driver) -> None:  # type: ignore[no-untyped-def]
+    """Media fetched over MQTT lands while nothing else changes: IMAGES_CHANGED redraws."""
+    from kiosk.ui.events import notify_images_changed
+
+    d = make_driver()
+    d.app.render()
+    drawn: list[bool] = []
+    real_render = d.app.render
+
+    def render() -> None:
+        drawn.append(True)
+        real_render()
+
+    d.app.render = render
+    d.app.step(block=False)
+    assert drawn == []  # nothing changed: no redraw
+    notify_images_changed()
+    d.app.step(block=False)
+    assert drawn == [True]
