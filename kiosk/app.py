@@ -138,6 +138,9 @@ def build_cabinet(
     return link, Cabinet(boards, slot_map)
 
 
+UI_BEAT_S = 5.0  # the UI loop turns at least this often while a watchdog watches it
+
+
 @dataclass
 class App:
     config: KioskConfig
@@ -151,6 +154,7 @@ class App:
     watchdog: systemd.Watchdog | None = None
     stop_requested: threading.Event = field(default_factory=threading.Event)
     exit_code: int = 0
+    ui_beat: float | None = None  # monotonic time of the UI loop's last turn; None: no UI
     _offline_since: float | None = None
 
     def start(self) -> None:
@@ -187,10 +191,24 @@ class App:
             self.store.settings.set("watchdog.probe", str(int(self.clock.time())))
             return True
 
+        def ui_loop() -> bool:
+            # headless: no UI loop to watch; with a screen, the loop beats every UI_BEAT_S
+            beat = self.ui_beat
+            return beat is None or time.monotonic() - beat < 3 * UI_BEAT_S
+
         self.watchdog = systemd.Watchdog(
-            {"controller": controller_alive, "board_link": board_link, "store": store_writable},
+            {
+                "ui_loop": ui_loop,
+                "controller": controller_alive,
+                "board_link": board_link,
+                "store": store_writable,
+            },
             interval,
         ).start()
+
+    def ui_heartbeat(self) -> None:
+        """Called by the UI loop after every turn (from the UI thread)."""
+        self.ui_beat = time.monotonic()
 
     def close(self) -> None:
         if self.watchdog is not None:
@@ -893,7 +911,16 @@ def run(
         threading.Thread(
             target=_exit_when_requested, args=(app,), name="exit-watch", daemon=True
         ).start()
-        run_ui(app.controller, config.ui, app.clock, kiosk_mode=config.ui.fullscreen, images=images)
+        app.ui_heartbeat()  # the watchdog watches the UI loop from here on
+        run_ui(
+            app.controller,
+            config.ui,
+            app.clock,
+            kiosk_mode=config.ui.fullscreen,
+            images=images,
+            heartbeat=app.ui_heartbeat,
+            heartbeat_every_s=UI_BEAT_S,
+        )
         return app.exit_code
     finally:
         systemd.notify_stopping()

@@ -161,7 +161,14 @@ class App:
         display: bool = False,
         wait: Callable[..., pygame.event.Event] | None = None,
         on_screen: Callable[[str], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        heartbeat_every_s: float | None = None,
     ) -> None:
+        # heartbeat: called after every loop turn, and the loop turns at least every
+        # heartbeat_every_s even when nothing moves, so the systemd watchdog can tell a
+        # sleeping loop (alive, cheap: one wake per few seconds) from a hung one.
+        self.heartbeat = heartbeat
+        self.heartbeat_every_s = heartbeat_every_s
         self.controller = controller
         self.config = config
         self.clock = clock
@@ -514,6 +521,8 @@ class App:
         """One turn: sleep until an event or a deadline, handle events, fire timers, draw."""
         if block:
             timeout = self.next_wakeup(self.now())
+            if self.heartbeat_every_s is not None:
+                timeout = min(self.heartbeat_every_s, timeout or self.heartbeat_every_s)
             # no deadline: block until an event (no CPU while nothing moves)
             wait_ms = None if timeout is None else max(1, math.ceil(timeout * 1000))
             ev = self.wait() if wait_ms is None else self.wait(wait_ms)
@@ -525,6 +534,8 @@ class App:
             self.render()
         elif self._anim_due:
             self.render_update()
+        if self.heartbeat is not None:
+            self.heartbeat()
 
     def loop(self) -> None:
         self.render()
@@ -574,6 +585,8 @@ def run(
     kiosk_mode: bool = True,
     images: ProductImages | None = None,
     on_screen: Callable[[str], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
+    heartbeat_every_s: float | None = None,
 ) -> None:
     """Run the UI until QUIT (only honoured outside kiosk mode). Raises FontMissing first."""
     font = load_font(find_cjk_font(ui_config.font_path))
@@ -588,6 +601,8 @@ def run(
         kiosk_mode=kiosk_mode,
         display=True,
         on_screen=on_screen,
+        heartbeat=heartbeat,
+        heartbeat_every_s=heartbeat_every_s,
     )
     controller.set_notify(notify_view_changed)
     app.loop()

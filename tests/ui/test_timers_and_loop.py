@@ -243,3 +243,16 @@ def test_an_arriving_picture_wakes_a_redraw(make_driver) -> None:  # type: ignor
     notify_images_changed()
     d.app.step(block=False)
     assert drawn == [True]
+
+
+def test_loop_beats_for_the_watchdog_even_when_nothing_moves(make_driver) -> None:  # type: ignore[no-untyped-def]
+    d = make_driver()
+    d.fc.set_out_of_service("board_offline")
+    d.run()
+    beats: list[bool] = []
+    d.app.heartbeat = lambda: beats.append(True)
+    d.app.heartbeat_every_s = 5.0
+    calls = _record_waits(d.app)
+    d.app.step()
+    assert calls == [(5000,)]  # a 5 s wait instead of a wait without timeout
+    assert beats == [True]

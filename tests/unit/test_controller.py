@@ -406,3 +406,19 @@ def test_kiosk_clock_years_off_still_sells(kiosk: Kiosk) -> None:
     )
     assert kiosk.closed(order.order_id).state is State.COMPLETED
     assert c.repo.verify_ledger() == []
+
+
+def test_watchdog_watches_the_ui_loop_board_link_and_store(kiosk: Kiosk) -> None:
+    app = kiosk.app
+    app.start_watchdog()
+    assert app.watchdog is not None
+    try:
+        assert app.watchdog.unhealthy() == []  # headless: no UI loop to watch
+        app.ui_heartbeat()
+        assert app.watchdog.unhealthy() == []
+        app.ui_beat = time.monotonic() - 60  # the UI loop stopped turning
+        assert app.watchdog.unhealthy() == ["ui_loop"]
+        app.ui_heartbeat()
+        assert app.watchdog.unhealthy() == []
+    finally:
+        app.watchdog.stop()
