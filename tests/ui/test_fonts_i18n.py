@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pygame
 import pytest
 
 from kiosk.sim.demo_data import demo_catalog
@@ -60,14 +61,14 @@ def test_no_cjk_font_refuses_with_package_name(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_a_latin_only_font_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    dejavu = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-    if not dejavu.is_file():
-        pytest.skip("DejaVu not installed")
-    monkeypatch.setattr(fonts, "_fc_match", lambda: dejavu)
+    # pygame ships a Latin-only font with every install: no system package needed
+    latin = Path(pygame.__file__).parent / pygame.font.get_default_font()
+    assert latin.is_file(), latin
+    monkeypatch.setattr(fonts, "_fc_match", lambda: latin)
     with pytest.raises(FontMissing, match=FONT_PACKAGE):
-        find_cjk_font(dejavu)
+        find_cjk_font(latin)
     with pytest.raises(FontMissing):
-        find_cjk_font(None, candidates=(str(dejavu),))
+        find_cjk_font(None, candidates=(str(latin),))
 
 
 def test_font_found_automatically() -> None:
