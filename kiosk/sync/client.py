@@ -71,6 +71,9 @@ _UPLINK_KINDS = frozenset(
 )
 
 
+_Row = tuple[int, str, bytes, int]  # a due outbox record: (seq, topic, payload, priority)
+
+
 class SyncConfigError(ValueError):
     """The sync configuration cannot be used (e.g. plaintext without allow_plaintext)."""
 
@@ -239,7 +242,9 @@ class _Conn:
         self.window = 0
         self.paho_limits = False
         self.ahead = 0
+        self.ahead_rest = 0  # the part of `ahead` that non-critical records may use
         self.wake_every = 1
+        self.unseen = 0  # PUBACKs since the drain thread was last woken (paho's thread only)
 
 
 class SyncClient:
@@ -254,7 +259,9 @@ class SyncClient:
     batches; a crash before the write only means the province sees a duplicate it drops),
     `queue_ahead` (records handed to paho beyond the window; paho's own in-flight limit is set
     to the window at CONNACK, so it holds them and sends each as a PUBACK frees a slot, without
-    a round trip through the drain thread; default: one window).
+    a round trip through the drain thread; default: max(one window, 512) for CRITICAL records,
+    so the drain thread wakes once per a few hundred PUBACKs; other records never have more
+    than one window queued ahead, so a new sale record is not stuck behind a queued backlog).
     """
 
     def __init__(
@@ -335,7 +342,8 @@ class SyncClient:
         if queue_ahead is not None and queue_ahead < 0:
             raise ValueError("queue_ahead must be >= 0")
         self._queue_ahead = queue_ahead
-        self._buffer: collections.deque[OutboxRecord] = collections.deque()
+        # (seq, topic, payload, priority) of due records, in due order
+        self._buffer: collections.deque[_Row] = collections.deque()
         self._buffer_at = 0.0
         self._buffer_gen = -1
         # (priority, seq) of the last record read: where the next batch continues from
@@ -611,8 +619,10 @@ class SyncClient:
                 client._max_inflight_messages = w
             ok = getattr(client, "_max_inflight_messages", None) == w
         conn.paho_limits = ok
-        ahead = w if self._queue_ahead is None else self._queue_ahead
+        ahead = max(w, 512) if self._queue_ahead is None else self._queue_ahead
         conn.ahead = ahead if ok else 0
+        # by default only CRITICAL records use a queue ahead longer than one window
+        conn.ahead_rest = min(conn.ahead, w) if self._queue_ahead is None else conn.ahead
         # wake the drain thread once per this many PUBACKs (each wake-up is a thread switch)
         conn.wake_every = max(1, conn.ahead // 2) if ok else 1
 
@@ -704,20 +714,24 @@ class SyncClient:
         self, client: mqtt.Client, gen: Any, mid: int, reason_code: Any, properties: Any
     ) -> None:
         # Runs with paho's _out_message_mutex held: only hand the result to the drain thread.
-        conn = self._conn_for(gen)
-        if conn is not None and conn.offline_mid == mid:
-            conn.offline_acked.set()
+        conn = self._conn
+        if conn is None or conn.gen != gen:
+            conn = self._conn_for(gen)
         value = getattr(reason_code, "value", 0)
-        code = int(value) if isinstance(value, int) else 0
+        code = value if type(value) is int else 0
         self._pubacks.put((gen, mid, code))
+        if conn is None:
+            self._wake.set()
+            return
+        if conn.offline_mid == mid:
+            conn.offline_acked.set()
+            self._wake.set()
+            return
         # With a queue ahead in paho, the next message is already going out: wake the drain
         # thread only every `wake_every` PUBACKs (or when all is acked, or on a failure).
-        if (
-            conn is None
-            or code >= PUBACK_FAILURE
-            or conn.offline_mid == mid
-            or self._pubacks.qsize() >= min(conn.wake_every, len(conn.inflight))
-        ):
+        conn.unseen += 1
+        if code >= PUBACK_FAILURE or conn.unseen >= min(conn.wake_every, len(conn.inflight)):
+            conn.unseen = 0
             self._wake.set()
 
     def _on_message(self, client: mqtt.Client, gen: Any, msg: mqtt.MQTTMessage) -> None:
@@ -888,24 +902,28 @@ class SyncClient:
         published = 0
         self._token_wait_s = 0.0
         buffer = self._buffer
-        critical = Priority.CRITICAL
+        critical = int(Priority.CRITICAL)
+        success = MQTTErrorCode.MQTT_ERR_SUCCESS
         with conn.lock:  # one lock round for the whole batch (as _publish, per record)
             inflight = conn.inflight
             limit = self._outbox_limit(conn)
+            limit_rest = limit - conn.ahead + conn.ahead_rest  # for non-critical records
             publish = conn.client.publish
             while buffer and len(inflight) < limit:
-                rec = buffer[0]
+                seq, topic, payload, prio = buffer[0]
+                if prio != critical and len(inflight) >= limit_rest:
+                    break
                 # CRITICAL (sale records) never wait for tokens; the rest of a backlog is
                 # paced. The buffer is in (priority, seq) order: after the first record without
                 # a token come only more non-critical ones.
-                if rec.priority != critical and not self._bucket.take(mono):
+                if prio != critical and not self._bucket.take(mono):
                     self._token_wait_s = self._bucket.wait_s(mono)
                     break
-                info = publish(rec.topic, rec.payload, qos=1)
-                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                info = publish(topic, payload, qos=1)
+                if info.rc != success:
                     log_event(log, "sync.publish_failed", logging.WARNING, rc=str(info.rc))
                     break
-                inflight[info.mid] = rec.seq
+                inflight[info.mid] = seq
                 buffer.popleft()
                 published += 1
             handed = len(inflight)
@@ -944,19 +962,19 @@ class SyncClient:
             if not self._buffer and callable(due_after) and self._cursor is not None:
                 # The buffer ran out: read on from where it ended (an index seek, not a
                 # rescan of everything already sent).
-                records = due_after(*self._cursor, self._prefetch, self.clock.time())
-                if records:
-                    self._cursor = (int(records[-1].priority), records[-1].seq)
-                self._buffer = collections.deque(self._not_excluded(conn, mono, records))
+                rows = self._read(self._prefetch, self._cursor)
+                if rows:
+                    self._cursor = (int(rows[-1][3]), int(rows[-1][0]))
+                self._buffer = collections.deque(self._not_excluded(conn, mono, rows))
             return
         self._refresh = False
         self._full_at = mono
         if callable(last_seq):
             self._seen_seq = last_seq()  # before the read: later appends show at the next poll
         exclude = self._exclude(conn, mono)
-        records = self.outbox.due(self._prefetch + len(exclude), self.clock.time())
-        self._cursor = (int(records[-1].priority), records[-1].seq) if records else None
-        self._buffer = collections.deque(r for r in records if r.seq not in exclude)
+        rows = self._read(self._prefetch + len(exclude), None)
+        self._cursor = (int(rows[-1][3]), int(rows[-1][0])) if rows else None
+        self._buffer = collections.deque(r for r in rows if r[0] not in exclude)
         self._buffer_at = mono
         self._buffer_gen = conn.gen
 
@@ -967,11 +985,23 @@ class SyncClient:
         held_now = {s for s, (until, _) in self._held.items() if until > mono}
         return self._unmarked_set | inflight_seqs | held_now
 
-    def _not_excluded(
-        self, conn: _Conn, mono: float, records: Sequence[OutboxRecord]
-    ) -> list[OutboxRecord]:
+    def _read(self, limit: int, after: tuple[int, int] | None) -> Sequence[_Row]:
+        """Due records as (seq, topic, payload, priority): the outbox's light `due_rows` when
+        it has one, else `due()` / `due_after()` records taken apart."""
+        now = self.clock.time()
+        due_rows = getattr(self.outbox, "due_rows", None)
+        if callable(due_rows):
+            rows: Sequence[_Row] = due_rows(limit, now, after=after)
+            return rows
+        if after is None:
+            records = self.outbox.due(limit, now)
+        else:
+            records = self.outbox.due_after(*after, limit, now)  # type: ignore[attr-defined]
+        return [(r.seq, r.topic, r.payload, int(r.priority)) for r in records]
+
+    def _not_excluded(self, conn: _Conn, mono: float, rows: Sequence[_Row]) -> list[_Row]:
         exclude = self._exclude(conn, mono)
-        return [r for r in records if r.seq not in exclude]
+        return [r for r in rows if r[0] not in exclude]
 
 
 def _close_quietly(client: mqtt.Client) -> None:

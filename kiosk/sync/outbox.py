@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ LAST_ACK_SETTING = "outbox.last_ack_at"
 ROW_OVERHEAD = 64  # bytes counted per row on top of payload, topic and event id (see v3 triggers)
 OUTBOX_KINDS: tuple[str, ...] = (*EVENT_KINDS, "telemetry", "reported")
 _CHUNK = 500  # ids per SQL statement
+CACHE_BYTES = 16 * 1024 * 1024  # payload bytes of appended records kept for due_rows()
 
 
 class Priority(IntEnum):
@@ -123,6 +125,7 @@ class Outbox:
         clock_offset: ClockOffset | None = None,
         boot: int | None = None,
         critical_reserve_bytes: int | None = None,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         if budget_bytes <= 0 or ack_timeout_s <= 0:
             raise ValueError("budget_bytes and ack_timeout_s must be > 0")
@@ -138,6 +141,16 @@ class Outbox:
         self.critical_reserve_bytes = (
             budget_bytes // 10 if critical_reserve_bytes is None else critical_reserve_bytes
         )
+        # A read cache of committed records (seq -> (topic, payload, priority)), filled by
+        # append after its commit, so due_rows() reads only seqs from SQLite. A seq is never
+        # reused and these fields never change, so an entry is right for as long as its record
+        # exists; whether a record exists and is due is always asked of SQLite. Bounded by
+        # `cache_bytes` of payload (0: no cache); an entry leaves when its record is marked
+        # sent, acknowledged or deleted; when full, new records are simply not cached.
+        self._cache: dict[int, tuple[str, bytes, int]] = {}
+        self._cache_size = 0
+        self._cache_lock = threading.Lock()
+        self.cache_bytes = cache_bytes
 
     # --- writing --------------------------------------------------------------------------
 
@@ -212,6 +225,14 @@ class Outbox:
             raise
         except (sqlite3.Error, StoreError, OSError) as e:
             raise OutboxWriteError(f"cannot write outbox record: {type(e).__name__}: {e}") from e
+        if conn is None and not c.in_transaction:  # committed (not a savepoint): cache it
+            with self._cache_lock:
+                for rec in out:
+                    if self._cache_size + len(rec.payload) > self.cache_bytes:
+                        break
+                    if rec.seq not in self._cache:  # (an idempotent re-append: same record)
+                        self._cache[rec.seq] = (rec.topic, rec.payload, int(rec.priority))
+                        self._cache_size += len(rec.payload)
         if full is not None:
             raise full
         return out
@@ -228,10 +249,12 @@ class Outbox:
         topic = self.topic_for(it.kind)
         prio = Priority(it.priority)
         if coalesce and prio is Priority.LOW:
-            c.execute(
-                "DELETE FROM outbox WHERE kind = ? AND priority = ? AND last_sent_at IS NULL",
+            gone = c.execute(
+                "DELETE FROM outbox WHERE kind = ? AND priority = ? AND last_sent_at IS NULL "
+                "RETURNING seq",
                 (it.kind, int(Priority.LOW)),
-            )
+            ).fetchall()
+            self._uncache(int(old) for (old,) in gone)
         now = self.clock.time()
         offset = self.clock_offset.offset() if self.clock_offset is not None else None
         # seq is taken before the budget check: a refused record leaves a gap (never a reuse)
@@ -307,6 +330,9 @@ class Outbox:
                     if excess <= 0:
                         break
                 c.execute("DELETE FROM outbox WHERE priority = ? AND seq <= ?", (int(p), last))
+                self._uncache(
+                    [s for s, v in list(self._cache.items()) if v[2] == int(p) and s <= last]
+                )
                 c.execute(
                     "UPDATE outbox_stats SET dropped = dropped + ? WHERE priority = ?", (n, int(p))
                 )
@@ -353,6 +379,70 @@ class Outbox:
                 ).fetchall()
         return [_record(r) for r in rows]
 
+    def due_rows(
+        self, limit: int, now: float | None = None, *, after: tuple[int, int] | None = None
+    ) -> list[tuple[int, str, bytes, int]]:
+        """`due()` (or, with `after=(priority, seq)`, `due_after()`) for the publisher's hot
+        path: (seq, topic, payload, priority) per record as plain tuples, same order. The due
+        seqs come from SQLite in one aggregate row (the sqlite3 module hands the GIL back and
+        forth on every row fetched); topic and payload from the read cache of records this
+        process appended, else from SQLite."""
+        now = self.clock.time() if now is None else now
+        due = "(last_sent_at IS NULL OR last_sent_at <= ? OR last_sent_at > ?)"
+        window = (now - self.ack_timeout_s, now + self.ack_timeout_s)
+        agg = "SELECT group_concat(priority), group_concat(seq) FROM ({}) "
+        keys: list[tuple[int, int]] = []
+        with self.store.read() as c:
+            queries: list[tuple[str, tuple[Any, ...]]]
+            if after is None:
+                queries = [
+                    (
+                        f"SELECT priority, seq FROM outbox WHERE {due} "
+                        "ORDER BY priority, seq LIMIT ?",
+                        window,
+                    )
+                ]
+            else:
+                priority, seq = int(after[0]), int(after[1])
+                queries = [
+                    (
+                        f"SELECT priority, seq FROM outbox WHERE priority = ? AND seq > ? "
+                        f"AND {due} ORDER BY priority, seq LIMIT ?",
+                        (priority, seq, *window),
+                    ),
+                    (
+                        f"SELECT priority, seq FROM outbox WHERE priority > ? AND {due} "
+                        "ORDER BY priority, seq LIMIT ?",
+                        (priority, *window),
+                    ),
+                ]
+            for sql, args in queries:
+                if len(keys) >= limit:
+                    break
+                prios, seqs = c.execute(agg.format(sql), (*args, limit - len(keys))).fetchone()
+                if seqs:
+                    part = sorted(
+                        zip(map(int, prios.split(",")), map(int, seqs.split(",")), strict=True)
+                    )
+                    keys += part
+            cache = self._cache
+            missing = [s for _, s in keys if s not in cache]
+            found: dict[int, tuple[str, bytes, int]] = {}
+            for i in range(0, len(missing), _CHUNK):
+                chunk = missing[i : i + _CHUNK]
+                for row in c.execute(
+                    "SELECT seq, topic, payload, priority FROM outbox "
+                    f"WHERE seq IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ):
+                    found[int(row[0])] = (str(row[1]), bytes(row[2]), int(row[3]))
+        out: list[tuple[int, str, bytes, int]] = []
+        for _, s in keys:
+            hit = cache.get(s) or found.get(s)
+            if hit is not None:  # (None: deleted between the two reads, e.g. acknowledged)
+                out.append((s, *hit))
+        return out
+
     def mark_sent(self, seqs: Iterable[int], now: float | None = None) -> None:
         """The records were handed to the broker (published; PUBACK or not)."""
         now = self.clock.time() if now is None else now
@@ -363,6 +453,8 @@ class Outbox:
                 runs[-1] = (runs[-1][0], seq)
             else:
                 runs.append((seq, seq))
+        if self._cache:
+            self._uncache(s for lo, hi in runs for s in range(lo, hi + 1))
         with self.store.transaction() as c:
             for i in range(0, len(runs), _CHUNK // 2):
                 chunk = runs[i : i + _CHUNK // 2]
@@ -371,6 +463,15 @@ class Outbox:
                     + " OR ".join("seq BETWEEN ? AND ?" for _ in chunk),
                     (now, *(x for run in chunk for x in run)),
                 )
+
+    def _uncache(self, seqs: Iterable[int]) -> None:
+        """Forget these records in the read cache (always safe: a miss is read from SQLite)."""
+        with self._cache_lock:
+            cache = self._cache
+            for seq in seqs:
+                hit = cache.pop(seq, None)
+                if hit is not None:
+                    self._cache_size -= len(hit[1])
 
     def reset_sent(self) -> int:
         """Make every record due now (call after a reconnect). Returns how many."""
@@ -386,12 +487,17 @@ class Outbox:
         if not ids:
             return 0
         removed = 0
+        cache = self._cache
         with self.store.transaction() as c:
             for i in range(0, len(ids), _CHUNK):
                 chunk = ids[i : i + _CHUNK]
-                removed += c.execute(
-                    f"DELETE FROM outbox WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
-                ).rowcount
+                sql = f"DELETE FROM outbox WHERE event_id IN ({','.join('?' * len(chunk))})"
+                if cache:  # (forgetting an entry is always safe, even if this rolls back)
+                    gone = c.execute(sql + " RETURNING seq", chunk).fetchall()
+                    self._uncache(int(seq) for (seq,) in gone)
+                    removed += len(gone)
+                else:
+                    removed += c.execute(sql, chunk).rowcount
             c.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

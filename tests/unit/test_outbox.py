@@ -318,3 +318,70 @@ def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path: Path) -> None:
         assert nxt.seq == ob.last_seq() > max(s for s, _ in printed)
         assert sum(ob.depth().values()) == len(have) + 1  # triggers kept the stats exact
         json.dumps(ob.dropped())  # plain ints
+
+
+# --- due_rows and the read cache (appended) ---------------------------------------------------
+
+
+def _rows(ob: Outbox, **kw: object) -> list[tuple[int, str, bytes, int]]:
+    return ob.due_rows(1000, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 16 * 1024 * 1024, 1500])
+def test_due_rows_match_due_and_due_after(
+    store: Store, clock: ManualClock, cache_bytes: int
+) -> None:
+    ob = make(store, clock, ack_timeout_s=10.0, cache_bytes=cache_bytes)
+    for i, p in enumerate([Priority.LOW, Priority.CRITICAL, Priority.NORMAL, Priority.HIGH] * 3):
+        ob.append("sale" if p is Priority.CRITICAL else "telemetry", {"i": i}, p)
+    ob.mark_sent([ob.due(1)[0].seq])  # one sent: not due until the ack timeout
+    want = [(r.seq, r.topic, r.payload, int(r.priority)) for r in ob.due(1000)]
+    assert _rows(ob) == want and len(want) == 11
+    for k in range(len(want)):
+        after = (want[k][3], want[k][0])
+        got = ob.due_rows(1000, after=after)
+        assert got == [
+            (r.seq, r.topic, r.payload, int(r.priority)) for r in ob.due_after(*after, 1000)
+        ]
+        assert got == want[k + 1 :]
+    assert ob.due_rows(3) == want[:3]
+    assert ob.due_rows(4, after=(want[1][3], want[1][0])) == want[2:6]
+    clock.advance(11.0)
+    assert len(_rows(ob)) == 12
+
+
+def test_due_rows_never_serve_deleted_or_rolled_back_records(
+    store: Store, clock: ManualClock
+) -> None:
+    ob = make(store, clock)
+    a = ob.append("sale", {"n": 1}, Priority.CRITICAL, event_id="a")
+    ob.append("sale", {"n": 2}, Priority.CRITICAL, event_id="b")
+    assert ob.ack(["a"]) == 1
+    assert [r[0] for r in _rows(ob)] == [a.seq + 1]
+    # a record appended in a transaction that rolls back is never cached: its seq is reused
+    with pytest.raises(RuntimeError), store.transaction() as c:
+        ob.append("sale", {"n": 3}, Priority.CRITICAL, event_id="c", conn=c)
+        raise RuntimeError("roll back")
+    d = ob.append("sale", {"n": 4}, Priority.CRITICAL, event_id="d")
+    rows = _rows(ob)
+    assert [r[0] for r in rows] == [a.seq + 1, d.seq]
+    assert rows[-1][2] == d.payload and json.loads(d.payload)["event_id"] == "d"
+    # telemetry coalescing deletes the old record: it is not served either
+    ob.coalesce("telemetry", {"t": 1})
+    t2 = ob.coalesce("telemetry", {"t": 2})
+    assert [r[0] for r in _rows(ob)][-1] == t2.seq
+    assert len(_rows(ob)) == 3
+
+
+def test_read_cache_is_bounded_and_emptied_by_mark_sent_and_ack(
+    store: Store, clock: ManualClock
+) -> None:
+    ob = make(store, clock, cache_bytes=1000)
+    recs = ob.append_many([("sale", {"n": i}, Priority.CRITICAL) for i in range(10)])
+    assert 0 < ob._cache_size <= 1000 and 0 < len(ob._cache) < 10
+    assert all(json.loads(v[1])["seq"] == s for s, v in ob._cache.items())
+    assert [r[0] for r in _rows(ob)] == [r.seq for r in recs]  # misses come from SQLite
+    ob.mark_sent([recs[0].seq, recs[1].seq])
+    ob.ack([recs[2].event_id])
+    assert not {recs[0].seq, recs[1].seq, recs[2].seq} & set(ob._cache)
+    assert ob._cache_size == sum(len(v[1]) for v in ob._cache.values())
