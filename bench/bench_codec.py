@@ -1,6 +1,6 @@
 """Throughput benchmark for the serial codec (kiosk.hardware.protocol).
 
-Run: /tmp/kvenv/bin/python bench/bench_codec.py [N]
+Run: .venv/bin/python bench/bench_codec.py [N]
 Prints frames/s for encode, decode (FrameDecoder) and decode+decode_message.
 """
 

@@ -8,7 +8,7 @@ threads) over a window of idle polling. The emulator's CPU is not counted: it is
 Goal: <= 0.5 % of one core. Baseline from the same run: the same process sleeping for the same
 window with no link at all (the interpreter's own idle cost).
 
-Run: /tmp/kvenv/bin/python bench/bench_link_idle.py [SECONDS]   (default 30)
+Run: .venv/bin/python bench/bench_link_idle.py [SECONDS]   (default 30)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Outbox drain benchmark against a local Mosquitto (TLS, client certificates), plus durable
 append rates and kiosk memory with a long queue.
 
-Run: /tmp/kvenv/bin/python bench/bench_outbox_drain.py [N_DRAIN] [N_RSS]
+Run: .venv/bin/python bench/bench_outbox_drain.py [N_DRAIN] [N_RSS]
   (defaults 10000 and 100000)
 
 Prints:

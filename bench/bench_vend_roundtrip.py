@@ -11,7 +11,7 @@ Floor = (request bytes + response bytes) x 10 / baud: the time the bytes need on
 Goal: median <= 1.5 x the floor. Everything above the floor is the host, the pty and the
 emulator process (it paces bytes at the baud rate in ~1 ms chunks, like a UART would).
 
-Run: /tmp/kvenv/bin/python bench/bench_vend_roundtrip.py [N]   (N round trips per figure, 200)
+Run: .venv/bin/python bench/bench_vend_roundtrip.py [N]   (N round trips per figure, 200)
 """
 
 from __future__ import annotations

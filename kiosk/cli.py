@@ -12,11 +12,14 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk import __version__
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
+
+if TYPE_CHECKING:
+    from kiosk.store import Store
 
 log = logging.getLogger("kiosk.cli")
 
@@ -125,7 +128,7 @@ def _load(args: argparse.Namespace) -> KioskConfig:
     return cfg
 
 
-def _open_store(cfg: KioskConfig):  # type: ignore[no-untyped-def]
+def _open_store(cfg: KioskConfig) -> Store:
     from kiosk.store import open_store
 
     return open_store(cfg.store.data_dir)
