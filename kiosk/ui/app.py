@@ -522,7 +522,8 @@ class App:
         if block:
             timeout = self.next_wakeup(self.now())
             if self.heartbeat_every_s is not None:
-                timeout = min(self.heartbeat_every_s, timeout or self.heartbeat_every_s)
+                every = self.heartbeat_every_s
+                timeout = every if timeout is None else min(timeout, every)
             # no deadline: block until an event (no CPU while nothing moves)
             wait_ms = None if timeout is None else max(1, math.ceil(timeout * 1000))
             ev = self.wait() if wait_ms is None else self.wait(wait_ms)
