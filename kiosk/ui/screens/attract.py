@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 _Block = tuple[str, int, int, tuple[int, int, int], bool, bool]
 
 FEATURE_S = 6.0  # each featured product stays this long
-DRIFT_PERIOD_S = 97.0
+DRIFT_PERIOD_S = 240.0  # the card crosses its range in minutes: burn-in safe, ~1-2 frames/s
 FPS = 8  # at most; a drift of a few px per second needs no more (burn-in wants slow motion)
 
 
