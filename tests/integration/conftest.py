@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +25,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kiosk_node import KioskNode, sync_config
+from kiosk_node import DEMO_SECRET, KIOSK_A, KIOSK_B, KioskNode, MakeKiosk, sync_config
 
 from kiosk.sim.broker import Mosquitto, MosquittoMissing, Pki, TcpProxy
-from kiosk.sim.province import BrokerSettings, ProvinceSimulator, load_device_secret
+from kiosk.sim.province import BrokerSettings, ProvinceSimulator
 from kiosk.sync.signing import generate_keypair
 
-KIOSK_A = "AH-340100-0001"
-KIOSK_B = "AH-340100-0002"
-DEMO_SECRET = load_device_secret(
-    Path(__file__).resolve().parents[2] / "kiosk" / "data" / "demo-device-secret"
-)
+__all__ = ["DEMO_SECRET", "KIOSK_A", "KIOSK_B", "MakeKiosk"]  # re-exported for old imports
 
 
 @pytest.fixture(scope="session")
@@ -97,9 +93,6 @@ def province(
     assert sim.wait_connected(10), "province simulator did not connect"
     yield sim
     sim.stop()
-
-
-MakeKiosk = Callable[..., KioskNode]
 
 
 @pytest.fixture

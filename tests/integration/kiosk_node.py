@@ -17,10 +17,19 @@ from typing import Any
 from kiosk.clock import SystemClock
 from kiosk.config import SyncConfig
 from kiosk.core.ledger import GENESIS_HASH, record_hash
+from kiosk.sim.province import load_device_secret
 from kiosk.store import open_store
 from kiosk.sync.client import SyncClient
 from kiosk.sync.outbox import Outbox, OutboxItem, Priority
 from kiosk.sync.topics import Topics
+
+# Shared by the integration tests: import these from here, never from conftest (two conftest
+# modules in tests/ would shadow each other when both folders are collected in one run).
+KIOSK_A = "AH-340100-0001"
+KIOSK_B = "AH-340100-0002"
+DEMO_SECRET = load_device_secret(
+    Path(__file__).resolve().parents[2] / "kiosk" / "data" / "demo-device-secret"
+)
 
 LEDGER_SETTING = "test.ledger"
 
@@ -191,3 +200,6 @@ def _child_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _child_main(sys.argv)
+
+
+MakeKiosk = Callable[..., "KioskNode"]

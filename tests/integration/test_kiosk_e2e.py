@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEMO_SECRET, KIOSK_A
+from kiosk_node import DEMO_SECRET, KIOSK_A
 
 from kiosk.clock import SystemClock
 from kiosk.core.payment import parse_pay_url

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import pygame
 import pytest
-from conftest import KIOSK_A
-from kiosk_node import sync_config
+from kiosk_node import KIOSK_A, sync_config
 
 from kiosk.app import App, SyncBridge, build_app
 from kiosk.core.catalog import Catalog, Product

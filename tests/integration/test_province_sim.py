@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEMO_SECRET, KIOSK_A, MakeKiosk
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from kiosk_node import DEMO_SECRET, KIOSK_A, MakeKiosk
 
 from kiosk.core.payment import (
     Payment,

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import KIOSK_A, KIOSK_B, MakeKiosk
-from kiosk_node import KioskNode
+from kiosk_node import KIOSK_A, KIOSK_B, KioskNode, MakeKiosk
 
 import kiosk
 from kiosk.sim.broker import Mosquitto, Pki, TcpProxy

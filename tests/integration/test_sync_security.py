@@ -11,8 +11,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import KIOSK_A, KIOSK_B, MakeKiosk
-from kiosk_node import sync_config
+from kiosk_node import KIOSK_A, KIOSK_B, MakeKiosk, sync_config
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.clock import SystemClock
