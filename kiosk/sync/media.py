@@ -35,6 +35,7 @@ from pathlib import Path
 
 from kiosk.clock import Clock
 from kiosk.log import log_event
+from kiosk.sync.pacing import TokenBucket
 from kiosk.sync.topics import MessageError, check_image
 
 __all__ = [
@@ -317,12 +318,7 @@ class MediaFetcher:
         self.retry_base_s = retry_base_s
         self.retry_cap_s = retry_cap_s
         self.offline_retry_s = offline_retry_s
-        if rate_per_s <= 0 or burst < 1:
-            raise ValueError("need rate_per_s > 0 and burst >= 1")
-        self._rate = rate_per_s
-        self._burst = burst
-        self._tokens = burst  # a token bucket (kiosk.sync.client.TokenBucket, without paho)
-        self._tokens_at = clock.monotonic()
+        self._bucket = TokenBucket(rate_per_s, burst, clock.monotonic())
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._wants: dict[str, _Want] = {}
@@ -372,7 +368,7 @@ class MediaFetcher:
                 key=lambda s: self._wants[s].next_at,
             )
             for sha in due:
-                if busy >= self.max_outstanding or not self._take_token(now):
+                if busy >= self.max_outstanding or not self._bucket.take(now):
                     break
                 w = self._wants[sha]
                 w.sent_at = now
@@ -432,15 +428,6 @@ class MediaFetcher:
             except Exception:
                 log.exception("media: on_new_image failed")
         return True
-
-    def _take_token(self, now: float) -> bool:
-        if now > self._tokens_at:
-            self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self._rate)
-        self._tokens_at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self.retry_cap_s, self.retry_base_s * 2.0 ** min(max(attempts, 1) - 1, 30))
