@@ -51,6 +51,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kiosk.sim.certs import private_key_pem, self_signed_ca
+
 __all__ = [
     "BOOTSTRAP_ACL",
     "ClientCert",
@@ -120,13 +122,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    path.write_bytes(private_key_pem(key))
     path.chmod(0o600)
 
 
@@ -141,38 +137,9 @@ class Pki:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
-        self._not_before = now - dt.timedelta(minutes=5)
-        self._not_after = now + dt.timedelta(days=2)
-        self.ca_key = _key()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kiosk test CA")])
-        self.ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self._not_before)
-            .not_valid_after(self._not_after)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.ca_key.public_key()), critical=False
-            )
-            .sign(self.ca_key, hashes.SHA256())
-        )
+        self.ca_key, self.ca_cert = self_signed_ca("kiosk test CA", now, days=2)
+        self._not_before = self.ca_cert.not_valid_before_utc
+        self._not_after = self.ca_cert.not_valid_after_utc
         self.ca_file = self.dir / "ca.crt"
         _write_cert(self.ca_file, self.ca_cert)
         self.server_cert_file, self.server_key_file = self._issue(

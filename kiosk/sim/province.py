@@ -61,6 +61,7 @@ from kiosk.core.payment import (
     sign_confirmation,
 )
 from kiosk.log import log_event
+from kiosk.sim.certs import private_key_pem, self_signed_ca
 from kiosk.sync.signing import key_id, public_key_pem, sign_envelope
 from kiosk.sync.topics import (
     ALL_STATUS,
@@ -909,27 +910,9 @@ class ProvinceCA:
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise ValueError(f"{key_path}: not an EC private key")
             return cls(key, x509.load_pem_x509_certificate(cert_path.read_bytes()), directory)
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        key, cert = self_signed_ca(name, now, days=3650)
+        key_path.write_bytes(private_key_pem(key))
         key_path.chmod(0o600)
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cls(key, cert, directory)
