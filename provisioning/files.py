@@ -2,8 +2,9 @@
 
 Owns: how provisioning writes a file that must survive power loss half-way (temp file in the
 same directory, fsync, rename, fsync of the directory), the backup kept before an overwrite, and
-editing single keys of the kiosk TOML config (read, change, validate, replace). Never writes a
-config that `kiosk.config` refuses, and never prints file contents.
+editing single keys of the kiosk TOML config (read, change, validate, replace), and how a
+subcommand loads the config it works on. Never writes a config that `kiosk.config` refuses, and
+never prints file contents.
 """
 
 from __future__ import annotations
@@ -19,9 +20,22 @@ from typing import Any
 
 import tomli_w
 
-from kiosk.config import ConfigError, KioskConfig, load_config
+from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 
-__all__ = ["backup", "update_config", "write_atomic", "write_config_checked"]
+__all__ = ["backup", "command_config", "update_config", "write_atomic", "write_config_checked"]
+
+
+def command_config(config_arg: str | None, hint: str = "") -> tuple[Path, KioskConfig] | None:
+    """The config a subcommand works on (`--config`, $KIOSK_CONFIG, /etc/kiosk/kiosk.toml).
+
+    On a config that cannot be used, prints every problem and returns None: the caller exits 2.
+    """
+    path = resolve_config_path(config_arg)
+    try:
+        return path, load_config(path)
+    except ConfigError as e:
+        print(f"error: the config is not usable{hint}:\n{e}")
+        return None
 
 
 def _fsync_dir(d: Path) -> None:

@@ -14,14 +14,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from kiosk.config import ConfigError, load_config, resolve_config_path
 from provisioning.crypto import (
     csr_pem,
     generate_device_key,
     private_key_pem,
     public_key_fingerprint,
 )
-from provisioning.files import backup, write_atomic
+from provisioning.files import backup, command_config, write_atomic
 
 __all__ = ["IdentityFiles", "add_parser", "cmd_keys", "make_keys"]
 
@@ -88,12 +87,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    path = resolve_config_path(args.config)
-    try:
-        cfg = load_config(path)
-    except ConfigError as e:
-        print(f"error: the config is not usable (run `kiosk-provision init` first):\n{e}")
+    loaded = command_config(args.config, " (run `kiosk-provision init` first)")
+    if loaded is None:
         return 2
+    path, cfg = loaded
     files = IdentityFiles(Path(args.dir) if args.dir else path.parent)
     try:
         fp = make_keys(cfg.identity.kiosk_id, files, force=args.force)

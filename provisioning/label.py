@@ -13,7 +13,8 @@ from pathlib import Path
 import qrcode
 from PIL import Image, ImageDraw, ImageFont
 
-from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
+from kiosk.config import KioskConfig
+from provisioning.files import command_config
 
 __all__ = ["DPI", "LABEL_PX", "add_parser", "cmd_label", "label_url", "render_label"]
 
@@ -111,11 +112,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(resolve_config_path(args.config))
-    except ConfigError as e:
-        print(f"error: the config is not usable:\n{e}")
+    loaded = command_config(args.config)
+    if loaded is None:
         return 2
+    cfg = loaded[1]
     url = label_url(args.url, cfg.identity.kiosk_id)
     img = render_label(cfg, url)
     stem = Path(args.out)

@@ -42,7 +42,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
+from kiosk.config import ConfigError, KioskConfig
 from kiosk.sync.topics import register_reply, register_request
 from provisioning.crypto import (
     CryptoError,
@@ -54,7 +54,7 @@ from provisioning.crypto import (
     sign_request,
     unseal,
 )
-from provisioning.files import update_config, write_atomic
+from provisioning.files import command_config, update_config, write_atomic
 from provisioning.keys import IdentityFiles
 
 __all__ = [
@@ -290,12 +290,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    path = resolve_config_path(args.config)
-    try:
-        cfg = load_config(path)
-    except ConfigError as e:
-        print(f"error: the config is not usable:\n{e}")
+    loaded = command_config(args.config)
+    if loaded is None:
         return 2
+    path, cfg = loaded
     files = IdentityFiles(Path(args.dir) if args.dir else path.parent)
     try:
         key = load_private_key(files.key.read_bytes())

@@ -26,11 +26,12 @@ from typing import Any, TextIO
 
 from kiosk import __version__
 from kiosk.clock import SystemClock
-from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
+from kiosk.config import KioskConfig
 from kiosk.hardware.board import SUCCESSES, BoardError, SerialBoard, VendTimeout
 from kiosk.hardware.cli_board import describe, hold_past, tx_from_clock
 from kiosk.hardware.link import SerialLink
 from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, SlotKind
+from provisioning.files import command_config
 
 __all__ = [
     "CHECK_NAMES",
@@ -465,11 +466,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(resolve_config_path(args.config))
-    except ConfigError as e:
-        print(f"error: the config is not usable:\n{e}")
+    loaded = command_config(args.config)
+    if loaded is None:
         return 2
+    cfg = loaded[1]
     checks = run_checks(
         cfg,
         port=args.port or cfg.hardware.port,

@@ -13,8 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kiosk.config import ConfigError, load_config, resolve_config_path
-from provisioning.files import backup, write_atomic
+from provisioning.files import backup, command_config, write_atomic
 
 __all__ = ["UNIT_TEMPLATE", "add_parser", "cmd_install_service", "render_unit"]
 
@@ -59,12 +58,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_install_service(args: argparse.Namespace) -> int:
-    path = resolve_config_path(args.config).resolve()
-    try:
-        cfg = load_config(path)
-    except ConfigError as e:
-        print(f"error: the config is not usable:\n{e}")
+    loaded = command_config(args.config)
+    if loaded is None:
         return 2
+    path, cfg = loaded[0].resolve(), loaded[1]
     exe = args.exe or str(Path(sys.executable).with_name("kiosk"))
     if not Path(exe).exists():
         exe = shutil.which("kiosk") or exe

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import __version__
-from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
+from kiosk.config import KioskConfig
+from provisioning.files import command_config
 from provisioning.keys import IdentityFiles
 from provisioning.register import cert_days_left
 
@@ -196,12 +197,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    path = resolve_config_path(args.config)
-    try:
-        cfg = load_config(path)
-    except ConfigError as e:
-        print(f"error: the config is not usable:\n{e}")
+    loaded = command_config(args.config)
+    if loaded is None:
         return 2
+    path, cfg = loaded
     files = IdentityFiles(Path(args.dir) if args.dir else path.parent)
     data = gather(
         cfg, files, port=args.port or cfg.hardware.port, timeout=args.timeout, offline=args.offline
