@@ -18,8 +18,6 @@ Prints:
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import platform
 import ssl
 import statistics
 import subprocess
@@ -35,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 
+import _common  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 import paho.mqtt.client as mqtt  # noqa: E402
 from kiosk_node import KioskNode, sale_body, sync_config  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
@@ -54,18 +53,9 @@ GOAL = 0.8  # SyncClient + outbox rate / bare paho rate
 
 
 def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return (
-        f"{platform.node()} {platform.machine()} {model} x{os.cpu_count()}, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"paho-mqtt {importlib.metadata.version('paho-mqtt')}, {Mosquitto.version()}"
+        f"{_common.machine()}, paho-mqtt {importlib.metadata.version('paho-mqtt')}, "
+        f"{Mosquitto.version()}"
     )
 
 
