@@ -1066,6 +1066,8 @@ class Controller:
             delay = float(os.environ.get(CRASH_DELAY_ENV, "10")) / 1000
             plan = _crash_plan()
             threading.Timer(delay, _die, (f"vend_sent:{plan[1] if plan else '?'}",)).start()
+        if not self._tx_is_fresh(job):
+            return
         try:
             if job.locker:
                 r = self.board.unlock(job.slot_no, job.tx, self.unlock_timeout_s)
@@ -1089,6 +1091,41 @@ class Controller:
         recorded = r.outcome in _RECORDED
         self._inbox.put(
             _Reported(job.order_id, job.tx, job.slot_no, _core_outcome(r.outcome), recorded)
+        )
+
+    def _tx_is_fresh(self, job: _VendJob) -> bool:
+        """Before a tx first leaves: the board must not already know it. A board remembers the
+        tx ids of earlier stores (and of another cabinet, if it was swapped in); a VEND with such
+        an id would be answered from that memory without running a motor. The store epoch and
+        counter re-basing make this practically impossible; this check makes it certain. A
+        known tx is never sent: the line is retried with its next tx and an alarm is raised."""
+        try:
+            known = self.board.outcome(job.tx)
+        except BoardError as e:
+            log_event(log, "dispense.offline", logging.WARNING, tx=job.tx, error=str(e))
+            self._inbox.put(_Unknown(job.order_id, job.tx))
+            return False
+        if known is Outcome.UNKNOWN_TX:
+            return True
+        log_event(
+            log, "dispense.tx_known_to_board", logging.ERROR, tx=job.tx, outcome=known.name
+        )
+        self._inbox.put(_Call(lambda: self._tx_in_use(job, known)))
+        return False
+
+    def _tx_in_use(self, job: _VendJob, known: Outcome) -> None:
+        detail = (
+            f"the board already knew tx {job.tx} ({known.name}) before it was first sent; "
+            "not sent, retried with a new tx"
+        )
+        try:
+            with self.store.transaction() as conn:
+                self._alarm(conn, "tx_collision", job.order_id, detail, job.slot_no)
+        except _STORE_ERRORS as e:
+            self._store_failed(e, "alarm")
+        self._committed()
+        self._on_reported(
+            _Reported(job.order_id, job.tx, job.slot_no, sale.VendOutcome.NOT_ACCEPTED, False)
         )
 
     def _do_query(self, order_id: str, slot_no: int, tx: int) -> None:

@@ -138,7 +138,7 @@ def test_save_load_unfinished_and_reservations(store: Store) -> None:
     with store.transaction() as conn:
         repo.release(conn, o.order_id)
         repo.release(conn, o.order_id)
-        assert repo.next_order_seq(conn) == 2
+        assert repo.next_order_seq(conn) == base + 2
     assert repo.reserved() == {}
 
 
