@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 import uuid
@@ -46,7 +47,7 @@ from kiosk.core.planogram import Planogram, planogram_from_csv
 from kiosk.hardware.board import BoardDriver, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.log import log_event
-from kiosk.store import Store, open_store
+from kiosk.store import Store, StoreError, open_store
 from kiosk.sync import messages
 from kiosk.sync.client import OutboxLike, SyncClient, SyncConfigError, broker_address, tls_context
 from kiosk.sync.clockoffset import ClockOffset
@@ -748,13 +749,17 @@ def script_buy3(
     `pay_via_province` print the pay URL (`pay url <url>`) and wait for the province's real
     confirmation (someone scans the code and pays).
 
-    Resumable: if the store already holds an order, it does not start another one; it pays an
-    order still waiting for payment and waits until every order is closed (after a crash).
-    Returns 0 when the last order closed, 1 otherwise.
+    Resumable: if the store already holds an order made in this store (its epoch; orders
+    carried forward by `kiosk store recover` do not count), it does not start another one; it
+    pays an order still waiting for payment and waits until every order is closed (after a
+    crash). Returns 0 when the last order closed, 1 otherwise.
     """
+    from kiosk.core.payment import order_epoch
+
     clock = clock or SystemClock()
     kiosk_id = controller.kiosk_id
-    orders = controller.repo.all()
+    epoch = controller.store.epoch
+    orders = [o for o in controller.repo.all() if order_epoch(o.order_id) == epoch]
     if not orders:
         v = controller.wait_view(lambda v: v.mode == "idle", timeout)
         if v is None:
@@ -837,10 +842,19 @@ def run(
     requires it, False never starts it. With a link, a script waits (at most `drain_timeout`)
     for the province to acknowledge every record before it exits.
     """
-    app = build_app(
-        config,
-        province_public_key=payment_source.public_key if payment_source is not None else None,
-    )
+    try:
+        app = build_app(
+            config,
+            province_public_key=payment_source.public_key if payment_source is not None else None,
+        )
+    except (StoreError, sqlite3.Error, OSError) as e:
+        # invariant 5: out of service and saying why, never a traceback or a crash loop
+        from kiosk.degraded import run_degraded
+
+        if script is not None:
+            say(f"kiosk run: the store cannot be opened: {e}")
+            return 1
+        return run_degraded(config, e, headless, say)
     problem = sync_problem(config) if sync is not False else "switched off"
     if sync and problem is not None:
         app.store.close()

@@ -1107,9 +1107,7 @@ class Controller:
             return False
         if known is Outcome.UNKNOWN_TX:
             return True
-        log_event(
-            log, "dispense.tx_known_to_board", logging.ERROR, tx=job.tx, outcome=known.name
-        )
+        log_event(log, "dispense.tx_known_to_board", logging.ERROR, tx=job.tx, outcome=known.name)
         self._inbox.put(_Call(lambda: self._tx_in_use(job, known)))
         return False
 

@@ -85,6 +85,9 @@ OUT_OF_SERVICE_KEYS = (
     "door_open",
     "starting",
     "temperature",
+    "store_corrupt",
+    "store_damaged",
+    "disk_low",
 )
 
 
@@ -161,6 +164,7 @@ class ProblemView:
 @dataclass(frozen=True, slots=True)
 class OutOfServiceView:
     reason_key: str  # one of OUT_OF_SERVICE_KEYS
+    code: str = ""  # for the technician: a service code and what to run (shown small)
 
 
 @dataclass(frozen=True, slots=True)

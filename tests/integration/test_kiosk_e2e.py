@@ -308,3 +308,102 @@ def _actions(province: ProvinceSimulator) -> list[str]:
     return [
         str(e["body"].get("action")) for e in province.events(KIOSK_A) if e["kind"] == "technician"
     ]
+
+
+# --- store integrity: a corrupt store at start, and selling again after `kiosk store recover` --
+
+
+def _smash_an_index_page(db: Path) -> None:
+    """Damage that PRAGMA quick_check finds while every table row stays readable."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        (page,) = conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'outbox_due' ORDER BY pageno LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    data = bytearray(db.read_bytes())
+    data[(page - 1) * 4096 : page * 4096] = b"\xde\xad" * 2048
+    db.write_bytes(data)
+
+
+def _buy_one_round(cfg: Path, province: ProvinceSimulator) -> str:
+    """`kiosk run --script buy3 --pay-via-province`, paid at the province; returns the order id."""
+    k = kiosk(cfg, "--script", "buy3", "--pay-via-province", "--timeout", "45")
+    try:
+        _, url_line = k.wait_line(lambda s: s.startswith("pay url "), 30)
+        k.wait_line(lambda s: "sync.subscribed" in s or "sync.connected" in s, 20, err=True)
+        params = parse_pay_url(url_line.split(" ", 2)[2], {KIOSK_A: DEMO_SECRET})
+        assert params is not None
+        province.confirm_payment(params, "wechat")
+        assert k.proc.wait(60) == 0, k.dump()
+        k.wait_line(lambda s: s.startswith("outbox: 0 "), 5)
+        assert not any("Traceback" in ln for ln in k.lines(err=True)), k.dump()
+        return params.order_id
+    finally:
+        k.stop()
+
+
+def _sales(province: ProvinceSimulator) -> list[dict[str, Any]]:
+    return [e["body"] for e in province.events(KIOSK_A) if e["kind"] == "sale"]
+
+
+def test_corrupt_store_then_recover_then_sell(
+    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province: ProvinceSimulator, board: Path
+) -> None:
+    from kiosk.core.payment import order_epoch
+
+    cfg = write_config(tmp_path, pki, mosquitto, province, board)
+    data = tmp_path / "kiosk-data"
+    first = _buy_one_round(cfg, province)
+    old_sale = _sales(province)[0]
+    old_txs = {ln["tx"] for ln in old_sale["lines"]}
+
+    # --- the store is damaged: the kiosk stays up, out of service, and says so -------------
+    _smash_an_index_page(data / "kiosk.db")
+    k = kiosk(cfg)
+    try:
+        k.wait_line(lambda s: s.startswith("OUT OF SERVICE (STORE_CORRUPT)"), 30)
+        k.wait_line(lambda s: "kiosk store recover" in s, 5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not [
+            a for a in _alarms(province) if a["body"].get("kind") == "store_corrupt"
+        ]:
+            time.sleep(0.1)
+        alarm = [a for a in _alarms(province) if a["body"].get("kind") == "store_corrupt"]
+        assert alarm and "kiosk store recover" in alarm[0]["body"]["detail"], k.dump()
+        reported = [e for e in province.events(KIOSK_A) if e["kind"] == "reported"]
+        assert any(r["body"]["out_of_service_reason"] == "store_corrupt" for r in reported)
+        assert k.proc.poll() is None  # still up: no crash loop under systemd
+        k.proc.send_signal(signal.SIGTERM)
+        assert k.proc.wait(15) == 0, k.dump()
+        assert not any("Traceback" in ln for ln in k.lines(err=True)), k.dump()
+    finally:
+        k.stop()
+
+    # --- the technician recovers: rows carried forward, a new epoch, counters re-based ------
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rec = subprocess.run(
+        [sys.executable, "-m", "kiosk.cli", "store", "recover", "--config", str(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert "carried forward:" in rec.stdout and "orders 1" in rec.stdout, rec.stdout
+
+    # --- and sells again: no order id or tx of the first life is reused ---------------------
+    second = _buy_one_round(cfg, province)
+    assert second != first and order_epoch(second) != order_epoch(first)
+    sales = _sales(province)
+    assert [s["order_id"] for s in sales] == [first, second]  # stored, not dropped as a dupe
+    new_sale = sales[1]
+    assert {ln["status"] for ln in new_sale["lines"]} == {"delivered"}
+    assert not old_txs & {ln["tx"] for ln in new_sale["lines"]}
+    assert min(ln["tx"] for ln in new_sale["lines"]) > max(old_txs)
+    assert new_sale["seq"] == old_sale["seq"] + 1  # the ledger chain goes on
+    reports = province.chain_reports()
+    assert reports and all(r.ok for r in reports), reports

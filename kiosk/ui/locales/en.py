@@ -126,6 +126,12 @@ MESSAGES: dict[str, str] = {
     "oos.door_open": "A door is not closed, so sales are paused.",
     "oos.starting": "Starting up, please wait.",
     "oos.temperature": "The fridge is too warm. Sales are paused to keep food safe.",
+    "oos.store_corrupt": "This kiosk's sales records need a technician. Sales are paused.",
+    "oos.store_damaged": (
+        "This kiosk's sales records failed their check. Sales are paused to protect you."
+    ),
+    "oos.disk_low": "This kiosk is out of storage space. Sales are paused to protect you.",
+    "oos.code": "Service code {code}",
     "oos.phone": "Service phone {phone}",
     "oos.sorry": "Sorry for the inconvenience.",
     # inactivity prompt

@@ -121,6 +121,10 @@ MESSAGES: dict[str, str] = {
     "oos.door_open": "有柜门没有关好，暂停销售。",
     "oos.starting": "正在启动，请稍候。",
     "oos.temperature": "冷藏温度过高，为保证食品安全，暂停销售。",
+    "oos.store_corrupt": "本机交易记录需要维修人员处理，暂停销售。",
+    "oos.store_damaged": "本机交易记录校验未通过，为保护您的权益，暂停销售。",
+    "oos.disk_low": "本机存储空间不足，为保护您的权益，暂停销售。",
+    "oos.code": "维修代码 {code}",
     "oos.phone": "客服电话 {phone}",
     "oos.sorry": "给您带来不便，敬请谅解。",
     # inactivity prompt

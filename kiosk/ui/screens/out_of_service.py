@@ -46,7 +46,7 @@ class OutOfServiceScreen(Screen):
         )
         y = r.bottom + 2 * m.gap
         phone = self.app.view.service_phone or self.app.config.service_phone
-        ui.text(
+        r = ui.text(
             t("oos.phone", phone=phone),
             pygame.Rect(body.x, y, body.w, min(line_height(m.title) * 2, body.bottom - y)),
             size=m.title,
@@ -54,3 +54,15 @@ class OutOfServiceScreen(Screen):
             bold=True,
             max_lines=2,
         )
+        if oos is not None and oos.code:  # for the technician: the code and what to run
+            y = r.bottom + 2 * m.gap
+            ui.text(
+                t("oos.code", code=oos.code),
+                pygame.Rect(
+                    body.x, y, body.w, max(0, min(line_height(m.text) * 2, body.bottom - y))
+                ),
+                size=m.text,
+                align="center",
+                max_lines=2,
+                color=c.muted,
+            )
