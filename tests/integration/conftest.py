@@ -77,10 +77,10 @@ def proxy(mosquitto: Mosquitto) -> Iterator[TcpProxy]:
 def province(
     tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province_keys: tuple[bytes, bytes]
 ) -> Iterator[ProvinceSimulator]:
-    cert = pki.client("province")
+    cert = pki.backend_client()
     sim = ProvinceSimulator(
         BrokerSettings(
-            url=mosquitto.url,
+            url=mosquitto.province_url,
             ca_file=pki.ca_file,
             cert_file=cert.cert_file,
             key_file=cert.key_file,
