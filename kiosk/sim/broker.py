@@ -3,8 +3,9 @@
 Owns: everything the demo, tests and benchmarks need from the MQTT side of the world. Never
 skips: a missing `mosquitto` binary is a failure with instructions (scripts/test.sh installs it).
 
-- `Pki`: a CA, a server certificate for 127.0.0.1/localhost and client certificates whose CN
-  is the MQTT identity (kiosk id, or "province"), all EC P-256, generated with `cryptography`.
+- `Pki`: a kiosk CA and a backend CA, a server certificate for 127.0.0.1/localhost, client
+  certificates whose CN is the MQTT identity (kiosk id from the kiosk CA: `client()`; "province"
+  from the backend CA: `backend_client()`), a CRL per CA (`revoke()`), all EC P-256.
 - `Mosquitto`: writes mosquitto.conf + ACL into a directory, starts `mosquitto -c`, waits until
   the port accepts (with `bootstrap=True` also a second TLS listener for registration, below),
   `stop()` (SIGTERM, persistence saved), `kill()` (SIGKILL), `start()` again on
@@ -12,10 +13,15 @@ skips: a missing `mosquitto` binary is a failure with instructions (scripts/test
 - `TcpProxy`: 127.0.0.1:port -> broker; `cut()` resets every open connection (both sides),
   `refuse(True)` closes new connections at once, to simulate a flaky province link.
 
-Two listeners (`per_listener_settings true`: each has its own `allow_anonymous` and ACL file):
-- main (`port`): TLS with `require_certificate true`, user name = certificate CN, no anonymous;
-  ACL: a kiosk reads and writes `kiosk/v1/<its id>/#`, reads `kiosk/v1/province/#`; user
-  `province` has everything.
+The configuration comes from `mosquitto_conf()`, the one place it is written (the production
+config of docs/broker.md is `production_conf()`, the same function). Listeners
+(`per_listener_settings true`: each has its own `allow_anonymous` and ACL file):
+- kiosk (`port`): TLS with `require_certificate true` (kiosk CA, CRL), user name = certificate
+  CN, client id = user name (`use_username_as_clientid`), no anonymous; ACL (`kiosk_acl()`,
+  generated from kiosk.sync.topics): a kiosk writes only its own uplink and reads only its own
+  downlink and the province broadcast.
+- backend (`backend_port`, `province_url`): TLS with a client certificate from the backend CA
+  (`Pki.backend_client()`); user `province` has everything.
 - bootstrap (`bootstrap_port`, optional): TLS, server-auth only (`require_certificate false`),
   anonymous allowed ON THIS LISTENER ONLY; ACL: write `kiosk/v1/register/+/request`, read
   `kiosk/v1/register/+/reply`, nothing else. A kiosk without a certificate registers here. Reading
