@@ -160,7 +160,7 @@ class Demo:
         # 1. PKI and broker
         pki = Pki(self.dir / "pki")
         kiosk_cert = pki.client(KIOSK_ID)
-        prov_cert = pki.client("province")
+        prov_cert = pki.backend_client()
         self.broker = Mosquitto(self.dir / "broker", pki)
         self.broker.start()
         # 2. device secret shared by kiosk and province, province keys, simulator, pay page
@@ -172,7 +172,7 @@ class Demo:
         device_secrets = {KIOSK_ID: self.secret}
         self.sim = ProvinceSimulator(
             BrokerSettings(
-                url=self.broker.url,
+                url=self.broker.province_url,
                 ca_file=pki.ca_file,
                 cert_file=prov_cert.cert_file,
                 key_file=prov_cert.key_file,

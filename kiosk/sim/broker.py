@@ -3,8 +3,9 @@
 Owns: everything the demo, tests and benchmarks need from the MQTT side of the world. Never
 skips: a missing `mosquitto` binary is a failure with instructions (scripts/test.sh installs it).
 
-- `Pki`: a CA, a server certificate for 127.0.0.1/localhost and client certificates whose CN
-  is the MQTT identity (kiosk id, or "province"), all EC P-256, generated with `cryptography`.
+- `Pki`: a kiosk CA and a backend CA, a server certificate for 127.0.0.1/localhost, client
+  certificates whose CN is the MQTT identity (kiosk id from the kiosk CA: `client()`; "province"
+  from the backend CA: `backend_client()`), a CRL per CA (`revoke()`), all EC P-256.
 - `Mosquitto`: writes mosquitto.conf + ACL into a directory, starts `mosquitto -c`, waits until
   the port accepts (with `bootstrap=True` also a second TLS listener for registration, below),
   `stop()` (SIGTERM, persistence saved), `kill()` (SIGKILL), `start()` again on
@@ -12,10 +13,15 @@ skips: a missing `mosquitto` binary is a failure with instructions (scripts/test
 - `TcpProxy`: 127.0.0.1:port -> broker; `cut()` resets every open connection (both sides),
   `refuse(True)` closes new connections at once, to simulate a flaky province link.
 
-Two listeners (`per_listener_settings true`: each has its own `allow_anonymous` and ACL file):
-- main (`port`): TLS with `require_certificate true`, user name = certificate CN, no anonymous;
-  ACL: a kiosk reads and writes `kiosk/v1/<its id>/#`, reads `kiosk/v1/province/#`; user
-  `province` has everything.
+The configuration comes from `mosquitto_conf()`, the one place it is written (the production
+config of docs/broker.md is `production_conf()`, the same function). Listeners
+(`per_listener_settings true`: each has its own `allow_anonymous` and ACL file):
+- kiosk (`port`): TLS with `require_certificate true` (kiosk CA, CRL), user name = certificate
+  CN, client id = user name (`use_username_as_clientid`), no anonymous; ACL (`kiosk_acl()`,
+  generated from kiosk.sync.topics): a kiosk writes only its own uplink and reads only its own
+  downlink and the province broadcast.
+- backend (`backend_port`, `province_url`): TLS with a client certificate from the backend CA
+  (`Pki.backend_client()`); user `province` has everything.
 - bootstrap (`bootstrap_port`, optional): TLS, server-auth only (`require_certificate false`),
   anonymous allowed ON THIS LISTENER ONLY; ACL: write `kiosk/v1/register/+/request`, read
   `kiosk/v1/register/+/reply`, nothing else. A kiosk without a certificate registers here. Reading
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import ipaddress
 import os
@@ -52,6 +59,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kiosk.sim.certs import private_key_pem, self_signed_ca
+from kiosk.sync.topics import MAX_CATALOG_BYTES, PREFIX, Topics
 
 __all__ = [
     "BOOTSTRAP_ACL",
@@ -142,10 +150,57 @@ class Pki:
         self._not_after = self.ca_cert.not_valid_after_utc
         self.ca_file = self.dir / "ca.crt"
         _write_cert(self.ca_file, self.ca_cert)
+        # the province backend's client certificates come from their own CA: the backend
+        # listener trusts only it, the kiosk listener only the kiosk CA (`ca_cert`)
+        self.backend_ca_key, self.backend_ca_cert = self_signed_ca("kiosk test backend CA", now, 2)
+        self.backend_ca_file = self.dir / "backend-ca.crt"
+        _write_cert(self.backend_ca_file, self.backend_ca_cert)
         self.server_cert_file, self.server_key_file = self._issue(
             "server", "localhost", server=True
         )
         self._clients: dict[str, ClientCert] = {}
+        self._backend_clients: dict[str, ClientCert] = {}
+        # one CRL per client CA, empty at first (Mosquitto's `crlfile` needs one to exist)
+        self.crl_file = self.dir / "ca.crl"
+        self.backend_crl_file = self.dir / "backend-ca.crl"
+        self._revoked: list[x509.RevokedCertificate] = []
+        self._write_crl(self.crl_file, self.ca_cert, self.ca_key, [])
+        self._write_crl(self.backend_crl_file, self.backend_ca_cert, self.backend_ca_key, [])
+
+    def _write_crl(
+        self,
+        path: Path,
+        ca_cert: x509.Certificate,
+        ca_key: ec.EllipticCurvePrivateKey,
+        revoked: list[x509.RevokedCertificate],
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca_cert.subject)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(self._not_after)
+        )
+        for r in revoked:
+            builder = builder.add_revoked_certificate(r)
+        crl = builder.sign(ca_key, hashes.SHA256())
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        os.replace(tmp, path)
+
+    def revoke(self, cert: ClientCert) -> None:
+        """Add a kiosk certificate to the kiosk CA's CRL (`crl_file`). The broker reads the CRL
+        when it starts: restart it (`Mosquitto.stop(); start()`) for the revocation to count."""
+        c = x509.load_pem_x509_certificate(cert.cert_file.read_bytes())
+        if c.issuer != self.ca_cert.subject:
+            raise ValueError(f"{cert.name}: not issued by the kiosk CA")
+        self._revoked.append(
+            x509.RevokedCertificateBuilder()
+            .serial_number(c.serial_number)
+            .revocation_date(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+            .build()
+        )
+        self._write_crl(self.crl_file, self.ca_cert, self.ca_key, self._revoked)
 
     def _issue(
         self, stem: str, cn: str, *, server: bool, ca: tuple[x509.Certificate, object] | None = None
@@ -194,6 +249,19 @@ class Pki:
             self._clients[name] = ClientCert(name, cert_file, key_file)
         return self._clients[name]
 
+    def backend_client(self, name: str = PROVINCE_USER) -> ClientCert:
+        """Client certificate for the province backend (CN = `name`, default "province"),
+        signed by the backend CA: valid on the backend listener only."""
+        if name not in self._backend_clients:
+            cert_file, key_file = self._issue(
+                f"backend-{name}",
+                name,
+                server=False,
+                ca=(self.backend_ca_cert, self.backend_ca_key),
+            )
+            self._backend_clients[name] = ClientCert(name, cert_file, key_file)
+        return self._backend_clients[name]
+
     def rogue_client(self, name: str) -> ClientCert:
         """A client certificate with CN = `name` signed by a CA the broker does not trust."""
         rogue = Pki.__new__(Pki)
@@ -219,7 +287,52 @@ class Pki:
         return ClientCert(name, cert_file, key_file)
 
 
-# --- the broker -------------------------------------------------------------------------------
+# --- the broker configuration: one place, for the test broker and for production -------------
+
+# Every packet a client may send is at most this big: the largest message in the contract (the
+# province's signed catalog, 1 MiB) plus room for the fixed header, topic and properties.
+# Mosquitto's `max_packet_size` is broker-wide (all listeners), so the kiosks get the same
+# limit; their own messages are at most 64 KiB (topics.MAX_PAYLOAD_BYTES).
+MAX_PACKET_BYTES = MAX_CATALOG_BYTES + 4096
+# QoS 1 messages the broker keeps per client above those in flight (also broker-wide): the
+# province's persistent session queues every kiosk's uplink while the backend restarts.
+MAX_QUEUED_MESSAGES = 200_000
+# A stand-in kiosk id: the ACL is generated from kiosk.sync.topics (the one place that knows
+# topic names) for this id, which is then replaced by Mosquitto's `%u` (user name = CN).
+_ACL_ID = "ACLKIOSKID"
+
+
+def kiosk_acl(prefix: str = PREFIX) -> str:
+    """The ACL of the kiosk listener: exactly what `Topics` says a kiosk publishes (write) and
+    subscribes to (read), with the user name (= certificate CN = client id) as the kiosk id.
+
+    Nothing else: no write on any downlink topic (a kiosk cannot ack itself or overwrite the
+    province's retained signed `desired/*`), no read on another kiosk's tree, nothing under
+    `kiosk/v1/register/` (the bootstrap listener's business), no `$SYS`."""
+    t = Topics(_ACL_ID, prefix)
+    own = f"{prefix}/{_ACL_ID}/"
+
+    def pattern(access: str, topic: str) -> str:
+        return f"pattern {access} " + topic.replace(own, f"{prefix}/%u/")
+
+    lines = [
+        "# Kiosk listener ACL: kiosk.sim.broker.kiosk_acl(), generated from kiosk/sync/topics.py.",
+        "# %u is the user name = the certificate CN = the client id (use_username_as_clientid).",
+        "# Uplink: a kiosk writes only these, its own.",
+        *(pattern("write", topic) for topic in t.uplink()),
+        "# Downlink and the province's broadcast: a kiosk reads only these, never writes them.",
+        *(pattern("read", f) for f, _qos in t.subscriptions()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# The backend listener's ACL: only the province identity, and it may do everything.
+BACKEND_ACL = f"""\
+# Backend listener ACL: the province backend (certificate CN "{PROVINCE_USER}") has every topic.
+user {PROVINCE_USER}
+topic readwrite #
+topic read $SYS/#
+"""
 
 # The bootstrap listener's ACL. `pattern` lines apply to every client of the listener, anonymous
 # or with a user name (a registering kiosk sends its id as user name and the token as password,
@@ -230,20 +343,159 @@ pattern write kiosk/v1/register/+/request
 pattern read kiosk/v1/register/+/reply
 """
 
-ACL = """\
-# Each kiosk (user name = certificate CN) reads and writes only its own tree.
-pattern readwrite kiosk/v1/%u/#
-# Every kiosk reads what the province publishes for all kiosks (catalog, prices, images).
-pattern read kiosk/v1/province/#
 
-user province
-topic readwrite #
-topic read $SYS/#
-"""
+@dataclass(frozen=True)
+class TlsFiles:
+    """The files one TLS listener needs: the CA that signs its *clients'* certificates, the
+    CRL of that CA, and the broker's own certificate and key."""
+
+    cafile: Path
+    crlfile: Path | None
+    certfile: Path
+    keyfile: Path
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str
+    port: int
+
+
+def mosquitto_conf(
+    *,
+    kiosk: Listener,
+    kiosk_tls: TlsFiles,
+    kiosk_acl_file: Path,
+    backend: Listener,
+    backend_tls: TlsFiles,
+    backend_acl_file: Path,
+    bootstrap: Listener | None = None,
+    bootstrap_tls: TlsFiles | None = None,
+    bootstrap_acl_file: Path | None = None,
+    persistence_dir: Path,
+    log_lines: Sequence[str] = ("log_dest syslog",),
+    autosave_interval: int = 60,
+    max_inflight: int = 20,
+    run_as_root: bool = False,
+    extra_kiosk_conf: str = "",
+) -> str:
+    """mosquitto.conf for Mosquitto 2.0: the one place the broker configuration is written.
+
+    The test broker (`Mosquitto`) and the production config in docs/broker.md
+    (`python -m kiosk.sim.broker --print-config`) both come from here; only addresses, paths,
+    logging and the autosave interval differ.
+
+    - kiosk listener: mutual TLS (`require_certificate`), user name = certificate CN
+      (`use_identity_as_username`), client id = user name (`use_username_as_clientid`: a
+      kiosk connecting with another kiosk's client id gets its own id, so it cannot take over
+      or end another kiosk's session), revoked certificates refused (`crlfile`), ACL from
+      `kiosk_acl()`.
+    - backend listener: mutual TLS for the province backend (its own client CA, so a kiosk
+      certificate is refused there, and a province certificate is refused on the kiosk
+      listener); client ids are free, so several consumers can share subscriptions.
+    - bootstrap listener (optional): TLS, server auth only, registration topics only.
+    """
+
+    def tls(files: TlsFiles, *, require_certificate: bool) -> list[str]:
+        lines = [
+            f"cafile {files.cafile}",
+            f"certfile {files.certfile}",
+            f"keyfile {files.keyfile}",
+        ]
+        if files.crlfile is not None:
+            lines.append(f"crlfile {files.crlfile}")
+        lines += [
+            f"require_certificate {'true' if require_certificate else 'false'}",
+            "tls_version tlsv1.2",
+        ]
+        return lines
+
+    lines = [
+        "# Generated by kiosk.sim.broker.mosquitto_conf() (docs/broker.md). Mosquitto 2.0.",
+        # as root Mosquitto would switch to user "mosquitto", who cannot read a test's tmp dir
+        *(["user root"] if run_as_root else []),
+        "# each listener has its own allow_anonymous, acl_file, use_username_as_clientid",
+        "per_listener_settings true",
+        "persistence true",
+        f"persistence_location {persistence_dir}/",
+        f"autosave_interval {autosave_interval}",
+        *log_lines,
+        "connection_messages true",
+        "# limits (broker-wide in Mosquitto 2.0; per client where the name says so)",
+        f"max_packet_size {MAX_PACKET_BYTES}",
+        f"max_inflight_messages {max_inflight}",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        "",
+        "# --- kiosks: mutual TLS, identity = certificate CN = user name = client id",
+        f"listener {kiosk.port} {kiosk.host}",
+        "allow_anonymous false",
+        f"acl_file {kiosk_acl_file}",
+        *tls(kiosk_tls, require_certificate=True),
+        "use_identity_as_username true",
+        "use_username_as_clientid true",
+        extra_kiosk_conf,
+        "",
+        "# --- the province backend: mutual TLS with the backend client CA",
+        f"listener {backend.port} {backend.host}",
+        "allow_anonymous false",
+        f"acl_file {backend_acl_file}",
+        *tls(backend_tls, require_certificate=True),
+        "use_identity_as_username true",
+    ]
+    if bootstrap is not None:
+        if bootstrap_tls is None or bootstrap_acl_file is None:
+            raise ValueError("the bootstrap listener needs its TLS files and ACL file")
+        lines += [
+            "",
+            "# --- registration: TLS server auth only, anonymous, register topics only",
+            f"listener {bootstrap.port} {bootstrap.host}",
+            "allow_anonymous true",
+            f"acl_file {bootstrap_acl_file}",
+            *tls(dataclasses.replace(bootstrap_tls, crlfile=None), require_certificate=False),
+        ]
+    out: list[str] = []
+    for line in lines:  # no empty option lines; single blank lines between sections
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+PRODUCTION_DIR = Path("/etc/mosquitto")
+
+
+def production_conf() -> str:
+    """The production mosquitto.conf shown in docs/broker.md (a unit test keeps them equal)."""
+    etc = PRODUCTION_DIR
+    certs = etc / "certs"
+    server = {"certfile": certs / "server.crt", "keyfile": certs / "server.key"}
+    return mosquitto_conf(
+        kiosk=Listener("0.0.0.0", 8883),
+        kiosk_tls=TlsFiles(certs / "kiosk-ca.crt", certs / "kiosk-ca.crl", **server),
+        kiosk_acl_file=etc / "acl-kiosk",
+        backend=Listener("10.0.0.10", 8885),
+        backend_tls=TlsFiles(certs / "backend-ca.crt", certs / "backend-ca.crl", **server),
+        backend_acl_file=etc / "acl-backend",
+        bootstrap=Listener("0.0.0.0", 8884),
+        bootstrap_tls=TlsFiles(certs / "kiosk-ca.crt", None, **server),
+        bootstrap_acl_file=etc / "acl-bootstrap",
+        persistence_dir=Path("/var/lib/mosquitto"),
+        log_lines=(
+            "log_dest syslog",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+        ),
+        autosave_interval=60,
+        max_inflight=20,
+    )
 
 
 class Mosquitto:
-    """One Mosquitto process on 127.0.0.1:`port` with TLS, client certificates and the ACL."""
+    """One Mosquitto process on 127.0.0.1 with the configuration of `mosquitto_conf()`: the
+    kiosk listener on `port`, the province backend's listener on `backend_port` (connect the
+    province there, with `pki.backend_client()`: `province_url`) and, with `bootstrap=True`,
+    the registration listener on `bootstrap_port`."""
 
     def __init__(
         self,
@@ -256,8 +508,11 @@ class Mosquitto:
         extra_conf: str = "",
         bootstrap: bool = False,
         bootstrap_port: int | None = None,
+        backend_port: int | None = None,
     ) -> None:
-        """`bootstrap=True` (TLS only) adds the registration listener on `bootstrap_port`."""
+        """`bootstrap=True` (TLS only) adds the registration listener on `bootstrap_port`.
+        `extra_conf` is appended to the kiosk listener's section. `tls=False` is a plain,
+        anonymous, ACL-less broker on `port` (nothing in the project uses it for trust)."""
         self.binary = find_mosquitto()
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -267,57 +522,70 @@ class Mosquitto:
         if bootstrap and not tls:
             raise ValueError("the bootstrap listener is a TLS listener: needs tls=True")
         self.bootstrap_port: int | None = (bootstrap_port or free_port()) if bootstrap else None
+        self.backend_port: int | None = (backend_port or free_port()) if tls else None
         self.persist_dir = self.dir / "persist"
         self.persist_dir.mkdir(exist_ok=True)
         self.log_file = self.dir / "mosquitto.log"
-        self.acl_file = self.dir / "acl"
-        self.acl_file.write_text(ACL)
+        self.acl_file = self.dir / "acl-kiosk"
+        self.backend_acl_file = self.dir / "acl-backend"
         self.bootstrap_acl_file = self.dir / "acl-bootstrap"
-        if self.bootstrap_port is not None:
-            self.bootstrap_acl_file.write_text(BOOTSTRAP_ACL)
         self.conf_file = self.dir / "mosquitto.conf"
-        lines = [
-            # as root Mosquitto would switch to user "mosquitto", who cannot read our tmp dir
-            "user root" if os.geteuid() == 0 else "",
-            # each listener its own allow_anonymous / acl_file (set after its `listener` line)
-            "per_listener_settings true",
-            "persistence true",
-            f"persistence_location {self.persist_dir}/",
-            "autosave_interval 1",
+        log_lines = (
             f"log_dest file {self.log_file}",
             "log_type error",
             "log_type warning",
             "log_type notice",
             "log_type information",
-            "connection_messages true",
-            f"max_inflight_messages {max_inflight}",
-            "max_queued_messages 200000",
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous false" if tls else "allow_anonymous true",
-            f"acl_file {self.acl_file}" if tls else "",
-        ]
+        )
         if tls:
-            lines += [
-                f"cafile {pki.ca_file}",
-                f"certfile {pki.server_cert_file}",
-                f"keyfile {pki.server_key_file}",
-                "require_certificate true",
-                "use_identity_as_username true",
-                "tls_version tlsv1.2",
-            ]
-        lines.append(extra_conf)  # before the bootstrap listener: it applies to the main one
-        if self.bootstrap_port is not None:
-            lines += [
-                f"listener {self.bootstrap_port} 127.0.0.1",
-                "allow_anonymous true",
-                f"acl_file {self.bootstrap_acl_file}",
-                f"cafile {pki.ca_file}",
-                f"certfile {pki.server_cert_file}",
-                f"keyfile {pki.server_key_file}",
-                "require_certificate false",
-                "tls_version tlsv1.2",
-            ]
-        self.conf_file.write_text("\n".join(x for x in lines if x) + "\n")
+            assert self.backend_port is not None
+            self.acl_file.write_text(kiosk_acl())
+            self.backend_acl_file.write_text(BACKEND_ACL)
+            server = {"certfile": pki.server_cert_file, "keyfile": pki.server_key_file}
+            kiosk_tls = TlsFiles(pki.ca_file, pki.crl_file, **server)
+            if self.bootstrap_port is not None:
+                self.bootstrap_acl_file.write_text(BOOTSTRAP_ACL)
+            conf = mosquitto_conf(
+                kiosk=Listener("127.0.0.1", self.port),
+                kiosk_tls=kiosk_tls,
+                kiosk_acl_file=self.acl_file,
+                backend=Listener("127.0.0.1", self.backend_port),
+                backend_tls=TlsFiles(pki.backend_ca_file, pki.backend_crl_file, **server),
+                backend_acl_file=self.backend_acl_file,
+                bootstrap=(
+                    Listener("127.0.0.1", self.bootstrap_port)
+                    if self.bootstrap_port is not None
+                    else None
+                ),
+                bootstrap_tls=kiosk_tls,
+                bootstrap_acl_file=self.bootstrap_acl_file,
+                persistence_dir=self.persist_dir,
+                log_lines=log_lines,
+                autosave_interval=1,
+                max_inflight=max_inflight,
+                run_as_root=os.geteuid() == 0,
+                extra_kiosk_conf=extra_conf,
+            )
+        else:
+            conf = "\n".join(
+                x
+                for x in [
+                    "user root" if os.geteuid() == 0 else "",
+                    "persistence true",
+                    f"persistence_location {self.persist_dir}/",
+                    "autosave_interval 1",
+                    *log_lines,
+                    f"max_packet_size {MAX_PACKET_BYTES}",
+                    f"max_inflight_messages {max_inflight}",
+                    f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+                    f"listener {self.port} 127.0.0.1",
+                    "allow_anonymous true",
+                    extra_conf,
+                ]
+                if x
+            )
+            conf += "\n"
+        self.conf_file.write_text(conf)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -328,6 +596,13 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
+
+    @property
+    def province_url(self) -> str:
+        """Where the province backend connects (with `pki.backend_client()`)."""
+        if self.backend_port is None:
+            return self.url
+        return f"mqtts://127.0.0.1:{self.backend_port}"
 
     @property
     def bootstrap_url(self) -> str:
@@ -348,6 +623,8 @@ class Mosquitto:
         )
         try:
             wait_port(self.port, timeout, self.proc)
+            if self.backend_port is not None:
+                wait_port(self.backend_port, timeout, self.proc)
             if self.bootstrap_port is not None:
                 wait_port(self.bootstrap_port, timeout, self.proc)
         except (RuntimeError, TimeoutError) as e:
@@ -506,19 +783,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="A throwaway TLS Mosquitto for rehearsals: mutual-TLS main listener, "
         "bootstrap listener for registration, fresh PKI.",
     )
-    p.add_argument("--dir", type=Path, required=True, help="PKI, config, ACLs, log, persistence")
-    p.add_argument("--port", type=int, default=8883, help="main listener (mutual TLS)")
+    p.add_argument("--dir", type=Path, help="PKI, config, ACLs, log, persistence")
+    p.add_argument("--port", type=int, default=8883, help="kiosk listener (mutual TLS)")
     p.add_argument("--bootstrap-port", type=int, default=8884, help="registration listener")
+    p.add_argument(
+        "--backend-port", type=int, default=8885, help="province backend listener (mutual TLS)"
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the production mosquitto.conf of docs/broker.md and exit",
+    )
     p.add_argument(
         "--province-data-dir",
         type=Path,
         help="also write the CA key to <dir>/ca for `kiosk province-sim --data-dir <dir>`",
     )
     args = p.parse_args(argv)
+    if args.print_config:
+        print(production_conf(), end="")
+        return 0
+    if args.dir is None:
+        p.error("--dir is required")
     from provisioning.crypto import cert_fingerprint
 
     pki = Pki(args.dir / "pki")
-    province = pki.client(PROVINCE_USER)
+    province = pki.backend_client(PROVINCE_USER)
     if args.province_data_dir is not None:
         export_ca(pki, args.province_data_dir / "ca")
     try:
@@ -528,6 +818,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             bootstrap=True,
             bootstrap_port=args.bootstrap_port,
+            backend_port=args.backend_port,
         )
         broker.start()
     except (MosquittoMissing, RuntimeError) as e:
@@ -538,6 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, lambda *_: done.set())
     print(f"broker: main {broker.url} (client certificate required)", flush=True)
     print(f"  bootstrap {broker.bootstrap_url} (registration only, no client certificate)")
+    print(f"  province backend {broker.province_url} (backend client certificate required)")
     print(f"  CA {pki.ca_file} SHA-256 {cert_fingerprint(pki.ca_cert)}")
     print(f"  province client cert {province.cert_file} key {province.key_file}", flush=True)
     try:

@@ -396,10 +396,13 @@ def run_chaos(
     private, _public = generate_keypair()
     pay_key = workdir / "province-signing.key"
     pay_key.write_bytes(private)
-    pcert = pki.client("province")
+    pcert = pki.backend_client()
     province = ProvinceSimulator(
         BrokerSettings(
-            url=broker.url, ca_file=pki.ca_file, cert_file=pcert.cert_file, key_file=pcert.key_file
+            url=broker.province_url,
+            ca_file=pki.ca_file,
+            cert_file=pcert.cert_file,
+            key_file=pcert.key_file,
         ),
         workdir / "province",
         {KIOSK_ID: load_device_secret(SECRET_FILE)},

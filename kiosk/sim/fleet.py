@@ -279,10 +279,13 @@ def run_fleet(
     broker = Mosquitto(root / "broker", pki, max_inflight=20)
     broker.start()
     assert broker.proc is not None
-    pcert = pki.client("province")
+    pcert = pki.backend_client()
     province = ProvinceSimulator(
         BrokerSettings(
-            url=broker.url, ca_file=pki.ca_file, cert_file=pcert.cert_file, key_file=pcert.key_file
+            url=broker.province_url,
+            ca_file=pki.ca_file,
+            cert_file=pcert.cert_file,
+            key_file=pcert.key_file,
         ),
         root / "province",
         {},

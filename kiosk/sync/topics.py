@@ -237,6 +237,17 @@ class Topics:
     def register_reply(self) -> str:
         return register_reply(self.kiosk_id, self.prefix)
 
+    def uplink(self) -> list[str]:
+        """Every topic this kiosk publishes on (the broker ACL grants write on these only)."""
+        return [
+            *(self.events(k) for k in EVENT_KINDS),
+            self.telemetry,
+            self.status,
+            self.reported,
+            self.order_status_request,
+            self.image_request,
+        ]
+
     # --- the kiosk's subscriptions ------------------------------------------------------
 
     def subscriptions(self) -> list[tuple[str, int]]:

@@ -4,10 +4,11 @@
   certificates on demand with CN = kiosk id (or "province"), which the broker uses as the user
   name (`use_identity_as_username`).
 - `mosquitto`: a fresh broker per test on a free loopback port, persistence in the test's tmp
-  dir (so a stop()/start() keeps sessions and retained messages), ACL: each kiosk reads and
-  writes only `kiosk/v1/<its id>/#`, reads `kiosk/v1/province/#`; user `province` has all.
+  dir (so a stop()/start() keeps sessions and retained messages), the project's broker config
+  (kiosk.sim.broker.mosquitto_conf, docs/broker.md): client id = certificate CN, each kiosk
+  writes only its own uplink and reads its own downlink and the province broadcast.
 - `proxy`: a TCP proxy in front of the broker that a test can cut.
-- `province`: the province simulator connected as `province`.
+- `province`: the province simulator connected as `province` on the backend listener.
 - `make_kiosk`: builds a KioskNode (store + outbox + SyncClient) with a client certificate.
 
 A missing mosquitto binary is a failure, never a skip: scripts/test.sh installs it.
@@ -77,10 +78,10 @@ def proxy(mosquitto: Mosquitto) -> Iterator[TcpProxy]:
 def province(
     tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province_keys: tuple[bytes, bytes]
 ) -> Iterator[ProvinceSimulator]:
-    cert = pki.client("province")
+    cert = pki.backend_client()
     sim = ProvinceSimulator(
         BrokerSettings(
-            url=mosquitto.url,
+            url=mosquitto.province_url,
             ca_file=pki.ca_file,
             cert_file=cert.cert_file,
             key_file=cert.key_file,

@@ -2,8 +2,9 @@
 
 The test reads the guide's section-0 command blocks and runs every command as a subprocess, in
 order, changing only what must differ on a test machine: `/tmp/kiosk-demo` and
-`/tmp/kiosk-board` become temporary paths, the ports 8883 / 8884 / 8780 become free ports (the
-broker and the province simulator get `--port/--bootstrap-port` and `--http-port` for them), and
+`/tmp/kiosk-board` become temporary paths, the ports 8883 / 8884 / 8885 / 8780 become free ports
+(the broker and the province simulator get `--port/--bootstrap-port/--backend-port` and
+`--http-port` for them), and
 each `<...>` placeholder becomes what an earlier command printed (the CA and province key
 fingerprints, the one-time token). `kiosk` and `kiosk-provision` run as `python -m kiosk.cli`
 and `python -m provisioning.cli`.
@@ -153,7 +154,12 @@ class Walkthrough:
         self.tmp = tmp
         self.demo = tmp / "demo"
         self.board = tmp / "board"
-        self.ports = {"8883": free_port(), "8884": free_port(), "8780": free_port()}
+        self.ports = {
+            "8883": free_port(),
+            "8884": free_port(),
+            "8885": free_port(),
+            "8780": free_port(),
+        }
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
         self.env["PYTHONPATH"] = str(ROOT)
         self.env["PYTHONUNBUFFERED"] = "1"
@@ -187,6 +193,7 @@ class Walkthrough:
         argv = head + words[1:]
         if words[1:3] == ["-m", "kiosk.sim.broker"]:
             argv += ["--port", str(self.ports["8883"]), "--bootstrap-port", str(self.ports["8884"])]
+            argv += ["--backend-port", str(self.ports["8885"])]
         if words[1] == "province-sim" and words[2].startswith("--"):
             argv += ["--http-port", str(self.ports["8780"])]
         return argv

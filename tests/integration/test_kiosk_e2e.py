@@ -120,14 +120,15 @@ def board(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def watcher(tmp_path: Path, pki: Pki, mosquitto: Mosquitto) -> Iterator[Child]:
-    cert = pki.client("province")
+    cert = pki.backend_client()
+    assert mosquitto.backend_port is not None
     child = Child(
         [
             "mosquitto_sub",
             "-h",
             "127.0.0.1",
             "-p",
-            str(mosquitto.port),
+            str(mosquitto.backend_port),
             "--cafile",
             str(pki.ca_file),
             "--cert",

@@ -51,10 +51,13 @@ def broker(tmp_path: Path, pki: Pki) -> Iterator[Mosquitto]:
 @pytest.fixture
 def province(tmp_path: Path, pki: Pki, broker: Mosquitto) -> Iterator[ProvinceSimulator]:
     ca = ProvisioningCA(tmp_path / "registrar", ca_key=pki.ca_key, ca_cert=pki.ca_cert)
-    cert = pki.client("province")
+    cert = pki.backend_client()
     sim = ProvinceSimulator(
         BrokerSettings(
-            url=broker.url, ca_file=pki.ca_file, cert_file=cert.cert_file, key_file=cert.key_file
+            url=broker.province_url,
+            ca_file=pki.ca_file,
+            cert_file=cert.cert_file,
+            key_file=cert.key_file,
         ),
         tmp_path / "province",
         {},
@@ -136,9 +139,15 @@ def probes() -> Iterator[Callable[..., Probe]]:
         p.close()
 
 
-def pki_pair(pki: Pki, name: str) -> tuple[Path, Path]:
-    c = pki.client(name)
+def province_pair(pki: Pki) -> tuple[Path, Path]:
+    """The province's certificate (backend CA): it connects on the backend listener."""
+    c = pki.backend_client()
     return c.cert_file, c.key_file
+
+
+def backend_port(broker: Mosquitto) -> int:
+    assert broker.backend_port is not None
+    return broker.backend_port
 
 
 def test_bootstrap_listener_allows_registration_topics_only(
@@ -148,7 +157,7 @@ def test_bootstrap_listener_allows_registration_topics_only(
     # the main listener still wants a client certificate
     anon_main = probes(broker.port, pki.ca_file, name="anon-main")
     assert not anon_main.connected(3)
-    watcher = probes(broker.port, pki.ca_file, pki_pair(pki, "province"), name="watcher")
+    watcher = probes(backend_port(broker), pki.ca_file, province_pair(pki), name="watcher")
     assert watcher.connected() and watcher.subscribe("#")
     anon = probes(broker.bootstrap_port, pki.ca_file, name="anon")
     assert anon.connected()
@@ -201,7 +210,7 @@ def test_register_over_the_bootstrap_listener_then_mutual_tls(
     assert province.device_secrets[KIOSK_ID] == secret  # the province can confirm payments
 
     # the issued certificate works on the mutual-TLS listener, in its own tree only
-    watcher = probes(broker.port, pki.ca_file, pki_pair(pki, "province"), name="watcher")
+    watcher = probes(backend_port(broker), pki.ca_file, province_pair(pki), name="watcher")
     assert watcher.connected() and watcher.subscribe("kiosk/v1/+/telemetry")
     kiosk = probes(broker.port, pki.ca_file, (cfg.sync.cert_file, cfg.sync.key_file), name="k")
     assert kiosk.connected()
