@@ -261,14 +261,45 @@ def cmd_store_seed_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_store_recover(args: argparse.Namespace) -> int:
-    from kiosk.store import recover_store
+    import json
+
+    from kiosk.store import StoreError, open_store, recover_store
 
     cfg = _load(args)
-    moved = recover_store(cfg.store.data_dir)
+    try:
+        moved = recover_store(cfg.store.data_dir)
+    except (StoreError, OSError) as e:
+        print(f"kiosk store recover: {e}", file=sys.stderr)
+        return EXIT_FAIL
     if moved is None:
         print("the store is not marked corrupt; nothing to do")
         return EXIT_OK
-    print(f"the corrupt database stays at {moved}; a fresh one will be created at next start")
+    with open_store(cfg.store.data_dir) as store:
+        ident = store.identity()
+    detail = json.loads(str(ident.get("detail") or "{}"))
+    rows = {k: v for k, v in sorted(detail.get("rows", {}).items()) if v}
+    print(f"the corrupt database stays at {moved} for analysis")
+    print(
+        f"new store epoch {ident.get('epoch')} (was {detail.get('previous_epoch') or 'unknown'});"
+        " new order ids cannot repeat old ones"
+    )
+    if detail.get("readable"):
+        carried = ", ".join(f"{k} {v}" for k, v in rows.items()) or "nothing"
+        print(f"carried forward: {carried}")
+        lost = detail.get("lost", {})
+        if lost:
+            print("unreadable, not carried: " + ", ".join(f"{k} {v}" for k, v in lost.items()))
+    else:
+        print(f"nothing could be read from the old file ({detail.get('error', '')})")
+        print(
+            "load the catalog and planogram again (the province resends its signed state; "
+            "or kiosk planogram import), then count the stock"
+        )
+    c = detail.get("counters", {})
+    print(
+        f"order sequence continues at {c.get('order_seq', 0) + 1}, "
+        f"outbox at {c.get('outbox_seq', 0) + 1}"
+    )
     return EXIT_OK
 
 

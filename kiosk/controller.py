@@ -651,8 +651,14 @@ class Controller:
         if self.sink is not None:
             body = {"kind": kind, "order_id": order_id, "slot_no": slot, "detail": detail}
             self.sink.append(
-                "alarm", body, Priority.HIGH, event_id=f"alarm-{self.kiosk_id}-{n}", conn=conn
+                "alarm", body, Priority.HIGH, event_id=self._alarm_event_id(n), conn=conn
             )
+
+    def _alarm_event_id(self, n: int) -> str:
+        """`alarm-<kiosk>-<store epoch>-<n>`: alarm numbers restart with a new store, the epoch
+        keeps the ids of two stores apart (the province deduplicates by event id)."""
+        epoch = self.store.epoch
+        return f"alarm-{self.kiosk_id}-{epoch}-{n}" if epoch else f"alarm-{self.kiosk_id}-{n}"
 
     def _after(self, order: sale.Order, actions: list[sale.Action]) -> None:
         for a in actions:
@@ -764,6 +770,7 @@ class Controller:
             kiosk_id=self.kiosk_id,
             order_amounts=amounts,
             now=self.province_time(self.clock.time()),
+            order_created_at=self._created_in_province_time(order),
         )
         self._pay(order, result, c.order_id)
 
@@ -778,9 +785,15 @@ class Controller:
             kiosk_id=self.kiosk_id,
             order_amounts=amounts,
             now=self.province_time(self.clock.time()),
+            order_created_at=self._created_in_province_time(order),
         )
         if result is not None:
             self._pay(order, result, reply.order_id)
+
+    def _created_in_province_time(self, order: sale.Order | None) -> float | None:
+        if order is None or not order.created_at:
+            return None
+        return self.province_time(order.created_at)
 
     def _pay(
         self, order: sale.Order | None, result: Payment | ConfirmationRejected, order_id: str
@@ -914,6 +927,7 @@ class Controller:
                     self.repo.reserved(conn),
                     kiosk_id=self.kiosk_id,
                     order_seq=seq,
+                    store_epoch=self.store.epoch,
                     rules=self.rules,
                     out_of_service=self._bad_slots,
                 )

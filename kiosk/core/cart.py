@@ -150,6 +150,7 @@ def checkout(
     *,
     kiosk_id: str,
     order_seq: int,
+    store_epoch: str = "",
     rules: SaleRules | None = None,
     out_of_service: Collection[int] = frozenset(),
 ) -> tuple[Order, dict[int, int]]:
@@ -195,7 +196,7 @@ def checkout(
                 )
             )
     order = Order(
-        order_id=make_order_id(kiosk_id, order_seq),
+        order_id=make_order_id(kiosk_id, order_seq, store_epoch),
         kiosk_id=kiosk_id,
         order_seq=order_seq,
         lines=tuple(lines),

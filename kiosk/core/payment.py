@@ -34,6 +34,7 @@ __all__ = [
     "CONFIRMATION_DOMAIN",
     "OFFLINE_CODE_DIGITS",
     "ORDER_SEQ_MAX",
+    "STORE_EPOCH_DIGITS",
     "ConfirmationRejected",
     "PayUrlParams",
     "Payment",
@@ -46,14 +47,17 @@ __all__ = [
     "confirmation_from_dict",
     "confirmation_signing_bytes",
     "confirmation_to_dict",
+    "is_store_epoch",
     "load_device_secret",
     "make_order_id",
     "offline_code",
     "offline_code_matches",
+    "order_epoch",
     "parse_order_id",
     "parse_pay_url",
     "pay_url",
     "sign_confirmation",
+    "store_epoch_from_int",
     "url_signature",
     "verify_confirmation",
     "verify_status_reply",
@@ -89,37 +93,73 @@ ORDER_SEQ_MAX = (1 << 24) - 1  # the tx scheme in core.sale keeps 24 bits of the
 _KIOSK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")
 
 
-def make_order_id(kiosk_id: str, order_seq: int) -> str:
-    """`("AH-340100-0001", 42)` -> `"AH-340100-0001-0001A"`.
+STORE_EPOCH_DIGITS = 4  # 4 base32 digits = 20 bits, random per store (docs/sales.md)
 
-    The kiosk id makes it unique across kiosks; `order_seq` is a per-kiosk counter the store
-    persists in the same transaction as the order, so it is unique across reboots.
+
+def is_store_epoch(text: str) -> bool:
+    """Four Crockford base32 digits (`0-9A-Z` without I, L, O, U)."""
+    return len(text) == STORE_EPOCH_DIGITS and all(c in _CROCKFORD_INDEX for c in text)
+
+
+def _base32(n: int, digits: int) -> str:
+    out = []
+    for _ in range(digits):
+        n, r = divmod(n, 32)
+        out.append(_CROCKFORD[r])
+    return "".join(reversed(out))
+
+
+def store_epoch_from_int(n: int) -> str:
+    """20 random bits (chosen by the store at creation) -> the 4-digit store epoch."""
+    if not 0 <= n < 1 << (5 * STORE_EPOCH_DIGITS):
+        raise ValueError(f"store epoch number out of range: {n}")
+    return _base32(n, STORE_EPOCH_DIGITS)
+
+
+def make_order_id(kiosk_id: str, order_seq: int, epoch: str = "") -> str:
+    """`("AH-340100-0001", 42, "7K2Q")` -> `"AH-340100-0001-7K2Q0001A"`.
+
+    The kiosk id makes it unique across kiosks; `epoch` (random per store, see docs/sales.md)
+    makes it unique across the stores a kiosk has had, so a store rebuilt after corruption
+    never repeats an id the province or the board has seen; `order_seq` is a per-store counter
+    the store persists in the same transaction as the order. Without an epoch (records written
+    before store epochs existed) the last part is the 5 sequence digits alone.
     """
     if not _KIOSK_ID_RE.match(kiosk_id):
         raise ValueError(f"kiosk id must be 1-32 letters, digits or '-', got {kiosk_id!r}")
     if not isinstance(order_seq, int) or not 1 <= order_seq <= ORDER_SEQ_MAX:
         raise ValueError(f"order_seq must be 1..{ORDER_SEQ_MAX}, got {order_seq!r}")
-    digits = []
-    n = order_seq
-    for _ in range(ORDER_SEQ_DIGITS):
-        n, r = divmod(n, 32)
-        digits.append(_CROCKFORD[r])
-    return f"{kiosk_id}-{''.join(reversed(digits))}"
+    if epoch and not is_store_epoch(epoch):
+        raise ValueError(f"store epoch must be {STORE_EPOCH_DIGITS} base32 digits, got {epoch!r}")
+    return f"{kiosk_id}-{epoch}{_base32(order_seq, ORDER_SEQ_DIGITS)}"
 
 
-def parse_order_id(order_id: str) -> tuple[str, int]:
-    """Inverse of `make_order_id`; raises ValueError on anything else."""
-    kiosk_id, sep, seq_text = order_id.rpartition("-")
-    if not sep or len(seq_text) != ORDER_SEQ_DIGITS or not _KIOSK_ID_RE.match(kiosk_id):
+def _split_order_id(order_id: str) -> tuple[str, str, int]:
+    kiosk_id, sep, tail = order_id.rpartition("-")
+    n_epoch = len(tail) - ORDER_SEQ_DIGITS
+    if not sep or n_epoch not in (0, STORE_EPOCH_DIGITS) or not _KIOSK_ID_RE.match(kiosk_id):
         raise ValueError(f"not an order id: {order_id!r}")
     seq = 0
-    for ch in seq_text:
+    for ch in tail:
         if ch not in _CROCKFORD_INDEX:
             raise ValueError(f"not an order id: {order_id!r}")
+    for ch in tail[n_epoch:]:
         seq = seq * 32 + _CROCKFORD_INDEX[ch]
     if not 1 <= seq <= ORDER_SEQ_MAX:
         raise ValueError(f"order id sequence out of range: {order_id!r}")
+    return kiosk_id, tail[:n_epoch], seq
+
+
+def parse_order_id(order_id: str) -> tuple[str, int]:
+    """Inverse of `make_order_id` -> (kiosk id, order seq); raises ValueError on anything
+    else."""
+    kiosk_id, _epoch, seq = _split_order_id(order_id)
     return kiosk_id, seq
+
+
+def order_epoch(order_id: str) -> str:
+    """The store epoch an order id was made in ("" for an id from before store epochs)."""
+    return _split_order_id(order_id)[1]
 
 
 # --- the pay URL ----------------------------------------------------------------------------
@@ -235,6 +275,7 @@ class RejectReason(StrEnum):
     UNKNOWN_ORDER = "unknown_order"
     WRONG_AMOUNT = "wrong_amount"
     STALE = "stale"
+    BEFORE_ORDER = "paid_before_order"  # paid before this order existed: another order's payment
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +375,7 @@ def verify_confirmation(
     now: float,
     max_age_s: float = 48 * 3600,
     max_skew_s: float = 300,
+    order_created_at: float | None = None,
 ) -> Payment | ConfirmationRejected:
     """Check a confirmation: shape, Ed25519 signature, kiosk, order, exact amount, freshness.
 
@@ -371,6 +413,11 @@ def verify_confirmation(
         )
     if not math.isfinite(now) or not now - max_age_s <= c.paid_at <= now + max_skew_s:
         return ConfirmationRejected(RejectReason.STALE, f"paid_at {c.paid_at}, now {int(now)}")
+    if order_created_at is not None and c.paid_at < order_created_at - max_skew_s:
+        return ConfirmationRejected(
+            RejectReason.BEFORE_ORDER,
+            f"paid_at {c.paid_at}, order created {int(order_created_at)}",
+        )
     return Payment(PaymentMethod(c.method), c.provider_ref, c.amount_fen, now)
 
 
@@ -410,6 +457,7 @@ def verify_status_reply(
     now: float,
     max_age_s: float = 48 * 3600,
     max_skew_s: float = 300,
+    order_created_at: float | None = None,
 ) -> Payment | ConfirmationRejected | None:
     """A verified Payment for PAID, None for NOT_PAID / CLOSED, a rejection otherwise."""
     if reply.status is not PaymentStatus.PAID:
@@ -425,4 +473,5 @@ def verify_status_reply(
         now=now,
         max_age_s=max_age_s,
         max_skew_s=max_skew_s,
+        order_created_at=order_created_at,
     )

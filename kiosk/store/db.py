@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import time
 from contextlib import AbstractContextManager
@@ -56,6 +57,7 @@ class Store:
         self.stock = StockRepo(db)
         self.settings = SettingsRepo(db)
         self.counters = CounterRepo(db)
+        self._epoch: str | None = None
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT (a savepoint when nested). Durable when the block exits."""
@@ -64,6 +66,25 @@ class Store:
     def read(self) -> AbstractContextManager[sqlite3.Connection]:
         """A consistent read snapshot. Do not write inside it; use `transaction()`."""
         return self._db.read()
+
+    @property
+    def epoch(self) -> str:
+        """The store epoch: 4 base32 digits, random at creation, part of every order id."""
+        if self._epoch is None:
+            with self._db.read() as conn:
+                row = conn.execute("SELECT epoch FROM store_identity WHERE id = 1").fetchone()
+            self._epoch = "" if row is None else str(row[0])
+        return self._epoch
+
+    def identity(self) -> dict[str, object]:
+        """The store_identity row: epoch, created_at, origin (new/upgraded/recovered), detail."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT epoch, created_at, origin, detail FROM store_identity WHERE id = 1"
+            ).fetchone()
+        if row is None:
+            return {}
+        return {"epoch": row[0], "created_at": row[1], "origin": row[2], "detail": row[3]}
 
     def schema_version(self) -> int:
         with self._db.read() as conn:
@@ -112,6 +133,13 @@ def open_store(data_dir: Path, clock: Clock | None = None) -> Store:
     if marker.exists():
         raise StoreCorrupt(marker.read_text(encoding="utf-8", errors="replace"))
     path = data_dir / DB_FILENAME
+    if not path.exists() and any(data_dir.glob(DB_FILENAME + ".corrupt-*")):
+        raise StoreCorrupt(
+            "STORE CORRUPT: a corrupt database was moved aside here earlier "
+            f"({', '.join(sorted(p.name for p in data_dir.glob(DB_FILENAME + '.corrupt-*')))}) "
+            "and the STORE_CORRUPT marker is missing, so no fresh database is created.\n"
+            "Run `kiosk store recover` to salvage it into a new store.\n"
+        )
     try:
         conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
@@ -191,13 +219,19 @@ def _quarantine(data_dir: Path, reason: str, clock: Clock) -> None:
     raise StoreCorrupt(report)
 
 
-def recover_store(data_dir: Path) -> Path | None:
-    """Clear the STORE_CORRUPT marker so the next open starts a fresh, empty database.
+def recover_store(data_dir: Path, clock: Clock | None = None) -> Path | None:
+    """After a corruption: clear the STORE_CORRUPT marker, create a fresh store with a new epoch
+    and salvage every readable row of the moved-aside database into it (kiosk.store.salvage:
+    orders, ledger, outbox, stock, catalog, ... carried forward; counters re-based past anything
+    the old store or the board may remember). What was carried is in `store_identity.detail`.
 
     Returns where the corrupt files were moved (as recorded in the marker), or None when there
     was no marker. The moved files are left in place for analysis.
     """
-    marker = Path(data_dir) / CORRUPT_MARKER
+    from kiosk.store.salvage import salvage_into
+
+    data_dir = Path(data_dir)
+    marker = data_dir / CORRUPT_MARKER
     try:
         text = marker.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -206,7 +240,35 @@ def recover_store(data_dir: Path) -> Path | None:
     for line in text.splitlines():
         if line.startswith(_MOVED_TO):
             moved = Path(line[len(_MOVED_TO) :])
+    if (data_dir / DB_FILENAME).exists():
+        raise StoreError(
+            f"{data_dir / DB_FILENAME} exists next to the STORE_CORRUPT marker; move it away "
+            "by hand before recovering (nothing was changed)"
+        )
+    # build the new store beside, then move it in, then drop the marker: a power cut at any
+    # point leaves either the marker (recover again) or the complete new store
+    work = data_dir / ".recover"
+    shutil.rmtree(work, ignore_errors=True)
+    open_store(work, clock).close()  # fresh, migrated, with a new epoch; WAL checkpointed
+    salvage_into(moved if moved is not None else work / "(missing)", work / DB_FILENAME)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(work / (DB_FILENAME + "-shm"))
+    for suffix in ("-wal", ""):  # the WAL (if a checkpoint left one) first, then the database
+        src = work / (DB_FILENAME + suffix)
+        if src.exists():
+            _fsync_file(src)
+            os.replace(src, data_dir / (DB_FILENAME + suffix))
+    _fsync_dir(data_dir)
+    shutil.rmtree(work, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         marker.unlink()
-    _fsync_dir(Path(data_dir))
+    _fsync_dir(data_dir)
     return moved
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -8,11 +8,13 @@ Version 0 is an empty database: it has no `schema_version` table yet.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kiosk.clock import Clock, SystemClock
+from kiosk.core.payment import store_epoch_from_int
 from kiosk.store.errors import SchemaTooNew, StoreError
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "current_version", "migrate"]
@@ -232,11 +234,44 @@ CREATE TABLE test_vends (
 CREATE INDEX stock_log_ref ON stock_log (ref);
 """
 
+#: Counters that name things outside the store (order ids and vend tx ids the board remembers):
+#: a new store starts them at a random offset below this, so two stores of one kiosk (one
+#: rebuilt after corruption and nothing could be read back) are very unlikely to overlap even
+#: before `kiosk store recover` re-bases them (docs/sales.md, "Store epoch").
+RANDOM_COUNTER_BASE = 1 << 22
+RANDOMIZED_COUNTERS = ("order_seq", "test_vend_tx")
+
+
+def _v5(conn: sqlite3.Connection) -> None:
+    """The store's identity: a random epoch that is part of every order id made in this store,
+    and random starting points for the counters that name things outside the store."""
+    conn.execute(
+        "CREATE TABLE store_identity ("
+        " id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " epoch TEXT NOT NULL,"
+        " created_at REAL NOT NULL,"
+        " origin TEXT NOT NULL,"  # new / upgraded / recovered
+        " detail TEXT NOT NULL DEFAULT '')"
+    )
+    has_orders = conn.execute("SELECT 1 FROM orders LIMIT 1").fetchone() is not None
+    conn.execute(
+        "INSERT INTO store_identity (id, epoch, created_at, origin) "
+        "VALUES (1, ?, CAST(strftime('%s', 'now') AS REAL), ?)",
+        (store_epoch_from_int(secrets.randbelow(1 << 20)), "upgraded" if has_orders else "new"),
+    )
+    for name in RANDOMIZED_COUNTERS:
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, secrets.randbelow(RANDOM_COUNTER_BASE)),
+        )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "settings, catalog, planogram, stock and stock log", _V1),
     Migration(2, "monotonic counters (boot number, transaction and order sequences)", _V2),
     Migration(3, "sync: outbox with per-priority stats, applied versions, command nonces", _V3),
     Migration(4, "sales: orders, reservations, ledger, refunds, alarms, test vends", _V4),
+    Migration(5, "store identity: epoch in order ids, random counter bases", _v5),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -494,9 +494,14 @@ def test_pushed_event_is_acked_and_deduplicated(peer: PtyPeer) -> None:
         assert events.wait_for(lambda calls: len(calls) == 1)
         peer.send_raw(frame)  # the board did not see our ACK and repeats the event
         assert wait_until(lambda: link.counters()["duplicate_events"] == 1)
-        acks = [f for f in peer.board.received if f.command == Command.ACK]
-        assert len(acks) == 2
-        assert all(f.seq == 0x41 for f in acks)
+
+        def acks() -> list[Frame]:
+            return [f for f in peer.board.received if f.command == Command.ACK]
+
+        # the link counts the duplicate before its second ACK has crossed the pty: wait for it
+        assert wait_until(lambda: len(acks()) >= 2)
+        assert len(acks()) == 2
+        assert all(f.seq == 0x41 for f in acks())
         assert events.calls == [(0, VendResult(0x12345678, 11, Outcome.DELIVERED))]
 
 

@@ -241,3 +241,44 @@ def _check_v4(store: Store) -> None:
 
 
 SEEDS[4] = (_seed_v4, _check_v4)
+
+
+# --- v5: store identity -------------------------------------------------------------------
+
+
+def _seed_v5(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE store_identity SET epoch = '7K2Q', origin = 'new' WHERE id = 1")
+
+
+def _check_v5(store: Store) -> None:
+    assert store.epoch == "7K2Q"
+    assert store.identity()["origin"] == "new"
+
+
+SEEDS[5] = (_seed_v5, _check_v5)
+
+
+def test_v5_gives_a_new_store_a_random_epoch_and_counter_bases(tmp_path: Path) -> None:
+    from kiosk.core.payment import is_store_epoch
+    from kiosk.store.migrations import RANDOM_COUNTER_BASE
+
+    epochs, bases = set(), set()
+    for n in range(6):
+        with open_store(tmp_path / f"s{n}") as s:
+            assert is_store_epoch(s.epoch) and s.identity()["origin"] == "new"
+            epochs.add(s.epoch)
+            base = s.counters.current("order_seq")
+            assert 0 <= base < RANDOM_COUNTER_BASE
+            bases.add(base)
+            assert 0 <= s.counters.current("test_vend_tx") < RANDOM_COUNTER_BASE
+    assert len(epochs) == 6 and len(bases) == 6  # 20 and 22 random bits: no repeats in 6
+
+
+def test_v5_on_a_store_with_orders_keeps_its_counters(tmp_path: Path) -> None:
+    conn = _connect(tmp_path / DB_FILENAME)
+    migrate(conn, target=4)
+    conn.execute("INSERT INTO counters VALUES ('order_seq', 12)")
+    conn.close()
+    with open_store(tmp_path) as s:
+        assert s.counters.current("order_seq") == 12
+        assert s.identity()["origin"] == "new"  # no orders row: counters kept, origin new

@@ -121,8 +121,9 @@ def test_from_dict_rejects_junk() -> None:
 def test_save_load_unfinished_and_reservations(store: Store) -> None:
     repo = OrderRepo(store)
     o = sample_order()
+    base = store.counters.current("order_seq")  # random per store (docs/sales.md)
     with store.transaction() as conn:
-        assert repo.next_order_seq(conn) == 1
+        assert repo.next_order_seq(conn) == base + 1
         repo.save(conn, o, 1.0)
         repo.reserve(conn, o.order_id, {11: 1, 12: 2})
     assert repo.get(o.order_id) == o
@@ -188,8 +189,9 @@ def test_test_vend_tx_never_collides_with_order_tx(store: Store) -> None:
     from kiosk.store.orders import ORDER_SEQ_LIMIT, TEST_TX_BASE
 
     repo = OrderRepo(store)
+    base = store.counters.current("test_vend_tx")
     tx = repo.start_test_vend(12, "vend", 1.0)
-    assert tx == TEST_TX_BASE | 1
+    assert tx == TEST_TX_BASE | (base + 1)
     assert make_tx(ORDER_SEQ_LIMIT, MAX_LINES - 1, MAX_ATTEMPTS - 1) < TEST_TX_BASE
     with store.transaction() as conn:
         repo.finish_test_vend(conn, tx, "DELIVERED", 2.0)
