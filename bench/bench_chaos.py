@@ -1,5 +1,6 @@
-"""The long chaos suite: many sales under SIGKILL, broker restarts, TCP cuts, serial corruption
-and board resets (kiosk.sim.chaos); prints the report and a BENCH_JSON line.
+"""The long chaos suite: many sales under SIGKILL, broker restarts, TCP cuts, serial corruption,
+board resets (SIGKILLs and resets aimed at running vends) and corrupt-store recoveries
+(kiosk.sim.chaos); prints the report and a BENCH_JSON line.
 
     python bench/bench_chaos.py [--sales 100] [--seed 7]
 """
@@ -16,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, figure
 
-from kiosk.sim.chaos import run_chaos
+from kiosk.sim.chaos import AIMED_KINDS, run_chaos
 
 
 def main() -> int:
@@ -48,8 +49,23 @@ def main() -> int:
         ("double dispenses", rep.double_dispenses),
         ("orders with paid != delivered + refunded", rep.money_mismatches),
         ("hash-chain breaks", rep.chain_breaks),
+        ("motor runs while the store was corrupt", rep.sold_while_corrupt),
     ):
         figs.append(figure("chaos", name, v, "count", goal="0", met=v == 0, command=cmd))
+    hits = sum(rep.faults_during_vend.get(k, 0) for k in AIMED_KINDS)
+    aimed = sum(rep.faults.get(k, 0) for k in AIMED_KINDS)
+    figs.append(
+        figure(
+            "chaos",
+            "SIGKILLs and board resets that hit a running vend",
+            hits,
+            "faults",
+            goal=f">= {-(-aimed // 3)} (a third of {aimed})",
+            met=3 * hits >= aimed,
+            command=cmd,
+        )
+    )
+    figs.append(figure("chaos", "lines refunded", rep.refunded_lines, "lines", command=cmd))
     figs.append(
         figure(
             "chaos",

@@ -453,6 +453,7 @@ class _Job:
     generation: int
     phase: str = "running"  # locker: "unlocked" -> "opened"
     dropped: bool = False
+    started_at: float = 0.0  # clock.monotonic() when it was accepted
 
 
 @dataclass
@@ -672,6 +673,21 @@ class EmulatedBoard:
     def busy_tx(self) -> int:
         with self._lock:
             return self._job.tx if self._job else NO_TX
+
+    def busy(self) -> dict[str, Any]:
+        """The tx the board is running right now (JSON-able): `busy_tx` (0 when idle) and, while
+        busy, `cmd`, `slot`, `phase` and `running_s` (real seconds since it started)."""
+        with self._lock:
+            job = self._job
+            if job is None:
+                return {"busy_tx": NO_TX}
+            return {
+                "busy_tx": job.tx,
+                "cmd": Command(job.command).name,
+                "slot": job.slot,
+                "phase": job.phase,
+                "running_s": round(self.clock.monotonic() - job.started_at, 3),
+            }
 
     @property
     def identified(self) -> bool:
@@ -994,7 +1010,7 @@ class EmulatedBoard:
             return Outcome.SLOT_EMPTY
         # written as IN_PROGRESS before anything is energised
         self._memory.put(tx, _Entry(cmd, slot, Outcome.IN_PROGRESS))
-        job = _Job(tx, cmd, slot, self._generation)
+        job = _Job(tx, cmd, slot, self._generation, started_at=self.clock.monotonic())
         self._job = job
         if kind == SlotKind.LOCKER:
             self._start_lock(job)

@@ -8,14 +8,31 @@ its own process on a pty with its physical log (JSON lines); the province simula
 Mosquitto (TLS, client certificates, ACL) run in the runner, the kiosk reaches the broker
 through a TcpProxy the runner can cut.
 
-Faults, at random times (seeded), with at least one of each kind in every run of >= 5 faults:
+Faults, at random times (seeded), with at least one of each kind in every run with at least
+as many faults as kinds (`--fault-kinds` picks the kinds; default all of FAULT_KINDS):
 - `kill9`          SIGKILL the kiosk child, start it again on the same store;
 - `broker`         restart Mosquitto (stop + start on the same port and persistence; every
                    other one a SIGKILL instead of a clean stop);
 - `cut`            reset every TCP connection through the proxy;
 - `serial`         corrupt serial bytes for a few seconds (emulator drop_byte_ratio and
                    bit_flip_ratio), then clean again;
-- `reset`          reset the board (memory kept: a running tx is recorded as interrupted).
+- `reset`          reset the board (memory kept: a running tx is recorded as interrupted);
+- `store`          corrupt the store and recover it: at a moment without an open order SIGKILL
+                   the child, overwrite one index b-tree page of kiosk.db with garbage (page 1
+                   and every table page intact, so `PRAGMA quick_check` fails but every row
+                   stays readable), start the child (its open_store moves the file aside and
+                   writes STORE_CORRUPT; it must not sell), run the real
+                   `kiosk store recover --config ...` (it salvages every readable row into a
+                   fresh store with a new epoch) and start the child again; the books must still
+                   agree, the kiosk's own coming from the salvaged store.
+
+Aiming: `kill9` and `reset` are aimed at running vends. The emulator runs its motors at
+`--time-scale` TIME_SCALE (a turn is 0.3-0.6 s) and, for about half of the faults of each of
+those kinds, the runner polls the emulator's `busy` control command until a motor runs (bounded
+wait), then fires at a random point of the turn. Whether a fault really hit a running vend is
+measured, not assumed: for `kill9` the board is still busy right after the kiosk died, for
+`reset` the BOARD_RESET entry of the physical log names an interrupted tx. The report counts
+those per kind (`faults_during_vend`).
 
 Payments: the child pays its own orders with kiosk.app.TestPaymentSource built on the PROVINCE
 SIMULATOR's signing key (the same Ed25519 key `ProvinceSimulator.confirm_payment` signs with),
@@ -28,7 +45,8 @@ At the end three records are compared:
 and the report gives: records lost, duplicates after dedupe, double dispenses, orders where
 paid != delivered + refunded, hash-chain breaks (all goal 0) and sales completed per minute.
 
-CLI: `python -m kiosk.sim.chaos --sales N --seed S [--workdir DIR] [--json]`.
+CLI: `python -m kiosk.sim.chaos --sales N --seed S [--fault-kinds kill9,reset,store,...]
+[--time-scale X] [--workdir DIR] [--json]`.
 """
 
 from __future__ import annotations
@@ -40,13 +58,15 @@ import json
 import os
 import random
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +76,10 @@ __all__ = ["FAULT_KINDS", "ChaosReport", "child_main", "main", "run_chaos"]
 ROOT = Path(__file__).resolve().parents[2]
 KIOSK_ID = "AH-340100-0001"
 SECRET_FILE = Path(__file__).resolve().parents[1] / "data" / "demo-device-secret"
-FAULT_KINDS = ("kill9", "broker", "cut", "serial", "reset")
+FAULT_KINDS = ("kill9", "broker", "cut", "serial", "reset", "store")  # the default rotation
+AIMED_KINDS = ("kill9", "reset")  # fired while a motor runs (about half of them)
+TIME_SCALE = 0.2  # emulator physical time: a motor turn 0.3-0.6 s, the drop window 80 ms
+AIM_WAIT_S = 15.0  # bounded wait for a motor to start before an aimed fault fires anyway
 DONE_MARK = "CHAOS_DONE"
 
 
@@ -69,11 +92,14 @@ class ChaosReport:
     sales_completed: int = 0
     elapsed_s: float = 0.0
     faults: dict[str, int] = field(default_factory=dict)
+    faults_during_vend: dict[str, int] = field(default_factory=dict)  # hit a running vend
+    faults_aimed: dict[str, int] = field(default_factory=dict)  # waited for a running motor
     records_lost: int = 0
     duplicates_after_dedupe: int = 0
     double_dispenses: int = 0
     money_mismatches: int = 0
     chain_breaks: int = 0
+    sold_while_corrupt: int = 0  # motor runs while the store was marked corrupt (goal 0)
     # context (not goals)
     kiosk_ledger_records: int = 0
     province_sale_records: int = 0
@@ -81,6 +107,9 @@ class ChaosReport:
     physical_drops: int = 0
     kiosk_delivered_lines: int = 0
     refunded_lines: int = 0
+    refunded_fen: int = 0
+    store_recoveries: int = 0  # `store` faults that went corrupt -> recover -> selling again
+    corrupt_start_tracebacks: int = 0  # kiosk starts on a corrupt store that died with one
     kiosk_restarts: int = 0
     finished: bool = False
     details: list[str] = field(default_factory=list)
@@ -97,6 +126,7 @@ class ChaosReport:
             or self.double_dispenses
             or self.money_mismatches
             or self.chain_breaks
+            or self.sold_while_corrupt
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,6 +137,16 @@ class ChaosReport:
 
     def format(self) -> str:
         f = ", ".join(f"{k} x{v}" for k, v in sorted(self.faults.items())) or "none"
+        hit = (
+            ", ".join(
+                f"{k} {self.faults_during_vend.get(k, 0)}/{n}"
+                + (f" ({self.faults_aimed.get(k, 0)} aimed)" if k in AIMED_KINDS else "")
+                for k, n in sorted(self.faults.items())
+                if k != "store"
+            )
+            or "none"
+        )
+        n_hit = sum(self.faults_during_vend.values())
         lines = [
             f"chaos: {self.sales_completed}/{self.sales_target} sales in {self.elapsed_s:.1f} s "
             f"({'finished' if self.finished else 'NOT FINISHED'}); faults: {f}",
@@ -115,12 +155,18 @@ class ChaosReport:
             f"  double dispenses                 : {self.double_dispenses} (goal 0)",
             f"  paid != delivered + refunded     : {self.money_mismatches} (goal 0)",
             f"  hash-chain breaks                : {self.chain_breaks} (goal 0)",
+            f"  sold while the store was corrupt : {self.sold_while_corrupt} (goal 0)",
             f"  sales completed per minute       : {self.sales_per_minute:.1f}",
+            f"  faults on a running vend         : {n_hit} of {sum(self.faults.values())} ({hit})",
+            f"  lines refunded                   : {self.refunded_lines} "
+            f"({self.refunded_fen / 100:.2f} yuan); store recoveries {self.store_recoveries} "
+            f"({self.corrupt_start_tracebacks} kiosk starts on the corrupt store ended in a "
+            "traceback)",
             f"  kiosk ledger {self.kiosk_ledger_records} records, province "
             f"{self.province_sale_records} sale records ({self.province_duplicate_messages} "
             f"republished messages dropped by dedupe), physical drops {self.physical_drops}, "
-            f"kiosk delivered lines {self.kiosk_delivered_lines}, refunded lines "
-            f"{self.refunded_lines}, kiosk starts {self.kiosk_restarts + 1}",
+            f"kiosk delivered lines {self.kiosk_delivered_lines}, kiosk starts "
+            f"{self.kiosk_restarts + 1}",
         ]
         lines += [f"  ! {d}" for d in self.details]
         lines.append("  RESULT: " + ("all goals met" if self.ok else "GOALS MISSED"))
@@ -169,7 +215,7 @@ def child_main(argv: Sequence[str]) -> int:
     sync = SyncClient(
         config.sync,
         kid,
-        app.outbox,
+        app.outbox,  # type: ignore[arg-type]  # OutboxLike.depth() says int, Outbox gives a dict
         Topics(kid),
         app.clock,
         on_message,
@@ -188,6 +234,12 @@ def child_main(argv: Sequence[str]) -> int:
     def paid_orders() -> int:
         return sum(1 for o in repo.all() if o.paid_fen > 0)
 
+    def seq_not(seq: int) -> Callable[[ui.ViewState], bool]:
+        return lambda x: x.seq != seq
+
+    def cart_is(n: int) -> Callable[[ui.ViewState], bool]:
+        return lambda x: x.cart_count == n
+
     try:
         while time.monotonic() < deadline:
             unfinished = repo.unfinished()
@@ -197,20 +249,20 @@ def child_main(argv: Sequence[str]) -> int:
                 app.controller.submit_confirmation(c)
                 say(f"PAY {o.order_id} {o.total_fen}")
             if unfinished:
-                v = app.controller.view()
-                app.controller.wait_view(lambda x, s=v.seq: x.seq != s, 0.3)
+                seen = app.controller.view().seq
+                app.controller.wait_view(seq_not(seen), 0.3)
                 continue
             if paid_orders() >= a.target:
                 break
             time.sleep(rng.uniform(0.5, 1.5) * a.pace)
             mode = app.controller.view().mode
             if mode in ("done", "problem"):
-                app.controller.post(ui.BackToIdle("chaos"))
-            v = app.controller.wait_view(lambda x: x.mode == "idle", 5.0)
-            if v is None:
+                app.controller.post(ui.BackToIdle("shopper"))
+            idle = app.controller.wait_view(lambda x: x.mode == "idle", 5.0)
+            if idle is None:
                 say(f"WAIT view={app.controller.view().mode}")
                 continue
-            picks = [pv.product.product_id for pv in v.products if pv.stock_left > 0]
+            picks = [pv.product.product_id for pv in idle.products if pv.stock_left > 0]
             if not picks:
                 say("SOLD OUT")
                 return 3
@@ -218,8 +270,8 @@ def child_main(argv: Sequence[str]) -> int:
             k = rng.choice((1, 1, 2))
             for _ in range(k):
                 app.controller.post(ui.AddToCart(rng.choice(picks)))
-            if app.controller.wait_view(lambda x, k=k: x.cart_count == k, 5.0) is None:
-                app.controller.post(ui.BackToIdle("chaos"))
+            if app.controller.wait_view(cart_is(k), 5.0) is None:
+                app.controller.post(ui.BackToIdle("shopper"))
                 continue
             app.controller.post(ui.Checkout())
             app.controller.wait_view(lambda x: x.mode != "shopping", 5.0)
@@ -273,9 +325,10 @@ def _seed_store(data_dir: Path) -> None:
 
 
 class _Emulator:
-    def __init__(self, d: Path, seed: int) -> None:
+    def __init__(self, d: Path, seed: int, time_scale: float = TIME_SCALE) -> None:
         self.pty, self.control, self.log = d / "board", d / "ctl.sock", d / "physical.jsonl"
         self.out = open(d / "emulator.out", "ab")  # noqa: SIM115
+        self._conn: tuple[socket.socket, Any] | None = None
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -290,7 +343,7 @@ class _Emulator:
                 "--memory-file",
                 str(d / "mem.json"),
                 "--time-scale",
-                "0.01",
+                str(time_scale),
                 "--stock",
                 "50",
                 "--seed",
@@ -311,7 +364,44 @@ class _Emulator:
 
         send_control(str(self.control), " ".join(words))
 
+    def query(self, *words: str) -> Any:
+        """One control command over a kept connection (cheap enough to poll); its JSON reply."""
+        line = " ".join(words)
+        for attempt in (0, 1):
+            try:
+                if self._conn is None:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.settimeout(5.0)
+                    s.connect(str(self.control))
+                    self._conn = (s, s.makefile("rwb"))
+                _s, f = self._conn
+                f.write(line.encode() + b"\n")
+                f.flush()
+                reply = f.readline().decode("utf-8", "replace").strip()
+                break
+            except OSError:
+                self._drop_conn()
+                if attempt:
+                    raise
+        if not reply.startswith("ok"):
+            raise RuntimeError(f"emulator control {line!r}: {reply!r}")
+        return json.loads(reply[2:]) if reply[2:].strip() else None
+
+    def busy_tx(self) -> int:
+        """The tx the board is running right now (0: idle)."""
+        return int(self.query("busy")["busy_tx"])
+
+    def _drop_conn(self) -> None:
+        if self._conn is not None:
+            s, f = self._conn
+            self._conn = None
+            with contextlib.suppress(OSError):
+                f.close()
+            with contextlib.suppress(OSError):
+                s.close()
+
     def close(self) -> None:
+        self._drop_conn()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(10)
@@ -346,10 +436,94 @@ data_dir = "{data}"
     )
 
 
-def _fault_plan(rng: random.Random, n: int) -> list[str]:
-    """At least one of each kind (once n >= len(FAULT_KINDS)), the rest random, shuffled."""
-    plan = list(FAULT_KINDS)[: max(n, 0)]
-    plan += [rng.choice(FAULT_KINDS) for _ in range(n - len(plan))]
+def _store_counts(db: Path, *, readonly: bool = True) -> tuple[int, int] | None:
+    """(orders, open orders) in the kiosk's store; read-only while the kiosk runs. None when it
+    cannot be read right now."""
+    from kiosk.store.orders import OPEN_STATES
+
+    if not db.exists():
+        return None
+    try:
+        conn = sqlite3.connect(
+            f"file:{db}?mode=ro" if readonly else f"file:{db}", uri=True, timeout=2.0
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        marks = ",".join("?" * len(OPEN_STATES))
+        (n,) = conn.execute("SELECT count(*) FROM orders NOT INDEXED").fetchone()
+        (k,) = conn.execute(
+            f"SELECT count(*) FROM orders NOT INDEXED WHERE state IN ({marks})", OPEN_STATES
+        ).fetchone()
+        return int(n), int(k)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def _corrupt_index_page(db: Path, rng: random.Random) -> str:
+    """Damage `db` (closed by everyone else) so that `PRAGMA quick_check` fails while every
+    table row stays readable: the WAL is checkpointed into the file, then the root page of one
+    index b-tree (never page 1, never a table page) is overwritten with garbage. Says what."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        indexes = conn.execute(
+            "SELECT name, tbl_name, rootpage FROM sqlite_schema WHERE type = 'index' "
+            "AND sql IS NOT NULL AND rootpage > 1 ORDER BY name"
+        ).fetchall()
+        tables = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND rootpage > 1 "
+                "AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+    finally:
+        conn.close()  # the last connection: the WAL is gone, the file holds everything
+    if not indexes:
+        raise RuntimeError(f"{db}: no index to damage")
+    name, table, root = rng.choice(indexes)
+    garbage = bytearray(rng.randbytes(int(page_size)))
+    garbage[0] = 0xFF  # no b-tree page type
+    with open(db, "r+b") as f:
+        f.seek((int(root) - 1) * int(page_size))
+        f.write(garbage)
+        f.flush()
+        os.fsync(f.fileno())
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        check = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
+        rows = sum(len(conn.execute(f'SELECT * FROM "{t}" NOT INDEXED').fetchall()) for t in tables)
+    finally:
+        conn.close()
+    if check == ["ok"]:
+        raise RuntimeError(f"{db}: quick_check still passes after damaging index {name}")
+    return (
+        f"index {name} on {table} (page {root}); quick_check: {' '.join(check[0].split())[:80]}; "
+        f"{rows} rows in {len(tables)} tables still readable"
+    )
+
+
+def _empty_store(data_dir: Path) -> bool:
+    """True when the store has no planogram (a fresh store nothing was carried into)."""
+    from kiosk.store import open_store
+
+    s = open_store(data_dir)
+    try:
+        with s.read() as c:
+            (n,) = c.execute("SELECT count(*) FROM planogram_slot").fetchone()
+    finally:
+        s.close()
+    return int(n) == 0
+
+
+def _fault_plan(rng: random.Random, n: int, kinds: Sequence[str] = FAULT_KINDS) -> list[str]:
+    """At least one of each kind (once n >= len(kinds)), the rest random, shuffled."""
+    plan = list(kinds)[: max(n, 0)]
+    plan += [rng.choice(kinds) for _ in range(n - len(plan))]
     rng.shuffle(plan)
     return plan
 
@@ -363,13 +537,18 @@ def run_chaos(
     fault_gap_s: tuple[float, float] | None = None,
     pace_s: float = 1.0,
     timeout_s: float = 600.0,
+    fault_kinds: Sequence[str] = FAULT_KINDS,
+    time_scale: float = TIME_SCALE,
     say: Any = None,
 ) -> ChaosReport:
-    """Run the chaos suite in `workdir` (created; left there for post-mortems)."""
-    from kiosk.sim.board_emulator import read_physical_log
+    """Run the chaos suite in `workdir` (created; left there for post-mortems).
+
+    `fault_gap_s` None: the gaps spread what is left of the plan over the sales still to come.
+    """
+    from kiosk.sim.board_emulator import DROP_WINDOW_S, MOTOR_TURN_S, read_physical_log
     from kiosk.sim.broker import Mosquitto, Pki, TcpProxy
     from kiosk.sim.province import BrokerSettings, ProvinceSimulator, load_device_secret
-    from kiosk.store import open_store
+    from kiosk.store import CORRUPT_MARKER, DB_FILENAME, open_store
     from kiosk.store.orders import OrderRepo
     from kiosk.sync.signing import generate_keypair
 
@@ -381,11 +560,12 @@ def run_chaos(
     workdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     rep = ChaosReport(n_sales)
-    n_faults = max(len(FAULT_KINDS), n_sales // 2) if n_faults is None else n_faults
-    plan = _fault_plan(rng, n_faults)
-    if fault_gap_s is None:  # spread the faults over the expected selling time
-        mean = max(0.5, n_sales * (pace_s + 0.4) / (n_faults + 1))
-        fault_gap_s = (0.5 * mean, 1.5 * mean)
+    kinds = tuple(fault_kinds)
+    unknown = sorted(set(kinds) - set(FAULT_KINDS))
+    if unknown or not kinds:
+        raise ValueError(f"fault kinds {unknown or '(none)'}: choose from {FAULT_KINDS}")
+    n_faults = max(len(kinds), n_sales // 2) if n_faults is None else n_faults
+    plan = _fault_plan(rng, n_faults, kinds)
     stop_file = workdir / "stop"
     stop_file.unlink(missing_ok=True)
 
@@ -418,7 +598,8 @@ def run_chaos(
             raise RuntimeError("province simulator did not connect")
         data = workdir / "kiosk-data"
         _seed_store(data)
-        emu = _Emulator(workdir, seed)
+        em = _Emulator(workdir, seed, time_scale)
+        emu = em
         cfg = workdir / "kiosk.toml"
         _write_config(
             cfg, emu.pty, data, f"mqtts://127.0.0.1:{proxy.port}", pki, pki.client(KIOSK_ID)
@@ -463,7 +644,139 @@ def run_chaos(
             )
 
         child = start_child()
-        next_fault = time.monotonic() + rng.uniform(*fault_gap_s)
+        db = data / DB_FILENAME
+        marker = data / CORRUPT_MARKER
+        aim_rng = random.Random(seed * 31 + 1)  # timing-dependent draws stay off the plan's rng
+        vend_s = sum(MOTOR_TURN_S) / 2 + DROP_WINDOW_S
+        per_sale_s = pace_s + 0.4 + 4 / 3 * vend_s * time_scale
+
+        def sales_so_far() -> int:
+            counts = _store_counts(db)
+            return counts[0] if counts else 0
+
+        def next_gap() -> float:
+            if fault_gap_s is not None:
+                return rng.uniform(*fault_gap_s)
+            # spread what is left of the plan over the sales still to come, at the pace seen
+            done = sales_so_far()
+            rate = per_sale_s if done < 3 else max(per_sale_s, (time.monotonic() - t0) / done)
+            left = n_sales - done
+            return rng.uniform(0.5, 1.5) * max(0.5, left * rate / (len(plan) + 1))
+
+        sold = [False]
+
+        def selling_over() -> bool:
+            if not sold[0]:
+                sold[0] = b"\nSOLD " in (workdir / "kiosk.out").read_bytes()
+            return sold[0]
+
+        def board_busy() -> int:
+            try:
+                return em.busy_tx()
+            except (OSError, RuntimeError, ValueError, KeyError):
+                return 0
+
+        # fire within the first 70 % of the shortest turn: the motor still runs then
+        fire_within_s = 0.7 * MOTOR_TURN_S[0] * time_scale
+
+        def wait_motor(kiosk: subprocess.Popen[bytes], limit_s: float) -> int:
+            """Poll the board until a motor starts, then sleep to a random point early in its
+            turn and return its tx; 0 after limit_s or when no more vends will come."""
+            end = time.monotonic() + limit_s
+            while time.monotonic() < end and kiosk.poll() is None and not selling_over():
+                with contextlib.suppress(OSError, RuntimeError, ValueError, KeyError):
+                    b = em.query("busy")
+                    running = float(b.get("running_s", 0.0))
+                    if b["busy_tx"] and running < 0.8 * fire_within_s:  # early in its turn
+                        time.sleep(aim_rng.uniform(0.0, fire_within_s - running))
+                        return int(b["busy_tx"])
+                time.sleep(0.02)
+            return 0
+
+        def physical_runs() -> int:
+            return sum(1 for e in read_physical_log(em.log) if e.get("event") == "motor_run")
+
+        def store_fault(kiosk: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+            """Corrupt the store at a moment without an open order and recover it."""
+            for _attempt in range(5):
+                end = time.monotonic() + 20.0
+                while time.monotonic() < end:  # an idle moment: no open order, no motor
+                    c = _store_counts(db)
+                    if c is not None and c[1] == 0 and board_busy() == 0:
+                        break
+                    time.sleep(0.05)
+                kiosk.send_signal(signal.SIGKILL)
+                kiosk.wait()
+                c = _store_counts(db, readonly=False)  # nobody writes now
+                if c is not None and c[1] == 0:
+                    break
+                log(f"  store: {c[1] if c else '?'} open order(s) at the kill; again later")
+                kiosk = start_child()
+                rep.kiosk_restarts += 1
+            else:
+                rep.details.append("store fault: no moment without an open order; not injected")
+                return kiosk
+            what = _corrupt_index_page(db, rng)
+            log(f"  store: damaged {what}")
+            runs_before = physical_runs()
+            kiosk = start_child()
+            rep.kiosk_restarts += 1
+            end = time.monotonic() + 30.0
+            seen: float | None = None
+            while time.monotonic() < end:
+                if seen is None and marker.exists():
+                    seen = time.monotonic()
+                if kiosk.poll() is not None or (seen is not None and time.monotonic() > seen + 3):
+                    break
+                time.sleep(0.1)
+            rc = kiosk.poll()
+            if rc is None:  # stayed up (out of service, one hopes): stop it for the technician
+                kiosk.send_signal(signal.SIGKILL)
+                kiosk.wait()
+            sold_blind = physical_runs() - runs_before
+            rep.sold_while_corrupt += sold_blind
+            text = (workdir / "kiosk.out").read_bytes()[started_at[0] :]
+            log(
+                f"  store: kiosk on the damaged store: marker {'yes' if marker.exists() else 'NO'}"
+                f", {'exited ' + str(rc) if rc is not None else 'stayed up'}"
+                f"{' with a traceback' if b'Traceback' in text else ''}, motor runs {sold_blind}"
+            )
+            rep.corrupt_start_tracebacks += b"Traceback" in text
+            if not marker.exists():
+                rep.details.append("store fault: no STORE_CORRUPT marker after the damaged start")
+            if sold_blind:
+                rep.details.append(f"store fault: {sold_blind} motor runs on a corrupt store")
+            r = subprocess.run(
+                [sys.executable, "-m", "kiosk.cli", "store", "recover", "--config", str(cfg)],
+                env=_env(),
+                cwd=workdir,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            with open(workdir / "store-recover.out", "a", encoding="utf-8") as f:
+                f.write(f"--- rc {r.returncode}\n{r.stdout}{r.stderr}")
+            last = (r.stdout.strip().splitlines() or ["(no output)"])[-1]
+            log(f"  store: kiosk store recover -> {r.returncode}: {last}")
+            if r.returncode != 0 or marker.exists():
+                rep.details.append(
+                    f"store fault: `kiosk store recover` exited {r.returncode}, marker "
+                    f"{'still there' if marker.exists() else 'cleared'} (see store-recover.out)"
+                )
+            elif _empty_store(data):
+                # recover without salvage: a fresh, empty store (the books cannot agree then)
+                _seed_store(data)
+                rep.details.append(
+                    "store fault: recover left an empty store (nothing salvaged); re-seeded the "
+                    "demo catalog so the kiosk can sell"
+                )
+            else:
+                rep.store_recoveries += 1
+            kiosk = start_child()
+            rep.kiosk_restarts += 1
+            return kiosk
+
+        next_fault = time.monotonic() + next_gap()
         broker_kills = 0
         serial_off_at: float | None = None
         deadline = t0 + timeout_s
@@ -488,15 +801,30 @@ def run_chaos(
                     emu.ctl("set", "bit_flip_ratio=0")
                 serial_off_at = None
             if plan and now >= next_fault:
+                if n_sales - sales_so_far() <= 2:  # last chance to aim: a kind that never hit
+                    for i, k in enumerate(plan):
+                        if k in AIMED_KINDS and not rep.faults_during_vend.get(k):
+                            plan.insert(0, plan.pop(i))
+                            break
                 kind = plan.pop(0)
                 rep.faults[kind] = rep.faults.get(kind, 0) + 1
-                log(f"[{now - t0:6.1f} s] fault: {kind}")
+                hits = rep.faults_during_vend.get(kind, 0)
+                # aim until about half of this kind's faults hit a running vend
+                aimed = kind in AIMED_KINDS and 2 * hits < rep.faults[kind]
+                note = ""
+                if aimed:
+                    rep.faults_aimed[kind] = rep.faults_aimed.get(kind, 0) + 1
+                    tx = wait_motor(child, AIM_WAIT_S)
+                    note = f" (aimed: {'motor running, tx ' + str(tx) if tx else 'no vend came'})"
+                hit = False
                 if kind == "kill9":
                     child.send_signal(signal.SIGKILL)
                     child.wait()
+                    hit = board_busy() != 0  # the board still dispenses for the dead kiosk
                     child = start_child()
                     rep.kiosk_restarts += 1
                 elif kind == "broker":
+                    hit = board_busy() != 0
                     if broker_kills % 2:
                         broker.kill()
                     else:
@@ -505,14 +833,26 @@ def run_chaos(
                     time.sleep(rng.uniform(0.2, 1.5))
                     broker.start()
                 elif kind == "cut":
+                    hit = board_busy() != 0
                     proxy.cut()
                 elif kind == "serial":
+                    hit = board_busy() != 0
                     emu.ctl("set", f"drop_byte_ratio={rng.choice((0.01, 0.03))}")
                     emu.ctl("set", f"bit_flip_ratio={rng.choice((0.002, 0.01))}")
-                    serial_off_at = now + rng.uniform(1.0, 3.0)
+                    serial_off_at = time.monotonic() + rng.uniform(1.0, 3.0)
                 elif kind == "reset":
                     emu.ctl("reset", "keep")
-                next_fault = time.monotonic() + rng.uniform(*fault_gap_s)
+                    boots = [e for e in emu.query("log", "4") if e.get("event") == "board_reset"]
+                    hit = bool(boots and boots[-1].get("interrupted_tx"))
+                elif kind == "store":
+                    child = store_fault(child)
+                if hit:
+                    rep.faults_during_vend[kind] = hits + 1
+                log(
+                    f"[{now - t0:6.1f} s] fault: {kind}{note}"
+                    f"{' -> hit a running vend' if hit else ''}"
+                )
+                next_fault = time.monotonic() + next_gap()
             time.sleep(0.05)
         else:
             rep.details.append(f"timed out after {timeout_s:.0f} s")
@@ -587,6 +927,7 @@ def run_chaos(
     rep.refunded_lines = sum(
         1 for o in orders for ln in o.lines if ln.status.value in ("failed", "unknown")
     )
+    rep.refunded_fen = sum(x.amount_fen for x in refunds)
     extra = max(0, len(drops) - len(delivered))
     rep.double_dispenses = twice + extra
     if twice:
@@ -600,8 +941,8 @@ def run_chaos(
         rep.details.append(f"{len(missing)} delivered lines without a physical drop")
     # money: paid = delivered + refunded, on the kiosk (orders + refund rows) and the province
     refund_by_order: Counter[str] = Counter()
-    for r in refunds:
-        refund_by_order[r.order_id] += r.amount_fen
+    for rf in refunds:
+        refund_by_order[rf.order_id] += rf.amount_fen
     for o in paid:
         if o.state.value not in _CLOSED:
             continue
@@ -644,6 +985,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sales", type=int, default=12)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--faults", type=int, default=None, help="number of faults (default sales/2)")
+    p.add_argument(
+        "--fault-kinds",
+        default=",".join(FAULT_KINDS),
+        help=f"comma-separated fault kinds (default all: {','.join(FAULT_KINDS)})",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=TIME_SCALE,
+        help=f"emulator physical time factor (default {TIME_SCALE}: a motor turn 0.3-0.6 s)",
+    )
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--timeout", type=float, default=1800.0)
     p.add_argument("--json", action="store_true", help="print the report as JSON too")
@@ -654,7 +1006,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     workdir = a.workdir or Path(tempfile.mkdtemp(prefix="kiosk-chaos-"))
-    rep = run_chaos(a.sales, a.seed, workdir, n_faults=a.faults, timeout_s=a.timeout, say=print)
+    kinds = [k.strip() for k in a.fault_kinds.split(",") if k.strip()]
+    rep = run_chaos(
+        a.sales,
+        a.seed,
+        workdir,
+        n_faults=a.faults,
+        timeout_s=a.timeout,
+        fault_kinds=kinds,
+        time_scale=a.time_scale,
+        say=print,
+    )
     print(rep.format())
     print(f"workdir: {workdir}")
     if a.json:

@@ -696,6 +696,7 @@ def _knob(name: str) -> Callable[[Emulator, list[str]], None]:
 _COMMANDS: dict[str, Callable[[Emulator, list[str]], str | None]] = {
     "help": lambda emu, args: " ".join(sorted(_COMMANDS)),
     "status": lambda emu, args: json.dumps(emu.board.snapshot(), separators=(",", ":")),
+    "busy": lambda emu, args: json.dumps(emu.board.busy(), separators=(",", ":")),
     "faults": lambda emu, args: json.dumps(emu.board.faults.as_dict(), separators=(",", ":")),
     "log": _cmd_log,
     "jam": lambda emu, args: _cmd_jam(emu, args, True),

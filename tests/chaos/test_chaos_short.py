@@ -1,5 +1,7 @@
 """The short chaos suite (CI): 12 sales while the kiosk is SIGKILLed, Mosquitto restarted, TCP
-cut, serial bytes corrupted and the board reset; then the province's ledger, the emulator's
+cut, serial bytes corrupted, the board reset and the store corrupted and recovered (salvaged),
+the SIGKILLs and resets aimed at running vends (motors at time-scale 0.2: a turn is 0.3-0.6 s);
+then the province's ledger, the emulator's
 physical log and the kiosk's own books must agree (kiosk.sim.chaos). The long version is
 `python bench/bench_chaos.py` (or `python -m kiosk.sim.chaos --sales N`).
 """
@@ -26,5 +28,13 @@ def test_chaos_short(tmp_path: Path) -> None:
     assert rep.double_dispenses == 0, rep.format()
     assert rep.money_mismatches == 0, rep.format()
     assert rep.chain_breaks == 0, rep.format()
+    assert rep.sold_while_corrupt == 0, rep.format()
+    assert rep.store_recoveries == rep.faults["store"], rep.format()
     assert rep.kiosk_ledger_records == rep.province_sale_records == 12
+    # the faults are aimed: at least one SIGKILL and one board reset land on a running vend,
+    # and at least a third of them all
+    hit = rep.faults_during_vend
+    assert hit.get("kill9", 0) >= 1 and hit.get("reset", 0) >= 1, rep.format()
+    aimed = rep.faults["kill9"] + rep.faults["reset"]
+    assert 3 * (hit.get("kill9", 0) + hit.get("reset", 0)) >= aimed, rep.format()
     assert rep.elapsed_s < 120
