@@ -92,10 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(func=cmd_store_seed_demo)
     rec = st_sub.add_parser(
         "recover",
-        help="after a corrupt database was moved aside: allow a fresh one to be created",
+        help="after a corrupt database was moved aside: salvage it into a fresh store",
         parents=[common],
     )
     rec.set_defaults(func=cmd_store_recover)
+    chk = st_sub.add_parser(
+        "check",
+        help="the start-up integrity check: ledger chain and every order's money rules",
+        parents=[common],
+    )
+    chk.add_argument(
+        "--accept",
+        action="store_true",
+        help="record the problems found as known (after the province confirmed its copies), "
+        "so they no longer stop sales; new problems still do",
+    )
+    chk.set_defaults(func=cmd_store_check)
     for register in _plugin_registrars():
         register(sub, common)
     return parser
@@ -257,6 +269,42 @@ def cmd_store_seed_demo(args: argparse.Namespace) -> int:
         f"demo data loaded into {cfg.store.data_dir}: {len(catalog)} products, "
         f"{len(planogram)} {kind.value} slots, {len(images)} images"
     )
+    return EXIT_OK
+
+
+def cmd_store_check(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from kiosk.controller import ACCEPTED_DAMAGE
+    from kiosk.store.orders import OrderRepo
+
+    cfg = _load(args)
+    store = _open_store(cfg)
+    try:
+        recovered = store.identity().get("origin") == "recovered"
+        t0 = time.monotonic()
+        problems = OrderRepo(store).integrity_problems(from_first_row=recovered)
+        took = time.monotonic() - t0
+        accepted = store.settings.get_json(ACCEPTED_DAMAGE, [])
+        known = set(accepted) if isinstance(accepted, list) else set()
+        new = [p for p in problems if p not in known]
+        if args.accept and problems:
+            store.settings.set(ACCEPTED_DAMAGE, json.dumps(sorted(set(problems) | known)))
+    finally:
+        store.close()
+    print(f"store check: {len(problems)} problem(s), {len(new)} not accepted ({took:.2f} s)")
+    for p in problems:
+        print(f"  {'accepted  ' if p in known else ''}{p}")
+    if args.accept and new:
+        print(f"accepted {len(new)} problem(s): the kiosk sells again at its next start")
+        return EXIT_OK
+    if new:
+        print(
+            "sales stay stopped: tell the province (it holds the acknowledged copies), "
+            "then run `kiosk store check --accept`"
+        )
+        return EXIT_FAIL
     return EXIT_OK
 
 

@@ -83,6 +83,10 @@ CRASH_ENV = "KIOSK_CRASH_AT"  # test hook: "<point>:<n>" kills the process at th
 CRASH_DELAY_ENV = "KIOSK_CRASH_DELAY_MS"  # for "vend_sent": how long after the send starts
 SALES_LOCKED = "sales.locked"  # settings key: "1" = the province (or a technician) locked sales
 BAD_SLOTS = "slots.out_of_service"  # settings key: JSON list of slots taken out by alarms
+ACCEPTED_DAMAGE = "store.accepted_damage"  # settings key: JSON list of problems a technician
+# accepted with `kiosk store check --accept` (they no longer stop sales; new ones do)
+WAL_HEADROOM_BYTES = 4 * 1024 * 1024  # SQLite's automatic checkpoint (1000 pages of 4 KiB)
+CHECKPOINT_EVERY_S = 60.0  # fold the WAL back and truncate it at most this often, when idle
 ANCHOR = "board.anchor_tx."  # settings key prefix + board address: last tx the board recorded
 
 _STORE_ERRORS = (StoreError, sqlite3.Error, OutboxError, OSError, LedgerError)
@@ -151,6 +155,7 @@ class ServiceFacts:
     temperature_c: float | None = None
     max_temperature_c: float | None = None  # None: not a chilled cabinet
     sales_locked: bool = False
+    store_damaged: bool = False  # the start-up integrity check found a damaged record
 
 
 def out_of_service_reasons(f: ServiceFacts) -> list[str]:
@@ -158,8 +163,12 @@ def out_of_service_reasons(f: ServiceFacts) -> list[str]:
     out: list[str] = []
     if f.sales_locked:
         out.append("sales_locked")
-    if not f.store_writable or (f.free_mb is not None and f.free_mb < f.min_free_mb):
+    if f.store_damaged:
+        out.append("store_damaged")
+    if not f.store_writable:
         out.append("storage_error")
+    elif disk_low(f):
+        out.append("disk_low")
     if f.board_online is None:
         out.append("starting")
     elif not f.board_online:
@@ -175,6 +184,10 @@ def out_of_service_reasons(f: ServiceFacts) -> list[str]:
     if f.sellable_units <= 0:
         out.append("sold_out")
     return out
+
+
+def disk_low(f: ServiceFacts) -> bool:
+    return f.free_mb is not None and f.free_mb < f.min_free_mb
 
 
 # --- collaborators --------------------------------------------------------------------------
@@ -371,13 +384,17 @@ class Controller:
         self._mono_offset = clock.monotonic() - clock.time()  # wall -> monotonic, for the UI
         self._store_writable = True
         self._free_mb: float | None = None
+        self._disk_low = False
         self._next_disk_check = 0.0
+        self._next_checkpoint = 0.0
+        self._measure_disk()  # before the first sale, not at the first tick
         self._sales_locked = store.settings.get(SALES_LOCKED) == "1"
         self._bad_slots: set[int] = set(self._load_bad_slots())
         self._open_doors: set[int] = set()
         self._last_result = ""
         self._test_running: int | None = None
         self._reasons: list[str] = []
+        self._damage: list[str] = []  # start-up integrity problems not accepted
         # published state
         self._view_lock = threading.Condition()
         self._seq = 0
@@ -529,11 +546,51 @@ class Controller:
         dispensing -> ask the board about the running tx, never vend it again). Closed orders
         need nothing: their record and refund were committed with their final state."""
         now = self.clock.time()
+        self._check_integrity()
         orders = self.repo.unfinished()
         log_event(log, "controller.recovery", unfinished=len(orders))
         for order in orders:
             self._orders[order.order_id] = order
             self._feed(order, sale.Recovery(now))
+
+    def _check_integrity(self) -> None:
+        """Before the first sale: the ledger chain and every paid order's money rules. A damaged
+        record stops sales (out of service `store_damaged`) with an alarm, instead of selling on
+        top of it; `kiosk store check` shows it, `--accept` lets the kiosk sell again."""
+        t0 = self.clock.monotonic()
+        try:
+            recovered = self.store.identity().get("origin") == "recovered"
+            problems = self.repo.integrity_problems(from_first_row=recovered)
+            accepted = self.store.settings.get_json(ACCEPTED_DAMAGE, [])
+        except _STORE_ERRORS as e:
+            self._store_failed(e, "integrity_check")
+            return
+        known = set(accepted) if isinstance(accepted, list) else set()
+        self._damage = [p for p in problems if p not in known]
+        log_event(
+            log,
+            "store.integrity_checked",
+            problems=len(self._damage),
+            accepted=len(problems) - len(self._damage),
+            ms=round((self.clock.monotonic() - t0) * 1000),
+        )
+        if not self._damage:
+            return
+        log_event(
+            log,
+            "store.damaged",
+            logging.ERROR,
+            first=self._damage[0],
+            problems=len(self._damage),
+            action="kiosk store check",
+        )
+        detail = f"{len(self._damage)} damaged record(s), first: {self._damage[0]}"
+        try:
+            with self.store.transaction() as conn:
+                self._alarm(conn, "store_damaged", "", detail, None)
+        except _STORE_ERRORS as e:
+            self._store_failed(e, "alarm")
+        self._committed()
 
     # --- stepping the core --------------------------------------------------------------
 
@@ -807,6 +864,38 @@ class Controller:
 
     # --- tick ---------------------------------------------------------------------------
 
+    def _measure_disk(self) -> None:
+        """Free space in the data directory, less what the WAL may still grow by before its
+        automatic checkpoint; logs when it crosses `store.min_free_mb` either way."""
+        try:
+            free = shutil.disk_usage(self.store.data_dir).free
+            free -= max(0, WAL_HEADROOM_BYTES - self.store.wal_bytes())
+            self._free_mb = free / 1e6
+        except OSError:
+            self._free_mb = None
+        low = self._free_mb is not None and self._free_mb < self.config.store.min_free_mb
+        if low != self._disk_low:
+            self._disk_low = low
+            log_event(
+                log,
+                "store.disk_low" if low else "store.disk_ok",
+                logging.ERROR if low else logging.INFO,
+                free_mb=None if self._free_mb is None else round(self._free_mb, 1),
+                min_free_mb=self.config.store.min_free_mb,
+                data_dir=str(self.store.data_dir),
+            )
+
+    def _checkpoint_when_idle(self, mono: float) -> None:
+        if mono < self._next_checkpoint or self._orders or self._inflight:
+            return
+        if self._test_running is not None:
+            return
+        self._next_checkpoint = mono + CHECKPOINT_EVERY_S
+        try:
+            self.store.checkpoint()
+        except _STORE_ERRORS as e:
+            log_event(log, "store.checkpoint_failed", logging.WARNING, error=str(e))
+
     def _on_tick(self) -> None:
         now = self.clock.time()
         for order in list(self._orders.values()):
@@ -814,12 +903,10 @@ class Controller:
                 order = self._feed(order, sale.Recovery(now))
             self._feed(order, sale.Tick(now))
         mono = self.clock.monotonic()
+        self._checkpoint_when_idle(mono)
         if mono >= self._next_disk_check:
             self._next_disk_check = mono + 5.0
-            try:
-                self._free_mb = shutil.disk_usage(self.store.data_dir).free / 1e6
-            except OSError:
-                self._free_mb = None
+            self._measure_disk()
             try:
                 self._sales_locked = self.store.settings.get(SALES_LOCKED) == "1"
                 if not self._store_writable:  # probe: does a write work again?
@@ -913,6 +1000,10 @@ class Controller:
 
     def _checkout(self, now: float) -> None:
         if self._reasons or not self._cart.items:
+            return
+        self._measure_disk()  # on every order, not only every few seconds
+        if self._disk_low:
+            self._last_result = "disk below store.min_free_mb"
             return
         try:
             with self.store.transaction() as conn:
@@ -1203,6 +1294,7 @@ class Controller:
             free_mb=self._free_mb,
             min_free_mb=float(self.config.store.min_free_mb),
             sellable_units=sellable,
+            store_damaged=bool(self._damage),
             service_door_open=bool(st and st.service_door_open),
             temperature_c=None if st is None else st.temperature_c,
             max_temperature_c=hw.max_temperature_c if hw.chilled else None,

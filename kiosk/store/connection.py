@@ -86,6 +86,16 @@ class Database:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
 
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy the WAL into the database and truncate it to zero bytes (only when no
+        transaction is open on this connection). Returns (busy, frames left)."""
+        with self.lock:
+            conn = self._live()
+            if self._depth > 0 or conn.in_transaction:
+                return (1, -1)
+            busy, _log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return int(busy), int(done)
+
     def close(self) -> None:
         with self.lock:
             if self._conn is not None:

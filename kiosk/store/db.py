@@ -86,6 +86,19 @@ class Store:
             return {}
         return {"epoch": row[0], "created_at": row[1], "origin": row[2], "detail": row[3]}
 
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the database and truncate it (the controller calls this when
+        idle, so the WAL's growth up to the auto-checkpoint size, ~4 MB, does not eat into the
+        free-space limit unseen). True when it completed."""
+        busy, _left = self._db.checkpoint()
+        return busy == 0
+
+    def wal_bytes(self) -> int:
+        try:
+            return (self.path.parent / (self.path.name + "-wal")).stat().st_size
+        except OSError:
+            return 0
+
     def schema_version(self) -> int:
         with self._db.read() as conn:
             return current_version(conn)

@@ -382,6 +382,46 @@ class OrderRepo:
         problems.extend(verify_chain(records))
         return problems
 
+    def integrity_problems(self, *, from_first_row: bool = False) -> list[str]:
+        """What the kiosk checks before it sells (docs/sales.md, "Start-up integrity check"):
+        the ledger's hash chain and, for every paid order, the money rules: the payment equals
+        the order's total, and a closed order's payments equal what was delivered plus the
+        refunds recorded for it. `from_first_row`: the chain may start at its first surviving
+        row (a store rebuilt by `kiosk store recover`), not at sequence 1 and genesis."""
+        problems = [
+            p if isinstance(p, str) else f"ledger seq {p.seq}: {p.kind.value}: {p.detail}"
+            for p in self._chain_problems(from_first_row)
+        ]
+        with self.store.read() as c:
+            rows = c.execute("SELECT order_id, state, body FROM orders").fetchall()
+            refunded = dict(
+                c.execute("SELECT order_id, SUM(amount_fen) FROM refunds GROUP BY order_id")
+            )
+        closed = {s.value for s in FINAL_STATES}
+        for order_id, state, body in rows:
+            problem = _money_problem(str(order_id), str(state) in closed, body, refunded)
+            if problem:
+                problems.append(problem)
+        return problems
+
+    def _chain_problems(self, from_first_row: bool) -> list[ChainProblem | str]:
+        if not from_first_row:
+            return self.verify_ledger()
+        problems: list[ChainProblem | str] = []
+        records = []
+        with self.store.read() as c:
+            rows = c.execute("SELECT seq, body FROM ledger ORDER BY seq").fetchall()
+        for seq, body in rows:
+            try:
+                records.append(record_from_dict(json.loads(body)))
+            except ValueError as e:
+                problems.append(f"ledger seq {seq}: unreadable record: {e}")
+        if records:
+            problems.extend(
+                verify_chain(records, first_prev_hash=records[0].prev_hash, first_seq=None)
+            )
+        return problems
+
     # refunds
 
     def add_refund(
@@ -469,6 +509,32 @@ class OrderRepo:
         with self.store.read() as c:
             rows = c.execute("SELECT tx, slot_no, kind, outcome FROM test_vends ORDER BY tx")
             return [(int(a), int(b), str(k), str(d)) for a, b, k, d in rows.fetchall()]
+
+
+def _money_problem(
+    order_id: str, closed: bool, body: str, refunded: Mapping[str, int]
+) -> str | None:
+    try:
+        d = json.loads(body)
+        pay = d.get("payment")
+        if pay is None:
+            return None
+        paid = int(pay["amount_fen"])
+        lines = d["lines"]
+        total = sum(int(ln["price_fen"]) for ln in lines)
+        delivered = sum(int(ln["price_fen"]) for ln in lines if ln["status"] == "delivered")
+        extra = sum(int(p["amount_fen"]) for p in d.get("extra_payments", []))
+    except (ValueError, KeyError, TypeError) as e:
+        return f"order {order_id}: unreadable record: {e}"
+    if paid != total:
+        return f"order {order_id}: paid {paid} fen but the order totals {total} fen"
+    back = int(refunded.get(order_id, 0))
+    if closed and paid + extra != delivered + back:
+        return (
+            f"order {order_id}: paid {paid + extra} fen != delivered {delivered} fen + "
+            f"refunded {back} fen"
+        )
+    return None
 
 
 #: Technician test vends use tx = TEST_TX_BASE | n. Order txs are make_tx(seq, line, attempt) =

@@ -174,13 +174,18 @@ def test_out_of_service_reasons_pure() -> None:
     )
     assert out_of_service_reasons(all_bad) == [
         "sales_locked",
-        "storage_error",
+        "disk_low",
         "board_offline",
         "door_open",
         "temperature",
         "sold_out",
     ]
     assert out_of_service_reasons(ServiceFacts(True, store_writable=False)) == ["storage_error"]
+    # a write that failed and a disk below the limit are different reasons (and log lines)
+    low = ServiceFacts(True, free_mb=10, min_free_mb=50)
+    assert out_of_service_reasons(low) == ["disk_low"]
+    damaged = ServiceFacts(True, store_damaged=True)
+    assert out_of_service_reasons(damaged) == ["store_damaged"]
     warm_not_chilled = ServiceFacts(True, temperature_c=30.0, max_temperature_c=None)
     assert out_of_service_reasons(warm_not_chilled) == []
     assert set(out_of_service_reasons(all_bad)) <= set(ui.OUT_OF_SERVICE_KEYS)
@@ -422,3 +427,156 @@ def test_watchdog_watches_the_ui_loop_board_link_and_store(kiosk: Kiosk) -> None
         assert app.watchdog.unhealthy() == []
     finally:
         app.watchdog.stop()
+
+
+# --- store integrity (free space before the first sale, start-up check, tx ids) ---------------
+
+
+def _start(
+    tmp_path: Path, name: str, extra_store: str = ""
+) -> tuple[App, Emulator, TestPaymentSource]:
+    board = EmulatedBoard(BoardModel.spiral(6, 10, stock=5), time_scale=0.01)
+    emu = Emulator(board, InProcessTransport(name)).start()
+    pay = TestPaymentSource()
+    cfg = write_config(tmp_path / "kiosk.toml", f"emu://{name}", tmp_path / "data")
+    if extra_store:
+        text = (tmp_path / "kiosk.toml").read_text(encoding="utf-8")
+        (tmp_path / "kiosk.toml").write_text(
+            text.replace("[store]\n", "[store]\n" + extra_store + "\n"), encoding="utf-8"
+        )
+        cfg = load_config(tmp_path / "kiosk.toml")
+    app = build_app(cfg, province_public_key=pay.public_key, link_timing=FAST, tick_s=0.2)
+    app.start()
+    return app, emu, pay
+
+
+def test_disk_below_the_limit_at_start_sells_nothing(tmp_path: Path) -> None:
+    seed_store(tmp_path / "data")
+    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}", "min_free_mb = 100000")
+    try:
+        # out of service from the first published view on: no "first second" of selling
+        v = app.controller.wait_view(lambda v: v.seq > 0, WAIT)
+        assert v is not None and v.out_of_service is not None
+        assert v.out_of_service.reason_key == "disk_low", v
+        app.controller.post(ui.StartShopping())
+        app.controller.post(ui.AddToCart(MULTI))
+        app.controller.post(ui.Checkout())
+        app.controller.call(lambda: None)  # the intents above have been handled
+        assert app.controller.repo.all() == []
+        assert app.controller.view().out_of_service.reason_key == "disk_low"  # type: ignore[union-attr]
+    finally:
+        app.close()
+        emu.stop()
+
+
+def test_a_tx_the_board_already_knows_is_never_sent(kiosk: Kiosk) -> None:
+    """A board that remembers a tx from an earlier store (or cabinet): the kiosk asks first,
+    never sends it, raises an alarm and vends the line with its next tx."""
+    from kiosk.core.sale import make_tx
+
+    seq = kiosk.app.store.counters.current("order_seq") + 1
+    stale = make_tx(seq, 0, 0)
+    r = kiosk.app.board.vend(48, stale, 10)  # the board's memory of an earlier life
+    assert r.delivered
+    order = kiosk.checkout(MULTI)
+    assert order.order_seq == seq
+    kiosk.pay_for(order)
+    done = kiosk.closed(order.order_id)
+    assert done.state is State.COMPLETED
+    assert done.lines[0].tx != stale
+    runs = kiosk.runs()
+    assert [r["tx"] for r in runs] == [stale, done.lines[0].tx]  # a real motor run for it
+    assert [a.kind for a in kiosk.c.repo.alarms()] == ["tx_collision"]
+
+
+def _sell_one(tmp_path: Path) -> str:
+    app, emu, pay = _start(tmp_path, f"ctl-{next(_names)}")
+    try:
+        k = Kiosk(app, emu, emu.board, pay, {})  # type: ignore[attr-defined]
+        order = k.checkout(MULTI)
+        k.pay_for(order)
+        assert k.closed(order.order_id).state is State.COMPLETED
+        return order.order_id
+    finally:
+        app.close()
+        emu.stop()
+
+
+def _tamper(data: Path, sql: str, *args: object) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(data / "kiosk.db")
+    try:
+        with conn:
+            assert conn.execute(sql, args).rowcount == 1
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("what", ["order", "ledger"])
+def test_a_damaged_record_stops_sales_at_start(tmp_path: Path, what: str) -> None:
+    import json
+
+    from kiosk.controller import ACCEPTED_DAMAGE
+
+    seed_store(tmp_path / "data")
+    order_id = _sell_one(tmp_path)
+    data = tmp_path / "data"
+    st = open_store(data)
+    with st.read() as c:
+        table = "orders" if what == "order" else "ledger"
+        (body,) = c.execute(f"SELECT body FROM {table} WHERE order_id = ?", (order_id,)).fetchone()
+    st.close()
+    d = json.loads(body)
+    if what == "order":  # one changed digit in the paid amount (PRAGMA quick_check passes)
+        d["payment"]["amount_fen"] += 7000
+    else:  # one changed digit in a sold line's price
+        d["lines"][0]["price_fen"] += 1
+    _tamper(data, f"UPDATE {table} SET body = ? WHERE order_id = ?", json.dumps(d), order_id)
+
+    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}")
+    try:
+        v = app.controller.wait_view(
+            lambda v: (
+                v.out_of_service is not None and v.out_of_service.reason_key == "store_damaged"
+            ),
+            WAIT,
+        )
+        assert v is not None, app.controller.view()
+        assert [a.kind for a in app.controller.repo.alarms()] == ["store_damaged"]
+        app.controller.post(ui.StartShopping())
+        app.controller.post(ui.AddToCart(MULTI))
+        app.controller.post(ui.Checkout())
+        app.controller.call(lambda: None)
+        assert [o.order_id for o in app.controller.repo.all()] == [order_id]  # no new order
+        problems = app.controller.repo.integrity_problems()
+        assert (problems and order_id in problems[0]) or "seq 1" in problems[0]
+    finally:
+        app.close()
+        emu.stop()
+    # the technician accepts the known problem (after the province confirmed its copy)
+    st = open_store(data)
+    st.settings.set(ACCEPTED_DAMAGE, json.dumps(problems))
+    st.close()
+    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}")
+    try:
+        assert app.controller.wait_view(lambda v: v.mode == "idle", WAIT) is not None
+    finally:
+        app.close()
+        emu.stop()
+
+
+def test_the_wal_is_folded_back_and_truncated_when_idle(
+    kiosk: Kiosk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kiosk.controller as controller_module
+
+    monkeypatch.setattr(controller_module, "CHECKPOINT_EVERY_S", 0.1)
+    order = kiosk.checkout(MULTI)
+    kiosk.pay_for(order)
+    kiosk.closed(order.order_id)
+    kiosk.c.post(ui.BackToIdle("test"))
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and kiosk.app.store.wal_bytes() > 0:
+        time.sleep(0.05)
+    assert kiosk.app.store.wal_bytes() == 0
