@@ -298,6 +298,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         sales = sales_report(db)
         chains = chain_reports(db)
+        alarms = db.execute(
+            "SELECT kiosk_id, kind, detail FROM province_alarms ORDER BY id"
+        ).fetchall()
     finally:
         db.close()
     if _opt(args, "json", False):
@@ -319,6 +322,9 @@ def cmd_report(args: argparse.Namespace) -> int:
                         }
                         for c in chains
                     ],
+                    "province_alarms": [
+                        {"kiosk_id": k, "kind": t, "detail": d} for k, t, d in alarms
+                    ],
                 },
                 ensure_ascii=False,
                 indent=2,
@@ -338,7 +344,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             if c.outbox_gaps:
                 gaps = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in c.outbox_gaps[:10])
                 print(f"    outbox seq gaps (dropped LOW/NORMAL or not yet received): {gaps}")
-    return EXIT_OK if all(c.ok for c in chains) else EXIT_FAIL
+        if alarms:
+            print("Province alarms / 省平台告警")
+            for k, t, d in alarms:
+                print(f"  {k:<20} {t}: {d}")
+    return EXIT_OK if all(c.ok for c in chains) and not alarms else EXIT_FAIL
 
 
 def cmd_sign_csr(args: argparse.Namespace) -> int:

@@ -104,7 +104,7 @@ REGISTER_TOPIC_PREFIX = REGISTER_PREFIX + "/"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id          INTEGER PRIMARY KEY,
-    event_id    TEXT NOT NULL UNIQUE,
+    event_id    TEXT NOT NULL,
     kiosk_id    TEXT NOT NULL,
     seq         INTEGER NOT NULL,
     kind        TEXT NOT NULL,
@@ -115,7 +115,20 @@ CREATE TABLE IF NOT EXISTS events (
     body        TEXT NOT NULL,
     received_at REAL NOT NULL
 );
+-- Event ids are unique per kiosk (the kiosk id from the authenticated topic), never across
+-- kiosks: one kiosk cannot make another kiosk's records look like duplicates.
+CREATE UNIQUE INDEX IF NOT EXISTS events_kiosk_event ON events (kiosk_id, event_id);
 CREATE INDEX IF NOT EXISTS events_kiosk_seq ON events (kiosk_id, seq);
+-- Province-side alarms (not a kiosk's events/alarm): e.g. two different sale records for one
+-- (kiosk, ledger sequence). The second record is kept here in full, never silently dropped.
+CREATE TABLE IF NOT EXISTS province_alarms (
+    id          INTEGER PRIMARY KEY,
+    kiosk_id    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    detail      TEXT NOT NULL,
+    body        TEXT NOT NULL DEFAULT '',
+    at          REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS events_kind ON events (kind, kiosk_id);
 CREATE TABLE IF NOT EXISTS receipts (
     kiosk_id    TEXT PRIMARY KEY,
@@ -593,10 +606,13 @@ class ProvinceSimulator:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for kid, b, received_at in events:
+                    if b["kind"] == "sale":
+                        self._check_ledger_conflict(kid, b, received_at)
                     cur = self.db.execute(
                         "INSERT INTO events (event_id, kiosk_id, seq, kind, priority, boot, "
                         "kiosk_time, clock_offset, body, received_at) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (event_id) DO NOTHING",
+                        "VALUES (?,?,?,?,?,?,?,?,?,?) "
+                        "ON CONFLICT (kiosk_id, event_id) DO NOTHING",
                         (
                             b["event_id"],
                             kid,
@@ -623,6 +639,43 @@ class ProvinceSimulator:
                 self.db.execute("ROLLBACK")
                 raise
         return acks
+
+    def _check_ledger_conflict(self, kid: str, b: Mapping[str, Any], received_at: float) -> None:
+        """A second sale record for a (kiosk, ledger sequence) the province already holds, with
+        a different hash, is an alarm at once (a store that lost its tail and redid an order,
+        or a rebuilt ledger): both records are kept, the new one in the alarm."""
+        body = b["body"]
+        seq, new_hash = body.get("seq"), body.get("record_hash")
+        rows = self.db.execute(
+            "SELECT event_id, json_extract(body, '$.record_hash') FROM events "
+            "WHERE kiosk_id = ? AND kind = 'sale' AND json_extract(body, '$.seq') = ?",
+            (kid, seq),
+        ).fetchall()
+        clash = [(e, h) for e, h in rows if h != new_hash]
+        if not clash:
+            return
+        detail = (
+            f"ledger seq {seq}: record {new_hash} ({b['event_id']}, order "
+            f"{body.get('order_id')}) differs from the held {clash[0][1]} ({clash[0][0]})"
+        )
+        self.db.execute(
+            "INSERT INTO province_alarms (kiosk_id, kind, detail, body, at) VALUES (?,?,?,?,?)",
+            (kid, "ledger_conflict", detail, json.dumps(dict(b), sort_keys=True), received_at),
+        )
+        log_event(log, "province.ledger_conflict", logging.ERROR, kiosk=kid, detail=detail)
+
+    def province_alarms(self, kiosk_id: str | None = None) -> list[dict[str, Any]]:
+        with self._db_lock:
+            rows = self.db.execute(
+                "SELECT kiosk_id, kind, detail, body, at FROM province_alarms "
+                + ("WHERE kiosk_id = ? " if kiosk_id else "")
+                + "ORDER BY id",
+                (kiosk_id,) if kiosk_id else (),
+            ).fetchall()
+        return [
+            {"kiosk_id": k, "kind": t, "detail": d, "body": json.loads(b) if b else None, "at": a}
+            for k, t, d, b, a in rows
+        ]
 
     def _send_acks(self, acks: Mapping[str, list[str]]) -> None:
         client = self._client

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from kiosk_node import DEMO_SECRET, KIOSK_A, MakeKiosk
+from kiosk_node import DEMO_SECRET, KIOSK_A, KIOSK_B, MakeKiosk
 
 from kiosk.core.payment import (
     Payment,
@@ -177,3 +177,54 @@ def test_provisioning_ca_signs_only_matching_csrs(tmp_path: Path) -> None:
         ca.sign_csr(csr, "AH-340100-0002")
     again = ProvinceCA.load_or_create(tmp_path / "ca")
     assert again.cert == ca.cert
+
+
+def test_a_second_record_for_a_held_ledger_seq_is_an_alarm(
+    province: ProvinceSimulator, make_kiosk: MakeKiosk
+) -> None:
+    """A store that lost its tail redoes its last order: same event id, same ledger seq, a new
+    hash. The province must not keep one of the two silently (store-integrity finding 4)."""
+    from kiosk_node import sale_body
+
+    from kiosk.core.ledger import record_hash
+    from kiosk.sync.outbox import OutboxItem, Priority
+
+    node = make_kiosk(KIOSK_A)
+    node.sell(2)
+    assert node.wait_drained(20)
+    held = [e for e in province.events(KIOSK_A) if e["kind"] == "sale"]
+    first = held[1]["body"]
+    redo = sale_body(KIOSK_A, first["seq"], first["prev_hash"], first["seq"])
+    redo["lines"][0]["tx"] = 999_999  # a different vend: a different record, same seq
+    body = {k: v for k, v in redo.items() if k != "record_hash"}
+    redo["record_hash"] = record_hash(redo["prev_hash"], body)
+    assert redo["record_hash"] != first["record_hash"]
+    node.outbox.append_many([OutboxItem("sale", redo, Priority.CRITICAL, held[1]["event_id"])])
+    node.client.wake()
+    assert node.wait_drained(20)  # acked (kept in the alarm), so the kiosk does not resend
+    alarms = province.province_alarms(KIOSK_A)
+    assert [a["kind"] for a in alarms] == ["ledger_conflict"]
+    assert alarms[0]["body"]["body"]["record_hash"] == redo["record_hash"]  # kept in full
+    assert f"ledger seq {first['seq']}" in alarms[0]["detail"]
+
+
+def test_event_ids_are_per_kiosk(province: ProvinceSimulator, make_kiosk: MakeKiosk) -> None:
+    """Kiosk B publishing A's future event ids on B's own topic does not erase A's sales."""
+    a, b = make_kiosk(KIOSK_A), make_kiosk(KIOSK_B)
+    from kiosk_node import sale_body
+
+    from kiosk.sync.outbox import OutboxItem, Priority
+
+    squat = [
+        OutboxItem(
+            "sale", sale_body(KIOSK_B, n, "0" * 64, n), Priority.CRITICAL, f"sale-{KIOSK_A}-{n}"
+        )
+        for n in (1, 2)
+    ]
+    b.outbox.append_many(squat)
+    b.client.wake()
+    assert b.wait_drained(20)
+    a.sell(2)  # event ids sale-<A>-1, sale-<A>-2: the same ids B already used
+    assert a.wait_drained(20)
+    assert province.event_count(KIOSK_A, "sale") == 2
+    assert province.event_count(KIOSK_B, "sale") == 2
