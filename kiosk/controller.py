@@ -64,7 +64,7 @@ from kiosk.hardware.board import (
 from kiosk.hardware.protocol import BoardReset, DoorEvent, Outcome
 from kiosk.log import log_event
 from kiosk.store import Store, StoreError
-from kiosk.store.orders import ORDER_SEQ_LIMIT, OrderRepo
+from kiosk.store.orders import ORDER_SEQ_LIMIT, IntegrityMark, OrderRepo
 from kiosk.sync.outbox import OutboxError, Priority
 from kiosk.ui import model as ui
 
@@ -83,6 +83,7 @@ CRASH_ENV = "KIOSK_CRASH_AT"  # test hook: "<point>:<n>" kills the process at th
 CRASH_DELAY_ENV = "KIOSK_CRASH_DELAY_MS"  # for "vend_sent": how long after the send starts
 SALES_LOCKED = "sales.locked"  # settings key: "1" = the province (or a technician) locked sales
 BAD_SLOTS = "slots.out_of_service"  # settings key: JSON list of slots taken out by alarms
+VERIFIED_THROUGH = "store.verified_through"  # settings key: IntegrityMark of the last check
 ACCEPTED_DAMAGE = "store.accepted_damage"  # settings key: JSON list of problems a technician
 # accepted with `kiosk store check --accept` (they no longer stop sales; new ones do)
 WAL_HEADROOM_BYTES = 4 * 1024 * 1024  # SQLite's automatic checkpoint (1000 pages of 4 KiB)
@@ -554,37 +555,66 @@ class Controller:
             self._feed(order, sale.Recovery(now))
 
     def _check_integrity(self) -> None:
-        """Before the first sale: the ledger chain and every paid order's money rules. A damaged
-        record stops sales (out of service `store_damaged`) with an alarm, instead of selling on
-        top of it; `kiosk store check` shows it, `--accept` lets the kiosk sell again."""
+        """Before the first sale: the books since the last verified mark (the ledger chain and
+        every paid order's money rules; the whole store the first time). A damaged record stops
+        sales (out of service `store_damaged`) with an alarm, instead of selling on top of it;
+        `kiosk store check` shows it, `--accept` lets the kiosk sell again. A full check then
+        runs in the background in small chunks, for damage older than the mark."""
         t0 = self.clock.monotonic()
         try:
             recovered = self.store.identity().get("origin") == "recovered"
-            problems = self.repo.integrity_problems(from_first_row=recovered)
-            accepted = self.store.settings.get_json(ACCEPTED_DAMAGE, [])
+            mark = IntegrityMark.from_json(self.store.settings.get(VERIFIED_THROUGH))
+            result = self.repo.check_integrity(mark, from_first_row=recovered)
         except _STORE_ERRORS as e:
             self._store_failed(e, "integrity_check")
             return
-        known = set(accepted) if isinstance(accepted, list) else set()
-        self._damage = [p for p in problems if p not in known]
         log_event(
             log,
             "store.integrity_checked",
-            problems=len(self._damage),
-            accepted=len(problems) - len(self._damage),
+            scope="since mark" if mark is not None else "full",
+            problems=len(result.problems),
             ms=round((self.clock.monotonic() - t0) * 1000),
         )
+        self._integrity_found(result.problems)
         if not self._damage:
+            with contextlib.suppress(*_STORE_ERRORS):
+                self.store.settings.set(VERIFIED_THROUGH, result.mark.to_json())
+        if mark is not None:
+            threading.Thread(
+                target=self._full_check, args=(recovered,), name="kiosk-integrity", daemon=True
+            ).start()
+
+    def _full_check(self, recovered: bool) -> None:
+        try:
+            problems = self.repo.check_integrity(
+                from_first_row=recovered, pause=lambda: self._stop.wait(0.02)
+            ).problems
+        except Exception:  # the store went away (stop) or failed: the next start checks again
+            log.exception("store.full_check_failed")
             return
+        log_event(log, "store.full_check_done", problems=len(problems))
+        if problems:
+            self._inbox.put(_Call(lambda: self._integrity_found(problems)))
+
+    def _integrity_found(self, problems: list[str]) -> None:
+        try:
+            accepted = self.store.settings.get_json(ACCEPTED_DAMAGE, [])
+        except _STORE_ERRORS:
+            accepted = []
+        known = set(accepted) if isinstance(accepted, list) else set()
+        new = [p for p in problems if p not in known and p not in self._damage]
+        if not new:
+            return
+        self._damage.extend(new)
         log_event(
             log,
             "store.damaged",
             logging.ERROR,
-            first=self._damage[0],
+            first=new[0],
             problems=len(self._damage),
             action="kiosk store check",
         )
-        detail = f"{len(self._damage)} damaged record(s), first: {self._damage[0]}"
+        detail = f"{len(new)} damaged record(s), first: {new[0]}"
         try:
             with self.store.transaction() as conn:
                 self._alarm(conn, "store_damaged", "", detail, None)

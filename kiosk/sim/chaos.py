@@ -127,6 +127,7 @@ class ChaosReport:
             or self.money_mismatches
             or self.chain_breaks
             or self.sold_while_corrupt
+            or self.corrupt_start_tracebacks
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -156,12 +157,11 @@ class ChaosReport:
             f"  paid != delivered + refunded     : {self.money_mismatches} (goal 0)",
             f"  hash-chain breaks                : {self.chain_breaks} (goal 0)",
             f"  sold while the store was corrupt : {self.sold_while_corrupt} (goal 0)",
+            f"  tracebacks on a corrupt store    : {self.corrupt_start_tracebacks} (goal 0)",
             f"  sales completed per minute       : {self.sales_per_minute:.1f}",
             f"  faults on a running vend         : {n_hit} of {sum(self.faults.values())} ({hit})",
             f"  lines refunded                   : {self.refunded_lines} "
-            f"({self.refunded_fen / 100:.2f} yuan); store recoveries {self.store_recoveries} "
-            f"({self.corrupt_start_tracebacks} kiosk starts on the corrupt store ended in a "
-            "traceback)",
+            f"({self.refunded_fen / 100:.2f} yuan); store recoveries {self.store_recoveries}",
             f"  kiosk ledger {self.kiosk_ledger_records} records, province "
             f"{self.province_sale_records} sale records ({self.province_duplicate_messages} "
             f"republished messages dropped by dedupe), physical drops {self.physical_drops}, "
@@ -194,6 +194,7 @@ def child_main(argv: Sequence[str]) -> int:
     from kiosk.app import TestPaymentSource, build_app
     from kiosk.config import load_config
     from kiosk.core.sale import State
+    from kiosk.store import StoreError
     from kiosk.sync.client import SyncClient
     from kiosk.sync.topics import Topics
     from kiosk.ui import model as ui
@@ -203,7 +204,12 @@ def child_main(argv: Sequence[str]) -> int:
 
     config = load_config(a.config)
     pay = TestPaymentSource(Path(a.pay_key).read_bytes())
-    app = build_app(config, province_public_key=pay.public_key)
+    try:
+        app = build_app(config, province_public_key=pay.public_key)
+    except (StoreError, sqlite3.Error, OSError) as e:  # what `kiosk run` does: out of service
+        from kiosk.degraded import run_degraded
+
+        return run_degraded(config, e, True, say)
     app.outbox.ack_timeout_s = 5.0
     kid = config.identity.kiosk_id
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -383,44 +383,131 @@ class OrderRepo:
         return problems
 
     def integrity_problems(self, *, from_first_row: bool = False) -> list[str]:
+        """The whole check (`kiosk store check`; the controller runs it in the background after
+        start): every ledger record and every order. See `check_integrity`."""
+        return self.check_integrity(from_first_row=from_first_row).problems
+
+    def check_integrity(
+        self,
+        since: IntegrityMark | None = None,
+        *,
+        from_first_row: bool = False,
+        chunk: int = 2000,
+        pause: Callable[[], object] | None = None,
+    ) -> IntegrityResult:
         """What the kiosk checks before it sells (docs/sales.md, "Start-up integrity check"):
         the ledger's hash chain and, for every paid order, the money rules: the payment equals
         the order's total, and a closed order's payments equal what was delivered plus the
-        refunds recorded for it. `from_first_row`: the chain may start at its first surviving
-        row (a store rebuilt by `kiosk store recover`), not at sequence 1 and genesis."""
-        problems = [
-            p if isinstance(p, str) else f"ledger seq {p.seq}: {p.kind.value}: {p.detail}"
-            for p in self._chain_problems(from_first_row)
-        ]
+        refunds recorded for it.
+
+        `since`: only what was added or changed after that mark (the ledger from the marked
+        record on, which must still be there with its hash; orders added or updated since, and
+        every open order). `from_first_row`: the chain may start at its first surviving row (a
+        store rebuilt by `kiosk store recover`), not at sequence 1 and genesis. Reads in chunks
+        of `chunk` rows, each its own short read, so a full check never holds up a sale;
+        `pause()` runs between chunks."""
+        problems: list[str] = []
+        mark = self._check_ledger(since, from_first_row, chunk, problems, pause)
+        rowid, updated = self._check_orders(since, chunk, problems, pause)
+        return IntegrityResult(problems, IntegrityMark(mark[0], mark[1], rowid, updated))
+
+    def _check_ledger(
+        self,
+        since: IntegrityMark | None,
+        from_first_row: bool,
+        chunk: int,
+        problems: list[str],
+        pause: Callable[[], object] | None,
+    ) -> tuple[int, str]:
+        last_seq, prev = 0, GENESIS_HASH
+        expected: int | None = None if from_first_row else 1
+        if since is not None and since.ledger_seq > 0:
+            with self.store.read() as c:
+                row = c.execute(
+                    "SELECT hash FROM ledger WHERE seq = ?", (since.ledger_seq,)
+                ).fetchone()
+            if row is None or str(row[0]) != since.ledger_hash:
+                problems.append(f"ledger seq {since.ledger_seq}: changed since it was verified")
+            last_seq, prev, expected = since.ledger_seq, since.ledger_hash, since.ledger_seq + 1
+        while True:
+            with self.store.read() as c:
+                rows = c.execute(
+                    "SELECT seq, order_id, prev_hash, hash, body FROM ledger WHERE seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (last_seq, chunk),
+                ).fetchall()
+            if not rows:
+                return last_seq, prev
+            records = []
+            for seq, order_id, prev_col, h, body in rows:
+                try:
+                    rec = record_from_dict(json.loads(body))
+                except ValueError as e:
+                    problems.append(f"ledger seq {seq}: unreadable record: {e}")
+                    continue
+                if (rec.seq, rec.order_id, rec.prev_hash, rec.record_hash) != (
+                    seq,
+                    order_id,
+                    prev_col,
+                    h,
+                ):
+                    problems.append(f"ledger seq {seq}: row columns do not match the record body")
+                records.append(rec)
+            if records:
+                first_prev = records[0].prev_hash if expected is None else prev
+                for p in verify_chain(records, first_prev_hash=first_prev, first_seq=expected):
+                    problems.append(f"ledger seq {p.seq}: {p.kind.value}: {p.detail}")
+                prev, expected = records[-1].record_hash, records[-1].seq + 1
+            last_seq = int(rows[-1][0])
+            if pause is not None:
+                pause()
+
+    def _check_orders(
+        self,
+        since: IntegrityMark | None,
+        chunk: int,
+        problems: list[str],
+        pause: Callable[[], object] | None,
+    ) -> tuple[int, float]:
+        closed = {s.value for s in FINAL_STATES}
         with self.store.read() as c:
-            rows = c.execute("SELECT order_id, state, body FROM orders").fetchall()
             refunded = dict(
                 c.execute("SELECT order_id, SUM(amount_fen) FROM refunds GROUP BY order_id")
             )
-        closed = {s.value for s in FINAL_STATES}
+            top = c.execute("SELECT MAX(rowid), MAX(updated_at) FROM orders").fetchone()
+        max_rowid, max_updated = int(top[0] or 0), float(top[1] or 0.0)
+        after_rowid, after_updated = (0, -1.0) if since is None else (0, since.order_updated_at)
+        if since is not None:  # the changed ones only: new, updated since, or still open
+            with self.store.read() as c:
+                rows = c.execute(
+                    "SELECT order_id, state, body FROM orders WHERE rowid > ? OR updated_at > ? "
+                    f"OR state IN ({', '.join('?' for _ in OPEN_STATES)})",
+                    (since.order_rowid, after_updated, *OPEN_STATES),
+                ).fetchall()
+            self._money(rows, closed, refunded, problems)
+            return max(max_rowid, since.order_rowid), max(max_updated, since.order_updated_at)
+        while True:
+            with self.store.read() as c:
+                rows = c.execute(
+                    "SELECT rowid, order_id, state, body FROM orders WHERE rowid > ? "
+                    "ORDER BY rowid LIMIT ?",
+                    (after_rowid, chunk),
+                ).fetchall()
+            if not rows:
+                return max_rowid, max_updated
+            self._money([r[1:] for r in rows], closed, refunded, problems)
+            after_rowid = int(rows[-1][0])
+            if pause is not None:
+                pause()
+
+    @staticmethod
+    def _money(
+        rows: list[Any], closed: set[str], refunded: Mapping[str, int], problems: list[str]
+    ) -> None:
         for order_id, state, body in rows:
             problem = _money_problem(str(order_id), str(state) in closed, body, refunded)
             if problem:
                 problems.append(problem)
-        return problems
-
-    def _chain_problems(self, from_first_row: bool) -> list[ChainProblem | str]:
-        if not from_first_row:
-            return self.verify_ledger()
-        problems: list[ChainProblem | str] = []
-        records = []
-        with self.store.read() as c:
-            rows = c.execute("SELECT seq, body FROM ledger ORDER BY seq").fetchall()
-        for seq, body in rows:
-            try:
-                records.append(record_from_dict(json.loads(body)))
-            except ValueError as e:
-                problems.append(f"ledger seq {seq}: unreadable record: {e}")
-        if records:
-            problems.extend(
-                verify_chain(records, first_prev_hash=records[0].prev_hash, first_seq=None)
-            )
-        return problems
 
     # refunds
 
@@ -535,6 +622,46 @@ def _money_problem(
             f"refunded {back} fen"
         )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityMark:
+    """How far the books were verified: the ledger up to (seq, hash), orders up to a rowid and
+    an updated_at (kept in settings `store.verified_through` between starts)."""
+
+    ledger_seq: int = 0
+    ledger_hash: str = GENESIS_HASH
+    order_rowid: int = 0
+    order_updated_at: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "ledger_seq": self.ledger_seq,
+                "ledger_hash": self.ledger_hash,
+                "order_rowid": self.order_rowid,
+                "order_updated_at": self.order_updated_at,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> IntegrityMark | None:
+        try:
+            d = json.loads(text or "")
+            return cls(
+                int(d["ledger_seq"]),
+                str(d["ledger_hash"]),
+                int(d["order_rowid"]),
+                float(d["order_updated_at"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityResult:
+    problems: list[str]
+    mark: IntegrityMark
 
 
 #: Technician test vends use tx = TEST_TX_BASE | n. Order txs are make_tx(seq, line, attempt) =

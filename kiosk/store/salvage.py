@@ -202,6 +202,8 @@ def salvage_into(moved: Path, new_db: Path) -> SalvageReport:
                 for name, has_rowid in order:
                     if name not in _SKIP and name in new_names:
                         _copy_table(old, new, name, has_rowid, r)
+                # the new store's books are checked in full at its first start
+                new.execute("DELETE FROM settings WHERE key = 'store.verified_through'")
                 # reservations of orders that were not readable would hold stock forever
                 new.execute(
                     "DELETE FROM reservations WHERE order_id NOT IN (SELECT order_id FROM orders)"

@@ -28,6 +28,7 @@ def test_chaos_short(tmp_path: Path) -> None:
     assert rep.double_dispenses == 0, rep.format()
     assert rep.money_mismatches == 0, rep.format()
     assert rep.chain_breaks == 0, rep.format()
+    assert rep.corrupt_start_tracebacks == 0, rep.format()
     assert rep.sold_while_corrupt == 0, rep.format()
     assert rep.store_recoveries == rep.faults["store"], rep.format()
     assert rep.kiosk_ledger_records == rep.province_sale_records == 12

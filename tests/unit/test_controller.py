@@ -580,3 +580,46 @@ def test_the_wal_is_folded_back_and_truncated_when_idle(
     while time.monotonic() < deadline and kiosk.app.store.wal_bytes() > 0:
         time.sleep(0.05)
     assert kiosk.app.store.wal_bytes() == 0
+
+
+def test_damage_older_than_the_verified_mark_is_found_by_the_background_check(
+    tmp_path: Path,
+) -> None:
+    """Start-up checks only what changed since the last verified mark (fast on a big store);
+    a full check in the background finds a record changed before that mark."""
+    import json
+
+    from kiosk.controller import VERIFIED_THROUGH
+    from kiosk.store.orders import IntegrityMark
+
+    seed_store(tmp_path / "data")
+    order_id = _sell_one(tmp_path)
+    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}")  # verifies it, moves the mark on
+    try:
+        assert app.controller.wait_view(lambda v: v.mode == "idle", WAIT) is not None
+    finally:
+        app.close()
+        emu.stop()
+    data = tmp_path / "data"
+    st = open_store(data)
+    mark = IntegrityMark.from_json(st.settings.get(VERIFIED_THROUGH))
+    assert mark is not None and mark.ledger_seq == 1
+    with st.read() as c:
+        (body,) = c.execute("SELECT body FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+    st.close()
+    d = json.loads(body)
+    d["payment"]["amount_fen"] += 7000
+    _tamper(data, "UPDATE orders SET body = ? WHERE order_id = ?", json.dumps(d), order_id)
+    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}")
+    try:
+        v = app.controller.wait_view(
+            lambda v: (
+                v.out_of_service is not None and v.out_of_service.reason_key == "store_damaged"
+            ),
+            WAIT,
+        )
+        assert v is not None, app.controller.view()
+        assert [a.kind for a in app.controller.repo.alarms()] == ["store_damaged"]
+    finally:
+        app.close()
+        emu.stop()
