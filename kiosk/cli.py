@@ -8,7 +8,10 @@ Exit codes: 0 ok, 1 the thing checked is not ok, 2 usage or config error.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import shutil
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -245,11 +248,37 @@ def cmd_planogram_export(args: argparse.Namespace) -> int:
 
 def cmd_store_seed_demo(args: argparse.Namespace) -> int:
     from kiosk.core.planogram import SlotKind
-    from kiosk.core.stock import StockChange, StockReason
-    from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock, write_demo_images
+    from kiosk.store import StoreError
 
     cfg = _load(args)
     kind = SlotKind(cfg.hardware.cabinet)
+    try:
+        return _seed_demo(cfg, kind)
+    except (StoreError, sqlite3.Error, OSError) as e:
+        free = _free_mb(cfg.store.data_dir)
+        full = "full" in str(e).lower() or getattr(e, "errno", None) in (errno.ENOSPC, errno.EFBIG)
+        what = "the disk is full" if full else "the store cannot be written"
+        print(
+            f"kiosk store seed-demo: {what} in {cfg.store.data_dir} "
+            f"({free} MB free): {e}\n"
+            "Free some space (or fix the directory) and run it again; it is safe to repeat "
+            "(each part is all or nothing).",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+
+
+def _free_mb(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path).free / 1e6:.1f}"
+    except OSError:
+        return "?"
+
+
+def _seed_demo(cfg: KioskConfig, kind: Any) -> int:
+    from kiosk.core.stock import StockChange, StockReason
+    from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock, write_demo_images
+
     store = _open_store(cfg)
     try:
         catalog = demo_catalog()

@@ -164,3 +164,28 @@ def test_log_fields_never_clobber_standard_keys_and_redaction_is_by_word() -> No
     assert rec["mapping"] == "m" and rec["shipping"] == "s"
     assert rec["pin_hash"] == "***" and rec["sig"] == "***"
     setup_logging("warning", "kv", stream=io.StringIO())
+
+
+def test_seed_demo_on_a_full_disk_says_so_without_a_traceback(tmp_path: Path) -> None:
+    """A file-size limit stands in for a full disk (the same error reaches SQLite and Python:
+    writes fail; SIGXFSZ ignored). The command names the problem and what to do."""
+    cfg = _demo_config(tmp_path)
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))\n"
+        "from kiosk.cli import main\n"
+        f"sys.exit(main(['store', 'seed-demo', '--config', {str(cfg)!r}]))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "kiosk store seed-demo: the disk is full in" in r.stderr, r.stderr
+    assert "run it again" in r.stderr

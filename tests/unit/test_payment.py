@@ -262,3 +262,44 @@ def test_status_reply() -> None:
     assert isinstance(verify_status_reply(paid, **kw), Payment)  # type: ignore[arg-type]
     bare = PaymentStatusReply(ORDER, PaymentStatus.PAID)
     assert rejected(verify_status_reply(bare, **kw)) is RejectReason.MALFORMED  # type: ignore[arg-type]
+
+
+def test_a_payment_made_before_the_order_existed_is_refused() -> None:
+    """An order id of an earlier store life paid long ago cannot pay a new order (store
+    integrity): the confirmation's paid_at must not lie before the order's creation."""
+    old = confirmation(paid_at=int(NOW) - 3600)
+    result = verify_confirmation(
+        old,
+        province_public_key=PUB,
+        kiosk_id=KIOSK,
+        order_amounts={ORDER: 7600},
+        now=NOW,
+        order_created_at=NOW - 60,
+    )
+    assert rejected(result) is RejectReason.BEFORE_ORDER
+    fresh = verify_confirmation(
+        confirmation(paid_at=int(NOW) - 100),  # within the skew of the creation time
+        province_public_key=PUB,
+        kiosk_id=KIOSK,
+        order_amounts={ORDER: 7600},
+        now=NOW,
+        order_created_at=NOW - 60,
+    )
+    assert isinstance(fresh, Payment)
+
+
+def test_order_ids_carry_the_store_epoch() -> None:
+    from kiosk.core.payment import is_store_epoch, order_epoch, store_epoch_from_int
+
+    oid = make_order_id(KIOSK, 42, "7K2Q")
+    assert oid == "AH-340100-0001-7K2Q0001A"
+    assert parse_order_id(oid) == (KIOSK, 42) and order_epoch(oid) == "7K2Q"
+    assert order_epoch(make_order_id(KIOSK, 42)) == ""  # ids from before store epochs
+    assert make_order_id(KIOSK, 42, "7K2Q") != make_order_id(KIOSK, 42, "7K2R")
+    assert store_epoch_from_int(0) == "0000" and store_epoch_from_int((1 << 20) - 1) == "ZZZZ"
+    assert is_store_epoch("7K2Q") and not is_store_epoch("7K2") and not is_store_epoch("7KIQ")
+    for bad in ("AH-340100-0001-7K2Q0001", "AH-340100-0001-7KIQ0001A", "-7K2Q0001A"):
+        with pytest.raises(ValueError):
+            parse_order_id(bad)
+    with pytest.raises(ValueError):
+        make_order_id(KIOSK, 1, "bad")
