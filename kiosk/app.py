@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -49,7 +49,7 @@ from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.log import log_event
 from kiosk.store import Store, StoreError, open_store
 from kiosk.sync import messages
-from kiosk.sync.client import OutboxLike, SyncClient, SyncConfigError, broker_address, tls_context
+from kiosk.sync.client import SyncClient, SyncConfigError, broker_address, tls_context
 from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.media import DEFAULT_BUDGET_BYTES, MediaCache, MediaFetcher, media_dir
 from kiosk.sync.outbox import Outbox, Priority
@@ -363,7 +363,7 @@ class SyncBridge:
         self.client = SyncClient(
             self.config.sync,
             self.kiosk_id,
-            cast(OutboxLike, app.outbox),
+            app.outbox,
             self.topics,
             app.clock,
             self.on_message,

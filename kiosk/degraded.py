@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from kiosk import __version__, systemd
 from kiosk.clock import Clock, SystemClock
@@ -101,7 +101,7 @@ def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> 
     when no province link is configured)."""
     from kiosk.app import sync_problem
     from kiosk.sync import messages
-    from kiosk.sync.client import OutboxLike, SyncClient
+    from kiosk.sync.client import SyncClient
     from kiosk.sync.outbox import Outbox, Priority
     from kiosk.sync.topics import Topics
 
@@ -133,9 +133,7 @@ def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> 
         ),
         Priority.NORMAL,
     )
-    client = SyncClient(
-        config.sync, kiosk_id, cast(OutboxLike, outbox), topics, clock, lambda _t, _b: None, 0
-    )
+    client = SyncClient(config.sync, kiosk_id, outbox, topics, clock, lambda _t, _b: None, 0)
     client.start()
     return client
 

@@ -221,7 +221,7 @@ def child_main(argv: Sequence[str]) -> int:
     sync = SyncClient(
         config.sync,
         kid,
-        app.outbox,  # type: ignore[arg-type]  # OutboxLike.depth() says int, Outbox gives a dict
+        app.outbox,
         Topics(kid),
         app.clock,
         on_message,

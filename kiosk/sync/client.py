@@ -79,12 +79,19 @@ class SyncConfigError(ValueError):
 
 
 class OutboxLike(Protocol):
-    """What the client needs from kiosk.sync.outbox.Outbox."""
+    """What the client always calls on kiosk.sync.outbox.Outbox (which satisfies this; mypy
+    checks it where the app passes one in).
+
+    The client also uses these when the object has them (looked up with getattr, so a minimal
+    outbox works too; Outbox has them all): `due_rows(limit, now, *, after)` (the fast read,
+    preferred over `due`), `due_after(priority, seq, limit, now)` (a cursor read without
+    `due_rows`), `last_seq()` (for the birth message and to notice appends), `last_ack_at()`
+    (for `stats()`), `reset_sent()` (after a reconnect).
+    """
 
     def due(self, limit: int, now: float) -> Sequence[OutboxRecord]: ...
-    def mark_sent(self, seqs: Iterable[int], now: float) -> Any: ...
+    def mark_sent(self, seqs: Iterable[int], now: float) -> None: ...
     def ack(self, event_ids: Iterable[str]) -> int: ...
-    def depth(self) -> int: ...
 
 
 # --- pure helpers -----------------------------------------------------------------------------
@@ -188,6 +195,18 @@ class _Conn:
         self.ahead_rest = 0  # the part of `ahead` that non-critical records may use
         self.wake_every = 1
         self.unseen = 0  # PUBACKs since the drain thread was last woken (paho's thread only)
+        # Our own count of what paho holds, from its public API only: QoS 1 messages handed to
+        # `publish()` (under `lock`) and PUBACKs seen in its `on_publish` callback (paho's
+        # thread only). paho sends min(handed - pubacked, its in-flight limit) at once and
+        # queues the rest, sending one from the queue each time a PUBACK frees a slot.
+        self.handed = 0
+        self.pubacked = 0
+
+    def on_wire(self) -> int:
+        """QoS 1 messages paho has sent and not yet seen PUBACKed: what its in-flight limit
+        (set to `window` when `paho_limits`) counts."""
+        outstanding = self.handed - self.pubacked
+        return min(outstanding, self.window) if self.paho_limits else outstanding
 
 
 class SyncClient:
@@ -445,6 +464,7 @@ class SyncClient:
         host, port = self.address.host, self.address.port
         try:
             if self._v5:
+                # paho ships type hints but leaves Properties.__init__ unannotated (no-untyped-call)
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = self._session_expiry_s
                 props.ReceiveMaximum = 64
@@ -547,20 +567,19 @@ class SyncClient:
         Receive Maximum) QoS 1 messages awaiting PUBACK, however many we hand it. paho refuses
         the public setter once connected (its worry is switching between 0 = unlimited and a
         limit, not this), so the attribute is set directly, and only when it exists and nothing
-        is in flight yet; otherwise we keep counting every slot ourselves (no queue-ahead)."""
+        is in flight yet (by our own count: nothing handed to this client or all of it
+        PUBACKed); otherwise we keep counting every slot ourselves (no queue-ahead). Only the
+        write is private: every read goes through paho's public `max_inflight_messages`."""
         w = self._window(conn)
         conn.window = w
         client = conn.client
         ok = False
-        if (
-            getattr(client, "_max_inflight_messages", None) is not None
-            and getattr(client, "_inflight_messages", None) == 0
-        ):
+        if conn.handed == conn.pubacked:
             try:
                 client.max_inflight_messages_set(w)
             except RuntimeError:
                 client._max_inflight_messages = w
-            ok = getattr(client, "_max_inflight_messages", None) == w
+            ok = client.max_inflight_messages == w
         conn.paho_limits = ok
         ahead = max(w, 512) if self._queue_ahead is None else self._queue_ahead
         conn.ahead = ahead if ok else 0
@@ -596,9 +615,9 @@ class SyncClient:
                 log_event(log, "sync.publish_failed", logging.WARNING, rc=str(info.rc))
                 return None
             conn.inflight[info.mid] = seq
-            n = len(conn.inflight)
-            if conn.paho_limits:  # the rest wait in paho's queue: count what is on the wire
-                n = conn.client._inflight_messages
+            conn.handed += 1
+            # with paho_limits the rest wait in paho's queue: count what is on the wire
+            n = conn.on_wire() if conn.paho_limits else len(conn.inflight)
         if n > self._stats.peak_inflight:
             with self._lock:
                 self._stats.peak_inflight = max(self._stats.peak_inflight, n)
@@ -666,6 +685,7 @@ class SyncClient:
         if conn is None:
             self._wake.set()
             return
+        conn.pubacked += 1  # paho frees the slot right after this callback
         if conn.offline_mid == mid:
             conn.offline_acked.set()
             self._wake.set()
@@ -867,12 +887,13 @@ class SyncClient:
                     log_event(log, "sync.publish_failed", logging.WARNING, rc=str(info.rc))
                     break
                 inflight[info.mid] = seq
+                conn.handed += 1
                 buffer.popleft()
                 published += 1
             handed = len(inflight)
             # on the wire: paho's count when paho enforces the window (the rest wait in its
             # queue), else everything handed over
-            on_wire = conn.client._inflight_messages if conn.paho_limits else handed
+            on_wire = conn.on_wire() if conn.paho_limits else handed
         with self._lock:
             self._stats.inflight = handed
             if on_wire > self._stats.peak_inflight:
@@ -939,7 +960,12 @@ class SyncClient:
         if after is None:
             records = self.outbox.due(limit, now)
         else:
-            records = self.outbox.due_after(*after, limit, now)  # type: ignore[attr-defined]
+            # _refill keeps a cursor only for an outbox that has due_after
+            due_after: Callable[[int, int, int, float], Sequence[OutboxRecord]] | None
+            due_after = getattr(self.outbox, "due_after", None)
+            if due_after is None:
+                raise AttributeError("the outbox has no due_after")
+            records = due_after(after[0], after[1], limit, now)
         return [(r.seq, r.topic, r.payload, int(r.priority)) for r in records]
 
     def _not_excluded(self, conn: _Conn, mono: float, rows: Sequence[_Row]) -> list[_Row]:
