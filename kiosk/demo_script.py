@@ -69,7 +69,7 @@ def attach_sync(app: App) -> Any:
 
         key = load_public_key_pem(app.config.sync.province_public_key)
     if bridge is not None:
-        app.sync = bridge(app, key)  # type: ignore[attr-defined,unused-ignore]
+        app.sync = bridge(app, key)
         return None
     from kiosk.sync.client import SyncClient
     from kiosk.sync.topics import Topics
@@ -81,11 +81,10 @@ def attach_sync(app: App) -> Any:
         if topic == topics.payment_confirm:
             controller.submit_confirmation(body["confirmation"])
 
-    outbox: Any = app.outbox
     return SyncClient(
         app.config.sync,
         app.config.identity.kiosk_id,
-        outbox,
+        app.outbox,
         topics,
         app.clock,
         on_message,

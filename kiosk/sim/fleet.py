@@ -31,7 +31,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kiosk.sync.outbox import Outbox, OutboxRecord, Priority
 
 __all__ = ["FleetResult", "cmd_fleet_sim", "main", "register", "run_fleet"]
 
@@ -100,18 +103,19 @@ class FleetResult:
 
 
 class _AckTimer:
-    """Wraps an Outbox (kiosk.sync.client.OutboxLike) and timestamps end-to-end acks."""
+    """Wraps an Outbox (a kiosk.sync.client.OutboxLike; the rest of Outbox is passed through)
+    and timestamps end-to-end acks."""
 
-    def __init__(self, outbox: Any, created: dict[str, float], lat: list[float]) -> None:
+    def __init__(self, outbox: Outbox, created: dict[str, float], lat: list[float]) -> None:
         self._o = outbox
         self._created = created
         self._lat = lat
         self.acked_sales = 0
 
-    def due(self, limit: int, now: float) -> Any:
+    def due(self, limit: int, now: float) -> list[OutboxRecord]:
         return self._o.due(limit, now)
 
-    def mark_sent(self, seqs: Iterable[int], now: float) -> Any:
+    def mark_sent(self, seqs: Iterable[int], now: float) -> None:
         return self._o.mark_sent(seqs, now)
 
     def ack(self, event_ids: Iterable[str]) -> int:
@@ -122,9 +126,9 @@ class _AckTimer:
             if c is not None:
                 self._lat.append(t - c)
                 self.acked_sales += 1
-        return int(self._o.ack(ids))
+        return self._o.ack(ids)
 
-    def depth(self) -> Any:
+    def depth(self) -> dict[Priority, int]:
         return self._o.depth()
 
     def __getattr__(self, name: str) -> Any:
