@@ -59,15 +59,20 @@ class _Formatter(logging.Formatter):
         return " ".join(f"{k}={_kv_value(v)}" for k, v in fields.items())
 
 
+class _KioskHandler(logging.StreamHandler[Any]):
+    """The handler `setup_logging` installs; its `_kiosk` mark finds it again to replace it."""
+
+    _kiosk = True
+
+
 def setup_logging(level: str = "info", fmt: str = "kv", stream: Any = None) -> None:
     """Configure the root logger once (idempotent)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_kiosk", False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _KioskHandler(stream or sys.stderr)
     handler.setFormatter(_Formatter(fmt))
-    handler._kiosk = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
 

@@ -32,7 +32,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, SupportsFloat, SupportsIndex, SupportsInt
 
 from kiosk.clock import Clock, SystemClock
 from kiosk.hardware.protocol import (
@@ -165,8 +165,27 @@ def _parse_slots(value: object) -> set[int]:
     raise ValueError(f"not a slot set: {value!r}")
 
 
+def _float(value: object) -> float:
+    """`float(value)` for text and numbers; anything else is the TypeError float() raises."""
+    if isinstance(value, str | bytes | bytearray | SupportsFloat | SupportsIndex):
+        return float(value)
+    raise TypeError(
+        f"float() argument must be a string or a real number, not {type(value).__name__!r}"
+    )
+
+
+def _int(value: object) -> int:
+    """`int(value)` for text and numbers; anything else is the TypeError int() raises."""
+    if isinstance(value, str | bytes | bytearray | SupportsInt | SupportsIndex):
+        return int(value)
+    raise TypeError(
+        "int() argument must be a string, a bytes-like object or a real number, "
+        f"not {type(value).__name__!r}"
+    )
+
+
 def _parse_ratio(value: object) -> float:
-    ratio = float(value)  # type: ignore[arg-type]
+    ratio = _float(value)
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be 0..1, got {ratio}")
     return ratio
@@ -204,7 +223,7 @@ class Faults:
         if name in _RATIOS:
             parsed = _parse_ratio(value)
         elif name == "response_delay_s":
-            parsed = max(0.0, float(value))  # type: ignore[arg-type]
+            parsed = max(0.0, _float(value))
         elif name in ("jammed", "missing_motor"):
             parsed = _parse_slots(value)
         elif name == "blind_drop_sensor":
@@ -221,7 +240,7 @@ class Faults:
             else:
                 raise ValueError("reset_mid_vend must be keep, lose or off")
         elif name == "seed":
-            parsed = None if value in (None, "", "none") else int(value)  # type: ignore[call-overload]
+            parsed = None if value in (None, "", "none") else _int(value)
         else:
             parsed = parse_bool(value)
         setattr(self, name, parsed)

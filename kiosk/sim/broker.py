@@ -203,7 +203,12 @@ class Pki:
         self._write_crl(self.crl_file, self.ca_cert, self.ca_key, self._revoked)
 
     def _issue(
-        self, stem: str, cn: str, *, server: bool, ca: tuple[x509.Certificate, object] | None = None
+        self,
+        stem: str,
+        cn: str,
+        *,
+        server: bool,
+        ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
     ) -> tuple[Path, Path]:
         issuer_cert, issuer_key = ca or (self.ca_cert, self.ca_key)
         key = _key()
@@ -223,9 +228,7 @@ class Pki:
                 critical=False,
             )
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                    issuer_key.public_key()  # type: ignore[attr-defined]
-                ),
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
                 critical=False,
             )
         )
@@ -236,7 +239,7 @@ class Pki:
                 ),
                 critical=False,
             )
-        cert = builder.sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+        cert = builder.sign(issuer_key, hashes.SHA256())
         cert_file, key_file = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
         _write_cert(cert_file, cert)
         _write_key(key_file, key)

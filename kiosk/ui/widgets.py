@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pygame
 import pygame.freetype
@@ -49,9 +49,11 @@ _LayoutKey = tuple[int, str, int, int, int, int, bool, int]
 _LAYOUT_CACHE: dict[_LayoutKey, tuple[list[str], int, bool]] = {}
 _VEIL_CACHE: dict[tuple[int, tuple[int, int], RGB], tuple[pygame.Surface, pygame.Surface]] = {}
 _CACHE_MAX = 4096
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
-def _bounded(cache: dict, key: object, value: object) -> None:  # type: ignore[type-arg]
+def _bounded(cache: dict[_K, _V], key: _K, value: _V) -> None:
     if len(cache) >= _CACHE_MAX:
         cache.clear()
     cache[key] = value

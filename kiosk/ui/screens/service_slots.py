@@ -7,7 +7,7 @@ Owns: the page shown and which mode the panel is in. Actions post `Restock`, `Te
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import pygame
 
@@ -25,6 +25,10 @@ _TITLES = {
 }
 
 
+def _is_mode(mode: str) -> TypeGuard[SlotsMode]:
+    return mode in _TITLES
+
+
 class ServiceSlotsScreen(Screen):
     name = "service_slots"
     service = True
@@ -32,8 +36,8 @@ class ServiceSlotsScreen(Screen):
 
     def __init__(self, app: AppApi, mode: str) -> None:
         super().__init__(app)
-        assert mode in _TITLES, mode
-        self.mode: SlotsMode = mode  # type: ignore[assignment]
+        assert _is_mode(mode), mode
+        self.mode: SlotsMode = mode
         self.page = 0
         if mode == "stock":
             app.post(ServiceViewed("stock"))
