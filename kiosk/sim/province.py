@@ -445,6 +445,7 @@ class ProvinceSimulator:
         self._worker.start()
         props = None
         if v5:
+            # paho ships type hints but leaves Properties.__init__ unannotated (no-untyped-call)
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self.broker.session_expiry_s
             props.ReceiveMaximum = 1000

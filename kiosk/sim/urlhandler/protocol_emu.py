@@ -15,6 +15,7 @@ from typing import Any
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
 
+# pyserial has no type stubs, so SerialBase is Any to mypy (subclassing Any is an error)
 class Serial(SerialBase):  # type: ignore[misc]
     """`serial.serial_for_url("emu://board0", baudrate=115200, timeout=1)`."""
 
