@@ -564,21 +564,24 @@ class SyncClient:
     def _limit_paho(self, conn: _Conn) -> None:
         """At CONNACK, before anything is published on this connection: make paho's own
         in-flight limit the window, so paho never has more than min(our window, the broker's
-        Receive Maximum) QoS 1 messages awaiting PUBACK, however many we hand it. paho refuses
-        the public setter once connected (its worry is switching between 0 = unlimited and a
-        limit, not this), so the attribute is set directly, and only when it exists and nothing
-        is in flight yet (by our own count: nothing handed to this client or all of it
-        PUBACKed); otherwise we keep counting every slot ourselves (no queue-ahead). Only the
-        write is private: every read goes through paho's public `max_inflight_messages`."""
+        Receive Maximum) QoS 1 messages awaiting PUBACK, however many we hand it. The limit
+        was set to our `max_inflight` before connecting; only a broker with a smaller Receive
+        Maximum needs it lowered now, and paho refuses the public setter once connected (its
+        worry is switching between 0 = unlimited and a limit, not this), so then the attribute
+        is set directly. All only when nothing is in flight yet (by our own count: nothing
+        handed to this client, or all of it PUBACKed), and checked by reading paho's public
+        `max_inflight_messages`; otherwise we keep counting every slot ourselves (no
+        queue-ahead)."""
         w = self._window(conn)
         conn.window = w
         client = conn.client
         ok = False
         if conn.handed == conn.pubacked:
-            try:
-                client.max_inflight_messages_set(w)
-            except RuntimeError:
-                client._max_inflight_messages = w
+            if client.max_inflight_messages != w:
+                try:
+                    client.max_inflight_messages_set(w)
+                except RuntimeError:
+                    client._max_inflight_messages = w
             ok = client.max_inflight_messages == w
         conn.paho_limits = ok
         ahead = max(w, 512) if self._queue_ahead is None else self._queue_ahead
