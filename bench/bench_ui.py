@@ -38,9 +38,9 @@ def child_kiosk(screen: str) -> None:
     """The real UI loop (kiosk.ui.app.run) on the fake controller, left alone on `screen`."""
     from dataclasses import replace
 
+    from kiosk import contract as ui
     from kiosk.clock import SystemClock
     from kiosk.config import UiConfig
-    from kiosk.ui import model as ui
     from kiosk.ui.app import run
     from kiosk.ui.fake_controller import FakeController
 

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk import __version__, systemd
+from kiosk import contract as ui
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import KioskConfig
 from kiosk.controller import Controller
@@ -55,7 +56,6 @@ from kiosk.sync.media import DEFAULT_BUDGET_BYTES, MediaCache, MediaFetcher, med
 from kiosk.sync.outbox import Outbox, Priority
 from kiosk.sync.signing import Keyring, TrustError, TrustPolicy, TrustReason
 from kiosk.sync.topics import Topics, parse_topic
-from kiosk.ui import model as ui
 
 __all__ = [
     "EXIT_RESTART",

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from kiosk import __version__, systemd
+from kiosk import contract as ui
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import KioskConfig
 from kiosk.log import log_event
 from kiosk.store import SchemaTooNew, Store, StoreCorrupt
 from kiosk.store.connection import Database
 from kiosk.store.migrations import migrate
-from kiosk.ui import model as ui
 
 __all__ = ["StoreProblem", "classify_store_error", "run_degraded"]
 

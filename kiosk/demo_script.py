@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kiosk import contract as ui
 from kiosk.app import App
 from kiosk.core.payment import offline_code, parse_pay_url
-from kiosk.ui import model as ui
 
 __all__ = ["DemoWorld", "attach_sync", "script_demo"]
 

@@ -28,12 +28,7 @@ import pygame.freetype
 
 from kiosk.clock import Clock, ManualClock
 from kiosk.config import UiConfig
-from kiosk.log import log_event
-from kiosk.ui.events import BACKGROUND_DONE, IMAGES_CHANGED, VIEW_CHANGED, notify_view_changed
-from kiosk.ui.fonts import find_cjk_font, load_font
-from kiosk.ui.i18n import Translator
-from kiosk.ui.images import ProductImages, shared_images
-from kiosk.ui.model import (
+from kiosk.contract import (
     BackToIdle,
     Controller,
     Intent,
@@ -46,6 +41,11 @@ from kiosk.ui.model import (
     TestVend,
     ViewState,
 )
+from kiosk.log import log_event
+from kiosk.ui.events import BACKGROUND_DONE, IMAGES_CHANGED, VIEW_CHANGED, notify_view_changed
+from kiosk.ui.fonts import find_cjk_font, load_font
+from kiosk.ui.i18n import Translator
+from kiosk.ui.images import ProductImages, shared_images
 from kiosk.ui.pin import PinLockout
 from kiosk.ui.screens import ROOT_FOR_MODE
 from kiosk.ui.screens.base import Screen

@@ -35,12 +35,12 @@ from typing import Any
 
 import pytest
 
+from kiosk import contract as ui
 from kiosk.core import cart as cartlib
 from kiosk.core.planogram import SlotKind
 from kiosk.demo import KIOSK_ID, WINDOW
 from kiosk.sim.broker import find_mosquitto
 from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
-from kiosk.ui import model as ui
 from kiosk.ui.app import App, render_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 import pygame
 
-from kiosk.ui.model import Intent, ViewState
+from kiosk.contract import Intent, ViewState
 from kiosk.ui.widgets import Action, Ui, line_height
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pygame
 
-from kiosk.ui.model import ServiceLogin
+from kiosk.contract import ServiceLogin
 from kiosk.ui.pin import verify_pin
 from kiosk.ui.screens.base import AppApi, Screen, header
 from kiosk.ui.widgets import Ui, line_height
