@@ -41,12 +41,12 @@ from kiosk.contract import (
     TestVend,
     ViewState,
 )
+from kiosk.core.pin import PinLockout
 from kiosk.log import log_event
 from kiosk.ui.events import BACKGROUND_DONE, IMAGES_CHANGED, VIEW_CHANGED, notify_view_changed
 from kiosk.ui.fonts import find_cjk_font, load_font
 from kiosk.ui.i18n import Translator
 from kiosk.ui.images import ProductImages, shared_images
-from kiosk.ui.pin import PinLockout
 from kiosk.ui.screens import ROOT_FOR_MODE
 from kiosk.ui.screens.base import Screen
 from kiosk.ui.theme import Metrics, metrics_for

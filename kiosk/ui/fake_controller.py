@@ -43,9 +43,9 @@ from kiosk.contract import (
     TestVend,
     ViewState,
 )
+from kiosk.core.pin import hash_pin
 from kiosk.core.planogram import Planogram, SlotKind
 from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
-from kiosk.ui.pin import hash_pin
 
 __all__ = ["DEMO_PIN", "DEMO_PIN_HASH", "FakeController", "demo_view"]
 

@@ -17,8 +17,8 @@ from kiosk.ui.widgets import Action, Ui, line_height
 
 if TYPE_CHECKING:
     from kiosk.config import UiConfig
+    from kiosk.core.pin import PinLockout
     from kiosk.ui.images import ProductImages
-    from kiosk.ui.pin import PinLockout
 
 IdlePolicy = Literal["none", "prompt", "return", "service"]
 
