@@ -1,4 +1,5 @@
-"""An in-memory controller over the demo data, for tests, screenshots and `python -m kiosk.ui.demo`.
+"""An in-memory controller over the demo data, for tests, screenshots and the UI demo
+(`python -m kiosk.sim.ui_demo`). Part of the simulator: the kiosk itself never imports it.
 
 Owns: a toy sale flow (cart -> payment -> dispensing with delays -> done or problem) that honours
 the `kiosk.contract` contract. It is not the real controller: no store, no board, no payment
