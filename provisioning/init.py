@@ -30,7 +30,7 @@ from kiosk.config import (
     resolve_config_path,
 )
 from kiosk.core.pin import hash_pin
-from provisioning.crypto import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
+from kiosk.sync.identity import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
 from provisioning.files import backup, write_config_checked
 
 __all__ = ["FIELDS", "Field", "InitError", "add_parser", "cmd_init", "run_init"]
