@@ -5,7 +5,9 @@ Owns: the subcommands that drive the simulated world (`demo`, `emulator`, `provi
 `kiosk catalog summary --demo`. kiosk/cli.py imports this module (lazily, when it builds its
 parser or runs one of those commands) and nothing else of kiosk.sim; the import-linter contract
 "production code never imports the simulator" in pyproject.toml allows exactly that one import,
-so every other way from the kiosk into the simulator fails the test command.
+so every other way from the kiosk into the simulator fails the test command. Light to import
+(the `kiosk` command builds its parser with it on every run): the demo data is imported only
+when a command uses it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from kiosk.core.catalog import Catalog
 from kiosk.core.planogram import SlotKind
 from kiosk.core.stock import StockChange, StockReason
-from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock, write_demo_images
 
 if TYPE_CHECKING:
     from kiosk.store import Store
@@ -37,9 +38,18 @@ def registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     return [demo, emulator, province, fleet, screenshot]
 
 
+def demo_catalog() -> Catalog:
+    """The demo catalog (kiosk.sim.demo_data), for `kiosk catalog summary --demo`."""
+    from kiosk.sim import demo_data
+
+    return demo_data.demo_catalog()
+
+
 def seed_demo(store: Store, images_dir: Path, kind: SlotKind) -> tuple[Catalog, int, int]:
     """Load the demo catalog, a demo planogram of `kind` and its stock into `store`, and write
     the demo product images into `images_dir`. Returns (catalog, slots, images written)."""
+    from kiosk.sim.demo_data import demo_planogram, demo_stock, write_demo_images
+
     catalog = demo_catalog()
     planogram = demo_planogram(kind)
     store.catalog.replace(catalog)
