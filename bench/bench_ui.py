@@ -38,11 +38,11 @@ def child_kiosk(screen: str) -> None:
     """The real UI loop (kiosk.ui.app.run) on the fake controller, left alone on `screen`."""
     from dataclasses import replace
 
+    from kiosk import contract as ui
     from kiosk.clock import SystemClock
     from kiosk.config import UiConfig
-    from kiosk.ui import model as ui
+    from kiosk.sim.fake_controller import FakeController
     from kiosk.ui.app import run
-    from kiosk.ui.fake_controller import FakeController
 
     cfg = replace(
         UiConfig(),
@@ -89,7 +89,8 @@ def child_naive() -> None:
 
 def frame_times(reps: int = 100) -> dict[str, tuple[float, float]]:
     """(p50, p99) full-frame render time in ms per screen, offscreen at 1080x1920."""
-    from kiosk.ui.app import SCREEN_NAMES, render_app
+    from kiosk.sim.render import render_app
+    from kiosk.ui.app import SCREEN_NAMES
 
     out = {}
     for name in SCREEN_NAMES:

@@ -30,10 +30,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk import __version__, systemd
+from kiosk import contract as ui
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import KioskConfig
 from kiosk.controller import Controller
-from kiosk.core import payment as paylib
 from kiosk.core.catalog import Catalog, Category, Product
 from kiosk.core.payment import (
     PaymentConfirmation,
@@ -49,13 +49,12 @@ from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.log import log_event
 from kiosk.store import Store, StoreError, open_store
 from kiosk.sync import messages
-from kiosk.sync.client import SyncClient, SyncConfigError, broker_address, tls_context
+from kiosk.sync.client import SyncClient, SyncConfigError, sync_problem
 from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.media import DEFAULT_BUDGET_BYTES, MediaCache, MediaFetcher, media_dir
 from kiosk.sync.outbox import Outbox, Priority
 from kiosk.sync.signing import Keyring, TrustError, TrustPolicy, TrustReason
 from kiosk.sync.topics import Topics, parse_topic
-from kiosk.ui import model as ui
 
 __all__ = [
     "EXIT_RESTART",
@@ -68,7 +67,6 @@ __all__ = [
     "run",
     "script_buy3",
     "status_reply_from_wire",
-    "sync_problem",
 ]
 
 log = logging.getLogger("kiosk.app")
@@ -115,12 +113,13 @@ class TestPaymentSource:
 
 
 def load_device_secret(config: KioskConfig) -> bytes:
-    """The device secret: the file's bytes exactly as stored (see docs/payments.md); the same
-    reader as the province simulator's (`kiosk.core.payment.load_device_secret`)."""
+    """The device secret: the file's bytes exactly as stored, trailing newline included (see
+    docs/payments.md); the province simulator reads its copy the same way
+    (`kiosk.sim.province.load_device_secret`)."""
     path = config.payments.device_secret_file
     if path is None:
         raise ValueError("payments.device_secret_file is not set")
-    return paylib.load_device_secret(path)
+    return path.read_bytes()
 
 
 def build_cabinet(
@@ -262,17 +261,6 @@ def build_app(
 
 
 # --- the province link ----------------------------------------------------------------------
-
-
-def sync_problem(config: KioskConfig) -> str | None:
-    """Why `config.sync` cannot be used (None: it can): a bad or plaintext URL without
-    allow_plaintext, or TLS files that do not load."""
-    try:
-        if broker_address(config.sync).tls:
-            tls_context(config.sync)
-    except SyncConfigError as e:
-        return str(e)
-    return None
 
 
 def status_reply_from_wire(body: Mapping[str, Any]) -> PaymentStatusReply | None:
@@ -855,7 +843,7 @@ def run(
             say(f"kiosk run: the store cannot be opened: {e}")
             return 1
         return run_degraded(config, e, headless, say)
-    problem = sync_problem(config) if sync is not False else "switched off"
+    problem = sync_problem(config.sync) if sync is not False else "switched off"
     if sync and problem is not None:
         app.store.close()
         raise SyncConfigError(problem)

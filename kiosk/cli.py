@@ -117,16 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
-    """Subcommands that live beside the code they drive (board tools, emulator, simulators)."""
+    """Subcommands that live beside the code they drive (board tools, emulator, simulators).
+    The simulator's commands come through kiosk.sim.commands, the one module of kiosk.sim this
+    file may import (import-linter contract in pyproject.toml)."""
     from kiosk.cli_run import register as run
-    from kiosk.demo import register as demo
     from kiosk.hardware.cli_board import register as board
-    from kiosk.sim.cli_emulator import register as emulator
-    from kiosk.sim.cli_province import register as province
-    from kiosk.sim.fleet import register as fleet
-    from kiosk.ui.cli_screenshot import register as screenshot
+    from kiosk.sim.commands import registrars as sim_registrars
 
-    return [run, demo, board, emulator, province, fleet, screenshot]
+    return [run, board, *sim_registrars()]
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -180,9 +178,11 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_summary(args: argparse.Namespace) -> int:
-    from kiosk.sim.demo_data import catalog_summary, demo_catalog
+    from kiosk.core.catalog import catalog_summary
 
     if args.demo:
+        from kiosk.sim.commands import demo_catalog
+
         print(catalog_summary(demo_catalog()))
         return EXIT_OK
     cfg = _load(args)
@@ -276,27 +276,16 @@ def _free_mb(path: Path) -> str:
 
 
 def _seed_demo(cfg: KioskConfig, kind: Any) -> int:
-    from kiosk.core.stock import StockChange, StockReason
-    from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock, write_demo_images
+    from kiosk.sim.commands import seed_demo
 
     store = _open_store(cfg)
     try:
-        catalog = demo_catalog()
-        planogram = demo_planogram(kind)
-        store.catalog.replace(catalog)
-        store.planogram.replace(planogram, allow_drop_stocked=True)
-        for slot_no, level in demo_stock(planogram).items():
-            current = store.stock.level(slot_no)
-            if level != current:
-                store.stock.apply(
-                    StockChange(slot_no, level - current, StockReason.COUNT_CORRECTION, "seed-demo")
-                )
-        images = write_demo_images(cfg.store.data_dir / "images")
+        catalog, slots, images = seed_demo(store, cfg.store.data_dir / "images", kind)
     finally:
         store.close()
     print(
         f"demo data loaded into {cfg.store.data_dir}: {len(catalog)} products, "
-        f"{len(planogram)} {kind.value} slots, {len(images)} images"
+        f"{slots} {kind.value} slots, {images} images"
     )
     return EXIT_OK
 

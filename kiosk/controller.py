@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import kiosk
 from kiosk import config as _config
+from kiosk import contract as ui
 from kiosk.clock import Clock
 from kiosk.core import cart as cartlib
 from kiosk.core import sale
@@ -66,7 +67,6 @@ from kiosk.log import log_event
 from kiosk.store import Store, StoreError
 from kiosk.store.orders import ORDER_SEQ_LIMIT, IntegrityMark, OrderRepo
 from kiosk.sync.outbox import OutboxError, Priority
-from kiosk.ui import model as ui
 
 __all__ = [
     "CRASH_ENV",
@@ -310,7 +310,7 @@ def _core_outcome(o: Outcome) -> sale.VendOutcome:
 
 
 class Controller:
-    """See the module docstring. Implements `kiosk.ui.model.Controller` (post / view /
+    """See the module docstring. Implements `kiosk.contract.Controller` (post / view /
     set_notify). Start with `start()` (runs recovery), stop with `stop()`."""
 
     def __init__(

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import __version__, systemd
+from kiosk import contract as ui
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import KioskConfig
 from kiosk.log import log_event
 from kiosk.store import SchemaTooNew, Store, StoreCorrupt
 from kiosk.store.connection import Database
 from kiosk.store.migrations import migrate
-from kiosk.ui import model as ui
 
 __all__ = ["StoreProblem", "classify_store_error", "run_degraded"]
 
@@ -99,13 +99,12 @@ def _memory_store(data_dir: Path, clock: Clock) -> Store:
 def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> Any:
     """Connect and queue one alarm and the reported state; returns the started client (or None
     when no province link is configured)."""
-    from kiosk.app import sync_problem
     from kiosk.sync import messages
-    from kiosk.sync.client import SyncClient
+    from kiosk.sync.client import SyncClient, sync_problem
     from kiosk.sync.outbox import Outbox, Priority
     from kiosk.sync.topics import Topics
 
-    why = sync_problem(config)
+    why = sync_problem(config.sync)
     if why is not None:
         log_event(log, "sync.off", reason=why)
         return None

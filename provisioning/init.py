@@ -29,9 +29,9 @@ from kiosk.config import (
     SiteType,
     resolve_config_path,
 )
-from provisioning.crypto import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
+from kiosk.core.pin import hash_pin
+from kiosk.sync.identity import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
 from provisioning.files import backup, write_config_checked
-from provisioning.pin import hash_pin
 
 __all__ = ["FIELDS", "Field", "InitError", "add_parser", "cmd_init", "run_init"]
 

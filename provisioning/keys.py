@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from provisioning.crypto import (
+from kiosk.sync.identity import (
     csr_pem,
     generate_device_key,
     private_key_pem,

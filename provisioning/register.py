@@ -43,8 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiosk.config import ConfigError, KioskConfig
-from kiosk.sync.topics import register_reply, register_request
-from provisioning.crypto import (
+from kiosk.sync.identity import (
     CryptoError,
     cert_cn,
     cert_fingerprint,
@@ -54,6 +53,7 @@ from provisioning.crypto import (
     sign_request,
     unseal,
 )
+from kiosk.sync.topics import register_reply, register_request
 from provisioning.files import command_config, update_config, write_atomic
 from provisioning.keys import IdentityFiles
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite on a fresh Debian / Raspberry Pi OS machine:
-# system packages (real Mosquitto, CJK fonts, Xvfb, xdotool, socat), a venv, lint, types, pytest.
+# system packages (real Mosquitto, CJK fonts, Xvfb, xdotool, socat), a venv, lint, types, the
+# import contracts in pyproject.toml (lint-imports), pytest.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/unit -x`.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -14,6 +15,8 @@ say "ruff"
 "$VENV/bin/ruff" format --check .
 say "mypy"
 "$VENV/bin/mypy" kiosk provisioning
+say "import contracts (layers; no simulator or tests in production code)"
+"$VENV/bin/lint-imports"
 say "pytest"
 set +e
 "$VENV/bin/python" -m pytest "$@"

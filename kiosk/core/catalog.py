@@ -1,16 +1,20 @@
 """Products and the catalog the kiosk sells from.
 
-Owns: the Product record and its validation. Pure: no I/O; images are referenced, not loaded.
+Owns: the Product record and its validation, and the text overview `kiosk catalog summary`
+prints. Pure: no I/O; images are referenced, not loaded.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Catalog", "CatalogError", "Category", "Product"]
+from kiosk.core.money import format_fen
+
+__all__ = ["Catalog", "CatalogError", "Category", "Product", "catalog_summary"]
 
 _PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _AREA_RE = re.compile(r"^\d{6}$")
@@ -113,3 +117,25 @@ class Catalog:
 
     def __getitem__(self, product_id: str) -> Product:
         return self.products[product_id]
+
+
+def catalog_summary(catalog: Catalog) -> str:
+    """Multi-line, human-readable overview for the CLI: counts, categories, counties, prices."""
+    products = list(catalog)
+    lines = [f"catalog version {catalog.version}: {len(products)} products"]
+    if not products:
+        return "\n".join(lines)
+    prices = [p.price_fen for p in products]
+    lines.append(f"price range: {format_fen(min(prices))} - {format_fen(max(prices))}")
+    lines.append("by category:")
+    by_cat = Counter(p.category for p in products)
+    for cat in Category:
+        if by_cat[cat]:
+            lines.append(f"  {cat.value:<10} {by_cat[cat]:>3}")
+    lines.append("by origin county:")
+    counties = Counter(
+        (p.origin_area_code, p.origin_county_zh, p.origin_county_en) for p in products
+    )
+    for (code, zh, en), n in sorted(counties.items()):
+        lines.append(f"  {code} {zh} {en:<12} {n:>3}")
+    return "\n".join(lines)

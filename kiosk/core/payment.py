@@ -3,9 +3,10 @@
 Owns: every byte-level rule about payments (canonical strings, HMAC and Ed25519 checks, the
 offline-code derivation) so the kiosk and the province simulator compute exactly the same thing.
 Pure: secrets and keys come in as bytes, time comes in as `now`; nothing here reads a clock,
-a file or the network (except `load_device_secret`, the one shared rule for reading the device
-secret file, so the kiosk and the province simulator read the same bytes). Never compares
-secrets or codes with `==` (constant time only).
+a file or the network. The device secret is the secret file's bytes exactly as stored (trailing
+newline included, docs/payments.md); the shells read it (kiosk.app.load_device_secret for the
+kiosk, kiosk.sim.province.load_device_secret for the simulator). Never compares secrets or codes
+with `==` (constant time only).
 
 See docs/payments.md for the scheme and its reasoning.
 """
@@ -21,7 +22,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -48,7 +48,6 @@ __all__ = [
     "confirmation_signing_bytes",
     "confirmation_to_dict",
     "is_store_epoch",
-    "load_device_secret",
     "make_order_id",
     "offline_code",
     "offline_code_matches",
@@ -230,13 +229,6 @@ def parse_pay_url(url: str, secret_for_kiosk: Mapping[str, bytes]) -> PayUrlPara
     if not hmac.compare_digest(good.encode("ascii"), sig.encode("ascii", "replace")):
         return None
     return PayUrlParams(kiosk_id, order_id, amount, exp)
-
-
-def load_device_secret(path: Path | str) -> bytes:
-    """A kiosk's device secret: the file's bytes exactly as stored (docs/payments.md's demo
-    signature is computed over the whole file, trailing newline included). The kiosk
-    (`payments.device_secret_file`) and the province simulator both read it with this."""
-    return Path(path).read_bytes()
 
 
 # --- offline confirmation code --------------------------------------------------------------

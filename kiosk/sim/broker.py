@@ -808,7 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.dir is None:
         p.error("--dir is required")
-    from provisioning.crypto import cert_fingerprint
+    from kiosk.sync.identity import cert_fingerprint
 
     pki = Pki(args.dir / "pki")
     province = pki.backend_client(PROVINCE_USER)

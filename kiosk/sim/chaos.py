@@ -191,13 +191,13 @@ def child_main(argv: Sequence[str]) -> int:
     p.add_argument("--stop-file", required=True, help="exit 0 once this exists and all is acked")
     a = p.parse_args(argv)
 
+    from kiosk import contract as ui
     from kiosk.app import TestPaymentSource, build_app
     from kiosk.config import load_config
     from kiosk.core.sale import State
     from kiosk.store import StoreError
     from kiosk.sync.client import SyncClient
     from kiosk.sync.topics import Topics
-    from kiosk.ui import model as ui
 
     def say(text: str) -> None:
         print(text, flush=True)

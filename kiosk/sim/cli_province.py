@@ -183,7 +183,7 @@ def _key_fingerprint(pem_path: Path) -> str:
     """The fingerprint `kiosk-provision init --province-key-fingerprint` checks."""
     from cryptography.hazmat.primitives import serialization
 
-    from provisioning.crypto import public_key_fingerprint
+    from kiosk.sync.identity import public_key_fingerprint
 
     spki = serialization.load_pem_public_key(pem_path.read_bytes()).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -56,7 +56,6 @@ from kiosk.core.payment import (
     PayUrlParams,
     confirmation_from_dict,
     confirmation_to_dict,
-    load_device_secret,
     offline_code,
     sign_confirmation,
 )
@@ -93,6 +92,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("kiosk.sim.province")
+
+
+def load_device_secret(path: Path | str) -> bytes:
+    """A kiosk's device secret: the file's bytes exactly as stored (docs/payments.md's demo
+    signature is computed over the whole file, trailing newline included), the same bytes the
+    kiosk reads (kiosk.app.load_device_secret)."""
+    return Path(path).read_bytes()
+
 
 DB_FILENAME = "province.db"
 SIGNING_KEY_FILE = "province-signing.key"  # raw Ed25519 private key, hex

@@ -33,6 +33,7 @@ from kiosk.clock import Clock, SystemClock
 from kiosk.config import KIOSK_ID_RE
 from kiosk.log import log_event
 from kiosk.sim.certs import private_key_pem, self_signed_ca
+from kiosk.sync.identity import CryptoError, cert_cn, load_cert, seal, verify_request
 from kiosk.sync.topics import (
     REGISTER_PREFIX,
     REGISTER_REQUESTS,
@@ -40,7 +41,6 @@ from kiosk.sync.topics import (
     register_reply,
     register_request,
 )
-from provisioning.crypto import CryptoError, cert_cn, load_cert, seal, verify_request
 
 __all__ = [
     "REGISTER_PREFIX",

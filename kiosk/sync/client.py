@@ -59,6 +59,7 @@ __all__ = [  # Backoff and TokenBucket live in kiosk.sync.pacing; re-exported he
     "SyncStats",
     "TokenBucket",
     "broker_address",
+    "sync_problem",
     "tls_context",
 ]
 
@@ -140,6 +141,18 @@ def tls_context(config: SyncConfig) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as e:
         raise SyncConfigError(f"cannot load TLS files: {e}") from e
     return ctx
+
+
+def sync_problem(config: SyncConfig) -> str | None:
+    """Why `config` cannot be used (None: it can): a bad or plaintext URL without
+    allow_plaintext, or TLS files that do not load. Used by the kiosk and by the degraded
+    kiosk (kiosk/degraded.py), which must not import the composition root."""
+    try:
+        if broker_address(config).tls:
+            tls_context(config)
+    except SyncConfigError as e:
+        return str(e)
+    return None
 
 
 # --- the client -------------------------------------------------------------------------------

@@ -20,20 +20,15 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
 
 import pygame
 import pygame.freetype
 
-from kiosk.clock import Clock, ManualClock
+from kiosk.clock import Clock
 from kiosk.config import UiConfig
-from kiosk.log import log_event
-from kiosk.ui.events import BACKGROUND_DONE, IMAGES_CHANGED, VIEW_CHANGED, notify_view_changed
-from kiosk.ui.fonts import find_cjk_font, load_font
-from kiosk.ui.i18n import Translator
-from kiosk.ui.images import ProductImages, shared_images
-from kiosk.ui.model import (
+from kiosk.contract import (
     BackToIdle,
     Controller,
     Intent,
@@ -46,7 +41,12 @@ from kiosk.ui.model import (
     TestVend,
     ViewState,
 )
-from kiosk.ui.pin import PinLockout
+from kiosk.core.pin import PinLockout
+from kiosk.log import log_event
+from kiosk.ui.events import BACKGROUND_DONE, IMAGES_CHANGED, VIEW_CHANGED, notify_view_changed
+from kiosk.ui.fonts import find_cjk_font, load_font
+from kiosk.ui.i18n import Translator
+from kiosk.ui.images import ProductImages, shared_images
 from kiosk.ui.screens import ROOT_FOR_MODE
 from kiosk.ui.screens.base import Screen
 from kiosk.ui.theme import Metrics, metrics_for
@@ -61,8 +61,6 @@ __all__ = [
     "WINDOW_TITLE",
     "App",
     "open_display",
-    "render_app",
-    "render_once",
     "run",
 ]
 
@@ -84,7 +82,7 @@ _SERVICE_INTENTS = (
     LockSales,
 )
 
-#: Every name `render_once` and `kiosk screenshot --screen` accept.
+#: Every name `show`, `kiosk.sim.render.render_once` and `kiosk screenshot --screen` accept.
 SCREEN_NAMES: tuple[str, ...] = (
     "attract",
     "attract_dimmed",
@@ -677,72 +675,3 @@ def show(app: App, name: str) -> None:
         elif sub in ("sync", "board", "network", "version"):
             app.push(ServiceInfoScreen(app, sub))
     app.dirty = True
-
-
-class _StaticController:
-    """Holds one snapshot; records intents. For screenshots of a given view."""
-
-    def __init__(self, view: ViewState) -> None:
-        self._view = view
-        self.posted: list[Intent] = []
-
-    def post(self, intent: Intent) -> None:
-        self.posted.append(intent)
-
-    def view(self) -> ViewState:
-        return self._view
-
-    def set_notify(self, notify: Callable[[], None]) -> None:
-        pass
-
-
-def render_once(
-    screen_name: str,
-    size: tuple[int, int],
-    lang: str,
-    view: ViewState | None = None,
-    *,
-    font_path: str | None = None,
-) -> pygame.Surface:
-    """Draw one screen offscreen with demo data (or `view`)."""
-    return render_app(screen_name, size, lang, view, font_path=font_path).surface
-
-
-def render_app(
-    screen_name: str,
-    size: tuple[int, int],
-    lang: str,
-    view: ViewState | None = None,
-    *,
-    font_path: str | None = None,
-    clock: ManualClock | None = None,
-) -> App:
-    """Like render_once, but returns the app: its `texts` and `hits` record every text box and
-    tap target of the frame (what the layout tests check)."""
-    from kiosk.ui.fake_controller import DEMO_PIN_HASH, demo_view
-
-    if not pygame.display.get_init():
-        pygame.display.init()
-    pygame.freetype.init()
-    clock = clock or ManualClock()
-    if view is None:
-        view = demo_view(screen_name, clock)
-    w, h = size
-    config = UiConfig(
-        width=w,
-        height=h,
-        orientation="portrait" if h >= w else "landscape",
-        language="zh",
-        service_pin_hash=DEMO_PIN_HASH,
-    )
-    config = replace(config, language=lang)
-    app = App(
-        _StaticController(view),
-        config,
-        clock,
-        surface=pygame.Surface(size),
-        font=default_font(font_path),
-    )
-    show(app, screen_name)
-    app.render()
-    return app

@@ -2,7 +2,8 @@
 
 Owns: turning a product's `image_ref` into a surface. Files are read once, in `preload()`, at
 start-up or when a new catalog arrives, never while a frame is drawn; a product without a file
-gets the locally drawn demo tile (kiosk.sim.demo_data.render_product_image), never a blank.
+gets the locally drawn placeholder tile (kiosk.ui.placeholders.render_product_image), never a
+blank.
 
 An `image_ref` is a file name in `image_dir` (the demo's "<product_id>.png") or a sha256 (64
 hex): then the picture is the file `kiosk.sync.media.media_path(media_dir, sha)`, written there
@@ -26,7 +27,7 @@ from kiosk.sync.media import media_path, sha_of_ref
 if TYPE_CHECKING:
     from PIL import Image
 
-# PIL and the demo tile painter are imported when a picture is first made, not at start-up.
+# PIL and the placeholder painter are imported when a picture is first made, not at start-up.
 
 __all__ = ["ProductImages", "pil_to_surface"]
 
@@ -96,7 +97,7 @@ class ProductImages:
     def _load_or_placeholder(self, p: Product) -> tuple[Image.Image, bool]:
         from PIL import Image
 
-        from kiosk.sim.demo_data import render_product_image
+        from kiosk.ui.placeholders import render_product_image
 
         path = self._path(p)
         if path is not None and path.is_file():
@@ -113,7 +114,7 @@ class ProductImages:
         if got is None:
             base = self._base.get(p.product_id)
             if base is None:  # not preloaded: draw it (CPU only, no disk)
-                from kiosk.sim.demo_data import render_product_image
+                from kiosk.ui.placeholders import render_product_image
 
                 base = pil_to_surface(render_product_image(p, _BASE))
                 self._base[p.product_id] = base

@@ -1,6 +1,6 @@
 """`kiosk demo --headless` end to end, and its clean shutdown on SIGINT midway.
 
-Runs `python -m kiosk.demo` as a child (real Mosquitto, province simulator, board emulator on a
+Runs `python -m kiosk.sim.demo` as a child (real Mosquitto, province simulator, board emulator on a
 pty, the kiosk), then checks the printed summary, the province's database, the screenshots,
 and that no process the demo started is still alive (os.kill(pid, 0)).
 """
@@ -74,7 +74,7 @@ def test_headless_demo_makes_three_sales(tmp_path: Path) -> None:
     work = tmp_path / "demo"
     t0 = time.monotonic()
     p = subprocess.run(
-        [sys.executable, "-m", "kiosk.demo", "--headless", "--workdir", str(work)],
+        [sys.executable, "-m", "kiosk.sim.demo", "--headless", "--workdir", str(work)],
         cwd=tmp_path,
         env=_env(),
         capture_output=True,
@@ -123,7 +123,7 @@ def test_headless_demo_makes_three_sales(tmp_path: Path) -> None:
 def test_sigint_midway_stops_everything(tmp_path: Path) -> None:
     work = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kiosk.demo", "--headless", "--workdir", str(work)],
+        [sys.executable, "-m", "kiosk.sim.demo", "--headless", "--workdir", str(work)],
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ import pytest
 from prov_helpers import KIOSK_ID, base_args
 
 from kiosk.config import load_config
-from kiosk.ui.pin import verify_pin
+from kiosk.core.pin import verify_pin
 from provisioning.cli import build_parser, main
 from provisioning.init import run_init
 

@@ -14,8 +14,8 @@ from prov_helpers import KIOSK_ID
 
 from kiosk.config import load_config
 from kiosk.sim.province_ca import ProvisioningCA, register_reply_topic, register_request_topic
+from kiosk.sync.identity import cert_cn, load_private_key
 from provisioning.cli import main
-from provisioning.crypto import cert_cn, load_private_key
 from provisioning.keys import IdentityFiles
 from provisioning.register import (
     RegisterError,
@@ -124,7 +124,7 @@ def test_token_rules(ca: ProvisioningCA, device: tuple[Path, IdentityFiles]) -> 
 def test_reply_for_another_key_is_refused(
     ca: ProvisioningCA, device: tuple[Path, IdentityFiles]
 ) -> None:
-    from provisioning.crypto import generate_device_key
+    from kiosk.sync.identity import generate_device_key
 
     _, files = device
     key = load_private_key(files.key.read_bytes())

@@ -12,9 +12,9 @@ import pytest
 from kiosk.clock import ManualClock
 from kiosk.config import UiConfig
 from kiosk.core.planogram import SlotKind
+from kiosk.sim.fake_controller import DEMO_PIN_HASH, FakeController
 from kiosk.ui.app import App, default_font
 from kiosk.ui.events import notify_view_changed
-from kiosk.ui.fake_controller import DEMO_PIN_HASH, FakeController
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 

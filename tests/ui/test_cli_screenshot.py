@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from kiosk.ui.cli_screenshot import register
+from kiosk.sim.cli_screenshot import register
 
 
 def test_screenshot_writes_png(tmp_path: Path) -> None:

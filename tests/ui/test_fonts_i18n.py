@@ -8,12 +8,12 @@ from pathlib import Path
 import pygame
 import pytest
 
+from kiosk.contract import OUT_OF_SERVICE_KEYS, PROBLEM_KEYS
 from kiosk.sim.demo_data import demo_catalog
 from kiosk.ui import fonts
 from kiosk.ui.app import default_font
 from kiosk.ui.fonts import FONT_PACKAGE, FontMissing, find_cjk_font, missing_glyphs
 from kiosk.ui.i18n import CATALOGS, Translator, placeholders, product_text
-from kiosk.ui.model import OUT_OF_SERVICE_KEYS, PROBLEM_KEYS
 
 
 def test_catalogs_have_the_same_keys_and_params() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from kiosk.ui.app import SCREEN_NAMES, render_app
+from kiosk.sim.render import render_app
+from kiosk.ui.app import SCREEN_NAMES
 from kiosk.ui.theme import THEME, contrast_ratio, metrics_for
 
 SIZES = [(1080, 1920), (1920, 1080), (1024, 600), (800, 480)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kiosk.config import RULES
-from kiosk.ui.pin import LOCKOUT_S, MAX_FAILURES, PinLockout, hash_pin, verify_pin
+from kiosk.core.pin import LOCKOUT_S, MAX_FAILURES, PinLockout, hash_pin, verify_pin
 
 
 def test_hash_format_and_verify() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kiosk.contract import AddToCart, BackToIdle, Checkout, EnterOfflineCode, StartShopping
 from kiosk.core.planogram import SlotKind
-from kiosk.ui.model import AddToCart, BackToIdle, Checkout, EnterOfflineCode, StartShopping
 
 
 @pytest.mark.parametrize("size", [(1080, 1920), (800, 480)])

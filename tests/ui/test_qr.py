@@ -8,8 +8,8 @@ import zxingcpp
 from PIL import Image
 
 from kiosk.clock import ManualClock
-from kiosk.ui.app import render_app
-from kiosk.ui.fake_controller import demo_view
+from kiosk.sim.fake_controller import demo_view
+from kiosk.sim.render import render_app
 
 
 def _decode(surface: pygame.Surface) -> list[str]:

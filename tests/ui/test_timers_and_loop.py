@@ -8,8 +8,7 @@ import time
 import pygame
 import pytest
 
-from kiosk.ui.app import FRAME_S, LONG_PRESS_S, SERVICE_TIMEOUT_S
-from kiosk.ui.model import (
+from kiosk.contract import (
     BackToIdle,
     LockSales,
     Restock,
@@ -17,7 +16,8 @@ from kiosk.ui.model import (
     ServiceLogin,
     ServiceViewed,
 )
-from kiosk.ui.model import TestVend as VendTest
+from kiosk.contract import TestVend as VendTest
+from kiosk.ui.app import FRAME_S, LONG_PRESS_S, SERVICE_TIMEOUT_S
 
 
 class _Stop(Exception):

@@ -3,7 +3,7 @@
 `python -m kiosk.cli demo --workdir <tmp>` runs with $DISPLAY on an Xvfb: TLS broker, province
 simulator + pay page, board emulator on a pty and `kiosk run` in a 540x960 window. xdotool then
 clicks: attract -> a product tile -> add -> cart -> checkout. The click points are not magic
-numbers: they are the centres of the tap targets that kiosk.ui.app.render_app records for the
+numbers: they are the centres of the tap targets that kiosk.sim.render.render_app records for the
 same screen size, language and view (built from the demo data exactly as the controller does).
 The test reads the pay URL from the demo's console, POSTs to the pay page like a phone, and
 waits until the province database holds the sale record and the emulator's physical log shows
@@ -35,13 +35,14 @@ from typing import Any
 
 import pytest
 
+from kiosk import contract as ui
 from kiosk.core import cart as cartlib
 from kiosk.core.planogram import SlotKind
-from kiosk.demo import KIOSK_ID, WINDOW
 from kiosk.sim.broker import find_mosquitto
+from kiosk.sim.demo import KIOSK_ID, WINDOW
 from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
-from kiosk.ui import model as ui
-from kiosk.ui.app import App, render_app
+from kiosk.sim.render import render_app
+from kiosk.ui.app import App
 
 ROOT = Path(__file__).resolve().parents[2]
 LANG = "zh"  # the demo's kiosk config: language = "zh"

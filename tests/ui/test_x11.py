@@ -94,7 +94,7 @@ def test_click_in_a_real_window_changes_screen(xvfb: str) -> None:
         PYTHONUNBUFFERED="1",
     )
     ui = subprocess.Popen(
-        [sys.executable, "-m", "kiosk.ui.demo", "--size", "800x480", "--windowed", "--trace"],
+        [sys.executable, "-m", "kiosk.sim.ui_demo", "--size", "800x480", "--windowed", "--trace"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

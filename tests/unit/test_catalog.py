@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from kiosk.core.catalog import Catalog, CatalogError, Category, Product
-from kiosk.sim.demo_data import catalog_summary, demo_catalog
+from kiosk.core.catalog import Catalog, CatalogError, Category, Product, catalog_summary
+from kiosk.sim.demo_data import demo_catalog
 
 GOOD = Product(
     product_id="TEA-LAGP-250",

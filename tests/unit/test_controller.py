@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from kiosk import contract as ui
 from kiosk.app import App, TestPaymentSource, build_app
 from kiosk.config import KioskConfig, load_config
 from kiosk.controller import ServiceFacts, out_of_service_reasons
@@ -28,7 +29,6 @@ from kiosk.sim.emulator_transports import Emulator, InProcessTransport
 from kiosk.store import open_store
 from kiosk.store.orders import TEST_TX_BASE
 from kiosk.sync.outbox import Priority
-from kiosk.ui import model as ui
 from tests.unit.test_link import FAST
 
 SECRET_FILE = Path(__file__).parents[2] / "kiosk" / "data" / "demo-device-secret"

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from kiosk.core.catalog import Category, Product
-from kiosk.sim.demo_data import demo_catalog, render_product_image, write_demo_images
+from kiosk.sim.demo_data import demo_catalog, write_demo_images
+from kiosk.ui.placeholders import render_product_image
 
 CATALOG = demo_catalog()
 

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from kiosk import contract as ui
 from kiosk.controller import Controller, ServiceFacts, out_of_service_reasons
 from kiosk.core.payment import Payment, PaymentMethod
 from kiosk.core.planogram import SlotKind
@@ -26,7 +27,6 @@ from kiosk.core.sale import (
 from kiosk.core.sale import (
     Line as SaleLine,
 )
-from kiosk.ui import model as ui
 from kiosk.ui.i18n import CATALOGS, LANGS, Translator, placeholders
 from tests.unit.test_controller import SINGLE, Kiosk, kiosk  # noqa: F401  (fixture)
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import pygame
 
+from kiosk.contract import ProductView, StartShopping
 from kiosk.ui.i18n import product_text
-from kiosk.ui.model import ProductView, StartShopping
 from kiosk.ui.screens.base import AppApi, Screen
 from kiosk.ui.widgets import Align, TextRecord, Ui, line_height
 

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 import pygame
 
-from kiosk.ui.model import Intent, ViewState
+from kiosk.contract import Intent, ViewState
 from kiosk.ui.widgets import Action, Ui, line_height
 
 if TYPE_CHECKING:
     from kiosk.config import UiConfig
+    from kiosk.core.pin import PinLockout
     from kiosk.ui.images import ProductImages
-    from kiosk.ui.pin import PinLockout
 
 IdlePolicy = Literal["none", "prompt", "return", "service"]
 

@@ -10,8 +10,8 @@ from functools import partial
 
 import pygame
 
+from kiosk.contract import CartLine, Checkout, SetQuantity
 from kiosk.ui.i18n import product_text
-from kiosk.ui.model import CartLine, Checkout, SetQuantity
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
 from kiosk.ui.widgets import Ui, line_height
 

@@ -11,9 +11,9 @@ from functools import partial
 
 import pygame
 
+from kiosk.contract import ProductView
 from kiosk.core.catalog import Category
 from kiosk.ui.i18n import product_text
-from kiosk.ui.model import ProductView
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
 from kiosk.ui.widgets import Style, Ui, line_height
 

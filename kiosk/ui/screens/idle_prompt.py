@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pygame
 
-from kiosk.ui.model import BackToIdle
+from kiosk.contract import BackToIdle
 from kiosk.ui.screens.base import Screen, until_next_second
 from kiosk.ui.widgets import Ui, line_height
 

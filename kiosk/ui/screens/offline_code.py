@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pygame
 
-from kiosk.ui.model import EnterOfflineCode, ViewState
+from kiosk.contract import EnterOfflineCode, ViewState
 from kiosk.ui.screens.base import AppApi, Screen, until_next_second
 from kiosk.ui.widgets import Ui, line_height
 

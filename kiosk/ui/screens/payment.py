@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pygame
 
+from kiosk.contract import CancelOrder, ExtendPayment, PaymentView
 from kiosk.ui.i18n import product_text
-from kiosk.ui.model import CancelOrder, ExtendPayment, PaymentView
 from kiosk.ui.screens.base import Screen, footer_rect, header, until_next_second
 from kiosk.ui.widgets import Ui, line_height
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pygame
 
+from kiosk.contract import AddToCart
 from kiosk.ui.i18n import product_text
-from kiosk.ui.model import AddToCart
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, kv_rows
 from kiosk.ui.widgets import Ui, line_height
 

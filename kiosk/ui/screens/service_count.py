@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pygame
 
-from kiosk.ui.model import Restock
+from kiosk.contract import Restock
 from kiosk.ui.screens.base import AppApi, Screen
 from kiosk.ui.widgets import Ui, line_height
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from kiosk.ui.model import ServiceInfo, ServiceViewed
+from kiosk.contract import ServiceInfo, ServiceViewed
 from kiosk.ui.screens.base import AppApi, Screen, header, kv_rows
 from kiosk.ui.widgets import Ui
 

@@ -10,7 +10,7 @@ from functools import partial
 
 import pygame
 
-from kiosk.ui.model import LockSales
+from kiosk.contract import LockSales
 from kiosk.ui.screens.base import Screen, header
 from kiosk.ui.widgets import Action, Style, Ui, line_height
 

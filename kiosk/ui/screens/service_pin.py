@@ -2,15 +2,15 @@
 
 Owns: the digits typed (never logged). Verification (PBKDF2, slow on purpose) runs on a
 background thread so the loop keeps drawing; every attempt is logged and posted as
-`ServiceLogin`. After 5 wrong PINs the menu is locked for 5 minutes (kiosk.ui.pin).
+`ServiceLogin`. After 5 wrong PINs the menu is locked for 5 minutes (kiosk.core.pin).
 """
 
 from __future__ import annotations
 
 import pygame
 
-from kiosk.ui.model import ServiceLogin
-from kiosk.ui.pin import verify_pin
+from kiosk.contract import ServiceLogin
+from kiosk.core.pin import verify_pin
 from kiosk.ui.screens.base import AppApi, Screen, header
 from kiosk.ui.widgets import Ui, line_height
 

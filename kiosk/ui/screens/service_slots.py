@@ -11,8 +11,8 @@ from typing import Literal, TypeGuard
 
 import pygame
 
+from kiosk.contract import OpenDoor, Restock, ServiceViewed, SlotView, TestVend
 from kiosk.ui.i18n import product_text
-from kiosk.ui.model import OpenDoor, Restock, ServiceViewed, SlotView, TestVend
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
 from kiosk.ui.widgets import Action, Ui, line_height
 

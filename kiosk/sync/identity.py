@@ -1,10 +1,12 @@
-"""Device identity cryptography shared by the kiosk (provisioning) and the province CA.
+"""Device identity cryptography shared by kiosk-provision and the province CA (simulated).
 
 Owns: the device key (EC P-256, TLS client-certificate friendly), CSRs with CN = kiosk id,
 certificate/key fingerprints for people, the sealing of the payment secret to the device key
 (ECDH P-256 + HKDF-SHA256 + AES-256-GCM, so the secret never crosses the broker in clear), and
 the signature a registered kiosk puts on a renewal request. Pure functions over bytes: never
-reads or writes files, never prints key material.
+reads or writes files, never prints key material. It lives in kiosk/sync (it is part of the
+registration exchange on the wire) so that provisioning/ and kiosk/sim both import it from the
+kiosk package and kiosk never imports provisioning (contract in pyproject.toml).
 """
 
 from __future__ import annotations

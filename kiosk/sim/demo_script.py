@@ -1,7 +1,7 @@
 """The demo's scripted shopper (`kiosk demo --headless`): three purchases against the real parts.
 
 Owns: what the shopper does and what is checked along the way. The world around it (broker,
-province simulator, pay page, board emulator) is built by kiosk.demo and handed in as a
+province simulator, pay page, board emulator) is built by kiosk.sim.demo and handed in as a
 `DemoWorld`; the kiosk is a `kiosk.app.App` built in this process (headless is allowed to run
 in-process), so the shopper taps by posting the same intents the touchscreen posts.
 
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kiosk import contract as ui
 from kiosk.app import App
 from kiosk.core.payment import offline_code, parse_pay_url
-from kiosk.ui import model as ui
 
 __all__ = ["DemoWorld", "attach_sync", "script_demo"]
 
@@ -38,7 +38,7 @@ Say = Callable[[str], None]
 
 @dataclass
 class DemoWorld:
-    """What the shopper may touch outside the kiosk (built by kiosk.demo)."""
+    """What the shopper may touch outside the kiosk (built by kiosk.sim.demo)."""
 
     screens_dir: Path
     device_secret: bytes
@@ -124,7 +124,7 @@ class _Shopper:
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
         import pygame
 
-        from kiosk.ui.app import render_once
+        from kiosk.sim.render import render_once
 
         v = self.c.view()
         self.n += 1

@@ -1,7 +1,8 @@
-"""An in-memory controller over the demo data, for tests, screenshots and `python -m kiosk.ui.demo`.
+"""An in-memory controller over the demo data, for tests, screenshots and the UI demo
+(`python -m kiosk.sim.ui_demo`). Part of the simulator: the kiosk itself never imports it.
 
 Owns: a toy sale flow (cart -> payment -> dispensing with delays -> done or problem) that honours
-the `kiosk.ui.model` contract. It is not the real controller: no store, no board, no payment
+the `kiosk.contract` contract. It is not the real controller: no store, no board, no payment
 provider, no signatures. `simulate_payment()` stands in for the province's confirmation; time
 moves with `pump()` (tests, with a ManualClock) or with `start()` (a thread, for demos).
 """
@@ -14,9 +15,7 @@ from dataclasses import replace
 
 import kiosk
 from kiosk.clock import Clock, ManualClock
-from kiosk.core.planogram import Planogram, SlotKind
-from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
-from kiosk.ui.model import (
+from kiosk.contract import (
     AddToCart,
     BackToIdle,
     BoardInfo,
@@ -45,7 +44,9 @@ from kiosk.ui.model import (
     TestVend,
     ViewState,
 )
-from kiosk.ui.pin import hash_pin
+from kiosk.core.pin import hash_pin
+from kiosk.core.planogram import Planogram, SlotKind
+from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
 
 __all__ = ["DEMO_PIN", "DEMO_PIN_HASH", "FakeController", "demo_view"]
 

@@ -1,7 +1,10 @@
-"""The contract between the UI and the controller: the view state it draws, the intents it posts.
+"""The contract between the UI, the controller and the sync layer: views, intents, statuses.
 
-Owns: the shapes of `ViewState` (published by the controller, drawn by the UI) and of every
-intent the UI posts, and the `Controller` protocol. Holds no behaviour and never does I/O.
+Owns: the shapes of `ViewState` (published by the controller, drawn by the UI; the network and
+board statuses in it are filled from the sync bridge and the cabinet), of every intent the UI
+posts, and the `Controller` protocol. Holds no behaviour and never does I/O. It lives outside
+`kiosk/ui/` so that the controller, `kiosk/degraded.py` and the sync bridge depend on this
+module, not on the UI package (import-linter contracts in pyproject.toml; docs/architecture.md).
 
 Who owns what:
 - The controller owns orders, stock, the cart and the mode. The cart lives in the controller

@@ -54,7 +54,7 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     import pygame
 
-    from kiosk.ui.app import render_once
+    from kiosk.sim.render import render_once
     from kiosk.ui.fonts import FontMissing
 
     try:

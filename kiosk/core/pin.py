@@ -2,7 +2,9 @@
 
 Owns: the hash format `pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>` (what ui.service_pin_hash
 holds), constant-time verification, and the pure lockout rule (5 wrong -> locked 5 minutes),
-with time passed in. Never stores or logs a PIN, never reads a clock.
+with time passed in. Never stores or logs a PIN, never reads a clock. Shared by the service
+menu (kiosk/ui) and kiosk-provision (provisioning/init.py), so it lives in the core, not the UI;
+the only thing it takes from the OS is a random salt when none is given.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ process), the board emulator on a pty (child process), a kiosk config pointing a
 seeds the store, and then either
 - runs `kiosk run --config <generated>` as a child (a window when $DISPLAY is set, else
   `--headless`) and prints each order's pay URL and the province's running sales summary, or
-- with `--headless` (or no display), runs the scripted shopper of kiosk.demo_script against a
+- with `--headless` (or no display), runs the scripted shopper of kiosk.sim.demo_script against a
   kiosk built in this process, prints what happened and exits.
 Ctrl-C / SIGTERM stops everything: children terminated (then killed), broker stopped, pty
 symlink removed, nothing left running. Never touches ~/.local/share or /tmp/kiosk-board.
@@ -121,7 +121,7 @@ class Demo:
 
     def _child(self, name: str, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
         log = open(self.dir / log_name, "ab")  # noqa: SIM115 - the child owns it from here
         try:
@@ -220,7 +220,7 @@ class Demo:
             capture_output=True,
             text=True,
             cwd=self.dir,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
             timeout=60,
         )
         if seed.returncode != 0:
@@ -421,7 +421,7 @@ format = "kv"
         """The scripted shopper, against a kiosk built in this process."""
         from kiosk.app import build_app
         from kiosk.config import load_config
-        from kiosk.demo_script import DemoWorld, attach_sync, script_demo
+        from kiosk.sim.demo_script import DemoWorld, attach_sync, script_demo
         from kiosk.sim.emulator_transports import send_control
 
         config = load_config(self.config_file)

@@ -1,4 +1,4 @@
-"""Run the UI on the fake controller: `python -m kiosk.ui.demo --size 800x480 --windowed`.
+"""Run the UI on the fake controller: `python -m kiosk.sim.ui_demo --size 800x480 --windowed`.
 
 Owns: nothing but wiring for demos and the X11 end-to-end test. With --trace it prints
 `screen=<name>` on stdout each time the top screen changes. Not for production: the fake
@@ -14,12 +14,12 @@ from dataclasses import replace
 
 from kiosk.clock import SystemClock
 from kiosk.config import UiConfig
+from kiosk.sim.fake_controller import DEMO_PIN_HASH, FakeController
 from kiosk.ui.app import run
-from kiosk.ui.fake_controller import DEMO_PIN_HASH, FakeController
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kiosk.ui.demo")
+    p = argparse.ArgumentParser(prog="python -m kiosk.sim.ui_demo")
     p.add_argument("--size", default="800x480", help="WxH (default 800x480)")
     p.add_argument("--lang", choices=("zh", "en"), default="zh")
     p.add_argument("--windowed", action="store_true", help="a window, QUIT allowed")
