@@ -889,7 +889,12 @@ class Controller:
             reason = result.reason.value if isinstance(result, ConfirmationRejected) else "?"
             log_event(log, "payment.rejected", logging.WARNING, order=order_id, reason=reason)
             return
-        log_event(log, "payment.confirmed", order=order_id, ref=result.provider_ref)
+        known = [p for p in (order.payment, *order.extra_payments) if p is not None]
+        if any(p.provider_ref == result.provider_ref for p in known):
+            # the province resends (and providers notify twice): the same payment, not a new one
+            log_event(log, "payment.duplicate", order=order_id, ref=result.provider_ref)
+        else:
+            log_event(log, "payment.confirmed", order=order_id, ref=result.provider_ref)
         self._feed(order, sale.PaymentConfirmed(result, self.clock.time()))
 
     # --- tick ---------------------------------------------------------------------------

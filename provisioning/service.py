@@ -52,7 +52,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="unit directory (default %(default)s)",
     )
     p.add_argument("--user", default="kiosk", help="service user (default %(default)s)")
-    p.add_argument("--exe", help="the kiosk executable (default: `kiosk` next to this Python)")
+    p.add_argument(
+        "--exe",
+        help="the kiosk executable, written as given even if it does not exist yet "
+        "(default: `kiosk` next to this Python, else the first on PATH)",
+    )
     p.add_argument("--watchdog", type=int, default=30, metavar="S", help="WatchdogSec")
     p.set_defaults(func=cmd_install_service)
 
@@ -62,9 +66,14 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     path, cfg = loaded[0].resolve(), loaded[1]
-    exe = args.exe or str(Path(sys.executable).with_name("kiosk"))
-    if not Path(exe).exists():
-        exe = shutil.which("kiosk") or exe
+    if args.exe:  # exactly what was asked for: the path may not exist yet (a new release)
+        exe = str(Path(args.exe).absolute())
+        if not Path(exe).exists():
+            print(f"note: {exe} does not exist yet; install it there before starting the service")
+    else:
+        exe = str(Path(sys.executable).with_name("kiosk"))
+        if not Path(exe).exists():
+            exe = shutil.which("kiosk") or exe
     unit = render_unit(path, cfg.store.data_dir, exe, args.user, args.watchdog)
     dest = Path(args.dest) / "kiosk.service"
     kept = backup(dest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,3 +108,20 @@ def test_install_service(make_config: Callable[..., Path], tmp_path: Path) -> No
     ):
         assert line in unit.splitlines()
     assert "dialout" in next(ln for ln in unit.splitlines() if ln.startswith("Supplementary"))
+
+
+def test_install_service_writes_the_exe_it_was_given_even_with_a_kiosk_on_path(
+    make_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "bin"
+    other.mkdir()
+    (other / "kiosk").write_text("#!/bin/sh\n")
+    (other / "kiosk").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{other}:{os.environ.get('PATH', '')}")
+    cfg = make_config()
+    dest = tmp_path / "units"
+    target = "/opt/kiosk/releases/9.9.9/venv/bin/kiosk"  # not there yet
+    argv = ["install-service", "--config", str(cfg), "--dest", str(dest), "--exe", target]
+    assert main(argv) == 0
+    unit = (dest / "kiosk.service").read_text()
+    assert f"ExecStart={target} run --config {cfg.resolve()}" in unit.splitlines()

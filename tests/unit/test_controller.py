@@ -623,3 +623,22 @@ def test_damage_older_than_the_verified_mark_is_found_by_the_background_check(
     finally:
         app.close()
         emu.stop()
+
+
+def test_a_replayed_confirmation_logs_as_a_duplicate_not_a_payment(
+    kiosk: Kiosk, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    order = kiosk.checkout(OTHER)
+    now = kiosk.app.clock.time()
+    c = kiosk.pay.confirm(order.kiosk_id, order.order_id, order.total_fen, now)
+    with caplog.at_level(logging.INFO, logger="kiosk.controller"):
+        kiosk.c.submit_confirmation(c)
+        kiosk.closed(order.order_id)
+        kiosk.c.submit_confirmation(c)  # the province resends it
+        kiosk.c.call(lambda: None)
+    text = caplog.text
+    assert text.count("payment.confirmed") == 1, text
+    assert text.count("payment.duplicate") == 1, text
+    assert len(kiosk.runs()) == 1  # and nothing was dispensed twice
