@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from kiosk_node import KIOSK_A, KIOSK_B, MakeKiosk, sale_body
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -28,6 +27,7 @@ from kiosk.core.ledger import GENESIS_HASH
 from kiosk.sim.broker import MAX_PACKET_BYTES, ClientCert, Mosquitto, Pki
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.sync.topics import Topics, encode
+from tests.support.kiosk_node import KIOSK_A, KIOSK_B, MakeKiosk, sale_body
 
 NOT_AUTHORIZED = 0x87
 TIMEOUT = 20.0  # generous: a loaded 2-core machine

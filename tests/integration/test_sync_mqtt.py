@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kiosk_node import KIOSK_A, KIOSK_B, KioskNode, MakeKiosk
 
 import kiosk
 from kiosk.sim.broker import Mosquitto, Pki, TcpProxy
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.sync.outbox import Priority
+from tests.support.kiosk_node import KIOSK_A, KIOSK_B, KioskNode, MakeKiosk
 
 OUTAGE_S = float(os.environ.get("KIOSK_IT_OUTAGE_S", "60"))
 
@@ -216,7 +216,8 @@ def test_kiosk_kill_9_with_1000_queued_records(
     child = subprocess.Popen(
         [
             sys.executable,
-            str(Path(__file__).with_name("kiosk_node.py")),
+            "-m",
+            "tests.support.kiosk_node",
             str(data_dir),
             KIOSK_A,
             json.dumps(conf),

@@ -19,7 +19,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from prov_helpers import KIOSK_ID
 
 from kiosk.config import load_config
 from kiosk.sim.broker import Mosquitto, MosquittoMissing, Pki
@@ -28,6 +27,7 @@ from kiosk.sim.province_ca import ProvisioningCA
 from kiosk.sync.signing import generate_keypair
 from kiosk.sync.topics import Topics, register_reply, register_request
 from provisioning.cli import main
+from tests.support.provisioning import KIOSK_ID
 
 OTHER = "AH-340102-0099"
 
