@@ -34,8 +34,8 @@ from kiosk.sim.province import ProvinceSimulator
 from kiosk.store import open_store
 from kiosk.sync.media import media_dir, media_path
 from kiosk.ui.images import ProductImages
-from tests.support.kiosk_node import KIOSK_A, sync_config
 from tests.support.config import write_kiosk_config
+from tests.support.kiosk_node import KIOSK_A, sync_config
 from tests.support.store import seed_store
 
 FAST_MEDIA = {
