@@ -57,15 +57,56 @@ def province_keys() -> tuple[bytes, bytes]:
     return generate_keypair()
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path, pki: Pki, request: pytest.FixtureRequest) -> Iterator[Mosquitto]:
+@contextlib.contextmanager
+def running_broker(directory: Path, pki: Pki, **options: Any) -> Iterator[Mosquitto]:
+    """A started Mosquitto (kiosk.sim.broker options, e.g. max_inflight, bootstrap); a missing
+    binary fails the test (scripts/test.sh installs it), never skips it."""
     try:
-        broker = Mosquitto(tmp_path / "broker", pki, max_inflight=20)
+        broker = Mosquitto(directory, pki, **options)
     except MosquittoMissing as e:
         pytest.fail(str(e), pytrace=False)
     broker.start()
-    yield broker
-    broker.stop()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@contextlib.contextmanager
+def running_province(
+    directory: Path,
+    pki: Pki,
+    broker: Mosquitto,
+    device_secrets: dict[str, bytes],
+    signing_key: bytes,
+    **options: Any,
+) -> Iterator[ProvinceSimulator]:
+    """The province simulator connected as `province` on the broker's backend listener."""
+    cert = pki.backend_client()
+    sim = ProvinceSimulator(
+        BrokerSettings(
+            url=broker.province_url,
+            ca_file=pki.ca_file,
+            cert_file=cert.cert_file,
+            key_file=cert.key_file,
+        ),
+        directory,
+        device_secrets,
+        signing_key,
+        **options,
+    )
+    sim.start()
+    try:
+        assert sim.wait_connected(10), "province simulator did not connect"
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path, pki: Pki, request: pytest.FixtureRequest) -> Iterator[Mosquitto]:
+    with running_broker(tmp_path / "broker", pki, max_inflight=20) as broker:
+        yield broker
     rep = getattr(request.node, "rep_call", None)  # set by tests/conftest.py
     if rep is not None and rep.failed:
         print(f"--- mosquitto log ({broker.log_file}) ---\n{broker.log_tail(80)}")
@@ -82,22 +123,9 @@ def proxy(mosquitto: Mosquitto) -> Iterator[TcpProxy]:
 def province(
     tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province_keys: tuple[bytes, bytes]
 ) -> Iterator[ProvinceSimulator]:
-    cert = pki.backend_client()
-    sim = ProvinceSimulator(
-        BrokerSettings(
-            url=mosquitto.province_url,
-            ca_file=pki.ca_file,
-            cert_file=cert.cert_file,
-            key_file=cert.key_file,
-        ),
-        tmp_path / "province",
-        {KIOSK_A: DEMO_SECRET, KIOSK_B: b"kiosk B secret"},
-        province_keys[0],
-    )
-    sim.start()
-    assert sim.wait_connected(10), "province simulator did not connect"
-    yield sim
-    sim.stop()
+    secrets = {KIOSK_A: DEMO_SECRET, KIOSK_B: b"kiosk B secret"}
+    with running_province(tmp_path / "province", pki, mosquitto, secrets, province_keys[0]) as sim:
+        yield sim
 
 
 @pytest.fixture
