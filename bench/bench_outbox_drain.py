@@ -30,12 +30,11 @@ from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 
 import _common  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 import paho.mqtt.client as mqtt  # noqa: E402
-from kiosk_node import KioskNode, sale_body, sync_config  # noqa: E402
+from _sync_node import SyncNode, sale_body, sync_config  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from kiosk.clock import SystemClock  # noqa: E402
@@ -133,7 +132,7 @@ def drain(pki: Pki, broker: Mosquitto, n: int, tmp: Path) -> tuple[Run, list[byt
     mark_sent (stats().published == N). The end is signalled by the mark_sent calls themselves,
     so the harness does not poll stats() (which reads SQLite) while the drain runs."""
     cfg, _, _ = fair_setup(pki, broker)
-    node = KioskNode(
+    node = SyncNode(
         KIOSK,
         tmp / "drain-kiosk",
         cfg,
@@ -192,10 +191,10 @@ RSS_CHILD = """
 import sys, time
 sys.path.insert(0, sys.argv[2]); sys.path.insert(0, sys.argv[3])
 from pathlib import Path
-from kiosk_node import KioskNode, sync_config
+from _sync_node import SyncNode, sync_config
 cfg = sync_config("mqtts://127.0.0.1:" + sys.argv[4], Path(sys.argv[5]), Path(sys.argv[6]),
                   Path(sys.argv[7]))
-node = KioskNode("AH-340100-0001", Path(sys.argv[1]), cfg)
+node = SyncNode("AH-340100-0001", Path(sys.argv[1]), cfg)
 node.start()
 time.sleep(2.0)
 depth = node.pending()
@@ -214,7 +213,7 @@ def rss_with(pki: Pki, data_dir: Path) -> tuple[int, int]:
             RSS_CHILD,
             str(data_dir),
             str(ROOT),
-            str(ROOT / "tests" / "integration"),
+            str(ROOT / "bench"),
             str(free_port()),  # nothing listens: the kiosk is offline, the queue stays
             str(pki.ca_file),
             str(cert.cert_file),

@@ -10,13 +10,7 @@ cd "$KIOSK_ROOT"
 ensure_system_packages mosquitto mosquitto-clients fonts-wqy-microhei xvfb xdotool socat
 ensure_venv "test,dev"
 
-say "ruff"
-"$VENV/bin/ruff" check .
-"$VENV/bin/ruff" format --check .
-say "mypy"
-"$VENV/bin/mypy" kiosk provisioning
-say "import contracts (layers; no simulator or tests in production code)"
-"$VENV/bin/lint-imports"
+KIOSK_VENV="$VENV" bash "$KIOSK_ROOT/scripts/lint.sh"
 say "pytest"
 set +e
 "$VENV/bin/python" -m pytest "$@"

@@ -31,7 +31,8 @@ from kiosk.core.sale import LineStatus, State
 from kiosk.sim.board_emulator import read_physical_log
 from kiosk.store import open_store
 from kiosk.store.orders import OrderRepo
-from tests.unit.test_controller import seed_store, write_config
+from tests.support.config import write_kiosk_config
+from tests.support.store import seed_store
 
 ROOT = Path(__file__).parents[2]
 CHILD_TIMEOUT = 60.0
@@ -131,7 +132,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         assert time.monotonic() < deadline, "emulator did not start"
         time.sleep(0.05)
     cfg = tmp_path / "kiosk.toml"
-    write_config(cfg, str(pty), data)
+    write_kiosk_config(cfg, pty, data)
     try:
         yield Rig(tmp_path, cfg, pty, control, physical, emu, levels0)
     finally:

@@ -1,7 +1,7 @@
-"""Fixtures for the hardware-in-the-loop tests (the harness itself is hil_harness.py).
+"""Fixtures for the hardware-in-the-loop tests (the harness itself is tests/support/hil.py).
 
-- `wire`: parameter, one of clean / lossy / bytewise / delayed (see hil_harness for what each
-  exercises); every test that takes `make_rig` runs once per wire.
+- `wire`: parameter, one of clean / lossy / bytewise / delayed (tests/support/hil.py says
+  what each exercises); every test that takes `make_rig` runs once per wire.
 - `make_rig(**emulator_options)`: starts `python -m kiosk.cli emulator` in its own process
   behind a pty (plus the byte relay for `bytewise`), opens it with SerialLink + SerialBoard.
 - `emulator_process(**options)`: just the emulator process, for tests that bring their own
@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,9 +18,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from hil_harness import WIRES, EmulatorProcess, Rig
+from tests.support.hil import WIRES, EmulatorProcess, Rig
 
 
 @pytest.fixture

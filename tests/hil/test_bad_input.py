@@ -12,9 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from hil_harness import EmulatorProcess, PtyRelay, open_kiosk, vend_until_known
-
 from kiosk.hardware.protocol import SYNC, Command, Frame, Outcome, encode_frame
+from tests.support.hil import EmulatorProcess, PtyRelay, open_kiosk, vend_until_known
 
 
 def garbage(rng: random.Random) -> list[bytes]:

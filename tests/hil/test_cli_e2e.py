@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from hil_harness import REPO, EmulatorProcess
+from tests.support.hil import REPO, EmulatorProcess
 
 
 def kiosk(*args: str) -> subprocess.CompletedProcess[str]:

@@ -17,9 +17,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hil_harness import Resolved, Rig, vend_until_known
-
 from kiosk.hardware.protocol import Outcome
+from tests.support.hil import Resolved, Rig, vend_until_known
 
 SOAK_VENDS = 500
 SOAK_CABINETS = 5

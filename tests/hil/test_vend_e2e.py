@@ -1,6 +1,6 @@
 """End to end over a real pty: the kiosk's SerialLink + SerialBoard in this process, the board
 emulator in another, every test once per wire (clean, lossy, bytewise, delayed; see
-hil_harness). The emulator's physical log is the ground truth: what the motor really did.
+tests/support/hil.py). The emulator's physical log is the ground truth: what the motor really did.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from hil_harness import (
+
+from kiosk.hardware.protocol import BoardReset, Outcome, ResetReason
+from tests.support.hil import (
     Resolved,
     Rig,
     vend_and_resolve,
     vend_until_known,
     wait_until,
 )
-
-from kiosk.hardware.protocol import BoardReset, Outcome, ResetReason
 
 MakeRig = Callable[..., Rig]
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from kiosk_node import KIOSK_A, KIOSK_B, MakeKiosk, sale_body
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -28,6 +27,8 @@ from kiosk.core.ledger import GENESIS_HASH
 from kiosk.sim.broker import MAX_PACKET_BYTES, ClientCert, Mosquitto, Pki
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.sync.topics import Topics, encode
+from tests.support.fixtures import running_broker
+from tests.support.kiosk_node import KIOSK_A, KIOSK_B, MakeKiosk, sale_body
 
 NOT_AUTHORIZED = 0x87
 TIMEOUT = 20.0  # generous: a loaded 2-core machine
@@ -377,17 +378,13 @@ def test_certificates_only_work_on_their_own_listener(pki: Pki, mosquitto: Mosqu
 
 def test_revoked_certificate_is_refused(tmp_path: Path, pki: Pki) -> None:
     own = Pki(tmp_path / "own-pki")  # revoking in the session-wide PKI would leak into others
-    broker = Mosquitto(tmp_path / "crl-broker", own)
-    broker.start()
-    try:
+    with running_broker(tmp_path / "crl-broker", own) as broker:
         assert not refused(own, own.client(KIOSK_A), broker.port)
         own.revoke(own.client(KIOSK_A))
         broker.stop()  # Mosquitto 2.0 reads the CRL when it starts
         broker.start()
         assert refused(own, own.client(KIOSK_A), broker.port)
         assert not refused(own, own.client(KIOSK_B), broker.port)  # the others still get in
-    finally:
-        broker.stop()
 
 
 def test_oversized_packet_disconnects_the_kiosk(pki: Pki, mosquitto: Mosquitto) -> None:

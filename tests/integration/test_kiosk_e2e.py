@@ -1,8 +1,8 @@
 """The whole kiosk on the network: `kiosk run` as a child process against a real Mosquitto.
 
-Pieces: Mosquitto with TLS, client certificates and the ACL (conftest `mosquitto`), the province
-simulator in this process (conftest `province`), the board emulator in this process behind a
-pty, and `python -m kiosk.cli_run run --headless ...` as a child with a generated config
+Pieces (the `kiosk_world` fixture, tests/support/fixtures.py): Mosquitto with TLS, client
+certificates and the ACL, the province simulator in this process, the board emulator in this
+process behind a pty, and `python -m kiosk.cli_run run --headless ...` as a child with a config
 (mqtts://, the kiosk's client certificate, the CA, the simulator's public key, the demo device
 secret the simulator also knows). A `mosquitto_sub` with the province certificate watches
 `kiosk/v1/#`.
@@ -23,99 +23,26 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kiosk_node import DEMO_SECRET, KIOSK_A
 
 from kiosk.clock import SystemClock
 from kiosk.core.payment import parse_pay_url
-from kiosk.sim.board_emulator import BoardModel, EmulatedBoard
 from kiosk.sim.broker import Mosquitto, Pki
-from kiosk.sim.emulator_transports import Emulator, PtyTransport
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.store import open_store
 from kiosk.sync.outbox import Outbox
-from kiosk.sync.signing import generate_keypair, public_key_pem, sign_envelope
+from kiosk.sync.signing import generate_keypair, sign_envelope
 from kiosk.sync.topics import Topics, decode, encode
-from tests.unit.test_controller import SECRET_FILE, seed_store
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Child:
-    """A child process whose stdout and stderr lines are collected by threads."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._lock = threading.Lock()
-        for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
-
-    def _pump(self, stream: object, sink: list[str]) -> None:
-        assert stream is not None
-        for line in stream:  # type: ignore[attr-defined]
-            with self._lock:
-                sink.append(line.rstrip("\n"))
-
-    def lines(self, err: bool = False) -> list[str]:
-        with self._lock:
-            return list(self.err if err else self.out)
-
-    def wait_line(
-        self, pred: Callable[[str], bool], timeout: float, *, err: bool = False, start: int = 0
-    ) -> tuple[int, str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for i, line in enumerate(self.lines(err)[start:], start):
-                if pred(line):
-                    return i, line
-            if self.proc.poll() is not None and not any(map(pred, self.lines(err)[start:])):
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no matching line; {self.dump()}")
-
-    def dump(self) -> str:
-        return (
-            f"exit={self.proc.poll()}\n--- stdout ---\n"
-            + "\n".join(self.lines())
-            + "\n--- stderr (tail) ---\n"
-            + "\n".join(self.lines(err=True)[-60:])
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-@pytest.fixture
-def board(tmp_path: Path) -> Iterator[Path]:
-    pty = tmp_path / "board"
-    emu = Emulator(
-        EmulatedBoard(BoardModel.spiral(6, 10, stock=5), time_scale=0.01),
-        PtyTransport(pty),
-    ).start()
-    yield pty
-    emu.stop()
+from tests.support.child import Child
+from tests.support.child import run_kiosk as kiosk
+from tests.support.fixtures import KioskWorld
+from tests.support.kiosk_node import DEMO_SECRET, KIOSK_A
+from tests.support.paths import SECRET_FILE, child_env
 
 
 @pytest.fixture
@@ -152,52 +79,6 @@ def watcher(tmp_path: Path, pki: Pki, mosquitto: Mosquitto) -> Iterator[Child]:
     child.stop()
 
 
-def write_config(
-    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province: ProvinceSimulator, pty: Path
-) -> Path:
-    cert = pki.client(KIOSK_A)
-    pub = tmp_path / "province-public.pem"
-    pub.write_bytes(public_key_pem(province.public_key))
-    data = tmp_path / "kiosk-data"
-    seed_store(data)
-    cfg = tmp_path / "kiosk.toml"
-    cfg.write_text(
-        f"""
-[identity]
-kiosk_id = "{KIOSK_A}"
-site_name = "e2e"
-site_type = "hospital"
-area_code = "340100"
-[hardware]
-port = "{pty}"
-[sync]
-broker_url = "mqtts://127.0.0.1:{mosquitto.port}"
-ca_file = "{pki.ca_file}"
-cert_file = "{cert.cert_file}"
-key_file = "{cert.key_file}"
-province_public_key = "{pub}"
-keepalive_s = 10
-[payments]
-pay_url_base = "http://127.0.0.1:9/pay"
-device_secret_file = "{SECRET_FILE}"
-[store]
-data_dir = "{data}"
-""",
-        encoding="utf-8",
-    )
-    return cfg
-
-
-def kiosk(cfg: Path, *args: str) -> Child:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KIOSK_CRASH", "NOTIFY_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    return Child(
-        [sys.executable, "-m", "kiosk.cli_run", "run", "--headless", "--config", str(cfg), *args],
-        env,
-        cfg.parent,
-    )
-
-
 def outbox_depth(data: Path) -> int:
     store = open_store(data)
     try:
@@ -215,15 +96,11 @@ def catalog_price(data: Path, product_id: str) -> int:  # (the kiosk must not be
 
 
 def test_kiosk_on_the_network(
-    tmp_path: Path,
-    pki: Pki,
-    mosquitto: Mosquitto,
     province: ProvinceSimulator,
-    board: Path,
+    kiosk_world: KioskWorld,
     watcher: Child,
 ) -> None:
-    cfg = write_config(tmp_path, pki, mosquitto, province, board)
-    data = tmp_path / "kiosk-data"
+    cfg, data = kiosk_world.config, kiosk_world.data
     assert SECRET_FILE.read_bytes() == DEMO_SECRET  # the simulator and the kiosk agree
 
     store = open_store(data)
@@ -352,12 +229,11 @@ def _sales(province: ProvinceSimulator) -> list[dict[str, Any]]:
 
 
 def test_corrupt_store_then_recover_then_sell(
-    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province: ProvinceSimulator, board: Path
+    province: ProvinceSimulator, kiosk_world: KioskWorld
 ) -> None:
     from kiosk.core.payment import order_epoch
 
-    cfg = write_config(tmp_path, pki, mosquitto, province, board)
-    data = tmp_path / "kiosk-data"
+    cfg, data = kiosk_world.config, kiosk_world.data
     first = _buy_one_round(cfg, province)
     old_sale = _sales(province)[0]
     old_txs = {ln["tx"] for ln in old_sale["lines"]}
@@ -385,7 +261,7 @@ def test_corrupt_store_then_recover_then_sell(
         k.stop()
 
     # --- the technician recovers: rows carried forward, a new epoch, counters re-based ------
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     rec = subprocess.run(
         [sys.executable, "-m", "kiosk.cli", "store", "recover", "--config", str(cfg)],
         env=env,

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pygame
 import pytest
-from kiosk_node import KIOSK_A, sync_config
 
 from kiosk.app import App, SyncBridge, build_app
 from kiosk.core.catalog import Catalog, Product
@@ -35,7 +34,9 @@ from kiosk.sim.province import ProvinceSimulator
 from kiosk.store import open_store
 from kiosk.sync.media import media_dir, media_path
 from kiosk.ui.images import ProductImages
-from tests.unit.test_controller import seed_store, write_config
+from tests.support.config import write_kiosk_config
+from tests.support.kiosk_node import KIOSK_A, sync_config
+from tests.support.store import seed_store
 
 FAST_MEDIA = {
     "rate_per_s": 50.0,
@@ -123,7 +124,7 @@ def make_media_kiosk(
             store.catalog.replace(Catalog.of(cat.version, products))
         finally:
             store.close()
-        cfg = write_config(tmp_path / "kiosk.toml", "loop://", data_dir)
+        cfg = write_kiosk_config(tmp_path / "kiosk.toml", "loop://", data_dir)
         cert = pki.client(KIOSK_A)
         cfg = dataclasses.replace(
             cfg,

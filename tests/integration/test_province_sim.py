@@ -16,7 +16,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from kiosk_node import DEMO_SECRET, KIOSK_A, KIOSK_B, MakeKiosk
 
 from kiosk.core.payment import (
     Payment,
@@ -31,6 +30,7 @@ from kiosk.sim import cli_province
 from kiosk.sim.paypage import PayPageServer
 from kiosk.sim.province import ProvinceCA, ProvinceSimulator
 from kiosk.sync import messages
+from tests.support.kiosk_node import DEMO_SECRET, KIOSK_A, KIOSK_B, MakeKiosk
 
 
 def wait_for(cond: Any, timeout: float) -> bool:
@@ -184,10 +184,9 @@ def test_a_second_record_for_a_held_ledger_seq_is_an_alarm(
 ) -> None:
     """A store that lost its tail redoes its last order: same event id, same ledger seq, a new
     hash. The province must not keep one of the two silently (store-integrity finding 4)."""
-    from kiosk_node import sale_body
-
     from kiosk.core.ledger import record_hash
     from kiosk.sync.outbox import OutboxItem, Priority
+    from tests.support.kiosk_node import sale_body
 
     node = make_kiosk(KIOSK_A)
     node.sell(2)
@@ -211,9 +210,8 @@ def test_a_second_record_for_a_held_ledger_seq_is_an_alarm(
 def test_event_ids_are_per_kiosk(province: ProvinceSimulator, make_kiosk: MakeKiosk) -> None:
     """Kiosk B publishing A's future event ids on B's own topic does not erase A's sales."""
     a, b = make_kiosk(KIOSK_A), make_kiosk(KIOSK_B)
-    from kiosk_node import sale_body
-
     from kiosk.sync.outbox import OutboxItem, Priority
+    from tests.support.kiosk_node import sale_body
 
     squat = [
         OutboxItem(

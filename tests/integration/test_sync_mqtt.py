@@ -21,12 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kiosk_node import KIOSK_A, KIOSK_B, KioskNode, MakeKiosk
 
 import kiosk
 from kiosk.sim.broker import Mosquitto, Pki, TcpProxy
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.sync.outbox import Priority
+from tests.support.fixtures import running_broker
+from tests.support.kiosk_node import KIOSK_A, KIOSK_B, KioskNode, MakeKiosk
 
 OUTAGE_S = float(os.environ.get("KIOSK_IT_OUTAGE_S", "60"))
 
@@ -93,9 +94,7 @@ def test_clean_stop_says_offline(province: ProvinceSimulator, make_kiosk: MakeKi
 def test_inflight_never_exceeds_the_brokers_receive_maximum(
     tmp_path: Path, pki: Pki, make_kiosk: MakeKiosk
 ) -> None:
-    small = Mosquitto(tmp_path / "small-broker", pki, max_inflight=5)
-    small.start()
-    try:
+    with running_broker(tmp_path / "small-broker", pki, max_inflight=5) as small:
         node = make_kiosk(KIOSK_A, port=small.port, max_inflight=20)
         node.sell(300)
         assert wait_for(lambda: node.client.stats().published >= 300, 20)
@@ -103,8 +102,6 @@ def test_inflight_never_exceeds_the_brokers_receive_maximum(
         assert s.window == 5, "the broker's Receive Maximum (5) must cap our window (20)"
         assert 1 <= s.peak_inflight <= 5
         assert s.puback_failures == 0
-    finally:
-        small.stop()
 
 
 def test_live_sale_is_not_delayed_by_a_backlog(
@@ -216,7 +213,8 @@ def test_kiosk_kill_9_with_1000_queued_records(
     child = subprocess.Popen(
         [
             sys.executable,
-            str(Path(__file__).with_name("kiosk_node.py")),
+            "-m",
+            "tests.support.kiosk_node",
             str(data_dir),
             KIOSK_A,
             json.dumps(conf),

@@ -11,7 +11,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from kiosk_node import KIOSK_A, KIOSK_B, MakeKiosk, sync_config
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.clock import SystemClock
@@ -21,6 +20,7 @@ from kiosk.sync.client import SyncClient, SyncConfigError
 from kiosk.sync.signing import Keyring, TrustError, TrustPolicy, generate_keypair, key_id
 from kiosk.sync.signing import sign_envelope as sign
 from kiosk.sync.topics import PROVINCE_CATALOG, Topics, encode
+from tests.support.kiosk_node import KIOSK_A, KIOSK_B, MakeKiosk, sync_config
 
 
 def wait_for(cond: Any, timeout: float) -> bool:
@@ -202,7 +202,7 @@ def test_untrusted_broker_and_untrusted_client_are_refused(
     other = Pki(tmp_path / "other-pki")
     cert = pki.client(KIOSK_A)
     cfg = sync_config(mosquitto.url, other.ca_file, cert.cert_file, cert.key_file)
-    from kiosk_node import KioskNode
+    from tests.support.kiosk_node import KioskNode
 
     node = KioskNode(KIOSK_A, tmp_path / "k1", cfg, backoff_base_s=0.05, backoff_cap_s=0.2)
     node.start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,10 +17,7 @@ from kiosk.sim.board_emulator import BoardModel, EmulatedBoard, Faults
 from kiosk.sim.emulator_transports import Emulator, InProcessTransport
 from kiosk.sync.signing import generate_keypair, public_key_pem
 from provisioning.cli import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from prov_helpers import base_args
+from tests.support.provisioning import base_args
 
 _names = itertools.count()
 

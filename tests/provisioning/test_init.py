@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from prov_helpers import KIOSK_ID, base_args
 
 from kiosk.config import load_config
 from kiosk.core.pin import verify_pin
 from provisioning.cli import build_parser, main
 from provisioning.init import run_init
+from tests.support.provisioning import KIOSK_ID, base_args
 
 
 def test_non_interactive_happy_path(

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from prov_helpers import KIOSK_ID
 
 from kiosk.config import load_config
 from kiosk.sim.province_ca import ProvisioningCA, register_reply_topic, register_request_topic
@@ -23,6 +22,7 @@ from provisioning.register import (
     parse_reply,
     store_registration,
 )
+from tests.support.provisioning import KIOSK_ID
 
 
 def test_keys_private_key_0600_never_printed(

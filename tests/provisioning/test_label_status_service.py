@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import zxingcpp
 from PIL import Image
-from prov_helpers import KIOSK_ID
 
 from provisioning.cli import main
+from tests.support.provisioning import KIOSK_ID
 
 
 def test_label_png_qr_and_pdf(make_config: Callable[..., Path], tmp_path: Path) -> None:

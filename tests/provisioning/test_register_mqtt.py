@@ -19,15 +19,16 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from prov_helpers import KIOSK_ID
 
 from kiosk.config import load_config
-from kiosk.sim.broker import Mosquitto, MosquittoMissing, Pki
-from kiosk.sim.province import BrokerSettings, ProvinceSimulator
+from kiosk.sim.broker import Mosquitto, Pki
+from kiosk.sim.province import ProvinceSimulator
 from kiosk.sim.province_ca import ProvisioningCA
 from kiosk.sync.signing import generate_keypair
 from kiosk.sync.topics import Topics, register_reply, register_request
 from provisioning.cli import main
+from tests.support.fixtures import running_broker, running_province
+from tests.support.provisioning import KIOSK_ID
 
 OTHER = "AH-340102-0099"
 
@@ -39,36 +40,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture
 def broker(tmp_path: Path, pki: Pki) -> Iterator[Mosquitto]:
-    try:
-        b = Mosquitto(tmp_path / "broker", pki, bootstrap=True)
-    except MosquittoMissing as e:  # scripts/test.sh installs it: a failure, never a skip
-        pytest.fail(str(e), pytrace=False)
-    b.start()
-    yield b
-    b.stop()
+    with running_broker(tmp_path / "broker", pki, bootstrap=True) as b:
+        yield b
 
 
 @pytest.fixture
 def province(tmp_path: Path, pki: Pki, broker: Mosquitto) -> Iterator[ProvinceSimulator]:
     ca = ProvisioningCA(tmp_path / "registrar", ca_key=pki.ca_key, ca_cert=pki.ca_cert)
-    cert = pki.backend_client()
-    sim = ProvinceSimulator(
-        BrokerSettings(
-            url=broker.province_url,
-            ca_file=pki.ca_file,
-            cert_file=cert.cert_file,
-            key_file=cert.key_file,
-        ),
-        tmp_path / "province",
-        {},
-        generate_keypair()[0],
-        provisioning_ca=ca,
-    )
-    sim.start()
-    assert sim.wait_connected(10), "province simulator did not connect"
-    yield sim
-    sim.stop()
-    ca.close()
+    try:
+        with running_province(
+            tmp_path / "province", pki, broker, {}, generate_keypair()[0], provisioning_ca=ca
+        ) as sim:
+            yield sim
+    finally:
+        ca.close()
 
 
 class Probe:

@@ -1,6 +1,7 @@
 """Tests for kiosk.hardware.board: handshake, the vend flow, events, several boards on one bus.
 
-Runs over a real pty with the minimal board peer from test_link.py (not the kiosk/sim emulator).
+Runs over a real pty with the minimal board peer from tests/support/board_peer.py (not the
+kiosk/sim emulator).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from kiosk.hardware.protocol import (
     SlotGroup,
     SlotKind,
 )
-from tests.unit.test_link import FAST, WAIT, PtyPeer, Recorder, wait_until
+from tests.support.board_peer import FAST, WAIT, PtyPeer, Recorder, wait_until
 
 
 @pytest.fixture

@@ -1,161 +1,31 @@
 """The controller against the board emulator (in process, emu://, real link and board code).
 
 Each test builds a store seeded with the demo catalog / spiral planogram, an emulator at
-time_scale 0.01 and the whole app (kiosk.app.build_app) with the test payment source.
+time_scale 0.01 and the whole app (kiosk.app.build_app) with the test payment source: the
+`kiosk` / `locker_kiosk` fixtures (tests/unit/conftest.py, tests/support/kiosk_app.py).
 """
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from kiosk import contract as ui
-from kiosk.app import App, TestPaymentSource, build_app
-from kiosk.config import KioskConfig, load_config
+from kiosk.app import App, TestPaymentSource
 from kiosk.controller import ServiceFacts, out_of_service_reasons
 from kiosk.core.payment import offline_code
-from kiosk.core.planogram import SlotKind
-from kiosk.core.sale import Order, State
-from kiosk.core.stock import StockChange, StockReason
-from kiosk.sim.board_emulator import BoardModel, EmulatedBoard
-from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
-from kiosk.sim.emulator_transports import Emulator, InProcessTransport
+from kiosk.core.sale import State
+from kiosk.core.stock import StockReason
+from kiosk.sim.emulator_transports import Emulator
 from kiosk.store import open_store
 from kiosk.store.orders import TEST_TX_BASE
 from kiosk.sync.outbox import Priority
-from tests.unit.test_link import FAST
-
-SECRET_FILE = Path(__file__).parents[2] / "kiosk" / "data" / "demo-device-secret"
-WAIT = 15.0
-_names = itertools.count()
-
-MULTI = "DRY-LQFS-500"  # slots 48, 49, 50
-SINGLE = "TEA-LAGP-250"  # slot 67 only
-OTHER = "DRY-LQZM-250"
-
-
-def seed_store(data_dir: Path, kind: SlotKind = SlotKind.SPIRAL) -> dict[int, int]:
-    s = open_store(data_dir)
-    try:
-        s.catalog.replace(demo_catalog())
-        pg = demo_planogram(kind)
-        s.planogram.replace(pg)
-        for n, lv in demo_stock(pg).items():
-            if lv:
-                s.stock.apply(StockChange(n, lv, StockReason.RESTOCK, "seed"))
-        return s.stock.levels()
-    finally:
-        s.close()
-
-
-def write_config(path: Path, port: str, data_dir: Path, extra: str = "") -> KioskConfig:
-    path.write_text(
-        f"""
-[identity]
-kiosk_id = "AH-340100-0001"
-site_name = "test"
-site_type = "hospital"
-area_code = "340100"
-[hardware]
-port = "{port}"
-{extra}
-[sync]
-broker_url = "mqtt://127.0.0.1:1883"
-allow_plaintext = true
-[payments]
-device_secret_file = "{SECRET_FILE}"
-[store]
-data_dir = "{data_dir}"
-""",
-        encoding="utf-8",
-    )
-    return load_config(path)
-
-
-@dataclass
-class Kiosk:
-    app: App
-    emu: Emulator
-    board: EmulatedBoard
-    pay: TestPaymentSource
-    levels0: dict[int, int]
-
-    @property
-    def c(self):  # type: ignore[no-untyped-def]
-        return self.app.controller
-
-    def wait(self, pred: Callable[[ui.ViewState], bool], timeout: float = WAIT) -> ui.ViewState:
-        v = self.c.wait_view(pred, timeout)
-        assert v is not None, f"view never matched; last: {self.c.view()}"
-        return v
-
-    def checkout(self, *products: str) -> Order:
-        self.wait(lambda v: v.mode == "idle")
-        for pid in products:
-            self.c.post(ui.AddToCart(pid))
-        self.c.post(ui.Checkout())
-        v = self.wait(lambda v: v.mode == "payment")
-        assert v.payment is not None
-        order = self.c.repo.get(v.payment.order_id)
-        assert order is not None
-        return order
-
-    def pay_for(self, order: Order) -> None:
-        now = self.app.clock.time()
-        self.c.submit_confirmation(
-            self.pay.confirm(order.kiosk_id, order.order_id, order.total_fen, now)
-        )
-
-    def closed(self, order_id: str) -> Order:
-        def done(v: ui.ViewState) -> bool:
-            o = self.c.repo.get(order_id)
-            return o is not None and o.state not in (
-                State.AWAITING_PAYMENT,
-                State.DISPENSING,
-                State.SUSPENDED,
-            )
-
-        self.wait(done)
-        o = self.c.repo.get(order_id)
-        assert o is not None
-        return o
-
-    def runs(self) -> list[dict[str, object]]:
-        return [e for e in self.board.log.entries if e["event"] == "motor_run"]
-
-
-@pytest.fixture
-def kiosk(tmp_path: Path) -> Iterator[Kiosk]:
-    yield from _kiosk(tmp_path, SlotKind.SPIRAL)
-
-
-@pytest.fixture
-def locker_kiosk(tmp_path: Path) -> Iterator[Kiosk]:
-    yield from _kiosk(tmp_path, SlotKind.LOCKER)
-
-
-def _kiosk(tmp_path: Path, kind: SlotKind) -> Iterator[Kiosk]:
-    levels = seed_store(tmp_path / "data", kind)
-    name = f"ctl-{next(_names)}"
-    model = BoardModel.spiral(6, 10, stock=5) if kind is SlotKind.SPIRAL else BoardModel.locker()
-    board = EmulatedBoard(model, time_scale=0.01)
-    emu = Emulator(board, InProcessTransport(name)).start()
-    pay = TestPaymentSource()
-    extra = 'cabinet = "locker"\ndefault_capacity = 1' if kind is SlotKind.LOCKER else ""
-    cfg = write_config(tmp_path / "kiosk.toml", f"emu://{name}", tmp_path / "data", extra)
-    app = build_app(cfg, province_public_key=pay.public_key, link_timing=FAST, tick_s=0.2)
-    app.start()
-    try:
-        yield Kiosk(app, emu, board, pay, levels)
-    finally:
-        app.close()
-        emu.stop()
+from tests.support.kiosk_app import MULTI, OTHER, SINGLE, WAIT, Kiosk, emulator_name, start_app
+from tests.support.paths import SECRET_FILE
+from tests.support.store import seed_store
 
 
 def test_out_of_service_reasons_pure() -> None:
@@ -433,26 +303,14 @@ def test_watchdog_watches_the_ui_loop_board_link_and_store(kiosk: Kiosk) -> None
 
 
 def _start(
-    tmp_path: Path, name: str, extra_store: str = ""
+    tmp_path: Path, name: str, store: dict[str, object] | None = None
 ) -> tuple[App, Emulator, TestPaymentSource]:
-    board = EmulatedBoard(BoardModel.spiral(6, 10, stock=5), time_scale=0.01)
-    emu = Emulator(board, InProcessTransport(name)).start()
-    pay = TestPaymentSource()
-    cfg = write_config(tmp_path / "kiosk.toml", f"emu://{name}", tmp_path / "data")
-    if extra_store:
-        text = (tmp_path / "kiosk.toml").read_text(encoding="utf-8")
-        (tmp_path / "kiosk.toml").write_text(
-            text.replace("[store]\n", "[store]\n" + extra_store + "\n"), encoding="utf-8"
-        )
-        cfg = load_config(tmp_path / "kiosk.toml")
-    app = build_app(cfg, province_public_key=pay.public_key, link_timing=FAST, tick_s=0.2)
-    app.start()
-    return app, emu, pay
+    return start_app(tmp_path, name, store=store or {})
 
 
 def test_disk_below_the_limit_at_start_sells_nothing(tmp_path: Path) -> None:
     seed_store(tmp_path / "data")
-    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}", "min_free_mb = 100000")
+    app, emu, _pay = _start(tmp_path, emulator_name(), {"min_free_mb": 100000})
     try:
         # out of service from the first published view on: no "first second" of selling
         v = app.controller.wait_view(lambda v: v.seq > 0, WAIT)
@@ -490,7 +348,7 @@ def test_a_tx_the_board_already_knows_is_never_sent(kiosk: Kiosk) -> None:
 
 
 def _sell_one(tmp_path: Path) -> str:
-    app, emu, pay = _start(tmp_path, f"ctl-{next(_names)}")
+    app, emu, pay = _start(tmp_path, emulator_name())
     try:
         k = Kiosk(app, emu, emu.board, pay, {})  # type: ignore[attr-defined]
         order = k.checkout(MULTI)
@@ -534,7 +392,7 @@ def test_a_damaged_record_stops_sales_at_start(tmp_path: Path, what: str) -> Non
         d["lines"][0]["price_fen"] += 1
     _tamper(data, f"UPDATE {table} SET body = ? WHERE order_id = ?", json.dumps(d), order_id)
 
-    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}")
+    app, emu, _pay = _start(tmp_path, emulator_name())
     try:
         v = app.controller.wait_view(
             lambda v: (
@@ -558,7 +416,7 @@ def test_a_damaged_record_stops_sales_at_start(tmp_path: Path, what: str) -> Non
     st = open_store(data)
     st.settings.set(ACCEPTED_DAMAGE, json.dumps(problems))
     st.close()
-    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}")
+    app, emu, _pay = _start(tmp_path, emulator_name())
     try:
         assert app.controller.wait_view(lambda v: v.mode == "idle", WAIT) is not None
     finally:
@@ -594,7 +452,7 @@ def test_damage_older_than_the_verified_mark_is_found_by_the_background_check(
 
     seed_store(tmp_path / "data")
     order_id = _sell_one(tmp_path)
-    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}")  # verifies it, moves the mark on
+    app, emu, _pay = _start(tmp_path, emulator_name())  # verifies it, moves the mark on
     try:
         assert app.controller.wait_view(lambda v: v.mode == "idle", WAIT) is not None
     finally:
@@ -610,7 +468,7 @@ def test_damage_older_than_the_verified_mark_is_found_by_the_background_check(
     d = json.loads(body)
     d["payment"]["amount_fen"] += 7000
     _tamper(data, "UPDATE orders SET body = ? WHERE order_id = ?", json.dumps(d), order_id)
-    app, emu, _pay = _start(tmp_path, f"ctl-{next(_names)}")
+    app, emu, _pay = _start(tmp_path, emulator_name())
     try:
         v = app.controller.wait_view(
             lambda v: (

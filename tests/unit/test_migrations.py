@@ -211,7 +211,7 @@ def _seed_v4(conn: sqlite3.Connection) -> None:
     import json
 
     from kiosk.store.orders import order_to_dict
-    from tests.unit.test_orders_store import sample_order
+    from tests.support.store import sample_order
 
     body = json.dumps(order_to_dict(sample_order()))
     conn.execute(
@@ -229,7 +229,7 @@ def _seed_v4(conn: sqlite3.Connection) -> None:
 
 def _check_v4(store: Store) -> None:
     from kiosk.store.orders import OrderRepo
-    from tests.unit.test_orders_store import sample_order
+    from tests.support.store import sample_order
 
     repo = OrderRepo(store)
     assert repo.get("AH-341524-0007-00001") == sample_order()

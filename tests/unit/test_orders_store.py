@@ -10,50 +10,19 @@ import pytest
 
 from kiosk.core.ledger import ProblemKind
 from kiosk.core.payment import Payment, PaymentMethod, make_order_id
-from kiosk.core.planogram import SlotKind
 from kiosk.core.sale import (
     CancelReason,
-    Line,
     LineStatus,
     Order,
     RefundReason,
-    SaleRules,
     State,
     VendOutcome,
 )
 from kiosk.store import Store, open_store
 from kiosk.store.orders import OrderRepo, order_from_dict, order_to_dict
-
-KIOSK = "AH-341524-0007"
-
-
-def _line(n: int, **kw: object) -> Line:
-    base = Line(
-        product_id=f"P{n}",
-        name_zh=f"产品{n}",
-        name_en=f"Product {n}",
-        certification_no=f"FP-{n}",
-        origin_county_zh="金寨县",
-        origin_county_en="Jinzhai",
-        origin_area_code="341524",
-        price_fen=1000 + n,
-        slot_no=10 + n,
-        slot_kind=SlotKind.SPIRAL,
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
-
-
-def sample_order(seq: int = 1) -> Order:
-    return Order(
-        order_id=make_order_id(KIOSK, seq),
-        kiosk_id=KIOSK,
-        order_seq=seq,
-        lines=(_line(1), _line(2, status=LineStatus.PENDING)),
-        rules=SaleRules(payment_window_s=90.0, max_extensions=3),
-        state=State.AWAITING_PAYMENT,
-        created_at=1_790_000_000.25,
-        expires_at=1_790_000_090.25,
-    )
+from tests.support.store import SAMPLE_KIOSK as KIOSK
+from tests.support.store import sample_line as _line
+from tests.support.store import sample_order
 
 
 def closed_order(seq: int, delivered: int = 3) -> Order:

@@ -28,7 +28,7 @@ from kiosk.core.sale import (
     Line as SaleLine,
 )
 from kiosk.ui.i18n import CATALOGS, LANGS, Translator, placeholders
-from tests.unit.test_controller import SINGLE, Kiosk, kiosk  # noqa: F401  (fixture)
+from tests.support.kiosk_app import SINGLE, Kiosk
 
 PHONE = "400-000-0000"
 
@@ -146,7 +146,7 @@ def test_every_out_of_service_view_formats() -> None:
             assert t("oos.phone", phone=PHONE)
 
 
-def test_real_jam_problem_view_formats(kiosk: Kiosk) -> None:  # noqa: F811
+def test_real_jam_problem_view_formats(kiosk: Kiosk) -> None:
     """End to end: the only slot of a product is jammed -> vend_failed, formats in zh + en."""
     order = kiosk.checkout(SINGLE)
     single = order.lines[0]

@@ -1,10 +1,10 @@
-"""Hardware-in-the-loop harness (used by conftest.py and the tests): the board emulator in its
-own process behind a real pty, and the kiosk's real ``SerialLink`` + ``SerialBoard`` opening that
-pty through real pyserial.
+"""Hardware-in-the-loop harness (used by tests/hil/conftest.py and tests/hil/): the board
+emulator in its own process behind a real pty, and the kiosk's real ``SerialLink`` +
+``SerialBoard`` opening that pty through real pyserial.
 
 Owns: starting/stopping `python -m kiosk.cli emulator` processes, the control channel helper,
 the one-byte-at-a-time pty relay, and the ``wire`` parameter (clean / lossy / bytewise / delayed)
-that every end-to-end test in this directory runs over (bellows style: one test, many bad wires).
+that every end-to-end test in tests/hil/ runs over (bellows style: one test, many bad wires).
 Must never: reach into the emulator process other than through its control channel, its physical
 log file and its pty (it is a separate process on purpose), or fake anything on the kiosk side.
 

@@ -1,6 +1,7 @@
 """A kiosk's sync side, without UI or hardware: store + outbox + SyncClient, for the tests.
 
-Also runnable as a child process (`python kiosk_node.py DATA_DIR KIOSK_ID CONF_JSON`), so a
+Also runnable as a child process (`python -m tests.support.kiosk_node DATA_DIR KIOSK_ID CONF_JSON`
+with the repository on PYTHONPATH), so a
 test can kill -9 a kiosk in the middle of draining and start it again on the same store.
 """
 
@@ -22,14 +23,12 @@ from kiosk.store import open_store
 from kiosk.sync.client import SyncClient
 from kiosk.sync.outbox import Outbox, OutboxItem, Priority
 from kiosk.sync.topics import Topics
+from tests.support.paths import SECRET_FILE
 
-# Shared by the integration tests: import these from here, never from conftest (two conftest
-# modules in tests/ would shadow each other when both folders are collected in one run).
+# Shared by the tests: import these from here, never from a conftest or a test module.
 KIOSK_A = "AH-340100-0001"
 KIOSK_B = "AH-340100-0002"
-DEMO_SECRET = load_device_secret(
-    Path(__file__).resolve().parents[2] / "kiosk" / "data" / "demo-device-secret"
-)
+DEMO_SECRET = load_device_secret(SECRET_FILE)
 
 LEDGER_SETTING = "test.ledger"
 

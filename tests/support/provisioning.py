@@ -1,4 +1,4 @@
-"""Helpers shared by the kiosk-provision tests (imported via conftest's sys.path)."""
+"""Helpers shared by the kiosk-provision tests: the kiosk id, `kiosk-provision init` arguments."""
 
 from __future__ import annotations
 
