@@ -21,7 +21,6 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from kiosk import config as _config
@@ -34,7 +33,8 @@ from kiosk.controller.monitor import Upkeep, run_board_monitor
 from kiosk.controller.persist import STORE_ERRORS, Persistence, RecordSink
 from kiosk.controller.sales import Sales
 from kiosk.controller.technician import Technician
-from kiosk.controller.view import OrderScreen, Snapshot, build_view, same_view
+from kiosk.controller.view import OrderScreen, Published, Snapshot, build_view
+from kiosk.core import cart as cartlib
 from kiosk.core import sale, session
 from kiosk.core.catalog import Catalog
 from kiosk.core.payment import PaymentConfirmation, PaymentStatusQuery, PaymentStatusReply
@@ -82,8 +82,7 @@ class Controller:
         self.sink = sink
         self.repo = OrderRepo(store)
         self.kiosk_id = config.identity.kiosk_id
-        self._publish_cb = publish_view
-        self._notify: Callable[[], None] | None = None
+        self._published = Published(clock.monotonic, publish_view)
         self.tick_s, self.status_every_s, self.start_grace_s = tick_s, status_every_s, start_grace_s
         p = config.payments
         self.rules = sale.SaleRules(
@@ -108,10 +107,6 @@ class Controller:
         self.payment_query = payment_query
         if province_time is not None:
             self.province_time = province_time
-        # published state
-        self._view_lock = threading.Condition()
-        self._seq = 0
-        self._view = ui.ViewState(seq=0, mode="out_of_service")
 
     def _wire(
         self,
@@ -230,11 +225,10 @@ class Controller:
         self._inbox.put(item)
 
     def view(self) -> ui.ViewState:
-        with self._view_lock:
-            return self._view
+        return self._published.get()
 
     def set_notify(self, notify: Callable[[], None]) -> None:
-        self._notify = notify
+        self._published.notify = notify
 
     def submit_confirmation(self, c: PaymentConfirmation | Mapping[str, Any]) -> None:
         """A province payment confirmation (object or wire dict); verified on the inbox."""
@@ -265,14 +259,7 @@ class Controller:
         self, predicate: Callable[[ui.ViewState], bool], timeout: float
     ) -> ui.ViewState | None:
         """Block until a published view satisfies `predicate` (None on timeout)."""
-        deadline = self.clock.monotonic() + timeout
-        with self._view_lock:
-            while not predicate(self._view):
-                left = deadline - self.clock.monotonic()
-                if left <= 0:
-                    return None
-                self._view_lock.wait(min(left, 0.2))
-            return self._view
+        return self._published.wait(predicate, timeout)
 
     # --- the controller thread ----------------------------------------------------------
 
@@ -414,7 +401,7 @@ class Controller:
             else:
                 self.tech.log(c.action, **c.fields)
 
-    def _place_order(self, cart: Any) -> None:
+    def _place_order(self, cart: cartlib.Cart) -> None:
         self.upkeep.measure_disk()  # on every order, not only every few seconds
         if self.upkeep.disk_low:
             self.tech.last_result = "disk below store.min_free_mb"
@@ -491,17 +478,7 @@ class Controller:
         except STORE_ERRORS as e:
             self.persist.failed(e, "view")
             return
-        with self._view_lock:
-            if same_view(view, self._view):
-                return
-            self._seq += 1
-            self._view = replace(view, seq=self._seq)
-            published = self._view
-            self._view_lock.notify_all()
-        if self._publish_cb is not None:
-            self._publish_cb(published)
-        if self._notify is not None:
-            self._notify()
+        self._published.publish(view)
 
 
 def session_input(

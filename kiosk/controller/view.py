@@ -1,13 +1,15 @@
 """The published view: a pure function of the controller's state.
 
 Owns: turning a snapshot (`Snapshot`: stock, the session, the order on screen, the out-of-service
-reasons, service facts) into the `ViewState` the UI draws, and the order screens (`order_view`).
+reasons, service facts) into the `ViewState` the UI draws, and the order screens (`order_view`);
+`Published` holds the last view for readers on other threads.
 Never: reads the store, a clock or the board (the shell gathers the snapshot), decides whether
 the kiosk is out of service (that is `kiosk.core.service`; the reasons arrive in the snapshot).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -19,7 +21,7 @@ from kiosk.core.payment import Payment, PaymentMethod, pay_url
 from kiosk.core.planogram import Planogram, SlotKind
 from kiosk.core.session import Session
 
-__all__ = ["OrderScreen", "Snapshot", "build_view", "order_view", "same_view"]
+__all__ = ["OrderScreen", "Published", "Snapshot", "build_view", "order_view", "same_view"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,3 +216,50 @@ def _channel(p: Payment | None) -> ui.RefundChannel:
     if p is not None and p.method is PaymentMethod.ALIPAY:
         return "alipay"
     return "original"
+
+
+class Published:
+    """The last published view, safe to read from any thread; only the controller thread
+    publishes. A view equal to the last one (but for `seq`) is not published again."""
+
+    def __init__(
+        self,
+        clock_monotonic: Callable[[], float],
+        on_publish: Callable[[ui.ViewState], None] | None,
+    ) -> None:
+        self._monotonic = clock_monotonic
+        self._on_publish = on_publish
+        self.notify: Callable[[], None] | None = None  # the UI's wake-up (`set_notify`)
+        self._lock = threading.Condition()
+        self._seq = 0
+        self._view = ui.ViewState(seq=0, mode="out_of_service")
+
+    def get(self) -> ui.ViewState:
+        with self._lock:
+            return self._view
+
+    def publish(self, view: ui.ViewState) -> None:
+        with self._lock:
+            if same_view(view, self._view):
+                return
+            self._seq += 1
+            self._view = replace(view, seq=self._seq)
+            published = self._view
+            self._lock.notify_all()
+        if self._on_publish is not None:
+            self._on_publish(published)
+        if self.notify is not None:
+            self.notify()
+
+    def wait(
+        self, predicate: Callable[[ui.ViewState], bool], timeout: float
+    ) -> ui.ViewState | None:
+        """Block until a published view satisfies `predicate` (None on timeout)."""
+        deadline = self._monotonic() + timeout
+        with self._lock:
+            while not predicate(self._view):
+                left = deadline - self._monotonic()
+                if left <= 0:
+                    return None
+                self._lock.wait(min(left, 0.2))
+            return self._view
