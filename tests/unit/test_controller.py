@@ -109,7 +109,7 @@ def test_jam_uses_another_slot_of_the_same_product(kiosk: Kiosk) -> None:
     assert [a.kind for a in kiosk.c.repo.alarms()] == ["slot_fault"]
     assert kiosk.c.repo.refunds() == []
     # the jammed slot is out of service until restocked
-    assert slot in kiosk.c.call(lambda: set(kiosk.c._bad_slots))  # type: ignore[arg-type]
+    assert slot in kiosk.c.call(lambda: set(kiosk.c.persist.bad_slots))  # type: ignore[arg-type]
 
 
 def test_jam_without_alternative_refunds_that_line(kiosk: Kiosk) -> None:
@@ -427,9 +427,9 @@ def test_a_damaged_record_stops_sales_at_start(tmp_path: Path, what: str) -> Non
 def test_the_wal_is_folded_back_and_truncated_when_idle(
     kiosk: Kiosk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kiosk.controller as controller_module
+    import kiosk.controller.monitor as monitor_module
 
-    monkeypatch.setattr(controller_module, "CHECKPOINT_EVERY_S", 0.1)
+    monkeypatch.setattr(monitor_module, "CHECKPOINT_EVERY_S", 0.1)
     order = kiosk.checkout(MULTI)
     kiosk.pay_for(order)
     kiosk.closed(order.order_id)

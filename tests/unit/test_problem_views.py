@@ -2,19 +2,19 @@
 
 Regression: on a jam the controller built `partly_delivered` / `vend_failed` with only
 `{"phone": ...}` while the catalogs need `{delivered}`, `{failed}`, `{count}` -> KeyError in
-the problem screen. The views here come from the controller's own code (`_order_view` for
+the problem screen. The views here come from the controller's own code (`order_view` for
 each closed-order state, `out_of_service_reasons` for every reason), plus one real jam.
 """
 
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
 
 import pytest
 
 from kiosk import contract as ui
-from kiosk.controller import Controller, ServiceFacts, out_of_service_reasons
+from kiosk.controller import ServiceFacts, out_of_service_reasons
+from kiosk.controller.view import OrderScreen, order_view
 from kiosk.core.payment import Payment, PaymentMethod
 from kiosk.core.planogram import SlotKind
 from kiosk.core.sale import (
@@ -72,8 +72,17 @@ CASES = [
 ]
 
 
-def _fake_controller() -> SimpleNamespace:
-    return SimpleNamespace(config=SimpleNamespace(ui=SimpleNamespace(service_phone=PHONE)))
+def _screen() -> OrderScreen:
+    return OrderScreen(
+        now=0.0,
+        kiosk_id="AH-340100-0001",
+        service_phone=PHONE,
+        pay_url_base="https://pay.example",
+        secret=b"",
+        mono_offset=0.0,
+        province_time=lambda t: t,
+        last_view=None,
+    )
 
 
 def _base() -> ui.ViewState:
@@ -97,7 +106,7 @@ def _render_problem(pb: ui.ProblemView) -> None:
 
 @pytest.mark.parametrize(("key", "order", "expect"), CASES, ids=[c[0] for c in CASES])
 def test_controller_problem_views_format(key: str, order: Order, expect: dict[str, int]) -> None:
-    v = Controller._order_view(_fake_controller(), _base(), order)  # type: ignore[arg-type]
+    v = order_view(_base(), order, _screen())
     assert v is not None and v.mode == "problem" and v.problem is not None
     pb = v.problem
     assert pb.message_key == key

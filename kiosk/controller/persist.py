@@ -1,0 +1,290 @@
+"""Persistence of actions: everything a step decided goes to the store in ONE transaction.
+
+Owns: the commit of a sale step (order, stock, reservations, ledger record, refund, alarm and
+their outbox records, the board's anchor tx), the checkout transaction, alarms, the slots taken
+out of service, and whether the store is writable. Calls `on_commit` after a transaction that
+may have appended outbox records (the sync client's `wake`).
+
+Never: carries out an action that is not a write (vends, queries and views are the shell's, and
+only after this commit returned True); swallows a failed write silently (it marks the store
+unwritable, which takes the kiosk out of service until a probe write works).
+Crash tests (kiosk.controller.crashpoints) wrap `commit` and `checkout` of an instance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from kiosk.clock import Clock
+from kiosk.core import cart as cartlib
+from kiosk.core import sale
+from kiosk.core.catalog import Catalog
+from kiosk.core.ledger import LedgerError, record_to_dict
+from kiosk.core.planogram import Planogram
+from kiosk.core.stock import StockError
+from kiosk.log import log_event
+from kiosk.store import Store, StoreError
+from kiosk.store.orders import ORDER_SEQ_LIMIT, OrderRepo
+from kiosk.sync.outbox import OutboxError, Priority
+
+log = logging.getLogger("kiosk.controller")
+
+BAD_SLOTS = "slots.out_of_service"  # settings key: JSON list of slots taken out by alarms
+ANCHOR = "board.anchor_tx."  # settings key prefix + board address: last tx the board recorded
+STORE_ERRORS = (StoreError, sqlite3.Error, OutboxError, OSError, LedgerError)
+
+# Actions carried out after the commit, not written by it.
+_NOT_STORED = (sale.Vend, sale.Unlock, sale.QueryOutcome, sale.QueryPaymentStatus, sale.Show)
+
+
+def writes(actions: list[sale.Action], anchor: tuple[int, int] | None) -> bool:
+    """Does committing this step write anything?"""
+    return anchor is not None or any(not isinstance(a, _NOT_STORED) for a in actions)
+
+
+class RecordSink(Protocol):
+    """Where records for the province go (the sync outbox); `conn` joins our transaction."""
+
+    def append(
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        priority: Priority,
+        *,
+        event_id: str | None = None,
+        conn: sqlite3.Connection | None = None,
+    ) -> object: ...
+
+
+class Persistence:
+    def __init__(
+        self,
+        store: Store,
+        repo: OrderRepo,
+        sink: RecordSink | None,
+        clock: Clock,
+        kiosk_id: str,
+        on_commit: Callable[[], None] | None,
+    ) -> None:
+        self.store = store
+        self.repo = repo
+        self.sink = sink
+        self.clock = clock
+        self.kiosk_id = kiosk_id
+        self.on_commit = on_commit
+        self.writable = True
+        self.bad_slots: set[int] = set(self._load_bad_slots())
+
+    # --- a sale step --------------------------------------------------------------------
+
+    def commit(
+        self,
+        order: sale.Order,
+        actions: list[sale.Action],
+        anchor: tuple[int, int] | None,
+        before: sale.Order | None,
+    ) -> bool:
+        """Write every stored action of one step (and the anchor) in one transaction. `before`:
+        the open order as it was before the step. False: nothing was written."""
+        if not writes(actions, anchor):
+            return True
+        stored = [a for a in actions if not isinstance(a, _NOT_STORED)]
+        now = self.clock.time()
+        try:
+            with self.store.transaction() as conn:
+                for a in stored:
+                    self._store_action(conn, a, now, before)
+                if anchor is not None:
+                    self._set(conn, f"{ANCHOR}{anchor[0]}", str(anchor[1]))
+        except STORE_ERRORS as e:
+            self.failed(e, order.order_id)
+            return False
+        self.writable = True
+        self.committed()
+        return True
+
+    def _store_action(
+        self, conn: sqlite3.Connection, a: sale.Action, now: float, before: sale.Order | None
+    ) -> None:
+        if isinstance(a, sale.Persist):
+            self.repo.save(conn, a.order, now)
+        elif isinstance(a, sale.StockDelivered):
+            self._stock_delivered(conn, a, now, before)
+        elif isinstance(a, sale.ReleaseReservation):
+            self.repo.release(conn, a.order_id)
+        elif isinstance(a, sale.RecordSale):
+            known = conn.execute(
+                "SELECT 1 FROM ledger WHERE order_id = ?", (a.order.order_id,)
+            ).fetchone()
+            rec = self.repo.append_ledger(conn, a.order, now)
+            if known is None and self.sink is not None:
+                self.sink.append(
+                    "sale",
+                    record_to_dict(rec),
+                    Priority.CRITICAL,
+                    event_id=f"sale-{a.order.order_id}",
+                    conn=conn,
+                )
+        elif isinstance(a, sale.RefundDue):
+            self._refund_due(conn, a, now)
+        elif isinstance(a, sale.Alarm):
+            self.alarm(conn, a.kind.value, a.order_id, a.detail, a.slot_no)
+            if a.slot_no is not None and a.kind is sale.AlarmKind.SLOT_FAULT:
+                self.bad_slots.add(a.slot_no)
+                self.save_bad_slots(conn)
+
+    def _stock_delivered(
+        self,
+        conn: sqlite3.Connection,
+        a: sale.StockDelivered,
+        now: float,
+        before: sale.Order | None,
+    ) -> None:
+        result = self.repo.stock_sale(conn, a.slot_no, a.tx, now)
+        ln = before.lines[a.line_index] if before is not None else None
+        first = [ln.tried_slots[0]] if ln is not None and ln.tried_slots else []
+        self.repo.unreserve_one(conn, a.order_id, [a.slot_no, *first])
+        if isinstance(result, StockError):
+            detail = f"delivered from slot {a.slot_no} (tx {a.tx}) but stock says: {result}"
+            self.alarm(conn, sale.AlarmKind.STOCK_MISMATCH.value, a.order_id, detail, None)
+
+    def _refund_due(self, conn: sqlite3.Connection, a: sale.RefundDue, now: float) -> None:
+        if not self.repo.add_refund(conn, a.order_id, a.amount_fen, a.reason, a.provider_ref, now):
+            return
+        key = a.provider_ref if a.reason is sale.RefundReason.DOUBLE_PAYMENT else ""
+        if self.sink is not None:
+            self.sink.append(
+                "refund_due",
+                {
+                    "order_id": a.order_id,
+                    "amount_fen": a.amount_fen,
+                    "reason": a.reason.value,
+                    "provider_ref": a.provider_ref,
+                },
+                Priority.CRITICAL,
+                event_id=f"refund-{a.order_id}-{a.reason.value}-{key}",
+                conn=conn,
+            )
+
+    # --- checkout -----------------------------------------------------------------------
+
+    def checkout(
+        self,
+        cart: cartlib.Cart,
+        catalog: Catalog,
+        planogram: Planogram,
+        rules: sale.SaleRules,
+        now: float,
+    ) -> tuple[sale.Order, list[sale.Action]] | None:
+        """The cart becomes an order (number, reservations, AWAITING_PAYMENT) in one
+        transaction. None: the store failed. Raises CartError (nothing written)."""
+        try:
+            with self.store.transaction() as conn:
+                seq = self.repo.next_order_seq(conn)
+                if seq > ORDER_SEQ_LIMIT:
+                    raise StoreError(f"order sequence exhausted ({seq})")
+                order, taken = cartlib.checkout(
+                    cart,
+                    catalog,
+                    planogram,
+                    self.store.stock.levels(),
+                    self.repo.reserved(conn),
+                    kiosk_id=self.kiosk_id,
+                    order_seq=seq,
+                    store_epoch=self.store.epoch,
+                    rules=rules,
+                    out_of_service=self.bad_slots,
+                )
+                new, actions = sale.step(order, sale.Checkout(now))
+                self.repo.save(conn, new, now)
+                self.repo.reserve(conn, new.order_id, taken)
+        except STORE_ERRORS as e:
+            self.failed(e, "checkout")
+            return None
+        return new, actions
+
+    # --- alarms, slots, failures --------------------------------------------------------
+
+    def alarm(
+        self, conn: sqlite3.Connection, kind: str, order_id: str, detail: str, slot: int | None
+    ) -> None:
+        now = self.clock.time()
+        n = self.repo.add_alarm(conn, kind, order_id, detail, slot, now)
+        log_event(
+            log, "alarm", logging.WARNING, kind=kind, order=order_id, slot=slot, detail=detail
+        )
+        if self.sink is not None:
+            body = {"kind": kind, "order_id": order_id, "slot_no": slot, "detail": detail}
+            self.sink.append(
+                "alarm", body, Priority.HIGH, event_id=self._alarm_event_id(n), conn=conn
+            )
+
+    def alarm_alone(self, kind: str, order_id: str, detail: str, slot: int | None) -> None:
+        """An alarm in a transaction of its own."""
+        try:
+            with self.store.transaction() as conn:
+                self.alarm(conn, kind, order_id, detail, slot)
+        except STORE_ERRORS as e:
+            self.failed(e, "alarm")
+        self.committed()
+
+    def _alarm_event_id(self, n: int) -> str:
+        """`alarm-<kiosk>-<store epoch>-<n>`: alarm numbers restart with a new store, the epoch
+        keeps the ids of two stores apart (the province deduplicates by event id)."""
+        epoch = self.store.epoch
+        return f"alarm-{self.kiosk_id}-{epoch}-{n}" if epoch else f"alarm-{self.kiosk_id}-{n}"
+
+    def slot_back(self, slot: int) -> None:
+        """A restocked slot is back in service."""
+        if slot in self.bad_slots:
+            self.bad_slots.discard(slot)
+            with contextlib.suppress(*STORE_ERRORS), self.store.transaction() as conn:
+                self.save_bad_slots(conn)
+
+    def _load_bad_slots(self) -> list[int]:
+        try:
+            value = self.store.settings.get_json(BAD_SLOTS, [])
+        except StoreError:
+            return []
+        return [int(s) for s in value] if isinstance(value, list) else []
+
+    def save_bad_slots(self, conn: sqlite3.Connection) -> None:
+        self._set(conn, BAD_SLOTS, json.dumps(sorted(self.bad_slots)))
+
+    @staticmethod
+    def _set(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def failed(self, e: BaseException, what: str) -> None:
+        self.writable = False
+        log_event(
+            log, "store.write_failed", logging.ERROR, what=what, error=f"{type(e).__name__}: {e}"
+        )
+
+    def committed(self) -> None:
+        if self.on_commit is not None:
+            try:
+                self.on_commit()
+            except Exception:
+                log.exception("controller.on_commit_failed")
+
+    def append(self, kind: str, body: Mapping[str, Any], priority: Priority) -> bool:
+        """One outbox record in a transaction of its own (technician actions)."""
+        if self.sink is None:
+            return False
+        try:
+            self.sink.append(kind, body, priority)
+        except STORE_ERRORS as e:
+            self.failed(e, kind)
+            return False
+        self.committed()
+        return True

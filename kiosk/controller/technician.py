@@ -1,0 +1,127 @@
+"""Technician actions from the service menu: restock, test vend / open a locker door, lock
+sales, and the technician log (every action also goes to the province as a record).
+
+Owns: the last result shown in the service menu, the running test vend, the sales lock.
+Never: starts a test vend while an order is open (the board serves one tx at a time), or
+touches an order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kiosk import contract as ui
+from kiosk.clock import Clock
+from kiosk.controller.inbox import TestDone, TestJob
+from kiosk.controller.persist import STORE_ERRORS, Persistence
+from kiosk.core.planogram import Planogram
+from kiosk.core.stock import StockChange, StockError, StockReason
+from kiosk.log import log_event
+from kiosk.store import Store
+from kiosk.store.orders import OrderRepo
+from kiosk.sync.outbox import Priority
+
+log = logging.getLogger("kiosk.controller")
+
+SALES_LOCKED = "sales.locked"  # settings key: "1" = the province (or a technician) locked sales
+
+TechnicianIntent = ui.Restock | ui.TestVend | ui.OpenDoor | ui.LockSales
+
+
+class Technician:
+    def __init__(
+        self,
+        store: Store,
+        repo: OrderRepo,
+        persist: Persistence,
+        clock: Clock,
+        planogram: Callable[[], Planogram],
+        orders_open: Callable[[], bool],
+        put_job: Callable[[TestJob], None],
+    ) -> None:
+        self.store = store
+        self.repo = repo
+        self.persist = persist
+        self.clock = clock
+        self._planogram = planogram
+        self._orders_open = orders_open
+        self._put_job = put_job
+        self.last_result = ""
+        self.test_running: int | None = None
+        self.sales_locked = store.settings.get(SALES_LOCKED) == "1"
+
+    def handle(self, it: TechnicianIntent) -> None:
+        if isinstance(it, ui.Restock):
+            self.restock(it.slot, it.count)
+        elif isinstance(it, ui.TestVend | ui.OpenDoor):
+            self.test_vend(it.slot, "unlock" if isinstance(it, ui.OpenDoor) else "test")
+        else:
+            self.lock_sales(it.locked)
+
+    def log(self, action: str, **fields: Any) -> None:
+        log_event(log, "technician", action=action, **fields)
+        self.persist.append(
+            "technician", {"action": action, **fields, "at": self.clock.time()}, Priority.HIGH
+        )
+
+    def lock_sales(self, locked: bool) -> None:
+        self.log("lock_sales", locked=locked)
+        try:
+            self.store.settings.set(SALES_LOCKED, "1" if locked else "0")
+            self.sales_locked = locked
+            self.last_result = "sales locked" if locked else "sales unlocked"
+        except STORE_ERRORS as e:
+            self.persist.failed(e, "lock_sales")
+
+    def reread_lock(self) -> None:
+        """The province may have locked or unlocked sales (a settings write by sync)."""
+        self.sales_locked = self.store.settings.get(SALES_LOCKED) == "1"
+
+    def restock(self, slot: int, count: int | None) -> None:
+        ref = f"restock-{int(self.clock.time())}"
+        try:
+            if count is None:
+                level = self.store.stock.fill_to_capacity(slot, ref)
+            else:
+                level = self.store.stock.set_count(slot, count, ref)
+        except (StockError, *STORE_ERRORS) as e:
+            self.last_result = f"slot {slot}: {e}"
+            return
+        self.persist.slot_back(slot)
+        self.last_result = f"slot {slot}: {level}"
+        self.log("restock", slot=slot, level=level)
+
+    def test_vend(self, slot: int, kind: str) -> None:
+        if self._orders_open() or self.test_running is not None:
+            self.last_result = "busy: an order is running"
+            return
+        if slot not in self._planogram().slots:
+            self.last_result = f"slot {slot} is not in the planogram"
+            return
+        try:
+            tx = self.repo.start_test_vend(slot, kind, self.clock.time())
+        except (ValueError, *STORE_ERRORS) as e:
+            self.last_result = f"test vend refused: {e}"
+            return
+        self.test_running = tx
+        self.log("test_vend", slot=slot, tx=tx, kind=kind)
+        self._put_job(TestJob(tx, slot, kind))
+
+    def test_done(self, d: TestDone) -> None:
+        self.test_running = None
+        now = self.clock.time()
+        try:
+            with self.store.transaction() as conn:
+                self.repo.finish_test_vend(conn, d.tx, d.outcome, now)
+                if d.delivered:
+                    with contextlib.suppress(StockError):
+                        self.store.stock.apply(
+                            StockChange(d.slot_no, -1, StockReason.TEST_VEND, str(d.tx))
+                        )
+        except STORE_ERRORS as e:
+            self.persist.failed(e, "test_vend")
+        self.last_result = f"slot {d.slot_no}: {d.outcome}"
+        self.log("test_vend_done", slot=d.slot_no, tx=d.tx, outcome=d.outcome)
