@@ -326,6 +326,7 @@ class Controller:
         *,
         payment_query: Callable[[PaymentStatusQuery], None] | None = None,
         on_commit: Callable[[], None] | None = None,
+        province_time: Callable[[float], float] | None = None,
         tick_s: float = 1.0,
         status_every_s: float = 1.0,
         start_grace_s: float = 5.0,
@@ -349,7 +350,7 @@ class Controller:
         # kiosk time -> the province's time (the sync layer's clock-offset estimate): what the
         # province checks the pay URL's expiry against, and what confirmations are fresh by,
         # so a kiosk whose clock is years off still sells. Identity until sync sets it.
-        self.province_time: Callable[[float], float] = lambda t: t
+        self.province_time: Callable[[float], float] = province_time or (lambda t: t)
         self._publish_cb = publish_view
         self._notify: Callable[[], None] | None = None
         self.tick_s = tick_s
