@@ -73,6 +73,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kiosk.app import App
     from kiosk.sim.shopper import Shopper
 
 __all__ = ["FAULT_KINDS", "ChaosReport", "child_main", "main", "run_chaos"]
@@ -263,22 +264,26 @@ def child_main(argv: Sequence[str]) -> int:
             say("TIMEOUT selling")
             return 1
         say(f"SOLD {paid_orders()}")
-        # everything to the province before we call it done; then wait for the runner's word
-        # (it may still have faults to inject) and check again
-        said = False
-        while time.monotonic() < deadline:
-            drained = sum(app.outbox.depth().values()) == 0 and not repo.unfinished()
-            if drained and not said:
-                say(DONE_MARK)
-                said = True
-            if drained and Path(a.stop_file).exists():
-                return 0
-            time.sleep(0.1)
-        say("TIMEOUT draining")
-        return 1
+        return _drain(app, Path(a.stop_file), deadline, say)
     finally:
         sync.stop(2.0)
         app.close()
+
+
+def _drain(app: App, stop_file: Path, deadline: float, say: Callable[[str], None]) -> int:
+    """Everything to the province before the child calls it done; then wait for the runner's
+    word (`stop_file`: it may still have faults to inject) and check again."""
+    said = False
+    while time.monotonic() < deadline:
+        drained = sum(app.outbox.depth().values()) == 0 and not app.controller.repo.unfinished()
+        if drained and not said:
+            say(DONE_MARK)
+            said = True
+        if drained and stop_file.exists():
+            return 0
+        time.sleep(0.1)
+    say("TIMEOUT draining")
+    return 1
 
 
 def _chaos_sale(shopper: Shopper, rng: random.Random, say: Callable[[str], None]) -> bool:

@@ -187,7 +187,6 @@ def script_demo(app: App, world: DemoWorld, say: Say = print) -> int:
     """Three purchases (paid / jam + refund / offline code while the broker is down).
     Returns 0 when all three closed as expected and the province has all the sale records."""
     s = _Shopper(app, world, say)
-    c = app.controller
     world.screens_dir.mkdir(parents=True, exist_ok=True)
     v = s.until(lambda v: v.mode == "idle", "the kiosk to be ready")
     s.shot("attract")
@@ -235,12 +234,20 @@ def script_demo(app: App, world: DemoWorld, say: Say = print) -> int:
     say(f"  province sale records while offline: {offline_records} (before: {before})")
     world.broker_start()
     say("  broker started again")
-    # the kiosk reconnects with its own jittered backoff (kiosk.app), which may take a while
+    # the kiosk reconnects with its own jittered backoff (kiosk.sync.client), which may take a while
     reached = _wait(lambda: world.sale_records() >= 3, max(world.timeout, 60.0))
     say(f"  province sale records now: {world.sale_records()}")
     s.shot("attract-after", "attract")
 
-    # --- what happened, read back from the kiosk's store and the province ---------------------
+    books_ok = _report(app, world, say)
+    ok = r1.mode == "done" and r2.mode == "problem" and r3.mode == "done" and reached and books_ok
+    return 0 if ok else 1
+
+
+def _report(app: App, world: DemoWorld, say: Say) -> bool:
+    """What happened, read back from the kiosk's store and the province; True when the chain is
+    intact on both sides and the kiosk holds exactly three orders."""
+    c = app.controller
     say("")
     say("Orders (kiosk store):")
     refunds = 0
@@ -266,13 +273,4 @@ def script_demo(app: App, world: DemoWorld, say: Say = print) -> int:
         f"province_sale_records={world.sale_records()} chain={'OK' if chain_ok else 'BAD'} "
         f"screenshots={len(world.shots)}"
     )
-    ok = (
-        r1.mode == "done"
-        and r2.mode == "problem"
-        and r3.mode == "done"
-        and reached
-        and chain_ok
-        and not problems
-        and len(orders) == 3
-    )
-    return 0 if ok else 1
+    return chain_ok and not problems and len(orders) == 3
