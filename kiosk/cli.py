@@ -120,9 +120,13 @@ def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]
     """Subcommands that live beside the code they drive (board tools, emulator, simulators).
     The simulator's commands come through kiosk.sim.commands, the one module of kiosk.sim this
     file may import (import-linter contract in pyproject.toml)."""
-    from kiosk.cli_run import register as run
+    from kiosk.cli_run import register as register_run
     from kiosk.hardware.cli_board import register as board
     from kiosk.sim.commands import registrars as sim_registrars
+    from kiosk.sim.commands import test_run
+
+    def run(sub: Any, common: argparse.ArgumentParser) -> None:
+        register_run(sub, common, test_run)  # `kiosk run --test-payments / --script buy3`
 
     return [run, board, *sim_registrars()]
 

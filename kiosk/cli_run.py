@@ -1,24 +1,52 @@
-"""`kiosk run` and `kiosk ledger verify`: thin CLI over kiosk.app and the ledger repository.
+"""`kiosk run` and `kiosk ledger verify`: the command line, and the run of the kiosk.
 
-Owns: argument parsing and exit codes of these two commands (0 ok, 1 not ok, 2 usage/config).
-Never decides anything the library does not already decide; `--test-payments` is test-only.
+Owns: argument parsing and exit codes of these two commands (0 ok, 1 not ok, 2 usage/config),
+and `run()`: the kiosk (kiosk.app) until SIGINT/SIGTERM or a `restart_app` command (exit code
+EXIT_RESTART), systemd readiness, the UI or the headless view log (kiosk.headless), or a
+headless script to its end; a store that cannot be opened runs kiosk/degraded.py instead.
+
+Test features (`--test-payments`, `--script buy3`, `--pay-via-province`) are the simulator's:
+the test payment signer and the scripted shopper live in kiosk.sim (kiosk/sim/shopper.py) and
+production code never imports them. kiosk/cli.py, the one module allowed through the door
+(kiosk/sim/commands.py), hands `register` their entry point (`test_run`: the arguments -> the
+key to trust and the script to run); without it those options are a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
 import sys
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
+from kiosk import systemd
+from kiosk.app import UI_BEAT_S, App, Script, build_app
 from kiosk.config import KioskConfig, load_config, resolve_config_path
-from kiosk.log import setup_logging
+from kiosk.headless import print_views
+from kiosk.log import log_event, setup_logging
+from kiosk.store import StoreError
+from kiosk.sync.client import SyncConfigError, sync_problem
 
-__all__ = ["cmd_ledger_verify", "cmd_run", "register"]
+__all__ = ["TestRun", "cmd_ledger_verify", "cmd_run", "register", "run"]
+
+log = logging.getLogger("kiosk.run")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
+Say = Callable[[str], None]
+# the simulator's test features: (parsed `kiosk run` arguments, say) -> (key the controller
+# trusts for payment confirmations, headless script); kiosk.sim.commands.test_run
+TestRun = Callable[[argparse.Namespace, Say], tuple[bytes | None, Script | None]]
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
+
+def register(sub: Any, common: argparse.ArgumentParser, test_run: TestRun | None = None) -> None:
     """Add `run` and `ledger verify` to the `kiosk` subcommands."""
     run = sub.add_parser("run", help="run the kiosk (UI, or --headless)", parents=[common])
     run.add_argument("--headless", action="store_true", help="no screen: log the views")
@@ -38,7 +66,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="with --script: print the pay URL and wait for the province's real confirmation",
     )
     run.add_argument("--timeout", type=float, default=120.0, help="script timeout (seconds)")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, test_run=test_run)
 
     led = sub.add_parser("ledger", help="the local sale ledger", parents=[common])
     led_sub = led.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
@@ -54,8 +82,6 @@ def _load(args: argparse.Namespace) -> KioskConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kiosk.app import TestPaymentSource, run
-
     cfg = _load(args)
     if args.script and not args.headless:
         print("kiosk run: --script needs --headless", file=sys.stderr)
@@ -66,22 +92,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    source = TestPaymentSource() if args.test_payments else None
-    if source is not None:
+    test_run: TestRun | None = getattr(args, "test_run", None)
+    if (args.script or args.test_payments) and test_run is None:
+        print("kiosk run: --script and --test-payments need the `kiosk` command", file=sys.stderr)
+        return EXIT_USAGE
+    if args.test_payments:
         print("TEST PAYMENTS: confirmations are signed by a throwaway local key", file=sys.stderr)
 
     def say(text: str) -> None:
         print(text, flush=True)
 
-    return run(
-        cfg,
-        args.headless,
-        source,
-        script=args.script,
-        say=say,
-        timeout=args.timeout,
-        pay_via_province=args.pay_via_province,
-    )
+    trust_key, script = (None, None)
+    if test_run is not None and (args.script or args.test_payments):
+        trust_key, script = test_run(args, say)
+    return run(cfg, args.headless, script=script, trust_key=trust_key, say=say)
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
@@ -105,24 +129,113 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m kiosk.cli_run run ...` / `... ledger verify` (before kiosk/cli.py wires it)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS)
-    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
-    parser = argparse.ArgumentParser(prog="kiosk", parents=[common])
-    register(parser.add_subparsers(dest="command", required=True), common)
-    args = parser.parse_args(argv)
-    setup_logging("debug" if getattr(args, "verbose", 0) else "info")
-    from kiosk.config import ConfigError
+# --- the run --------------------------------------------------------------------------------
+def run(
+    config: KioskConfig,
+    headless: bool,
+    *,
+    script: Script | None = None,
+    trust_key: bytes | None = None,
+    say: Say = print,
+    sync: bool | None = None,
+    drain_timeout: float = 20.0,
+) -> int:
+    """`kiosk run`: the kiosk until SIGINT/SIGTERM (or a `restart_app` command, exit code
+    EXIT_RESTART), or a headless `script` to its end (then waits at most `drain_timeout` for
+    the province to acknowledge every record). `trust_key`: the controller trusts this key for
+    payment confirmations instead of the config's (the test payment signer's).
 
+    `sync`: None starts the province link when `config.sync` is usable (`sync_problem`), True
+    requires it, False never starts it. A store that cannot be opened: kiosk/degraded.py.
+    """
+    problem = sync_problem(config.sync) if sync is not False else "switched off"
     try:
-        code: int = args.func(args)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return EXIT_USAGE
-    return code
+        app = build_app(config, province_public_key=trust_key, sync=problem is None)
+    except (StoreError, sqlite3.Error, OSError) as e:
+        # invariant 5: out of service and saying why, never a traceback or a crash loop
+        from kiosk.degraded import run_degraded
+
+        if script is not None:
+            say(f"kiosk run: the store cannot be opened: {e}")
+            return 1
+        return run_degraded(config, e, headless, say)
+    if problem is not None:
+        if sync:
+            app.store.close()
+            raise SyncConfigError(problem)
+        log_event(log, "sync.off", reason=problem)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: app.stop_requested.set())
+    app.start()
+    app.start_watchdog()
+    systemd.notify_ready(f"kiosk {config.identity.kiosk_id} up")
+    try:
+        if script is not None:
+            code = script(app.controller)
+            left = _drain(app, drain_timeout)
+            if left is not None:
+                say(f"outbox: {left} records not acknowledged")
+            return code
+        if headless:
+            say(f"kiosk {config.identity.kiosk_id} running headless; Ctrl-C stops")
+            print_views(app.controller, say, app.stop_requested)
+            _drain(app, min(drain_timeout, 5.0))
+            return app.exit_code
+        return _run_ui(app)
+    finally:
+        systemd.notify_stopping()
+        app.close()
+        time.sleep(0)  # let daemon threads notice
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _drain(app: App, timeout: float) -> int | None:
+    """Stop reporting and wait for the province's acks; the records left (None: no link)."""
+    if app.sync is None:
+        return None
+    app.sync.stop_reporting()
+    return app.sync.wait_drained(timeout)
+
+
+def _run_ui(app: App) -> int:
+    from kiosk.sync.media import media_dir
+    from kiosk.ui.app import run as run_ui
+    from kiosk.ui.images import ProductImages
+
+    # media: the UI's pictures include fetched images, reloaded as they arrive (decoded in the
+    # sync bridge's report thread, not the UI's)
+    data_dir = app.config.store.data_dir
+    images = ProductImages(data_dir / "images", media_dir(data_dir))
+    if app.sync is not None:
+        from kiosk.ui.events import notify_images_changed
+
+        app.sync.image_listeners.append(images.image_arrived)
+        app.sync.image_listeners.append(lambda _sha: notify_images_changed())
+    watch = threading.Thread(target=_exit_when_requested, args=(app,), name="exit-watch")
+    watch.daemon = True
+    watch.start()
+    app.ui_heartbeat()  # the watchdog watches the UI loop from here on
+    ui_config = app.config.ui
+    run_ui(
+        app.controller,
+        ui_config,
+        app.clock,
+        kiosk_mode=ui_config.fullscreen,
+        images=images,
+        heartbeat=app.ui_heartbeat,
+        heartbeat_every_s=UI_BEAT_S,
+    )
+    return app.exit_code
+
+
+def _exit_when_requested(app: App) -> None:
+    """With a UI on screen (its loop cannot be stopped from outside in kiosk mode): on a
+    `restart_app` command, stop the link and the controller, then leave the process."""
+    app.stop_requested.wait()
+    if app.exit_code == 0:
+        return  # a signal: the UI's own handling ends the process
+    with contextlib.suppress(Exception):
+        systemd.notify_stopping()
+        if app.sync is not None:
+            app.sync.stop()
+        app.controller.stop()
+    os._exit(app.exit_code)

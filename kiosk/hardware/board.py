@@ -620,19 +620,27 @@ class Cabinet:
         self._map: dict[int, SlotRef] | None = None
         self._reverse: dict[SlotRef, int] = {}
         if slot_map is not None:
-            self._map = dict(slot_map)
-            for cab_slot, (addr, idx) in self._map.items():
-                if addr not in self.boards:
-                    raise ValueError(f"slot {cab_slot} maps to board {addr}, which is not there")
-                if (addr, idx) in self._reverse:
-                    raise ValueError(f"slots {self._reverse[addr, idx]} and {cab_slot} share {idx}")
-                self._reverse[addr, idx] = cab_slot
+            self.set_slot_map(slot_map)
         self._main = next(iter(self.boards))
         self._tx_board: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._listeners = _Listeners()
         for board in self.boards.values():
             board.subscribe(self._forward)
+
+    def set_slot_map(self, slot_map: Mapping[int, SlotRef]) -> None:
+        """Route cabinet slots by `slot_map` from now on (a new planogram was applied).
+        Checked first (ValueError: a board that is not there, two slots on one board slot);
+        on an error the old map stays."""
+        forward = dict(slot_map)
+        reverse: dict[SlotRef, int] = {}
+        for cab_slot, (addr, idx) in forward.items():
+            if addr not in self.boards:
+                raise ValueError(f"slot {cab_slot} maps to board {addr}, which is not there")
+            if (addr, idx) in reverse:
+                raise ValueError(f"slots {reverse[addr, idx]} and {cab_slot} share {idx}")
+            reverse[addr, idx] = cab_slot
+        self._map, self._reverse = forward, reverse
 
     def route(self, slot: int) -> SlotRef | None:
         if self._map is None:

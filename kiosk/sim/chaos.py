@@ -34,7 +34,8 @@ measured, not assumed: for `kill9` the board is still busy right after the kiosk
 `reset` the BOARD_RESET entry of the physical log names an interrupted tx. The report counts
 those per kind (`faults_during_vend`).
 
-Payments: the child pays its own orders with kiosk.app.TestPaymentSource built on the PROVINCE
+Payments: the child (its sales made by the one scripted shopper, kiosk.sim.shopper.Shopper)
+pays its own orders with kiosk.sim.shopper.TestPaymentSource built on the PROVINCE
 SIMULATOR's signing key (the same Ed25519 key `ProvinceSimulator.confirm_payment` signs with),
 so confirmations are province-signed without a pay-page round trip (TEST ONLY).
 
@@ -69,7 +70,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kiosk.app import App
+    from kiosk.sim.shopper import Shopper
 
 __all__ = ["FAULT_KINDS", "ChaosReport", "child_main", "main", "run_chaos"]
 
@@ -191,10 +196,10 @@ def child_main(argv: Sequence[str]) -> int:
     p.add_argument("--stop-file", required=True, help="exit 0 once this exists and all is acked")
     a = p.parse_args(argv)
 
-    from kiosk import contract as ui
-    from kiosk.app import TestPaymentSource, build_app
+    from kiosk.app import build_app
     from kiosk.config import load_config
-    from kiosk.core.sale import State
+    from kiosk.headless import changed
+    from kiosk.sim.shopper import Shopper, TestPaymentSource
     from kiosk.store import StoreError
     from kiosk.sync.client import SyncClient
     from kiosk.sync.topics import Topics
@@ -234,73 +239,74 @@ def child_main(argv: Sequence[str]) -> int:
     rng = random.Random(a.seed * 7919 + os.getpid())
     app.start()
     sync.start()
+    shopper = Shopper(app.controller, pay, clock=app.clock)
     repo = app.controller.repo
     deadline = time.monotonic() + a.timeout
 
     def paid_orders() -> int:
         return sum(1 for o in repo.all() if o.paid_fen > 0)
 
-    def seq_not(seq: int) -> Callable[[ui.ViewState], bool]:
-        return lambda x: x.seq != seq
-
-    def cart_is(n: int) -> Callable[[ui.ViewState], bool]:
-        return lambda x: x.cart_count == n
-
     try:
         while time.monotonic() < deadline:
             unfinished = repo.unfinished()
-            waiting = [o for o in unfinished if o.state is State.AWAITING_PAYMENT]
-            for o in waiting:
-                c = pay.confirm(kid, o.order_id, o.total_fen, app.clock.time())
-                app.controller.submit_confirmation(c)
+            for o in shopper.awaiting_payment():
+                shopper.pay(o)
                 say(f"PAY {o.order_id} {o.total_fen}")
             if unfinished:
-                seen = app.controller.view().seq
-                app.controller.wait_view(seq_not(seen), 0.3)
+                shopper.wait(changed(shopper.view().seq), 0.3)
                 continue
             if paid_orders() >= a.target:
                 break
             time.sleep(rng.uniform(0.5, 1.5) * a.pace)
-            mode = app.controller.view().mode
-            if mode in ("done", "problem"):
-                app.controller.post(ui.BackToIdle("shopper"))
-            idle = app.controller.wait_view(lambda x: x.mode == "idle", 5.0)
-            if idle is None:
-                say(f"WAIT view={app.controller.view().mode}")
-                continue
-            picks = [pv.product.product_id for pv in idle.products if pv.stock_left > 0]
-            if not picks:
-                say("SOLD OUT")
+            if not _chaos_sale(shopper, rng, say):
                 return 3
-            app.controller.post(ui.StartShopping())
-            k = rng.choice((1, 1, 2))
-            for _ in range(k):
-                app.controller.post(ui.AddToCart(rng.choice(picks)))
-            if app.controller.wait_view(cart_is(k), 5.0) is None:
-                app.controller.post(ui.BackToIdle("shopper"))
-                continue
-            app.controller.post(ui.Checkout())
-            app.controller.wait_view(lambda x: x.mode != "shopping", 5.0)
         else:
             say("TIMEOUT selling")
             return 1
         say(f"SOLD {paid_orders()}")
-        # everything to the province before we call it done; then wait for the runner's word
-        # (it may still have faults to inject) and check again
-        said = False
-        while time.monotonic() < deadline:
-            drained = sum(app.outbox.depth().values()) == 0 and not repo.unfinished()
-            if drained and not said:
-                say(DONE_MARK)
-                said = True
-            if drained and Path(a.stop_file).exists():
-                return 0
-            time.sleep(0.1)
-        say("TIMEOUT draining")
-        return 1
+        return _drain(app, Path(a.stop_file), deadline, say)
     finally:
         sync.stop(2.0)
         app.close()
+
+
+def _drain(app: App, stop_file: Path, deadline: float, say: Callable[[str], None]) -> int:
+    """Everything to the province before the child calls it done; then wait for the runner's
+    word (`stop_file`: it may still have faults to inject) and check again."""
+    said = False
+    while time.monotonic() < deadline:
+        drained = sum(app.outbox.depth().values()) == 0 and not app.controller.repo.unfinished()
+        if drained and not said:
+            say(DONE_MARK)
+            said = True
+        if drained and stop_file.exists():
+            return 0
+        time.sleep(0.1)
+    say("TIMEOUT draining")
+    return 1
+
+
+def _chaos_sale(shopper: Shopper, rng: random.Random, say: Callable[[str], None]) -> bool:
+    """One shopper at the kiosk: back to the attract screen, one or two random products in
+    stock, checkout (payment comes on the next turn of the child's loop). False: sold out."""
+    if shopper.view().mode in ("done", "problem"):
+        shopper.back_to_idle("shopper")
+    idle = shopper.wait(lambda x: x.mode == "idle", 5.0)
+    if idle is None:
+        say(f"WAIT view={shopper.view().mode}")
+        return True
+    picks = [pv.product.product_id for pv in idle.products if pv.stock_left > 0]
+    if not picks:
+        say("SOLD OUT")
+        return False
+    k = rng.choice((1, 1, 2))
+    shopper.fill_cart([rng.choice(picks) for _ in range(k)])
+    if shopper.cart_of(k, 5.0) is None:
+        shopper.back_to_idle("shopper")
+        return True
+    shopper.checkout()
+    shopper.wait(lambda x: x.mode != "shopping", 5.0)
+    return True
 
 
 # --- the runner -------------------------------------------------------------------------------

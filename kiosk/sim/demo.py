@@ -421,17 +421,13 @@ format = "kv"
         """The scripted shopper, against a kiosk built in this process."""
         from kiosk.app import build_app
         from kiosk.config import load_config
-        from kiosk.sim.demo_script import DemoWorld, attach_sync, script_demo
+        from kiosk.sim.demo_script import DemoWorld, script_demo
         from kiosk.sim.emulator_transports import send_control
 
         config = load_config(self.config_file)
-        app = build_app(config)
-        sync = None
+        app = build_app(config, sync=True)  # the province link, as `kiosk run` has it
         try:
-            sync = attach_sync(app)  # before start(): kiosk.app's bridge starts with the App
             app.start()
-            if sync is not None:
-                sync.start()
             self.start_watch()
             world = DemoWorld(
                 screens_dir=self.screens,
@@ -455,8 +451,6 @@ format = "kv"
             return code
         finally:
             self._stop.set()
-            if sync is not None:
-                sync.stop()
             app.close()
 
     # --- stopping -----------------------------------------------------------------------------

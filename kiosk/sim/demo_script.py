@@ -3,7 +3,8 @@
 Owns: what the shopper does and what is checked along the way. The world around it (broker,
 province simulator, pay page, board emulator) is built by kiosk.sim.demo and handed in as a
 `DemoWorld`; the kiosk is a `kiosk.app.App` built in this process (headless is allowed to run
-in-process), so the shopper taps by posting the same intents the touchscreen posts.
+in-process) with its sync bridge, and the shopper is the one scripted shopper
+(kiosk.sim.shopper.Shopper): it taps by posting the same intents the touchscreen posts.
 
 1. a normal purchase, paid on the province's pay page exactly as a phone would (HTTP POST);
 2. a purchase whose second product jams in the emulated motor (control channel `jam N`): the
@@ -17,7 +18,6 @@ number printed is read back from the kiosk's store or the province's database.
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 import urllib.parse
@@ -25,13 +25,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from kiosk import contract as ui
 from kiosk.app import App
 from kiosk.core.payment import offline_code, parse_pay_url
+from kiosk.sim.shopper import Shopper
 
-__all__ = ["DemoWorld", "attach_sync", "script_demo"]
+__all__ = ["DemoWorld", "script_demo"]
 
 Say = Callable[[str], None]
 
@@ -55,46 +55,6 @@ class DemoWorld:
     shots: list[Path] = field(default_factory=list)
 
 
-def attach_sync(app: App) -> Any:
-    """Connect an in-process App (not started yet) to the province the way `kiosk run` does:
-    kiosk.app's SyncBridge when it exists (App.start() starts it, App.close() stops it; returns
-    None). Older kiosk.app without it: a bare SyncClient that routes the province's payment
-    confirmations to the controller (returned; the caller starts and stops it)."""
-    if getattr(app, "sync", None) is not None:
-        return None
-    bridge = getattr(importlib.import_module("kiosk.app"), "SyncBridge", None)
-    key = None
-    if app.config.sync.province_public_key is not None:
-        from kiosk.sync.signing import load_public_key_pem
-
-        key = load_public_key_pem(app.config.sync.province_public_key)
-    if bridge is not None:
-        app.sync = bridge(app, key)
-        return None
-    from kiosk.sync.client import SyncClient
-    from kiosk.sync.topics import Topics
-
-    controller = app.controller
-    topics = Topics(app.config.identity.kiosk_id)
-
-    def on_message(topic: str, body: dict[str, Any]) -> None:
-        if topic == topics.payment_confirm:
-            controller.submit_confirmation(body["confirmation"])
-
-    return SyncClient(
-        app.config.sync,
-        app.config.identity.kiosk_id,
-        app.outbox,
-        topics,
-        app.clock,
-        on_message,
-        app.store.counters.current("boot"),
-        backoff_base_s=0.2,
-        backoff_cap_s=2.0,
-        stable_after_s=2.0,
-    )
-
-
 def _yuan(fen: int) -> str:
     return f"¥{fen // 100}.{fen % 100:02d}"
 
@@ -111,8 +71,11 @@ def _screen_for(v: ui.ViewState) -> str:
     }.get(v.mode, "attract")
 
 
-class _Shopper:
+class _Shopper(Shopper):
+    """The shared shopper, plus screenshots and a phone that pays on the province's pay page."""
+
     def __init__(self, app: App, world: DemoWorld, say: Say) -> None:
+        super().__init__(app.controller, clock=app.clock)
         self.app = app
         self.c = app.controller
         self.w = world
@@ -155,26 +118,20 @@ class _Shopper:
         params = {**v.problem.params, "delivered": delivered, "failed": failed, "count": failed}
         return replace(v, problem=replace(v.problem, params=params))
 
-    def wait(self, pred: Callable[[ui.ViewState], bool], what: str) -> ui.ViewState:
-        v = self.c.wait_view(pred, self.w.timeout)
-        if v is None:
-            v = self.c.view()
-            raise RuntimeError(f"timed out waiting for {what}; kiosk shows {v.mode}")
-        return v
+    def until(self, pred: Callable[[ui.ViewState], bool], what: str) -> ui.ViewState:
+        return self.expect(pred, what, self.w.timeout)
 
     def idle(self) -> None:
-        self.c.post(ui.BackToIdle("finished"))
-        self.wait(lambda v: v.mode == "idle", "the attract screen")
+        self.back_to_idle()
+        self.until(lambda v: v.mode == "idle", "the attract screen")
 
     def buy(self, product_ids: list[str], label: str) -> ui.PaymentView:
-        self.c.post(ui.StartShopping())
-        for pid in product_ids:
-            self.c.post(ui.AddToCart(pid))
+        self.fill_cart(product_ids)
         n = len(product_ids)
-        v = self.wait(lambda v: v.cart_count == n, f"{n} items in the cart")
+        self.until(lambda v: v.cart_count == n, f"{n} items in the cart")
         self.shot(f"{label}-cart", "cart")
-        self.c.post(ui.Checkout())
-        v = self.wait(lambda v: v.mode == "payment" and v.payment is not None, "the payment QR")
+        self.checkout()
+        v = self.until(lambda v: v.mode == "payment" and v.payment is not None, "the payment QR")
         assert v.payment is not None
         self.say(
             f"  order {v.payment.order_id}: {n} item(s), {_yuan(v.payment.amount_fen)}; "
@@ -197,11 +154,11 @@ class _Shopper:
         self.say("  phone: paid with WeChat Pay on the province's pay page")
 
     def settle(self, label: str) -> ui.ViewState:
-        self.wait(lambda v: v.mode in ("dispensing", "done", "problem"), "the dispense")
+        self.until(lambda v: v.mode in ("dispensing", "done", "problem"), "the dispense")
         v = self.c.view()
         if v.mode == "dispensing":
             self.shot(f"{label}-dispensing")
-        v = self.wait(lambda v: v.mode in ("done", "problem"), "the end of the order")
+        v = self.until(lambda v: v.mode in ("done", "problem"), "the end of the order")
         self.shot(f"{label}-{v.mode}")
         if v.mode == "done" and v.done is not None:
             self.say(f"  kiosk: done, paid {_yuan(v.done.paid_fen)}")
@@ -230,19 +187,18 @@ def script_demo(app: App, world: DemoWorld, say: Say = print) -> int:
     """Three purchases (paid / jam + refund / offline code while the broker is down).
     Returns 0 when all three closed as expected and the province has all the sale records."""
     s = _Shopper(app, world, say)
-    c = app.controller
     world.screens_dir.mkdir(parents=True, exist_ok=True)
-    v = s.wait(lambda v: v.mode == "idle", "the kiosk to be ready")
+    v = s.until(lambda v: v.mode == "idle", "the kiosk to be ready")
     s.shot("attract")
     # Products from different slots, each with stock, in the catalog order.
     picks = [p.product.product_id for p in v.products if p.stock_left > 1]
     if len(picks) < 4:
         say(f"not enough products in stock ({len(picks)})")
         return 1
-    c.post(ui.StartShopping())
-    s.wait(lambda v: v.mode == "shopping", "the catalog")
+    s.fill_cart([])
+    s.until(lambda v: v.mode == "shopping", "the catalog")
     s.shot("catalog", "catalog")
-    c.post(ui.BackToIdle("shopper"))
+    s.back_to_idle("shopper")
 
     say("Purchase 1: paid on the phone")
     p1 = s.buy([picks[0]], "1")
@@ -270,7 +226,7 @@ def script_demo(app: App, world: DemoWorld, say: Say = print) -> int:
     code = offline_code(world.device_secret, params.order_id, params.amount_fen)
     say(f"  phone: the pay page shows the offline code {code[:4]} {code[4:]}; typed on the kiosk")
     s.shot("3-offline-code", "offline_code")
-    c.post(ui.EnterOfflineCode(code))
+    s.controller.post(ui.EnterOfflineCode(code))
     r3 = s.settle("3")
     s.idle()
     time.sleep(1.0)
@@ -278,12 +234,20 @@ def script_demo(app: App, world: DemoWorld, say: Say = print) -> int:
     say(f"  province sale records while offline: {offline_records} (before: {before})")
     world.broker_start()
     say("  broker started again")
-    # the kiosk reconnects with its own jittered backoff (kiosk.app), which may take a while
+    # the kiosk reconnects with its own jittered backoff (kiosk.sync.client), which may take a while
     reached = _wait(lambda: world.sale_records() >= 3, max(world.timeout, 60.0))
     say(f"  province sale records now: {world.sale_records()}")
     s.shot("attract-after", "attract")
 
-    # --- what happened, read back from the kiosk's store and the province ---------------------
+    books_ok = _report(app, world, say)
+    ok = r1.mode == "done" and r2.mode == "problem" and r3.mode == "done" and reached and books_ok
+    return 0 if ok else 1
+
+
+def _report(app: App, world: DemoWorld, say: Say) -> bool:
+    """What happened, read back from the kiosk's store and the province; True when the chain is
+    intact on both sides and the kiosk holds exactly three orders."""
+    c = app.controller
     say("")
     say("Orders (kiosk store):")
     refunds = 0
@@ -309,13 +273,4 @@ def script_demo(app: App, world: DemoWorld, say: Say = print) -> int:
         f"province_sale_records={world.sale_records()} chain={'OK' if chain_ok else 'BAD'} "
         f"screenshots={len(world.shots)}"
     )
-    ok = (
-        r1.mode == "done"
-        and r2.mode == "problem"
-        and r3.mode == "done"
-        and reached
-        and chain_ok
-        and not problems
-        and len(orders) == 3
-    )
-    return 0 if ok else 1
+    return chain_ok and not problems and len(orders) == 3

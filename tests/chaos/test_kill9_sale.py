@@ -1,7 +1,7 @@
 """kill -9 the kiosk at every persisted step of a 3-item order, restart it, and check the books.
 
 The board emulator runs in its own process on a pty (outcome memory in a file, physical log in
-JSON lines). The kiosk runs headless (`python -m kiosk.cli_run run --headless --script buy3
+JSON lines). The kiosk runs headless (`python -m kiosk.cli run --headless --script buy3
 --test-payments`) in a child process with KIOSK_CRASH_AT=<point>:<n>, which SIGKILLs itself:
 - commit:n       right after the n-th order commit (checkout, paid + line 0, each line result)
 - vend_result:n  after the n-th vend's outcome came back, before it is committed
@@ -58,7 +58,7 @@ class Rig:
             [
                 sys.executable,
                 "-m",
-                "kiosk.cli_run",
+                "kiosk.cli",
                 "run",
                 "--headless",
                 "--script",
@@ -237,7 +237,7 @@ def test_no_crash_has_exactly_the_enumerated_commits(rig: Rig) -> None:
     finally:
         store.close()
     out = subprocess.run(
-        [sys.executable, "-m", "kiosk.cli_run", "ledger", "verify", "--config", str(rig.config)],
+        [sys.executable, "-m", "kiosk.cli", "ledger", "verify", "--config", str(rig.config)],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@
 
 Pieces (the `kiosk_world` fixture, tests/support/fixtures.py): Mosquitto with TLS, client
 certificates and the ACL, the province simulator in this process, the board emulator in this
-process behind a pty, and `python -m kiosk.cli_run run --headless ...` as a child with a config
+process behind a pty, and `python -m kiosk.cli run --headless ...` as a child with a config
 (mqtts://, the kiosk's client certificate, the CA, the simulator's public key, the demo device
 secret the simulator also knows). A `mosquitto_sub` with the province certificate watches
 `kiosk/v1/#`.

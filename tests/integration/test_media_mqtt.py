@@ -1,9 +1,10 @@
 """Media over a real Mosquitto: the kiosk's SyncBridge fetches product images by sha256.
 
 Pieces: the conftest broker (TLS, client certificates, ACL) and province simulator; a kiosk
-built by `build_app` (its store seeded with a catalog whose images are named by hash, the serial
-link never started) with a real `SyncBridge` (`start()`: the MQTT client and the report thread
-that drives the fetcher). The UI side is `kiosk.ui.images.ProductImages` on the same data dir.
+built by `build_app(sync=True)` (its store seeded with a catalog whose images are named by hash,
+the serial link never started) with its real `SyncBridge` (kiosk.sync.bridge; `start()`: the
+MQTT client and the report thread that drives the fetcher). The UI side is
+`kiosk.ui.images.ProductImages` on the same data dir.
 
 1. an image the province knows (`add_image`) is requested by hash, verified, cached under
    `<data_dir>/media`, announced to the bridge's image listeners, and shown by ProductImages;
@@ -26,12 +27,13 @@ from pathlib import Path
 import pygame
 import pytest
 
-from kiosk.app import App, SyncBridge, build_app
+from kiosk.app import App, build_app
 from kiosk.core.catalog import Catalog, Product
 from kiosk.sim.broker import Mosquitto, Pki
 from kiosk.sim.demo_data import demo_catalog
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.store import open_store
+from kiosk.sync.bridge import SyncBridge
 from kiosk.sync.media import media_dir, media_path
 from kiosk.ui.images import ProductImages
 from tests.support.config import write_kiosk_config
@@ -130,14 +132,16 @@ def make_media_kiosk(
             cfg,
             sync=sync_config(mosquitto.url, pki.ca_file, cert.cert_file, cert.key_file),
         )
-        app = build_app(cfg)
-        bridge = SyncBridge(
-            app,
-            None,
-            client_options={"backoff_base_s": 0.05, "backoff_cap_s": 0.5, "poll_s": 0.05},
-            media_options=FAST_MEDIA,
+        app = build_app(
+            cfg,
+            sync=True,
+            sync_options={
+                "client_options": {"backoff_base_s": 0.05, "backoff_cap_s": 0.5, "poll_s": 0.05},
+                "media_options": FAST_MEDIA,
+            },
         )
-        app.sync = bridge
+        bridge = app.sync
+        assert bridge is not None
         k = Kiosk(app, bridge)
         made.append(k)
         bridge.start()

@@ -74,10 +74,10 @@ class Child:
 
 
 def run_kiosk(cfg: Path, *args: str) -> Child:
-    """`python -m kiosk.cli_run run --headless --config CFG ARGS...` in ``cfg``'s directory,
+    """`python -m kiosk.cli run --headless --config CFG ARGS...` in ``cfg``'s directory,
     without any crash-injection or systemd-notify variables of this process."""
     return Child(
-        [sys.executable, "-m", "kiosk.cli_run", "run", "--headless", "--config", str(cfg), *args],
+        [sys.executable, "-m", "kiosk.cli", "run", "--headless", "--config", str(cfg), *args],
         child_env("KIOSK_CRASH", "NOTIFY_"),
         cfg.parent,
     )

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import contract as ui
-from kiosk.app import App, TestPaymentSource, build_app
+from kiosk.app import App, build_app
 from kiosk.core.planogram import SlotKind
 from kiosk.core.sale import Order, State
 from kiosk.sim.board_emulator import BoardModel, EmulatedBoard
 from kiosk.sim.emulator_transports import Emulator, InProcessTransport
+from kiosk.sim.shopper import Shopper, TestPaymentSource
 from tests.support.board_peer import FAST
 from tests.support.config import write_kiosk_config
 from tests.support.store import seed_store
@@ -53,11 +54,15 @@ class Kiosk:
         assert v is not None, f"view never matched; last: {self.c.view()}"
         return v
 
+    @property
+    def shopper(self) -> Shopper:
+        """The one scripted shopper (kiosk.sim.shopper), paying with `pay`."""
+        return Shopper(self.app.controller, self.pay, clock=self.app.clock)
+
     def checkout(self, *products: str) -> Order:
         self.wait(lambda v: v.mode == "idle")
-        for pid in products:
-            self.c.post(ui.AddToCart(pid))
-        self.c.post(ui.Checkout())
+        self.shopper.fill_cart(products, start=False)
+        self.shopper.checkout()
         v = self.wait(lambda v: v.mode == "payment")
         assert v.payment is not None
         order = self.c.repo.get(v.payment.order_id)
@@ -65,10 +70,7 @@ class Kiosk:
         return order
 
     def pay_for(self, order: Order) -> None:
-        now = self.app.clock.time()
-        self.c.submit_confirmation(
-            self.pay.confirm(order.kiosk_id, order.order_id, order.total_fen, now)
-        )
+        self.shopper.pay(order)
 
     def closed(self, order_id: str) -> Order:
         def done(v: ui.ViewState) -> bool:

@@ -14,12 +14,13 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from kiosk import contract as ui
-from kiosk.app import App, TestPaymentSource
+from kiosk.app import App
 from kiosk.controller import ServiceFacts, out_of_service_reasons
 from kiosk.core.payment import offline_code
 from kiosk.core.sale import State
 from kiosk.core.stock import StockReason
 from kiosk.sim.emulator_transports import Emulator
+from kiosk.sim.shopper import TestPaymentSource
 from kiosk.store import open_store
 from kiosk.store.orders import TEST_TX_BASE
 from kiosk.sync.outbox import Priority
