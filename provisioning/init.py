@@ -21,6 +21,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from kiosk import exitcodes
 from kiosk.config import (
     KIOSK_ID_FORMAT,
     KIOSK_ID_RE,
@@ -400,7 +401,7 @@ def run_init(
             data = tomllib.loads(apath.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as e:
             out(f"error: cannot read the answers file {apath}: {e}")
-            return 2
+            return exitcodes.USAGE
         for k, v in data.items():
             if k not in BY_NAME:
                 problems.append(f"{k} in {apath}: unknown answer; known: {', '.join(BY_NAME)}")
@@ -418,7 +419,7 @@ def run_init(
             base[f.name] = Path.cwd()
     if path.exists() and not args.force:
         out(f"error: {path} exists; use --force to replace it (a backup is kept)")
-        return 1
+        return exitcodes.FAIL
 
     values: dict[str, Parsed] = {}
     for f in FIELDS:
@@ -447,21 +448,21 @@ def run_init(
         out("error: the config was not written:")
         for p in problems:
             out(f"  {p}")
-        return 2
+        return exitcodes.USAGE
 
     for _attempt in range(5):
         lines, fp_problems = _fingerprints(values, answers)
         if fp_problems:
             for name, p in fp_problems.items():
                 out(f"error: {_label(name, origin)}: {p}")
-            return 2
+            return exitcodes.USAGE
         for line in lines:
             out(line)
         if interactive and lines:
             confirm = ask("Do these fingerprints match the province's sheet? 指纹是否一致? [y/N] ")
             if confirm.strip().lower() not in ("y", "yes", "是"):
                 out("not confirmed: nothing written")
-                return 1
+                return exitcodes.FAIL
         kept = backup(path) if path.exists() else None
         try:
             cfg = write_config_checked(path, build_raw(values))
@@ -476,7 +477,7 @@ def run_init(
             if kept is not None:
                 kept.unlink(missing_ok=True)
             if not interactive or not bad:
-                return 2
+                return exitcodes.USAGE
             for name in dict.fromkeys(bad):
                 f = BY_NAME[name]
                 if f.prompt is not None:
@@ -486,8 +487,8 @@ def run_init(
         if kept is not None:
             out(f"previous config kept as {kept}")
         out("next: kiosk-provision keys, then kiosk-provision register --token <token>")
-        return 0
-    return 2
+        return exitcodes.OK
+    return exitcodes.USAGE
 
 
 def _ask_until_valid(

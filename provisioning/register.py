@@ -42,6 +42,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kiosk import exitcodes
 from kiosk.config import ConfigError, KioskConfig
 from kiosk.sync.identity import (
     CryptoError,
@@ -292,24 +293,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_register(args: argparse.Namespace) -> int:
     loaded = command_config(args.config)
     if loaded is None:
-        return 2
+        return exitcodes.USAGE
     path, cfg = loaded
     files = IdentityFiles(Path(args.dir) if args.dir else path.parent)
     try:
         key = load_private_key(files.key.read_bytes())
     except (OSError, CryptoError):
         print(f"error: no device key at {files.key}: run `kiosk-provision keys` first")
-        return 2
+        return exitcodes.USAGE
     kiosk_id = cfg.identity.kiosk_id
     current = None
     if args.renew:
         if not files.cert.exists():
             print("error: nothing to renew (no certificate yet): register with --token")
-            return 2
+            return exitcodes.USAGE
         days = cert_days_left(files.cert)
         if args.if_expiring_days is not None and days is not None and days > args.if_expiring_days:
             print(f"certificate valid for {days:.0f} more days: no renewal needed")
-            return 0
+            return exitcodes.OK
         current = files.cert.read_bytes()
     req = build_request(kiosk_id, key, token=args.token, current_cert_pem=current)
     bootstrap_url = args.bootstrap_url or cfg.sync.bootstrap_url or None
@@ -328,9 +329,9 @@ def cmd_register(args: argparse.Namespace) -> int:
         store_registration(reg, files, path, bootstrap_url)
     except (RegisterError, ConfigError) as e:
         print(f"error: registration failed: {e}")
-        return 1
+        return exitcodes.FAIL
     print(f"registered {kiosk_id}: certificate {files.cert}")
     print(f"certificate SHA-256: {cert_fingerprint(load_cert(reg.cert_pem))}")
     print(f"valid until: {reg.not_after:%Y-%m-%d %H:%M} UTC")
     print(f"payment secret stored in {files.secret} (mode 0600); config switched to mutual TLS")
-    return 0
+    return exitcodes.OK

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from kiosk import exitcodes
 from kiosk.clock import Clock, SystemClock
 from kiosk.hardware.board import (
     DEFAULT_TEST_TIMEOUT,
@@ -34,11 +35,7 @@ from kiosk.hardware.board import (
 from kiosk.hardware.link import SerialLink
 from kiosk.hardware.protocol import Outcome, SlotKind
 
-__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_UNREACHABLE", "describe", "register"]
-
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_UNREACHABLE = 2
+__all__ = ["describe", "register"]
 
 _DESCRIPTIONS: dict[Outcome, str] = {
     Outcome.ACCEPTED: "started",
@@ -230,10 +227,10 @@ def _run(args: argparse.Namespace, body: Callable[[SerialBoard], int]) -> int:
         reason = e.reason if isinstance(e, BoardOffline) else str(e)
         tx = e.tx if isinstance(e, BoardOffline) else None
         _unreachable(args, reason, tx)
-        return EXIT_UNREACHABLE
+        return exitcodes.UNREACHABLE
     except BoardError as e:
         _emit(args, {"ok": False, "error": str(e)}, f"error: {e}", err=True)
-        return EXIT_FAIL
+        return exitcodes.FAIL
 
 
 def _unreachable(args: argparse.Namespace, reason: str, tx: int | None) -> None:
@@ -357,7 +354,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "status": _status_json(st),
         }
         _emit(args, obj, "\n".join(lines))
-        return EXIT_OK if ok else EXIT_FAIL
+        return exitcodes.OK if ok else exitcodes.FAIL
 
     return _run(args, body)
 
@@ -387,10 +384,10 @@ def _cmd_tx_body(
                 f"slot {args.slot}: {e.outcome.name} after {args.timeout:g} s, tx={tx}: "
                 f"ask again later with `kiosk board outcome --port {args.port} --tx {tx}`",
             )
-            return EXIT_FAIL
+            return exitcodes.FAIL
         ok = result.outcome in SUCCESSES
         _emit(args, {"ok": ok, **_result_json(result)}, _result_line(result))
-        return EXIT_OK if ok else EXIT_FAIL
+        return exitcodes.OK if ok else exitcodes.FAIL
 
     return _run(args, body)
 
@@ -417,7 +414,7 @@ def cmd_outcome(args: argparse.Namespace) -> int:
             },
             f"tx {args.tx}: {outcome.name} ({describe(outcome)})",
         )
-        return EXIT_OK if ok else EXIT_FAIL
+        return exitcodes.OK if ok else exitcodes.FAIL
 
     return _run(args, body)
 
@@ -453,7 +450,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
             _emit(args, obj, summary)
         else:
             print(summary)
-        return EXIT_FAIL if failed else EXIT_OK
+        return exitcodes.FAIL if failed else exitcodes.OK
 
     try:
         return _run(args, body)

@@ -146,5 +146,7 @@ def test_the_checker_finds_offenders_and_honours_the_data_table_mark(tmp_path: P
 
 if __name__ == "__main__":
     for offender in sorted(offenders(), key=lambda o: -o.lines):
-        known = "  (allowed: KNOWN_OFFENDING_FILES)" if offender.path in KNOWN_OFFENDING_FILES else ""
+        known = (
+            "  (allowed: KNOWN_OFFENDING_FILES)" if offender.path in KNOWN_OFFENDING_FILES else ""
+        )
         print(f"{offender}{known}")
