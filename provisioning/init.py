@@ -395,55 +395,13 @@ def run_init(
     origin: dict[str, str] = {}
     base: dict[str, Path] = {}
     problems: list[str] = []
-    if args.answers:
-        apath = Path(args.answers)
-        try:
-            data = tomllib.loads(apath.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            out(f"error: cannot read the answers file {apath}: {e}")
-            return exitcodes.USAGE
-        for k, v in data.items():
-            if k not in BY_NAME:
-                problems.append(f"{k} in {apath}: unknown answer; known: {', '.join(BY_NAME)}")
-                continue
-            answers[k] = ",".join(map(str, v)) if isinstance(v, list) else str(v)
-            if isinstance(v, bool):
-                answers[k] = "yes" if v else "no"
-            origin[k] = f"{k} in {apath}"
-            base[k] = apath.parent.resolve()
-    for f in FIELDS:
-        v = getattr(args, f.name, None)
-        if v is not None:
-            answers[f.name] = str(v)
-            origin[f.name] = f.flag
-            base[f.name] = Path.cwd()
+    if not _gather_answers(args, answers, origin, base, problems, out):
+        return exitcodes.USAGE
     if path.exists() and not args.force:
         out(f"error: {path} exists; use --force to replace it (a backup is kept)")
         return exitcodes.FAIL
 
-    values: dict[str, Parsed] = {}
-    for f in FIELDS:
-        text = answers.get(f.name)
-        if text is not None:
-            parsed, problem = check_field(f, text, base.get(f.name, Path.cwd()))
-            if problem is None:
-                values[f.name] = parsed
-                continue
-            if not interactive:
-                shown = "(hidden)" if f.secret else repr(text)
-                problems.append(f"{_label(f.name, origin)} = {shown}: {problem}")
-                continue
-            out(f"{_label(f.name, origin)}: {problem}")
-        if interactive and f.prompt is not None:
-            values[f.name] = _ask_until_valid(f, answers, ask, ask_secret, out)
-            origin[f.name] = f.prompt
-            continue
-        default = f.default_for(answers)
-        if default is None:
-            problems.append(f"{f.flag}: required (answers file key: {f.name})")
-            continue
-        parsed, problem = check_field(f, default, Path.cwd())
-        values[f.name] = parsed
+    values = _field_values(answers, origin, base, problems, interactive, ask, ask_secret, out)
     if problems:
         out("error: the config was not written:")
         for p in problems:
@@ -489,6 +447,80 @@ def run_init(
         out("next: kiosk-provision keys, then kiosk-provision register --token <token>")
         return exitcodes.OK
     return exitcodes.USAGE
+
+
+def _gather_answers(
+    args: argparse.Namespace,
+    answers: dict[str, str],
+    origin: dict[str, str],
+    base: dict[str, Path],
+    problems: list[str],
+    out: Callable[[str], None],
+) -> bool:
+    """Fill `answers` (field -> text), `origin` (where each came from) and `base` (the folder a
+    relative path in it is relative to) from the answers file, then the flags (which win).
+    False: the answers file cannot be read (said with `out`); unknown keys go to `problems`."""
+    if args.answers:
+        apath = Path(args.answers)
+        try:
+            data = tomllib.loads(apath.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            out(f"error: cannot read the answers file {apath}: {e}")
+            return False
+        for k, v in data.items():
+            if k not in BY_NAME:
+                problems.append(f"{k} in {apath}: unknown answer; known: {', '.join(BY_NAME)}")
+                continue
+            answers[k] = ",".join(map(str, v)) if isinstance(v, list) else str(v)
+            if isinstance(v, bool):
+                answers[k] = "yes" if v else "no"
+            origin[k] = f"{k} in {apath}"
+            base[k] = apath.parent.resolve()
+    for f in FIELDS:
+        v = getattr(args, f.name, None)
+        if v is not None:
+            answers[f.name] = str(v)
+            origin[f.name] = f.flag
+            base[f.name] = Path.cwd()
+    return True
+
+
+def _field_values(
+    answers: dict[str, str],
+    origin: dict[str, str],
+    base: dict[str, Path],
+    problems: list[str],
+    interactive: bool,
+    ask: Callable[[str], str],
+    ask_secret: Callable[[str], str],
+    out: Callable[[str], None],
+) -> dict[str, Parsed]:
+    """Every field checked: its answer, else asked for (interactive), else its default.
+    Bad or missing answers go to `problems` when not interactive."""
+    values: dict[str, Parsed] = {}
+    for f in FIELDS:
+        text = answers.get(f.name)
+        if text is not None:
+            parsed, problem = check_field(f, text, base.get(f.name, Path.cwd()))
+            if problem is None:
+                values[f.name] = parsed
+                continue
+            if not interactive:
+                shown = "(hidden)" if f.secret else repr(text)
+                problems.append(f"{_label(f.name, origin)} = {shown}: {problem}")
+                continue
+            out(f"{_label(f.name, origin)}: {problem}")
+        if interactive and f.prompt is not None:
+            values[f.name] = _ask_until_valid(f, answers, ask, ask_secret, out)
+            origin[f.name] = f.prompt
+            continue
+        default = f.default_for(answers)
+        if default is None:
+            problems.append(f"{f.flag}: required (answers file key: {f.name})")
+            continue
+        parsed, problem = check_field(f, default, Path.cwd())
+        values[f.name] = parsed
+    return values
 
 
 def _ask_until_valid(

@@ -37,13 +37,13 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiosk import exitcodes
-from kiosk.config import ConfigError, KioskConfig
+from kiosk.config import ConfigError, KioskConfig, SyncConfig
 from kiosk.sync.identity import (
     CryptoError,
     cert_cn,
@@ -55,6 +55,9 @@ from kiosk.sync.identity import (
     unseal,
 )
 from kiosk.sync.topics import register_reply, register_request
+
+if TYPE_CHECKING:
+    from kiosk.sync.client import BrokerAddress
 from provisioning.files import command_config, update_config, write_atomic
 from provisioning.keys import IdentityFiles
 
@@ -191,17 +194,8 @@ def exchange(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from kiosk.sync.client import SyncConfigError, broker_address, tls_context
-
     kiosk_id = cfg.identity.kiosk_id
-    sync = cfg.sync
-    if bootstrap_url:
-        sync = dataclasses.replace(sync, broker_url=bootstrap_url, cert_file=None, key_file=None)
-    try:
-        addr = broker_address(sync)
-        ctx = tls_context(sync) if addr.tls else None
-    except SyncConfigError as e:
-        raise RegisterError(str(e)) from None
+    sync, addr, ctx = _broker(cfg, bootstrap_url)
     replies: queue.Queue[bytes] = queue.Queue()
     subscribed = queue.Queue[str]()  # "" = subscribed, else why not
     client = mqtt.Client(
@@ -248,20 +242,44 @@ def exchange(
         if why:
             raise RegisterError(why)
         client.publish(register_request(kiosk_id), json.dumps(request), qos=1)
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                out.append(replies.get(timeout=left))
-            except queue.Empty:
-                break
-            try:
-                if json.loads(out[-1]).get("nonce") == request["nonce"]:
-                    break
-            except (ValueError, AttributeError):
-                continue  # parse_reply judges it
+        out = _collect(replies, request["nonce"], timeout)
     finally:
         client.disconnect()
         client.loop_stop()
+    return out
+
+
+def _broker(
+    cfg: KioskConfig, bootstrap_url: str | None
+) -> tuple[SyncConfig, BrokerAddress, ssl.SSLContext | None]:
+    """The sync settings to connect with (`bootstrap_url`: there, no client certificate), the
+    broker's address and the TLS context (None: plaintext)."""
+    from kiosk.sync.client import SyncConfigError, broker_address, tls_context
+
+    sync = cfg.sync
+    if bootstrap_url:
+        sync = dataclasses.replace(sync, broker_url=bootstrap_url, cert_file=None, key_file=None)
+    try:
+        addr = broker_address(sync)
+        return sync, addr, tls_context(sync) if addr.tls else None
+    except SyncConfigError as e:
+        raise RegisterError(str(e)) from None
+
+
+def _collect(replies: queue.Queue[bytes], nonce: Any, timeout: float) -> list[bytes]:
+    """Replies until one carries `nonce` or `timeout` runs out (parse_reply judges them all)."""
+    out: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            out.append(replies.get(timeout=left))
+        except queue.Empty:
+            break
+        try:
+            if json.loads(out[-1]).get("nonce") == nonce:
+                break
+        except (ValueError, AttributeError):
+            continue  # parse_reply judges it
     return out
 
 

@@ -70,26 +70,7 @@ def register(
     common_parent: argparse.ArgumentParser,
 ) -> None:
     """Add ``board`` with ``status|vend|unlock|outcome|selftest`` to the ``kiosk`` parser."""
-    conn = argparse.ArgumentParser(add_help=False)
-    conn.add_argument(
-        "--port",
-        required=True,
-        metavar="URL",
-        help="serial device or pyserial URL: /dev/ttyUSB0, a pty path, socket://host:port",
-    )
-    conn.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    conn.add_argument(
-        "--address", type=_address, default=0, help="board address: 0 main, 1..15 expansion"
-    )
-    conn.add_argument("--json", action="store_true", help="print one JSON object")
-    conn.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=3.0,
-        metavar="S",
-        help="how long to wait for the board to answer (default 3 s)",
-    )
-    parents = [common_parent, conn]
+    parents = [common_parent, _connection_options()]
 
     board = subparsers.add_parser(
         "board", help="talk to a cabinet control board directly", parents=[common_parent]
@@ -149,6 +130,30 @@ def register(
         help=f"per slot (default {DEFAULT_TEST_TIMEOUT:g} s)",
     )
     stt.set_defaults(func=cmd_selftest)
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    """--port, --baud, --address, --json, --connect-timeout: every ``board`` action has them."""
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument(
+        "--port",
+        required=True,
+        metavar="URL",
+        help="serial device or pyserial URL: /dev/ttyUSB0, a pty path, socket://host:port",
+    )
+    conn.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    conn.add_argument(
+        "--address", type=_address, default=0, help="board address: 0 main, 1..15 expansion"
+    )
+    conn.add_argument("--json", action="store_true", help="print one JSON object")
+    conn.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="how long to wait for the board to answer (default 3 s)",
+    )
+    return conn
 
 
 # ---------------------------------------------------------------------------- argument types
