@@ -34,7 +34,7 @@ from kiosk.core.pin import hash_pin
 from kiosk.sync.identity import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
 from provisioning.files import backup, write_config_checked
 
-__all__ = ["FIELDS", "Field", "InitError", "add_parser", "cmd_init", "run_init"]
+__all__ = ["FIELDS", "Field", "add_parser", "cmd_init", "run_init"]
 
 Parsed = dict[str, Any]  # config key -> value
 
@@ -54,12 +54,6 @@ class Field:
 
     def default_for(self, answers: dict[str, str]) -> str | None:
         return self.default(answers) if callable(self.default) else self.default
-
-
-class InitError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 # --- parsers --------------------------------------------------------------------------------
