@@ -20,9 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PRODUCTION = ("kiosk", "provisioning")
-NOT_PRODUCTION = (Path("kiosk") / "sim",)
+from tests.support.paths import ROOT
+from tests.support.production import production_files
 
 MAX_CLASS_LINES = 500
 MAX_FUNCTION_LINES = 80
@@ -51,17 +50,6 @@ class Offender:
 
     def __str__(self) -> str:
         return f"{self.key}: {self.kind} of {self.lines} lines (limit {self.limit})"
-
-
-def production_files(root: Path = ROOT) -> list[Path]:
-    files: list[Path] = []
-    for package in PRODUCTION:
-        for path in sorted((root / package).rglob("*.py")):
-            rel = path.relative_to(root)
-            if any(rel.is_relative_to(skip) for skip in NOT_PRODUCTION):
-                continue
-            files.append(path)
-    return files
 
 
 def _span(node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, int]:
