@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiosk import __version__
+from kiosk import __version__, exitcodes
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
 
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk.cli")
 
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_USAGE = 2
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -162,7 +159,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"{path}: {len(e.issues)} problem(s)", file=sys.stderr)
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
-        return EXIT_FAIL
+        return exitcodes.FAIL
     ident = cfg.identity
     print(f"{path}: OK")
     print(
@@ -178,7 +175,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"  screen {cfg.ui.width}x{cfg.ui.height} {cfg.ui.orientation}, language {cfg.ui.language}"
     )
     print(f"  data dir {cfg.store.data_dir}")
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_catalog_summary(args: argparse.Namespace) -> int:
@@ -188,7 +185,7 @@ def cmd_catalog_summary(args: argparse.Namespace) -> int:
         from kiosk.sim.commands import demo_catalog
 
         print(catalog_summary(demo_catalog()))
-        return EXIT_OK
+        return exitcodes.OK
     cfg = _load(args)
     store = _open_store(cfg)
     try:
@@ -197,9 +194,9 @@ def cmd_catalog_summary(args: argparse.Namespace) -> int:
         store.close()
     if len(catalog) == 0:
         print("the store holds no catalog yet (try: kiosk store seed-demo, or --demo)")
-        return EXIT_FAIL
+        return exitcodes.FAIL
     print(catalog_summary(catalog))
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_planogram_import(args: argparse.Namespace) -> int:
@@ -210,7 +207,7 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
         text = args.csv.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         print(f"{args.csv}: cannot read: {e}", file=sys.stderr)
-        return EXIT_FAIL
+        return exitcodes.FAIL
     store = _open_store(cfg)
     try:
         catalog = store.catalog.load()
@@ -221,17 +218,17 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
             print(f"{args.csv}: rejected, nothing applied:", file=sys.stderr)
             for err in e.errors:
                 print(f"  {err}", file=sys.stderr)
-            return EXIT_FAIL
+            return exitcodes.FAIL
         try:
             store.planogram.replace(planogram, allow_drop_stocked=args.allow_drop_stocked)
         except (PlanogramError, ValueError) as e:
             print(f"{args.csv}: rejected, nothing applied: {e}", file=sys.stderr)
-            return EXIT_FAIL
+            return exitcodes.FAIL
     finally:
         store.close()
     log_event(log, "planogram.imported", file=str(args.csv), version=version, slots=len(planogram))
     print(f"planogram version {version} applied: {len(planogram)} slots")
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_planogram_export(args: argparse.Namespace) -> int:
@@ -247,7 +244,7 @@ def cmd_planogram_export(args: argparse.Namespace) -> int:
         args.out.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_store_seed_demo(args: argparse.Namespace) -> int:
@@ -269,7 +266,7 @@ def cmd_store_seed_demo(args: argparse.Namespace) -> int:
             "(each part is all or nothing).",
             file=sys.stderr,
         )
-        return EXIT_FAIL
+        return exitcodes.FAIL
 
 
 def _free_mb(path: Path) -> str:
@@ -291,7 +288,7 @@ def _seed_demo(cfg: KioskConfig, kind: Any) -> int:
         f"demo data loaded into {cfg.store.data_dir}: {len(catalog)} products, "
         f"{slots} {kind.value} slots, {images} images"
     )
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_store_check(args: argparse.Namespace) -> int:
@@ -320,14 +317,14 @@ def cmd_store_check(args: argparse.Namespace) -> int:
         print(f"  {'accepted  ' if p in known else ''}{p}")
     if args.accept and new:
         print(f"accepted {len(new)} problem(s): the kiosk sells again at its next start")
-        return EXIT_OK
+        return exitcodes.OK
     if new:
         print(
             "sales stay stopped: tell the province (it holds the acknowledged copies), "
             "then run `kiosk store check --accept`"
         )
-        return EXIT_FAIL
-    return EXIT_OK
+        return exitcodes.FAIL
+    return exitcodes.OK
 
 
 def cmd_store_recover(args: argparse.Namespace) -> int:
@@ -340,10 +337,10 @@ def cmd_store_recover(args: argparse.Namespace) -> int:
         moved = recover_store(cfg.store.data_dir)
     except (StoreError, OSError) as e:
         print(f"kiosk store recover: {e}", file=sys.stderr)
-        return EXIT_FAIL
+        return exitcodes.FAIL
     if moved is None:
         print("the store is not marked corrupt; nothing to do")
-        return EXIT_OK
+        return exitcodes.OK
     with open_store(cfg.store.data_dir) as store:
         ident = store.identity()
     detail = json.loads(str(ident.get("detail") or "{}"))
@@ -370,7 +367,7 @@ def cmd_store_recover(args: argparse.Namespace) -> int:
         f"order sequence continues at {c.get('order_seq', 0) + 1}, "
         f"outbox at {c.get('outbox_seq', 0) + 1}"
     )
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,14 +378,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Handler | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
-        return EXIT_USAGE
+        return exitcodes.USAGE
     try:
         return func(args)
     except ConfigError as e:
         print(f"{_config_path(args)}: {len(e.issues)} problem(s)", file=sys.stderr)
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     except KeyboardInterrupt:
         return 130
 

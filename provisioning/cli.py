@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from kiosk import __version__
+from kiosk import __version__, exitcodes
 from provisioning import init, keys, label, register, selftest, service, status
 
 
@@ -49,12 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
-        return 2
+        return exitcodes.USAGE
     try:
         return int(func(args))
     except KeyboardInterrupt:
         print("\ninterrupted")
-        return 130
+        return exitcodes.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from kiosk import exitcodes
 from kiosk.config import (
     KIOSK_ID_FORMAT,
     KIOSK_ID_RE,
@@ -33,7 +34,7 @@ from kiosk.core.pin import hash_pin
 from kiosk.sync.identity import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
 from provisioning.files import backup, write_config_checked
 
-__all__ = ["FIELDS", "Field", "InitError", "add_parser", "cmd_init", "run_init"]
+__all__ = ["FIELDS", "Field", "add_parser", "cmd_init", "run_init"]
 
 Parsed = dict[str, Any]  # config key -> value
 
@@ -53,12 +54,6 @@ class Field:
 
     def default_for(self, answers: dict[str, str]) -> str | None:
         return self.default(answers) if callable(self.default) else self.default
-
-
-class InitError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 # --- parsers --------------------------------------------------------------------------------
@@ -394,13 +389,78 @@ def run_init(
     origin: dict[str, str] = {}
     base: dict[str, Path] = {}
     problems: list[str] = []
+    if not _gather_answers(args, answers, origin, base, problems, out):
+        return exitcodes.USAGE
+    if path.exists() and not args.force:
+        out(f"error: {path} exists; use --force to replace it (a backup is kept)")
+        return exitcodes.FAIL
+
+    values = _field_values(answers, origin, base, problems, interactive, ask, ask_secret, out)
+    if problems:
+        out("error: the config was not written:")
+        for p in problems:
+            out(f"  {p}")
+        return exitcodes.USAGE
+
+    for _attempt in range(5):
+        lines, fp_problems = _fingerprints(values, answers)
+        if fp_problems:
+            for name, p in fp_problems.items():
+                out(f"error: {_label(name, origin)}: {p}")
+            return exitcodes.USAGE
+        for line in lines:
+            out(line)
+        if interactive and lines:
+            confirm = ask("Do these fingerprints match the province's sheet? 指纹是否一致? [y/N] ")
+            if confirm.strip().lower() not in ("y", "yes", "是"):
+                out("not confirmed: nothing written")
+                return exitcodes.FAIL
+        kept = backup(path) if path.exists() else None
+        try:
+            cfg = write_config_checked(path, build_raw(values))
+        except ConfigError as e:
+            bad: list[str] = []
+            for issue in e.issues:
+                owner = KEY_OWNER.get(issue.key)
+                name = _label(owner, origin) if owner else issue.key
+                out(f"error: {name}: {issue.problem} (config key {issue.key})")
+                if owner:
+                    bad.append(owner)
+            if kept is not None:
+                kept.unlink(missing_ok=True)
+            if not interactive or not bad:
+                return exitcodes.USAGE
+            for name in dict.fromkeys(bad):
+                f = BY_NAME[name]
+                if f.prompt is not None:
+                    values[name] = _ask_until_valid(f, answers, ask, ask_secret, out)
+            continue
+        out(f"wrote {path} (mode 0600) for {cfg.identity.kiosk_id}")
+        if kept is not None:
+            out(f"previous config kept as {kept}")
+        out("next: kiosk-provision keys, then kiosk-provision register --token <token>")
+        return exitcodes.OK
+    return exitcodes.USAGE
+
+
+def _gather_answers(
+    args: argparse.Namespace,
+    answers: dict[str, str],
+    origin: dict[str, str],
+    base: dict[str, Path],
+    problems: list[str],
+    out: Callable[[str], None],
+) -> bool:
+    """Fill `answers` (field -> text), `origin` (where each came from) and `base` (the folder a
+    relative path in it is relative to) from the answers file, then the flags (which win).
+    False: the answers file cannot be read (said with `out`); unknown keys go to `problems`."""
     if args.answers:
         apath = Path(args.answers)
         try:
             data = tomllib.loads(apath.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as e:
             out(f"error: cannot read the answers file {apath}: {e}")
-            return 2
+            return False
         for k, v in data.items():
             if k not in BY_NAME:
                 problems.append(f"{k} in {apath}: unknown answer; known: {', '.join(BY_NAME)}")
@@ -416,10 +476,21 @@ def run_init(
             answers[f.name] = str(v)
             origin[f.name] = f.flag
             base[f.name] = Path.cwd()
-    if path.exists() and not args.force:
-        out(f"error: {path} exists; use --force to replace it (a backup is kept)")
-        return 1
+    return True
 
+
+def _field_values(
+    answers: dict[str, str],
+    origin: dict[str, str],
+    base: dict[str, Path],
+    problems: list[str],
+    interactive: bool,
+    ask: Callable[[str], str],
+    ask_secret: Callable[[str], str],
+    out: Callable[[str], None],
+) -> dict[str, Parsed]:
+    """Every field checked: its answer, else asked for (interactive), else its default.
+    Bad or missing answers go to `problems` when not interactive."""
     values: dict[str, Parsed] = {}
     for f in FIELDS:
         text = answers.get(f.name)
@@ -443,51 +514,7 @@ def run_init(
             continue
         parsed, problem = check_field(f, default, Path.cwd())
         values[f.name] = parsed
-    if problems:
-        out("error: the config was not written:")
-        for p in problems:
-            out(f"  {p}")
-        return 2
-
-    for _attempt in range(5):
-        lines, fp_problems = _fingerprints(values, answers)
-        if fp_problems:
-            for name, p in fp_problems.items():
-                out(f"error: {_label(name, origin)}: {p}")
-            return 2
-        for line in lines:
-            out(line)
-        if interactive and lines:
-            confirm = ask("Do these fingerprints match the province's sheet? 指纹是否一致? [y/N] ")
-            if confirm.strip().lower() not in ("y", "yes", "是"):
-                out("not confirmed: nothing written")
-                return 1
-        kept = backup(path) if path.exists() else None
-        try:
-            cfg = write_config_checked(path, build_raw(values))
-        except ConfigError as e:
-            bad: list[str] = []
-            for issue in e.issues:
-                owner = KEY_OWNER.get(issue.key)
-                name = _label(owner, origin) if owner else issue.key
-                out(f"error: {name}: {issue.problem} (config key {issue.key})")
-                if owner:
-                    bad.append(owner)
-            if kept is not None:
-                kept.unlink(missing_ok=True)
-            if not interactive or not bad:
-                return 2
-            for name in dict.fromkeys(bad):
-                f = BY_NAME[name]
-                if f.prompt is not None:
-                    values[name] = _ask_until_valid(f, answers, ask, ask_secret, out)
-            continue
-        out(f"wrote {path} (mode 0600) for {cfg.identity.kiosk_id}")
-        if kept is not None:
-            out(f"previous config kept as {kept}")
-        out("next: kiosk-provision keys, then kiosk-provision register --token <token>")
-        return 0
-    return 2
+    return values
 
 
 def _ask_until_valid(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from kiosk import exitcodes
 from kiosk.sync.identity import (
     csr_pem,
     generate_device_key,
@@ -89,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_keys(args: argparse.Namespace) -> int:
     loaded = command_config(args.config, " (run `kiosk-provision init` first)")
     if loaded is None:
-        return 2
+        return exitcodes.USAGE
     path, cfg = loaded
     files = IdentityFiles(Path(args.dir) if args.dir else path.parent)
     try:
@@ -99,9 +100,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
             f"error: {files.key} exists; the kiosk already has a key. Use --force to make a new "
             "one (the kiosk must then register again)."
         )
-        return 1
+        return exitcodes.FAIL
     print(f"device key: {files.key} (mode 0600, never leaves this device)")
     print(f"CSR:        {files.csr} (CN = {cfg.identity.kiosk_id})")
     print(f"public key SHA-256: {fp}")
     print("next: kiosk-provision register --token <bootstrap token from the province>")
-    return 0
+    return exitcodes.OK

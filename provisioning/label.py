@@ -13,6 +13,7 @@ from pathlib import Path
 import qrcode
 from PIL import Image, ImageDraw, ImageFont
 
+from kiosk import exitcodes
 from kiosk.config import KioskConfig
 from provisioning.files import command_config
 
@@ -114,7 +115,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_label(args: argparse.Namespace) -> int:
     loaded = command_config(args.config)
     if loaded is None:
-        return 2
+        return exitcodes.USAGE
     cfg = loaded[1]
     url = label_url(args.url, cfg.identity.kiosk_id)
     img = render_label(cfg, url)
@@ -128,4 +129,4 @@ def cmd_label(args: argparse.Namespace) -> int:
         f"{LABEL_MM[0]}x{LABEL_MM[1]} mm at {DPI} dpi)"
     )
     print(f"QR: {url}")
-    return 0
+    return exitcodes.OK

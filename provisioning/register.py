@@ -37,12 +37,13 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kiosk.config import ConfigError, KioskConfig
+from kiosk import exitcodes
+from kiosk.config import ConfigError, KioskConfig, SyncConfig
 from kiosk.sync.identity import (
     CryptoError,
     cert_cn,
@@ -54,6 +55,9 @@ from kiosk.sync.identity import (
     unseal,
 )
 from kiosk.sync.topics import register_reply, register_request
+
+if TYPE_CHECKING:
+    from kiosk.sync.client import BrokerAddress
 from provisioning.files import command_config, update_config, write_atomic
 from provisioning.keys import IdentityFiles
 
@@ -190,17 +194,8 @@ def exchange(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from kiosk.sync.client import SyncConfigError, broker_address, tls_context
-
     kiosk_id = cfg.identity.kiosk_id
-    sync = cfg.sync
-    if bootstrap_url:
-        sync = dataclasses.replace(sync, broker_url=bootstrap_url, cert_file=None, key_file=None)
-    try:
-        addr = broker_address(sync)
-        ctx = tls_context(sync) if addr.tls else None
-    except SyncConfigError as e:
-        raise RegisterError(str(e)) from None
+    sync, addr, ctx = _broker(cfg, bootstrap_url)
     replies: queue.Queue[bytes] = queue.Queue()
     subscribed = queue.Queue[str]()  # "" = subscribed, else why not
     client = mqtt.Client(
@@ -247,20 +242,44 @@ def exchange(
         if why:
             raise RegisterError(why)
         client.publish(register_request(kiosk_id), json.dumps(request), qos=1)
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                out.append(replies.get(timeout=left))
-            except queue.Empty:
-                break
-            try:
-                if json.loads(out[-1]).get("nonce") == request["nonce"]:
-                    break
-            except (ValueError, AttributeError):
-                continue  # parse_reply judges it
+        out = _collect(replies, request["nonce"], timeout)
     finally:
         client.disconnect()
         client.loop_stop()
+    return out
+
+
+def _broker(
+    cfg: KioskConfig, bootstrap_url: str | None
+) -> tuple[SyncConfig, BrokerAddress, ssl.SSLContext | None]:
+    """The sync settings to connect with (`bootstrap_url`: there, no client certificate), the
+    broker's address and the TLS context (None: plaintext)."""
+    from kiosk.sync.client import SyncConfigError, broker_address, tls_context
+
+    sync = cfg.sync
+    if bootstrap_url:
+        sync = dataclasses.replace(sync, broker_url=bootstrap_url, cert_file=None, key_file=None)
+    try:
+        addr = broker_address(sync)
+        return sync, addr, tls_context(sync) if addr.tls else None
+    except SyncConfigError as e:
+        raise RegisterError(str(e)) from None
+
+
+def _collect(replies: queue.Queue[bytes], nonce: Any, timeout: float) -> list[bytes]:
+    """Replies until one carries `nonce` or `timeout` runs out (parse_reply judges them all)."""
+    out: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            out.append(replies.get(timeout=left))
+        except queue.Empty:
+            break
+        try:
+            if json.loads(out[-1]).get("nonce") == nonce:
+                break
+        except (ValueError, AttributeError):
+            continue  # parse_reply judges it
     return out
 
 
@@ -292,24 +311,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_register(args: argparse.Namespace) -> int:
     loaded = command_config(args.config)
     if loaded is None:
-        return 2
+        return exitcodes.USAGE
     path, cfg = loaded
     files = IdentityFiles(Path(args.dir) if args.dir else path.parent)
     try:
         key = load_private_key(files.key.read_bytes())
     except (OSError, CryptoError):
         print(f"error: no device key at {files.key}: run `kiosk-provision keys` first")
-        return 2
+        return exitcodes.USAGE
     kiosk_id = cfg.identity.kiosk_id
     current = None
     if args.renew:
         if not files.cert.exists():
             print("error: nothing to renew (no certificate yet): register with --token")
-            return 2
+            return exitcodes.USAGE
         days = cert_days_left(files.cert)
         if args.if_expiring_days is not None and days is not None and days > args.if_expiring_days:
             print(f"certificate valid for {days:.0f} more days: no renewal needed")
-            return 0
+            return exitcodes.OK
         current = files.cert.read_bytes()
     req = build_request(kiosk_id, key, token=args.token, current_cert_pem=current)
     bootstrap_url = args.bootstrap_url or cfg.sync.bootstrap_url or None
@@ -328,9 +347,9 @@ def cmd_register(args: argparse.Namespace) -> int:
         store_registration(reg, files, path, bootstrap_url)
     except (RegisterError, ConfigError) as e:
         print(f"error: registration failed: {e}")
-        return 1
+        return exitcodes.FAIL
     print(f"registered {kiosk_id}: certificate {files.cert}")
     print(f"certificate SHA-256: {cert_fingerprint(load_cert(reg.cert_pem))}")
     print(f"valid until: {reg.not_after:%Y-%m-%d %H:%M} UTC")
     print(f"payment secret stored in {files.secret} (mode 0600); config switched to mutual TLS")
-    return 0
+    return exitcodes.OK

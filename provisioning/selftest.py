@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from kiosk import __version__
+from kiosk import __version__, exitcodes
 from kiosk.clock import SystemClock
 from kiosk.config import KioskConfig
 from kiosk.hardware.board import SUCCESSES, BoardError, SerialBoard, VendTimeout
@@ -468,7 +468,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_selftest(args: argparse.Namespace) -> int:
     loaded = command_config(args.config)
     if loaded is None:
-        return 2
+        return exitcodes.USAGE
     cfg = loaded[1]
     checks = run_checks(
         cfg,

@@ -13,6 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from kiosk import exitcodes
 from provisioning.files import backup, command_config, write_atomic
 
 __all__ = ["UNIT_TEMPLATE", "add_parser", "cmd_install_service", "render_unit"]
@@ -64,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_install_service(args: argparse.Namespace) -> int:
     loaded = command_config(args.config)
     if loaded is None:
-        return 2
+        return exitcodes.USAGE
     path, cfg = loaded[0].resolve(), loaded[1]
     if args.exe:  # exactly what was asked for: the path may not exist yet (a new release)
         exe = str(Path(args.exe).absolute())
@@ -81,7 +82,7 @@ def cmd_install_service(args: argparse.Namespace) -> int:
         write_atomic(dest, unit.encode(), 0o644)
     except PermissionError:
         print(f"error: cannot write {dest}: run with sudo, or use --dest DIR")
-        return 1
+        return exitcodes.FAIL
     u, d = args.user, cfg.store.data_dir
     print(f"wrote {dest}" + (f" (previous kept as {kept})" if kept else ""))
     print("now run, as root:")
@@ -95,4 +96,4 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     print(f"  chown {u}:{u} {ident}   # after register; they stay mode 0600")
     print("  systemctl daemon-reload && systemctl enable --now kiosk.service")
     print("  journalctl -u kiosk -f    # watch it start")
-    return 0
+    return exitcodes.OK

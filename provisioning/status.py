@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kiosk import __version__
+from kiosk import __version__, exitcodes
 from kiosk.config import KioskConfig
 from provisioning.files import command_config
 from provisioning.keys import IdentityFiles
@@ -199,11 +199,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_status(args: argparse.Namespace) -> int:
     loaded = command_config(args.config)
     if loaded is None:
-        return 2
+        return exitcodes.USAGE
     path, cfg = loaded
     files = IdentityFiles(Path(args.dir) if args.dir else path.parent)
     data = gather(
         cfg, files, port=args.port or cfg.hardware.port, timeout=args.timeout, offline=args.offline
     )
     print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else render(data))
-    return 0
+    return exitcodes.OK

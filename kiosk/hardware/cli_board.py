@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from kiosk import exitcodes
 from kiosk.clock import Clock, SystemClock
 from kiosk.hardware.board import (
     DEFAULT_TEST_TIMEOUT,
@@ -34,11 +35,7 @@ from kiosk.hardware.board import (
 from kiosk.hardware.link import SerialLink
 from kiosk.hardware.protocol import Outcome, SlotKind
 
-__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_UNREACHABLE", "describe", "register"]
-
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_UNREACHABLE = 2
+__all__ = ["describe", "register"]
 
 _DESCRIPTIONS: dict[Outcome, str] = {
     Outcome.ACCEPTED: "started",
@@ -73,26 +70,7 @@ def register(
     common_parent: argparse.ArgumentParser,
 ) -> None:
     """Add ``board`` with ``status|vend|unlock|outcome|selftest`` to the ``kiosk`` parser."""
-    conn = argparse.ArgumentParser(add_help=False)
-    conn.add_argument(
-        "--port",
-        required=True,
-        metavar="URL",
-        help="serial device or pyserial URL: /dev/ttyUSB0, a pty path, socket://host:port",
-    )
-    conn.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    conn.add_argument(
-        "--address", type=_address, default=0, help="board address: 0 main, 1..15 expansion"
-    )
-    conn.add_argument("--json", action="store_true", help="print one JSON object")
-    conn.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=3.0,
-        metavar="S",
-        help="how long to wait for the board to answer (default 3 s)",
-    )
-    parents = [common_parent, conn]
+    parents = [common_parent, _connection_options()]
 
     board = subparsers.add_parser(
         "board", help="talk to a cabinet control board directly", parents=[common_parent]
@@ -152,6 +130,30 @@ def register(
         help=f"per slot (default {DEFAULT_TEST_TIMEOUT:g} s)",
     )
     stt.set_defaults(func=cmd_selftest)
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    """--port, --baud, --address, --json, --connect-timeout: every ``board`` action has them."""
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument(
+        "--port",
+        required=True,
+        metavar="URL",
+        help="serial device or pyserial URL: /dev/ttyUSB0, a pty path, socket://host:port",
+    )
+    conn.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    conn.add_argument(
+        "--address", type=_address, default=0, help="board address: 0 main, 1..15 expansion"
+    )
+    conn.add_argument("--json", action="store_true", help="print one JSON object")
+    conn.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="how long to wait for the board to answer (default 3 s)",
+    )
+    return conn
 
 
 # ---------------------------------------------------------------------------- argument types
@@ -230,10 +232,10 @@ def _run(args: argparse.Namespace, body: Callable[[SerialBoard], int]) -> int:
         reason = e.reason if isinstance(e, BoardOffline) else str(e)
         tx = e.tx if isinstance(e, BoardOffline) else None
         _unreachable(args, reason, tx)
-        return EXIT_UNREACHABLE
+        return exitcodes.UNREACHABLE
     except BoardError as e:
         _emit(args, {"ok": False, "error": str(e)}, f"error: {e}", err=True)
-        return EXIT_FAIL
+        return exitcodes.FAIL
 
 
 def _unreachable(args: argparse.Namespace, reason: str, tx: int | None) -> None:
@@ -357,7 +359,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "status": _status_json(st),
         }
         _emit(args, obj, "\n".join(lines))
-        return EXIT_OK if ok else EXIT_FAIL
+        return exitcodes.OK if ok else exitcodes.FAIL
 
     return _run(args, body)
 
@@ -387,10 +389,10 @@ def _cmd_tx_body(
                 f"slot {args.slot}: {e.outcome.name} after {args.timeout:g} s, tx={tx}: "
                 f"ask again later with `kiosk board outcome --port {args.port} --tx {tx}`",
             )
-            return EXIT_FAIL
+            return exitcodes.FAIL
         ok = result.outcome in SUCCESSES
         _emit(args, {"ok": ok, **_result_json(result)}, _result_line(result))
-        return EXIT_OK if ok else EXIT_FAIL
+        return exitcodes.OK if ok else exitcodes.FAIL
 
     return _run(args, body)
 
@@ -417,7 +419,7 @@ def cmd_outcome(args: argparse.Namespace) -> int:
             },
             f"tx {args.tx}: {outcome.name} ({describe(outcome)})",
         )
-        return EXIT_OK if ok else EXIT_FAIL
+        return exitcodes.OK if ok else exitcodes.FAIL
 
     return _run(args, body)
 
@@ -453,7 +455,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
             _emit(args, obj, summary)
         else:
             print(summary)
-        return EXIT_FAIL if failed else EXIT_OK
+        return exitcodes.FAIL if failed else exitcodes.OK
 
     try:
         return _run(args, body)

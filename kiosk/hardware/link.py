@@ -9,7 +9,8 @@ Must never: know what a vend, a slot or a sale is (that is ``board.py``), lay ou
 (that is ``protocol.py``), spin (every wait is a blocking read or an Event/Condition with a
 timeout), or let any byte stream from a board raise out of the reader thread.
 
-Threads (all daemon, all stopped by ``close()``):
+Threads (all daemon, all stopped by ``close()``; the rx thread's reopen loop, the poll thread,
+the callback thread and the frame reader are in ``link_parts.py``):
 
 * ``rx``: opens the port, reads with a blocking timeout, feeds the codec, matches responses,
   ACKs pushed events, detects disconnects and reopens with backoff.
@@ -42,21 +43,31 @@ Timing constants (defaults of ``LinkTiming``, from docs/serial-protocol.md secti
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import enum
-import functools
 import logging
-import queue
 import random
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import serial
 
 from kiosk.clock import Clock, SystemClock
+from kiosk.hardware.link_parts import (
+    BoardState,
+    BoardStateListener,
+    EventListener,
+    FrameReader,
+    LinkCounters,
+    LinkError,
+    Listeners,
+    Poller,
+    PortLike,
+    PortSupervisor,
+    StateListener,
+    cancel_read,
+)
 from kiosk.hardware.protocol import (
     MAX_FRAME,
     Ack,
@@ -64,7 +75,6 @@ from kiosk.hardware.protocol import (
     Command,
     ErrorCode,
     Frame,
-    FrameDecoder,
     Message,
     Nak,
     Poll,
@@ -72,13 +82,12 @@ from kiosk.hardware.protocol import (
     UnknownCommand,
     decode_message,
     encode,
-    encode_frame,
     is_event,
     is_response,
 )
 from kiosk.log import log_event
 
-__all__ = [
+__all__ = [  # re-exported from link_parts: EventListener, LinkError, PortLike, StateListener
     "EventListener",
     "LinkClosed",
     "LinkError",
@@ -93,17 +102,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("kiosk.hardware.link")
-
-EventListener = Callable[[int, Message], None]
-"""``(address, event)``: an event message from the board at ``address``."""
-StateListener = Callable[[bool, str], None]
-"""``(online, reason)``: the link as a whole came up (a board answered) or went down."""
-BoardStateListener = Callable[[int, bool, str], None]
-"""``(address, online, reason)``: one board started or stopped answering."""
-
-
-class LinkError(Exception):
-    """The request could not be completed on the link."""
 
 
 class LinkOffline(LinkError):
@@ -180,21 +178,6 @@ class RttEstimator:
         return min(max(self.srtt + 4 * self.rttvar, self.lo), self.hi)
 
 
-class PortLike(Protocol):
-    """What the link uses of a pyserial port (also implemented by test fakes)."""
-
-    timeout: float | None
-
-    @property
-    def in_waiting(self) -> int: ...
-
-    def read(self, size: int = 1) -> bytes: ...
-
-    def write(self, data: bytes) -> int | None: ...
-
-    def close(self) -> None: ...
-
-
 # Which response codes answer which request (NAK answers anything).
 _ANSWERS: dict[int, frozenset[int]] = {
     Command.PING: frozenset({Command.ACK}),
@@ -227,32 +210,21 @@ class _Pending:
         self.received_at = 0.0
 
 
-@dataclass(slots=True)
-class _Counters:
-    frames_sent: int = 0
-    frames_received: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    requests: int = 0
-    polls: int = 0
-    retransmits: int = 0
-    timeouts: int = 0
-    late_responses: int = 0
-    naks_received: int = 0
-    events: int = 0
-    duplicate_events: int = 0
-    protocol_violations: int = 0
-    disconnects: int = 0
-    reconnects: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+def _check_answer(frame: Frame, p: _Pending) -> tuple[Message | None, str | None]:
+    """The answer ``frame`` carries to the request ``p``, or what is wrong with it."""
+    if frame.command not in p.allowed:
+        return None, f"0x{frame.command:02X} does not answer 0x{p.command:02X}"
+    try:
+        return decode_message(frame), None
+    except ProtocolError as e:
+        return None, f"undecodable answer: {e}"
 
 
-class _Board(enum.Enum):
-    UNKNOWN = "unknown"  # port just (re)opened, not heard yet
-    ANSWERING = "answering"
-    SILENT = "silent"  # last request ran out of transmissions
+def _nak_code(e: ProtocolError) -> ErrorCode:
+    """The NAK error code for an event frame that does not decode."""
+    if isinstance(e, UnknownCommand):
+        return ErrorCode.UNKNOWN_COMMAND
+    return ErrorCode.BAD_LENGTH if isinstance(e, BadLength) else ErrorCode.BAD_VALUE
 
 
 def _default_port(url: str, baudrate: int, timing: LinkTiming) -> Callable[[], PortLike]:
@@ -305,9 +277,7 @@ class SerialLink:
         # Longest reply on the wire (spec: 8N1 = 10 bits a byte) on top of the learned RTO.
         self._wire_allowance = MAX_FRAME * 10 / max(baudrate, 1)
 
-        self._event_listeners: list[EventListener] = [on_event] if on_event else []
-        self._state_listeners: list[StateListener] = [on_state] if on_state else []
-        self._board_listeners: list[BoardStateListener] = []
+        self._listeners = Listeners(on_event, on_state)
 
         self._lock = threading.Lock()  # guards the fields below
         self._bus = threading.Lock()  # held for a whole request: one outstanding at a time
@@ -323,21 +293,13 @@ class SerialLink:
         # address -> SEQs recently sent: a late answer to one of them is harmless, not a violation
         self._sent: dict[int, deque[int]] = {a: deque(maxlen=4) for a in self.addresses}
         self._last_event: dict[int, tuple[int, int, bytes]] = {}
-        self._boards = dict.fromkeys(self.addresses, _Board.UNKNOWN)
-        self._next_poll = dict.fromkeys(self.addresses, 0.0)
-        self._fast: dict[int, int] = dict.fromkeys(self.addresses, 0)
-        self._backoff_reset = False
+        self._boards = dict.fromkeys(self.addresses, BoardState.UNKNOWN)
 
-        self._c = _Counters()
-        self._decoder = FrameDecoder()
-        self._decoder_base = {"crc_errors": 0, "resyncs": 0, "bytes_discarded": 0, "oversize": 0}
-        self._recent_rx: deque[int] = deque(maxlen=64)
-        self._last_dump = -1e9
-        self._suppressed_dumps = 0
-
+        self._c = LinkCounters()
+        self._reader = FrameReader(self._clock, self.timing.dump_interval)
         self._stop = threading.Event()
-        self._poll_wake = threading.Event()
-        self._callbacks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._poller = Poller(self, self._clock, self._stop)
+        self._supervisor = PortSupervisor(self, self._reader, self.timing, self._stop, self._rng)
         self._threads: list[threading.Thread] = []
         self._started = False
         self._closed = False
@@ -350,9 +312,9 @@ class SerialLink:
             if self._started:
                 return
             self._started = True
-        targets = [("rx", self._run_rx), ("cb", self._run_callbacks)]
+        targets = [("rx", self._supervisor.run), ("cb", self._listeners.run)]
         if self.poll_events:
-            targets.append(("poll", self._run_poll))
+            targets.append(("poll", self._poller.run))
         for name, target in targets:
             t = threading.Thread(target=target, name=f"kiosk-link-{name}", daemon=True)
             self._threads.append(t)
@@ -369,12 +331,12 @@ class SerialLink:
             port = self._port
             self._online_cond.notify_all()
         self._stop.set()
-        self._poll_wake.set()
+        self._poller.wake.set()
         if pending is not None:
             pending.error = LinkClosed("link closed")
             pending.done.set()
-        self._cancel_read(port)
-        self._callbacks.put(None)
+        cancel_read(port)
+        self._listeners.stop()
         me = threading.current_thread()
         for t in self._threads:
             if t is not me:
@@ -397,18 +359,15 @@ class SerialLink:
 
     def add_event_listener(self, fn: EventListener) -> None:
         """``fn(address, event)`` for every new event (called on the link's callback thread)."""
-        with self._lock:
-            self._event_listeners.append(fn)
+        self._listeners.add_event(fn)
 
     def add_state_listener(self, fn: StateListener) -> None:
         """``fn(online, reason)`` when the link comes up or goes down (callback thread)."""
-        with self._lock:
-            self._state_listeners.append(fn)
+        self._listeners.add_state(fn)
 
     def add_board_state_listener(self, fn: BoardStateListener) -> None:
         """``fn(address, online, reason)`` when one board starts/stops answering."""
-        with self._lock:
-            self._board_listeners.append(fn)
+        self._listeners.add_board(fn)
 
     @property
     def online(self) -> bool:
@@ -430,10 +389,10 @@ class SerialLink:
     def board_answering(self, address: int) -> bool | None:
         """True: answered last time; False: ran out of retransmissions; None: not heard yet."""
         with self._lock:
-            state = self._boards.get(address, _Board.UNKNOWN)
+            state = self._boards.get(address, BoardState.UNKNOWN)
             if not self._port_up:
                 return False
-        return {_Board.ANSWERING: True, _Board.SILENT: False}.get(state)
+        return {BoardState.ANSWERING: True, BoardState.SILENT: False}.get(state)
 
     def wait_online(self, timeout: float) -> bool:
         """Block until a board answered on an open port (or ``timeout``); return ``online``."""
@@ -445,8 +404,7 @@ class SerialLink:
         """Link statistics for telemetry (cumulative over reconnects)."""
         with self._lock:
             out = self._c.as_dict()
-            for key, base in self._decoder_base.items():
-                out[key] = base + int(getattr(self._decoder, key))
+            out.update(self._reader.counters())
             out["rto_ms"] = round(self._rtt.rto * 1000)
             out["srtt_ms"] = round((self._rtt.srtt or 0.0) * 1000)
         return out
@@ -454,15 +412,8 @@ class SerialLink:
     @contextlib.contextmanager
     def fast_poll(self, address: int) -> Iterator[None]:
         """Poll ``address`` at ``poll_busy`` while the block runs (e.g. a vend in progress)."""
-        with self._lock:
-            self._fast[address] = self._fast.get(address, 0) + 1
-            self._next_poll[address] = 0.0
-        self._poll_wake.set()
-        try:
+        with self._poller.fast(address):
             yield
-        finally:
-            with self._lock:
-                self._fast[address] -= 1
 
     def request(self, address: int, msg: Message, *, transmissions: int | None = None) -> Message:
         """Send ``msg`` to board ``address`` and return its answer (reply, ``Ack`` or ``Nak``).
@@ -531,20 +482,8 @@ class SerialLink:
             self._c.requests += 1
             if isinstance(msg, Poll):
                 self._c.polls += 1
-        frame = encode(address, seq, msg)
-        sent_at = 0.0
-        sends = 0
         try:
-            while sends < limit:
-                if sends:
-                    with self._lock:
-                        self._c.retransmits += 1
-                sent_at = self._clock.monotonic()
-                self._write(frame)
-                sends += 1
-                if pending.done.wait(rto):
-                    break
-                rto = min(rto * 2, self.timing.rto_max + self._wire_allowance)
+            sends, sent_at = self._transmit(encode(address, seq, msg), pending, rto, limit)
         finally:
             with self._lock:
                 if self._pending is pending:
@@ -562,25 +501,42 @@ class SerialLink:
                 self._c.naks_received += 1
         return pending.response, sends
 
+    def _transmit(self, frame: bytes, p: _Pending, rto: float, limit: int) -> tuple[int, float]:
+        """Send ``frame`` until ``p`` is answered, at most ``limit`` times, doubling the RTO
+        each time (capped); how often it went out and when it last did."""
+        sent_at = 0.0
+        sends = 0
+        while sends < limit:
+            if sends:
+                with self._lock:
+                    self._c.retransmits += 1
+            sent_at = self._clock.monotonic()
+            self._write(frame)
+            sends += 1
+            if p.done.wait(rto):
+                break
+            rto = min(rto * 2, self.timing.rto_max + self._wire_allowance)
+        return sends, sent_at
+
     def _on_silence(self, address: int, msg: Message, seq: int, sends: int) -> None:
         with self._lock:
             self._c.timeouts += 1
             if isinstance(msg, Poll):
                 self._unanswered_poll[address] = seq
             was = self._boards.get(address)
-            self._boards[address] = _Board.SILENT
+            self._boards[address] = BoardState.SILENT
             reason = f"board {address}: no answer after {sends} transmissions"
-            all_silent = all(s is _Board.SILENT for s in self._boards.values())
+            all_silent = all(s is BoardState.SILENT for s in self._boards.values())
             went_down = all_silent and self._online
             if went_down:
                 self._online = False
                 self._last_error = reason
-        level = logging.DEBUG if was is _Board.SILENT else logging.WARNING  # probes: quiet
+        level = logging.DEBUG if was is BoardState.SILENT else logging.WARNING  # probes: quiet
         log_event(log, "link.timeout", level, address=address, cmd=msg.CODE.name, sends=sends)
-        if was is not _Board.SILENT:
-            self._notify_board(address, False, reason)
+        if was is not BoardState.SILENT:
+            self._listeners.board(address, False, reason)
         if went_down:
-            self._notify_state(False, reason)
+            self._listeners.state(False, reason)
 
     def _write(self, data: bytes) -> None:
         with self._write_lock:
@@ -600,44 +556,17 @@ class SerialLink:
 
     # ------------------------------------------------------------------ rx thread
 
-    def _run_rx(self) -> None:
-        delay = self.timing.reconnect_min
-        opened_before = False
-        while not self._stop.is_set():
-            port = self._try_open()
-            if port is not None:
-                if opened_before:
-                    with self._lock:
-                        self._c.reconnects += 1
-                opened_before = True
-                if self._install(port):
-                    try:
-                        self._read_loop(port)
-                    except Exception as e:  # belt and braces: the rx thread must not die
-                        log.exception("link.rx_failed")
-                        self._port_failed(f"receive failed: {e}")
-                self._uninstall(port)
-                with self._lock:
-                    if self._backoff_reset:
-                        delay = self.timing.reconnect_min
-                        self._backoff_reset = False
-            if self._stop.is_set():
-                break
-            jittered = delay * (0.75 + 0.5 * self._rng.random())
-            self._stop.wait(jittered)
-            delay = min(delay * 2, self.timing.reconnect_max)
+    def _open_failed(self, e: Exception) -> None:
+        reason = f"cannot open {self.url}: {e}"
+        with self._lock:
+            changed = self._last_error != reason
+            self._last_error = reason
+        if changed:
+            log_event(log, "link.open_failed", logging.WARNING, url=self.url, error=str(e))
 
-    def _try_open(self) -> PortLike | None:
-        try:
-            return self._open_port()
-        except Exception as e:  # any failure to open is "not there yet": retry with backoff
-            reason = f"cannot open {self.url}: {e}"
-            with self._lock:
-                changed = self._last_error != reason
-                self._last_error = reason
-            if changed:
-                log_event(log, "link.open_failed", logging.WARNING, url=self.url, error=str(e))
-            return None
+    def _reopened(self) -> None:
+        with self._lock:
+            self._c.reconnects += 1
 
     def _install(self, port: PortLike) -> bool:
         with self._lock:
@@ -646,15 +575,12 @@ class SerialLink:
             self._port = port
             self._port_up = True
             self._last_error = "port open, no board has answered yet"
-            for key in self._decoder_base:
-                self._decoder_base[key] += int(getattr(self._decoder, key))
-            self._decoder = FrameDecoder()
+            self._reader.reset()
             self._last_event.clear()
             self._unanswered_poll.clear()
             for a in self.addresses:
-                self._boards[a] = _Board.UNKNOWN
-                self._next_poll[a] = 0.0
-        self._poll_wake.set()
+                self._boards[a] = BoardState.UNKNOWN
+        self._poller.restart()
         log_event(log, "link.port_open", url=self.url, baud=self.baudrate)
         return True
 
@@ -665,28 +591,6 @@ class SerialLink:
                     self._port = None
             with contextlib.suppress(Exception):
                 port.close()
-
-    def _read_loop(self, port: PortLike) -> None:
-        timing = self.timing
-        current_timeout: float | None = None
-        while not self._stop.is_set():
-            with self._lock:
-                if not self._port_up:
-                    return
-                partial = self._decoder.buffered > 0
-            want = timing.interbyte_gap if partial else timing.idle_read_timeout
-            try:
-                if want != current_timeout:
-                    port.timeout = want
-                    current_timeout = want
-                data = port.read(max(1, port.in_waiting))
-            except Exception as e:  # whatever the transport raises, the answer is to reopen
-                self._port_failed(f"read failed: {e}")
-                return
-            if data:
-                self._receive(data)
-            elif partial:
-                self._line_idle()
 
     def _port_failed(self, reason: str) -> None:
         """The port broke (unplugged, pty closed): go offline, fail the waiting request."""
@@ -699,25 +603,18 @@ class SerialLink:
             pending = self._pending
             port = self._port
             was_online, self._online = self._online, False
-            answering = [a for a, s in self._boards.items() if s is _Board.ANSWERING]
+            answering = [a for a, s in self._boards.items() if s is BoardState.ANSWERING]
             for a in self.addresses:
-                self._boards[a] = _Board.UNKNOWN
+                self._boards[a] = BoardState.UNKNOWN
         if pending is not None:
             pending.error = LinkOffline(f"port {self.url}: {reason}")
             pending.done.set()
-        self._cancel_read(port)
+        cancel_read(port)
         log_event(log, "link.port_lost", logging.WARNING, url=self.url, reason=reason)
         for a in answering:
-            self._notify_board(a, False, reason)
+            self._listeners.board(a, False, reason)
         if was_online:
-            self._notify_state(False, reason)
-
-    @staticmethod
-    def _cancel_read(port: PortLike | None) -> None:
-        cancel = getattr(port, "cancel_read", None)
-        if cancel is not None:
-            with contextlib.suppress(Exception):
-                cancel()
+            self._listeners.state(False, reason)
 
     # ------------------------------------------------------------------ receive path
 
@@ -725,14 +622,9 @@ class SerialLink:
         """Bytes from the port. Never raises: line noise and bad frames are counted."""
         with self._lock:
             self._c.bytes_received += len(data)
-            self._recent_rx.extend(data)
-            dec = self._decoder
-            before = dec.bytes_discarded
-            dec.feed(data)
-            frames = list(dec.frames())
-            garbage = dec.bytes_discarded != before
+        frames, garbage = self._reader.feed(data)
         if garbage:
-            self._dump("garbage", None)
+            self._reader.dump("garbage", None)
         self._handle_frames(frames)
 
     def _handle_frames(self, frames: list[Frame]) -> None:
@@ -745,12 +637,8 @@ class SerialLink:
 
     def _line_idle(self) -> None:
         """No byte for ``interbyte_gap`` with a partial frame buffered: it is garbage (spec 2.2)."""
-        with self._lock:
-            dec = self._decoder
-            while dec.buffered and not dec.pending:
-                dec.timeout()
-            frames = list(dec.frames())
-        self._dump("partial frame abandoned", None)
+        frames = self._reader.line_idle()
+        self._reader.dump("partial frame abandoned", None)
         self._handle_frames(frames)
 
     def _handle_frame(self, frame: Frame) -> None:
@@ -769,14 +657,7 @@ class SerialLink:
             self._violation(f"frame from unknown address {frame.address}", frame)
             return
         if match and p is not None:
-            problem = None
-            if frame.command not in p.allowed:
-                problem = f"0x{frame.command:02X} does not answer 0x{p.command:02X}"
-            else:
-                try:
-                    p.response = decode_message(frame)
-                except ProtocolError as e:
-                    problem = f"undecodable answer: {e}"
+            p.response, problem = _check_answer(frame, p)
             if problem is not None:
                 self._violation(problem, frame)
                 p.error = LinkProtocolError(f"board {frame.address}: {problem}")
@@ -802,15 +683,9 @@ class SerialLink:
         try:
             msg = decode_message(frame)
         except ProtocolError as e:
-            code = (
-                ErrorCode.UNKNOWN_COMMAND
-                if isinstance(e, UnknownCommand)
-                else ErrorCode.BAD_LENGTH
-                if isinstance(e, BadLength)
-                else ErrorCode.BAD_VALUE
-            )
             self._violation(f"undecodable event: {e}", frame)
-            self._send_quietly(encode(frame.address, frame.seq, Nak(code, frame.command)))
+            nak = Nak(_nak_code(e), frame.command)
+            self._send_quietly(encode(frame.address, frame.seq, nak))
             return
         self._send_quietly(encode(frame.address, frame.seq, Ack()))
         self._heard(frame.address)
@@ -830,125 +705,34 @@ class SerialLink:
     def _heard(self, address: int) -> None:
         with self._lock:
             was = self._boards.get(address)
-            self._boards[address] = _Board.ANSWERING
-            self._backoff_reset = True
+            self._boards[address] = BoardState.ANSWERING
             came_up = not self._online and self._port_up
             if came_up:
                 self._online = True
                 self._last_error = ""
                 self._online_cond.notify_all()
-        if was is not _Board.ANSWERING:
-            self._notify_board(address, True, f"board {address} answered")
+        self._supervisor.answered()
+        if was is not BoardState.ANSWERING:
+            self._listeners.board(address, True, f"board {address} answered")
         if came_up:
             log_event(log, "link.online", url=self.url, address=address)
-            self._notify_state(True, f"board {address} answered on {self.url}")
+            self._listeners.state(True, f"board {address} answered on {self.url}")
 
     def _violation(self, what: str, frame: Frame | None) -> None:
         with self._lock:
             self._c.protocol_violations += 1
-        self._dump(what, frame)
-
-    def _dump(self, what: str, frame: Frame | None) -> None:
-        """Log what went wrong with a hex dump, at most once per ``dump_interval``."""
-        now = self._clock.monotonic()
-        with self._lock:
-            if now - self._last_dump < self.timing.dump_interval:
-                self._suppressed_dumps += 1
-                return
-            self._last_dump = now
-            suppressed, self._suppressed_dumps = self._suppressed_dumps, 0
-            recent = bytes(self._recent_rx).hex(" ")
-        fields: dict[str, Any] = {"what": what, "recent_rx": recent, "suppressed": suppressed}
-        if frame is not None:
-            with contextlib.suppress(ProtocolError, ValueError):
-                fields["frame"] = encode_frame(frame).hex(" ")
-        log_event(log, "link.bad_input", logging.WARNING, **fields)
+        self._reader.dump(what, frame)
 
     # ------------------------------------------------------------------ poll thread
 
-    def _run_poll(self) -> None:
-        while not self._stop.is_set():
-            now = self._clock.monotonic()
-            due: list[int] = []
-            wait = self.timing.idle_read_timeout * 10
-            with self._lock:
-                port_up = self._port_up
-                for a in self.addresses:
-                    left = self._next_poll[a] - now
-                    if left <= 0:
-                        due.append(a)
-                    else:
-                        wait = min(wait, left)
-            if not port_up:
-                self._poll_wake.wait()  # set by _install() and close()
-                self._poll_wake.clear()
-                continue
-            for a in due:
-                if self._stop.is_set():
-                    return
-                try:
-                    self._poll_once(a)
-                except Exception:  # a bug must not end polling for good
-                    log.exception("link.poll_failed")
-                    self._stop.wait(self.timing.poll_idle)
-            if not due:
-                self._poll_wake.wait(wait)
-                self._poll_wake.clear()
-
-    def _poll_once(self, address: int) -> None:
+    def _board_state(self, address: int) -> BoardState:
         with self._lock:
-            state = self._boards[address]
-        attempts = (
-            self.timing.max_transmissions
-            if state is _Board.ANSWERING
-            else self.timing.probe_transmissions
-        )
-        more = False
-        try:
-            answer = self.request(address, Poll(), transmissions=attempts)
-            more = is_event(answer.CODE)  # the board may hold more: ask again at once
-        except LinkError:
-            pass
-        with self._lock:
-            state = self._boards[address]
-            if more:
-                interval = 0.0
-            elif state is _Board.SILENT:
-                interval = self.timing.probe_interval
-            elif self._fast.get(address):
-                interval = self.timing.poll_busy
-            else:
-                interval = self.timing.poll_idle
-            self._next_poll[address] = self._clock.monotonic() + interval
+            return self._boards[address]
 
     # ------------------------------------------------------------------ callbacks
 
     def _dispatch_event(self, address: int, event: Message) -> None:
         with self._lock:
             self._c.events += 1
-            listeners = list(self._event_listeners)
         log_event(log, "link.event", logging.DEBUG, address=address, kind=type(event).__name__)
-        for fn in listeners:
-            self._callbacks.put(functools.partial(fn, address, event))
-
-    def _notify_state(self, online: bool, reason: str) -> None:
-        with self._lock:
-            listeners = list(self._state_listeners)
-        for fn in listeners:
-            self._callbacks.put(functools.partial(fn, online, reason))
-
-    def _notify_board(self, address: int, online: bool, reason: str) -> None:
-        with self._lock:
-            listeners = list(self._board_listeners)
-        for fn in listeners:
-            self._callbacks.put(functools.partial(fn, address, online, reason))
-
-    def _run_callbacks(self) -> None:
-        while True:
-            job = self._callbacks.get()
-            if job is None:
-                return
-            try:
-                job()
-            except Exception:
-                log.exception("link.listener_failed")
+        self._listeners.event(address, event)

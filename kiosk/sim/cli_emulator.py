@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from kiosk import exitcodes
 from kiosk.sim.board_emulator import BoardModel, EmulatedBoard, Faults
 from kiosk.sim.emulator_transports import (
     DEFAULT_PTY,
@@ -27,10 +28,6 @@ from kiosk.sim.emulator_transports import (
 )
 
 __all__ = ["build_emulator", "cmd_emulator", "cmd_emulator_ctl", "main", "register"]
-
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_USAGE = 2
 
 
 def register(
@@ -122,7 +119,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         emu = build_emulator(args)
     except (ValueError, KeyError) as e:
         print(f"kiosk emulator: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -134,7 +131,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
             emu.start()
         except OSError as e:
             print(f"kiosk emulator: {e}", file=sys.stderr)
-            return EXIT_FAIL
+            return exitcodes.FAIL
         control = f", control {emu.control.address}" if emu.control else ""
         m = emu.board.model
         print(
@@ -144,7 +141,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         )
         while not stop.wait(0.5):
             pass
-        return EXIT_OK
+        return exitcodes.OK
     finally:
         emu.stop()
         for s, h in previous.items():
@@ -156,9 +153,9 @@ def cmd_emulator_ctl(args: argparse.Namespace) -> int:
         reply = send_control(args.ctl_control, " ".join(args.words))
     except OSError as e:
         print(f"kiosk emulator ctl: {args.ctl_control}: {e}", file=sys.stderr)
-        return EXIT_FAIL
+        return exitcodes.FAIL
     print(reply)
-    return EXIT_OK if reply.startswith("ok") else EXIT_FAIL
+    return exitcodes.OK if reply.startswith("ok") else exitcodes.FAIL
 
 
 def main(argv: Sequence[str] | None = None) -> int:

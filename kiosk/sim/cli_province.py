@@ -24,6 +24,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+from kiosk import exitcodes
+
 __all__ = [
     "DEFAULT_DATA_DIR",
     "cmd_issue_token",
@@ -34,10 +36,6 @@ __all__ = [
     "open_provisioning_ca",
     "register",
 ]
-
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_USAGE = 2
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kiosk-province-sim")
 DEMO_KIOSK = "AH-340100-0001"
@@ -216,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     secrets = _kiosk_secrets(args)
     if isinstance(secrets, str):
         print(secrets, file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     data_dir = _data_dir(args)
     broker = BrokerSettings(
         url=url,
@@ -230,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         broker.address()
     except ValueError as e:
         print(f"province-sim: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     key = load_or_create_signing_key(data_dir)
     registrar = open_provisioning_ca(data_dir)
     sim = ProvinceSimulator(broker, data_dir, secrets, key, provisioning_ca=registrar)
@@ -243,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         except OSError as e:
             print(f"province-sim: cannot serve the pay page: {e}", file=sys.stderr)
-            return EXIT_FAIL
+            return exitcodes.FAIL
     done = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -281,7 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             page.stop()
         sim.stop()
         registrar.close()
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -293,7 +291,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"province-sim: no {DB_FILENAME} in {data_dir} (run the simulator first)",
             file=sys.stderr,
         )
-        return EXIT_FAIL
+        return exitcodes.FAIL
     db = open_db(data_dir)
     try:
         sales = sales_report(db)
@@ -348,7 +346,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             print("Province alarms / 省平台告警")
             for k, t, d in alarms:
                 print(f"  {k:<20} {t}: {d}")
-    return EXIT_OK if all(c.ok for c in chains) and not alarms else EXIT_FAIL
+    return exitcodes.OK if all(c.ok for c in chains) and not alarms else exitcodes.FAIL
 
 
 def cmd_sign_csr(args: argparse.Namespace) -> int:
@@ -359,10 +357,10 @@ def cmd_sign_csr(args: argparse.Namespace) -> int:
         cert = ca.sign_csr(args.csr.read_bytes(), args.kiosk_id)
     except (OSError, ValueError) as e:
         print(f"province-sim sign-csr: {e}", file=sys.stderr)
-        return EXIT_FAIL
+        return exitcodes.FAIL
     args.out.write_bytes(cert)
     print(f"wrote {args.out} (CA {ca.cert_file})")
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_issue_token(args: argparse.Namespace) -> int:
@@ -371,17 +369,17 @@ def cmd_issue_token(args: argparse.Namespace) -> int:
 
     if not KIOSK_ID_RE.match(args.kiosk_id):
         print(f"province-sim issue-token: not a kiosk id: {args.kiosk_id!r}", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     if args.ttl <= 0:
         print("province-sim issue-token: --ttl must be > 0", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     registrar = open_provisioning_ca(_data_dir(args))
     try:
         token = registrar.issue_token(args.kiosk_id, ttl_s=args.ttl)
     finally:
         registrar.close()
     print(token, flush=True)
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import logging
 import queue
@@ -65,7 +64,6 @@ from kiosk.sync.signing import key_id, public_key_pem, sign_envelope
 from kiosk.sync.topics import (
     ALL_STATUS,
     PROVINCE_CATALOG,
-    PROVINCE_KEYS,
     REGISTER_PREFIX,
     REGISTER_REQUESTS,
     MessageError,
@@ -843,12 +841,6 @@ class ProvinceSimulator:
         self._publish(PROVINCE_CATALOG, encode(self.sign(body)), retain=True)
         return v
 
-    def publish_keys(self, add: list[str], retire: list[str], version: int | None = None) -> int:
-        v = self._next_version("keys", version)
-        body = {"name": "keys", "version": v, "add": add, "retire": retire}
-        self._publish(PROVINCE_KEYS, encode(self.sign(body)), retain=True)
-        return v
-
     def publish_desired(
         self, kiosk_id: str, name: str, content: Mapping[str, Any], version: int | None = None
     ) -> int:
@@ -978,11 +970,10 @@ class ProvinceCA:
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cls(key, cert, directory)
 
-    def _issue(
-        self, cn: str, public_key: Any, *, server_hosts: list[str] | None, days: int
-    ) -> bytes:
+    def _issue(self, cn: str, public_key: Any, *, days: int) -> bytes:
+        """A client certificate (a kiosk's) for `public_key`, CN `cn`."""
         now = dt.datetime.now(dt.UTC)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server_hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH
         b = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
@@ -994,14 +985,6 @@ class ProvinceCA:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
-        if server_hosts:
-            names: list[x509.GeneralName] = []
-            for h in server_hosts:
-                try:
-                    names.append(x509.IPAddress(ipaddress.ip_address(h)))
-                except ValueError:
-                    names.append(x509.DNSName(h))
-            b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return b.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
     def sign_csr(self, csr_pem: bytes, kiosk_id: str, days: int = 825) -> bytes:
@@ -1014,15 +997,4 @@ class ProvinceCA:
         if len(cns) != 1 or cns[0].value != kiosk_id:
             raise ValueError(f"CSR common name must be {kiosk_id!r}")
         Topics(kiosk_id)  # a valid kiosk id (one topic level, not "province")
-        return self._issue(kiosk_id, csr.public_key(), server_hosts=None, days=days)
-
-    def issue_server(self, hosts: list[str], days: int = 825) -> tuple[bytes, bytes]:
-        """(certificate PEM, private key PEM) for a broker reachable as `hosts`."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = self._issue(hosts[0], key.public_key(), server_hosts=hosts, days=days)
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return cert, key_pem
+        return self._issue(kiosk_id, csr.public_key(), days=days)

@@ -6,6 +6,11 @@ the service menu. Knows nothing about what messages mean: topics and payloads co
 `kiosk.sync.topics`, records from `kiosk.sync.outbox`, and every decoded downlink message goes
 to `on_message(topic, dict)` (signature checks are the receiver's job, kiosk.sync.signing).
 
+Its parts: this module runs the connections (supervisor, paho callbacks, status messages);
+`kiosk.sync.connection` holds one connection's state and window and the counters (`SyncStats`);
+`kiosk.sync.drain` hands outbox records out and writes PUBACKs back (the drain thread);
+`kiosk.sync.downlink` checks and routes what arrives.
+
 Must never:
 - connect in plaintext unless `sync.allow_plaintext` says so (demo and tests only);
 - count a record as sent before the broker's PUBACK says success (reason code < 0x80);
@@ -23,17 +28,15 @@ province deduplicates by event id, so "at least once" plus dedupe is "exactly on
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
-import queue
 import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -47,13 +50,17 @@ from kiosk.config import SyncConfig
 from kiosk.log import log_event
 from kiosk.sync import messages
 from kiosk.sync.clockoffset import ClockOffset
-from kiosk.sync.outbox import OutboxRecord, Priority
+from kiosk.sync.connection import PUBACK_FAILURE, Connection, SyncStats
+from kiosk.sync.downlink import Downlink
+from kiosk.sync.drain import OutboxDrain, OutboxLike
 from kiosk.sync.pacing import Backoff, TokenBucket
-from kiosk.sync.topics import MessageError, Topics, check_image, decode, encode, parse_topic
+from kiosk.sync.topics import Topics, encode
 
-__all__ = [  # Backoff and TokenBucket live in kiosk.sync.pacing; re-exported here
+__all__ = [  # re-exported here: Backoff, TokenBucket (kiosk.sync.pacing), OutboxLike
+    # (kiosk.sync.drain), SyncStats (kiosk.sync.connection)
     "Backoff",
     "BrokerAddress",
+    "OutboxLike",
     "SyncClient",
     "SyncConfigError",
     "SyncStats",
@@ -65,34 +72,9 @@ __all__ = [  # Backoff and TokenBucket live in kiosk.sync.pacing; re-exported he
 
 log = logging.getLogger("kiosk.sync.client")
 
-PUBACK_FAILURE = 0x80  # MQTT 5: reason codes >= 0x80 are failures
-# Messages the kiosk sends, never receives: arriving on a kiosk subscription they are bad input.
-_UPLINK_KINDS = frozenset(
-    {"event", "telemetry", "status", "reported", "order_status_request", "image_request"}
-)
-
-
-_Row = tuple[int, str, bytes, int]  # a due outbox record: (seq, topic, payload, priority)
-
 
 class SyncConfigError(ValueError):
     """The sync configuration cannot be used (e.g. plaintext without allow_plaintext)."""
-
-
-class OutboxLike(Protocol):
-    """What the client always calls on kiosk.sync.outbox.Outbox (which satisfies this; mypy
-    checks it where the app passes one in).
-
-    The client also uses these when the object has them (looked up with getattr, so a minimal
-    outbox works too; Outbox has them all): `due_rows(limit, now, *, after)` (the fast read,
-    preferred over `due`), `due_after(priority, seq, limit, now)` (a cursor read without
-    `due_rows`), `last_seq()` (for the birth message and to notice appends), `last_ack_at()`
-    (for `stats()`), `reset_sent()` (after a reconnect).
-    """
-
-    def due(self, limit: int, now: float) -> Sequence[OutboxRecord]: ...
-    def mark_sent(self, seqs: Iterable[int], now: float) -> None: ...
-    def ack(self, event_ids: Iterable[str]) -> int: ...
 
 
 # --- pure helpers -----------------------------------------------------------------------------
@@ -158,70 +140,6 @@ def sync_problem(config: SyncConfig) -> str | None:
 # --- the client -------------------------------------------------------------------------------
 
 
-@dataclass
-class SyncStats:
-    connected: bool = False
-    last_connect_at: float | None = None  # wall clock of the last successful CONNACK
-    last_ack_at: float | None = None  # wall clock of the last end-to-end ack
-    published: int = 0  # outbox records confirmed by a successful PUBACK
-    puback_failures: int = 0  # PUBACKs with a failure reason code
-    reconnects: int = 0  # successful connections after the first
-    connect_failures: int = 0
-    inflight: int = 0
-    peak_inflight: int = 0  # the most QoS 1 messages ever in flight at once
-    window: int = 0  # current in-flight limit: min(our window, broker Receive Maximum)
-    bad_messages: int = 0
-    handler_errors: int = 0
-    acked: int = 0  # outbox records removed by end-to-end acks
-    next_retry_s: float = 0.0  # the backoff delay being waited out while disconnected
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class _Conn:
-    """One connection attempt: its own paho client and in-flight map (mid -> outbox seq)."""
-
-    def __init__(self, gen: int, client: mqtt.Client) -> None:
-        self.gen = gen
-        self.client = client
-        self.connack = threading.Event()
-        self.ended = threading.Event()
-        self.refused = False
-        self.accepted = False  # a successful CONNACK arrived
-        self.ready = False
-        self.receive_max = 65535
-        # Every QoS 1 publish awaiting its PUBACK: mid -> outbox seq (None: status/direct).
-        # The broker's Receive Maximum counts them all. Guarded by `lock`.
-        self.inflight: dict[int, int | None] = {}
-        self.lock = threading.Lock()
-        self.up_since = 0.0
-        self.offline_mid: int | None = None
-        self.offline_acked = threading.Event()
-        # Set at CONNACK: min(our window, the broker's Receive Maximum), and whether paho's own
-        # max_inflight_messages was set to it. Only then may we hand paho more than the window
-        # (paho sends the surplus as PUBACKs free slots, in its own thread, without waiting for
-        # the drain thread); otherwise we count every slot ourselves.
-        self.window = 0
-        self.paho_limits = False
-        self.ahead = 0
-        self.ahead_rest = 0  # the part of `ahead` that non-critical records may use
-        self.wake_every = 1
-        self.unseen = 0  # PUBACKs since the drain thread was last woken (paho's thread only)
-        # Our own count of what paho holds, from its public API only: QoS 1 messages handed to
-        # `publish()` (under `lock`) and PUBACKs seen in its `on_publish` callback (paho's
-        # thread only). paho sends min(handed - pubacked, its in-flight limit) at once and
-        # queues the rest, sending one from the queue each time a PUBACK frees a slot.
-        self.handed = 0
-        self.pubacked = 0
-
-    def on_wire(self) -> int:
-        """QoS 1 messages paho has sent and not yet seen PUBACKed: what its in-flight limit
-        (set to `window` when `paho_limits`) counts."""
-        outstanding = self.handed - self.pubacked
-        return min(outstanding, self.window) if self.paho_limits else outstanding
-
-
 class SyncClient:
     """The kiosk's side of the province link. `start()` returns at once; `stop()` publishes the
     retained "offline" status and disconnects.
@@ -267,10 +185,7 @@ class SyncClient:
         clock_offset: ClockOffset | None = None,
         reset_sent_on_connect: bool = True,
     ) -> None:
-        if max_inflight < 1:
-            raise ValueError("max_inflight must be >= 1")
-        if config.mqtt_version not in ("5", "3.1.1"):
-            raise SyncConfigError(f"mqtt_version must be 5 or 3.1.1, got {config.mqtt_version!r}")
+        _check_settings(config, max_inflight, queue_ahead)
         self.config = config
         self.kiosk_id = kiosk_id
         self.outbox = outbox
@@ -287,52 +202,46 @@ class SyncClient:
         self._backoff = Backoff(backoff_base_s, backoff_cap_s, rng)
         self._stable_after_s = stable_after_s
         self._max_inflight = max_inflight
-        self._bucket = TokenBucket(backlog_rate, backlog_burst, clock.monotonic())
-        self._poll_s = poll_s
         self._connack_timeout_s = connack_timeout_s
         self._session_expiry_s = session_expiry_s
-        self._mark_batch = mark_batch
-        self._mark_delay_s = mark_delay_s
+        # Records handed to paho beyond the window (queued inside paho, sent by paho's thread as
+        # PUBACKs arrive). None: one window's worth. 0: never more than the window.
+        self._queue_ahead = queue_ahead
 
         self._lock = threading.Lock()  # guards stats and _conn
         self._stats = SyncStats()
-        self._bad_by_reason: dict[str, int] = {}
-        self._conn: _Conn | None = None
+        self._conn: Connection | None = None
+        self._pending_conn: Connection | None = None
         self._gen = 0
         self._connected_once = False
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._pubacks: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
-        # PUBACKed but not yet written back with mark_sent: kept out of due() results.
-        self._unmarked: list[int] = []
-        self._unmarked_set: set[int] = set()
-        self._unmarked_since = 0.0
-        # Records the broker refused (PUBACK failure): seq -> (retry not before, failures).
-        self._held: dict[int, tuple[float, int]] = {}
-        self._token_wait_s = 0.0  # > 0: records are waiting for the backlog token bucket
-        # Due records read ahead (one query per `prefetch` records, not one per publish).
-        self._prefetch = prefetch
-        # Records handed to paho beyond the window (queued inside paho, sent by paho's thread as
-        # PUBACKs arrive). None: one window's worth. 0: never more than the window.
-        if queue_ahead is not None and queue_ahead < 0:
-            raise ValueError("queue_ahead must be >= 0")
-        self._queue_ahead = queue_ahead
-        # (seq, topic, payload, priority) of due records, in due order
-        self._buffer: collections.deque[_Row] = collections.deque()
-        self._buffer_at = 0.0
-        self._buffer_gen = -1
-        # (priority, seq) of the last record read: where the next batch continues from
-        self._cursor: tuple[int, int] | None = None
-        # The full due() read skips every record sent but not yet acknowledged, row by row: it
-        # runs at once after wake(), on a new connection, when records were appended (the
-        # outbox's last seq moved), and at least every `_rescan_s` for records that became due
-        # again behind the cursor (ack timeout, a PUBACK failure's hold ended).
-        self._rescan_s = max(poll_s, 1.0)
-        self._full_at = 0.0
-        self._seen_seq = -1
-        self._refresh = False
-        self._pending_conn: _Conn | None = None
+        self._downlink = Downlink(
+            kiosk_id, topics, outbox, clock, self._stats, self._lock, self._deliver, self._offset
+        )
+        self._drain = OutboxDrain(
+            outbox,
+            clock,
+            self._stats,
+            self._lock,
+            lambda: self._conn,
+            self._conn_for,
+            self._stop,
+            self._wake,
+            backlog_rate=backlog_rate,
+            backlog_burst=backlog_burst,
+            poll_s=poll_s,
+            mark_batch=mark_batch,
+            mark_delay_s=mark_delay_s,
+            prefetch=prefetch,
+        )
         self._threads: list[threading.Thread] = []
+
+    def _deliver(self, topic: str, body: dict[str, Any]) -> None:
+        self.on_message(topic, body)
+
+    def _offset(self) -> ClockOffset | None:
+        return self.clock_offset
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -340,7 +249,7 @@ class SyncClient:
         if self._threads:
             raise RuntimeError("SyncClient already started")
         self._stop.clear()
-        for name, target in (("sync-conn", self._supervise), ("sync-drain", self._drain_loop)):
+        for name, target in (("sync-conn", self._supervise), ("sync-drain", self._drain.loop)):
             t = threading.Thread(target=target, name=f"{name}-{self.kiosk_id}", daemon=True)
             self._threads.append(t)
             t.start()
@@ -353,11 +262,11 @@ class SyncClient:
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
         self._threads = []
-        self._flush_marks(force=True)
+        self._drain.flush_marks(force=True)
 
     def wake(self) -> None:
         """Something was appended to the outbox: look now instead of at the next poll."""
-        self._refresh = True
+        self._drain.refresh()
         self._wake.set()
 
     def publish_direct(self, topic: str, body: dict[str, Any], *, retain: bool = False) -> bool:
@@ -385,8 +294,7 @@ class SyncClient:
         return s
 
     def bad_message_reasons(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._bad_by_reason)
+        return self._downlink.bad_message_reasons()
 
     @property
     def connected(self) -> bool:
@@ -472,7 +380,7 @@ class SyncClient:
         """Connect, run until the connection ends; return how long it was up (0 if never)."""
         self._gen += 1
         client = self._new_client(self._gen)
-        conn = _Conn(self._gen, client)
+        conn = Connection(self._gen, client, self._max_inflight, self._queue_ahead)
         self._pending_conn = conn
         host, port = self.address.host, self.address.port
         try:
@@ -508,7 +416,7 @@ class SyncClient:
                 self._conn = conn
                 self._stats.connected = True
                 self._stats.last_connect_at = self.clock.time()
-                self._stats.window = self._window(conn)
+                self._stats.window = conn.window_limit()
                 if self._connected_once:
                     self._stats.reconnects += 1
                 self._connected_once = True
@@ -519,7 +427,7 @@ class SyncClient:
                 "sync.connected",
                 broker=f"{host}:{port}",
                 receive_max=conn.receive_max,
-                window=self._window(conn),
+                window=conn.window_limit(),
             )
             while not self._stop.is_set() and not conn.ended.is_set():
                 conn.ended.wait(0.5)
@@ -551,7 +459,7 @@ class SyncClient:
             except Exception:
                 log.exception("outbox.reset_sent failed")
 
-    def _say_offline(self, conn: _Conn) -> None:
+    def _say_offline(self, conn: Connection) -> None:
         # wait (bounded) for a free slot: Receive Maximum is never exceeded, not even here
         deadline = time.monotonic() + 2.0
         mid = None
@@ -570,52 +478,9 @@ class SyncClient:
             self._stats.connect_failures += 1
         log_event(log, "sync.connect_failed", logging.WARNING, reason=why)
 
-    def _window(self, conn: _Conn) -> int:
-        """In-flight limit for everything we publish at QoS 1 on this connection."""
-        return max(1, min(self._max_inflight, conn.receive_max))
-
-    def _limit_paho(self, conn: _Conn) -> None:
-        """At CONNACK, before anything is published on this connection: make paho's own
-        in-flight limit the window, so paho never has more than min(our window, the broker's
-        Receive Maximum) QoS 1 messages awaiting PUBACK, however many we hand it. The limit
-        was set to our `max_inflight` before connecting; only a broker with a smaller Receive
-        Maximum needs it lowered now, and paho refuses the public setter once connected (its
-        worry is switching between 0 = unlimited and a limit, not this), so then the attribute
-        is set directly. All only when nothing is in flight yet (by our own count: nothing
-        handed to this client, or all of it PUBACKed), and checked by reading paho's public
-        `max_inflight_messages`; otherwise we keep counting every slot ourselves (no
-        queue-ahead)."""
-        w = self._window(conn)
-        conn.window = w
-        client = conn.client
-        ok = False
-        if conn.handed == conn.pubacked:
-            if client.max_inflight_messages != w:
-                try:
-                    client.max_inflight_messages_set(w)
-                except RuntimeError:
-                    client._max_inflight_messages = w
-            ok = client.max_inflight_messages == w
-        conn.paho_limits = ok
-        ahead = max(w, 512) if self._queue_ahead is None else self._queue_ahead
-        conn.ahead = ahead if ok else 0
-        # by default only CRITICAL records use a queue ahead longer than one window
-        conn.ahead_rest = min(conn.ahead, w) if self._queue_ahead is None else conn.ahead
-        # wake the drain thread once per this many PUBACKs (each wake-up is a thread switch)
-        conn.wake_every = max(1, conn.ahead // 2) if ok else 1
-
-    def _handed_limit(self, conn: _Conn) -> int:
-        """How many QoS 1 messages may be handed to paho and not yet PUBACKed."""
-        return (conn.window or self._window(conn)) + conn.ahead
-
-    def _outbox_limit(self, conn: _Conn) -> int:
-        """Outbox records may use all but one slot: status and direct messages keep one."""
-        n = self._handed_limit(conn)
-        return n - 1 if n >= 2 else n
-
     def _publish(
         self,
-        conn: _Conn,
+        conn: Connection,
         topic: str,
         payload: bytes,
         seq: int | None,
@@ -624,7 +489,7 @@ class SyncClient:
     ) -> int | None:
         """QoS 1 publish counted in the window; the mid, or None if no room / no connection."""
         with conn.lock:
-            if len(conn.inflight) >= self._handed_limit(conn):
+            if len(conn.inflight) >= conn.handed_limit():
                 return None
             info = conn.client.publish(topic, payload, qos=1, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -641,7 +506,7 @@ class SyncClient:
 
     # --- paho callbacks (paho's network thread) -----------------------------------------------
 
-    def _conn_for(self, gen: Any) -> _Conn | None:
+    def _conn_for(self, gen: Any) -> Connection | None:
         conn = self._conn
         if conn is not None and conn.gen == gen:
             return conn
@@ -665,7 +530,7 @@ class SyncClient:
         rm = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
         if isinstance(rm, int) and rm > 0:
             conn.receive_max = rm
-        self._limit_paho(conn)
+        conn.limit_paho()
         self._publish(conn, self.topics.status, self._status_payload("online"), None, retain=True)
         client.subscribe(self.topics.subscriptions())
         conn.accepted = True
@@ -697,7 +562,7 @@ class SyncClient:
             conn = self._conn_for(gen)
         value = getattr(reason_code, "value", 0)
         code = value if type(value) is int else 0
-        self._pubacks.put((gen, mid, code))
+        self._drain.puback(gen, mid, code)
         if conn is None:
             self._wake.set()
             return
@@ -715,278 +580,19 @@ class SyncClient:
 
     def _on_message(self, client: mqtt.Client, gen: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._handle_message(msg.topic, bytes(msg.payload))
+            self._downlink.handle(msg.topic, bytes(msg.payload))
         except Exception:  # the network thread must survive anything
             log.exception("sync: unexpected error handling a message")
-            self._bad("internal_error", msg.topic)
+            self._downlink.bad("internal_error", msg.topic)
 
-    # --- incoming messages --------------------------------------------------------------------
 
-    def _bad(self, reason: str, topic: str, detail: str = "") -> None:
-        with self._lock:
-            self._stats.bad_messages += 1
-            self._bad_by_reason[reason] = self._bad_by_reason.get(reason, 0) + 1
-            count = self._bad_by_reason[reason]
-        log_event(
-            log,
-            "sync.bad_message",
-            logging.WARNING,
-            reason=reason,
-            topic=topic[:200],
-            detail=detail[:200],
-            count=count,
-        )
-
-    def _handle_message(self, topic: str, payload: bytes) -> None:
-        parsed = parse_topic(topic, self.topics.prefix)
-        if parsed is None:
-            self._bad("unknown_topic", topic)
-            return
-        if parsed.kiosk_id not in (None, self.kiosk_id):
-            self._bad("foreign_topic", topic)
-            return
-        kind = parsed.message_kind
-        if kind is None or kind in _UPLINK_KINDS:
-            self._bad("unexpected_kind", topic, str(kind))
-            return
-        body: dict[str, Any]
-        try:
-            if kind == "image":
-                sha = topic.rsplit("/", 1)[-1]
-                body = {"sha256": sha, "data": check_image(sha, payload)}
-            else:
-                body = decode(kind, payload)
-        except MessageError as e:
-            self._bad(e.reason.value, topic, e.detail)
-            return
-        sent_at = body.get("sent_at")
-        if self.clock_offset is not None and isinstance(sent_at, int | float):
-            self.clock_offset.observe(sent_at, self.clock.time())
-        if kind == "ack":
-            n = self.outbox.ack(body["event_ids"])
-            with self._lock:
-                self._stats.acked += n
-                self._stats.last_ack_at = self.clock.time()
-            return
-        try:
-            self.on_message(topic, body)
-        except Exception as e:
-            with self._lock:
-                self._stats.handler_errors += 1
-            log.exception("sync: on_message handler failed for %s", topic)
-            log_event(log, "sync.handler_error", logging.ERROR, topic=topic, error=repr(e))
-
-    # --- the drain loop -----------------------------------------------------------------------
-
-    def _drain_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                published = self._drain_once()
-            except Exception:
-                log.exception("sync drain step failed")
-                published = 0
-                self._stop.wait(self._poll_s)
-            if published == 0:
-                self._wake.wait(self._idle_wait())
-                self._wake.clear()
-        self._process_pubacks()
-
-    def _idle_wait(self) -> float:
-        wait = self._poll_s
-        if self._unmarked:
-            wait = min(wait, self._mark_delay_s)
-        if self._token_wait_s > 0:
-            wait = min(wait, self._token_wait_s)
-        return max(0.001, wait)
-
-    def _process_pubacks(self) -> None:
-        conn = self._conn
-        failures: list[tuple[int, int]] = []
-        items: list[tuple[int, int, int]] = []
-        get = self._pubacks.get_nowait
-        with contextlib.suppress(queue.Empty):
-            while True:
-                items.append(get())
-        if items and conn is not None:
-            gen = conn.gen
-            with conn.lock:  # once per batch, not per PUBACK
-                pop = conn.inflight.pop
-                # an old connection's PUBACKs are dropped: its records are handed out again
-                results = [(pop(mid, None), code) for g, mid, code in items if g == gen]
-            ok = [seq for seq, code in results if seq is not None and code < PUBACK_FAILURE]
-            failures = [
-                (seq, code) for seq, code in results if seq is not None and code >= PUBACK_FAILURE
-            ]  # (seq None: the birth/offline status message or a direct publish)
-            if ok:
-                if not self._unmarked:
-                    self._unmarked_since = self.clock.monotonic()
-                self._unmarked.extend(ok)
-                self._unmarked_set.update(ok)
-                if self._held:
-                    for seq in ok:
-                        self._held.pop(seq, None)
-        if failures:
-            now = self.clock.monotonic()
-            for seq, code in failures:
-                _, n = self._held.get(seq, (0.0, 0))
-                retry = min(60.0, 2.0 ** min(n, 6))
-                self._held[seq] = (now + retry, n + 1)
-                log_event(
-                    log,
-                    "sync.puback_failure",
-                    logging.WARNING,
-                    seq=seq,
-                    reason_code=hex(code),
-                    retry_in_s=retry,
-                )
-            with self._lock:
-                self._stats.puback_failures += len(failures)
-        self._flush_marks()
-
-    def _flush_marks(self, force: bool = False) -> None:
-        if not self._unmarked:
-            return
-        now = self.clock.monotonic()
-        if (
-            not force
-            and len(self._unmarked) < self._mark_batch
-            and now - self._unmarked_since < self._mark_delay_s
-        ):
-            return
-        seqs = self._unmarked
-        self.outbox.mark_sent(seqs, self.clock.time())
-        with self._lock:
-            self._stats.published += len(seqs)
-        self._unmarked = []
-        self._unmarked_set = set()
-        self._unmarked_since = now
-
-    def _drain_once(self) -> int:
-        self._process_pubacks()
-        conn = self._conn
-        if conn is None or not conn.ready or conn.ended.is_set():
-            return 0
-        with conn.lock:
-            space = self._outbox_limit(conn) - len(conn.inflight)
-        if space <= 0:
-            return 0
-        mono = self.clock.monotonic()
-        if (
-            self._refresh
-            or conn.gen != self._buffer_gen
-            or not self._buffer
-            or mono - self._buffer_at > self._poll_s
-        ):
-            self._refill(conn, mono)
-        published = 0
-        self._token_wait_s = 0.0
-        buffer = self._buffer
-        critical = int(Priority.CRITICAL)
-        success = MQTTErrorCode.MQTT_ERR_SUCCESS
-        with conn.lock:  # one lock round for the whole batch (as _publish, per record)
-            inflight = conn.inflight
-            limit = self._outbox_limit(conn)
-            limit_rest = limit - conn.ahead + conn.ahead_rest  # for non-critical records
-            publish = conn.client.publish
-            while buffer and len(inflight) < limit:
-                seq, topic, payload, prio = buffer[0]
-                if prio != critical and len(inflight) >= limit_rest:
-                    break
-                # CRITICAL (sale records) never wait for tokens; the rest of a backlog is
-                # paced. The buffer is in (priority, seq) order: after the first record without
-                # a token come only more non-critical ones.
-                if prio != critical and not self._bucket.take(mono):
-                    self._token_wait_s = self._bucket.wait_s(mono)
-                    break
-                info = publish(topic, payload, qos=1)
-                if info.rc != success:
-                    log_event(log, "sync.publish_failed", logging.WARNING, rc=str(info.rc))
-                    break
-                inflight[info.mid] = seq
-                conn.handed += 1
-                buffer.popleft()
-                published += 1
-            handed = len(inflight)
-            # on the wire: paho's count when paho enforces the window (the rest wait in its
-            # queue), else everything handed over
-            on_wire = conn.on_wire() if conn.paho_limits else handed
-        with self._lock:
-            self._stats.inflight = handed
-            if on_wire > self._stats.peak_inflight:
-                self._stats.peak_inflight = on_wire
-        if not published and not self._buffer and not conn.inflight:
-            # idle: nothing due, nothing in flight; batching the write-back gains nothing now
-            self._flush_marks(force=True)
-        return published
-
-    def _refill(self, conn: _Conn, mono: float) -> None:
-        """Read the next due records, highest priority first, leaving out what is in flight,
-        PUBACKed but not yet written back, or held after a PUBACK failure. Re-read at least
-        every `poll_s` and at once after `wake()`, so a new sale record overtakes a buffered
-        backlog."""
-        due_after = getattr(self.outbox, "due_after", None)
-        last_seq = getattr(self.outbox, "last_seq", None)
-        go_on = (
-            callable(due_after)
-            and callable(last_seq)
-            and not self._refresh
-            and conn.gen == self._buffer_gen
-            and self._cursor is not None
-            and mono - self._full_at <= self._rescan_s
-        )
-        if go_on and callable(last_seq) and mono - self._buffer_at > self._poll_s:
-            # the poll: anything appended (without a wake())? Then read it all again.
-            go_on = last_seq() == self._seen_seq
-            self._buffer_at = mono
-        if go_on:
-            if not self._buffer and callable(due_after) and self._cursor is not None:
-                # The buffer ran out: read on from where it ended (an index seek, not a
-                # rescan of everything already sent).
-                rows = self._read(self._prefetch, self._cursor)
-                if rows:
-                    self._cursor = (int(rows[-1][3]), int(rows[-1][0]))
-                self._buffer = collections.deque(self._not_excluded(conn, mono, rows))
-            return
-        self._refresh = False
-        self._full_at = mono
-        if callable(last_seq):
-            self._seen_seq = last_seq()  # before the read: later appends show at the next poll
-        exclude = self._exclude(conn, mono)
-        rows = self._read(self._prefetch + len(exclude), None)
-        self._cursor = (int(rows[-1][3]), int(rows[-1][0])) if rows else None
-        self._buffer = collections.deque(r for r in rows if r[0] not in exclude)
-        self._buffer_at = mono
-        self._buffer_gen = conn.gen
-
-    def _exclude(self, conn: _Conn, mono: float) -> set[int]:
-        """In flight, PUBACKed but not yet written back, or held after a PUBACK failure."""
-        with conn.lock:
-            inflight_seqs = {s for s in conn.inflight.values() if s is not None}
-        held_now = {s for s, (until, _) in self._held.items() if until > mono}
-        return self._unmarked_set | inflight_seqs | held_now
-
-    def _read(self, limit: int, after: tuple[int, int] | None) -> Sequence[_Row]:
-        """Due records as (seq, topic, payload, priority): the outbox's light `due_rows` when
-        it has one, else `due()` / `due_after()` records taken apart."""
-        now = self.clock.time()
-        due_rows = getattr(self.outbox, "due_rows", None)
-        if callable(due_rows):
-            rows: Sequence[_Row] = due_rows(limit, now, after=after)
-            return rows
-        if after is None:
-            records = self.outbox.due(limit, now)
-        else:
-            # _refill keeps a cursor only for an outbox that has due_after
-            due_after: Callable[[int, int, int, float], Sequence[OutboxRecord]] | None
-            due_after = getattr(self.outbox, "due_after", None)
-            if due_after is None:
-                raise AttributeError("the outbox has no due_after")
-            records = due_after(after[0], after[1], limit, now)
-        return [(r.seq, r.topic, r.payload, int(r.priority)) for r in records]
-
-    def _not_excluded(self, conn: _Conn, mono: float, rows: Sequence[_Row]) -> list[_Row]:
-        exclude = self._exclude(conn, mono)
-        return [r for r in rows if r[0] not in exclude]
+def _check_settings(config: SyncConfig, max_inflight: int, queue_ahead: int | None) -> None:
+    if max_inflight < 1:
+        raise ValueError("max_inflight must be >= 1")
+    if config.mqtt_version not in ("5", "3.1.1"):
+        raise SyncConfigError(f"mqtt_version must be 5 or 3.1.1, got {config.mqtt_version!r}")
+    if queue_ahead is not None and queue_ahead < 0:
+        raise ValueError("queue_ahead must be >= 0")
 
 
 def _close_quietly(client: mqtt.Client) -> None:

@@ -544,8 +544,3 @@ class Outbox:
         """Kiosk time of the last end-to-end acknowledgement, None if never."""
         text = self.store.settings.get(LAST_ACK_SETTING)
         return None if text is None else float(text)
-
-    def oldest_unacked_at(self) -> float | None:
-        with self.store.read() as c:
-            (t,) = c.execute("SELECT MIN(created_at) FROM outbox").fetchone()
-        return None if t is None else float(t)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from kiosk import exitcodes
 from kiosk.hardware.board import (
     BoardDriver,
     BoardEvent,
@@ -427,7 +428,7 @@ def test_cli_selftest(peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None
 def test_cli_unreachable(tmp_path: Path, peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:
     missing = str(tmp_path / "ttyNOPE")
     code, _, err = run_cli(capsys, "board", "status", "--port", missing, "--connect-timeout", "0.3")
-    assert code == 2
+    assert code == exitcodes.UNREACHABLE
     assert missing in err and "kiosk emulator" in err and "--baud" in err
     peer.board.silent = True  # port fine, board powered off
     code, out, _ = run_cli(
@@ -443,5 +444,9 @@ def test_cli_unreachable(tmp_path: Path, peer: PtyPeer, capsys: pytest.CaptureFi
         "0.3",
     )
     obj = json.loads(out)
-    assert code == 2 and obj["reachable"] is False and "no board has answered" in obj["error"]
+    assert (
+        code == exitcodes.UNREACHABLE
+        and obj["reachable"] is False
+        and "no board has answered" in obj["error"]
+    )
     assert peer.board.commands(Command.VEND) == 0

@@ -95,8 +95,7 @@ class CartScreen(Screen):
         )
 
     def _draw_lines(self, ui: Ui, area: pygame.Rect, cart: tuple[CartLine, ...]) -> None:
-        m, c, t = ui.m, ui.c, ui.t
-        view = self.app.view
+        m = ui.m
         row_h = max(m.touch + 2 * m.pad, 2 * line_height(m.text) + 2 * m.pad)
         pager_h = m.touch + m.gap
         per_page = max(1, (area.h + m.gap) // (row_h + m.gap))
@@ -106,94 +105,99 @@ class CartScreen(Screen):
         self.page = min(max(0, self.page), pages - 1)
         y = area.y
         for line in cart[self.page * per_page : (self.page + 1) * per_page]:
-            pv = view.product(line.product_id)
-            row = pygame.Rect(area.x, y, area.w, row_h)
-            ui.fill(row, c.surface, m.radius)
-            inner = row.inflate(-2 * m.pad, -2 * m.pad)
-            x = inner.x
-            if pv is not None and inner.w > 8 * m.touch:
-                side = inner.h
-                ui.image(
-                    self.app.images.surface(pv.product, side), pygame.Rect(x, inner.y, side, side)
-                )
-                x += side + m.gap
-            total_w = ui.measure(t.money(line.total_fen), m.text, True) + m.pad
-            step_w = 3 * m.touch
-            name_w = inner.right - x - step_w - total_w - 2 * m.gap
-            name = product_text(pv.product, "name", t.lang) if pv else line.product_id
-            lh = line_height(m.text)
-            ui.text(name, pygame.Rect(x, inner.y, name_w, inner.h - lh), max_lines=2)
-            ui.text(
-                t("common.yuan_each", price=t.money(line.price_fen)),
-                pygame.Rect(x, inner.bottom - lh, name_w, lh),
-                color=c.muted,
-            )
-            sx = x + name_w + m.gap
-            sy = row.centery - m.touch // 2
-            can_more = (
-                pv is not None
-                and line.qty < pv.stock_left
-                and view.cart_count < view.max_cart_items
-            )
-            pid = line.product_id
-            ui.button(
-                pygame.Rect(sx, sy, m.touch, m.touch),
-                "−",
-                partial(self._set, pid, line.qty - 1),
-                name=f"minus-{pid}",
-                style="outline",
-                size=m.title,
-                max_lines=1,
-            )
-            ui.text(
-                str(line.qty),
-                pygame.Rect(sx + m.touch, sy, m.touch, m.touch),
-                size=m.title,
-                align="center",
-                valign="middle",
-                bold=True,
-                overflow="error",
-            )
-            ui.button(
-                pygame.Rect(sx + 2 * m.touch, sy, m.touch, m.touch),
-                "+",
-                partial(self._set, pid, line.qty + 1) if can_more else None,
-                name=f"plus-{pid}",
-                style="outline",
-                size=m.title,
-                max_lines=1,
-            )
-            ui.text(
-                t.money(line.total_fen),
-                pygame.Rect(inner.right - total_w, inner.y, total_w, inner.h),
-                align="right",
-                valign="middle",
-                bold=True,
-                overflow="error",
-            )
+            self._draw_line(ui, pygame.Rect(area.x, y, area.w, row_h), line)
             y += row_h + m.gap
         if pages > 1:
-            py = area.bottom - m.touch
-            bw = max(m.touch * 2, ui.measure(t("catalog.next"), m.text, True) + 2 * m.pad)
-            ui.button(
-                pygame.Rect(area.x, py, bw, m.touch),
-                t("catalog.prev"),
-                (lambda: self._turn(-1)) if self.page else None,
-                name="cart-prev",
-                style="outline",
-                max_lines=1,
-            )
-            ui.text(
-                t("cart.page", page=self.page + 1, pages=pages),
-                pygame.Rect(area.x + bw, py, area.w - 2 * bw, m.touch),
-                align="center",
-                valign="middle",
-            )
-            ui.button(
-                pygame.Rect(area.right - bw, py, bw, m.touch),
-                t("catalog.next"),
-                (lambda: self._turn(1)) if self.page < pages - 1 else None,
-                name="cart-next",
-                style="outline",
-                max_lines=1,
-            )
+            self._draw_pager(ui, area, pages)
+
+    def _draw_line(self, ui: Ui, row: pygame.Rect, line: CartLine) -> None:
+        """One cart line: picture, name and unit price, - qty +, line total."""
+        m, c, t = ui.m, ui.c, ui.t
+        view = self.app.view
+        pv = view.product(line.product_id)
+        ui.fill(row, c.surface, m.radius)
+        inner = row.inflate(-2 * m.pad, -2 * m.pad)
+        x = inner.x
+        if pv is not None and inner.w > 8 * m.touch:
+            side = inner.h
+            ui.image(self.app.images.surface(pv.product, side), pygame.Rect(x, inner.y, side, side))
+            x += side + m.gap
+        total_w = ui.measure(t.money(line.total_fen), m.text, True) + m.pad
+        step_w = 3 * m.touch
+        name_w = inner.right - x - step_w - total_w - 2 * m.gap
+        name = product_text(pv.product, "name", t.lang) if pv else line.product_id
+        lh = line_height(m.text)
+        ui.text(name, pygame.Rect(x, inner.y, name_w, inner.h - lh), max_lines=2)
+        ui.text(
+            t("common.yuan_each", price=t.money(line.price_fen)),
+            pygame.Rect(x, inner.bottom - lh, name_w, lh),
+            color=c.muted,
+        )
+        sx = x + name_w + m.gap
+        sy = row.centery - m.touch // 2
+        can_more = (
+            pv is not None and line.qty < pv.stock_left and view.cart_count < view.max_cart_items
+        )
+        pid = line.product_id
+        ui.button(
+            pygame.Rect(sx, sy, m.touch, m.touch),
+            "−",
+            partial(self._set, pid, line.qty - 1),
+            name=f"minus-{pid}",
+            style="outline",
+            size=m.title,
+            max_lines=1,
+        )
+        ui.text(
+            str(line.qty),
+            pygame.Rect(sx + m.touch, sy, m.touch, m.touch),
+            size=m.title,
+            align="center",
+            valign="middle",
+            bold=True,
+            overflow="error",
+        )
+        ui.button(
+            pygame.Rect(sx + 2 * m.touch, sy, m.touch, m.touch),
+            "+",
+            partial(self._set, pid, line.qty + 1) if can_more else None,
+            name=f"plus-{pid}",
+            style="outline",
+            size=m.title,
+            max_lines=1,
+        )
+        ui.text(
+            t.money(line.total_fen),
+            pygame.Rect(inner.right - total_w, inner.y, total_w, inner.h),
+            align="right",
+            valign="middle",
+            bold=True,
+            overflow="error",
+        )
+
+    def _draw_pager(self, ui: Ui, area: pygame.Rect, pages: int) -> None:
+        m, t = ui.m, ui.t
+        py = area.bottom - m.touch
+        bw = max(m.touch * 2, ui.measure(t("catalog.next"), m.text, True) + 2 * m.pad)
+        ui.button(
+            pygame.Rect(area.x, py, bw, m.touch),
+            t("catalog.prev"),
+            (lambda: self._turn(-1)) if self.page else None,
+            name="cart-prev",
+            style="outline",
+            max_lines=1,
+        )
+        ui.text(
+            t("cart.page", page=self.page + 1, pages=pages),
+            pygame.Rect(area.x + bw, py, area.w - 2 * bw, m.touch),
+            align="center",
+            valign="middle",
+        )
+        ui.button(
+            pygame.Rect(area.right - bw, py, bw, m.touch),
+            t("catalog.next"),
+            (lambda: self._turn(1)) if self.page < pages - 1 else None,
+            name="cart-next",
+            style="outline",
+            max_lines=1,
+        )
