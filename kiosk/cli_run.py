@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kiosk import systemd
+from kiosk import exitcodes, systemd
 from kiosk.app import UI_BEAT_S, App, Script, build_app
 from kiosk.config import KioskConfig, load_config, resolve_config_path
 from kiosk.headless import print_views
@@ -38,7 +38,6 @@ __all__ = ["TestRun", "cmd_ledger_verify", "cmd_run", "register", "run"]
 
 log = logging.getLogger("kiosk.run")
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 Say = Callable[[str], None]
 # the simulator's test features: (parsed `kiosk run` arguments, say) -> (key the controller
@@ -85,17 +84,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.script and not args.headless:
         print("kiosk run: --script needs --headless", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     if args.pay_via_province and (args.test_payments or not args.script):
         print(
             "kiosk run: --pay-via-province needs --script and excludes --test-payments",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+        return exitcodes.USAGE
     test_run: TestRun | None = getattr(args, "test_run", None)
     if (args.script or args.test_payments) and test_run is None:
         print("kiosk run: --script and --test-payments need the `kiosk` command", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     if args.test_payments:
         print("TEST PAYMENTS: confirmations are signed by a throwaway local key", file=sys.stderr)
 
@@ -124,9 +123,9 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
         print(f"ledger: {n} records, {len(problems)} problem(s)")
         for p in problems:
             print(f"  {p if isinstance(p, str) else f'seq {p.seq}: {p.kind.value}: {p.detail}'}")
-        return EXIT_FAIL
+        return exitcodes.FAIL
     print(f"ledger: {n} records, chain intact")
-    return EXIT_OK
+    return exitcodes.OK
 
 
 # --- the run --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kiosk import contract as ui
+from kiosk import exitcodes
 from kiosk.core.catalog import Catalog, Category, Product
 from kiosk.core.payment import (
     PaymentConfirmation,
@@ -44,7 +45,7 @@ __all__ = [
 
 log = logging.getLogger("kiosk.sync.apply")
 
-EXIT_RESTART = 75  # `restart_app`: EX_TEMPFAIL; the unit's Restart=on-failure starts us again
+EXIT_RESTART = exitcodes.RESTART  # `restart_app`; kept under this name for callers
 LOG_TAIL_MAX_BYTES = 48_000  # an event must stay below the 64 KiB message limit
 _META = ("name", "version", "kiosk_id", "issued_at")
 
