@@ -147,8 +147,13 @@ class ProvisioningCA:
     # --- tokens ----------------------------------------------------------------------------
 
     def issue_token(self, kiosk_id: str | None = None, ttl_s: float = TOKEN_TTL_S) -> str:
-        """A new one-time bootstrap token (shown once; only its hash is kept)."""
-        token = secrets.token_urlsafe(18)
+        """A new one-time bootstrap token (shown once; only its hash is kept): 120 random bits
+        as six groups of four Crockford base32 characters (`7K2Q-...`), easy to type and never
+        starting with "-" (a token that did was read as an option by `--token TOKEN`)."""
+        alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+        n = int.from_bytes(secrets.token_bytes(15), "big")
+        chars = "".join(alphabet[(n >> (5 * i)) & 31] for i in range(24))
+        token = "-".join(chars[i : i + 4] for i in range(0, 24, 4))
         with self._lock:
             self._db.execute(
                 "INSERT INTO tokens (token_sha256, kiosk_id, expires_at) VALUES (?, ?, ?)",
