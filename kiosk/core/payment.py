@@ -14,6 +14,7 @@ See docs/payments.md for the scheme and its reasoning.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -171,9 +172,19 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
 def _b64url_decode(text: str) -> bytes:
-    """Strict: any character outside the base64url alphabet is an error (binascii.Error)."""
-    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    """Strict base64url without padding: only `A-Z a-z 0-9 - _`, no `=`, no `+` or `/`, a length
+    that is not 1 mod 4, and zero unused trailing bits (one spelling per byte string); anything
+    else is an error (binascii.Error)."""
+    if not _B64URL_RE.match(text) or len(text) % 4 == 1:
+        raise binascii.Error(f"not unpadded base64url: {text!r}")
+    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64url(data) != text:
+        raise binascii.Error(f"non-canonical base64url (unused bits set): {text!r}")
+    return data
 
 
 def _url_canonical(kiosk_id: str, order_id: str, amount_fen: int, expires_at: int) -> bytes:
@@ -212,12 +223,22 @@ class PayUrlParams:
     expires_at: int
 
 
+_URL_PARAMS = ("o", "a", "e", "s")
+_DECIMAL_RE = re.compile(r"^[1-9][0-9]*\Z", re.ASCII)
+
+
 def parse_pay_url(url: str, secret_for_kiosk: Mapping[str, bytes]) -> PayUrlParams | None:
     """What the province does with a scanned URL: parse, look up the device secret, check the
     signature (constant time). Returns None for anything not signed by that kiosk."""
     try:
-        q = dict(parse_qsl(urlsplit(url).query, strict_parsing=True))
+        pairs = parse_qsl(urlsplit(url).query, strict_parsing=True, separator="&")
+        names = [n for n, _ in pairs if n in _URL_PARAMS]
+        if sorted(names) != sorted(_URL_PARAMS):  # each exactly once, also a repeated same value
+            return None
+        q = {n: v for n, v in pairs if n in _URL_PARAMS}
         order_id, sig = q["o"], q["s"]
+        if not (_DECIMAL_RE.match(q["a"]) and _DECIMAL_RE.match(q["e"])):
+            return None  # one spelling only: no sign, space, "_", leading zero or other digits
         amount, exp = int(q["a"]), int(q["e"])
         kiosk_id, _ = parse_order_id(order_id)
     except (KeyError, ValueError):

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
@@ -97,8 +98,18 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
 def _b64url_decode(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    """Strict base64url without padding (one spelling per byte string): no `=`, no `+` or `/`,
+    zero unused trailing bits; anything else is an error (binascii.Error)."""
+    if not _B64URL_RE.match(text) or len(text) % 4 == 1:
+        raise binascii.Error(f"not unpadded base64url: {text!r}")
+    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != text:
+        raise binascii.Error(f"non-canonical base64url (unused bits set): {text!r}")
+    return data
 
 
 def generate_keypair() -> tuple[bytes, bytes]:
