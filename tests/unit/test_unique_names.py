@@ -19,7 +19,6 @@ from tests.support.production import production_files
 # them); the set is then empty and stays empty.
 KNOWN_DUPLICATES = frozenset(
     {
-        "App",  # kiosk/app.py, kiosk/ui/app.py
         "BoardOffline",  # kiosk/core/sale.py, kiosk/hardware/board.py
         "Checkout",  # kiosk/contract.py, kiosk/core/sale.py
         "Controller",  # kiosk/contract.py (protocol), kiosk/controller.py
