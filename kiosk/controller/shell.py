@@ -346,7 +346,7 @@ class Controller:
         self._board_online = h.online
         if was is not False and not h.online:
             log_event(log, "board.offline", logging.WARNING, reason=h.reason)
-            self.sales.feed_all(sale.BoardOffline)
+            self.sales.feed_all(sale.BoardWentOffline)
         elif was is not True and h.online:
             log_event(log, "board.online")
 

@@ -19,8 +19,6 @@ from tests.support.production import production_files
 # them); the set is then empty and stays empty.
 KNOWN_DUPLICATES = frozenset(
     {
-        "BoardOffline",  # kiosk/core/sale.py, kiosk/hardware/board.py
-        "Checkout",  # kiosk/contract.py, kiosk/core/sale.py
         "Controller",  # kiosk/contract.py (protocol), kiosk/controller.py
         "SlotKind",  # kiosk/core/planogram.py, kiosk/hardware/protocol.py
         "Unlock",  # kiosk/core/sale.py, kiosk/hardware/protocol.py
