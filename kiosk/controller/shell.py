@@ -52,7 +52,7 @@ _CRASH_ENV = "KIOSK_CRASH_AT"  # kiosk.controller.crashpoints: the kill-at-every
 
 
 class Controller:
-    """See the module docstring. Implements `kiosk.contract.Controller` (post / view /
+    """See the module docstring. Implements `kiosk.contract.UiControllerPort` (post / view /
     set_notify). Start with `start()` (runs recovery), stop with `stop()`."""
 
     def __init__(

@@ -30,7 +30,6 @@ from kiosk.clock import Clock
 from kiosk.config import UiConfig
 from kiosk.contract import (
     BackToIdle,
-    Controller,
     Intent,
     LockSales,
     OpenDoor,
@@ -39,6 +38,7 @@ from kiosk.contract import (
     ServiceLogin,
     ServiceViewed,
     TestVend,
+    UiControllerPort,
     ViewState,
 )
 from kiosk.core.pin import PinLockout
@@ -148,7 +148,7 @@ class UiApp:
 
     def __init__(
         self,
-        controller: Controller,
+        controller: UiControllerPort,
         config: UiConfig,
         clock: Clock,
         *,
@@ -577,7 +577,7 @@ def open_display(config: UiConfig, kiosk_mode: bool = True) -> pygame.Surface:
 
 
 def run(
-    controller: Controller,
+    controller: UiControllerPort,
     ui_config: UiConfig,
     clock: Clock,
     *,

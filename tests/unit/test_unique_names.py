@@ -19,12 +19,10 @@ from tests.support.production import production_files
 # them); the set is then empty and stays empty.
 KNOWN_DUPLICATES = frozenset(
     {
-        "Controller",  # kiosk/contract.py (protocol), kiosk/controller.py
         "SlotKind",  # kiosk/core/planogram.py, kiosk/hardware/protocol.py
         "Unlock",  # kiosk/core/sale.py, kiosk/hardware/protocol.py
         "Vend",  # kiosk/core/sale.py, kiosk/hardware/protocol.py
         "VendOutcome",  # kiosk/core/sale.py, kiosk/hardware/board.py
-        "BoardInfo",  # kiosk/contract.py, kiosk/hardware/board.py
         # kiosk/hardware/protocol.py (our board protocol) and vmc_protocol.py (the VMC protocol)
         "Ack",
         "Command",
