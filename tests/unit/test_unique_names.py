@@ -19,10 +19,6 @@ from tests.support.production import production_files
 # them); the set is then empty and stays empty.
 KNOWN_DUPLICATES = frozenset(
     {
-        "SlotKind",  # kiosk/core/planogram.py, kiosk/hardware/protocol.py
-        "Unlock",  # kiosk/core/sale.py, kiosk/hardware/protocol.py
-        "Vend",  # kiosk/core/sale.py, kiosk/hardware/protocol.py
-        "VendOutcome",  # kiosk/core/sale.py, kiosk/hardware/board.py
         # kiosk/hardware/protocol.py (our board protocol) and vmc_protocol.py (the VMC protocol)
         "Ack",
         "Command",
