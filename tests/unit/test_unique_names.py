@@ -20,11 +20,6 @@ from tests.support.production import production_files
 KNOWN_DUPLICATES = frozenset(
     {
         # kiosk/hardware/protocol.py (our board protocol) and vmc_protocol.py (the VMC protocol)
-        "Ack",
-        "Command",
-        "Frame",
-        "FrameDecoder",
-        "Poll",
     }
 )
 
