@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kiosk.hardware.protocol import (
     FrameDecoder,
-    Vend,
+    VendRequest,
     decode_message,
     encode,
 )
@@ -34,7 +34,7 @@ def best_of(runs: int, fn: Callable[[], None]) -> float:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    msgs = [Vend(slot=i % 60, tx=i + 1) for i in range(n)]
+    msgs = [VendRequest(slot=i % 60, tx=i + 1) for i in range(n)]
     wires: list[bytes] = []
 
     def do_encode() -> None:

@@ -41,7 +41,7 @@ from kiosk.hardware.protocol import (  # noqa: E402
     Status,
     StatusReply,
     TxReply,
-    Vend,
+    VendRequest,
     encode,
 )
 
@@ -136,7 +136,7 @@ def bench_baud(directory: Path, baud: int, n: int) -> list[tuple[str, bool]]:
         base = int(time.time()) & 0xFFFFFF
 
         def vend(i: int) -> Message:
-            r = link.request(0, Vend(i % 60, base + i + 1))
+            r = link.request(0, VendRequest(i % 60, base + i + 1))
             assert isinstance(r, TxReply) and r.outcome is Outcome.ACCEPTED, r
             return r
 
@@ -148,7 +148,9 @@ def bench_baud(directory: Path, baud: int, n: int) -> list[tuple[str, bool]]:
             tx = base + i + 1
             while not board.outcome(tx).is_final:  # motor ~0: let it finish untimed
                 time.sleep(0.0005)
-        nbytes = len(encode(0, 0, Vend(1, 1))) + len(encode(0, 0, TxReply(1, 1, Outcome.ACCEPTED)))
+        nbytes = len(encode(0, 0, VendRequest(1, 1))) + len(
+            encode(0, 0, TxReply(1, 1, Outcome.ACCEPTED))
+        )
         out.append(row("VEND -> TX_REPLY", times, nbytes, baud))
         c = link.counters()
         out.append(

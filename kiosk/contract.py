@@ -2,7 +2,7 @@
 
 Owns: the shapes of `ViewState` (published by the controller, drawn by the UI; the network and
 board statuses in it are filled from the sync bridge and the cabinet), of every intent the UI
-posts, and the `Controller` protocol. Holds no behaviour and never does I/O. It lives outside
+posts, and the `UiControllerPort` protocol. Holds no behaviour and never does I/O. It lives outside
 `kiosk/ui/` so that the controller, `kiosk/degraded.py` and the sync bridge depend on this
 module, not on the UI package (import-linter contracts in pyproject.toml; docs/architecture.md).
 
@@ -32,11 +32,10 @@ from kiosk.core.catalog import Product
 __all__ = [
     "AddToCart",
     "BackToIdle",
-    "BoardInfo",
+    "BoardInfoView",
     "CancelOrder",
     "CartLine",
     "Checkout",
-    "Controller",
     "DispenseItem",
     "DispensingView",
     "DoneView",
@@ -60,6 +59,7 @@ __all__ = [
     "SlotView",
     "StartShopping",
     "TestVend",
+    "UiControllerPort",
     "ViewState",
 ]
 
@@ -180,7 +180,7 @@ class SlotView:
 
 
 @dataclass(frozen=True, slots=True)
-class BoardInfo:
+class BoardInfoView:
     connected: bool
     address: int = 0
     firmware: str = ""
@@ -205,7 +205,7 @@ class ServiceInfo:
     queue_depths: Mapping[str, int] = field(default_factory=dict)  # priority -> messages waiting
     last_connection: float | None = None  # wall-clock epoch seconds
     last_ack: float | None = None  # last end-to-end acknowledgement from the province
-    boards: tuple[BoardInfo, ...] = ()
+    boards: tuple[BoardInfoView, ...] = ()
     network: NetworkInfo = field(default_factory=lambda: NetworkInfo(online=False))
     slots: tuple[SlotView, ...] = ()
     last_result: str = ""  # short outcome of the last service action, shown as is
@@ -352,7 +352,7 @@ Intent = (
 )
 
 
-class Controller(Protocol):
+class UiControllerPort(Protocol):
     """What the UI needs from the controller."""
 
     def post(self, intent: Intent) -> None:

@@ -30,7 +30,7 @@ from kiosk.config import KioskConfig
 from kiosk.hardware.board import SUCCESSES, BoardError, SerialBoard, VendTimeout
 from kiosk.hardware.cli_board import describe, hold_past, tx_from_clock
 from kiosk.hardware.link import SerialLink
-from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, SlotKind
+from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, WireSlotKind
 from provisioning.files import command_config
 
 __all__ = [
@@ -210,7 +210,7 @@ def _sensor_checks(cfg: KioskConfig, name: str, chilled: bool, st: Any) -> list[
 def _slot_check(
     board: SerialBoard,
     name: str,
-    kinds: dict[int, SlotKind],
+    kinds: dict[int, WireSlotKind],
     timeout: float,
     clock: SystemClock,
     last_tx: int,
@@ -233,7 +233,7 @@ def _slot_check(
             )
             bar.update(f"slot {slot}: ERROR")
             continue
-        good = _LOCKER_OK if kinds[slot] is SlotKind.LOCKER else SUCCESSES
+        good = _LOCKER_OK if kinds[slot] is WireSlotKind.LOCKER else SUCCESSES
         ok = outcome in good
         results.append(
             {

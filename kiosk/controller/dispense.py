@@ -39,7 +39,7 @@ from kiosk.hardware.board import (
     BoardRejected,
     VendTimeout,
 )
-from kiosk.hardware.board import VendOutcome as BoardResult
+from kiosk.hardware.board import BoardVendResult as BoardResult
 from kiosk.hardware.protocol import Outcome
 from kiosk.log import log_event
 from kiosk.store import Store

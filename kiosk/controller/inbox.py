@@ -22,7 +22,7 @@ class Confirm:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusReply:
+class PaymentStatusItem:
     reply: PaymentStatusReply
 
 

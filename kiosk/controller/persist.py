@@ -200,7 +200,7 @@ class Persistence:
                     rules=rules,
                     out_of_service=self.bad_slots,
                 )
-                new, actions = sale.step(order, sale.Checkout(now))
+                new, actions = sale.step(order, sale.CheckoutStarted(now))
                 self.repo.save(conn, new, now)
                 self.repo.reserve(conn, new.order_id, taken)
         except STORE_ERRORS as e:

@@ -196,7 +196,7 @@ class Sales:
         self.inflight.discard(u.tx)
         order = self.orders.get(u.order_id)
         if order is not None:
-            self.feed(order, sale.BoardOffline(self.clock.time()))
+            self.feed(order, sale.BoardWentOffline(self.clock.time()))
 
     def tx_in_use(self, job: VendJob, known: Outcome) -> None:
         """The board knew a tx before it was first sent: alarm, and retry the line."""

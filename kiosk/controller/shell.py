@@ -52,7 +52,7 @@ _CRASH_ENV = "KIOSK_CRASH_AT"  # kiosk.controller.crashpoints: the kill-at-every
 
 
 class Controller:
-    """See the module docstring. Implements `kiosk.contract.Controller` (post / view /
+    """See the module docstring. Implements `kiosk.contract.UiControllerPort` (post / view /
     set_notify). Start with `start()` (runs recovery), stop with `stop()`."""
 
     def __init__(
@@ -235,7 +235,7 @@ class Controller:
         self._inbox.put(ib.Confirm(c))
 
     def submit_status_reply(self, reply: PaymentStatusReply) -> None:
-        self._inbox.put(ib.StatusReply(reply))
+        self._inbox.put(ib.PaymentStatusItem(reply))
 
     def board_state_changed(self, online: bool, reason: str = "") -> None:
         """Link listener hook (`SerialLink.add_state_listener`): faster than the status poll."""
@@ -305,7 +305,7 @@ class Controller:
             self._on_event(item.event)
         elif isinstance(item, ib.Confirm):
             self.sales.on_confirmation(item.confirmation)
-        elif isinstance(item, ib.StatusReply):
+        elif isinstance(item, ib.PaymentStatusItem):
             self.sales.on_status_reply(item.reply)
         elif isinstance(item, ib.TestDone):
             self.tech.test_done(item)
@@ -346,7 +346,7 @@ class Controller:
         self._board_online = h.online
         if was is not False and not h.online:
             log_event(log, "board.offline", logging.WARNING, reason=h.reason)
-            self.sales.feed_all(sale.BoardOffline)
+            self.sales.feed_all(sale.BoardWentOffline)
         elif was is not True and h.online:
             log_event(log, "board.online")
 

@@ -190,7 +190,7 @@ def _service_info(s: Snapshot) -> ui.ServiceInfo:
         version=kiosk.__version__,
         sales_locked=s.sales_locked,
         queue_depths=dict(s.queue_depths),
-        boards=(ui.BoardInfo(connected=bool(s.board_online)),),
+        boards=(ui.BoardInfoView(connected=bool(s.board_online)),),
         slots=slots,
         last_result=s.last_result,
     )

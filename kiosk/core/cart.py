@@ -156,9 +156,10 @@ def checkout(
 ) -> tuple[Order, dict[int, int]]:
     """Freeze prices, choose a slot per unit, and reserve.
 
-    Returns the order (state NEW; feed it `Checkout(now)` once committed) and the reservations
-    it adds, slot_no -> units. Each unit takes the slot with the most free stock (ties: lowest
-    slot number), which spreads wear and keeps a jammed slot from taking a whole cart.
+    Returns the order (state NEW; feed it `CheckoutStarted(now)` once committed) and the
+    reservations it adds, slot_no -> units. Each unit takes the slot with the most free stock
+    (ties: lowest slot number), which spreads wear and keeps a jammed slot from taking a whole
+    cart.
     """
     if not cart.items:
         raise CartError("the cart is empty")

@@ -33,9 +33,9 @@ __all__ = [
     "Action",
     "Alarm",
     "AlarmKind",
-    "BoardOffline",
+    "BoardWentOffline",
     "CancelReason",
-    "Checkout",
+    "CheckoutStarted",
     "ExtendRequested",
     "Illegal",
     "IllegalTransition",
@@ -258,7 +258,7 @@ class Order:
     lines: tuple[Line, ...]
     rules: SaleRules = field(default_factory=SaleRules)
     state: State = State.NEW
-    created_at: float = 0.0  # when the payment QR was first shown (Checkout input)
+    created_at: float = 0.0  # when the payment QR was first shown (CheckoutStarted input)
     expires_at: float = 0.0
     extensions: int = 0
     extend_offered: bool = False
@@ -302,7 +302,7 @@ class Order:
 
 
 @dataclass(frozen=True, slots=True)
-class Checkout:
+class CheckoutStarted:
     """The order was committed by the shell: show the payment QR, start the window."""
 
     now: float
@@ -348,7 +348,7 @@ class VendReported:
 
 
 @dataclass(frozen=True, slots=True)
-class BoardOffline:
+class BoardWentOffline:
     now: float
 
 
@@ -365,24 +365,24 @@ class Tick:
 
 
 Input = (
-    Checkout
+    CheckoutStarted
     | PaymentConfirmed
     | OfflineCodeEntered
     | ExtendRequested
     | ShopperCancel
     | VendReported
-    | BoardOffline
+    | BoardWentOffline
     | Recovery
     | Tick
 )
 INPUT_TYPES: tuple[type[Input], ...] = (
-    Checkout,
+    CheckoutStarted,
     PaymentConfirmed,
     OfflineCodeEntered,
     ExtendRequested,
     ShopperCancel,
     VendReported,
-    BoardOffline,
+    BoardWentOffline,
     Recovery,
     Tick,
 )
@@ -648,7 +648,7 @@ def _noop(order: Order, inp: Input) -> Result:
 
 
 def _new_checkout(order: Order, inp: Input) -> Result:
-    assert isinstance(inp, Checkout)
+    assert isinstance(inp, CheckoutStarted)
     if not order.lines:
         raise InputRejected(order.state, inp, "an order needs at least one line")
     new = replace(
@@ -661,7 +661,7 @@ def _new_checkout(order: Order, inp: Input) -> Result:
 
 
 def _cancel_input(order: Order, inp: Input) -> Result:
-    assert isinstance(inp, ShopperCancel | BoardOffline)
+    assert isinstance(inp, ShopperCancel | BoardWentOffline)
     reason = CancelReason.SHOPPER if isinstance(inp, ShopperCancel) else CancelReason.BOARD_OFFLINE
     return _persisted(order, *_cancel(order, reason, inp.now))
 
@@ -819,7 +819,7 @@ def _dispensing_tick(order: Order, inp: Input) -> Result:
 
 
 def _dispensing_offline(order: Order, inp: Input) -> Result:
-    assert isinstance(inp, BoardOffline)
+    assert isinstance(inp, BoardWentOffline)
     new = replace(order, state=State.SUSPENDED, suspended_at=inp.now)
     alarm = Alarm(AlarmKind.BOARD_OFFLINE, order.order_id, "board offline while dispensing")
     return _persisted(order, new, [alarm, Show(View.WAITING_FOR_BOARD, new)])
@@ -971,17 +971,17 @@ _CLOSED = "order is closed"
 
 _table: dict[tuple[State, type[Input]], Rule | Illegal] = {
     # NEW
-    (_S.NEW, Checkout): _r(_new_checkout, "show QR, start window", _S.AWAITING_PAYMENT),
+    (_S.NEW, CheckoutStarted): _r(_new_checkout, "show QR, start window", _S.AWAITING_PAYMENT),
     (_S.NEW, PaymentConfirmed): Illegal("QR never shown"),
     (_S.NEW, OfflineCodeEntered): Illegal("QR never shown"),
     (_S.NEW, ExtendRequested): Illegal("no payment window yet"),
     (_S.NEW, ShopperCancel): _r(_cancel_input, "release stock", _S.CANCELLED),
     (_S.NEW, VendReported): Illegal("not paid"),
-    (_S.NEW, BoardOffline): _r(_cancel_input, "release stock", _S.CANCELLED),
+    (_S.NEW, BoardWentOffline): _r(_cancel_input, "release stock", _S.CANCELLED),
     (_S.NEW, Recovery): Illegal("a NEW order is never persisted"),
     (_S.NEW, Tick): _r(_noop, "nothing", _S.NEW),
     # AWAITING_PAYMENT
-    (_S.AWAITING_PAYMENT, Checkout): Illegal("already checked out"),
+    (_S.AWAITING_PAYMENT, CheckoutStarted): Illegal("already checked out"),
     (_S.AWAITING_PAYMENT, PaymentConfirmed): _r(
         _awaiting_paid, "persist paid + line 0 tx, vend", _S.DISPENSING
     ),
@@ -996,7 +996,9 @@ _table: dict[tuple[State, type[Input]], Rule | Illegal] = {
     ),
     (_S.AWAITING_PAYMENT, ShopperCancel): _r(_cancel_input, "release stock", _S.CANCELLED),
     (_S.AWAITING_PAYMENT, VendReported): Illegal("not paid"),
-    (_S.AWAITING_PAYMENT, BoardOffline): _r(_cancel_input, "stop selling: cancel", _S.CANCELLED),
+    (_S.AWAITING_PAYMENT, BoardWentOffline): _r(
+        _cancel_input, "stop selling: cancel", _S.CANCELLED
+    ),
     (_S.AWAITING_PAYMENT, Recovery): _r(
         _awaiting_tick, "show QR again, ask province", _S.AWAITING_PAYMENT, _S.CANCELLED
     ),
@@ -1007,7 +1009,7 @@ _table: dict[tuple[State, type[Input]], Rule | Illegal] = {
         _S.CANCELLED,
     ),
     # DISPENSING
-    (_S.DISPENSING, Checkout): Illegal("already checked out"),
+    (_S.DISPENSING, CheckoutStarted): Illegal("already checked out"),
     (_S.DISPENSING, PaymentConfirmed): _r(_paid_again, _PAID_AGAIN, _S.DISPENSING),
     (_S.DISPENSING, OfflineCodeEntered): Illegal("already paid"),
     (_S.DISPENSING, ExtendRequested): Illegal("already paid"),
@@ -1020,11 +1022,11 @@ _table: dict[tuple[State, type[Input]], Rule | Illegal] = {
         _S.PARTLY_DELIVERED,
         _S.REFUND_DUE,
     ),
-    (_S.DISPENSING, BoardOffline): _r(_dispensing_offline, "wait, never resend", _S.SUSPENDED),
+    (_S.DISPENSING, BoardWentOffline): _r(_dispensing_offline, "wait, never resend", _S.SUSPENDED),
     (_S.DISPENSING, Recovery): _r(_dispensing_recovery, "QueryOutcome(tx)", _S.DISPENSING),
     (_S.DISPENSING, Tick): _r(_dispensing_tick, "no outcome: QueryOutcome(tx)", _S.DISPENSING),
     # SUSPENDED
-    (_S.SUSPENDED, Checkout): Illegal("already checked out"),
+    (_S.SUSPENDED, CheckoutStarted): Illegal("already checked out"),
     (_S.SUSPENDED, PaymentConfirmed): _r(_paid_again, _PAID_AGAIN, _S.SUSPENDED),
     (_S.SUSPENDED, OfflineCodeEntered): Illegal("already paid"),
     (_S.SUSPENDED, ExtendRequested): Illegal("already paid"),
@@ -1038,7 +1040,7 @@ _table: dict[tuple[State, type[Input]], Rule | Illegal] = {
         _S.PARTLY_DELIVERED,
         _S.REFUND_DUE,
     ),
-    (_S.SUSPENDED, BoardOffline): _r(_noop, "nothing", _S.SUSPENDED),
+    (_S.SUSPENDED, BoardWentOffline): _r(_noop, "nothing", _S.SUSPENDED),
     (_S.SUSPENDED, Recovery): _r(_dispensing_recovery, "QueryOutcome(tx)", _S.DISPENSING),
     (_S.SUSPENDED, Tick): _r(
         _suspended_tick,
@@ -1051,19 +1053,19 @@ _table: dict[tuple[State, type[Input]], Rule | Illegal] = {
 
 for _closed in (State.COMPLETED, State.PARTLY_DELIVERED, State.REFUND_DUE):
     _table |= {
-        (_closed, Checkout): Illegal(_CLOSED),
+        (_closed, CheckoutStarted): Illegal(_CLOSED),
         (_closed, PaymentConfirmed): _r(_paid_again, _PAID_AGAIN, _closed),
         (_closed, OfflineCodeEntered): Illegal(_CLOSED),
         (_closed, ExtendRequested): Illegal(_CLOSED),
         (_closed, ShopperCancel): Illegal(_CLOSED),
         (_closed, VendReported): _r(_closed_report, "late outcome: alarm if it differs", _closed),
-        (_closed, BoardOffline): _r(_noop, "nothing", _closed),
+        (_closed, BoardWentOffline): _r(_noop, "nothing", _closed),
         (_closed, Recovery): _r(_closed_recovery, "re-emit record, refund", _closed),
         (_closed, Tick): _r(_noop, "nothing", _closed),
     }
 
 _table |= {
-    (_S.CANCELLED, Checkout): Illegal(_CLOSED),
+    (_S.CANCELLED, CheckoutStarted): Illegal(_CLOSED),
     (_S.CANCELLED, PaymentConfirmed): _r(
         _cancelled_paid, "late payment: full refund, no vend", _S.REFUND_DUE
     ),
@@ -1071,7 +1073,7 @@ _table |= {
     (_S.CANCELLED, ExtendRequested): Illegal(_CLOSED),
     (_S.CANCELLED, ShopperCancel): _r(_noop, "nothing (double tap)", _S.CANCELLED),
     (_S.CANCELLED, VendReported): Illegal("never paid"),
-    (_S.CANCELLED, BoardOffline): _r(_noop, "nothing", _S.CANCELLED),
+    (_S.CANCELLED, BoardWentOffline): _r(_noop, "nothing", _S.CANCELLED),
     (_S.CANCELLED, Recovery): _r(_closed_recovery, "release stock again", _S.CANCELLED),
     (_S.CANCELLED, Tick): _r(_noop, "nothing", _S.CANCELLED),
 }

@@ -381,13 +381,13 @@ def _service_changed(s: Session, inp: Input) -> Result:
 
 
 @dataclass(frozen=True, slots=True)
-class Rule:
+class SessionRule:
     handler: Handler
     summary: str
 
 
-def _r(handler: Handler, summary: str) -> Rule:
-    return Rule(handler, summary)
+def _r(handler: Handler, summary: str) -> SessionRule:
+    return SessionRule(handler, summary)
 
 
 _P = Phase
@@ -401,7 +401,7 @@ _SET = _r(_set_qty, "set the quantity (or Note why not)")
 _CHECKOUT = _r(_checkout, "if selling and the cart has items: PlaceOrder")
 _LEAVE = _r(_leave, "empty the cart, nothing on screen")
 
-_table: dict[tuple[Phase, type[Input]], Rule] = {}
+_table: dict[tuple[Phase, type[Input]], SessionRule] = {}
 for _ph in (_P.IDLE, _P.SHOPPING):
     _table |= {
         (_ph, Browse): _BROWSE,
@@ -448,7 +448,7 @@ for _ph in Phase:  # what the shell reports: taken in every phase
         (_ph, Fed): _r(_stepped, "the shown order's state; leaving and closed: as IDLE"),
         (_ph, ServiceChanged): _r(_service_changed, "selling or not"),
     }
-TRANSITIONS: Mapping[tuple[Phase, type[Input]], Rule] = _table
+TRANSITIONS: Mapping[tuple[Phase, type[Input]], SessionRule] = _table
 
 
 def step(s: Session, inp: Input) -> Result:

@@ -1,7 +1,7 @@
 """The board driver API: everything the rest of the kiosk may ask of the cabinet's control boards.
 
 Owns: the ``BoardDriver`` interface and its value types (``BoardInfo``, ``BoardStatus``,
-``VendOutcome``), the handshake (IDENTIFY on connect, after BOARD_RESET, after NAK
+``BoardVendResult``), the handshake (IDENTIFY on connect, after BOARD_RESET, after NAK
 NOT_IDENTIFIED and after a board was unreachable), the blocking vend flow (VEND, wait for the
 VEND_RESULT event, and on a deadline, a board reset or a lost event ask OUTCOME instead of
 resending), and slot routing across several boards on one bus (``Cabinet``).
@@ -48,15 +48,15 @@ from kiosk.hardware.protocol import (
     OutcomeQuery,
     OutcomeReply,
     SlotGroup,
-    SlotKind,
     Status,
     StatusReply,
     TemperatureEvent,
     TestSlot,
     TxReply,
-    Unlock,
-    Vend,
+    UnlockRequest,
+    VendRequest,
     VendResult,
+    WireSlotKind,
 )
 from kiosk.log import log_event
 
@@ -75,10 +75,10 @@ __all__ = [
     "BoardProtocolError",
     "BoardRejected",
     "BoardStatus",
+    "BoardVendResult",
     "Cabinet",
     "SerialBoard",
     "SlotRef",
-    "VendOutcome",
     "VendTimeout",
 ]
 
@@ -199,10 +199,10 @@ class BoardInfo:
         return sum(g.count for g in self.slot_groups)
 
     @property
-    def slot_kinds(self) -> dict[int, SlotKind]:
+    def slot_kinds(self) -> dict[int, WireSlotKind]:
         return {g.first + i: g.kind for g in self.slot_groups for i in range(g.count)}
 
-    def slot_kind(self, slot: int) -> SlotKind | None:
+    def slot_kind(self, slot: int) -> WireSlotKind | None:
         for g in self.slot_groups:
             if g.first <= slot < g.first + g.count:
                 return g.kind
@@ -233,7 +233,7 @@ class BoardStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class VendOutcome:
+class BoardVendResult:
     """How a VEND / UNLOCK / TEST_SLOT ended.
 
     ``source``: "reply" (the immediate TX_REPLY was already final, e.g. a refusal or a repeat of
@@ -265,7 +265,7 @@ class BoardDriver(Protocol):
 
     def status(self) -> BoardStatus: ...
 
-    def vend(self, slot: int, tx: int, timeout: float = DEFAULT_VEND_TIMEOUT) -> VendOutcome:
+    def vend(self, slot: int, tx: int, timeout: float = DEFAULT_VEND_TIMEOUT) -> BoardVendResult:
         """Run a spiral/belt slot once for ``tx``; block until the final outcome.
 
         Raises BoardOffline / VendTimeout (outcome unknown: call ``outcome(tx)`` later),
@@ -273,11 +273,15 @@ class BoardDriver(Protocol):
         """
         ...
 
-    def unlock(self, slot: int, tx: int, timeout: float = DEFAULT_UNLOCK_TIMEOUT) -> VendOutcome:
+    def unlock(
+        self, slot: int, tx: int, timeout: float = DEFAULT_UNLOCK_TIMEOUT
+    ) -> BoardVendResult:
         """Release a locker door for ``tx``; block until it was opened and closed (or not)."""
         ...
 
-    def test_slot(self, slot: int, tx: int, timeout: float = DEFAULT_TEST_TIMEOUT) -> VendOutcome:
+    def test_slot(
+        self, slot: int, tx: int, timeout: float = DEFAULT_TEST_TIMEOUT
+    ) -> BoardVendResult:
         """Technician test of one slot (no sale); same flow as ``vend``."""
         ...
 
@@ -381,13 +385,17 @@ class SerialBoard:
             raise self._unexpected(reply, "STATUS")
         return BoardStatus.from_reply(reply)
 
-    def vend(self, slot: int, tx: int, timeout: float = DEFAULT_VEND_TIMEOUT) -> VendOutcome:
-        return self._run_tx(Vend(slot, tx), timeout)
+    def vend(self, slot: int, tx: int, timeout: float = DEFAULT_VEND_TIMEOUT) -> BoardVendResult:
+        return self._run_tx(VendRequest(slot, tx), timeout)
 
-    def unlock(self, slot: int, tx: int, timeout: float = DEFAULT_UNLOCK_TIMEOUT) -> VendOutcome:
-        return self._run_tx(Unlock(slot, tx), timeout)
+    def unlock(
+        self, slot: int, tx: int, timeout: float = DEFAULT_UNLOCK_TIMEOUT
+    ) -> BoardVendResult:
+        return self._run_tx(UnlockRequest(slot, tx), timeout)
 
-    def test_slot(self, slot: int, tx: int, timeout: float = DEFAULT_TEST_TIMEOUT) -> VendOutcome:
+    def test_slot(
+        self, slot: int, tx: int, timeout: float = DEFAULT_TEST_TIMEOUT
+    ) -> BoardVendResult:
         return self._run_tx(TestSlot(slot, tx), timeout)
 
     def outcome(self, tx: int) -> Outcome:
@@ -451,7 +459,7 @@ class SerialBoard:
             self._disruptions += 1
             self._cond.notify_all()
 
-    def _tx_request(self, msg: Vend | Unlock | TestSlot) -> TxReply:
+    def _tx_request(self, msg: VendRequest | UnlockRequest | TestSlot) -> TxReply:
         if self.link.board_answering(self.address) is False:
             # Spec 5: no VEND / UNLOCK / TEST_SLOT to a board that is down; nothing was sent.
             raise BoardOffline(self.address, self.link.last_error or "not answering")
@@ -488,13 +496,15 @@ class SerialBoard:
             raise BoardProtocolError(f"board {self.address}: OUTCOME_REPLY for tx {reply.tx}")
         return reply
 
-    def _run_tx(self, msg: Vend | Unlock | TestSlot, timeout: float) -> VendOutcome:
+    def _run_tx(
+        self, msg: VendRequest | UnlockRequest | TestSlot, timeout: float
+    ) -> BoardVendResult:
         start = self._clock.monotonic()
         deadline = start + timeout
         tx, slot = msg.tx, msg.slot
 
-        def done(outcome: Outcome, source: str) -> VendOutcome:
-            result = VendOutcome(tx, slot, outcome, self._clock.monotonic() - start, source)
+        def done(outcome: Outcome, source: str) -> BoardVendResult:
+            result = BoardVendResult(tx, slot, outcome, self._clock.monotonic() - start, source)
             log_event(
                 log,
                 "board.tx_done",
@@ -657,12 +667,12 @@ class Cabinet:
         main = infos[self._main]
         if self._map is None:
             return main
-        kinds: dict[int, SlotKind] = {}
+        kinds: dict[int, WireSlotKind] = {}
         for cab_slot, (addr, idx) in sorted(self._map.items()):
             kind = infos[addr].slot_kind(idx)
             if kind is not None:
                 kinds[cab_slot] = kind
-        lockers = {k is SlotKind.LOCKER for k in kinds.values()}
+        lockers = {k is WireSlotKind.LOCKER for k in kinds.values()}
         cabinet = (
             CabinetKind.MIXED
             if len(lockers) > 1
@@ -707,21 +717,25 @@ class Cabinet:
                     out.add(cab)
         return frozenset(out)
 
-    def vend(self, slot: int, tx: int, timeout: float = DEFAULT_VEND_TIMEOUT) -> VendOutcome:
+    def vend(self, slot: int, tx: int, timeout: float = DEFAULT_VEND_TIMEOUT) -> BoardVendResult:
         return self._run(slot, tx, lambda b, idx: b.vend(idx, tx, timeout))
 
-    def unlock(self, slot: int, tx: int, timeout: float = DEFAULT_UNLOCK_TIMEOUT) -> VendOutcome:
+    def unlock(
+        self, slot: int, tx: int, timeout: float = DEFAULT_UNLOCK_TIMEOUT
+    ) -> BoardVendResult:
         return self._run(slot, tx, lambda b, idx: b.unlock(idx, tx, timeout))
 
-    def test_slot(self, slot: int, tx: int, timeout: float = DEFAULT_TEST_TIMEOUT) -> VendOutcome:
+    def test_slot(
+        self, slot: int, tx: int, timeout: float = DEFAULT_TEST_TIMEOUT
+    ) -> BoardVendResult:
         return self._run(slot, tx, lambda b, idx: b.test_slot(idx, tx, timeout))
 
     def _run(
-        self, slot: int, tx: int, call: Callable[[BoardDriver, int], VendOutcome]
-    ) -> VendOutcome:
+        self, slot: int, tx: int, call: Callable[[BoardDriver, int], BoardVendResult]
+    ) -> BoardVendResult:
         ref = self.route(slot)
         if ref is None:
-            return VendOutcome(tx, slot, Outcome.INVALID_SLOT, 0.0, "host")
+            return BoardVendResult(tx, slot, Outcome.INVALID_SLOT, 0.0, "host")
         addr, idx = ref
         with self._lock:
             self._tx_board[tx] = addr
@@ -759,7 +773,7 @@ class Cabinet:
         self._listeners.emit(address, translated)
 
 
-def _groups(kinds: Mapping[int, SlotKind]) -> tuple[SlotGroup, ...]:
+def _groups(kinds: Mapping[int, WireSlotKind]) -> tuple[SlotGroup, ...]:
     groups: list[SlotGroup] = []
     for slot in sorted(kinds):
         kind = kinds[slot]

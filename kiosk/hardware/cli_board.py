@@ -28,12 +28,12 @@ from kiosk.hardware.board import (
     BoardInfo,
     BoardOffline,
     BoardStatus,
+    BoardVendResult,
     SerialBoard,
-    VendOutcome,
     VendTimeout,
 )
 from kiosk.hardware.link import SerialLink
-from kiosk.hardware.protocol import Outcome, SlotKind
+from kiosk.hardware.protocol import Outcome, WireSlotKind
 
 __all__ = ["describe", "register"]
 
@@ -311,7 +311,7 @@ def _status_json(st: BoardStatus) -> dict[str, Any]:
     }
 
 
-def _result_json(r: VendOutcome) -> dict[str, Any]:
+def _result_json(r: BoardVendResult) -> dict[str, Any]:
     return {
         "slot": r.slot,
         "tx": r.tx,
@@ -322,7 +322,7 @@ def _result_json(r: VendOutcome) -> dict[str, Any]:
     }
 
 
-def _result_line(r: VendOutcome) -> str:
+def _result_line(r: BoardVendResult) -> str:
     return f"slot {r.slot}: {r.outcome.name} ({describe(r.outcome)}) tx={r.tx} in {r.seconds:.1f} s"
 
 
@@ -364,7 +364,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
-def _cmd_tx(args: argparse.Namespace, run: Callable[[SerialBoard, int, int], VendOutcome]) -> int:
+def _cmd_tx(
+    args: argparse.Namespace, run: Callable[[SerialBoard, int, int], BoardVendResult]
+) -> int:
     clock = SystemClock()
     tx = args.tx or tx_from_clock(clock)
     try:
@@ -375,7 +377,7 @@ def _cmd_tx(args: argparse.Namespace, run: Callable[[SerialBoard, int, int], Ven
 
 
 def _cmd_tx_body(
-    args: argparse.Namespace, run: Callable[[SerialBoard, int, int], VendOutcome], tx: int
+    args: argparse.Namespace, run: Callable[[SerialBoard, int, int], BoardVendResult], tx: int
 ) -> int:
 
     def body(board: SerialBoard) -> int:
@@ -443,7 +445,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
                 results.append({"slot": slot, "tx": tx, "outcome": e.outcome.name, "ok": False})
                 _say(args, f"slot {slot}: {e.outcome.name} after {args.timeout:g} s tx={tx}")
                 continue
-            ok = r.outcome in (_TEST_OK if kinds.get(slot) is SlotKind.LOCKER else SUCCESSES)
+            ok = r.outcome in (_TEST_OK if kinds.get(slot) is WireSlotKind.LOCKER else SUCCESSES)
             results.append({"ok": ok, **_result_json(r)})
             _say(args, _result_line(r) + ("" if ok else "  <-- FAIL"))
         failed = [r["slot"] for r in results if not r["ok"]]

@@ -65,7 +65,6 @@ __all__ = [
     "Reset",
     "ResetReason",
     "SlotGroup",
-    "SlotKind",
     "Status",
     "StatusReply",
     "TemperatureEvent",
@@ -73,9 +72,10 @@ __all__ = [
     "TestSlot",
     "TxReply",
     "UnknownCommand",
-    "Unlock",
-    "Vend",
+    "UnlockRequest",
+    "VendRequest",
     "VendResult",
+    "WireSlotKind",
     "crc16_ccitt_false",
     "decode_message",
     "encode",
@@ -218,7 +218,7 @@ class ErrorCode(enum.IntEnum):
     INTERNAL = 0x7F
 
 
-class SlotKind(enum.IntEnum):
+class WireSlotKind(enum.IntEnum):
     SPIRAL = 0x01
     BELT = 0x02
     LOCKER = 0x03
@@ -446,7 +446,7 @@ class SlotGroup:
 
     first: int
     count: int
-    kind: SlotKind
+    kind: WireSlotKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +505,7 @@ class IdentifyReply:
         groups = []
         for _ in range(r.u8()):
             first, count, kind = struct.unpack("<HHB", r.take(5))
-            groups.append(SlotGroup(first, count, _enum(SlotKind, kind)))
+            groups.append(SlotGroup(first, count, _enum(WireSlotKind, kind)))
         r.end()
         return cls(
             ver,
@@ -545,24 +545,24 @@ class _SlotTx:
 
 
 @dataclass(frozen=True, slots=True)
-class Vend(_SlotTx):
+class VendRequest(_SlotTx):
     """Spiral/belt: run the motor of ``slot`` once for transaction ``tx``."""
 
     CODE: ClassVar[Command] = Command.VEND
 
     @classmethod
-    def decode(cls, p: bytes) -> Vend:
+    def decode(cls, p: bytes) -> VendRequest:
         return cls(*cls._fields(p))
 
 
 @dataclass(frozen=True, slots=True)
-class Unlock(_SlotTx):
+class UnlockRequest(_SlotTx):
     """Locker: release the lock of ``slot`` for transaction ``tx``."""
 
     CODE: ClassVar[Command] = Command.UNLOCK
 
     @classmethod
-    def decode(cls, p: bytes) -> Unlock:
+    def decode(cls, p: bytes) -> UnlockRequest:
         return cls(*cls._fields(p))
 
 
@@ -813,8 +813,8 @@ Message: TypeAlias = (
     Ping
     | Identify
     | Status
-    | Vend
-    | Unlock
+    | VendRequest
+    | UnlockRequest
     | OutcomeQuery
     | TestSlot
     | Reset
@@ -848,8 +848,8 @@ _DECODERS: Final[dict[int, Callable[[bytes], Message]]] = {
     Command.PING: _empty(Ping),
     Command.IDENTIFY: Identify.decode,
     Command.STATUS: _empty(Status),
-    Command.VEND: Vend.decode,
-    Command.UNLOCK: Unlock.decode,
+    Command.VEND: VendRequest.decode,
+    Command.UNLOCK: UnlockRequest.decode,
     Command.OUTCOME: OutcomeQuery.decode,
     Command.TEST_SLOT: TestSlot.decode,
     Command.RESET: _empty(Reset),

@@ -61,11 +61,9 @@ __all__ = [
     "POLL_ANSWER_BUDGET",
     "POLL_FRAME",
     "STX",
-    "Ack",
     "BadLength",
     "BadValue",
     "CheckSelection",
-    "Command",
     "CommandAcked",
     "CommandGivenUp",
     "CommandSent",
@@ -76,15 +74,12 @@ __all__ = [
     "DispenseCode",
     "DispensingStatus",
     "DriveSelection",
-    "Frame",
-    "FrameDecoder",
     "GiveUpReason",
     "InfoSync",
     "MachineStatusQuery",
     "MachineStatusReply",
     "Message",
     "Output",
-    "Poll",
     "ProtocolError",
     "Queued",
     "Received",
@@ -99,6 +94,11 @@ __all__ = [
     "UnknownCommand",
     "UpperCommand",
     "UpperSession",
+    "VmcAck",
+    "VmcCommand",
+    "VmcFrame",
+    "VmcFrameDecoder",
+    "VmcPoll",
     "VmcResumed",
     "VmcSilent",
     "classify_dispense",
@@ -167,7 +167,7 @@ def _flag(value: int, name: str) -> bool:
 # --------------------------------------------------------------------------
 
 
-class Command(enum.IntEnum):
+class VmcCommand(enum.IntEnum):
     """Implemented command codes (direction in brackets)."""
 
     CHECK_SELECTION = 0x01  # kiosk -> VMC
@@ -320,10 +320,10 @@ class DeliveryState(enum.IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Poll:
+class VmcPoll:
     """VMC -> kiosk: "anything for me?" Answer with ACK or one command within 100 ms."""
 
-    CODE: ClassVar[Command] = Command.POLL
+    CODE: ClassVar[VmcCommand] = VmcCommand.POLL
     HAS_COMM: ClassVar[bool] = False
 
     def text(self) -> bytes:
@@ -331,10 +331,10 @@ class Poll:
 
 
 @dataclass(frozen=True, slots=True)
-class Ack:
+class VmcAck:
     """Both ways: the last frame arrived. Carries no communication number."""
 
-    CODE: ClassVar[Command] = Command.ACK
+    CODE: ClassVar[VmcCommand] = VmcCommand.ACK
     HAS_COMM: ClassVar[bool] = False
 
     def text(self) -> bytes:
@@ -354,7 +354,7 @@ def _u16(text: bytes) -> int:
 class CheckSelection:
     """Kiosk -> VMC: is ``selection`` usable? The VMC answers with SelectionStatus."""
 
-    CODE: ClassVar[Command] = Command.CHECK_SELECTION
+    CODE: ClassVar[VmcCommand] = VmcCommand.CHECK_SELECTION
     HAS_COMM: ClassVar[bool] = True
     selection: int
 
@@ -371,7 +371,7 @@ class CheckSelection:
 class SelectionStatus:
     """VMC -> kiosk: state of a selection (raw byte kept; ``known`` is the enum)."""
 
-    CODE: ClassVar[Command] = Command.SELECTION_STATUS
+    CODE: ClassVar[VmcCommand] = VmcCommand.SELECTION_STATUS
     HAS_COMM: ClassVar[bool] = True
     state: int
     selection: int
@@ -400,7 +400,7 @@ class SelectionStatus:
 class SelectToBuy:
     """Kiosk -> VMC: vend one item from ``selection`` (VMC's own drop-sensor setting)."""
 
-    CODE: ClassVar[Command] = Command.SELECT_TO_BUY
+    CODE: ClassVar[VmcCommand] = VmcCommand.SELECT_TO_BUY
     HAS_COMM: ClassVar[bool] = True
     selection: int
 
@@ -417,7 +417,7 @@ class SelectToBuy:
 class DriveSelection:
     """Kiosk -> VMC: run ``selection``'s motor, choosing drop sensor and elevator use."""
 
-    CODE: ClassVar[Command] = Command.DRIVE_SELECTION
+    CODE: ClassVar[VmcCommand] = VmcCommand.DRIVE_SELECTION
     HAS_COMM: ClassVar[bool] = True
     selection: int
     drop_sensor: bool = True
@@ -438,7 +438,7 @@ class DriveSelection:
 class DispensingStatus:
     """VMC -> kiosk: progress or result of a vend. ``extra``: optional 5th byte (microwave)."""
 
-    CODE: ClassVar[Command] = Command.DISPENSING_STATUS
+    CODE: ClassVar[VmcCommand] = VmcCommand.DISPENSING_STATUS
     HAS_COMM: ClassVar[bool] = True
     status: int
     selection: int
@@ -479,7 +479,7 @@ _SELECTION_INFO = struct.Struct(">HIBBHB")
 class SelectionInfo:
     """VMC -> kiosk (after an information sync): one selection's configuration."""
 
-    CODE: ClassVar[Command] = Command.SELECTION_INFO
+    CODE: ClassVar[VmcCommand] = VmcCommand.SELECTION_INFO
     HAS_COMM: ClassVar[bool] = True
     selection: int
     price: int  # in the VMC's smallest unit (its decimal-point setting); not authoritative
@@ -513,7 +513,7 @@ class SelectionInfo:
 class SetPollInterval:
     """Kiosk -> VMC: poll every ``interval_ms`` (100..2000, in steps of 100)."""
 
-    CODE: ClassVar[Command] = Command.SET_POLL_INTERVAL
+    CODE: ClassVar[VmcCommand] = VmcCommand.SET_POLL_INTERVAL
     HAS_COMM: ClassVar[bool] = True
     interval_ms: int
 
@@ -533,7 +533,7 @@ class InfoSync:
     """Both ways. From the VMC: "sync with me" (typically after its boot). From the kiosk:
     "send me your configuration" (the VMC answers with SelectionInfo frames)."""
 
-    CODE: ClassVar[Command] = Command.INFO_SYNC
+    CODE: ClassVar[VmcCommand] = VmcCommand.INFO_SYNC
     HAS_COMM: ClassVar[bool] = True
 
     def text(self) -> bytes:
@@ -549,7 +549,7 @@ class InfoSync:
 class MachineStatusQuery:
     """Kiosk -> VMC: request the machine status (0x52)."""
 
-    CODE: ClassVar[Command] = Command.MACHINE_STATUS_QUERY
+    CODE: ClassVar[VmcCommand] = VmcCommand.MACHINE_STATUS_QUERY
     HAS_COMM: ClassVar[bool] = True
 
     def text(self) -> bytes:
@@ -567,7 +567,7 @@ class MachineStatusReply:
     published tail (change amounts, machine id, temperature, humidity) has no agreed byte
     layout and is kept raw in ``tail``."""
 
-    CODE: ClassVar[Command] = Command.MACHINE_STATUS
+    CODE: ClassVar[VmcCommand] = VmcCommand.MACHINE_STATUS
     HAS_COMM: ClassVar[bool] = True
     bill_acceptor: int
     coin_acceptor: int
@@ -603,7 +603,7 @@ class MachineStatusReply:
 class DeliveryStatusQuery:
     """Kiosk -> VMC: request the elevator / delivery-door state (0x54)."""
 
-    CODE: ClassVar[Command] = Command.DELIVERY_STATUS_QUERY
+    CODE: ClassVar[VmcCommand] = VmcCommand.DELIVERY_STATUS_QUERY
     HAS_COMM: ClassVar[bool] = True
 
     def text(self) -> bytes:
@@ -619,7 +619,7 @@ class DeliveryStatusQuery:
 class DeliveryStatusReply:
     """VMC -> kiosk: elevator / delivery-door state; further bytes, if any, kept raw."""
 
-    CODE: ClassVar[Command] = Command.DELIVERY_STATUS
+    CODE: ClassVar[VmcCommand] = VmcCommand.DELIVERY_STATUS
     HAS_COMM: ClassVar[bool] = True
     state: int
     tail: bytes = b""
@@ -652,8 +652,8 @@ class Undecodable:
 
 
 Message: TypeAlias = (
-    Poll
-    | Ack
+    VmcPoll
+    | VmcAck
     | CheckSelection
     | SelectionStatus
     | SelectToBuy
@@ -689,7 +689,7 @@ _UPPER_COMMANDS: Final = (
 )
 
 
-def _empty(cls: type[Poll] | type[Ack]) -> Callable[[bytes], Message]:
+def _empty(cls: type[VmcPoll] | type[VmcAck]) -> Callable[[bytes], Message]:
     def decode(text: bytes) -> Message:
         _need(text, (0,), cls.CODE.name)
         return cls()
@@ -698,20 +698,20 @@ def _empty(cls: type[Poll] | type[Ack]) -> Callable[[bytes], Message]:
 
 
 _DECODERS: Final[dict[int, Callable[[bytes], Message]]] = {
-    Command.POLL: _empty(Poll),
-    Command.ACK: _empty(Ack),
-    Command.CHECK_SELECTION: CheckSelection.decode,
-    Command.SELECTION_STATUS: SelectionStatus.decode,
-    Command.SELECT_TO_BUY: SelectToBuy.decode,
-    Command.DISPENSING_STATUS: DispensingStatus.decode,
-    Command.DRIVE_SELECTION: DriveSelection.decode,
-    Command.SELECTION_INFO: SelectionInfo.decode,
-    Command.SET_POLL_INTERVAL: SetPollInterval.decode,
-    Command.INFO_SYNC: InfoSync.decode,
-    Command.MACHINE_STATUS_QUERY: MachineStatusQuery.decode,
-    Command.MACHINE_STATUS: MachineStatusReply.decode,
-    Command.DELIVERY_STATUS_QUERY: DeliveryStatusQuery.decode,
-    Command.DELIVERY_STATUS: DeliveryStatusReply.decode,
+    VmcCommand.POLL: _empty(VmcPoll),
+    VmcCommand.ACK: _empty(VmcAck),
+    VmcCommand.CHECK_SELECTION: CheckSelection.decode,
+    VmcCommand.SELECTION_STATUS: SelectionStatus.decode,
+    VmcCommand.SELECT_TO_BUY: SelectToBuy.decode,
+    VmcCommand.DISPENSING_STATUS: DispensingStatus.decode,
+    VmcCommand.DRIVE_SELECTION: DriveSelection.decode,
+    VmcCommand.SELECTION_INFO: SelectionInfo.decode,
+    VmcCommand.SET_POLL_INTERVAL: SetPollInterval.decode,
+    VmcCommand.INFO_SYNC: InfoSync.decode,
+    VmcCommand.MACHINE_STATUS_QUERY: MachineStatusQuery.decode,
+    VmcCommand.MACHINE_STATUS: MachineStatusReply.decode,
+    VmcCommand.DELIVERY_STATUS_QUERY: DeliveryStatusQuery.decode,
+    VmcCommand.DELIVERY_STATUS: DeliveryStatusReply.decode,
 }
 
 
@@ -721,7 +721,7 @@ _DECODERS: Final[dict[int, Callable[[bytes], Message]]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
+class VmcFrame:
     """One frame: command code, communication number (None when LEN is 0), text."""
 
     command: int
@@ -729,7 +729,7 @@ class Frame:
     text: bytes = b""
 
 
-def encode_frame(frame: Frame) -> bytes:
+def encode_frame(frame: VmcFrame) -> bytes:
     """Serialize a frame: STX, CMD, LEN, COMM, TEXT, XOR."""
     _check(frame.command, 0, 0xFF, "command")
     if frame.comm is None:
@@ -753,27 +753,27 @@ def encode(msg: Message, comm: int | None = None) -> bytes:
         _check(comm, COMM_MIN, COMM_MAX, "comm")
     elif comm is not None:
         raise BadValue(f"{msg.CODE.name} carries no communication number")
-    return encode_frame(Frame(msg.CODE, comm, msg.text()))
+    return encode_frame(VmcFrame(msg.CODE, comm, msg.text()))
 
 
-POLL_FRAME: Final = encode(Poll())  # FA FB 41 00 40
-ACK_FRAME: Final = encode(Ack())  # FA FB 42 00 43
+POLL_FRAME: Final = encode(VmcPoll())  # FA FB 41 00 40
+ACK_FRAME: Final = encode(VmcAck())  # FA FB 42 00 43
 
 
-def decode_message(frame: Frame) -> Message:
+def decode_message(frame: VmcFrame) -> Message:
     """Decode a frame's text. Raises UnknownCommand, BadLength or BadValue."""
     decoder = _DECODERS.get(frame.command)
     if decoder is None:
         raise UnknownCommand(frame.command)
-    if frame.command in (Command.POLL, Command.ACK):
+    if frame.command in (VmcCommand.POLL, VmcCommand.ACK):
         if frame.comm is not None:
-            raise BadLength(f"{Command(frame.command).name} must have LEN 0")
+            raise BadLength(f"{VmcCommand(frame.command).name} must have LEN 0")
     elif frame.comm is None:
-        raise BadLength(f"{Command(frame.command).name}: LEN 0, no communication number")
+        raise BadLength(f"{VmcCommand(frame.command).name}: LEN 0, no communication number")
     return decoder(frame.text)
 
 
-class FrameDecoder:
+class VmcFrameDecoder:
     """Incremental, resynchronising frame parser: feed bytes, take XOR-checked frames.
 
     Never raises on line noise. A candidate start whose LEN is above MAX_LEN, a POLL or ACK
@@ -787,7 +787,7 @@ class FrameDecoder:
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._ready: deque[Frame] = deque()
+        self._ready: deque[VmcFrame] = deque()
         self.frames_ok = 0
         self.xor_errors = 0
         self.false_starts = 0  # impossible LEN
@@ -813,7 +813,7 @@ class FrameDecoder:
             self._drop(1)
             self._parse()
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self) -> Iterator[VmcFrame]:
         """Yield (and remove) every complete frame received so far."""
         while self._ready:
             yield self._ready.popleft()
@@ -843,7 +843,7 @@ class FrameDecoder:
             if end - pos < HEADER_SIZE:
                 break
             command, length = buf[pos + 2], buf[pos + 3]
-            if length > MAX_LEN or (command in (Command.POLL, Command.ACK) and length):
+            if length > MAX_LEN or (command in (VmcCommand.POLL, VmcCommand.ACK) and length):
                 self.false_starts += 1
                 self.bytes_discarded += 1
                 self.resyncs += 1
@@ -860,7 +860,7 @@ class FrameDecoder:
                 continue
             comm = buf[pos + 4] if length else None
             text = bytes(buf[pos + 5 : pos + total - 1])
-            self._ready.append(Frame(command, comm, text))
+            self._ready.append(VmcFrame(command, comm, text))
             self.frames_ok += 1
             pos += total
         if pos:
@@ -1000,7 +1000,7 @@ class UpperSession:
 
     def __init__(self, last_comm: int | None, config: SessionConfig | None = None) -> None:
         self.config = config or SessionConfig()
-        self.decoder = FrameDecoder()
+        self.decoder = VmcFrameDecoder()
         self.stats = _Stats()
         self._queue: deque[_Pending] = deque()
         self._inflight: _Pending | None = None
@@ -1089,10 +1089,10 @@ class UpperSession:
                 self._silent = False
                 events.append(VmcResumed(now))
             self._last_heard = now
-            if frame.command == Command.POLL:
+            if frame.command == VmcCommand.POLL:
                 self.stats.polls += 1
                 out += self._answer_poll(now, events)
-            elif frame.command == Command.ACK:
+            elif frame.command == VmcCommand.ACK:
                 self._on_ack(now, events)
             else:
                 out += ACK_FRAME
@@ -1140,7 +1140,7 @@ class UpperSession:
         self.stats.given_up += 1
         events.append(CommandGivenUp(p.handle, p.comm, p.message, p.sends, reason))
 
-    def _on_data(self, frame: Frame, now: float, events: list[SessionEvent]) -> None:
+    def _on_data(self, frame: VmcFrame, now: float, events: list[SessionEvent]) -> None:
         key = (frame.comm, frame.command, frame.text)
         last = self._last_data
         self._last_data = (key, now)

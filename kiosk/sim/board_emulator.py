@@ -64,16 +64,16 @@ from kiosk.hardware.protocol import (
     ProtocolError,
     ResetReason,
     SlotGroup,
-    SlotKind,
     StatusReply,
     TemperatureEvent,
     TemperatureReason,
     TestSlot,
     TxReply,
     UnknownCommand,
-    Unlock,
-    Vend,
+    UnlockRequest,
+    VendRequest,
     VendResult,
+    WireSlotKind,
     decode_message,
     encode,
 )
@@ -446,8 +446,8 @@ class BoardModel:
         return self.rows * self.cols
 
     @property
-    def slot_kind(self) -> SlotKind:
-        return SlotKind.LOCKER if self.kind == CabinetKind.LOCKER else SlotKind.SPIRAL
+    def slot_kind(self) -> WireSlotKind:
+        return WireSlotKind.LOCKER if self.kind == CabinetKind.LOCKER else WireSlotKind.SPIRAL
 
     def index(self, row: int, col: int) -> int:
         """Board slot index of (row, col), both 0-based."""
@@ -658,7 +658,7 @@ class EmulatedBoard:
                     self._queue_event(DoorEvent(SERVICE_DOOR, is_open))
                 return
             self._check_slot(door)
-            if self.model.slot_kind != SlotKind.LOCKER:
+            if self.model.slot_kind != WireSlotKind.LOCKER:
                 raise ValueError("this cabinet has no locker doors")
             if (door in self.model.open_doors) == is_open:
                 return
@@ -862,7 +862,7 @@ class EmulatedBoard:
             if entry is None:
                 return OutcomeReply(msg.tx, NO_SLOT, Outcome.UNKNOWN_TX)
             return OutcomeReply(msg.tx, entry.slot, entry.outcome)
-        if isinstance(msg, Vend | Unlock | TestSlot):
+        if isinstance(msg, VendRequest | UnlockRequest | TestSlot):
             if not self._identified:
                 return Nak(ErrorCode.NOT_IDENTIFIED, cmd)
             return TxReply(msg.tx, msg.slot, self._start(cmd, msg.slot, msg.tx))
@@ -1017,8 +1017,8 @@ class EmulatedBoard:
         if not 0 <= slot < m.slot_count:
             return Outcome.INVALID_SLOT
         kind = m.slot_kind
-        if (cmd == Command.VEND and kind == SlotKind.LOCKER) or (
-            cmd == Command.UNLOCK and kind != SlotKind.LOCKER
+        if (cmd == Command.VEND and kind == WireSlotKind.LOCKER) or (
+            cmd == Command.UNLOCK and kind != WireSlotKind.LOCKER
         ):
             return Outcome.WRONG_SLOT_KIND
         if self._job is not None:
@@ -1031,7 +1031,7 @@ class EmulatedBoard:
         self._memory.put(tx, _Entry(cmd, slot, Outcome.IN_PROGRESS))
         job = _Job(tx, cmd, slot, self._generation, started_at=self.clock.monotonic())
         self._job = job
-        if kind == SlotKind.LOCKER:
+        if kind == WireSlotKind.LOCKER:
             self._start_lock(job)
         else:
             self._start_motor(job)
@@ -1123,7 +1123,7 @@ class EmulatedBoard:
         self._queue_event(VendResult(job.tx, job.slot, outcome))
 
     def _physical(self, job: _Job, outcome: Outcome) -> None:
-        locker = self.model.slot_kind == SlotKind.LOCKER
+        locker = self.model.slot_kind == WireSlotKind.LOCKER
         self.log.append(
             {
                 "t": self.clock.time(),

@@ -18,7 +18,7 @@ from kiosk.clock import Clock, ManualClock
 from kiosk.contract import (
     AddToCart,
     BackToIdle,
-    BoardInfo,
+    BoardInfoView,
     CancelOrder,
     CartLine,
     Checkout,
@@ -373,7 +373,7 @@ class FakeController:
             last_connection=now - 12,
             last_ack=now - 47,
             boards=(
-                BoardInfo(
+                BoardInfoView(
                     True,
                     1,
                     "vb-1.4.2",

@@ -2,7 +2,7 @@
 layout and QR tests, the UI benchmark and the demo's screenshots.
 
 Owns: a static controller that holds one view snapshot, and `render_once` / `render_app`. Uses
-the same UI code the kiosk runs (kiosk.ui.app: `App`, `show`); the demo views and the demo PIN
+the same UI code the kiosk runs (kiosk.ui.app: `UiApp`, `show`); the demo views and the demo PIN
 come from kiosk.sim.fake_controller, which is why this lives in the simulator, not in kiosk/ui.
 """
 
@@ -18,7 +18,7 @@ from kiosk.clock import ManualClock
 from kiosk.config import UiConfig
 from kiosk.contract import Intent, ViewState
 from kiosk.sim.fake_controller import DEMO_PIN_HASH, demo_view
-from kiosk.ui.app import App, default_font, show
+from kiosk.ui.app import UiApp, default_font, show
 
 __all__ = ["render_app", "render_once"]
 
@@ -60,7 +60,7 @@ def render_app(
     *,
     font_path: str | None = None,
     clock: ManualClock | None = None,
-) -> App:
+) -> UiApp:
     """Like render_once, but returns the app: its `texts` and `hits` record every text box and
     tap target of the frame (what the layout tests check)."""
     if not pygame.display.get_init():
@@ -78,7 +78,7 @@ def render_app(
         service_pin_hash=DEMO_PIN_HASH,
     )
     config = replace(config, language=lang)
-    app = App(
+    app = UiApp(
         _StaticController(view),
         config,
         clock,

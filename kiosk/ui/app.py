@@ -30,7 +30,6 @@ from kiosk.clock import Clock
 from kiosk.config import UiConfig
 from kiosk.contract import (
     BackToIdle,
-    Controller,
     Intent,
     LockSales,
     OpenDoor,
@@ -39,6 +38,7 @@ from kiosk.contract import (
     ServiceLogin,
     ServiceViewed,
     TestVend,
+    UiControllerPort,
     ViewState,
 )
 from kiosk.core.pin import PinLockout
@@ -59,7 +59,7 @@ __all__ = [
     "SCREEN_NAMES",
     "SERVICE_TIMEOUT_S",
     "WINDOW_TITLE",
-    "App",
+    "UiApp",
     "open_display",
     "run",
 ]
@@ -122,7 +122,7 @@ def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
     return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
 
 
-def make_root(app: App, name: str) -> Screen:
+def make_root(app: UiApp, name: str) -> Screen:
     from kiosk.ui.screens.attract import AttractScreen
     from kiosk.ui.screens.catalog import CatalogScreen
     from kiosk.ui.screens.dispensing import DispensingScreen
@@ -143,12 +143,12 @@ def make_root(app: App, name: str) -> Screen:
     return classes[name](app)
 
 
-class App:
+class UiApp:
     """One UI on one surface. Tests drive it with `step(block=False)`; `loop()` runs it."""
 
     def __init__(
         self,
-        controller: Controller,
+        controller: UiControllerPort,
         config: UiConfig,
         clock: Clock,
         *,
@@ -577,7 +577,7 @@ def open_display(config: UiConfig, kiosk_mode: bool = True) -> pygame.Surface:
 
 
 def run(
-    controller: Controller,
+    controller: UiControllerPort,
     ui_config: UiConfig,
     clock: Clock,
     *,
@@ -590,7 +590,7 @@ def run(
     """Run the UI until QUIT (only honoured outside kiosk mode). Raises FontMissing first."""
     font = load_font(find_cjk_font(ui_config.font_path))
     surface = open_display(ui_config, kiosk_mode)
-    app = App(
+    app = UiApp(
         controller,
         ui_config,
         clock,
@@ -622,7 +622,7 @@ def default_font(path: str | None = None) -> pygame.freetype.Font:
     return _fonts[key]
 
 
-def show(app: App, name: str) -> None:
+def show(app: UiApp, name: str) -> None:
     """Put the stack into the state the screen `name` (one of SCREEN_NAMES) needs."""
     from kiosk.ui.screens.cart import CartScreen
     from kiosk.ui.screens.catalog import CatalogScreen

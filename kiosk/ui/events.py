@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 VIEW_CHANGED: int = pygame.event.custom_type()
-BACKGROUND_DONE: int = pygame.event.custom_type()  # no attrs: results wait in App._results
+BACKGROUND_DONE: int = pygame.event.custom_type()  # no attrs: results wait in UiApp._results
 IMAGES_CHANGED: int = pygame.event.custom_type()  # a product picture arrived (sync media)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.clock import ManualClock
-from kiosk.hardware.protocol import FrameDecoder, Identify, Poll, Vend, encode
+from kiosk.hardware.protocol import FrameDecoder, Identify, Poll, VendRequest, encode
 from kiosk.sim.board_emulator import BoardModel, EmulatedBoard, Faults
 from kiosk.sim.chaos import (
     FAULT_KINDS,
@@ -39,7 +39,7 @@ def test_busy_names_the_running_tx_until_the_turn_ends() -> None:
     send(1, Identify(1, False))
     send(2, Poll())
     assert board.busy() == {"busy_tx": 0}
-    send(3, Vend(2, 300))
+    send(3, VendRequest(2, 300))
     clock.advance(0.01)
     b = board.busy()
     assert b["busy_tx"] == 300 and b["slot"] == 2 and b["cmd"] == "VEND"

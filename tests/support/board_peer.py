@@ -39,14 +39,14 @@ from kiosk.hardware.protocol import (
     Ping,
     Poll,
     SlotGroup,
-    SlotKind,
     Status,
     StatusReply,
     TestSlot,
     TxReply,
-    Unlock,
-    Vend,
+    UnlockRequest,
+    VendRequest,
     VendResult,
+    WireSlotKind,
     decode_message,
     encode,
 )
@@ -76,10 +76,10 @@ class PeerBoard:
     """State and fault knobs of one simulated board address."""
 
     address: int
-    slots: dict[int, SlotKind] = field(
+    slots: dict[int, WireSlotKind] = field(
         default_factory=lambda: {
-            **dict.fromkeys(range(10), SlotKind.SPIRAL),
-            **dict.fromkeys(range(10, 12), SlotKind.LOCKER),
+            **dict.fromkeys(range(10), WireSlotKind.SPIRAL),
+            **dict.fromkeys(range(10, 12), WireSlotKind.LOCKER),
         }
     )
     identified: bool = False
@@ -167,11 +167,11 @@ class PeerBoard:
             if rec is None:
                 return encode(a, seq, OutcomeReply(msg.tx, 0xFFFF, Outcome.UNKNOWN_TX))
             return encode(a, seq, OutcomeReply(msg.tx, rec[1], rec[2]))
-        if isinstance(msg, Vend | Unlock | TestSlot):
+        if isinstance(msg, VendRequest | UnlockRequest | TestSlot):
             return encode(a, seq, self._tx(msg))
         return encode(a, seq, Nak(ErrorCode.UNKNOWN_COMMAND, frame.command))
 
-    def _tx(self, msg: Vend | Unlock | TestSlot) -> Message:
+    def _tx(self, msg: VendRequest | UnlockRequest | TestSlot) -> Message:
         if not self.identified:
             return Nak(ErrorCode.NOT_IDENTIFIED, msg.CODE)
         rec = self.outcomes.get(msg.tx)
@@ -182,8 +182,10 @@ class PeerBoard:
         kind = self.slots.get(msg.slot)
         if kind is None:
             return TxReply(msg.tx, msg.slot, Outcome.INVALID_SLOT)
-        locker = kind is SlotKind.LOCKER
-        if (isinstance(msg, Vend) and locker) or (isinstance(msg, Unlock) and not locker):
+        locker = kind is WireSlotKind.LOCKER
+        if (isinstance(msg, VendRequest) and locker) or (
+            isinstance(msg, UnlockRequest) and not locker
+        ):
             return TxReply(msg.tx, msg.slot, Outcome.WRONG_SLOT_KIND)
         self.outcomes[msg.tx] = (msg.CODE, msg.slot, Outcome.IN_PROGRESS)
         self.executions[msg.tx] += 1

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kiosk.hardware.board import BoardOffline, SerialBoard, VendOutcome, VendTimeout
+from kiosk.hardware.board import BoardOffline, BoardVendResult, SerialBoard, VendTimeout
 from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.hardware.protocol import Outcome
 from kiosk.sim.board_emulator import read_physical_log
@@ -388,7 +388,7 @@ def resolve_outcome(board: SerialBoard, tx: int, timeout: float = 60.0) -> Outco
 def vend_and_resolve(board: SerialBoard, slot: int, tx: int, timeout: float = 30.0) -> Resolved:
     """One vend as the kiosk does it: ``vend``; if its outcome is unknown, ask ``outcome(tx)``."""
     try:
-        r: VendOutcome = board.vend(slot, tx, timeout)
+        r: BoardVendResult = board.vend(slot, tx, timeout)
         return Resolved(tx, r.outcome, "vend")
     except (BoardOffline, VendTimeout) as e:
         return Resolved(tx, resolve_outcome(board, tx), "outcome", f"{type(e).__name__}: {e}")

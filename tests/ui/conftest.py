@@ -13,7 +13,7 @@ from kiosk.clock import ManualClock
 from kiosk.config import UiConfig
 from kiosk.core.planogram import SlotKind
 from kiosk.sim.fake_controller import DEMO_PIN_HASH, FakeController
-from kiosk.ui.app import App, default_font
+from kiosk.ui.app import UiApp, default_font
 from kiosk.ui.events import notify_view_changed
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -22,7 +22,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 class Driver:
     """Posts touch / mouse events into the SDL queue and runs the app's loop turns."""
 
-    def __init__(self, app: App, fc: FakeController, clock: ManualClock) -> None:
+    def __init__(self, app: UiApp, fc: FakeController, clock: ManualClock) -> None:
         self.app, self.fc, self.clock = app, fc, clock
 
     def run(self) -> None:
@@ -118,7 +118,7 @@ def make_driver() -> Iterator[Callable[..., Driver]]:
             service_pin_hash=pin_hash,
             **cfg,
         )  # type: ignore[arg-type]
-        app = App(fc, config, clock, surface=pygame.Surface(size), font=default_font())
+        app = UiApp(fc, config, clock, surface=pygame.Surface(size), font=default_font())
         fc.set_notify(notify_view_changed)
         app.render()
         return Driver(app, fc, clock)

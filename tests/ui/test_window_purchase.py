@@ -42,7 +42,7 @@ from kiosk.sim.broker import find_mosquitto
 from kiosk.sim.demo import KIOSK_ID, WINDOW
 from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
 from kiosk.sim.render import render_app
-from kiosk.ui.app import App
+from kiosk.ui.app import UiApp
 
 ROOT = Path(__file__).resolve().parents[2]
 LANG = "zh"  # the demo's kiosk config: language = "zh"
@@ -76,7 +76,7 @@ def _view(mode: ui.Mode, cart: tuple[ui.CartLine, ...] = ()) -> ui.ViewState:
     )
 
 
-def _point(app: App, name: str) -> tuple[int, int]:
+def _point(app: UiApp, name: str) -> tuple[int, int]:
     """Centre of tap target `name`, checked to be the top-most target there."""
     for hit in app.hits:
         if hit.name == name:
@@ -87,7 +87,7 @@ def _point(app: App, name: str) -> tuple[int, int]:
     raise AssertionError(f"no tap target {name!r} on {app.top.name}: {[h.name for h in app.hits]}")
 
 
-def _product_app(view: ui.ViewState, pid: str) -> App:
+def _product_app(view: ui.ViewState, pid: str) -> UiApp:
     from kiosk.ui.screens.product import ProductScreen
 
     app = render_app("catalog", WINDOW, LANG, view)

@@ -23,9 +23,9 @@ from kiosk.hardware.board import (
     BoardInfo,
     BoardOffline,
     BoardStatus,
+    BoardVendResult,
     Cabinet,
     SerialBoard,
-    VendOutcome,
     VendTimeout,
 )
 from kiosk.hardware.cli_board import register
@@ -39,7 +39,7 @@ from kiosk.hardware.protocol import (
     FaultEvent,
     Outcome,
     SlotGroup,
-    SlotKind,
+    WireSlotKind,
 )
 from tests.support.board_peer import FAST, WAIT, PtyPeer, Recorder, wait_until
 
@@ -91,8 +91,8 @@ def test_identify_on_connect(board: SerialBoard, peer: PtyPeer) -> None:
     assert info.protocol_version == 1
     assert info.chilled and info.nonvolatile_outcomes and not info.presence_sensing
     assert info.slot_count == 12
-    assert info.slot_kind(3) is SlotKind.SPIRAL
-    assert info.slot_kind(11) is SlotKind.LOCKER
+    assert info.slot_kind(3) is WireSlotKind.SPIRAL
+    assert info.slot_kind(11) is WireSlotKind.LOCKER
     assert info.slot_kind(12) is None
 
 
@@ -207,7 +207,7 @@ def test_board_reset_mid_vend_asks_outcome(board: SerialBoard, peer: PtyPeer) ->
     t.join(WAIT)
     assert len(out) == 1
     result = out[0]
-    assert isinstance(result, VendOutcome)
+    assert isinstance(result, BoardVendResult)
     assert (result.outcome, result.source) == (Outcome.INTERRUPTED, "query")
     assert peer.board.executions[1010] == 1
 
@@ -303,8 +303,8 @@ def test_cabinet_identify_and_events_use_cabinet_slots(
     info = cab.identify()
     assert info.cabinet is CabinetKind.MIXED
     assert info.slot_groups == (
-        SlotGroup(1, 10, SlotKind.SPIRAL),
-        SlotGroup(100, 2, SlotKind.LOCKER),
+        SlotGroup(1, 10, WireSlotKind.SPIRAL),
+        SlotGroup(100, 2, WireSlotKind.LOCKER),
     )
     events = Recorder()
     cab.subscribe(events)
@@ -337,13 +337,13 @@ class FakeDriver:
     def status(self) -> BoardStatus:
         return BoardStatus(False, False, None, frozenset(), 0, frozenset(), None)
 
-    def vend(self, slot: int, tx: int, timeout: float = 30.0) -> VendOutcome:
-        return VendOutcome(tx, slot, Outcome.DELIVERED, 0.0, "event")
+    def vend(self, slot: int, tx: int, timeout: float = 30.0) -> BoardVendResult:
+        return BoardVendResult(tx, slot, Outcome.DELIVERED, 0.0, "event")
 
-    def unlock(self, slot: int, tx: int, timeout: float = 180.0) -> VendOutcome:
-        return VendOutcome(tx, slot, Outcome.DOOR_OPENED_AND_CLOSED, 0.0, "event")
+    def unlock(self, slot: int, tx: int, timeout: float = 180.0) -> BoardVendResult:
+        return BoardVendResult(tx, slot, Outcome.DOOR_OPENED_AND_CLOSED, 0.0, "event")
 
-    def test_slot(self, slot: int, tx: int, timeout: float = 60.0) -> VendOutcome:
+    def test_slot(self, slot: int, tx: int, timeout: float = 60.0) -> BoardVendResult:
         return self.vend(slot, tx, timeout)
 
     def outcome(self, tx: int) -> Outcome:

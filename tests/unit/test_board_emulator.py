@@ -38,16 +38,16 @@ from kiosk.hardware.protocol import (
     Reset,
     ResetReason,
     SlotGroup,
-    SlotKind,
     Status,
     StatusReply,
     TemperatureEvent,
     TemperatureReason,
     TestSlot,
     TxReply,
-    Unlock,
-    Vend,
+    UnlockRequest,
+    VendRequest,
     VendResult,
+    WireSlotKind,
     decode_message,
     encode,
     encode_frame,
@@ -147,7 +147,7 @@ def test_identify_describes_the_cabinet() -> None:
     reply = host.identify()
     assert reply.protocol_version == 1
     assert reply.cabinet == CabinetKind.SPIRAL
-    assert reply.slots == (SlotGroup(0, 60, SlotKind.SPIRAL),)
+    assert reply.slots == (SlotGroup(0, 60, WireSlotKind.SPIRAL),)
     assert reply.outcome_memory == MEMORY_SIZE >= 64
     assert IdentifyFlags.CHILLED in reply.flags
     assert IdentifyFlags.PRESENCE_SENSING in reply.flags
@@ -156,8 +156,8 @@ def test_identify_describes_the_cabinet() -> None:
 
 def test_vend_before_identify_is_not_identified_and_first_event_is_board_reset() -> None:
     board, host = make(identify=False)
-    assert host.ask(Vend(1, 10)) == Nak(ErrorCode.NOT_IDENTIFIED, Command.VEND)
-    assert host.ask(Unlock(1, 10)) == Nak(ErrorCode.NOT_IDENTIFIED, Command.UNLOCK)
+    assert host.ask(VendRequest(1, 10)) == Nak(ErrorCode.NOT_IDENTIFIED, Command.VEND)
+    assert host.ask(UnlockRequest(1, 10)) == Nak(ErrorCode.NOT_IDENTIFIED, Command.UNLOCK)
     assert host.ask(TestSlot(1, 10)) == Nak(ErrorCode.NOT_IDENTIFIED, Command.TEST_SLOT)
     assert host.ask(OutcomeQuery(10)) == OutcomeReply(10, NO_SLOT, Outcome.UNKNOWN_TX)
     assert host.ask(Ping()) == Ack()
@@ -195,7 +195,7 @@ def test_status_reports_presence_doors_and_busy() -> None:
     assert isinstance(status, StatusReply)
     assert status.present == frozenset({0, 1, 2, 3, 5})
     assert status.temperature_dc is None and not status.busy
-    assert host.ask(Vend(2, 77)) == TxReply(77, 2, Outcome.ACCEPTED)
+    assert host.ask(VendRequest(2, 77)) == TxReply(77, 2, Outcome.ACCEPTED)
     status = host.ask(Status())
     assert isinstance(status, StatusReply)
     assert status.busy and status.busy_tx == 77
@@ -215,7 +215,7 @@ def test_idle_gap_drops_a_partial_frame() -> None:
 
 def test_vend_delivered_decrements_stock_and_logs_one_motor_run() -> None:
     board, host = make(BoardModel.spiral(stock=2))
-    assert host.ask(Vend(12, 1001)) == TxReply(1001, 12, Outcome.ACCEPTED)
+    assert host.ask(VendRequest(12, 1001)) == TxReply(1001, 12, Outcome.ACCEPTED)
     assert host.ask(OutcomeQuery(1001)) == OutcomeReply(1001, 12, Outcome.IN_PROGRESS)
     assert host.vend_result(1001) == Outcome.DELIVERED
     assert board.model.stock[12] == 1
@@ -227,7 +227,7 @@ def test_vend_delivered_decrements_stock_and_logs_one_motor_run() -> None:
 
 def test_motor_turn_takes_realistic_scaled_time() -> None:
     board, host = make()
-    host.ask(Vend(0, 5))
+    host.ask(VendRequest(0, 5))
     host.run(0.014)  # 1.5 s x 0.01 has not passed yet
     assert board.busy_tx == 5
     host.run(0.03)
@@ -237,7 +237,7 @@ def test_motor_turn_takes_realistic_scaled_time() -> None:
 def test_jammed_slot() -> None:
     board, host = make()
     board.set_fault("jammed", {3})
-    host.ask(Vend(3, 20))
+    host.ask(VendRequest(3, 20))
     assert host.vend_result(20) == Outcome.JAMMED
     assert board.model.stock[3] == 5
     assert board.log.runs(20)[0]["result"] == "JAMMED"
@@ -246,13 +246,13 @@ def test_jammed_slot() -> None:
 def test_blind_drop_sensor_reports_nothing_dropped_but_product_fell() -> None:
     board, host = make()
     board.set_fault("blind_drop_sensor", True)
-    host.ask(Vend(4, 21))
+    host.ask(VendRequest(4, 21))
     assert host.vend_result(21) == Outcome.NOTHING_DROPPED
     assert board.model.stock[4] == 4
     (run,) = board.log.runs(21)
     assert run["dropped"] is True and run["result"] == "NOTHING_DROPPED"
     board.set_fault("blind_drop_sensor", "7")  # one slot only
-    host.ask(Vend(5, 22))
+    host.ask(VendRequest(5, 22))
     assert host.vend_result(22) == Outcome.DELIVERED
 
 
@@ -268,11 +268,11 @@ def test_missing_motor() -> None:
 def test_refusals_are_not_recorded() -> None:
     board, host = make(BoardModel.spiral(stock=1))
     board.set_stock(8, 0)
-    assert host.ask(Vend(8, 30)) == TxReply(30, 8, Outcome.SLOT_EMPTY)
-    assert host.ask(Vend(60, 31)) == TxReply(31, 60, Outcome.INVALID_SLOT)
-    assert host.ask(Unlock(1, 32)) == TxReply(32, 1, Outcome.WRONG_SLOT_KIND)
+    assert host.ask(VendRequest(8, 30)) == TxReply(30, 8, Outcome.SLOT_EMPTY)
+    assert host.ask(VendRequest(60, 31)) == TxReply(31, 60, Outcome.INVALID_SLOT)
+    assert host.ask(UnlockRequest(1, 32)) == TxReply(32, 1, Outcome.WRONG_SLOT_KIND)
     board.set_door(SERVICE_DOOR, True)
-    assert host.ask(Vend(1, 33)) == TxReply(33, 1, Outcome.REFUSED_FAULT)
+    assert host.ask(VendRequest(1, 33)) == TxReply(33, 1, Outcome.REFUSED_FAULT)
     board.set_door(SERVICE_DOOR, False)
     assert host.events() == [DoorEvent(SERVICE_DOOR, True), DoorEvent(SERVICE_DOOR, False)]
     for tx in (30, 31, 32, 33):
@@ -280,18 +280,18 @@ def test_refusals_are_not_recorded() -> None:
     assert board.log.runs() == []
     # the host may retry a refused tx later
     board.set_stock(8, 2)
-    assert host.ask(Vend(8, 30)) == TxReply(30, 8, Outcome.ACCEPTED)
-    assert host.ask(Vend(1, 34)) == TxReply(34, 1, Outcome.BUSY)
+    assert host.ask(VendRequest(8, 30)) == TxReply(30, 8, Outcome.ACCEPTED)
+    assert host.ask(VendRequest(1, 34)) == TxReply(34, 1, Outcome.BUSY)
     assert host.vend_result(30) == Outcome.DELIVERED
 
 
 def test_same_tx_again_answers_from_memory_and_never_runs_twice() -> None:
     board, host = make()
-    host.ask(Vend(12, 40))
-    assert host.ask(Vend(12, 40)) == TxReply(40, 12, Outcome.IN_PROGRESS)
+    host.ask(VendRequest(12, 40))
+    assert host.ask(VendRequest(12, 40)) == TxReply(40, 12, Outcome.IN_PROGRESS)
     assert host.vend_result(40) == Outcome.DELIVERED
-    assert host.ask(Vend(12, 40)) == TxReply(40, 12, Outcome.DELIVERED)
-    assert host.ask(Vend(13, 40)) == TxReply(40, 13, Outcome.TX_CONFLICT)
+    assert host.ask(VendRequest(12, 40)) == TxReply(40, 12, Outcome.DELIVERED)
+    assert host.ask(VendRequest(13, 40)) == TxReply(40, 13, Outcome.TX_CONFLICT)
     assert host.ask(TestSlot(12, 40)) == TxReply(40, 12, Outcome.TX_CONFLICT)
     host.run(0.1)
     assert len(board.log.runs(40)) == 1
@@ -300,7 +300,7 @@ def test_same_tx_again_answers_from_memory_and_never_runs_twice() -> None:
 
 def test_duplicate_seq_resends_the_cached_response() -> None:
     board, host = make()
-    raw = encode(0, 99, Vend(2, 41))
+    raw = encode(0, 99, VendRequest(2, 41))
     board.receive(raw)
     first = host.frames()
     board.receive(raw)  # a retransmission: same SEQ, CMD, payload
@@ -316,7 +316,7 @@ def test_outcome_memory_holds_the_last_memory_size_txs() -> None:
     _board, host = make(BoardModel.spiral(stock=100))
     txs = range(1000, 1000 + MEMORY_SIZE + 10)
     for i, tx in enumerate(txs):
-        assert host.ask(Vend(i % 60, tx)) == TxReply(tx, i % 60, Outcome.ACCEPTED)
+        assert host.ask(VendRequest(i % 60, tx)) == TxReply(tx, i % 60, Outcome.ACCEPTED)
         host.run(0.035, step=0.035)
     for tx in txs[-MEMORY_SIZE:]:
         reply = host.ask(OutcomeQuery(tx))
@@ -350,7 +350,7 @@ def test_push_mode_sends_events_with_board_seq_and_retransmits_until_acked() -> 
     assert len(again) == 1 and again[0].seq == 0 and again[0].command == Command.BOARD_RESET
     host.send_raw(encode(0, 0, Ack()))
     assert host.run(3.0) == []
-    host.ask(Vend(1, 60))
+    host.ask(VendRequest(1, 60))
     frames = host.run(0.1)  # the turn ends within 34 ms; the first retransmission is at 200 ms
     assert [(f.seq, decode_message(f)) for f in frames] == [
         (1, VendResult(60, 1, Outcome.DELIVERED))
@@ -366,16 +366,16 @@ def test_push_mode_sends_events_with_board_seq_and_retransmits_until_acked() -> 
 
 def test_reset_keep_memory_mid_vend_reports_interrupted() -> None:
     board, host = make()
-    host.ask(Vend(6, 70))
+    host.ask(VendRequest(6, 70))
     host.run(0.005)
     board.reset(lose_memory=False)
     assert board.busy_tx == 0
     host.clock.advance(0.01)  # boot time
-    assert host.ask(Vend(6, 71)) == Nak(ErrorCode.NOT_IDENTIFIED, Command.VEND)
+    assert host.ask(VendRequest(6, 71)) == Nak(ErrorCode.NOT_IDENTIFIED, Command.VEND)
     assert host.events() == [BoardReset(ResetReason.WATCHDOG, True, 70)]
     host.identify()
     assert host.ask(OutcomeQuery(70)) == OutcomeReply(70, 6, Outcome.INTERRUPTED)
-    assert host.ask(Vend(6, 70)) == TxReply(70, 6, Outcome.INTERRUPTED)
+    assert host.ask(VendRequest(6, 70)) == TxReply(70, 6, Outcome.INTERRUPTED)
     host.run(0.1)
     (run,) = board.log.runs(70)
     assert run["result"] == "INTERRUPTED"
@@ -383,9 +383,9 @@ def test_reset_keep_memory_mid_vend_reports_interrupted() -> None:
 
 def test_reset_losing_memory_forgets_every_tx() -> None:
     board, host = make()
-    host.ask(Vend(6, 80))
+    host.ask(VendRequest(6, 80))
     assert host.vend_result(80) == Outcome.DELIVERED
-    host.ask(Vend(7, 81))
+    host.ask(VendRequest(7, 81))
     board.reset(lose_memory=True)
     host.clock.advance(0.01)
     assert host.events() == [BoardReset(ResetReason.WATCHDOG, False, 0)]
@@ -396,7 +396,7 @@ def test_reset_losing_memory_forgets_every_tx() -> None:
 
 def test_reset_mid_vend_fault_is_one_shot_and_product_fell() -> None:
     board, host = make(faults=Faults(seed=1, reset_mid_vend="keep"))
-    host.ask(Vend(10, 90))
+    host.ask(VendRequest(10, 90))
     host.run(0.05)
     assert board.faults.reset_mid_vend is None
     assert board.model.stock[10] == 4
@@ -405,7 +405,7 @@ def test_reset_mid_vend_fault_is_one_shot_and_product_fell() -> None:
     assert host.ask(OutcomeQuery(90)) == OutcomeReply(90, 10, Outcome.INTERRUPTED)
     (run,) = board.log.runs(90)
     assert run["dropped"] is True
-    host.ask(Vend(10, 91))
+    host.ask(VendRequest(10, 91))
     assert host.vend_result(91) == Outcome.DELIVERED
 
 
@@ -421,9 +421,9 @@ def test_memory_file_survives_a_new_emulator_instance(tmp_path: Path) -> None:
     mem = tmp_path / "outcomes.json"
     _board, host = make(memory_file=mem)
     assert IdentifyFlags.NONVOLATILE_OUTCOMES in host.identify().flags
-    host.ask(Vend(1, 100))
+    host.ask(VendRequest(1, 100))
     assert host.vend_result(100) == Outcome.DELIVERED
-    host.ask(Vend(2, 101))  # the process "dies" with this one IN_PROGRESS
+    host.ask(VendRequest(2, 101))  # the process "dies" with this one IN_PROGRESS
     assert json.loads(mem.read_text())["entries"][-1]["outcome"] == Outcome.IN_PROGRESS
 
     board2, host2 = make(memory_file=mem, identify=False)
@@ -431,7 +431,7 @@ def test_memory_file_survives_a_new_emulator_instance(tmp_path: Path) -> None:
     assert host2.events() == [BoardReset(ResetReason.POWER_ON, True, 101)]
     assert host2.ask(OutcomeQuery(100)) == OutcomeReply(100, 1, Outcome.DELIVERED)
     assert host2.ask(OutcomeQuery(101)) == OutcomeReply(101, 2, Outcome.INTERRUPTED)
-    assert host2.ask(Vend(1, 100)) == TxReply(100, 1, Outcome.DELIVERED)
+    assert host2.ask(VendRequest(1, 100)) == TxReply(100, 1, Outcome.DELIVERED)
     assert board2.log.runs() == []
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -443,8 +443,8 @@ def test_memory_file_survives_a_new_emulator_instance(tmp_path: Path) -> None:
 
 def test_locker_unlock_door_opened_and_closed() -> None:
     board, host = make(BoardModel.locker(4, 6))
-    assert host.ask(Vend(3, 200)) == TxReply(200, 3, Outcome.WRONG_SLOT_KIND)
-    assert host.ask(Unlock(3, 201)) == TxReply(201, 3, Outcome.ACCEPTED)
+    assert host.ask(VendRequest(3, 200)) == TxReply(200, 3, Outcome.WRONG_SLOT_KIND)
+    assert host.ask(UnlockRequest(3, 201)) == TxReply(201, 3, Outcome.ACCEPTED)
     host.run(0.2)
     assert host.events() == [
         DoorEvent(3, True),
@@ -452,14 +452,14 @@ def test_locker_unlock_door_opened_and_closed() -> None:
         VendResult(201, 3, Outcome.DOOR_OPENED_AND_CLOSED),
     ]
     assert board.model.stock[3] == 0
-    assert host.ask(Unlock(3, 202)) == TxReply(202, 3, Outcome.SLOT_EMPTY)
+    assert host.ask(UnlockRequest(3, 202)) == TxReply(202, 3, Outcome.SLOT_EMPTY)
     (run,) = board.log.runs(201)
     assert run["event"] == "lock_pulse" and run["dropped"] is True
 
 
 def test_locker_door_left_open() -> None:
     board, host = make(BoardModel.locker(), faults=Faults(seed=3, door_left_open=True))
-    host.ask(Unlock(5, 210))
+    host.ask(UnlockRequest(5, 210))
     host.run(0.4)
     assert host.events() == [DoorEvent(5, True), VendResult(210, 5, Outcome.DOOR_NOT_CLOSED)]
     status = host.ask(Status())
@@ -470,11 +470,11 @@ def test_locker_door_left_open() -> None:
 
 def test_locker_door_not_opened_and_lock_failed() -> None:
     board, host = make(BoardModel.locker(), faults=Faults(seed=3, door_not_opened=True))
-    host.ask(Unlock(1, 220))
+    host.ask(UnlockRequest(1, 220))
     assert host.vend_result(220, seconds=0.3) == Outcome.DOOR_NOT_OPENED
     assert board.model.stock[1] == 1
     board.set_fault("missing_motor", {2})
-    host.ask(Unlock(2, 221))
+    host.ask(UnlockRequest(2, 221))
     assert host.vend_result(221) == Outcome.LOCK_FAILED
 
 
@@ -533,7 +533,7 @@ def test_drop_and_flip_faults_corrupt_bytes_repeatably() -> None:
 def test_missing_delayed_and_duplicated_responses() -> None:
     board, host = make()
     board.set_fault("drop_response_ratio", 1.0)
-    assert host.send(Vend(1, 300)) == []  # executed, answer lost
+    assert host.send(VendRequest(1, 300)) == []  # executed, answer lost
     assert board.busy_tx == 300
     board.set_fault("drop_response_ratio", 0)
     board.set_fault("response_delay_s", 0.1)
@@ -569,7 +569,7 @@ def test_fault_knobs_parse_text_and_reject_unknown_names() -> None:
 def test_physical_log_file_is_json_lines(tmp_path: Path) -> None:
     path = tmp_path / "physical.jsonl"
     _board, host = make(physical_log=PhysicalLog(path))
-    host.ask(Vend(0, 400))
+    host.ask(VendRequest(0, 400))
     host.vend_result(400)
     entries = read_physical_log(path)
     assert [e["event"] for e in entries] == ["board_reset", "motor_run"]

@@ -18,7 +18,7 @@ from kiosk.core.cart import (
 from kiosk.core.catalog import Catalog, Category, Product
 from kiosk.core.payment import parse_order_id
 from kiosk.core.planogram import Planogram, Slot, SlotKind
-from kiosk.core.sale import Checkout, LineStatus, State, step
+from kiosk.core.sale import CheckoutStarted, LineStatus, State, step
 
 
 def product(pid: str, price: int) -> Product:
@@ -123,7 +123,7 @@ def test_price_change_after_checkout_does_not_change_the_order() -> None:
     order, _ = checkout(cart, CATALOG, PLANOGRAM, STOCK, {}, kiosk_id="AH-1", order_seq=1)
     new_catalog = Catalog.of(2, [replace(CATALOG["tea"], price_fen=9900)])
     assert new_catalog["tea"].price_fen == 9900
-    o, _ = step(order, Checkout(1_790_000_000.0))
+    o, _ = step(order, CheckoutStarted(1_790_000_000.0))
     assert o.total_fen == 7600
     assert [ln.price_fen for ln in o.lines] == [3800, 3800]
 

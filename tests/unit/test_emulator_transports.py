@@ -32,7 +32,7 @@ from kiosk.hardware.protocol import (
     Ping,
     Poll,
     TxReply,
-    Vend,
+    VendRequest,
     VendResult,
     decode_message,
     encode,
@@ -120,7 +120,7 @@ def test_identify_and_vend_over_each_transport(kind: str, short_dir: Path) -> No
         client = Client(url(emu))
         reply = client.ask(Identify(1, False))
         assert isinstance(reply, IdentifyReply) and reply.slot_count == 60
-        assert client.ask(Vend(12, 500)) == TxReply(500, 12, Outcome.ACCEPTED)
+        assert client.ask(VendRequest(12, 500)) == TxReply(500, 12, Outcome.ACCEPTED)
         assert emu.wait_for(lambda: emu.board.busy_tx == 0)
         assert isinstance(client.ask(Poll()), BoardReset)
         assert client.ask(Poll()) == VendResult(500, 12, Outcome.DELIVERED)
@@ -216,8 +216,8 @@ def test_control_channel_commands(where: str, short_dir: Path) -> None:
 
         client = Client(f"emu://{name}")
         client.ask(Identify(1, False))
-        assert client.ask(Vend(7, 600)) == TxReply(600, 7, Outcome.SLOT_EMPTY)
-        assert client.ask(Vend(12, 601)) == TxReply(601, 12, Outcome.ACCEPTED)
+        assert client.ask(VendRequest(7, 600)) == TxReply(600, 7, Outcome.SLOT_EMPTY)
+        assert client.ask(VendRequest(12, 601)) == TxReply(601, 12, Outcome.ACCEPTED)
         assert emu.wait_for(lambda: emu.board.outcome(601) == Outcome.JAMMED)
         assert ctl("unjam 12") == "ok"
         log = json.loads(ctl("log 5")[3:])

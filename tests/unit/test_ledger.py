@@ -48,7 +48,7 @@ def closed_order(seq: int, jam_second: bool = False) -> s.Order:
         )
     )
     o = s.Order(make_order_id(KIOSK, seq), KIOSK, seq, lines)
-    o, _ = s.step(o, s.Checkout(T0))
+    o, _ = s.step(o, s.CheckoutStarted(T0))
     pay = Payment(PaymentMethod.ALIPAY, f"ali-{seq}", o.total_fen, T0 + 20)
     o, _ = s.step(o, s.PaymentConfirmed(pay, T0 + 20))
     for n in range(2):

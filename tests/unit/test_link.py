@@ -44,7 +44,7 @@ from kiosk.hardware.protocol import (
     Status,
     StatusReply,
     TxReply,
-    Vend,
+    VendRequest,
     VendResult,
     decode_message,
     encode,
@@ -135,7 +135,7 @@ def test_retransmit_when_reply_lost_executes_once(peer: PtyPeer) -> None:
     with started(make_link(peer, poll_events=False)) as link:
         wait_until(lambda: link.port_open)
         link.request(0, Identify())
-        reply = link.request(0, Vend(3, 777))
+        reply = link.request(0, VendRequest(3, 777))
         assert reply == TxReply(777, 3, Outcome.ACCEPTED)
         assert link.counters()["retransmits"] >= 1
         assert peer.board.commands(Command.VEND) >= 2

@@ -36,7 +36,6 @@ from kiosk.hardware.protocol import (
     Reset,
     ResetReason,
     SlotGroup,
-    SlotKind,
     Status,
     StatusReply,
     TemperatureEvent,
@@ -44,9 +43,10 @@ from kiosk.hardware.protocol import (
     TestSlot,
     TxReply,
     UnknownCommand,
-    Unlock,
-    Vend,
+    UnlockRequest,
+    VendRequest,
     VendResult,
+    WireSlotKind,
     crc16_ccitt_false,
     decode_message,
     encode,
@@ -81,7 +81,7 @@ DOC_EXAMPLES: dict[str, tuple[int, int, Message]] = {
             outcome_memory=64,
             model="KB-100",
             serial="SN0001234",
-            slots=(SlotGroup(0, 60, SlotKind.SPIRAL),),
+            slots=(SlotGroup(0, 60, WireSlotKind.SPIRAL),),
         ),
     ),
     "status_request": (0, 2, Status()),
@@ -90,7 +90,7 @@ DOC_EXAMPLES: dict[str, tuple[int, int, Message]] = {
         2,
         StatusReply(busy=False, service_door_open=False, temperature_dc=45),
     ),
-    "vend_request": (0, 3, Vend(slot=11, tx=TX)),
+    "vend_request": (0, 3, VendRequest(slot=11, tx=TX)),
     "vend_accepted": (0, 3, TxReply(TX, 11, Outcome.ACCEPTED)),
     "vend_busy": (0, 7, TxReply(TX + 1, 12, Outcome.BUSY)),
     "vend_result_event": (0, 0x41, VendResult(TX, 11, Outcome.DELIVERED)),
@@ -99,7 +99,7 @@ DOC_EXAMPLES: dict[str, tuple[int, int, Message]] = {
     "outcome_response": (0, 4, OutcomeReply(TX, 11, Outcome.DELIVERED)),
     "outcome_unknown": (0, 5, OutcomeReply(0xDEADBEEF, p.NO_SLOT, Outcome.UNKNOWN_TX)),
     "nak_unknown_command": (0, 6, Nak(ErrorCode.UNKNOWN_COMMAND, 0x3F)),
-    "unlock_request": (1, 0x10, Unlock(slot=3, tx=0x102)),
+    "unlock_request": (1, 0x10, UnlockRequest(slot=3, tx=0x102)),
     "door_event": (1, 0x22, DoorEvent(3, is_open=True)),
     "board_reset_event": (0, 0, BoardReset(ResetReason.POWER_ON, memory_kept=True)),
 }
@@ -156,9 +156,9 @@ ALL_MESSAGES: list[Message] = [
     Identify(),
     Identify(7, push_events=True),
     Status(),
-    Vend(0, 1),
-    Vend(0xFFFE, 0xFFFFFFFF),
-    Unlock(3, 99),
+    VendRequest(0, 1),
+    VendRequest(0xFFFE, 0xFFFFFFFF),
+    UnlockRequest(3, 99),
     OutcomeQuery(5),
     TestSlot(9, 10),
     Reset(),
@@ -173,7 +173,7 @@ ALL_MESSAGES: list[Message] = [
         128,
         "",
         "X" * 32,
-        (SlotGroup(0, 10, SlotKind.SPIRAL), SlotGroup(100, 24, SlotKind.LOCKER)),
+        (SlotGroup(0, 10, WireSlotKind.SPIRAL), SlotGroup(100, 24, WireSlotKind.LOCKER)),
     ),
     StatusReply(
         busy=True,
@@ -251,7 +251,7 @@ def test_bad_value(command: int, payload: bytes) -> None:
 
 def test_encode_rejects_out_of_range() -> None:
     with pytest.raises(BadValue):
-        encode(0, 0, Vend(1, 0))
+        encode(0, 0, VendRequest(1, 0))
     with pytest.raises(BadValue):
         encode(0, 256, Ping())
     with pytest.raises(BadValue):
@@ -284,12 +284,12 @@ def test_sync_byte_inside_crc_does_not_confuse_decoder() -> None:
 
 
 def test_bad_crc_is_dropped_and_following_frame_found() -> None:
-    good = encode(0, 1, Vend(1, 2))
+    good = encode(0, 1, VendRequest(1, 2))
     bad = bytearray(good)
     bad[6] ^= 0x01
     dec = FrameDecoder()
     dec.feed(bytes(bad) + good)
-    assert [decode_message(f) for f in dec.frames()] == [Vend(1, 2)]
+    assert [decode_message(f) for f in dec.frames()] == [VendRequest(1, 2)]
     assert dec.crc_errors == 1 and dec.frames_ok == 1
     assert dec.bytes_discarded == len(good)
 
@@ -314,11 +314,11 @@ def test_false_sync_at_end_of_burst_recovered_by_timeout() -> None:
 
 
 def test_truncated_frame_then_good_frame() -> None:
-    good = encode(0, 9, Vend(5, 6))
+    good = encode(0, 9, VendRequest(5, 6))
     dec = FrameDecoder()
     dec.feed(good[:8] + good)
     # The truncated head claims 6 payload bytes; CRC fails, rescans, finds good.
-    assert [decode_message(f) for f in dec.frames()] == [Vend(5, 6)]
+    assert [decode_message(f) for f in dec.frames()] == [VendRequest(5, 6)]
 
 
 def test_garbage_only_keeps_buffer_empty() -> None:

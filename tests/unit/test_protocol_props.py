@@ -41,16 +41,16 @@ from kiosk.hardware.protocol import (
     Reset,
     ResetReason,
     SlotGroup,
-    SlotKind,
     Status,
     StatusReply,
     TemperatureEvent,
     TemperatureReason,
     TestSlot,
     TxReply,
-    Unlock,
-    Vend,
+    UnlockRequest,
+    VendRequest,
     VendResult,
+    WireSlotKind,
     crc16_ccitt_false,
     decode_message,
     encode,
@@ -73,8 +73,8 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.just(Poll()),
     st.just(Ack()),
     st.builds(Identify, u8, st.booleans()),
-    st.builds(Vend, slot, tx),
-    st.builds(Unlock, slot, tx),
+    st.builds(VendRequest, slot, tx),
+    st.builds(UnlockRequest, slot, tx),
     st.builds(TestSlot, slot, tx),
     st.builds(OutcomeQuery, tx),
     st.builds(Nak, st.sampled_from(ErrorCode), u8),
@@ -108,7 +108,9 @@ messages: st.SearchStrategy[Message] = st.one_of(
         u16,
         ascii_str,
         ascii_str,
-        st.lists(st.builds(SlotGroup, u16, u16, st.sampled_from(SlotKind)), max_size=10).map(tuple),
+        st.lists(st.builds(SlotGroup, u16, u16, st.sampled_from(WireSlotKind)), max_size=10).map(
+            tuple
+        ),
     ),
 )
 
@@ -343,7 +345,7 @@ class Board:
                 continue
             msg = decode_message(frame)
             reply: Message
-            if isinstance(msg, Vend):
+            if isinstance(msg, VendRequest):
                 known = self.outcomes.get(msg.tx)
                 if known is None:
                     self.executions[msg.tx] = self.executions.get(msg.tx, 0) + 1
@@ -370,8 +372,8 @@ class LossyLink(RuleBasedStateMachine):
         self.decoder = FrameDecoder()
         self.seq = seq
         self.next_tx = 1000
-        self.queue: list[Vend] = []
-        self.outstanding: tuple[int, Vend, bytes] | None = None
+        self.queue: list[VendRequest] = []
+        self.outstanding: tuple[int, VendRequest, bytes] | None = None
         self.to_board: list[bytes] = []
         self.to_host: list[bytes] = []
         self.answered: dict[int, Outcome] = {}
@@ -390,7 +392,7 @@ class LossyLink(RuleBasedStateMachine):
     def new_sale(self, slot: int) -> None:
         self.next_tx += 1
         self.issued.append(self.next_tx)
-        self.queue.append(Vend(slot, self.next_tx))
+        self.queue.append(VendRequest(slot, self.next_tx))
         self._send_next()
 
     @precondition(lambda self: self.outstanding is not None)

@@ -14,9 +14,9 @@ from kiosk.core.planogram import Slot, SlotKind
 from kiosk.core.sale import (
     Alarm,
     AlarmKind,
-    BoardOffline,
+    BoardWentOffline,
     CancelReason,
-    Checkout,
+    CheckoutStarted,
     ExtendRequested,
     IllegalTransition,
     InputRejected,
@@ -94,7 +94,7 @@ def vends(actions: list[s.Action]) -> list[Vend | Unlock]:
 
 
 def awaiting(*lines: Line) -> Order:
-    o, _ = s.step(make_order(*lines), Checkout(T0))
+    o, _ = s.step(make_order(*lines), CheckoutStarted(T0))
     return o
 
 
@@ -114,13 +114,13 @@ def test_every_state_input_pair_is_defined() -> None:
 
 def test_illegal_pairs_raise_named_error_and_leave_order_unchanged() -> None:
     samples: dict[type[s.Input], s.Input] = {
-        Checkout: Checkout(T0),
+        CheckoutStarted: CheckoutStarted(T0),
         PaymentConfirmed: paid(3800),
         OfflineCodeEntered: OfflineCodeEntered("12345678", T0, SECRET),
         ExtendRequested: ExtendRequested(T0),
         ShopperCancel: ShopperCancel(T0),
         VendReported: VendReported(1, VendOutcome.DELIVERED, T0),
-        BoardOffline: BoardOffline(T0),
+        BoardWentOffline: BoardWentOffline(T0),
         Recovery: Recovery(T0),
         Tick: Tick(T0),
     }
@@ -168,7 +168,7 @@ def test_tx_scheme_roundtrip_and_uniqueness() -> None:
 
 
 def test_checkout_persists_before_showing_the_qr() -> None:
-    o, acts = s.step(make_order(), Checkout(T0))
+    o, acts = s.step(make_order(), CheckoutStarted(T0))
     assert o.state is State.AWAITING_PAYMENT
     assert o.expires_at == T0 + 120
     assert acts == [Persist(o), Show(View.PAYMENT, o)]
@@ -212,7 +212,7 @@ def test_payment_status_query_after_threshold() -> None:
 
 
 def test_board_offline_while_awaiting_payment_stops_the_sale() -> None:
-    o, _ = s.step(awaiting(line()), BoardOffline(T0 + 5))
+    o, _ = s.step(awaiting(line()), BoardWentOffline(T0 + 5))
     assert o.state is State.CANCELLED and o.cancel_reason is CancelReason.BOARD_OFFLINE
 
 
@@ -363,7 +363,7 @@ def test_board_offline_during_dispensing_waits_then_queries_outcome() -> None:
     o = awaiting(line(), line(slot=12))
     o, acts = run(o, paid(7600))
     tx = vends(acts)[0].tx
-    o, acts = s.step(o, BoardOffline(T0 + 15))
+    o, acts = s.step(o, BoardWentOffline(T0 + 15))
     assert o.state is State.SUSPENDED and not vends(acts)
     assert Show(View.WAITING_FOR_BOARD, o) in acts
     o, acts = s.step(o, Tick(T0 + 100))
@@ -379,7 +379,7 @@ def test_board_offline_too_long_refunds_the_rest() -> None:
     o = awaiting(line(), line(slot=12), line(slot=13))
     o, acts = run(o, paid(11400))
     o, acts = s.step(o, VendReported(vends(acts)[0].tx, VendOutcome.DELIVERED, T0 + 20))
-    o, _ = s.step(o, BoardOffline(T0 + 25))
+    o, _ = s.step(o, BoardWentOffline(T0 + 25))
     o, acts = s.step(o, Tick(T0 + 25 + 600))
     assert o.state is State.PARTLY_DELIVERED
     assert [ln.status for ln in o.lines] == [
@@ -395,7 +395,7 @@ def test_late_delivered_report_after_giving_up_alarms() -> None:
     o = awaiting(line())
     o, acts = run(o, paid(3800))
     tx = vends(acts)[0].tx
-    o, _ = run(o, BoardOffline(T0 + 15), Tick(T0 + 700))
+    o, _ = run(o, BoardWentOffline(T0 + 15), Tick(T0 + 700))
     assert o.state is State.REFUND_DUE
     o2, acts = s.step(o, VendReported(tx, VendOutcome.DELIVERED, T0 + 800))
     assert o2 == o

@@ -20,7 +20,7 @@ from kiosk.core import sale as s
 from kiosk.core.payment import Payment, PaymentMethod, offline_code
 from kiosk.core.planogram import Slot, SlotKind
 from kiosk.core.sale import (
-    Checkout,
+    CheckoutStarted,
     LineStatus,
     OfflineCodeEntered,
     Order,
@@ -89,7 +89,7 @@ def draw_input(data: st.DataObject, order: Order, now: float) -> s.Input:
     }.get(order.state, ["paid", "report", "tick"])
     kind = data.draw(st.sampled_from(common + likely + ["tick"]))
     if kind == "checkout":
-        return Checkout(now)
+        return CheckoutStarted(now)
     if kind == "paid":
         amount = data.draw(st.sampled_from([order.total_fen, order.total_fen, order.total_fen + 1]))
         ref = data.draw(st.sampled_from(["wx-1", "wx-1", "ali-2"]))
@@ -121,7 +121,7 @@ def draw_input(data: st.DataObject, order: Order, now: float) -> s.Input:
         alts = tuple(data.draw(st.lists(st.sampled_from(ALT_SLOTS), max_size=3, unique=True)))
         return VendReported(tx, outcome, now, alts)
     if kind == "offline":
-        return s.BoardOffline(now)
+        return s.BoardWentOffline(now)
     if kind == "recovery":
         return s.Recovery(now)
     return s.Tick(now)
@@ -222,7 +222,7 @@ def test_any_input_sequence_keeps_the_invariants(order: Order, data: st.DataObje
 @given(order=orders(), data=st.data())
 def test_paid_orders_always_reach_a_closed_state(order: Order, data: st.DataObject) -> None:
     """Drive a paid order with arbitrary outcomes (and outages): it always closes, balanced."""
-    o, _ = s.step(order, Checkout(T0))
+    o, _ = s.step(order, CheckoutStarted(T0))
     o, _ = s.step(o, PaymentConfirmed(Payment(PaymentMethod.WECHAT, "wx", o.total_fen, T0), T0))
     now = T0
     for _ in range(200):
@@ -237,7 +237,7 @@ def test_paid_orders_always_reach_a_closed_state(order: Order, data: st.DataObje
             wake: list[s.Input] = [s.Tick(now + 1000), s.Recovery(now)]
             inp: s.Input = data.draw(st.sampled_from(wake))
         elif data.draw(st.integers(0, 9)) == 0:
-            inp = s.BoardOffline(now)
+            inp = s.BoardWentOffline(now)
         else:
             outcome = data.draw(
                 st.sampled_from(

@@ -13,7 +13,6 @@ from kiosk.hardware import vmc_protocol as v
 from kiosk.hardware.vmc_protocol import (
     ACK_FRAME,
     POLL_FRAME,
-    Ack,
     BadLength,
     BadValue,
     CheckSelection,
@@ -26,14 +25,11 @@ from kiosk.hardware.vmc_protocol import (
     DispenseCode,
     DispensingStatus,
     DriveSelection,
-    Frame,
-    FrameDecoder,
     GiveUpReason,
     InfoSync,
     MachineStatusQuery,
     MachineStatusReply,
     Message,
-    Poll,
     Received,
     SelectionInfo,
     SelectionStatus,
@@ -43,6 +39,10 @@ from kiosk.hardware.vmc_protocol import (
     Undecodable,
     UnknownCommand,
     UpperSession,
+    VmcAck,
+    VmcFrame,
+    VmcFrameDecoder,
+    VmcPoll,
     VmcResumed,
     VmcSilent,
     classify_dispense,
@@ -58,8 +58,8 @@ FAST = settings(max_examples=150, deadline=None)
 
 # name -> (comm, message); every ```hex NAME block in the doc must be here and vice versa.
 DOC_EXAMPLES: dict[str, tuple[int | None, Message]] = {
-    "poll": (None, Poll()),
-    "ack": (None, Ack()),
+    "poll": (None, VmcPoll()),
+    "ack": (None, VmcAck()),
     "check_selection": (0x05, CheckSelection(11)),
     "selection_status_normal": (0x21, SelectionStatus(0x01, 11)),
     "selection_status_out_of_stock": (0x22, SelectionStatus(0x02, 12)),
@@ -120,7 +120,7 @@ def test_doc_example_decodes_byte_for_byte(name: str) -> None:
     else:
         assert raw[4] == comm
     # the decoder agrees
-    dec = FrameDecoder()
+    dec = VmcFrameDecoder()
     dec.feed(raw)
     frames = list(dec.frames())
     assert len(frames) == 1
@@ -141,7 +141,7 @@ def test_doc_states_implemented_commands_and_ambiguity_section() -> None:
     assert "## 8. Where a vend becomes ambiguous" in text
     for phrase in ("57600", "Not implemented", "never sent again", "never** proof"):
         assert phrase in text
-    for code in v.Command:
+    for code in v.VmcCommand:
         assert f"| 0x{code:02X} |" in text, f"command 0x{code:02X} missing from the table"
 
 
@@ -196,15 +196,15 @@ def test_selection_is_big_endian_u16() -> None:
 
 def test_decode_rejections() -> None:
     with pytest.raises(UnknownCommand):
-        decode_message(Frame(0x21, 3, b"\x01\x00\x00\x00\x10"))
+        decode_message(VmcFrame(0x21, 3, b"\x01\x00\x00\x00\x10"))
     with pytest.raises(BadLength):
-        decode_message(Frame(v.Command.SELECT_TO_BUY, None))
+        decode_message(VmcFrame(v.VmcCommand.SELECT_TO_BUY, None))
     with pytest.raises(BadLength):
-        decode_message(Frame(v.Command.SELECT_TO_BUY, 1, b"\x00"))
+        decode_message(VmcFrame(v.VmcCommand.SELECT_TO_BUY, 1, b"\x00"))
     with pytest.raises(BadValue):
-        decode_message(Frame(v.Command.DRIVE_SELECTION, 1, b"\x02\x00\x00\x0b"))
+        decode_message(VmcFrame(v.VmcCommand.DRIVE_SELECTION, 1, b"\x02\x00\x00\x0b"))
     with pytest.raises(BadValue):
-        decode_message(Frame(v.Command.SET_POLL_INTERVAL, 1, b"\x15"))
+        decode_message(VmcFrame(v.VmcCommand.SET_POLL_INTERVAL, 1, b"\x15"))
 
 
 def test_encode_rejections() -> None:
@@ -213,11 +213,11 @@ def test_encode_rejections() -> None:
     with pytest.raises(BadValue):
         encode(SelectToBuy(1), 0)  # 0 is never a communication number
     with pytest.raises(BadValue):
-        encode(Poll(), 3)
+        encode(VmcPoll(), 3)
     with pytest.raises(BadValue):
         SetPollInterval(250).text()
     with pytest.raises(BadLength):
-        encode_frame(Frame(0x52, 1, bytes(64)))
+        encode_frame(VmcFrame(0x52, 1, bytes(64)))
 
 
 def test_next_comm_wraps_and_skips_zero() -> None:
@@ -266,7 +266,7 @@ comms = st.integers(1, 255)
 @given(messages, comms)
 def test_message_round_trip(message: Message, comm: int) -> None:
     raw = encode(message, comm)
-    dec = FrameDecoder()
+    dec = VmcFrameDecoder()
     dec.feed(raw)
     (frame,) = dec.frames()
     assert frame.comm == comm
@@ -274,25 +274,27 @@ def test_message_round_trip(message: Message, comm: int) -> None:
     assert raw[-1] == xor_reference(raw[:-1])
 
 
-def _clean(frame: Frame) -> bool:
+def _clean(frame: VmcFrame) -> bool:
     """No 0xFA anywhere: the frame cannot hide a false start (XOR passes 1 in 256)."""
     return 0xFA not in encode_frame(frame)[2:]
 
 
 frames_st = st.builds(
-    Frame,
+    VmcFrame,
     st.integers(0, 0xFF).filter(lambda c: c not in (0x41, 0x42)),
     st.integers(1, 255),
     st.binary(max_size=20),
-).filter(_clean) | st.sampled_from([Frame(0x41, None), Frame(0x42, None)])
+).filter(_clean) | st.sampled_from([VmcFrame(0x41, None), VmcFrame(0x42, None)])
 garbage = st.binary(max_size=12).map(lambda b: bytes(x for x in b if x != 0xFA))
 
 
 @FAST
 @given(st.lists(st.tuples(garbage, frames_st), max_size=8), garbage)
-def test_garbage_between_frames_is_skipped(pairs: list[tuple[bytes, Frame]], tail: bytes) -> None:
+def test_garbage_between_frames_is_skipped(
+    pairs: list[tuple[bytes, VmcFrame]], tail: bytes
+) -> None:
     stream = b"".join(g + encode_frame(f) for g, f in pairs) + tail
-    dec = FrameDecoder()
+    dec = VmcFrameDecoder()
     dec.feed(stream)
     assert list(dec.frames()) == [f for _, f in pairs]
     assert dec.bytes_discarded == sum(len(g) for g, _ in pairs) + len(tail)
@@ -300,18 +302,18 @@ def test_garbage_between_frames_is_skipped(pairs: list[tuple[bytes, Frame]], tai
 
 @FAST
 @given(st.lists(frames_st, min_size=1, max_size=6), st.data())
-def test_byte_at_a_time_equals_all_at_once(frames: list[Frame], data: st.DataObject) -> None:
+def test_byte_at_a_time_equals_all_at_once(frames: list[VmcFrame], data: st.DataObject) -> None:
     stream = b"".join(encode_frame(f) for f in frames)
     cuts = sorted(data.draw(st.sets(st.integers(0, len(stream)), max_size=len(stream))))
-    dec = FrameDecoder()
-    got: list[Frame] = []
+    dec = VmcFrameDecoder()
+    got: list[VmcFrame] = []
     prev = 0
     for cut in [*cuts, len(stream)]:
         dec.feed(stream[prev:cut])
         got.extend(dec.frames())
         prev = cut
     assert got == frames
-    dec1 = FrameDecoder()
+    dec1 = VmcFrameDecoder()
     for b in stream:
         dec1.feed(bytes([b]))
     assert list(dec1.frames()) == frames
@@ -320,10 +322,12 @@ def test_byte_at_a_time_equals_all_at_once(frames: list[Frame], data: st.DataObj
 
 @FAST
 @given(frames_st, st.lists(frames_st, min_size=1, max_size=4), st.data())
-def test_resync_after_corrupted_frame(bad: Frame, good: list[Frame], data: st.DataObject) -> None:
+def test_resync_after_corrupted_frame(
+    bad: VmcFrame, good: list[VmcFrame], data: st.DataObject
+) -> None:
     raw = bytearray(encode_frame(bad))
     raw[-1] ^= data.draw(st.integers(1, 0xFF).filter(lambda x: raw[-1] ^ x != 0xFA))
-    dec = FrameDecoder()
+    dec = VmcFrameDecoder()
     dec.feed(bytes(raw) + b"".join(encode_frame(f) for f in good))
     assert list(dec.frames()) == good
     assert dec.xor_errors == 1
@@ -334,35 +338,35 @@ def test_frame_starting_inside_a_truncated_frame_is_found() -> None:
     # a dispensing status cut short by line loss; its LEN makes it reach into the POLL
     truncated = encode(DispensingStatus(0x02, 11), 0x24)[:6]
     stream = truncated + POLL_FRAME + encode(SelectionStatus(1, 11), 0x25)
-    dec = FrameDecoder()
+    dec = VmcFrameDecoder()
     dec.feed(stream)
-    assert list(dec.frames()) == [Frame(0x41, None), Frame(0x02, 0x25, b"\x01\x00\x0b")]
+    assert list(dec.frames()) == [VmcFrame(0x41, None), VmcFrame(0x02, 0x25, b"\x01\x00\x0b")]
     assert dec.xor_errors == 1
     assert dec.bytes_discarded == len(truncated)
 
 
 def test_false_start_with_huge_length_does_not_swallow_frames() -> None:
-    dec = FrameDecoder()
+    dec = VmcFrameDecoder()
     dec.feed(b"\xfa\xfb\x04\xf0" + POLL_FRAME)
-    assert list(dec.frames()) == [Frame(0x41, None)]
+    assert list(dec.frames()) == [VmcFrame(0x41, None)]
     assert dec.false_starts == 1
 
 
 def test_partial_false_start_recovered_by_timeout() -> None:
-    dec = FrameDecoder()
+    dec = VmcFrameDecoder()
     # false start claiming LEN 30, then a real POLL: waits for 35 bytes
     dec.feed(b"\xfa\xfb\x04\x1e" + POLL_FRAME)
     assert list(dec.frames()) == []
     dec.timeout()
-    assert list(dec.frames()) == [Frame(0x41, None)]
+    assert list(dec.frames()) == [VmcFrame(0x41, None)]
 
 
 def test_split_stx_is_kept() -> None:
-    dec = FrameDecoder()
+    dec = VmcFrameDecoder()
     dec.feed(b"\x00\x13\xfa")
     assert dec.buffered == 1
     dec.feed(POLL_FRAME[1:])
-    assert list(dec.frames()) == [Frame(0x41, None)]
+    assert list(dec.frames()) == [VmcFrame(0x41, None)]
 
 
 # --------------------------------------------------------------------------
@@ -500,11 +504,11 @@ def test_same_number_other_content_is_reported_as_reused() -> None:
 
 def test_unknown_and_bad_data_frames_are_acked_and_reported() -> None:
     s = UpperSession(last_comm=1)
-    out = s.receive_data(encode_frame(Frame(0x21, 3, b"\x01\x00\x00\x00\x64")), 0.0)
+    out = s.receive_data(encode_frame(VmcFrame(0x21, 3, b"\x01\x00\x00\x00\x64")), 0.0)
     assert out.send == ACK_FRAME
     (ev,) = events_of(out, Received)
     assert isinstance(ev.message, Undecodable) and ev.message.command == 0x21
-    out = s.receive_data(encode_frame(Frame(0x04, 4, b"\x02\x0b")), 0.1)  # LEN 3
+    out = s.receive_data(encode_frame(VmcFrame(0x04, 4, b"\x02\x0b")), 0.1)  # LEN 3
     (ev,) = events_of(out, Received)
     assert isinstance(ev.message, Undecodable)
     assert s.stats.undecodable == 2
@@ -631,7 +635,7 @@ def test_queue_rejects_vmc_messages_and_overflow() -> None:
 def test_malformed_poll_is_not_answered() -> None:
     s = UpperSession(last_comm=1)
     # 0x41 with LEN 1 is a false start for the receiver
-    out = s.receive_data(encode_frame(Frame(0x41, 1)), 0.0)
+    out = s.receive_data(encode_frame(VmcFrame(0x41, 1)), 0.0)
     assert out.send == b""
     assert s.decoder.false_starts == 1
 
@@ -655,7 +659,7 @@ def test_session_against_lossy_vmc(script: list[str]) -> None:
                 settled[e.handle] = type(e).__name__
         t += 0.01
         if out.send != ACK_FRAME and step != "lose_cmd":
-            dec = FrameDecoder()
+            dec = VmcFrameDecoder()
             dec.feed(out.send)
             (frame,) = dec.frames()
             if frame.comm != vmc_last:
