@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import best_of
 
 from kiosk.hardware.protocol import (
     FrameDecoder,
@@ -21,15 +22,6 @@ from kiosk.hardware.protocol import (
     decode_message,
     encode,
 )
-
-
-def best_of(runs: int, fn: Callable[[], None]) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

@@ -19,13 +19,13 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, figure, machine
+from _common import best_of, emit, figure, machine
 
 from kiosk.core.ledger import GENESIS_HASH, make_record, record_to_dict
 from kiosk.core.payment import Payment, PaymentMethod, make_order_id
@@ -72,64 +72,41 @@ def _order(seq: int, epoch: str) -> Order:
     )
 
 
+def _insert(conn: Any, order: Order, seq: int, prev: str, at: float) -> str:
+    """One order row and its ledger record chained to `prev`; returns the record's hash."""
+    rec = make_record(order, seq, prev)
+    conn.execute(
+        "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            order.order_id,
+            order.order_seq,
+            order.state.value,
+            json.dumps(order_to_dict(order)),
+            at,
+            at,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?)",
+        (seq, order.order_id, rec.prev_hash, rec.record_hash, json.dumps(record_to_dict(rec)), at),
+    )
+    return rec.record_hash
+
+
 def build(store: Store, n: int) -> None:
     prev = GENESIS_HASH
-    batch = 5000
-    for start in range(1, n + 1, batch):
+    for start in range(1, n + 1, 5000):
         with store.transaction() as conn:
-            for seq in range(start, min(n, start + batch - 1) + 1):
-                o = _order(seq, store.epoch)
-                rec = make_record(o, seq, prev)
-                prev = rec.record_hash
-                conn.execute(
-                    "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)",
-                    (o.order_id, seq, o.state.value, json.dumps(order_to_dict(o)), 1.0, 1.0),
-                )
-                conn.execute(
-                    "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        seq,
-                        o.order_id,
-                        rec.prev_hash,
-                        rec.record_hash,
-                        json.dumps(record_to_dict(rec)),
-                        1.0,
-                    ),
-                )
+            for seq in range(start, min(n, start + 4999) + 1):
+                prev = _insert(conn, _order(seq, store.epoch), seq, prev, 1.0)
 
 
 def _extend(store: Store, n0: int, head_seq: int, head_hash: str, more: int) -> None:
+    """`more` orders sold after the verified mark (updated later than the first ones)."""
     prev = head_hash
     with store.transaction() as conn:
         for k in range(1, more + 1):
-            seq = head_seq + k
-            o = _order(n0 + k, store.epoch)
-            rec = make_record(o, seq, prev)
-            prev = rec.record_hash
-            conn.execute(
-                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)",
-                (o.order_id, n0 + k, o.state.value, json.dumps(order_to_dict(o)), 2.0, 2.0),
-            )
-            conn.execute(
-                "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    seq,
-                    o.order_id,
-                    rec.prev_hash,
-                    rec.record_hash,
-                    json.dumps(record_to_dict(rec)),
-                    2.0,
-                ),
-            )
-
-
-def best_of(runs: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+            prev = _insert(conn, _order(n0 + k, store.epoch), head_seq + k, prev, 2.0)
 
 
 def main() -> None:

@@ -8,28 +8,18 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import time
 from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, figure
+from _common import best_of, emit, figure
 
 URL = (
     "https://pay.example.invalid/p?k=AH-340100-0001&o=AH-340100-0001-000A7&a=16790"
     "&t=1790000000&s=3f9a1c0b7e2d4a5f"
 )
-
-
-def best_of(reps: int, fn) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> int:
