@@ -2,8 +2,9 @@
 
 Owns: the data a kiosk shows out of the box on a laptop (`kiosk store seed-demo`,
 `kiosk catalog summary --demo`), in the simulator and in tests. Nothing here is downloaded:
-product tiles are drawn locally by kiosk.ui.placeholders (production code the live kiosk also
-uses for a product without a picture).
+product tiles are drawn locally by kiosk.ui.placeholders, each product with its own drawing
+from kiosk.ui.product_art (production code the live kiosk also uses for a product without a
+picture file).
 
 The products are real specialties of Anhui's poverty counties (六安瓜片, 岳西翠兰, 霍山石斛,
 砀山酥梨, 金寨山核桃, 阜南柳编 ...), and the origin area codes are the real GB/T 2260 county codes.
@@ -20,13 +21,15 @@ Demo certification number format (ours, not the official national format)::
 - ``<serial>``: 4-digit serial number within that county and year.
 
 Run ``python -m kiosk.sim.demo_data`` to regenerate the example planogram CSVs in
-``kiosk/data/`` (a unit test checks that the committed files equal the generated output).
+``kiosk/data/`` (a unit test checks that the committed files equal the generated output); add
+``--contact-sheet`` to also redraw ``docs/ui/products.png``, every demo product's picture.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,7 @@ __all__ = [
     "demo_csv_text",
     "demo_planogram",
     "demo_stock",
+    "write_demo_contact_sheet",
     "write_demo_csvs",
     "write_demo_images",
 ]
@@ -387,6 +391,33 @@ def write_demo_images(directory: Path, size: int = 256) -> list[Path]:
     return paths
 
 
+def write_demo_contact_sheet(path: Path, tile: int = 120, columns: int = 8) -> Path:
+    """Write one PNG of every demo product's picture with its id and Chinese name under it
+    (docs/ui/products.png). Needs a CJK font (kiosk.ui.fonts.find_cjk_font)."""
+    from PIL import ImageDraw, ImageFont
+
+    from kiosk.ui.fonts import find_cjk_font
+
+    products = list(demo_catalog())
+    font = ImageFont.truetype(str(find_cjk_font()), 13)
+    small = ImageFont.truetype(str(find_cjk_font()), 10)
+    cell_w, cell_h, pad = tile + 16, tile + 44, 8
+    rows = -(-len(products) // columns)
+    sheet = Image.new("RGB", (columns * cell_w + pad, rows * cell_h + pad), (250, 250, 248))
+    draw = ImageDraw.Draw(sheet)
+    for i, product in enumerate(products):
+        r, c = divmod(i, columns)
+        x, y = pad + c * cell_w, pad + r * cell_h
+        sheet.paste(render_product_image(product, tile), (x, y))
+        draw.text((x, y + tile + 3), product.name_zh, fill=(30, 30, 30), font=font)
+        draw.text((x, y + tile + 21), product.product_id, fill=(110, 110, 110), font=small)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_if_changed(path, _png_bytes(sheet))
+    return path
+
+
 if __name__ == "__main__":
     for written in write_demo_csvs():
         print(f"wrote {written}")
+    if "--contact-sheet" in sys.argv:
+        print(f"wrote {write_demo_contact_sheet(Path('docs/ui/products.png'))}")

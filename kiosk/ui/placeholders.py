@@ -1,4 +1,7 @@
-"""Placeholder product pictures: a square tile drawn from the product's category, no files.
+"""Placeholder product pictures: a square tile drawn for the product, no files.
+
+Each product the kiosk knows a drawing for (kiosk.ui.product_art, by product id) gets that
+drawing; any other product gets its category's drawing (the icons here) as the fallback.
 
 Owns: `render_product_image`, the picture the live kiosk shows for a product whose image file is
 missing or not yet downloaded (kiosk/ui/images.py), and the one the demo data writes as its
@@ -10,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
 from kiosk.core.catalog import Category, Product
 
-__all__ = ["render_product_image"]
+__all__ = ["render_category_image", "render_product_image"]
 
 
 _RGB = tuple[int, int, int]
@@ -392,11 +395,25 @@ def _background(side: int, p: _Palette, seed: bytes) -> Image.Image:
 
 
 def render_product_image(product: Product, size: int = 256) -> Image.Image:
-    """A square RGB tile for `product`: category colour, gradient, a drawn category icon.
+    """A square RGB tile for `product`: category colour, gradient, the product's own drawing
+    (kiosk.ui.product_art) or, for a product without one, its category's drawing.
 
     No text (that would need a CJK font). Deterministic: the same product and size always give
     the same pixels.
     """
+    from kiosk.ui.product_art import PRODUCT_ART  # it builds on the pen and palettes here
+
+    own = PRODUCT_ART.get(product.product_id)
+    return _render(product, size, own if own is not None else _ICONS[product.category])
+
+
+def render_category_image(product: Product, size: int = 256) -> Image.Image:
+    """The tile of `product` with its category's drawing, even if it has a drawing of its own:
+    what a product missing from kiosk.ui.product_art gets."""
+    return _render(product, size, _ICONS[product.category])
+
+
+def _render(product: Product, size: int, icon: Callable[[_Pen, _Palette], None]) -> Image.Image:
     if size < 16:
         raise ValueError(f"image size must be at least 16 px, got {size}")
     palette = _PALETTES[product.category]
@@ -410,6 +427,6 @@ def render_product_image(product: Product, size: int = 256) -> Image.Image:
     )
     canvas = Image.alpha_composite(canvas, shadow)
     layer = Image.new("RGBA", (side, side), (0, 0, 0, 0))
-    _ICONS[product.category](_Pen(layer), palette)
+    icon(_Pen(layer), palette)
     canvas = Image.alpha_composite(canvas, layer)
     return canvas.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
