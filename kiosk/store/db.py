@@ -141,7 +141,7 @@ def open_store(data_dir: Path, clock: Clock | None = None) -> Store:
     """
     clock = clock or SystemClock()
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    _private_dir(data_dir)
     marker = data_dir / CORRUPT_MARKER
     if marker.exists():
         raise StoreCorrupt(marker.read_text(encoding="utf-8", errors="replace"))
@@ -160,6 +160,7 @@ def open_store(data_dir: Path, clock: Clock | None = None) -> Store:
     except sqlite3.Error as e:
         raise StoreError(f"cannot open {path}: {e}") from e
     try:
+        _private_files(data_dir)  # the file exists now, created under whatever umask
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
@@ -170,6 +171,7 @@ def open_store(data_dir: Path, clock: Clock | None = None) -> Store:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn, clock=clock)
+        _private_files(data_dir)  # the -wal and -shm files exist from the first write on
         _fsync_dir(data_dir)  # a newly created database file must survive power loss too
     except _Corrupt as e:
         conn.close()
@@ -187,6 +189,33 @@ def open_store(data_dir: Path, clock: Clock | None = None) -> Store:
 
 class _Corrupt(Exception):
     pass
+
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def _private_dir(d: Path) -> None:
+    """Create the data dir 0700 whatever the umask (mkdir's mode is masked by it, hence the
+    chmod); an existing one that lets group or others in is tightened to 0700 too: it holds
+    money, stock and keys, and only the kiosk's own user has any business in it."""
+    d.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    st = d.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        os.chmod(d, DIR_MODE)
+
+
+def _private_files(d: Path) -> None:
+    """kiosk.db, its -wal/-shm files and the corrupt marker: 0600, whatever the umask (SQLite
+    creates them with 0644 & ~umask; os.umask is process-wide, so chmod after the fact)."""
+    for name in (*(DB_FILENAME + s for s in _SIDE_FILES), CORRUPT_MARKER):
+        with contextlib.suppress(FileNotFoundError):
+            _chmod_private(d / name)
+
+
+def _chmod_private(path: Path) -> None:
+    if path.stat().st_mode & 0o777 != FILE_MODE:
+        os.chmod(path, FILE_MODE)
 
 
 def _fsync_dir(d: Path) -> None:
@@ -223,7 +252,9 @@ def _quarantine(data_dir: Path, reason: str, clock: Clock) -> None:
     )
     marker = data_dir / CORRUPT_MARKER
     tmp = data_dir / (CORRUPT_MARKER + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is masked by the umask; an old tmp keeps its own
+    with open(fd, "w", encoding="utf-8") as f:
         f.write(report)
         f.flush()
         os.fsync(f.fileno())

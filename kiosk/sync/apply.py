@@ -28,6 +28,7 @@ from kiosk.core.payment import (
 from kiosk.core.planogram import planogram_from_csv
 from kiosk.log import log_event
 from kiosk.store import Store
+from kiosk.sync.media import sha_of_ref
 from kiosk.sync.outbox import Priority
 from kiosk.sync.port import KioskPort
 from kiosk.sync.signing import TrustError, TrustReason
@@ -79,9 +80,39 @@ def apply_catalog(store: Store, body: dict[str, Any]) -> None:
     for p in products:
         if not isinstance(p, dict):
             raise TrustError(TrustReason.MALFORMED, "catalog: a product is not an object")
-        items.append(Product(**{**p, "category": Category(str(p.get("category")))}))
+        items.append(
+            Product(
+                **{
+                    **p,
+                    "category": Category(str(p.get("category"))),
+                    "image_ref": _network_image_ref(p),
+                }
+            )
+        )
     catalog = Catalog.of(int(body["version"]), items)
     store.catalog.replace(_with_prices(store, catalog))
+
+
+def _network_image_ref(p: Mapping[str, Any]) -> str:
+    """A catalog from the network names pictures by sha256 only (kiosk.sync.media): anything
+    else (a file name, a path such as "../../etc/passwd") is refused, logged, and the product
+    gets its drawn placeholder (""). Only a locally seeded catalog (`kiosk store seed-demo`)
+    may name files in `<data_dir>/images`."""
+    ref = p.get("image_ref", "")
+    if ref == "" or ref is None:
+        return ""
+    sha = sha_of_ref(ref) if isinstance(ref, str) else None
+    if sha is None:
+        log_event(
+            log,
+            "catalog.image_ref_refused",
+            logging.WARNING,
+            product_id=str(p.get("product_id", ""))[:64],
+            image_ref=str(ref)[:80],
+            reason="image refs from the network must be a sha256 (64 hex); placeholder shown",
+        )
+        return ""
+    return sha
 
 
 def _with_prices(store: Store, catalog: Catalog) -> Catalog:

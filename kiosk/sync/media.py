@@ -18,6 +18,14 @@ Must never:
 - block the caller on the network: `MediaFetcher` only calls `publish_request` (a non-blocking
   QoS 1 publish) and is driven by `poll()` from the sync bridge's periodic thread.
 
+Decoding is bounded: `open_bounded_image` reads only the image header (PIL `Image.open`) and
+refuses, before a single pixel is decoded, anything that is not a PNG/JPEG/WebP or is wider or
+taller than `MAX_IMAGE_SIDE` or has more than `MAX_IMAGE_PIXELS` pixels (a 21 KiB PNG can claim
+30000x30000 and decode to ~900 MiB). `MediaCache.put` runs it before writing (`ImageRefused`,
+counted in `rejected`, logged as `media.refused`; the fetcher never asks for that hash again:
+the same hash is always the same bytes), `path_for` before handing out a file, and
+kiosk.ui.images before every decode.
+
 A missing image is not an error anywhere: the UI draws its placeholder tile (kiosk.ui.images).
 """
 
@@ -29,22 +37,33 @@ import os
 import random
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiosk.clock import Clock
 from kiosk.log import log_event
 from kiosk.sync.pacing import TokenBucket
-from kiosk.sync.topics import MessageError, check_image
+from kiosk.sync.topics import MessageError, MessageErrorReason, check_image
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "DEFAULT_BUDGET_BYTES",
+    "IMAGE_FORMATS",
+    "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_SIDE",
     "MEDIA_DIR_NAME",
+    "ImageRefused",
     "MediaCache",
     "MediaFetcher",
+    "check_image_bounds",
     "media_dir",
     "media_path",
+    "open_bounded_image",
     "sha_of_ref",
 ]
 
@@ -55,6 +74,69 @@ DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024  # 256 images at the 256 KiB limit
 _SUFFIX = ".img"
 _TMP_PREFIX = ".tmp-"
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+MAX_IMAGE_SIDE = 4096  # pixels, width and height each
+MAX_IMAGE_PIXELS = 16 * 1024 * 1024  # width * height (64 MiB as RGBA): the decoding bound
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")  # the only decoders PIL may pick for a product image
+
+
+class ImageRefused(MessageError):
+    """Bytes that are not a product picture the kiosk agrees to decode: unidentifiable, not one
+    of IMAGE_FORMATS, or larger than the bounds. `str(e)` says which and why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(MessageErrorReason.BAD_VALUE, f"image refused: {detail}")
+
+
+def open_bounded_image(source: bytes | Path) -> Image.Image:
+    """`PIL.Image.open` (which reads the header only) plus the bounds check, before any pixel is
+    decoded. Raises ImageRefused; the caller closes the returned image (a context manager).
+    Only after this returned may the caller `.load()`/`.convert()` it."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    # PIL's own guard (a warning above it, DecompressionBombError above twice it) as a backstop
+    if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    try:
+        # between MAX_IMAGE_PIXELS and twice it PIL only warns: check_image_bounds refuses
+        # those below, with a clearer reason (a stray "ignore" filter left by two threads
+        # racing here would only hide this one harmless warning)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(fp, formats=IMAGE_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # (the warning arrives as an exception only where warnings are errors, e.g. tests)
+        raise ImageRefused(f"too many pixels ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ImageRefused(f"not a {'/'.join(IMAGE_FORMATS)} image") from e
+    except (OSError, ValueError, SyntaxError) as e:  # PIL reports bad headers all three ways
+        raise ImageRefused(f"unreadable header ({e})") from e
+    try:
+        check_image_bounds(im.size)
+    except ImageRefused:
+        im.close()
+        raise
+    return im
+
+
+def check_image_bounds(size: tuple[int, int]) -> None:
+    """Raise ImageRefused when an image of `size` (width, height) must not be decoded."""
+    w, h = size
+    if w < 1 or h < 1:
+        raise ImageRefused(f"empty image {w}x{h}")
+    if w > MAX_IMAGE_SIDE or h > MAX_IMAGE_SIDE:
+        raise ImageRefused(
+            f"{w}x{h} pixels exceeds {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} (not decoded)"
+        )
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ImageRefused(f"{w}x{h} = {w * h} pixels exceeds {MAX_IMAGE_PIXELS} (not decoded)")
+
+
+def _check_decodable(data: bytes) -> None:
+    with open_bounded_image(data):
+        pass
 
 
 def sha_of_ref(image_ref: str) -> str | None:
@@ -131,7 +213,7 @@ class MediaCache:
             path = media_path(self.directory, sha)
             if not entry.verified:
                 try:
-                    check_image(sha, path.read_bytes())
+                    _check_decodable(check_image(sha, path.read_bytes()))
                     entry.verified = True
                 except (OSError, MessageError) as e:
                     log_event(log, "media.corrupt", logging.WARNING, sha256=sha, error=str(e))
@@ -180,12 +262,19 @@ class MediaCache:
 
     def put(self, sha256: str, data: bytes) -> Path:
         """Verify, store atomically, then evict down to the budget. Raises MessageError
-        (HASH_MISMATCH, TOO_BIG) before writing anything when `data` is not image `sha256`."""
+        (HASH_MISMATCH, TOO_BIG) before writing anything when `data` is not image `sha256`,
+        ImageRefused when it is but is no picture the kiosk agrees to decode (bounds)."""
         sha = sha_of_ref(sha256)
         if sha is None:
             raise ValueError(f"not a sha256: {sha256!r}")
         try:
             data = check_image(sha, data)
+            _check_decodable(data)
+        except ImageRefused as e:
+            with self._lock:
+                self.rejected += 1
+            log_event(log, "media.refused", logging.WARNING, sha256=sha, reason=str(e))
+            raise
         except MessageError as e:
             with self._lock:
                 self.rejected += 1
@@ -322,16 +411,19 @@ class MediaFetcher:
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._wants: dict[str, _Want] = {}
+        self._refused: set[str] = set()  # right hash, but refused bytes: never asked again
         self.requested = 0  # requests sent
         self.stored = 0  # images stored
-        self.rejected = 0  # images refused (hash mismatch, too big)
+        self.rejected = 0  # images refused (hash mismatch, too big, not decodable, bounds)
 
     def want(self, image_refs: Iterable[str]) -> list[str]:
         """The catalog's image refs (file names are ignored): mark them referenced in the
         cache, forget wants no longer named, queue the missing ones. Returns those missing."""
         shas = [s for s in (sha_of_ref(r) for r in image_refs) if s is not None]
         self.cache.set_referenced(shas)
-        missing = self.cache.missing(shas)
+        with self._lock:
+            refused = set(self._refused)
+        missing = [s for s in self.cache.missing(shas) if s not in refused]
         now = self.clock.monotonic()
         with self._lock:
             for sha in [s for s in self._wants if s not in missing]:
@@ -402,10 +494,18 @@ class MediaFetcher:
             return False
         with self._lock:
             wanted = sha in self._wants
+            if sha in self._refused:
+                return False  # refused once: the same hash is the same bytes
         if not wanted and (sha not in self.cache.referenced() or sha in self.cache):
             return False  # not named by the catalog, or already here (a retained re-delivery)
         try:
             self.cache.put(sha, data)
+        except ImageRefused:
+            with self._lock:  # these bytes are what the hash names: asking again gets them again
+                self.rejected += 1
+                self._refused.add(sha)
+                self._wants.pop(sha, None)
+            return False
         except MessageError:
             now = self.clock.monotonic()
             with self._lock:

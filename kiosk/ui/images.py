@@ -11,10 +11,18 @@ only after its hash was checked (kiosk.sync.media.MediaCache). Not there yet (or
 the placeholder tile, never an error. When it arrives, `image_arrived(sha)` (called by the sync
 bridge in its own thread, not the UI's) decodes the file and swaps the picture in; the UI thread
 only ever swaps dict entries, so drawing never waits for the disk. One image is at most 256 KiB.
+
+Every file is opened with `kiosk.sync.media.open_bounded_image` (header only, dimensions and
+pixel count checked) before it is decoded: an image bomb gets the placeholder and a
+`ui.image_refused` warning, never a decode. A file-name ref is a plain name inside `image_dir`
+(`[A-Za-z0-9_.-]`, no leading dot, no separator): anything else is refused the same way. Refs
+from the network are sha256 only (kiosk.sync.apply.apply_catalog drops the rest).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +30,8 @@ from typing import TYPE_CHECKING
 import pygame
 
 from kiosk.core.catalog import Product
-from kiosk.sync.media import media_path, sha_of_ref
+from kiosk.log import log_event
+from kiosk.sync.media import ImageRefused, media_path, open_bounded_image, sha_of_ref
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -31,7 +40,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ProductImages", "pil_to_surface"]
 
+log = logging.getLogger("kiosk.ui.images")
+
 _BASE = 256
+_LOCAL_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 
 
 def pil_to_surface(image: Image.Image) -> pygame.Surface:
@@ -50,6 +62,7 @@ class ProductImages:
         # what each base image was made from: the product (its image_ref) and whether it is the
         # placeholder (then a later image_arrived() replaces it)
         self._made_from: dict[str, tuple[Product, bool]] = {}
+        self.refused = 0  # images refused (bad ref, image bomb, not a picture)
 
     def preload(self, products: Iterable[Product]) -> None:
         """Load (or draw) every product's base image. May read the disk: call outside frames.
@@ -89,7 +102,21 @@ class ProductImages:
             return media_path(self.media_dir, sha) if self.media_dir is not None else None
         if self.image_dir is None:
             return None
+        if not _LOCAL_NAME_RE.match(p.image_ref):  # "../../etc/passwd", "/abs", "a/b.png"
+            self._refuse(p, "image_ref is neither a sha256 nor a plain file name")
+            return None
         return self.image_dir / p.image_ref
+
+    def _refuse(self, p: Product, reason: str) -> None:
+        self.refused += 1
+        log_event(
+            log,
+            "ui.image_refused",
+            logging.WARNING,
+            product_id=p.product_id,
+            image_ref=p.image_ref[:80],
+            reason=reason,
+        )
 
     def _load(self, p: Product) -> Image.Image:
         return self._load_or_placeholder(p)[0]
@@ -102,9 +129,11 @@ class ProductImages:
         path = self._path(p)
         if path is not None and path.is_file():
             try:
-                with Image.open(path) as im:
+                with open_bounded_image(path) as im:  # header only: bounds checked first
                     return im.convert("RGB").resize((_BASE, _BASE)), False
-            except (OSError, ValueError, Image.DecompressionBombError):
+            except ImageRefused as e:
+                self._refuse(p, str(e))
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
                 pass  # not a picture we can read: the placeholder
         return render_product_image(p, _BASE), True
 

@@ -11,7 +11,11 @@ MQTT client and the report thread that drives the fetcher). The UI side is
    a retained province-wide image arrives without a request;
 2. a tampered image (the simulator answers with other bytes on the reply topic) is refused
    (HASH_MISMATCH, nothing written, placeholder shown) and fetched once the province has it
-   right; an image the province does not know leaves the placeholder, never an error.
+   right; an image the province does not know leaves the placeholder, never an error;
+3. attacks through a signed catalog: image refs that are file names or paths
+   ("../../etc/passwd", "x.png") are refused (the product gets the placeholder), and an image
+   bomb (a ~50 KiB PNG of 20000x20000 pixels whose hash the catalog names) is refused from its
+   header, never written, never decoded, never asked for again.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from kiosk.sim.province import ProvinceSimulator
 from kiosk.store import open_store
 from kiosk.sync.bridge import SyncBridge
 from kiosk.sync.media import media_dir, media_path
+from kiosk.sync.signing import Keyring
 from kiosk.ui.images import ProductImages
 from tests.support.config import write_kiosk_config
+from tests.support.image_bomb import png_bomb
 from tests.support.kiosk_node import KIOSK_A, sync_config
 from tests.support.store import seed_store
 
@@ -109,7 +115,7 @@ class Kiosk:
 
 @pytest.fixture
 def make_media_kiosk(
-    tmp_path: Path, pki: Pki, mosquitto: Mosquitto
+    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province: ProvinceSimulator
 ) -> Iterator[Callable[[dict[str, str]], Kiosk]]:
     made: list[Kiosk] = []
 
@@ -124,6 +130,7 @@ def make_media_kiosk(
                 for p in cat
             ]
             store.catalog.replace(Catalog.of(cat.version, products))
+            Keyring([province.public_key]).save(store)  # as provisioning installs it
         finally:
             store.close()
         cfg = write_kiosk_config(tmp_path / "kiosk.toml", "loop://", data_dir)
@@ -203,6 +210,43 @@ def test_tampered_and_missing_images_give_the_placeholder(
     assert media_path(k.media, good).read_bytes() == BLUE
     assert k.bridge.fetcher.pending() == [sha(b"nobody has this image")]
     assert k.colour(p_missing) == missing_colour
+
+
+def test_signed_catalog_cannot_name_files_or_send_an_image_bomb(
+    province: ProvinceSimulator, make_media_kiosk: Callable[[dict[str, str]], Kiosk]
+) -> None:
+    p_passwd, p_file, p_bomb, p_red = products(4)
+    bomb = png_bomb(20000, 20000)
+    province.add_image(bomb)
+    province.add_image(RED)
+    k = make_media_kiosk({})
+    refs = {p_passwd: "../../etc/passwd", p_file: "x.png", p_bomb: sha(bomb), p_red: sha(RED)}
+    content = {
+        "products": [
+            {
+                **{
+                    f: (v.value if hasattr(v, "value") else v)
+                    for f, v in dataclasses.asdict(p).items()
+                },
+                "image_ref": refs.get(p.product_id, ""),
+            }
+            for p in demo_catalog()
+        ]
+    }
+    v = province.publish_catalog(content, version=demo_catalog().version + 50)
+    assert wait_for(lambda: k.app.store.catalog.load().version == v), "catalog not applied"
+    cat = k.app.store.catalog.load().products
+    assert cat[p_passwd].image_ref == "" and cat[p_file].image_ref == ""  # refused: placeholder
+    assert cat[p_bomb].image_ref == sha(bomb) and cat[p_red].image_ref == sha(RED)
+
+    assert wait_for(lambda: sha(RED) in k.got()), k.got()
+    assert wait_for(lambda: k.bridge.fetcher.rejected >= 1), "the bomb was never refused"
+    assert not media_path(k.media, sha(bomb)).exists()
+    assert sha(bomb) not in k.bridge.fetcher.pending()
+    assert k.bridge.media.path_for(sha(bomb)) is None
+    k.images.preload(k.app.store.catalog.load())
+    assert k.colour(p_bomb) != (0, 0, 0)  # the placeholder tile, not the bomb's black
+    assert wait_for(lambda: k.colour(p_red) == (255, 0, 0), 5)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import logging
 import os
+import resource
 from pathlib import Path
 from unittest import mock
 
 import pytest
+from PIL import Image
 
 from kiosk.clock import ManualClock
-from kiosk.sync.media import MediaCache, MediaFetcher, media_path, sha_of_ref
-from kiosk.sync.topics import MAX_IMAGE_BYTES, MessageError, MessageErrorReason
+from kiosk.core.catalog import Product
+from kiosk.sim.demo_data import demo_catalog
+from kiosk.sync.media import (
+    MAX_IMAGE_SIDE,
+    ImageRefused,
+    MediaCache,
+    MediaFetcher,
+    check_image_bounds,
+    media_path,
+    open_bounded_image,
+    sha_of_ref,
+)
+from kiosk.sync.topics import MAX_IMAGE_BYTES, MessageError, MessageErrorReason, check_image
+from tests.support.image_bomb import png_bomb
 
 
 def img(n: int, size: int = 1000) -> tuple[str, bytes]:
-    data = bytes([n % 256]) * size
+    """Image number `n`: a real 2x2 PNG (the cache refuses anything PIL cannot identify),
+    padded after IEND to exactly `size` bytes so budgets stay easy to count."""
+    buf = io.BytesIO()
+    Image.new("RGB", (2, 2), (n % 256, n // 256 % 256, 7)).save(buf, "PNG")
+    data = buf.getvalue()
+    assert len(data) <= size
+    data += bytes([n % 256]) * (size - len(data))
     return hashlib.sha256(data).hexdigest(), data
 
 
@@ -304,3 +326,129 @@ def test_fetcher_forgets_wants_of_an_old_catalog(tmp_path: Path) -> None:
     assert f.pending() == [b]
     f.poll()
     assert req.sent == [b]
+
+
+# --- bounded decoding: image bombs ------------------------------------------------------------
+
+
+def _a_product() -> Product:
+    return next(iter(demo_catalog()))
+
+
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def test_image_bomb_is_refused_by_the_cache_before_decoding(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The attack: a ~50 KiB PNG whose hash the signed catalog names (so it passes the size and
+    hash checks) that decodes to 400 MB (1.2 GB as RGB). It is refused from its header."""
+    bomb = png_bomb(20000, 20000)
+    sha = hashlib.sha256(bomb).hexdigest()
+    assert check_image(sha, bomb) == bomb  # the old checks let it through
+    c = cache(tmp_path, budget=10 * MAX_IMAGE_BYTES)
+    before = _maxrss_mib()
+    with (
+        caplog.at_level(logging.WARNING, logger="kiosk.sync.media"),
+        pytest.raises(ImageRefused) as e,
+    ):
+        c.put(sha, bomb)
+    assert "image refused" in str(e.value) and "pixels" in str(e.value)
+    assert list((tmp_path / "media").iterdir()) == []
+    assert c.rejected == 1 and c.path_for(sha) is None
+    assert any("media.refused" in r.getMessage() for r in caplog.records)
+    assert _maxrss_mib() - before < 200  # nothing near the 400 MB of pixels was allocated
+
+
+@pytest.mark.parametrize(
+    ("w", "h"), [(MAX_IMAGE_SIDE + 1, 1), (1, MAX_IMAGE_SIDE + 1), (5000, 5000)]
+)
+def test_dimension_bounds(w: int, h: int) -> None:
+    with pytest.raises(ImageRefused):
+        check_image_bounds((w, h))
+    with pytest.raises(ImageRefused):
+        open_bounded_image(png_bomb(w, h))
+
+
+def test_largest_allowed_image_opens() -> None:
+    check_image_bounds((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+    with open_bounded_image(png_bomb(MAX_IMAGE_SIDE, 16)) as im:
+        assert im.size == (MAX_IMAGE_SIDE, 16)
+
+
+def test_not_a_picture_is_refused(tmp_path: Path) -> None:
+    c = cache(tmp_path)
+    data = b"GIF89a not a product picture" + b"x" * 100
+    with pytest.raises(ImageRefused) as e:
+        c.put(hashlib.sha256(data).hexdigest(), data)
+    assert "not a PNG/JPEG/WEBP image" in str(e.value)
+    assert list((tmp_path / "media").iterdir()) == []
+
+
+def test_a_bomb_already_on_disk_is_dropped_not_served(tmp_path: Path) -> None:
+    """A cache written before the bound existed: path_for checks the header before use."""
+    bomb = png_bomb(20000, 20000)
+    sha = hashlib.sha256(bomb).hexdigest()
+    (tmp_path / "media").mkdir()
+    media_path(tmp_path / "media", sha).write_bytes(bomb)
+    c = cache(tmp_path, budget=10 * MAX_IMAGE_BYTES)
+    assert c.path_for(sha) is None
+    assert not media_path(tmp_path / "media", sha).exists()
+
+
+def test_fetcher_refuses_a_bomb_and_never_asks_again(tmp_path: Path) -> None:
+    f, req, clock, new = fetcher(tmp_path, retry_base_s=1, retry_cap_s=1)
+    bomb = png_bomb(20000, 20000)
+    sha = hashlib.sha256(bomb).hexdigest()
+    f.want([sha])
+    assert f.poll() == 1
+    assert f.on_image(sha, bomb) is False  # the province's reply: right hash, refused bytes
+    assert f.rejected == 1 and new == [] and f.pending() == []
+    clock.advance(1000)
+    assert f.poll() == 0 and req.sent == [sha]
+    assert f.want([sha]) == []  # a new catalog naming it again does not bring it back
+    assert f.on_image(sha, bomb) is False  # a retained re-delivery is dropped unopened
+    assert f.rejected == 1
+
+
+def test_ui_shows_the_placeholder_for_a_bomb(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kiosk.ui.images, fed the same file through the media dir (as after a fetch) and through
+    image_dir: the placeholder tile, a logged refusal, no decode, no crash."""
+    from kiosk.ui.images import ProductImages
+
+    bomb = png_bomb(20000, 20000)
+    sha = hashlib.sha256(bomb).hexdigest()
+    (tmp_path / "media").mkdir()
+    (tmp_path / "images").mkdir()
+    media_path(tmp_path / "media", sha).write_bytes(bomb)
+    (tmp_path / "images" / "bomb.png").write_bytes(bomb)
+    imgs = ProductImages(tmp_path / "images", tmp_path / "media")
+    base = dataclasses.replace(_a_product(), image_ref=sha)
+    p2 = dataclasses.replace(list(demo_catalog())[1], image_ref="bomb.png")
+    before = _maxrss_mib()
+    with caplog.at_level(logging.WARNING, logger="kiosk.ui.images"):
+        imgs.preload([base, p2])
+    assert imgs.refused == 2
+    # both placeholders
+    assert imgs._made_from[base.product_id][1] and imgs._made_from[p2.product_id][1]
+    assert imgs.surface(base, 32).get_size() == (32, 32)
+    assert sum("ui.image_refused" in r.getMessage() for r in caplog.records) == 2
+    assert _maxrss_mib() - before < 200
+
+
+@pytest.mark.parametrize("ref", ["../../etc/passwd", "/etc/passwd", "a/b.png", ".hidden"])
+def test_ui_confines_file_name_refs_to_image_dir(tmp_path: Path, ref: str) -> None:
+    from kiosk.ui.images import ProductImages
+
+    secret = tmp_path / "etc" / "passwd"
+    secret.parent.mkdir()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(secret, "PNG")  # a picture, to be sure
+    (tmp_path / "a" / "images").mkdir(parents=True)
+    imgs = ProductImages(tmp_path / "a" / "images", None)
+    p = dataclasses.replace(_a_product(), image_ref=ref)
+    assert imgs._path(p) is None
+    imgs.preload([p])
+    assert imgs._made_from[p.product_id][1] and imgs.refused >= 1

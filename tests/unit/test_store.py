@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -406,3 +408,53 @@ def test_failed_commit_rolls_back_and_store_stays_usable(stocked: Store) -> None
         stocked.stock.apply(StockChange(1, 2, StockReason.RESTOCK, "r"))
     assert stocked.stock.levels() == {1: 0, 2: 0, 3: 0, 4: 0, 5: 0}
     assert stocked.stock.apply(StockChange(1, 2, StockReason.RESTOCK, "r")) == 2
+
+
+# --- permissions: the data dir 0700, the database files 0600, whatever the umask --------------
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask022", "umask000"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_data_dir_0700_and_database_files_0600(tmp_path: Path, umask: int) -> None:
+    """The attack: another local user reads kiosk.db (orders, ledger, keys) because the kiosk
+    was started outside systemd with a permissive umask. The files are private anyway."""
+    data = tmp_path / "new" / "data"
+    with open_store(data) as s:
+        with s.transaction() as conn:  # a write: the WAL and SHM files exist now
+            conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('k', 'v')")
+        assert _mode(data) == 0o700
+        for name in (DB_FILENAME, DB_FILENAME + "-wal", DB_FILENAME + "-shm"):
+            assert (data / name).exists(), name
+            assert _mode(data / name) == 0o600, (name, oct(_mode(data / name)))
+
+
+def test_loose_existing_dir_and_files_are_tightened(tmp_path: Path, umask: int) -> None:
+    data = tmp_path / "data"
+    open_store(data).close()
+    os.chmod(data, 0o777)
+    os.chmod(data / DB_FILENAME, 0o666)
+    open_store(data).close()
+    assert _mode(data) == 0o700 and _mode(data / DB_FILENAME) == 0o600
+
+
+def test_corrupt_marker_is_0600(tmp_path: Path, umask: int) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / DB_FILENAME).write_bytes(b"this is not a database " * 200)
+    with pytest.raises(StoreCorrupt):
+        open_store(data)
+    assert _mode(data / CORRUPT_MARKER) == 0o600
+    assert _mode(data) == 0o700
+    moved = list(data.glob(DB_FILENAME + ".corrupt-*"))
+    assert moved and all(_mode(m) == 0o600 for m in moved)
