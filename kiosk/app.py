@@ -147,12 +147,21 @@ class App:
         """Called by the UI loop after every turn (from the UI thread)."""
         self.ui_beat = time.monotonic()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop the watchdog, the province link, the controller and the board link, waiting
+        about `timeout` seconds in all (SIGTERM/SIGINT must end `kiosk run` within 5 s), then
+        close the store. Nothing in flight is waited for: a vend's state is on disk before
+        each step, and the next start recovers it as after a crash (asks the board)."""
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
         if self.watchdog is not None:
             self.watchdog.stop()
         if self.sync is not None:
-            self.sync.stop()
-        self.controller.stop()
+            self.sync.stop(left())
+        self.controller.stop(left())
         self.link.close()
         self.store.close()
 

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -37,6 +38,12 @@ from kiosk.sync.client import SyncConfigError, sync_problem
 __all__ = ["TestRun", "cmd_ledger_verify", "cmd_run", "register", "run"]
 
 log = logging.getLogger("kiosk.run")
+
+# SIGTERM/SIGINT must end `kiosk run` within 5 s (systemd's stop, every restart after an
+# update): at most this long for the province's acks of the last records (they stay in the
+# outbox otherwise and go at the next start), then at most about this long to stop the threads
+STOP_DRAIN_S = 1.0
+STOP_CLOSE_S = 2.5
 
 
 Say = Callable[[str], None]
@@ -163,14 +170,15 @@ def run(
             app.store.close()
             raise SyncConfigError(problem)
         log_event(log, "sync.off", reason=problem)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda _signum, _frame: app.stop_requested.set())
+    unwatch = _watch_signals(app)
     app.start()
     app.start_watchdog()
     systemd.notify_ready(f"kiosk {config.identity.kiosk_id} up")
     try:
         if script is not None:
-            code = script(app.controller)
+            code = _run_script(app, script)
+            if code is None:
+                return app.exit_code  # stopped by a signal: a clean stop, like headless
             left = _drain(app, drain_timeout)
             if left is not None:
                 say(f"outbox: {left} records not acknowledged")
@@ -178,13 +186,75 @@ def run(
         if headless:
             say(f"kiosk {config.identity.kiosk_id} running headless; Ctrl-C stops")
             print_views(app.controller, say, app.stop_requested)
-            _drain(app, min(drain_timeout, 5.0))
+            _drain(app, min(drain_timeout, STOP_DRAIN_S))
             return app.exit_code
         return _run_ui(app)
     finally:
         systemd.notify_stopping()
-        app.close()
+        app.close(STOP_CLOSE_S)
+        unwatch()
         time.sleep(0)  # let daemon threads notice
+
+
+def _watch_signals(app: App) -> Callable[[], None]:
+    """SIGINT/SIGTERM set `app.stop_requested` at once, whatever the main thread is doing.
+
+    A Python signal handler runs only when the main thread next runs Python code; the UI's
+    main thread sleeps inside `pygame.event.wait()` (C, for up to UI_BEAT_S). So the handler
+    is only a fallback: the C-level handler writes the signal number to a wakeup fd (socket
+    pair) and a thread reading it sets the event; whoever waits on it (the UI's exit watch,
+    the headless view log, a script's runner) then stops. Returns the undo."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: app.stop_requested.set())
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    wanted = {int(signal.SIGINT), int(signal.SIGTERM)}
+
+    def read() -> None:
+        with reader:
+            while True:
+                try:
+                    data = reader.recv(64)
+                except OSError:
+                    return
+                if not data:
+                    return  # the undo closed the writer
+                if wanted.intersection(data):
+                    log_event(log, "kiosk.stop_signal")
+                    app.stop_requested.set()
+
+    threading.Thread(target=read, name="signal-watch", daemon=True).start()
+
+    def undo() -> None:
+        with contextlib.suppress(ValueError):  # not the main thread any more: nothing to undo
+            signal.set_wakeup_fd(previous)
+        writer.close()
+
+    return undo
+
+
+def _run_script(app: App, script: Script) -> int | None:
+    """Run a headless script in a thread until its end (its exit code) or a stop request
+    (None): a signal stops a scripted kiosk as fast as any other; what the script had in
+    flight is recovered at the next start (the scripted shopper resumes)."""
+    result: list[int] = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            result.append(script(app.controller))
+        except Exception:
+            log.exception("the script failed")
+        finally:
+            done.set()
+            app.stop_requested.set()
+
+    threading.Thread(target=target, name="script", daemon=True).start()
+    app.stop_requested.wait()
+    if not done.is_set() or not result:
+        return None if not done.is_set() else exitcodes.FAIL
+    return result[0]
 
 
 def _drain(app: App, timeout: float) -> int | None:
@@ -222,16 +292,21 @@ def _run_ui(app: App) -> int:
         images=images,
         heartbeat=app.ui_heartbeat,
         heartbeat_every_s=UI_BEAT_S,
+        stop=app.stop_requested,
     )
     return app.exit_code
 
 
 def _exit_when_requested(app: App) -> None:
-    """With a UI on screen (its loop cannot be stopped from outside in kiosk mode): on a
-    `restart_app` command, stop the link and the controller, then leave the process."""
+    """With a UI on screen: on a signal, wake the UI loop and make it leave (in kiosk mode
+    too; `run()` then closes the app); on a `restart_app` command, stop the link and the
+    controller, then leave the process."""
+    from kiosk.ui.app import request_stop
+
     app.stop_requested.wait()
     if app.exit_code == 0:
-        return  # a signal: the UI's own handling ends the process
+        request_stop()
+        return
     with contextlib.suppress(Exception):
         systemd.notify_stopping()
         if app.sync is not None:

@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -209,14 +210,18 @@ class Controller:
         run_board_monitor(self.board, self._inbox.put, self._stop, self.status_every_s)
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the threads, waiting at most `timeout` seconds in all. A vend in flight is not
+        waited for: its state is on disk before each step, so the next start's recovery asks
+        the board for its outcome exactly as after a crash."""
         self._stop.set()
         self._inbox.put(ib.Stop())
         self.worker.jobs.put(None)
         if self._unsubscribe is not None:
             self._unsubscribe()
+        deadline = time.monotonic() + timeout
         for t in self._threads:
             if t is not threading.current_thread():
-                t.join(timeout)
+                t.join(max(0.0, deadline - time.monotonic()))
 
     # --- ui.Controller protocol and other inputs (any thread) ------------------------------
 

@@ -166,9 +166,9 @@ class SyncBridge:
             self.client.wake()
             time.sleep(0.1)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self.stop_reporting()
-        self.client.stop()
+        self.client.stop(timeout)
         logging.getLogger().removeHandler(self._log_tail)
 
     # --- the controller's hooks -----------------------------------------------------------

@@ -58,9 +58,11 @@ __all__ = [
     "PROMPT_LEAD_S",
     "SCREEN_NAMES",
     "SERVICE_TIMEOUT_S",
+    "STOP_REQUESTED",
     "WINDOW_TITLE",
     "UiApp",
     "open_display",
+    "request_stop",
     "run",
 ]
 
@@ -72,6 +74,9 @@ FRAME_S = 1.0 / 30  # never draw faster than 30 fps
 LONG_PRESS_S = 3.0
 PROMPT_LEAD_S = 20.0  # "need more time?" shows this long before the inactivity timeout
 SERVICE_TIMEOUT_S = 180.0
+#: Posted by `request_stop` (from any thread, e.g. on SIGTERM/SIGINT): the loop leaves, in
+#: kiosk mode too (a shopper's QUIT never ends a kiosk-mode loop; a stop request always does).
+STOP_REQUESTED: int = pygame.event.custom_type()
 _SERVICE_INTENTS = (
     ServiceLogin,
     ServiceExit,
@@ -345,6 +350,9 @@ class UiApp:
                     break
                 finish()
                 self.dirty = True
+        elif t == STOP_REQUESTED:
+            log_event(log, "ui.stop")
+            self.running = False
         elif t == pygame.QUIT:
             if not self.kiosk_mode:
                 self.running = False
@@ -586,10 +594,15 @@ def run(
     on_screen: Callable[[str], None] | None = None,
     heartbeat: Callable[[], None] | None = None,
     heartbeat_every_s: float | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Run the UI until QUIT (only honoured outside kiosk mode). Raises FontMissing first."""
+    """Run the UI until QUIT (only honoured outside kiosk mode) or a `request_stop`. Raises
+    FontMissing first. `stop`: whoever sets it calls `request_stop()`; one set before the
+    display was open (when a post would be lost) is seen here."""
     font = load_font(find_cjk_font(ui_config.font_path))
     surface = open_display(ui_config, kiosk_mode)
+    if stop is not None and stop.is_set():
+        request_stop()
     app = UiApp(
         controller,
         ui_config,
@@ -606,6 +619,13 @@ def run(
     controller.set_notify(notify_view_changed)
     app.loop()
     pygame.display.quit()
+
+
+def request_stop() -> None:
+    """Make a running `run()` leave its loop, in kiosk mode too. Thread-safe, never blocks:
+    it wakes a loop asleep in `pygame.event.wait()` at once."""
+    if pygame.display.get_init() or pygame.get_init():
+        pygame.event.post(pygame.event.Event(STOP_REQUESTED))
 
 
 # --- screenshots and tests --------------------------------------------------------------
