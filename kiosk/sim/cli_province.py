@@ -189,13 +189,19 @@ def _key_fingerprint(pem_path: Path) -> str:
     return public_key_fingerprint(spki)
 
 
-def _demo_catalog_content() -> dict[str, Any]:
-    from kiosk.sim.demo_data import demo_catalog
+def _demo_catalog_content(add_image: Any = None) -> dict[str, Any]:
+    """The demo catalog as the province publishes it: with `add_image` (the simulator's), each
+    product's picture is registered and referred to by its SHA-256, the only image ref a kiosk
+    accepts from the network."""
+    from kiosk.sim.demo_data import _png_bytes, demo_catalog
+    from kiosk.ui.placeholders import render_product_image
 
-    products = [
-        {k: (v.value if hasattr(v, "value") else v) for k, v in dataclasses.asdict(p).items()}
-        for p in demo_catalog()
-    ]
+    products = []
+    for p in demo_catalog():
+        d = {k: (v.value if hasattr(v, "value") else v) for k, v in dataclasses.asdict(p).items()}
+        if add_image is not None:
+            d["image_ref"] = add_image(_png_bytes(render_product_image(p)))
+        products.append(d)
     return {"products": products}
 
 
@@ -268,7 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  pay page: {page.url}", flush=True)
     if _opt(args, "publish_demo_catalog", False):
         if sim.wait_connected(10):
-            v = sim.publish_catalog(_demo_catalog_content())
+            v = sim.publish_catalog(_demo_catalog_content(sim.add_image))
             print(f"  published demo catalog v{v}", flush=True)
         else:
             print("  not connected: demo catalog not published", file=sys.stderr)
