@@ -15,6 +15,7 @@ from kiosk.core.planogram import SlotKind
 from kiosk.sim.fake_controller import DEMO_PIN_HASH, FakeController
 from kiosk.ui.app import UiApp, default_font
 from kiosk.ui.events import notify_view_changed
+from tests.support.xvfb import xvfb  # noqa: F401  (the fixture, for every UI test)
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
