@@ -1,6 +1,7 @@
 """`kiosk run` and `kiosk ledger verify`: the command line, and the run of the kiosk.
 
-Owns: argument parsing and exit codes of these two commands (0 ok, 1 not ok, 2 usage/config),
+Owns: argument parsing and exit codes of these two commands (0 ok, 1 not ok, 2 usage/config,
+3 records left unacknowledged after a script),
 and `run()`: the kiosk (kiosk.app) until SIGINT/SIGTERM or a `restart_app` command (exit code
 EXIT_RESTART), systemd readiness, the UI or the headless view log (kiosk.headless), or a
 headless script to its end; a store that cannot be opened runs kiosk/degraded.py instead.
@@ -72,6 +73,14 @@ def register(sub: Any, common: argparse.ArgumentParser, test_run: TestRun | None
         help="with --script: print the pay URL and wait for the province's real confirmation",
     )
     run.add_argument("--timeout", type=float, default=120.0, help="script timeout (seconds)")
+    run.add_argument(
+        "--ack-wait",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="with --script: how long to wait for the province to acknowledge every record "
+        "(default 20; exit code 3 if some are still unacknowledged)",
+    )
     run.set_defaults(func=cmd_run, test_run=test_run)
 
     led = sub.add_parser("ledger", help="the local sale ledger", parents=[common])
@@ -111,7 +120,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     trust_key, script = (None, None)
     if test_run is not None and (args.script or args.test_payments):
         trust_key, script = test_run(args, say)
-    return run(cfg, args.headless, script=script, trust_key=trust_key, say=say)
+    return run(
+        cfg, args.headless, script=script, trust_key=trust_key, say=say, drain_timeout=args.ack_wait
+    )
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
@@ -181,7 +192,9 @@ def run(
                 return app.exit_code  # stopped by a signal: a clean stop, like headless
             left = _drain(app, drain_timeout)
             if left is not None:
-                say(f"outbox: {left} records not acknowledged")
+                say(f"outbox: {left} records not acknowledged by the province")
+                if left and code == exitcodes.OK:
+                    return exitcodes.UNREACHABLE
             return code
         if headless:
             say(f"kiosk {config.identity.kiosk_id} running headless; Ctrl-C stops")
