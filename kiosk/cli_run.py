@@ -126,23 +126,43 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    """The hash chain, and that the ledger still holds the last record the province
+    acknowledged, unchanged (kiosk.sync.ledger_head: a re-chained or cut ledger fails)."""
+    from kiosk.core.ledger import ChainProblem
     from kiosk.store import open_store
     from kiosk.store.orders import OrderRepo
+    from kiosk.sync.ledger_head import ACKED_HEAD, acked_head
 
     cfg = _load(args)
     store = open_store(cfg.store.data_dir)
     try:
         repo = OrderRepo(store)
-        n = len(repo.ledger())
-        problems = repo.verify_ledger()
+        records = repo.ledger()
+        problems: list[ChainProblem | str] = list(repo.verify_ledger())
+        head = acked_head(store.settings.get(ACKED_HEAD))
     finally:
         store.close()
+    n = len(records)
+    if head is not None:
+        seq, want = head
+        held = [r.record_hash for r in records if r.seq == seq]
+        if not held:
+            problems.append(
+                f"the province acknowledged record seq {seq} ({want[:16]}...) and the ledger "
+                "no longer holds it: records were removed"
+            )
+        elif held[0] != want:
+            problems.append(
+                f"record seq {seq} is {held[0][:16]}..., the province acknowledged "
+                f"{want[:16]}...: the ledger was rewritten after it was sent"
+            )
     if problems:
         print(f"ledger: {n} records, {len(problems)} problem(s)")
         for p in problems:
             print(f"  {p if isinstance(p, str) else f'seq {p.seq}: {p.kind.value}: {p.detail}'}")
         return exitcodes.FAIL
-    print(f"ledger: {n} records, chain intact")
+    anchor = f"; matches the province's acknowledged seq {head[0]}" if head is not None else ""
+    print(f"ledger: {n} records, chain intact{anchor}")
     return exitcodes.OK
 
 

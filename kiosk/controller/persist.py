@@ -30,6 +30,7 @@ from kiosk.core.stock import StockError
 from kiosk.log import log_event
 from kiosk.store import Store, StoreError
 from kiosk.store.orders import ORDER_SEQ_LIMIT, OrderRepo
+from kiosk.sync.ledger_head import HeadSigner
 from kiosk.sync.outbox import OutboxError, Priority
 
 log = logging.getLogger("kiosk.controller")
@@ -79,6 +80,7 @@ class Persistence:
         self.on_commit = on_commit
         self.writable = True
         self.bad_slots: set[int] = set(self._load_bad_slots())
+        self.head_signer: HeadSigner | None = None  # signs sale records' heads (device key)
 
     # --- a sale step --------------------------------------------------------------------
 
@@ -123,9 +125,10 @@ class Persistence:
             ).fetchone()
             rec = self.repo.append_ledger(conn, a.order, now)
             if known is None and self.sink is not None:
+                body = record_to_dict(rec)
                 self.sink.append(
                     "sale",
-                    record_to_dict(rec),
+                    body if self.head_signer is None else self.head_signer.signed(body),
                     Priority.CRITICAL,
                     event_id=f"sale-{a.order.order_id}",
                     conn=conn,

@@ -46,6 +46,7 @@ from kiosk.hardware.protocol import BoardReset, DoorEvent
 from kiosk.log import log_event
 from kiosk.store import Store
 from kiosk.store.orders import OrderRepo
+from kiosk.sync.ledger_head import HeadSigner
 
 log = logging.getLogger("kiosk.controller")
 
@@ -121,6 +122,7 @@ class Controller:
         self.persist = Persistence(
             self.store, self.repo, self.sink, self.clock, self.kiosk_id, on_commit
         )
+        self.persist.head_signer = _head_signer(self.config)
         self.upkeep = Upkeep(self.store, self.config)
         self.integrity = IntegrityCheck(
             self.store, self.repo, self.persist, self.clock, post, self._stop
@@ -509,3 +511,17 @@ def session_input(
     if isinstance(it, ui.ServiceLogin | ui.ServiceExit | ui.ServiceViewed):
         return session.ServiceMenu(type(it).__name__, dataclasses.asdict(it))
     return None
+
+
+def _head_signer(config: _config.KioskConfig) -> HeadSigner | None:
+    """Sale records carry a head signature made with the device key (kiosk.sync.ledger_head)
+    when the kiosk has one (`[sync] key_file`); a key that cannot be used is logged, and the
+    records go unsigned (the province then refuses them: the technician must fix the key)."""
+    key_file = config.sync.key_file
+    if key_file is None:
+        return None
+    try:
+        return HeadSigner.from_key_file(key_file, config.identity.kiosk_id)
+    except ValueError as e:
+        log_event(log, "ledger.head_key_unusable", logging.ERROR, error=str(e))
+        return None

@@ -76,7 +76,9 @@ from kiosk.sync.topics import (
 )
 
 if TYPE_CHECKING:
-    from kiosk.sim.province_ca import ProvisioningCA
+    from kiosk.sim.province_heads import DeviceKeyLookup, HeadCheck
+from kiosk.sim.province_ca import ProvisioningCA
+from kiosk.sim.province_heads import DeviceKeyLookup, HeadCheck
 
 __all__ = [
     "DB_FILENAME",
@@ -391,9 +393,12 @@ class ProvinceSimulator:
         ack_batch_max: int = 500,
         auto_ack: bool = True,
         provisioning_ca: ProvisioningCA | None = None,
+        device_key: DeviceKeyLookup | None = None,
     ) -> None:
         """`provisioning_ca`: answer `kiosk/v1/register/+/request` with it (registration and
-        renewal); the payment secrets of kiosks it registered are added to `device_secrets`."""
+        renewal); the payment secrets of kiosks it registered are added to `device_secrets`.
+        `device_key`: kiosk id -> public key of its certificate, to check the signed ledger
+        heads of sale records (kiosk/sim/province_heads.py)."""
         self.broker = broker
         self.data_dir = Path(data_dir)
         self.device_secrets = dict(device_secrets)
@@ -408,6 +413,7 @@ class ProvinceSimulator:
         self.ack_batch_max = ack_batch_max
         self.auto_ack = auto_ack  # tests switch acks off to keep records in a kiosk's outbox
         self.images: dict[str, bytes] = {}
+        self.heads = HeadCheck(device_key)
         self.db = open_db(self.data_dir)
         self._db_lock = threading.Lock()
         self._host, self._port, self._tls = broker.address()
@@ -613,6 +619,10 @@ class ProvinceSimulator:
             try:
                 for kid, b, received_at in events:
                     if b["kind"] == "sale":
+                        bad = self.heads.problem(kid, b["body"])
+                        if bad is not None:  # refused: not stored, not acked
+                            self._province_alarm(kid, "bad_head_signature", bad, b, received_at)
+                            continue
                         self._check_ledger_conflict(kid, b, received_at)
                     cur = self.db.execute(
                         "INSERT INTO events (event_id, kiosk_id, seq, kind, priority, boot, "
@@ -664,11 +674,17 @@ class ProvinceSimulator:
             f"ledger seq {seq}: record {new_hash} ({b['event_id']}, order "
             f"{body.get('order_id')}) differs from the held {clash[0][1]} ({clash[0][0]})"
         )
+        self._province_alarm(kid, "ledger_conflict", detail, b, received_at)
+
+    def _province_alarm(
+        self, kid: str, kind: str, detail: str, b: Mapping[str, Any], at: float
+    ) -> None:
+        """In the caller's transaction: a province-side alarm about kiosk `kid`."""
         self.db.execute(
             "INSERT INTO province_alarms (kiosk_id, kind, detail, body, at) VALUES (?,?,?,?,?)",
-            (kid, "ledger_conflict", detail, json.dumps(dict(b), sort_keys=True), received_at),
+            (kid, kind, detail, json.dumps(dict(b), sort_keys=True), at),
         )
-        log_event(log, "province.ledger_conflict", logging.ERROR, kiosk=kid, detail=detail)
+        log_event(log, f"province.{kind}", logging.ERROR, kiosk=kid, detail=detail)
 
     def province_alarms(self, kiosk_id: str | None = None) -> list[dict[str, Any]]:
         with self._db_lock:

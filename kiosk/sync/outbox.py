@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from kiosk.clock import Clock
 from kiosk.store import Store, StoreError
 from kiosk.sync.clockoffset import ClockOffset
+from kiosk.sync.ledger_head import note_acked_sales
 from kiosk.sync.topics import EVENT_KINDS, MAX_PAYLOAD_BYTES, Topics, encode
 
 __all__ = [
@@ -491,7 +492,13 @@ class Outbox:
         with self.store.transaction() as c:
             for i in range(0, len(ids), _CHUNK):
                 chunk = ids[i : i + _CHUNK]
-                sql = f"DELETE FROM outbox WHERE event_id IN ({','.join('?' * len(chunk))})"
+                where = f"event_id IN ({','.join('?' * len(chunk))})"
+                sales = c.execute(
+                    f"SELECT payload FROM outbox WHERE kind = 'sale' AND {where}", chunk
+                ).fetchall()
+                if sales:  # the anchor `kiosk ledger verify` checks (kiosk.sync.ledger_head)
+                    note_acked_sales(c, [bytes(p) for (p,) in sales], self.clock.time())
+                sql = f"DELETE FROM outbox WHERE {where}"
                 if cache:  # (forgetting an entry is always safe, even if this rolls back)
                     gone = c.execute(sql + " RETURNING seq", chunk).fetchall()
                     self._uncache(int(seq) for (seq,) in gone)

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.app import load_device_secret as kiosk_load_device_secret
@@ -36,7 +37,7 @@ from kiosk.core.payment import (
     RejectReason,
 )
 from kiosk.sim.province import load_device_secret as province_load_device_secret
-from kiosk.sync import identity, signing, topics
+from kiosk.sync import identity, ledger_head, signing, topics
 from kiosk.sync.signing import Keyring, TrustError, TrustReason
 from tests.support.paths import ROOT
 
@@ -394,6 +395,22 @@ def _ledger_chain(v: Vector) -> None:
     assert kinds == [ProblemKind.ALTERED]
     kinds = [p.kind for p in ledger.verify_chain([records[0], records[2]])]
     assert kinds == [ProblemKind.MISSING_SEQUENCE, ProblemKind.BROKEN_LINK]
+
+
+@check("ledger-head")
+def _ledger_head(v: Vector) -> None:
+    point = bytes.fromhex(v.one("public_key_point"))
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    kiosk_id, seq, rh = v.one("kiosk_id"), int(v.one("seq")), v.one("record_hash")
+    assert ledger_head.head_bytes(kiosk_id, seq, rh).decode("utf-8") == v.one("signed_bytes")
+    record = {"seq": seq, "record_hash": rh, "head_sig": v.one("head_sig")}
+    assert ledger_head.verify_head(key, kiosk_id, record)
+    tampered = {**record, "seq": int(v.one("tampered_seq"))}
+    assert not ledger_head.verify_head(key, kiosk_id, tampered)
+    assert not ledger_head.verify_head(key, kiosk_id + "X", record)
+    assert not ledger_head.verify_head(
+        key, kiosk_id, {**record, "head_sig": record["head_sig"] + "="}
+    )
 
 
 # --- the tests -------------------------------------------------------------------------------
