@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk import __version__, exitcodes
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
+from kiosk.textfile import TextFileError, read_text, say
 
 if TYPE_CHECKING:
     from kiosk.store import Store
@@ -156,7 +157,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(path)
     except ConfigError as e:
-        print(f"{path}: {len(e.issues)} problem(s)", file=sys.stderr)
+        print(say("config_problems", file=path, n=len(e.issues)), file=sys.stderr)
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
         return exitcodes.FAIL
@@ -203,11 +204,11 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
     from kiosk.core.planogram import PlanogramCsvError, PlanogramError, planogram_from_csv
 
     cfg = _load(args)
-    try:
-        text = args.csv.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"{args.csv}: cannot read: {e}", file=sys.stderr)
-        return exitcodes.FAIL
+    try:  # UTF-8 with or without BOM, or GBK (Excel on a Chinese Windows)
+        text = read_text(args.csv, allow_gbk=True)
+    except TextFileError as e:
+        print(e.message(), file=sys.stderr)
+        return exitcodes.USAGE
     store = _open_store(cfg)
     try:
         catalog = store.catalog.load()
@@ -215,7 +216,7 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
         try:
             planogram = planogram_from_csv(text, version, catalog.products)
         except PlanogramCsvError as e:
-            print(f"{args.csv}: rejected, nothing applied:", file=sys.stderr)
+            print(say("csv_rejected", file=args.csv), file=sys.stderr)
             for err in e.errors:
                 print(f"  {err}", file=sys.stderr)
             return exitcodes.FAIL
@@ -237,11 +238,12 @@ def cmd_planogram_export(args: argparse.Namespace) -> int:
     cfg = _load(args)
     store = _open_store(cfg)
     try:
-        text = planogram_to_csv(store.planogram.load())
+        names = {p.product_id: p.name_zh for p in store.catalog.load()}
+        text = planogram_to_csv(store.planogram.load(), names)
     finally:
         store.close()
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
+    if args.out:  # with a BOM, so that Excel shows the Chinese names (import accepts both)
+        args.out.write_text(text, encoding="utf-8-sig")
     else:
         sys.stdout.write(text)
     return exitcodes.OK
@@ -382,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except ConfigError as e:
-        print(f"{_config_path(args)}: {len(e.issues)} problem(s)", file=sys.stderr)
+        print(say("config_problems", file=_config_path(args), n=len(e.issues)), file=sys.stderr)
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
         return exitcodes.USAGE

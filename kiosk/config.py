@@ -19,6 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from kiosk.textfile import TextFileError, read_text, say
+
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ENV_CONFIG",
@@ -167,6 +169,10 @@ class ConfigIssue:
     problem: str
 
     def __str__(self) -> str:
+        if self.key == "(file)":  # the problem names the file and says what to do
+            return self.problem
+        if self.key == "(syntax)":
+            return f"{self.file}: {self.problem}"
         shown = "(missing)" if self.value is _MISSING else repr(self.value)
         return f"{self.file}: {self.key} = {shown}: {self.problem}"
 
@@ -271,17 +277,18 @@ def load_config(path: str | os.PathLike[str]) -> KioskConfig:
     """Load and validate; raise ConfigError listing every problem."""
     p = Path(path)
     name = str(p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigIssue(name, "(file)", _MISSING, "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([ConfigIssue(name, "(file)", _MISSING, f"cannot read: {e}")]) from None
+    try:  # UTF-8, with or without the BOM Notepad writes (TOML is UTF-8 by definition)
+        text = read_text(p)
+    except TextFileError as e:
+        problem = e.message()
+        if e.key == "not_found":
+            problem = f"{problem} {say('config_not_found_hint')}"
+        raise ConfigError([ConfigIssue(name, "(file)", _MISSING, problem)]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(
-            [ConfigIssue(name, "(syntax)", _MISSING, f"not valid TOML: {e}")]
+            [ConfigIssue(name, "(syntax)", _MISSING, say("toml_syntax", error=e))]
         ) from None
     return parse_config(raw, source=p)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from kiosk.hardware.board import (
 )
 from kiosk.hardware.link import SerialLink
 from kiosk.hardware.protocol import Outcome, WireSlotKind
+from kiosk.textfile import say
 
 __all__ = ["describe", "register"]
 
@@ -225,6 +227,11 @@ def _connect(args: argparse.Namespace) -> Iterator[SerialBoard]:
 
 
 def _run(args: argparse.Namespace, body: Callable[[SerialBoard], int]) -> int:
+    if "://" not in args.port and not os.path.exists(args.port):
+        # said once, at once: no link started, no retries logging the same errno
+        msg = say("port_missing", port=args.port)
+        _emit(args, {"ok": False, "reachable": False, "port": args.port, "error": msg}, msg, True)
+        return exitcodes.UNREACHABLE
     try:
         with _connect(args) as board:
             return body(board)
