@@ -457,7 +457,7 @@ def _gather_answers(
     if args.answers:
         apath = Path(args.answers)
         try:
-            data = tomllib.loads(apath.read_text(encoding="utf-8"))
+            data = tomllib.loads(apath.read_text(encoding="utf-8-sig"))
         except (OSError, tomllib.TOMLDecodeError) as e:
             out(f"error: cannot read the answers file {apath}: {e}")
             return False
