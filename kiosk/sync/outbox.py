@@ -505,6 +505,25 @@ class Outbox:
             )
         return removed
 
+    def ack_records(self, records: Iterable[tuple[str, int]]) -> int:
+        """A verified province ack (kiosk.sync.acks): delete each record whose event id AND seq
+        both match. A seq is never reused, so an old ack replayed cannot remove a newer record
+        that carries the same event id. Idempotent; returns how many records were removed."""
+        pairs = [(e, s) for e, s in records if isinstance(e, str) and isinstance(s, int)]
+        if not pairs:
+            return 0
+        self._uncache(s for _e, s in pairs)  # (forgetting an entry is always safe)
+        with self.store.transaction() as c:
+            removed = c.executemany(
+                "DELETE FROM outbox WHERE seq = ? AND event_id = ?", [(s, e) for e, s in pairs]
+            ).rowcount
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (LAST_ACK_SETTING, json.dumps(self.clock.time())),
+            )
+        return max(0, removed)
+
     # --- inspection -----------------------------------------------------------------------
 
     def get(self, event_id: str) -> OutboxRecord | None:
