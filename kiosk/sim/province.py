@@ -1,8 +1,8 @@
 """The province simulator: the kiosk's peer for demos and tests, small and honest.
 
 Owns: `province.db` (SQLite in the data dir: events deduplicated by (kiosk, event id), kiosk
-status, payments, published versions), the province's MQTT client, end-to-end acks (signed,
-per batch, and never for a record naming another kiosk's order: kiosk.sim.province_acks), signing of
+status, payments, published versions), the province's MQTT client, end-to-end acks (signed per
+batch, never for a record naming another kiosk's order: kiosk.sim.province_acks), signing of
 everything sent down (catalog, desired state, commands with the province Ed25519 key; payment
 confirmations with the same key via kiosk.core.payment), answering order-status and image
 requests, the ledger chain check per kiosk, the sales report, and a small provisioning CA.
@@ -404,8 +404,8 @@ class ProvinceSimulator:
         self.signing_key = signing_key
         self.public_key = _public_of(signing_key)
         self.kid = key_id(self.public_key)
-        self.acks = AckSigner(signing_key, self.kid, lambda: self.clock.time())  # province_acks
         self.clock: Clock = clock or SystemClock()
+        self.acks = AckSigner(signing_key, self.kid, self.clock.time)  # province_acks
         self.shared_subscription = shared_subscription
         self.ack_batch_max = ack_batch_max
         self.auto_ack = auto_ack  # tests switch acks off to keep records in a kiosk's outbox

@@ -52,8 +52,9 @@ def foreign_order_owner(kiosk_id: str, body: Mapping[str, Any]) -> str | None:
 def refuse_foreign(
     db: sqlite3.Connection, kiosk_id: str, body: Mapping[str, Any], received_at: float
 ) -> bool:
-    """Inside the store transaction: True (and a province alarm and a rejected receipt written)
-    when the record names another kiosk's order; the caller then neither stores nor acks it."""
+    """Inside the store transaction: True (and a rejected receipt written, and a province alarm
+    unless one was raised for this record already) when the record names another kiosk's
+    order; the caller then neither stores nor acks it."""
     owner = foreign_order_owner(kiosk_id, body)
     if owner is None:
         return False
@@ -63,16 +64,21 @@ def refuse_foreign(
         f"{body.get('kind')} record {body.get('event_id')} on {kiosk_id}'s topic carries order "
         f"{order_id} of kiosk {owner}: refused, not stored, not acknowledged"
     )
-    db.execute(
-        "INSERT INTO province_alarms (kiosk_id, kind, detail, body, at) VALUES (?,?,?,?,?)",
-        (
-            kiosk_id,
-            FOREIGN_ORDER_ALARM,
-            detail,
-            json.dumps(dict(body), ensure_ascii=False, sort_keys=True),
-            received_at,
-        ),
-    )
+    seen = db.execute(
+        "SELECT 1 FROM province_alarms WHERE kiosk_id = ? AND kind = ? AND detail = ?",
+        (kiosk_id, FOREIGN_ORDER_ALARM, detail),
+    ).fetchone()
+    if seen is None:  # the kiosk sends the refused record again and again: one alarm for it
+        db.execute(
+            "INSERT INTO province_alarms (kiosk_id, kind, detail, body, at) VALUES (?,?,?,?,?)",
+            (
+                kiosk_id,
+                FOREIGN_ORDER_ALARM,
+                detail,
+                json.dumps(dict(body), ensure_ascii=False, sort_keys=True),
+                received_at,
+            ),
+        )
     db.execute(
         "INSERT INTO receipts (kiosk_id, rejected) VALUES (?, 1) ON CONFLICT (kiosk_id) "
         "DO UPDATE SET rejected = rejected + 1",

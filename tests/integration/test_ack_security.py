@@ -336,8 +336,13 @@ def test_a_record_with_another_kiosks_order_id_is_refused(
     held_b = {e["event_id"]: e["body"] for e in province.events(KIOSK_B)}
     assert set(ids_b) <= set(held_b)
     assert held_b[f"sale-{KIOSK_B}-1"]["order_id"] == stolen["order_id"]  # B's own sale
-    # A's forged record was never acked: it stays in A's outbox (sent again, refused again)
+    # A's forged record was never acked: it stays in A's outbox (sent again, refused again,
+    # one alarm for it however often it comes)
     a.sell(1)  # barrier: a later record of A's is stored and acked
     assert wait_for(lambda: a.pending() == 1)
     assert [r.event_id for r in a.outbox.records()] == [f"sale-{KIOSK_B}-1"]
+    a.outbox.reset_sent()  # sent again now
+    a.client.wake()
+    assert wait_for(lambda: province.receipts(KIOSK_A)[2] >= 2)
+    assert len(province.province_alarms(KIOSK_A)) == 1
     assert province.province_alarms(KIOSK_B) == []
