@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kiosk import degraded
 from kiosk.clock import ManualClock
 from kiosk.sim.province_acks import AckSigner, foreign_order_owner
 from kiosk.store import Store, open_store
@@ -31,9 +32,11 @@ from kiosk.sync.signing import (
     TrustReason,
     generate_keypair,
     key_id,
+    public_key_pem,
     sign_envelope,
 )
 from kiosk.sync.topics import Topics, decode, encode
+from tests.support.config import write_kiosk_config
 
 KIOSK = "AH-341524-0007"
 OTHER = "AH-341524-0008"
@@ -268,3 +271,24 @@ def test_province_signs_batches_and_refuses_foreign_order_ids(
     assert foreign_order_owner(KIOSK, rec("")) is None
     assert foreign_order_owner(KIOSK, rec(None)) is None
     assert foreign_order_owner(KIOSK, {"kind": "alarm", "body": {}}) is None
+
+
+def test_the_degraded_kiosk_checks_acks_with_the_config_key(
+    tmp_path: Path, keys: tuple[bytes, bytes, str]
+) -> None:
+    priv, pub, kid = keys
+    pem = tmp_path / "province.pem"
+    pem.write_bytes(public_key_pem(pub))
+    sync = {"province_public_key": pem}
+    cfg = write_kiosk_config(tmp_path / "k.toml", "/dev/null", tmp_path / "data", sync=sync)
+    v = degraded._ack_verifier(cfg, cfg.identity.kiosk_id)
+    assert v is not None
+    env = sign_ack(priv, kid, cfg.identity.kiosk_id, [("alarm-x", 1)], T0)
+    assert v.verify(env).records == [("alarm-x", 1)]
+    with pytest.raises(TrustError):
+        v.verify(sign_ack(generate_keypair()[0], kid, cfg.identity.kiosk_id, [("a", 1)], T0))
+    # no key, or one that does not load: no ack is trusted
+    bare = write_kiosk_config(tmp_path / "b.toml", "/dev/null", tmp_path / "data")
+    assert degraded._ack_verifier(bare, bare.identity.kiosk_id) is None
+    pem.write_text("not a key")
+    assert degraded._ack_verifier(cfg, cfg.identity.kiosk_id) is None
