@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk import __version__, systemd
 from kiosk import contract as ui
@@ -29,6 +29,9 @@ from kiosk.log import log_event
 from kiosk.store import SchemaTooNew, Store, StoreCorrupt
 from kiosk.store.connection import Database
 from kiosk.store.migrations import migrate
+
+if TYPE_CHECKING:
+    from kiosk.sync.acks import AckVerifier
 
 __all__ = ["StoreProblem", "classify_store_error", "run_degraded"]
 
@@ -132,9 +135,35 @@ def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> 
         ),
         Priority.NORMAL,
     )
-    client = SyncClient(config.sync, kiosk_id, outbox, topics, clock, lambda _t, _b: None, 0)
+    client = SyncClient(
+        config.sync,
+        kiosk_id,
+        outbox,
+        topics,
+        clock,
+        lambda _t, _b: None,
+        0,
+        acks=_ack_verifier(config, kiosk_id),
+    )
     client.start()
     return client
+
+
+def _ack_verifier(config: KioskConfig, kiosk_id: str) -> AckVerifier | None:
+    """Acks checked with the province key of the config (the store and its keyring are out of
+    reach). Without a key (or one that does not load) no ack is trusted: the records are sent
+    again at the next start, and the province keeps one copy."""
+    from kiosk.sync.acks import AckVerifier
+    from kiosk.sync.signing import load_public_key_pem
+
+    path = config.sync.province_public_key
+    if path is None:
+        return None
+    try:
+        return AckVerifier.for_key(kiosk_id, load_public_key_pem(path))
+    except (OSError, ValueError) as e:
+        log_event(log, "sync.no_ack_key", logging.WARNING, error=repr(e))
+        return None
 
 
 def run_degraded(

@@ -1,7 +1,8 @@
 """The province simulator: the kiosk's peer for demos and tests, small and honest.
 
-Owns: `province.db` (SQLite in the data dir: events deduplicated by event id, kiosk status,
-payments, published versions), the province's MQTT client, end-to-end acks, signing of
+Owns: `province.db` (SQLite in the data dir: events deduplicated by (kiosk, event id), kiosk
+status, payments, published versions), the province's MQTT client, end-to-end acks (signed per
+batch, never for a record naming another kiosk's order: kiosk.sim.province_acks), signing of
 everything sent down (catalog, desired state, commands with the province Ed25519 key; payment
 confirmations with the same key via kiosk.core.payment), answering order-status and image
 requests, the ledger chain check per kiosk, the sales report, and a small provisioning CA.
@@ -60,6 +61,7 @@ from kiosk.core.payment import (
 )
 from kiosk.log import log_event
 from kiosk.sim.certs import private_key_pem, self_signed_ca
+from kiosk.sim.province_acks import AckSigner, refuse_foreign
 from kiosk.sync.signing import key_id, public_key_pem, sign_envelope
 from kiosk.sync.topics import (
     ALL_STATUS,
@@ -104,7 +106,6 @@ def load_device_secret(path: Path | str) -> bytes:
 DB_FILENAME = "province.db"
 SIGNING_KEY_FILE = "province-signing.key"  # raw Ed25519 private key, hex
 PUBLIC_KEY_FILE = "province-public.pem"  # what a kiosk's sync.province_public_key points at
-ACK_MAX_IDS = 1000  # topics.decode refuses more per ack message
 SHARE_GROUP = "province"
 REGISTER_TOPIC_PREFIX = REGISTER_PREFIX + "/"
 
@@ -409,6 +410,7 @@ class ProvinceSimulator:
         self.public_key = _public_of(signing_key)
         self.kid = key_id(self.public_key)
         self.clock: Clock = clock or SystemClock()
+        self.acks = AckSigner(signing_key, self.kid, self.clock.time)  # province_acks
         self.shared_subscription = shared_subscription
         self.ack_batch_max = ack_batch_max
         self.auto_ack = auto_ack  # tests switch acks off to keep records in a kiosk's outbox
@@ -610,14 +612,17 @@ class ProvinceSimulator:
 
     def _store_events(
         self, events: list[tuple[str, dict[str, Any], float]]
-    ) -> dict[str, list[str]]:
-        """Insert (dedupe by event id) in one transaction; return every event id now on disk,
-        per kiosk (duplicates included: their earlier ack may have been lost)."""
-        acks: dict[str, list[str]] = {}
+    ) -> dict[str, list[tuple[str, int]]]:
+        """Insert (dedupe by (kiosk, event id)) in one transaction; return the (event id, seq)
+        of every record now on disk, per kiosk (duplicates included: their earlier ack may have
+        been lost). A record naming another kiosk's order is refused (province_acks)."""
+        acks: dict[str, list[tuple[str, int]]] = {}
         with self._db_lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for kid, b, received_at in events:
+                    if refuse_foreign(self.db, kid, b, received_at):
+                        continue  # not stored, not acked; a province alarm
                     if b["kind"] == "sale":
                         bad = self.heads.problem(kid, b["body"])
                         if bad is not None:  # refused: not stored, not acked
@@ -649,7 +654,7 @@ class ProvinceSimulator:
                         "duplicates = duplicates + ?",
                         (kid, int(new), int(not new), int(new), int(not new)),
                     )
-                    acks.setdefault(kid, []).append(b["event_id"])
+                    acks.setdefault(kid, []).append((b["event_id"], b["seq"]))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -699,21 +704,30 @@ class ProvinceSimulator:
             for k, t, d, b, a in rows
         ]
 
-    def _send_acks(self, acks: Mapping[str, list[str]]) -> None:
+    def _send_acks(self, acks: Mapping[str, list[tuple[str, int]]]) -> None:
+        """Signed acks, one signature per batch (kiosk.sim.province_acks)."""
         client = self._client
         if client is None:
             return
-        for kid, ids in acks.items():
-            topic = Topics(kid).acks
-            for i in range(0, len(ids), ACK_MAX_IDS):
-                payload = encode(
-                    {"event_ids": ids[i : i + ACK_MAX_IDS], "sent_at": self.clock.time()}
-                )
+        for kid, records in acks.items():
+            for topic, payload in self.acks.payloads(kid, records):
                 client.publish(topic, payload, qos=1)
 
     def ack(self, kiosk_id: str, event_ids: list[str]) -> None:
-        """Send acks by hand (tests that run with `auto_ack=False`)."""
-        self._send_acks({kiosk_id: event_ids})
+        """Send acks by hand (tests that run with `auto_ack=False`): for those of `event_ids`
+        the province holds for `kiosk_id` (with the seq they arrived with), nothing else."""
+        with self._db_lock:
+            rows = self.db.execute(
+                "SELECT event_id, seq FROM events WHERE kiosk_id = ? AND event_id IN "
+                "(SELECT value FROM json_each(?))",
+                (kiosk_id, json.dumps(list(event_ids))),
+            ).fetchall()
+        if rows:
+            self._send_acks({kiosk_id: [(str(e), int(s)) for e, s in rows]})
+
+    def ack_records(self, kiosk_id: str, records: list[tuple[str, int]]) -> None:
+        """Sign and send an ack for exactly these (event id, seq) pairs, stored or not (tests)."""
+        self._send_acks({kiosk_id: records})
 
     def _store_status(self, kid: str, body: dict[str, Any]) -> None:
         with self._lock:

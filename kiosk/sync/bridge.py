@@ -17,6 +17,9 @@ composition root builds the bridge first and hands its methods to the controller
   applied; replies and retained province-wide images go to the fetcher (verified, stored
   within `media_budget_bytes`); each new image is handed to `image_listeners` (the UI's
   ProductImages.image_arrived) from the report thread, never paho's;
+- acks are checked by `AckVerifier` (kiosk.sync.acks) inside the client, with the policy's
+  keyring and the per-key signed-time high-water marks (`SignedTime`, in the store) that also
+  bound commands; the clock offset observes only signed times (acks, accepted commands);
 - every TrustError (except a routine STALE_VERSION) becomes an alarm record and a log line;
 - reported state on every (re)connect and every `report_every_s`; telemetry (LOW, coalesced)
   every `telemetry_every_s`.
@@ -36,6 +39,7 @@ from kiosk import __version__
 from kiosk.core.payment import PaymentStatusQuery
 from kiosk.log import log_event
 from kiosk.sync import apply, messages
+from kiosk.sync.acks import AckVerifier, SignedTime
 from kiosk.sync.client import SyncClient
 from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.media import DEFAULT_BUDGET_BYTES, MediaCache, MediaFetcher, media_dir
@@ -97,6 +101,15 @@ class SyncBridge:
         self.policy = TrustPolicy(
             keyring, store, kiosk_id=self.kiosk_id, on_reject=self._on_reject, clock=clock
         )
+        # signed time: per-key high-water marks for acks and commands (kiosk.sync.acks)
+        self.signed_time = SignedTime(store)
+        self.policy.signed_time = self.signed_time
+        acks = AckVerifier(
+            self.kiosk_id,
+            lambda: self.policy.keyring,
+            self.signed_time,
+            on_reject=self._on_reject,
+        )
         self.client = SyncClient(
             config.sync,
             self.kiosk_id,
@@ -106,6 +119,7 @@ class SyncBridge:
             self.on_message,
             store.counters.current("boot"),
             clock_offset=clock_offset,
+            acks=acks,
             **dict(client_options or {}),
         )
         self.report_every_s = report_every_s
@@ -169,6 +183,7 @@ class SyncBridge:
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_reporting()
         self.client.stop(timeout)
+        self.signed_time.flush()
         logging.getLogger().removeHandler(self._log_tail)
 
     # --- the controller's hooks -----------------------------------------------------------
@@ -356,8 +371,9 @@ class SyncBridge:
             self._want_catalog_images()  # media: the new catalog may name new images
 
     def _command(self, env: dict[str, Any]) -> None:
-        province_now = self.clock_offset.province_now(self.kiosk.clock.time())
-        body = self.policy.accept_command(env, province_now)
+        now = self.kiosk.clock.time()
+        body = self.policy.accept_command(env, self.clock_offset.province_now(now))
+        self.clock_offset.observe(body["issued_at"], now)  # signed, checked fresh by the policy
         try:
             self.commands.run(body)
         except TrustError as e:

@@ -37,7 +37,7 @@ from kiosk.core.payment import (
     RejectReason,
 )
 from kiosk.sim.province import load_device_secret as province_load_device_secret
-from kiosk.sync import identity, ledger_head, signing, topics
+from kiosk.sync import acks, identity, ledger_head, signing, topics
 from kiosk.sync.signing import Keyring, TrustError, TrustReason
 from tests.support.paths import ROOT
 
@@ -343,6 +343,24 @@ def _envelope_vector(v: Vector, kind: str) -> None:
 
 check("envelope-prices")(lambda v: _envelope_vector(v, "desired"))
 check("envelope-command")(lambda v: _envelope_vector(v, "command"))
+
+
+@check("envelope-ack")
+def _envelope_ack(v: Vector) -> None:
+    _envelope_vector(v, "ack")
+    private = bytes.fromhex(v.one("private_key_hex"))
+    body = json.loads(v.one("body"))
+    pairs = [(str(e), int(s)) for e, s in body["records"]]
+    env = acks.sign_ack(private, v.one("kid"), body["kiosk_id"], pairs, body["issued_at"])
+    assert topics.encode(env) == v.one("wire").encode("utf-8")
+    # what the kiosk does with it: signature, name, kiosk, pairs, freshness
+    wire = topics.decode("ack", v.one("wire").encode("utf-8"))
+    verifier = acks.AckVerifier.for_key(DEMO_KIOSK, raw_public(private))
+    got = verifier.verify(wire)
+    assert got.records == pairs and got.issued_at == body["issued_at"]
+    with pytest.raises(TrustError) as e:
+        acks.AckVerifier.for_key("AH-340100-0002", raw_public(private)).verify(wire)
+    assert e.value.reason is TrustReason.WRONG_KIOSK
 
 
 def _record(body: dict[str, Any], prev_hash: str) -> ledger.SaleRecord:
