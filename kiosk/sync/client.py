@@ -184,6 +184,7 @@ class SyncClient:
         rng: random.Random | None = None,
         clock_offset: ClockOffset | None = None,
         reset_sent_on_connect: bool = True,
+        on_reject: Callable[[str, str, str], None] | None = None,
     ) -> None:
         _check_settings(config, max_inflight, queue_ahead)
         self.config = config
@@ -216,9 +217,7 @@ class SyncClient:
         self._connected_once = False
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._downlink = Downlink(
-            kiosk_id, topics, outbox, clock, self._stats, self._lock, self._deliver, self._offset
-        )
+        self._downlink = self._new_downlink(on_reject)
         self._drain = OutboxDrain(
             outbox,
             clock,
@@ -236,6 +235,21 @@ class SyncClient:
             prefetch=prefetch,
         )
         self._threads: list[threading.Thread] = []
+
+    def _new_downlink(self, on_reject: Callable[[str, str, str], None] | None) -> Downlink:
+        """The checks of what arrives; `on_reject(topic, reason, detail)` hears of every bad
+        message (paho's thread; the sync bridge counts them, kiosk.sync.rejections)."""
+        return Downlink(
+            self.kiosk_id,
+            self.topics,
+            self.outbox,
+            self.clock,
+            self._stats,
+            self._lock,
+            self._deliver,
+            self._offset,
+            on_reject=on_reject,
+        )
 
     def _deliver(self, topic: str, body: dict[str, Any]) -> None:
         self.on_message(topic, body)

@@ -3,8 +3,9 @@
 Owns: the first look at every downlink message: its topic (ours, a known kind, not one the
 kiosk itself sends), its payload decoded and schema-checked (`kiosk.sync.topics`), the clock
 offset observed from its `sent_at`, end-to-end acks applied to the outbox, and the count of bad
-messages by reason. Everything else goes to the receiver (`deliver(topic, body)`), whose job the
-signature checks are (kiosk.sync.signing).
+messages by reason; each bad message also goes to `on_reject(topic, reason, detail)` (the sync
+bridge counts it and raises rate-limited alarms, kiosk.sync.rejections). Everything else goes to
+the receiver (`deliver(topic, body)`), whose job the signature checks are (kiosk.sync.signing).
 
 Must never: crash on a bad payload (it is logged with its reason and counted); let a failing
 receiver take paho's network thread down.
@@ -37,7 +38,8 @@ _UPLINK_KINDS = frozenset(
 class Downlink:
     """Checks, decodes and routes the messages of one kiosk's subscriptions. `stats` and `lock`
     are the client's (the lock guards the stats and the bad-message counts); `offset()` is the
-    clock offset to feed (None: none)."""
+    clock offset to feed (None: none); `on_reject(topic, reason, detail)` hears of every bad
+    message (paho's thread: it must not block)."""
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class Downlink:
         lock: threading.Lock,
         deliver: Callable[[str, dict[str, Any]], None],
         offset: Callable[[], ClockOffset | None],
+        on_reject: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.kiosk_id = kiosk_id
         self.topics = topics
@@ -59,6 +62,7 @@ class Downlink:
         self._deliver = deliver
         self._offset = offset
         self._bad_by_reason: dict[str, int] = {}
+        self._on_reject = on_reject
 
     def bad_message_reasons(self) -> dict[str, int]:
         with self._lock:
@@ -80,6 +84,11 @@ class Downlink:
             detail=detail[:200],
             count=count,
         )
+        if self._on_reject is not None:
+            try:
+                self._on_reject(topic, reason, detail)
+            except Exception:  # counting must never take paho's thread down
+                log.exception("sync: on_reject failed")
 
     def handle(self, topic: str, payload: bytes) -> None:
         parsed = parse_topic(topic, self.topics.prefix)
