@@ -11,9 +11,10 @@ Pure: no I/O, no threads, no locks (the caller serialises access), time from the
 `Clock` (its monotonic time paces the windows; its wall time is what the alarms show).
 
 The window rule, per pair:
-- a rejection of a pair with no alarm in the last window is due at once (the next `take()`);
+- a rejection of a pair with no alarm in the last window raises an alarm at once (count 1,
+  handed out by the next `take()`), and a window starts;
 - later rejections within the window are counted; when the window ends, `take()` returns one
-  summary alarm with their count (and the window starts again from that alarm);
+  summary alarm with their count (and the next window starts from that alarm);
 - `flush()` (clean stop) returns every pending count at once, whatever the window says, so no
   count is lost when the kiosk stops cleanly; after a crash the pending counts are lost, the
   link counters (`mqtt_rejected_*`) of the next start begin at zero again.
@@ -97,7 +98,8 @@ def clean_reason(reason: object) -> str:
 @dataclass(frozen=True, slots=True)
 class RejectionAlarm:
     """One alarm: `count` rejections of (what, reason) between `first_at` and `last_at` (wall
-    time), `detail` the last one's detail (capped)."""
+    time), `detail` the last one's detail (capped); `raised_at` is the clock's monotonic time
+    when the limiter raised it (not sent)."""
 
     what: str
     reason: str
@@ -105,6 +107,7 @@ class RejectionAlarm:
     first_at: float
     last_at: float
     detail: str
+    raised_at: float = 0.0
 
 
 def alarm_body(a: RejectionAlarm) -> dict[str, Any]:
@@ -151,6 +154,7 @@ class RejectionLimiter:
         self.window_s = float(window_s)
         self.max_pairs = max_pairs
         self._pairs: dict[tuple[str, str], _Pair] = {}
+        self._ready: list[RejectionAlarm] = []  # raised by record(), handed out by take()
         self._by_reason: dict[str, int] = {}
         self.total = 0
 
@@ -172,45 +176,54 @@ class RejectionLimiter:
                 pair = self._pairs.get(key)
             if pair is None:
                 pair = self._pairs[key] = _Pair(next_alarm_at=float("-inf"))
-        now = self.clock.time()
+        wall, now = self.clock.time(), self.clock.monotonic()
         if pair.pending == 0:
-            pair.first_at = now
+            pair.first_at = wall
         pair.pending += 1
-        pair.last_at = now
+        pair.last_at = wall
         pair.detail = str(detail)[:MAX_DETAIL]
+        if pair.next_alarm_at <= now:  # no alarm of this pair in the last window: at once
+            self._ready.append(self._emit(key, pair, now))
+            pair.next_alarm_at = now + self.window_s
 
     def take(self) -> list[RejectionAlarm]:
-        """The alarms due now: the first rejection of a quiet pair, or the summary of a pair
-        whose window ended. Pairs with nothing pending and no window running are forgotten."""
+        """The alarms to send now: those raised at once by `record()`, and the summary of
+        every pair whose window ended with rejections pending. Pairs with nothing pending and
+        no window running are forgotten."""
         now = self.clock.monotonic()
-        out: list[RejectionAlarm] = []
+        out, self._ready = self._ready, []
         for key, pair in list(self._pairs.items()):
             if pair.next_alarm_at > now:
                 continue
             if pair.pending == 0:
                 del self._pairs[key]  # quiet for a whole window: the next one alarms at once
                 continue
-            out.append(self._emit(key, pair))
+            out.append(self._emit(key, pair, now))
             pair.next_alarm_at = now + self.window_s
         return out
 
     def flush(self) -> list[RejectionAlarm]:
-        """Every pending count now, windows or not (a clean stop)."""
-        out = [self._emit(k, p) for k, p in self._pairs.items() if p.pending]
+        """Every alarm not yet taken and every pending count, windows or not (a clean
+        stop)."""
+        now = self.clock.monotonic()
+        out, self._ready = self._ready, []
+        out += [self._emit(k, p, now) for k, p in self._pairs.items() if p.pending]
         self._pairs.clear()
         return out
 
     def pending(self) -> int:
-        """Rejections counted but not yet in an alarm."""
-        return sum(p.pending for p in self._pairs.values())
+        """Rejections counted but not yet in an alarm handed out by `take()` / `flush()`."""
+        return sum(p.pending for p in self._pairs.values()) + sum(a.count for a in self._ready)
 
     def by_reason(self) -> dict[str, int]:
         """Rejections ever recorded, per reason (for the link counters)."""
         return dict(sorted(self._by_reason.items()))
 
     @staticmethod
-    def _emit(key: tuple[str, str], pair: _Pair) -> RejectionAlarm:
-        a = RejectionAlarm(key[0], key[1], pair.pending, pair.first_at, pair.last_at, pair.detail)
+    def _emit(key: tuple[str, str], pair: _Pair, now: float) -> RejectionAlarm:
+        a = RejectionAlarm(
+            key[0], key[1], pair.pending, pair.first_at, pair.last_at, pair.detail, now
+        )
         pair.pending = 0
         pair.detail = ""
         return a

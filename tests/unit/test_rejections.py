@@ -133,17 +133,27 @@ def test_the_window_step_by_step() -> None:
     assert lim.total == 1003
 
 
+def test_at_once_after_a_quiet_window_without_a_take_between() -> None:
+    clock = ManualClock()
+    lim = RejectionLimiter(clock, window_s=10)
+    lim.record("acks", "BAD_TYPE")
+    clock.advance(10.5)
+    lim.record("acks", "BAD_TYPE")
+    clock.advance(3)
+    assert [(a.count, a.raised_at) for a in lim.take()] == [(1, 0.0), (1, 10.5)]
+
+
 def test_flush_reports_every_pending_count() -> None:
     clock = ManualClock()
     lim = RejectionLimiter(clock, window_s=600)
     for _ in range(5):
         lim.record("acks", "BAD_TYPE")
         lim.record("commands", "EXPIRED")
-    assert sorted((a.what, a.count) for a in lim.take()) == [("acks", 5), ("commands", 5)]
+    assert sorted((a.what, a.count) for a in lim.take()) == [("acks", 1), ("commands", 1)]
+    assert lim.pending() == 8 and lim.take() == []
     lim.record("acks", "BAD_TYPE")
     lim.record("acks", "BAD_TYPE")
-    assert lim.take() == []
-    assert [(a.what, a.count) for a in lim.flush()] == [("acks", 2)]
+    assert sorted((a.what, a.count) for a in lim.flush()) == [("acks", 6), ("commands", 4)]
     assert lim.flush() == [] and lim.pending() == 0
 
 
@@ -152,9 +162,11 @@ def test_pairs_and_reasons_are_bounded() -> None:
     for i in range(100):
         lim.record("commands", f"REASON_{i}")
     alarms = lim.take()
-    assert len(alarms) == 5  # 4 pairs and the overflow bucket
-    assert sum(a.count for a in alarms) == 100
-    assert (alarms[-1].what, alarms[-1].reason, alarms[-1].count) == (*OVERFLOW, 96)
+    assert len(alarms) == 5  # 4 pairs and the overflow bucket, each alarmed at once
+    assert [a.count for a in alarms] == [1] * 5
+    assert lim.pending() == 95
+    (rest,) = lim.flush()
+    assert (rest.what, rest.reason, rest.count) == (*OVERFLOW, 95)
     assert len(lim.by_reason()) == 5 and lim.by_reason()["OTHER"] == 96
     lim = RejectionLimiter(ManualClock(), window_s=600)
     lim.record("not a topic kind " * 50, "NOT_JSON", "d" * 10_000)
@@ -204,43 +216,41 @@ ops = st.lists(
 def test_window_rule_holds_for_any_sequence(ops: list[tuple[str, float]], window: float) -> None:
     clock = ManualClock()
     lim = RejectionLimiter(clock, window_s=window)
-    sent: dict[tuple[str, str], int] = defaultdict(int)
-    alarmed: dict[tuple[str, str], int] = defaultdict(int)
-    last_alarm: dict[tuple[str, str], float] = {}
-    quiet_since_alarm: dict[tuple[str, str], bool] = {}
-    fresh: set[tuple[str, str]] = set()  # rejected while quiet: must alarm at the next take
+    sent: dict[tuple[str, str], list[float]] = defaultdict(list)  # monotonic record times
+    raised: dict[tuple[str, str], list[float]] = defaultdict(list)  # alarms' raised_at
+    counted: dict[tuple[str, str], int] = defaultdict(int)
+
+    def take() -> None:
+        now = clock.monotonic()
+        taken = lim.take()
+        for a in taken:
+            pair = (a.what, a.reason)
+            assert a.count >= 1 and a.first_at <= a.last_at and a.raised_at <= now
+            if raised[pair]:  # alarms of one pair: at least one window apart
+                assert a.raised_at - raised[pair][-1] >= window
+            raised[pair].append(a.raised_at)
+            counted[pair] += a.count
+
     for op, arg in ops:
         if op == "reject":
             pair = PAIRS[int(arg)]
-            now = clock.monotonic()
-            window_over = pair not in last_alarm or now - last_alarm[pair] >= window
-            if window_over and quiet_since_alarm.get(pair, True):
-                fresh.add(pair)
-            quiet_since_alarm[pair] = False
-            sent[pair] += 1
+            sent[pair].append(clock.monotonic())
             lim.record(*pair)
         elif op == "advance":
             clock.advance(arg)
         else:
-            now = clock.monotonic()
-            taken = lim.take()
-            got = {(a.what, a.reason) for a in taken}
-            assert len(got) == len(taken)  # one alarm per pair per take
-            assert fresh <= got
-            fresh.clear()
-            for a in taken:
-                pair = (a.what, a.reason)
-                assert a.count >= 1 and a.first_at <= a.last_at
-                if pair in last_alarm:  # at least one window apart
-                    assert now - last_alarm[pair] >= window
-                last_alarm[pair] = now
-                quiet_since_alarm[pair] = True
-                alarmed[pair] += a.count
-        assert sum(alarmed.values()) + lim.pending() == sum(sent.values())
+            take()
+        assert sum(counted.values()) + lim.pending() == sum(len(t) for t in sent.values())
+    take()
+    for pair, times in sent.items():
+        # at once: every rejection has an alarm of its pair raised at it or less than a window
+        # before it (the first one after a quiet window raised its own)
+        for t in times:
+            assert any(t - window < r <= t for r in raised[pair]), (pair, t, raised[pair])
     for a in lim.flush():
-        alarmed[(a.what, a.reason)] += a.count
-    assert alarmed == {k: v for k, v in sent.items() if v}  # every rejection in one alarm
+        counted[(a.what, a.reason)] += a.count
+    # every rejection is in exactly one alarm
+    assert counted == {k: len(v) for k, v in sent.items()}
     assert lim.by_reason() == {
-        r: sum(n for (w, rr), n in sent.items() if rr == r)
-        for r in {r for (_, r), n in sent.items() if n}
+        r: sum(len(v) for (_, rr), v in sent.items() if rr == r) for (_, r) in sent
     }
