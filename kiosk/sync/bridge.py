@@ -18,11 +18,12 @@ composition root builds the bridge first and hands its methods to the controller
   within `media_budget_bytes`); each new image is handed to `image_listeners` (the UI's
   ProductImages.image_arrived) from the report thread, never paho's;
 - every rejected downlink message, at every stage (the client's topic and schema checks, the
-  policy's TrustErrors except a routine STALE_VERSION, a malformed payment confirmation or status
-  reply) is counted per reason (`mqtt_rejected_*` link counters) and raises a SYNC_REJECTED
-  alarm, at most one per (topic kind, reason) per `sync.rejection_alarm_every_s` carrying the
-  count (kiosk.sync.rejections); paho's thread only counts, the report thread appends the
-  alarms, and a clean stop appends what is still pending;
+  policy's TrustErrors except a routine STALE_VERSION, a status reply with an unknown status, a
+  refused image, and, through the controller's `payment_rejected` hook = `rejected`, a payment
+  confirmation or status reply the sales core refuses) is counted per reason (`mqtt_rejected_*`
+  link counters) and raises a SYNC_REJECTED alarm, at most one per (topic kind, reason) per
+  `sync.rejection_alarm_every_s` carrying the count (kiosk.sync.rejections); paho's thread only
+  counts, the report thread appends the alarms, and a clean stop appends what is pending;
 - reported state on every (re)connect and every `report_every_s`; telemetry (LOW, coalesced)
   every `telemetry_every_s`.
 """
@@ -38,7 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kiosk import __version__
-from kiosk.core.payment import ConfirmationRejected, PaymentStatusQuery, confirmation_from_dict
+from kiosk.core.payment import PaymentStatusQuery
 from kiosk.log import log_event
 from kiosk.sync import apply, messages
 from kiosk.sync.client import SyncClient
@@ -326,14 +327,16 @@ class SyncBridge:
 
     # --- downlink: rejections ------------------------------------------------------------
 
-    def _rejected(self, what: str, reason: str, detail: str) -> None:
-        """Count one rejected message (any thread; never touches the store)."""
+    def rejected(self, what: str, reason: str, detail: str = "") -> None:
+        """Count one rejected message (any thread; never touches the store). Also the
+        controller's `payment_rejected` hook: a payment confirmation or status reply whose
+        signature, kiosk, order, amount or age does not check out."""
         with self._rejections_lock:
             self.rejections.record(what, reason, detail)
 
     def _on_bad_message(self, topic: str, reason: str, detail: str) -> None:
         """SyncClient's hook (paho's thread): a message its topic or schema checks refused."""
-        self._rejected(what_of_topic(topic, self.topics.prefix), reason, detail)
+        self.rejected(what_of_topic(topic, self.topics.prefix), reason, detail)
 
     def _on_reject(self, what: str, err: TrustError) -> None:
         """TrustPolicy's hook: a signed message refused (not a routine STALE_VERSION)."""
@@ -345,7 +348,7 @@ class SyncBridge:
             reason=err.reason.value,
             detail=err.detail[:200],
         )
-        self._rejected(what_of_trust(what), err.reason.value, err.detail)
+        self.rejected(what_of_trust(what), err.reason.value, err.detail)
 
     def raise_rejection_alarms(self, *, flush: bool = False) -> int:
         """Append the SYNC_REJECTED alarms that are due (all pending ones with `flush`); from
@@ -376,18 +379,13 @@ class SyncBridge:
         controller = self.kiosk.controller
         try:
             if kind == "payment_confirm":
-                c = confirmation_from_dict(body["confirmation"])
-                if isinstance(c, ConfirmationRejected):
-                    log_event(log, "payment.rejected", logging.WARNING, reason=c.reason.value)
-                    self._rejected("payment/confirm", c.reason.value, c.detail)
-                else:
-                    controller.submit_confirmation(c)
+                controller.submit_confirmation(body["confirmation"])
             elif kind == "order_status_reply":
                 reply = apply.status_reply_from_wire(body)
                 if reply is None:
                     status = str(body.get("status"))[:40]
                     log_event(log, "sync.bad_status", logging.WARNING, status=status)
-                    self._rejected("orders/status/reply", "BAD_VALUE", f"status {status!r}")
+                    self.rejected("orders/status/reply", "BAD_VALUE", f"status {status!r}")
                 else:
                     controller.submit_status_reply(reply)
             elif kind == "desired" and parsed is not None:
@@ -402,7 +400,7 @@ class SyncBridge:
                 refused = self.fetcher.rejected
                 self.fetcher.on_image(str(body["sha256"]), bytes(body["data"]))
                 if self.fetcher.rejected > refused:  # verified by hash, but not an image we take
-                    self._rejected(what_of_topic(topic, self.topics.prefix), "IMAGE_REFUSED", "")
+                    self.rejected(what_of_topic(topic, self.topics.prefix), "IMAGE_REFUSED", "")
             else:
                 log_event(log, "sync.ignored", topic=topic)
         except TrustError:

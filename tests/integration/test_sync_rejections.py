@@ -6,9 +6,10 @@ board emulator behind a pty, a seeded store) with `sync.rejection_alarm_every_s 
 province's identity, the only one the broker lets write a kiosk's downlink
 (test_broker_identity.py): a leaked province credential.
 
-While the scripted order waits for its payment, 4,500 bad messages of four kinds arrive (not
+While the scripted order waits for its payment, 4,850 bad messages of five kinds arrive (not
 JSON on desired/prices, too big on commands, an ack missing its field, prices signed by a key
-that is not the province's); then the province confirms the payment. The kiosk keeps running
+that is not the province's, and "the order was paid" signed by that key too); then the
+province confirms the payment. The kiosk keeps running
 and sells (exit 0, the sale record at the province); its SYNC_REJECTED alarms are few (at most
 one per (what, reason) per window, plus the flush at the clean stop), each carries a count, and
 the counts add up to exactly what was sent.
@@ -16,13 +17,21 @@ the counts add up to exactly what was sent.
 
 from __future__ import annotations
 
+import json
 import time
 import tomllib
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from kiosk.core.payment import parse_pay_url
+from kiosk.core.payment import (
+    PaymentConfirmation,
+    PayUrlParams,
+    confirmation_to_dict,
+    parse_pay_url,
+    sign_confirmation,
+)
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.sync.signing import generate_keypair, sign_envelope
 from kiosk.sync.topics import MAX_PAYLOAD_BYTES, Topics, encode
@@ -74,13 +83,17 @@ class Attacker:
         self.sent: dict[Pair, int] = defaultdict(int)
         self.rogue = generate_keypair()[0]
         self.n = 0
+        self.order: PayUrlParams | None = None  # the order the forged payments are for
 
-    def flood(self, not_json: int, too_big: int, missing: int, forged: int) -> None:
+    def flood(
+        self, not_json: int, too_big: int, missing: int, forged: int, forged_pay: int
+    ) -> None:
         kinds: list[tuple[Pair, int, Callable[[], tuple[str, bytes]]]] = [
             (("desired/prices", "NOT_JSON"), not_json, self._not_json),
             (("commands", "TOO_BIG"), too_big, self._too_big),
             (("acks", "MISSING_FIELD"), missing, self._missing_field),
             (("desired/prices", "BAD_SIGNATURE"), forged, self._forged),
+            (("payment/confirm", "BAD_SIGNATURE"), forged_pay, self._forged_payment),
         ]
         left = {pair: n for pair, n, _ in kinds}
         while any(left.values()):  # interleaved, as a real flood would be
@@ -109,6 +122,21 @@ class Attacker:
         env = sign_envelope(self.rogue, self.province.kid, body)  # the province's kid, not key
         return self.topics.desired("prices"), encode(env)
 
+    def _forged_payment(self) -> tuple[str, bytes]:
+        """'The order was paid', for the order on screen, signed by the wrong key."""
+        assert self.order is not None
+        c = PaymentConfirmation(
+            kiosk_id=KIOSK_A,
+            order_id=self.order.order_id,
+            amount_fen=self.order.amount_fen,
+            method="wechat",
+            provider_ref=f"wx-forged-{self._next()}",
+            paid_at=int(time.time()),
+            event_id=uuid.uuid4().hex,
+        )
+        body = {"confirmation": confirmation_to_dict(sign_confirmation(self.rogue, c))}
+        return self.topics.payment_confirm, encode({**body, "sent_at": time.time()})
+
 
 def test_a_flood_of_bad_messages_raises_few_alarms_that_count_it_all(
     province: ProvinceSimulator, kiosk_world: KioskWorld
@@ -121,12 +149,15 @@ def test_a_flood_of_bad_messages_raises_few_alarms_that_count_it_all(
     k = run_kiosk(kiosk_world.config, "--script", "buy3", "--pay-via-province", "--timeout", "90")
     try:
         _, url_line = k.wait_line(lambda s: s.startswith("pay url "), 30)
+        params = parse_pay_url(url_line.split(" ", 2)[2], {KIOSK_A: DEMO_SECRET})
+        assert params is not None
+        attacker.order = params
         # subscribed: the kiosk sends its first `reported` after its SUBSCRIBE
         assert wait_for(lambda: province.event_count(KIOSK_A, "reported") >= 1, 20), k.dump()
         started = time.monotonic()
 
         # 1. a first burst: one alarm per pair at once (count 1), then a summary per pair
-        attacker.flood(not_json=300, too_big=50, missing=300, forged=300)
+        attacker.flood(not_json=300, too_big=50, missing=300, forged=300, forged_pay=100)
         pairs = set(attacker.sent)
         assert wait_for(lambda: counts(province) == attacker.sent, 60), (
             counts(province),
@@ -144,20 +175,18 @@ def test_a_flood_of_bad_messages_raises_few_alarms_that_count_it_all(
         # the per-reason totals are in the link counters (a signed `resync` makes it report)
         province.send_command(KIOSK_A, "resync")
         expected = {
-            "mqtt_rejected": 950,
+            "mqtt_rejected": 1050,
             "mqtt_rejected_not_json": 300,
             "mqtt_rejected_too_big": 50,
             "mqtt_rejected_missing_field": 300,
-            "mqtt_rejected_bad_signature": 300,
+            "mqtt_rejected_bad_signature": 400,  # on desired/prices and payment/confirm
         }
         assert wait_for(lambda: any(expected.items() <= r.items() for r in links(province)), 20), (
             links(province)
         )
 
         # 2. a bigger burst, then the province confirms the payment (behind the flood)
-        attacker.flood(not_json=1200, too_big=150, missing=1200, forged=1000)
-        params = parse_pay_url(url_line.split(" ", 2)[2], {KIOSK_A: DEMO_SECRET})
-        assert params is not None
+        attacker.flood(not_json=1200, too_big=150, missing=1200, forged=1000, forged_pay=250)
         province.confirm_payment(params, "wechat")
 
         # the kiosk kept selling: the order is paid, delivered, and the script exits 0
@@ -170,10 +199,11 @@ def test_a_flood_of_bad_messages_raises_few_alarms_that_count_it_all(
     assert province.event_count(KIOSK_A, "sale") == 1
     sale = next(e["body"] for e in province.events(KIOSK_A) if e["kind"] == "sale")
     assert sale["order_id"] == params.order_id and sale["paid_fen"] == params.amount_fen
+    assert "wx-forged" not in json.dumps(sale)  # paid by the genuine confirmation
 
-    # every bad message is counted exactly once, in alarms of the four pairs only
+    # every bad message is counted exactly once, in alarms of the five pairs only
     sent = sum(attacker.sent.values())
-    assert sent == 4500
+    assert sent == 4850
     assert counts(province) == attacker.sent
     alarms = rejection_alarms(province)
     by_pair: dict[Pair, list[dict[str, Any]]] = defaultdict(list)
