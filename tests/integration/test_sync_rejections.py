@@ -6,13 +6,14 @@ board emulator behind a pty, a seeded store) with `sync.rejection_alarm_every_s 
 province's identity, the only one the broker lets write a kiosk's downlink
 (test_broker_identity.py): a leaked province credential.
 
-While the scripted order waits for its payment, 4,850 bad messages of five kinds arrive (not
+While the scripted order waits for its payment, 4,900 bad messages of six kinds arrive (not
 JSON on desired/prices, too big on commands, an ack missing its field, prices signed by a key
-that is not the province's, and "the order was paid" signed by that key too); then the
-province confirms the payment. The kiosk keeps running and sells (exit 0, the sale record at
-the province); its SYNC_REJECTED alarms are few (at most one per (what, reason) per window,
-plus the flush at the clean stop), each carries a count, and the counts add up to exactly what
-was sent. A re-delivered retained state (STALE_VERSION) stays routine: not counted.
+that is not the province's, "the order was paid" signed by that key too, and status replies
+with a status that does not exist); then the province confirms the payment. The kiosk keeps
+running and sells (exit 0, the sale record at the province); its SYNC_REJECTED alarms are few
+(at most one per (what, reason) per window, plus the flush at the clean stop), each carries a
+count, and the counts add up to exactly what was sent. A re-delivered retained state
+(STALE_VERSION) stays routine: not counted.
 """
 
 from __future__ import annotations
@@ -86,7 +87,13 @@ class Attacker:
         self.order: PayUrlParams | None = None  # the order the forged payments are for
 
     def flood(
-        self, not_json: int, too_big: int, missing: int, forged: int, forged_pay: int
+        self,
+        not_json: int,
+        too_big: int,
+        missing: int,
+        forged: int,
+        forged_pay: int,
+        bad_status: int,
     ) -> None:
         kinds: list[tuple[Pair, int, Callable[[], tuple[str, bytes]]]] = [
             (("desired/prices", "NOT_JSON"), not_json, self._not_json),
@@ -94,6 +101,7 @@ class Attacker:
             (("acks", "MISSING_FIELD"), missing, self._missing_field),
             (("desired/prices", "BAD_SIGNATURE"), forged, self._forged),
             (("payment/confirm", "BAD_SIGNATURE"), forged_pay, self._forged_payment),
+            (("orders/status/reply", "BAD_VALUE"), bad_status, self._bad_status),
         ]
         left = {pair: n for pair, n, _ in kinds}
         while any(left.values()):  # interleaved, as a real flood would be
@@ -121,6 +129,11 @@ class Attacker:
         body = {"name": "prices", "version": self._next(), "kiosk_id": KIOSK_A, "prices": {}}
         env = sign_envelope(self.rogue, self.province.kid, body)  # the province's kid, not key
         return self.topics.desired("prices"), encode(env)
+
+    def _bad_status(self) -> tuple[str, bytes]:
+        assert self.order is not None
+        body = {"order_id": self.order.order_id, "status": f"MAYBE{self._next()}"}
+        return self.topics.order_status_reply, encode({**body, "sent_at": time.time()})
 
     def _forged_payment(self) -> tuple[str, bytes]:
         """'The order was paid', for the order on screen, signed by the wrong key."""
@@ -161,7 +174,9 @@ def test_a_flood_of_bad_messages_raises_few_alarms_that_count_it_all(
         started = time.monotonic()
 
         # 1. a first burst: one alarm per pair at once (count 1), then a summary per pair
-        attacker.flood(not_json=300, too_big=50, missing=300, forged=300, forged_pay=100)
+        attacker.flood(
+            not_json=300, too_big=50, missing=300, forged=300, forged_pay=100, bad_status=20
+        )
         pairs = set(attacker.sent)
         assert wait_for(lambda: counts(province) == attacker.sent, 60), (
             counts(province),
@@ -180,18 +195,21 @@ def test_a_flood_of_bad_messages_raises_few_alarms_that_count_it_all(
         # the stale config is not among them
         province.send_command(KIOSK_A, "resync")
         expected = {
-            "mqtt_rejected": 1050,
+            "mqtt_rejected": 1070,
             "mqtt_rejected_not_json": 300,
             "mqtt_rejected_too_big": 50,
             "mqtt_rejected_missing_field": 300,
             "mqtt_rejected_bad_signature": 400,  # on desired/prices and payment/confirm
+            "mqtt_rejected_bad_value": 20,
         }
         assert wait_for(lambda: any(expected.items() <= r.items() for r in links(province)), 20), (
             links(province)
         )
 
         # 2. a bigger burst, then the province confirms the payment (behind the flood)
-        attacker.flood(not_json=1200, too_big=150, missing=1200, forged=1000, forged_pay=250)
+        attacker.flood(
+            not_json=1200, too_big=150, missing=1200, forged=1000, forged_pay=250, bad_status=30
+        )
         province.confirm_payment(params, "wechat")
 
         # the kiosk kept selling: the order is paid, delivered, and the script exits 0
@@ -206,9 +224,9 @@ def test_a_flood_of_bad_messages_raises_few_alarms_that_count_it_all(
     assert sale["order_id"] == params.order_id and sale["paid_fen"] == params.amount_fen
     assert "wx-forged" not in json.dumps(sale)  # paid by the genuine confirmation
 
-    # every bad message is counted exactly once, in alarms of the five pairs only
+    # every bad message is counted exactly once, in alarms of the six pairs only
     sent = sum(attacker.sent.values())
-    assert sent == 4850
+    assert sent == 4900
     assert counts(province) == attacker.sent
     alarms = rejection_alarms(province)
     by_pair: dict[Pair, list[dict[str, Any]]] = defaultdict(list)
