@@ -100,6 +100,7 @@ class App:
                 "on_commit": self.sync.wake,
                 "payment_query": self.sync.payment_query,
                 "province_time": self.sync.clock_offset.province_now,
+                "payment_rejected": self.sync.rejected,
             }
         self.controller = controller(**hooks)
 

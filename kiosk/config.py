@@ -96,6 +96,8 @@ class SyncConfig:
     allow_plaintext: bool = False  # only for the demo and tests
     bootstrap_url: str = ""  # registration listener (server TLS only); "" = broker_url
     keepalive_s: int = 60
+    # at most one SYNC_REJECTED alarm per (topic kind, reason) per this many seconds
+    rejection_alarm_every_s: int = 600
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ RULES: dict[str, Rule] = {
     "sync.broker_url": _url("mqtt", "mqtts"),
     "sync.mqtt_version": _choice("5", "3.1.1"),
     "sync.keepalive_s": _range(5, 1200),
+    "sync.rejection_alarm_every_s": _range(1, 86400),
     "sync.bootstrap_url": lambda v: None if v == "" else _url("mqtts")(v),
     "payments.pay_url_base": _url("https", "http"),
     "payments.payment_window_s": _range(30, 900),

@@ -67,6 +67,9 @@ class Sales:
         # province checks the pay URL's expiry against, and what confirmations are fresh by,
         # so a kiosk whose clock is years off still sells. Identity until sync sets it.
         self.province_time: Callable[[float], float] = lambda t: t
+        # a province message refused here: (what, reason, detail) -> the sync layer's count
+        # and rate-limited SYNC_REJECTED alarm (kiosk.sync.rejections). None until sync sets it.
+        self.payment_rejected: Callable[[str, str, str], None] | None = None
         self.orders: dict[str, sale.Order] = {}  # open orders
         self.inflight: set[int] = set()  # txs with a worker job
 
@@ -215,6 +218,7 @@ class Sales:
         c = raw if isinstance(raw, PaymentConfirmation) else confirmation_from_dict(raw)
         if isinstance(c, ConfirmationRejected):
             log_event(log, "payment.rejected", logging.WARNING, reason=c.reason.value)
+            self._rejected("payment/confirm", c.reason.value, c.detail)
             return
         order = self.load(c.order_id)
         if self.province_public_key is None:
@@ -229,7 +233,7 @@ class Sales:
             now=self.province_time(self.clock.time()),
             order_created_at=self._created_in_province_time(order),
         )
-        self._pay(order, result, c.order_id)
+        self._pay(order, result, c.order_id, "payment/confirm")
 
     def on_status_reply(self, reply: PaymentStatusReply) -> None:
         if self.province_public_key is None:
@@ -245,7 +249,14 @@ class Sales:
             order_created_at=self._created_in_province_time(order),
         )
         if result is not None:
-            self._pay(order, result, reply.order_id)
+            self._pay(order, result, reply.order_id, "orders/status/reply")
+
+    def _rejected(self, what: str, reason: str, detail: str) -> None:
+        if self.payment_rejected is not None:
+            try:
+                self.payment_rejected(what, reason, detail)
+            except Exception:  # counting must never take the controller down
+                log.exception("payment_rejected hook failed")
 
     def _created_in_province_time(self, order: sale.Order | None) -> float | None:
         if order is None or not order.created_at:
@@ -253,11 +264,17 @@ class Sales:
         return self.province_time(order.created_at)
 
     def _pay(
-        self, order: sale.Order | None, result: Payment | ConfirmationRejected, order_id: str
+        self,
+        order: sale.Order | None,
+        result: Payment | ConfirmationRejected,
+        order_id: str,
+        what: str,
     ) -> None:
         if isinstance(result, ConfirmationRejected) or order is None:
             reason = result.reason.value if isinstance(result, ConfirmationRejected) else "?"
             log_event(log, "payment.rejected", logging.WARNING, order=order_id, reason=reason)
+            detail = result.detail if isinstance(result, ConfirmationRejected) else ""
+            self._rejected(what, reason if reason != "?" else "unknown_order", detail)
             return
         known = [p for p in (order.payment, *order.extra_payments) if p is not None]
         if any(p.provider_ref == result.provider_ref for p in known):

@@ -71,6 +71,7 @@ class Controller:
         payment_query: Callable[[PaymentStatusQuery], None] | None = None,
         on_commit: Callable[[], None] | None = None,
         province_time: Callable[[float], float] | None = None,
+        payment_rejected: Callable[[str, str, str], None] | None = None,
         tick_s: float = 1.0,
         status_every_s: float = 1.0,
         start_grace_s: float = 5.0,
@@ -109,6 +110,7 @@ class Controller:
         self.payment_query = payment_query
         if province_time is not None:
             self.province_time = province_time
+        self.sales.payment_rejected = payment_rejected  # (what, reason, detail): sync counts
 
     def _wire(
         self,

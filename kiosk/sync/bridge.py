@@ -20,7 +20,13 @@ composition root builds the bridge first and hands its methods to the controller
 - acks are checked by `AckVerifier` (kiosk.sync.acks) inside the client, with the policy's
   keyring and the per-key signed-time high-water marks (`SignedTime`, in the store) that also
   bound commands; the clock offset observes only signed times (acks, accepted commands);
-- every TrustError (except a routine STALE_VERSION) becomes an alarm record and a log line;
+- every rejected downlink message, at every stage (the client's topic and schema checks, the
+  policy's TrustErrors except a routine STALE_VERSION, a status reply with an unknown status, a
+  refused image, and, through the controller's `payment_rejected` hook = `rejected`, a payment
+  confirmation or status reply the sales core refuses) is counted per reason (`mqtt_rejected_*`
+  link counters) and raises a SYNC_REJECTED alarm, at most one per (topic kind, reason) per
+  `sync.rejection_alarm_every_s` carrying the count (kiosk.sync.rejections); paho's thread only
+  counts, the report thread appends the alarms, and a clean stop appends what is pending;
 - reported state on every (re)connect and every `report_every_s`; telemetry (LOW, coalesced)
   every `telemetry_every_s`.
 """
@@ -45,6 +51,7 @@ from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.media import DEFAULT_BUDGET_BYTES, MediaCache, MediaFetcher, media_dir
 from kiosk.sync.outbox import Priority
 from kiosk.sync.port import KioskPort
+from kiosk.sync.rejections import RejectionLimiter, alarm_body, what_of_topic, what_of_trust
 from kiosk.sync.signing import Keyring, TrustError, TrustPolicy
 from kiosk.sync.topics import Topics, parse_topic
 
@@ -110,6 +117,9 @@ class SyncBridge:
             self.signed_time,
             on_reject=self._on_reject,
         )
+        # rejected downlink messages: counted on paho's thread, alarms appended by _run
+        self.rejections = RejectionLimiter(clock, config.sync.rejection_alarm_every_s)
+        self._rejections_lock = threading.Lock()
         self.client = SyncClient(
             config.sync,
             self.kiosk_id,
@@ -120,6 +130,7 @@ class SyncBridge:
             store.counters.current("boot"),
             clock_offset=clock_offset,
             acks=acks,
+            on_reject=self._on_bad_message,
             **dict(client_options or {}),
         )
         self.report_every_s = report_every_s
@@ -152,10 +163,12 @@ class SyncBridge:
         self._thread.start()
 
     def stop_reporting(self) -> None:
+        """Stop the report thread; rejection counts still pending go out as alarms now."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        self.raise_rejection_alarms(flush=True)
 
     def wait_drained(self, timeout: float, offline_grace_s: float = 2.0) -> int:
         """Wait until the province acknowledged every record (end to end), at most `timeout`,
@@ -184,6 +197,7 @@ class SyncBridge:
         self.stop_reporting()
         self.client.stop(timeout)
         self.signed_time.flush()
+        self.raise_rejection_alarms(flush=True)  # counted since: in the outbox for next time
         logging.getLogger().removeHandler(self._log_tail)
 
     # --- the controller's hooks -----------------------------------------------------------
@@ -201,10 +215,16 @@ class SyncBridge:
     # --- uplink ---------------------------------------------------------------------------
 
     def _append(
-        self, kind: str, body: Mapping[str, Any], priority: Priority, *, coalesce: bool = False
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        priority: Priority,
+        *,
+        coalesce: bool = False,
+        event_id: str | None = None,
     ) -> None:
         try:
-            self.kiosk.outbox.append(kind, body, priority, coalesce=coalesce)
+            self.kiosk.outbox.append(kind, body, priority, coalesce=coalesce, event_id=event_id)
         except Exception as e:  # a full outbox must not take the link down
             log_event(log, "sync.append_failed", logging.ERROR, kind=kind, error=repr(e))
             return
@@ -224,6 +244,10 @@ class SyncBridge:
             mqtt_bad_messages=s.bad_messages,
             mqtt_puback_failures=s.puback_failures,
         )
+        with self._rejections_lock:
+            counters["mqtt_rejected"] = self.rejections.total
+            by_reason = self.rejections.by_reason()
+        counters.update({f"mqtt_rejected_{r.lower()}": n for r, n in by_reason.items()})
         return counters
 
     def report(self) -> None:
@@ -280,6 +304,10 @@ class SyncBridge:
             except Exception:
                 log.exception("sync.report_failed")
             try:
+                self.raise_rejection_alarms()
+            except Exception:
+                log.exception("sync.rejection_alarms_failed")
+            try:
                 self._media_step()
             except Exception:
                 log.exception("media.step_failed")
@@ -312,20 +340,52 @@ class SyncBridge:
 
     # --- downlink: routing ----------------------------------------------------------------
 
+    # --- downlink: rejections ------------------------------------------------------------
+
+    def rejected(self, what: str, reason: str, detail: str = "") -> None:
+        """Count one rejected message (any thread; never touches the store). Also the
+        controller's `payment_rejected` hook: a payment confirmation or status reply whose
+        signature, kiosk, order, amount or age does not check out."""
+        with self._rejections_lock:
+            self.rejections.record(what, reason, detail)
+
+    def _on_bad_message(self, topic: str, reason: str, detail: str) -> None:
+        """SyncClient's hook (paho's thread): a message its topic or schema checks refused."""
+        self.rejected(what_of_topic(topic, self.topics.prefix), reason, detail)
+
     def _on_reject(self, what: str, err: TrustError) -> None:
+        """TrustPolicy's hook: a signed message refused (not a routine STALE_VERSION)."""
         log_event(
             log,
             "sync.rejected",
             logging.WARNING,
-            what=what,
+            what=what[:80],
             reason=err.reason.value,
-            detail=err.detail,
+            detail=err.detail[:200],
         )
-        self._append(
-            "alarm",
-            messages.trust_rejection_alarm(what, err.reason.value, err.detail),
-            Priority.HIGH,
-        )
+        self.rejected(what_of_trust(what), err.reason.value, err.detail)
+
+    def raise_rejection_alarms(self, *, flush: bool = False) -> int:
+        """Append the SYNC_REJECTED alarms that are due (all pending ones with `flush`); from
+        the report thread or a stopping thread, never paho's. Returns how many."""
+        with self._rejections_lock:
+            due = self.rejections.flush() if flush else self.rejections.take()
+        for a in due:
+            log_event(
+                log,
+                "sync.rejection_alarm",
+                logging.WARNING,
+                what=a.what,
+                reason=a.reason,
+                count=a.count,
+            )
+            self._append(
+                "alarm",
+                alarm_body(a),
+                Priority.HIGH,
+                event_id=f"alarm-{self.kiosk_id}-rej-{uuid.uuid4().hex}",
+            )
+        return len(due)
 
     def on_message(self, topic: str, body: dict[str, Any]) -> None:
         """SyncClient's handler (paho's network thread): decoded, schema-checked messages."""
@@ -338,7 +398,9 @@ class SyncBridge:
             elif kind == "order_status_reply":
                 reply = apply.status_reply_from_wire(body)
                 if reply is None:
-                    log_event(log, "sync.bad_status", logging.WARNING, status=body.get("status"))
+                    status = str(body.get("status"))[:40]
+                    log_event(log, "sync.bad_status", logging.WARNING, status=status)
+                    self.rejected("orders/status/reply", "BAD_VALUE", f"status {status!r}")
                 else:
                     controller.submit_status_reply(reply)
             elif kind == "desired" and parsed is not None:
@@ -350,11 +412,14 @@ class SyncBridge:
             elif kind == "command":
                 self._command(body)
             elif kind == "image":  # media: a reply or a retained province-wide image
+                refused = self.fetcher.rejected
                 self.fetcher.on_image(str(body["sha256"]), bytes(body["data"]))
+                if self.fetcher.rejected > refused:  # verified by hash, but not an image we take
+                    self.rejected(what_of_topic(topic, self.topics.prefix), "IMAGE_REFUSED", "")
             else:
                 log_event(log, "sync.ignored", topic=topic)
         except TrustError:
-            pass  # logged by the policy, alarm raised by _on_reject
+            pass  # logged by the policy, counted (and an alarm raised) by _on_reject
 
     def _versioned(self, name: str, env: dict[str, Any]) -> None:
         store = self.kiosk.store

@@ -188,6 +188,7 @@ class SyncClient:
         clock_offset: ClockOffset | None = None,
         reset_sent_on_connect: bool = True,
         acks: AckVerifier | None = None,
+        on_reject: Callable[[str, str, str], None] | None = None,
     ) -> None:
         _check_settings(config, max_inflight, queue_ahead)
         self.config = config
@@ -220,7 +221,7 @@ class SyncClient:
         self._connected_once = False
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._downlink = self._new_downlink(acks)
+        self._downlink = self._new_downlink(acks, on_reject)
         self._drain = OutboxDrain(
             outbox,
             clock,
@@ -239,8 +240,12 @@ class SyncClient:
         )
         self._threads: list[threading.Thread] = []
 
-    def _new_downlink(self, acks: AckVerifier | None) -> Downlink:
-        """Signed acks only (kiosk.sync.acks); without a verifier every ack is refused."""
+    def _new_downlink(
+        self, acks: AckVerifier | None, on_reject: Callable[[str, str, str], None] | None
+    ) -> Downlink:
+        """Signed acks only (kiosk.sync.acks; without a verifier every ack is refused);
+        `on_reject(topic, reason, detail)` hears of every bad message (paho's thread; the sync
+        bridge counts them, kiosk.sync.rejections)."""
         return Downlink(
             self.kiosk_id,
             self.topics,
@@ -251,6 +256,7 @@ class SyncClient:
             self._deliver,
             self._offset,
             acks,
+            on_reject=on_reject,
         )
 
     def _deliver(self, topic: str, body: dict[str, Any]) -> None:

@@ -7,7 +7,8 @@ outbox by (event id, seq), the clock offset observed from a verified ack's signe
 (never from an unsigned `sent_at`), and the count of bad messages by reason. Everything else
 goes to the receiver (`deliver(topic, body)`), whose job the signature checks are
 (kiosk.sync.signing). Without a verifier every ack is refused: nothing unsigned empties the
-outbox.
+outbox. Each bad message also goes to `on_reject(topic, reason, detail)` (the sync bridge counts
+it and raises rate-limited alarms, kiosk.sync.rejections).
 
 Must never: crash on a bad payload (it is logged with its reason and counted); let a failing
 receiver take paho's network thread down.
@@ -42,7 +43,9 @@ _UPLINK_KINDS = frozenset(
 class Downlink:
     """Checks, decodes and routes the messages of one kiosk's subscriptions. `stats` and `lock`
     are the client's (the lock guards the stats and the bad-message counts); `offset()` is the
-    clock offset to feed (None: none); `acks` checks acks (None: every ack is refused)."""
+    clock offset to feed (None: none); `acks` checks acks (None: every ack is refused);
+    `on_reject(topic, reason, detail)` hears of every bad message (paho's thread: it must not
+    block)."""
 
     def __init__(
         self,
@@ -55,6 +58,7 @@ class Downlink:
         deliver: Callable[[str, dict[str, Any]], None],
         offset: Callable[[], ClockOffset | None],
         acks: AckVerifier | None = None,
+        on_reject: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.kiosk_id = kiosk_id
         self.topics = topics
@@ -66,6 +70,7 @@ class Downlink:
         self._offset = offset
         self._acks = acks
         self._bad_by_reason: dict[str, int] = {}
+        self._on_reject = on_reject
 
     def bad_message_reasons(self) -> dict[str, int]:
         with self._lock:
@@ -87,6 +92,11 @@ class Downlink:
             detail=detail[:200],
             count=count,
         )
+        if self._on_reject is not None:
+            try:
+                self._on_reject(topic, reason, detail)
+            except Exception:  # counting must never take paho's thread down
+                log.exception("sync: on_reject failed")
 
     def handle(self, topic: str, payload: bytes) -> None:
         parsed = parse_topic(topic, self.topics.prefix)
