@@ -170,6 +170,7 @@ class UiApp:
         # technicians: who may open the service menu (kiosk.config.technicians); None: the
         # single ui.service_pin_hash of `config`, as technician "default".
         self.technicians = legacy_technicians(config) if technicians is None else technicians
+        self.pin_awaiting = 0  # kiosk.ui.screens.service_pin: no PIN checked before it shows
         # heartbeat: called after every loop turn, and the loop turns at least every
         # heartbeat_every_s even when nothing moves, so the systemd watchdog can tell a
         # sleeping loop (alive, cheap: one wake per few seconds) from a hung one.

@@ -31,6 +31,7 @@ class AppApi(Protocol):
     config: UiConfig
     images: ProductImages
     technicians: tuple[TechnicianConfig, ...]  # who may log in (the PIN says which one)
+    pin_awaiting: int  # the controller's PIN attempt count once it has counted ours
     last_activity: float
 
     def post(self, intent: Intent) -> None: ...

@@ -48,7 +48,6 @@ class ServicePinScreen(Screen):
         self.digits = ""
         self.checking = False
         self.wrong = False
-        self.awaiting = 0  # the controller's attempt count that says it counted our last one
 
     def _digit(self, d: str) -> None:
         if len(self.digits) < MAX_PIN and not self.checking:
@@ -63,13 +62,18 @@ class ServicePinScreen(Screen):
     def busy(self) -> bool:
         """A PIN is being checked, or the controller has not counted the last one yet."""
         pin = self.app.view.service.pin
-        return self.checking or not pin.ready or pin.attempts < self.awaiting
+        return self.checking or not pin.ready or pin.attempts < self.app.pin_awaiting
+
+    def _post(self, login: ServiceLogin) -> None:
+        """Every ServiceLogin adds one to the controller's count: wait for it to show."""
+        self.app.pin_awaiting = max(self.app.pin_awaiting, self.app.view.service.pin.attempts) + 1
+        self.app.post(login)
 
     def _ok(self) -> None:
         if self.busy:
             return
         if locked_left(self.app.view.service.pin, self.app.now()) > 0:
-            self.app.post(ServiceLogin(ok=False, locked_out=True))
+            self._post(ServiceLogin(ok=False, locked_out=True))
             self.digits = ""
             self.app.mark_dirty()
             return
@@ -85,8 +89,7 @@ class ServicePinScreen(Screen):
             return
         self.checking = False
         ok = bool(technician)
-        self.awaiting = self.app.view.service.pin.attempts + 1
-        self.app.post(ServiceLogin(ok=ok, technician=technician))
+        self._post(ServiceLogin(ok=ok, technician=technician))
         if ok:
             from kiosk.ui.screens.service_menu import ServiceMenuScreen
 
