@@ -289,16 +289,14 @@ def test_legacy_id_clash(tmp_path: Path) -> None:
 
 
 def test_field_config_refuses_the_demo_pin(tmp_path: Path) -> None:
-    """The demo PIN (any salt, and the old 4-digit one) is refused with mqtts://, named."""
-    import hashlib
-
+    """The demo PIN (any salt) is refused with mqtts://, named."""
     from kiosk.core.pin import DEMO_PIN, DEMO_PIN_HASH, hash_pin
 
     (tmp_path / "ca.pem").write_text("x")
     field = GOOD.replace("mqtt://", "mqtts://").replace("[sync]", '[sync]\nca_file = "ca.pem"')
-    old = "pbkdf2_sha256$10$00$" + hashlib.pbkdf2_hmac("sha256", b"2468", b"\0", 10).hex()
     mine = hash_pin("802461", iterations=10)
-    text = with_section("ui", f'service_pin_hash = "{old}"') + "".join(
+    demo = hash_pin(DEMO_PIN, iterations=20)
+    text = with_section("ui", f'service_pin_hash = "{demo}"') + "".join(
         f'\n[[service.technicians]]\nid = "T{i}"\npin_hash = "{h}"\n'
         for i, h in enumerate((mine, DEMO_PIN_HASH, hash_pin(DEMO_PIN, iterations=10)), 1)
     )
