@@ -19,8 +19,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from kiosk.core.pin import is_demo_pin_hash
-
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ENV_CONFIG",
@@ -468,6 +466,8 @@ def is_field_config(cfg: KioskConfig) -> bool:
 
 
 def _service_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
+    from kiosk.core.pin import is_demo_pin_hash
+
     issues: list[ConfigIssue] = []
     if cfg.ui.service_pin_hash and any(
         t.id == LEGACY_TECHNICIAN_ID for t in cfg.service.technicians
