@@ -30,7 +30,7 @@ from typing import Any
 
 from kiosk import exitcodes, systemd
 from kiosk.app import UI_BEAT_S, App, Script, build_app
-from kiosk.config import KioskConfig, load_config, resolve_config_path
+from kiosk.config import KioskConfig, load_config, resolve_config_path, technicians
 from kiosk.headless import print_views
 from kiosk.log import log_event, setup_logging
 from kiosk.store import StoreError
@@ -326,6 +326,7 @@ def _run_ui(app: App) -> int:
         heartbeat=app.ui_heartbeat,
         heartbeat_every_s=UI_BEAT_S,
         stop=app.stop_requested,
+        technicians=technicians(app.config),
     )
     return app.exit_code
 

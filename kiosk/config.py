@@ -27,10 +27,14 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "KioskConfig",
+    "ServiceConfig",
     "SiteType",
+    "TechnicianConfig",
     "demo_config_path",
+    "is_field_config",
     "load_config",
     "resolve_config_path",
+    "technicians",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/kiosk.toml")
@@ -38,6 +42,11 @@ ENV_CONFIG = "KIOSK_CONFIG"
 
 KIOSK_ID_RE = re.compile(r"^AH-(?P<area>\d{6})-(?P<serial>[0-9A-Z]{4,8})$")
 KIOSK_ID_FORMAT = "AH-<6-digit GB/T 2260 area code>-<4 to 8 digits or capital letters>"
+TECHNICIAN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+PIN_HASH_RE = re.compile(r"^pbkdf2_sha256\$\d+\$[0-9a-f]+\$[0-9a-f]+$")
+PIN_HASH_FORMAT = "pbkdf2_sha256$<iterations>$<salt hex>$<hash hex> (kiosk-provision makes it)"
+#: The technician id a single `ui.service_pin_hash` (older configs) logs in as.
+LEGACY_TECHNICIAN_ID = "default"
 
 
 class SiteType(StrEnum):
@@ -125,6 +134,19 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class TechnicianConfig:
+    """One technician who may open the service menu: the PIN identifies them."""
+
+    id: str
+    pin_hash: str  # pbkdf2_sha256$<iterations>$<salt hex>$<hash hex> (kiosk-provision pin)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    technicians: tuple[TechnicianConfig, ...] = ()
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     data_dir: Path = Path("/var/lib/kiosk")
     min_free_mb: int = 50
@@ -144,6 +166,7 @@ class KioskConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -154,6 +177,7 @@ SECTIONS: dict[str, type[Any]] = {
     "sync": SyncConfig,
     "payments": PaymentsConfig,
     "ui": UiConfig,
+    "service": ServiceConfig,
     "store": StoreConfig,
     "logging": LoggingConfig,
 }
@@ -248,10 +272,7 @@ RULES: dict[str, Rule] = {
     "ui.language": _choice("zh", "en"),
     "ui.idle_timeout_s": _range(15, 3600),
     "ui.dim_after_s": _range(10, 86400),
-    "ui.service_pin_hash": _regex(
-        r"(pbkdf2_sha256\$\d+\$[0-9a-f]+\$[0-9a-f]+)?",
-        "empty or pbkdf2_sha256$<iterations>$<salt hex>$<hash hex> (kiosk-provision makes it)",
-    ),
+    "ui.service_pin_hash": _regex(f"({PIN_HASH_RE.pattern[1:-1]})?", "empty or " + PIN_HASH_FORMAT),
     "store.min_free_mb": _range(1, 100_000),
     "logging.level": _choice("debug", "info", "warning", "error"),
     "logging.format": _choice("kv", "json"),
@@ -402,6 +423,8 @@ def _convert(type_name: Any, value: Any, base: Path) -> tuple[Any, str | None]:
         if len(set(value)) != len(value):
             return None, "must not repeat an address"
         return tuple(value), None
+    if t == "tuple[TechnicianConfig, ...]":
+        return _technicians(value)
     if t == "Path":
         if not isinstance(value, str):
             return None, "must be a path string"
@@ -410,6 +433,83 @@ def _convert(type_name: Any, value: Any, base: Path) -> tuple[Any, str | None]:
         p = Path(value).expanduser()
         return (p if p.is_absolute() else base / p), None
     raise AssertionError(f"config schema uses unsupported type {t}")
+
+
+def _technicians(value: Any) -> tuple[Any, str | None]:
+    """`[[service.technicians]]` tables: id and pin_hash each, ids unique."""
+    if not isinstance(value, list):
+        return (
+            None,
+            'must be a list of tables: [[service.technicians]] id = "T0042" pin_hash = "..."',
+        )
+    out: list[TechnicianConfig] = []
+    for i, t in enumerate(value, 1):
+        if not isinstance(t, dict) or set(t) != {"id", "pin_hash"}:
+            return None, f"technician {i}: needs exactly the keys id and pin_hash"
+        tid, h = t["id"], t["pin_hash"]
+        if not isinstance(tid, str) or not TECHNICIAN_ID_RE.match(tid):
+            return None, f"technician {i}: id {tid!r} must be 1-32 letters, digits, . _ or -"
+        if not isinstance(h, str) or not PIN_HASH_RE.match(h):
+            return None, f"technician {i} ({tid}): pin_hash must be {PIN_HASH_FORMAT}"
+        if any(o.id == tid for o in out):
+            return None, f"technician {i}: id {tid} is listed twice"
+        out.append(TechnicianConfig(tid, h))
+    return tuple(out), None
+
+
+def technicians(cfg: KioskConfig) -> tuple[TechnicianConfig, ...]:
+    """Who may open the service menu: `[[service.technicians]]`, and an older config's single
+    `ui.service_pin_hash` as technician `default` (LEGACY_TECHNICIAN_ID)."""
+    legacy = legacy_technicians(cfg.ui)
+    return cfg.service.technicians + legacy
+
+
+def legacy_technicians(ui: UiConfig) -> tuple[TechnicianConfig, ...]:
+    if not ui.service_pin_hash:
+        return ()
+    return (TechnicianConfig(LEGACY_TECHNICIAN_ID, ui.service_pin_hash),)
+
+
+def is_field_config(cfg: KioskConfig) -> bool:
+    """A real province (mqtts://): demo and test paths are refused."""
+    return cfg.sync.broker_url.startswith("mqtts://")
+
+
+def _service_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
+    from kiosk.core.pin import is_demo_pin_hash
+
+    issues: list[ConfigIssue] = []
+    if cfg.ui.service_pin_hash and any(
+        t.id == LEGACY_TECHNICIAN_ID for t in cfg.service.technicians
+    ):
+        issues.append(
+            ConfigIssue(
+                name,
+                "service.technicians",
+                LEGACY_TECHNICIAN_ID,
+                f"id {LEGACY_TECHNICIAN_ID} is taken by ui.service_pin_hash; use another id "
+                "or move that PIN into [[service.technicians]]",
+            )
+        )
+    if not is_field_config(cfg):
+        return issues
+    for i, t in enumerate(technicians(cfg), 1):
+        if is_demo_pin_hash(t.pin_hash):
+            key = (
+                "ui.service_pin_hash"
+                if t.id == LEGACY_TECHNICIAN_ID and t.pin_hash == cfg.ui.service_pin_hash
+                else f"service.technicians[{i}].pin_hash"
+            )
+            issues.append(
+                ConfigIssue(
+                    name,
+                    key,
+                    f"(technician {t.id})",
+                    "is the published demo PIN, refused with a real province (mqtts://): "
+                    "set the technician's own PIN with kiosk-provision pin",
+                )
+            )
+    return issues
 
 
 def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
@@ -480,4 +580,5 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name, "ui.dim_after_s", ui.dim_after_s, "must not be shorter than ui.idle_timeout_s"
             )
         )
+    issues.extend(_service_checks(name, cfg))
     return issues

@@ -28,6 +28,7 @@ from kiosk import config as _config
 from kiosk import contract as ui
 from kiosk.clock import Clock
 from kiosk.controller import inbox as ib
+from kiosk.controller.access import ServiceAccess
 from kiosk.controller.dispense import DispenseWorker
 from kiosk.controller.integrity import IntegrityCheck
 from kiosk.controller.monitor import Upkeep, run_board_monitor
@@ -152,6 +153,7 @@ class Controller:
             unlock_timeout_s=unlock_timeout_s,
             query_retry_s=query_retry_s,
         )
+        self.access = ServiceAccess(self.persist, self.clock, self.kiosk_id)
         self.tech = Technician(
             self.store,
             self.repo,
@@ -160,6 +162,7 @@ class Controller:
             planogram,
             lambda: bool(self.sales.orders),
             self.worker.jobs.put,
+            who=lambda: self.access.technician,
         )
         if os.environ.get(_CRASH_ENV):  # testing only: kill-at-every-step
             from kiosk.controller import crashpoints
@@ -320,6 +323,12 @@ class Controller:
             self.tech.test_done(item)
         elif isinstance(item, ui.Restock | ui.TestVend | ui.OpenDoor | ui.LockSales):
             self.tech.handle(item)
+        elif isinstance(item, ui.ServiceLogin):
+            self.access.login(item)  # the lockout (and its alarm) on disk first
+            self._on_intent(item)
+        elif isinstance(item, ui.ServiceExit):
+            self._on_intent(item)  # logged with the technician's id
+            self.access.logout()
         else:
             self._on_intent(item)
 
@@ -470,6 +479,7 @@ class Controller:
             board_online=self._board_online,
             queue_depths=self._queue_depths(),
             last_result=self.tech.last_result,
+            pin=self.access.view(self._mono_offset),
         )
 
     def _queue_depths(self) -> dict[str, int]:

@@ -41,6 +41,7 @@ class Technician:
         planogram: Callable[[], Planogram],
         orders_open: Callable[[], bool],
         put_job: Callable[[TestJob], None],
+        who: Callable[[], str] = lambda: "",
     ) -> None:
         self.store = store
         self.repo = repo
@@ -49,6 +50,7 @@ class Technician:
         self._planogram = planogram
         self._orders_open = orders_open
         self._put_job = put_job
+        self._who = who  # the technician logged in (kiosk.controller.access), "" if nobody
         self.last_result = ""
         self.test_running: int | None = None
         self.sales_locked = store.settings.get(SALES_LOCKED) == "1"
@@ -62,6 +64,8 @@ class Technician:
             self.lock_sales(it.locked)
 
     def log(self, action: str, **fields: Any) -> None:
+        """Every record carries `technician`: who is logged in (a login says whose PIN it was)."""
+        fields = {"technician": self._who(), **fields}
         log_event(log, "technician", action=action, **fields)
         self.persist.append(
             "technician", {"action": action, **fields, "at": self.clock.time()}, Priority.HIGH
@@ -107,7 +111,7 @@ class Technician:
             self.last_result = f"test vend refused: {e}"
             return
         self.test_running = tx
-        self.log("test_vend", slot=slot, tx=tx, kind=kind)
+        self.log("open_door" if kind == "unlock" else "test_vend", slot=slot, tx=tx, kind=kind)
         self._put_job(TestJob(tx, slot, kind))
 
     def test_done(self, d: TestDone) -> None:

@@ -161,6 +161,9 @@ class Walkthrough:
             "8780": free_port(),
         }
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+        # what the guide has the technician do before `init` (`read -rs KIOSK_PROVISION_PIN`):
+        # the PIN is never on a command line
+        self.env["KIOSK_PROVISION_PIN"] = "802461"
         self.env["PYTHONPATH"] = str(ROOT)
         self.env["PYTHONUNBUFFERED"] = "1"
         self.placeholders: dict[str, str] = {}
