@@ -509,8 +509,10 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"province-sim revoke: {e}", file=sys.stderr)
         return exitcodes.FAIL
-    if not (args.broker_pid and args.kick):
-        print("  next: reload the broker (SIGHUP) and cut the kiosk's connection (docs/broker.md)")
+    if not args.broker_pid:
+        print("  next: make the broker re-read the CRL (Mosquitto: SIGHUP; docs/broker.md)")
+    if not args.kick:
+        print("  next: cut the kiosk's live connection (--kick, or restart the broker)")
     return exitcodes.OK
 
 
