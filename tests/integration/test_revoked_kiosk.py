@@ -24,49 +24,40 @@ import dataclasses
 import json
 import socket
 import ssl
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
 from kiosk import contract as ui
-from kiosk.app import App, build_app
 from kiosk.core.payment import offline_code
 from kiosk.core.sale import State
-from kiosk.sim.board_emulator import BoardModel, EmulatedBoard
 from kiosk.sim.broker import Mosquitto, Pki, export_ca
 from kiosk.sim.cli_province import main as province_cli
 from kiosk.sim.cli_province import open_provisioning_ca
-from kiosk.sim.emulator_transports import Emulator, InProcessTransport
 from kiosk.sim.paypage import PayPageServer
 from kiosk.sim.province import BrokerSettings, ProvinceSimulator
 from kiosk.sim.province_ca import ProvisioningCA
 from kiosk.sim.province_revoke import kick_client
 from kiosk.sim.province_secrets import verify_pay_url
 from kiosk.sync.identity import generate_device_key, private_key_pem
-from kiosk.sync.signing import generate_keypair, public_key_pem
+from kiosk.sync.signing import generate_keypair
 from provisioning.register import RegisterError, Registration, build_request, parse_reply
-from tests.support.board_peer import FAST
-from tests.support.config import write_kiosk_config
 from tests.support.fixtures import running_broker, running_province
 from tests.support.kiosk_node import KIOSK_A, KIOSK_B
+from tests.support.live_kiosk import (
+    WAIT,
+    KioskIdentity,
+    checkout_one,
+    closed,
+    live_kiosk,
+    wait_for,
+)
 from tests.support.registration import register_over_mqtt
 from tests.support.store import seed_store
-
-WAIT = 30.0  # generous: a loaded 2-core machine
-
-
-def wait_for(cond: Callable[[], object], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
 
 
 @dataclasses.dataclass
@@ -118,21 +109,21 @@ def register(w: World, key: object, kiosk_id: str = KIOSK_A, **kw: object) -> Re
     return reg
 
 
-def save_identity(d: Path, key: object, reg: Registration) -> tuple[Path, Path, Path]:
+def save_identity(d: Path, key: object, reg: Registration) -> KioskIdentity:
     d.mkdir(parents=True, exist_ok=True)
-    cert, key_file, secret = d / "device-cert.pem", d / "device-key.pem", d / "device-secret"
-    cert.write_bytes(reg.cert_pem)
-    key_file.write_bytes(private_key_pem(key))  # type: ignore[arg-type]
-    key_file.chmod(0o600)
-    secret.write_bytes(reg.payment_secret)
-    secret.chmod(0o600)
-    return cert, key_file, secret
+    ident = KioskIdentity(d / "device-cert.pem", d / "device-key.pem", d / "device-secret")
+    ident.cert.write_bytes(reg.cert_pem)
+    ident.key.write_bytes(private_key_pem(key))  # type: ignore[arg-type]
+    ident.key.chmod(0o600)
+    ident.secret.write_bytes(reg.payment_secret)
+    ident.secret.chmod(0o600)
+    return ident
 
 
-def tls_refused(w: World, cert: Path, key: Path) -> bool:
+def tls_refused(w: World, ident: KioskIdentity) -> bool:
     """True when the kiosk listener refuses this client certificate in the TLS handshake."""
     ctx = ssl.create_default_context(cafile=str(w.pki.ca_file))
-    ctx.load_cert_chain(str(cert), str(key))
+    ctx.load_cert_chain(str(ident.cert), str(ident.key))
     try:
         with (
             socket.create_connection(("127.0.0.1", w.broker.port), 10) as raw,
@@ -143,65 +134,6 @@ def tls_refused(w: World, cert: Path, key: Path) -> bool:
             return s.recv(4) == b""
     except (ssl.SSLError, ConnectionError):
         return True
-
-
-def start_kiosk(tmp_path: Path, w: World, cert: Path, key: Path, secret: Path) -> App:
-    name = "revoked-kiosk"
-    board = EmulatedBoard(BoardModel.spiral(6, 10, stock=5), time_scale=0.01)
-    emu = Emulator(board, InProcessTransport(name)).start()
-    pub = tmp_path / "province-public.pem"
-    pub.write_bytes(public_key_pem(w.province.public_key))
-    seed_store(tmp_path / "kiosk-data")
-    cfg = write_kiosk_config(
-        tmp_path / "kiosk.toml",
-        f"emu://{name}",
-        tmp_path / "kiosk-data",
-        sync={
-            "broker_url": w.broker.url,
-            "allow_plaintext": None,
-            "ca_file": w.pki.ca_file,
-            "cert_file": cert,
-            "key_file": key,
-            "province_public_key": pub,
-            "keepalive_s": 10,
-        },
-        payments={"device_secret_file": secret, "pay_url_base": w.page.url},
-    )
-    app = build_app(
-        cfg,
-        sync=True,
-        link_timing=FAST,
-        tick_s=0.2,
-        sync_options={"client_options": {"backoff_base_s": 0.05, "backoff_cap_s": 0.5}},
-    )
-    app.start()
-    app._test_emulator = emu  # type: ignore[attr-defined]  # stopped by the test
-    return app
-
-
-def checkout(app: App) -> ui.PaymentView:
-    c = app.controller
-    c.post(ui.BackToIdle("finished"))  # from the last order's result screen
-    assert c.wait_view(lambda v: v.mode == "idle", WAIT) is not None, c.view()
-    product = next(p.product.product_id for p in c.view().products if p.stock_left > 0)
-    c.post(ui.StartShopping())
-    c.post(ui.AddToCart(product))
-    assert c.wait_view(lambda v: v.cart_count == 1, WAIT) is not None
-    c.post(ui.Checkout())
-    v = c.wait_view(lambda v: v.mode == "payment" and v.payment is not None, WAIT)
-    assert v is not None and v.payment is not None, c.view()
-    return v.payment
-
-
-def closed(app: App, order_id: str) -> State:
-    def done() -> bool:
-        o = app.controller.repo.get(order_id)
-        return o is not None and o.state in (State.COMPLETED, State.CANCELLED)
-
-    assert wait_for(done), app.controller.repo.get(order_id)
-    o = app.controller.repo.get(order_id)
-    assert o is not None
-    return o.state
 
 
 def pay_page(url: str) -> int:
@@ -225,13 +157,13 @@ def test_a_revoked_kiosk_is_refused_everywhere(tmp_path: Path, world: World) -> 
     assert current.payment_secret != first.payment_secret
     with pytest.raises(RegisterError, match="cert_superseded"):
         register(w, stolen_key, current_cert_pem=first.cert_pem)
-    cert, key_file, secret_file = save_identity(tmp_path / "kiosk-id", key, current)
-
-    app = start_kiosk(tmp_path, w, cert, key_file, secret_file)
-    try:
-        assert app.sync is not None and app.sync.client.wait_connected(WAIT)
+    ident = save_identity(tmp_path / "kiosk-id", key, current)
+    seed_store(tmp_path / "kiosk" / "data")
+    with live_kiosk(
+        tmp_path / "kiosk", w.broker.url, w.pki.ca_file, ident, w.province.public_key, w.page.url
+    ) as app:
         # --- 2. an honest online sale, paid on the pay page: reconciled ---------------------
-        paid = checkout(app)
+        paid = checkout_one(app)
         assert pay_page(paid.pay_url) == 200
         assert closed(app, paid.order_id) is State.COMPLETED
         assert wait_for(lambda: w.province.event_count(KIOSK_A, "sale") == 1)
@@ -252,28 +184,26 @@ def test_a_revoked_kiosk_is_refused_everywhere(tmp_path: Path, world: World) -> 
             ]
         )
         assert rc == 0
-        refused_order = checkout(app)
-        assert pay_page(refused_order.pay_url) == 400  # the pay page refuses its URLs
-        assert verify_pay_url(refused_order.pay_url, w.province.device_secrets) is None
-        assert w.province.payment_for(refused_order.order_id) is None
+        unpaid = checkout_one(app)
+        assert pay_page(unpaid.pay_url) == 400  # the pay page refuses its URLs
+        assert verify_pay_url(unpaid.pay_url, w.province.device_secrets) is None
+        assert w.province.payment_for(unpaid.order_id) is None
 
         # --- 4. the thief sells with a code from the stolen secret over the live connection -
-        code = offline_code(
-            secret_file.read_bytes(), refused_order.order_id, refused_order.amount_fen
-        )
+        code = offline_code(ident.secret.read_bytes(), unpaid.order_id, unpaid.amount_fen)
         app.controller.post(ui.EnterOfflineCode(code))
-        assert closed(app, refused_order.order_id) is State.COMPLETED  # goods out, unpaid
+        assert closed(app, unpaid.order_id) is State.COMPLETED  # goods out, nothing paid
 
         def revoked_alarm() -> list[dict[str, object]]:
-            return [
-                a for a in w.province.province_alarms(KIOSK_A) if a["kind"] == "revoked_kiosk_sale"
-            ]
+            alarms = w.province.province_alarms(KIOSK_A)
+            return [a for a in alarms if a["kind"] == "revoked_kiosk_sale"]
 
         assert wait_for(revoked_alarm), w.province.province_alarms(KIOSK_A)
-        assert refused_order.order_id in str(revoked_alarm()[0]["detail"])
+        assert unpaid.order_id in str(revoked_alarm()[0]["detail"])
         assert len(w.province.province_alarms(KIOSK_A)) == 1  # the paid sale is no alarm
 
         # --- 5. cut the live connection: the broker refuses the certificate from now on ------
+        assert app.sync is not None
         client = app.sync.client
         failures = client.stats().connect_failures
         backend = w.pki.backend_client()
@@ -290,14 +220,10 @@ def test_a_revoked_kiosk_is_refused_everywhere(tmp_path: Path, world: World) -> 
         # the kiosk reconnects at once and is refused, again and again
         assert wait_for(lambda: client.stats().connect_failures >= failures + 2)
         assert not client.connected
-        assert tls_refused(w, cert, key_file)
-    finally:
-        app.close()
-        app._test_emulator.stop()  # type: ignore[attr-defined]
+        assert tls_refused(w, ident)
     other_key = generate_device_key()
     other = register(w, other_key, KIOSK_B, token=w.registrar.issue_token(KIOSK_B))
-    b_cert, b_key, _ = save_identity(tmp_path / "kiosk-b", other_key, other)
-    assert not tls_refused(w, b_cert, b_key)  # the other kiosks still get in
+    assert not tls_refused(w, save_identity(tmp_path / "kiosk-b", other_key, other))
 
 
 def test_report_reconcile_shows_the_revoked_kiosks_sale(
@@ -310,11 +236,11 @@ def test_report_reconcile_shows_the_revoked_kiosks_sale(
     w = world
     key = generate_device_key()
     reg = register(w, key, token=w.registrar.issue_token(KIOSK_A))
-    cert, key_file, _ = save_identity(tmp_path / "id", key, reg)
+    ident = save_identity(tmp_path / "id", key, reg)
     node = KioskNode(
         KIOSK_A,
         tmp_path / "node",
-        sync_config(w.broker.url, w.pki.ca_file, cert, key_file),
+        sync_config(w.broker.url, w.pki.ca_file, ident.cert, ident.key),
     ).start()
     try:
         assert node.client.wait_connected(WAIT)
