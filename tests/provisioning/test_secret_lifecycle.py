@@ -166,3 +166,27 @@ def test_revocation_kills_the_secret_and_lists_every_certificate(
     assert set(serials) <= {
         format(r.serial_number, "x") for r in x509.load_pem_x509_crl(ca.crl_pem())
     }  # the stolen cabinet's certificates stay revoked
+
+
+def test_sign_csr_certificates_are_revoked_too(tmp_path: Path) -> None:
+    """`province-sim sign-csr` records what it issues, so `province-sim revoke` finds it."""
+    from cryptography.hazmat.primitives import serialization
+
+    from kiosk.sim.cli_province import main as province_cli
+    from kiosk.sync.identity import csr_pem
+
+    data = tmp_path / "province"
+    csr = tmp_path / "k.csr"
+    csr.write_bytes(csr_pem(generate_device_key(), KIOSK_ID))
+    out = tmp_path / "k.crt"
+    args = ["province-sim", "sign-csr", str(csr), "--kiosk-id", KIOSK_ID, "--out", str(out)]
+    assert province_cli([*args, "--data-dir", str(data)]) == 0
+    extra = tmp_path / "other.crl"
+    rev = ["province-sim", "revoke", KIOSK_ID, "--data-dir", str(data), "--crl-out", str(extra)]
+    assert province_cli(rev) == 0
+    serial = x509.load_pem_x509_certificate(out.read_bytes()).serial_number
+    for path in (data / "ca" / "ca.crl", extra):
+        crl = x509.load_pem_x509_crl(path.read_bytes())
+        assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+        assert path.read_bytes() == crl.public_bytes(serialization.Encoding.PEM)
+    assert province_cli(["province-sim", "revoke", "not a kiosk", "--data-dir", str(data)]) == 2
