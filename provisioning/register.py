@@ -21,8 +21,11 @@ settings (a broker whose main listener also carries the register topics).
 
 On success the kiosk stores the certificate, the client CA and the payment secret (0600) beside
 its key and switches the config to mutual TLS (sync.cert_file/key_file,
-payments.device_secret_file). Never prints the key or the payment secret; never accepts a
-certificate that is not for its own key and kiosk id.
+payments.device_secret_file). Every registration and renewal brings a NEW payment secret
+(docs/payments.md, "Secret rotation and revocation"): the certificate is written before the
+secret, so a crash in between leaves a current certificate that can renew again.
+Never prints the key or the payment secret; never accepts a certificate that is not for its own
+key and kiosk id.
 """
 
 from __future__ import annotations
@@ -352,4 +355,6 @@ def cmd_register(args: argparse.Namespace) -> int:
     print(f"certificate SHA-256: {cert_fingerprint(load_cert(reg.cert_pem))}")
     print(f"valid until: {reg.not_after:%Y-%m-%d %H:%M} UTC")
     print(f"payment secret stored in {files.secret} (mode 0600); config switched to mutual TLS")
+    print("restart the kiosk now (systemctl restart kiosk): the payment secret is new, the old")
+    print("one works at the province only for orders already on screen (docs/payments.md)")
     return exitcodes.OK

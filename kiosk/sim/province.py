@@ -62,6 +62,8 @@ from kiosk.core.payment import (
 from kiosk.log import log_event
 from kiosk.sim.certs import private_key_pem, self_signed_ca
 from kiosk.sim.province_acks import AckSigner, refuse_foreign
+from kiosk.sim.province_reconcile import Reconciler
+from kiosk.sim.province_secrets import SecretBook
 from kiosk.sync.signing import key_id, public_key_pem, sign_envelope
 from kiosk.sync.topics import (
     ALL_STATUS,
@@ -395,17 +397,20 @@ class ProvinceSimulator:
         auto_ack: bool = True,
         provisioning_ca: ProvisioningCA | None = None,
         device_key: DeviceKeyLookup | None = None,
+        reconcile_after_s: float | None = None,
+        reconcile_every_s: float = 60.0,
     ) -> None:
         """`provisioning_ca`: answer `kiosk/v1/register/+/request` with it (registration and
-        renewal); the payment secrets of kiosks it registered are added to `device_secrets`.
-        `device_key`: kiosk id -> public key of its certificate, to check the signed ledger
-        heads of sale records (kiosk/sim/province_heads.py)."""
+        renewal); the payment secrets of kiosks it registered (and its revocations) count in
+        `device_secrets` (a SecretBook). `device_key`: kiosk id -> public key of its
+        certificate, to check the signed ledger heads of sale records
+        (kiosk/sim/province_heads.py). `reconcile_after_s`: run the reconciliation sweep
+        (kiosk/sim/province_reconcile.py) every `reconcile_every_s` with that grace time for
+        offline-code sales; None: no sweep (`report --reconcile` still reconciles)."""
         self.broker = broker
         self.data_dir = Path(data_dir)
-        self.device_secrets = dict(device_secrets)
+        self.device_secrets = SecretBook(device_secrets, provisioning_ca)
         self.provisioning_ca = provisioning_ca
-        if provisioning_ca is not None:
-            self.device_secrets.update(provisioning_ca.registered_secrets())
         self.signing_key = signing_key
         self.public_key = _public_of(signing_key)
         self.kid = key_id(self.public_key)
@@ -418,6 +423,16 @@ class ProvinceSimulator:
         self.heads = HeadCheck(device_key)
         self.db = open_db(self.data_dir)
         self._db_lock = threading.Lock()
+        self.reconciler: Reconciler | None = None
+        if reconcile_after_s is not None:
+            self.reconciler = Reconciler(
+                self.db,
+                self._db_lock,
+                self.device_secrets.revoked,
+                self.clock,
+                grace_s=reconcile_after_s,
+                every_s=reconcile_every_s,
+            )
         self._host, self._port, self._tls = broker.address()
         self._inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
         self._client: mqtt.Client | None = None
@@ -468,6 +483,8 @@ class ProvinceSimulator:
         else:
             client.connect_async(self._host, self._port, self.broker.keepalive_s)
         client.loop_start()
+        if self.reconciler is not None:
+            self.reconciler.start()
         log_event(log, "province.start", broker=self.broker.url, kid=self.kid)
 
     def stop(self) -> None:
@@ -479,6 +496,8 @@ class ProvinceSimulator:
             self._inbox.put(None)
             self._worker.join(10)
             self._worker = None
+        if self.reconciler is not None:
+            self.reconciler.stop()
         with self._db_lock:
             self.db.close()
 
@@ -603,11 +622,7 @@ class ProvinceSimulator:
         answer = self.provisioning_ca.handle_request(topic, payload)
         if answer is None:
             return False
-        kid = topic.split("/")[-2]
-        secret = self.provisioning_ca.payment_secret(kid)
-        if secret is not None:
-            self.device_secrets[kid] = secret  # dict shared with the pay page: updated in place
-        self._publish(answer[0], answer[1])
+        self._publish(answer[0], answer[1])  # device_secrets reads the CA's new secret
         return True
 
     def _store_events(
@@ -753,7 +768,9 @@ class ProvinceSimulator:
     def confirm_payment(self, params: PayUrlParams, method: str) -> PaymentConfirmation:
         """What WeChat Pay / Alipay success means here: sign a confirmation for exactly the
         signed amount, remember it (one per order: paying twice gives the same provider
-        reference), and publish it to the kiosk."""
+        reference), and publish it to the kiosk. Never for a revoked kiosk."""
+        if self.device_secrets.revoked_at(params.kiosk_id) is not None:
+            raise PermissionError(f"kiosk {params.kiosk_id} is revoked: no payments")
         with self._db_lock:
             row = self.db.execute(
                 "SELECT confirmation FROM payments WHERE order_id = ?", (params.order_id,)
@@ -820,6 +837,8 @@ class ProvinceSimulator:
         c = self.payment_for(body["order_id"])
         if c is not None and c.kiosk_id != kid:
             c = None  # never tell a kiosk about another kiosk's order
+        if self.device_secrets.revoked_at(kid) is not None:
+            c = None  # a revoked kiosk's orders are never confirmed
         status = PaymentStatus.PAID if c is not None else PaymentStatus.NOT_PAID
         reply = {
             "order_id": body["order_id"],

@@ -148,7 +148,8 @@ def test_renewal_without_token(ca: ProvisioningCA, device: tuple[Path, IdentityF
     assert "token" not in renew and "sig" in renew
     reg2 = parse_reply(_roundtrip(ca, renew)[1], renew["nonce"], key, KIOSK_ID)
     assert reg2 is not None and reg2.cert_pem != reg.cert_pem
-    assert reg2.payment_secret == secret  # same kiosk, same payment secret
+    assert reg2.payment_secret != secret  # a renewal rotates the payment secret
+    assert ca.secrets_of(KIOSK_ID).previous == secret  # kept for the overlap
 
     tampered = dict(renew, nonce="beef")
     assert json.loads(_roundtrip(ca, tampered)[1])["error"] == "bad_signature"
