@@ -91,6 +91,7 @@ class Technician:
             self.last_result = f"slot {slot}: {e}"
             return
         self.persist.slot_back(slot)
+        self.persist.pump_stock()
         self.last_result = f"slot {slot}: {level}"
         self.log("restock", slot=slot, level=level)
 
@@ -123,5 +124,6 @@ class Technician:
                         )
         except STORE_ERRORS as e:
             self.persist.failed(e, "test_vend")
+        self.persist.pump_stock()
         self.last_result = f"slot {d.slot_no}: {d.outcome}"
         self.log("test_vend_done", slot=d.slot_no, tx=d.tx, outcome=d.outcome)
