@@ -159,7 +159,7 @@ def _queue_board_selftest(
                 slots=board_slot_results(args.address, results, slot_map),
             )
             outbox = Outbox(store, Topics(cfg.identity.kiosk_id), SystemClock())
-            event_id = append_selftest(outbox, body)
+            event_id = append_selftest(store, outbox, cfg.identity.kiosk_id, body)
         finally:
             store.close()
     except Exception as e:  # the printed result stands; say why it was not queued

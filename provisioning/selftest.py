@@ -464,7 +464,7 @@ def queue_event(
                 ok=not board_failed and all(s["result"] == "ok" for s in slots),
             )
             outbox = Outbox(store, Topics(cfg.identity.kiosk_id), SystemClock())
-            event_id = append_selftest(outbox, body)
+            event_id = append_selftest(store, outbox, cfg.identity.kiosk_id, body)
         finally:
             store.close()
     except Exception as e:  # the report file is the fallback; say why it was not queued

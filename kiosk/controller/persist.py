@@ -22,7 +22,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from kiosk.clock import Clock
 from kiosk.core import cart as cartlib
@@ -36,7 +36,13 @@ from kiosk.store import Store, StoreError
 from kiosk.store.orders import ORDER_SEQ_LIMIT, OrderRepo
 from kiosk.sync.ledger_head import HeadSigner
 from kiosk.sync.outbox import OutboxError, Priority
-from kiosk.sync.records import controller_alarm, order_body, order_event_id
+from kiosk.sync.records import RecordSink as RecordSink  # re-exported: kiosk.controller
+from kiosk.sync.records import (
+    append_selftest,
+    controller_alarm,
+    order_body,
+    order_event_id,
+)
 from kiosk.sync.stockfeed import StockFeed
 
 log = logging.getLogger("kiosk.controller")
@@ -56,20 +62,6 @@ _NOT_STORED = (sale.Vend, sale.Unlock, sale.QueryOutcome, sale.QueryPaymentStatu
 def writes(actions: list[sale.Action], anchor: tuple[int, int] | None) -> bool:
     """Does committing this step write anything?"""
     return anchor is not None or any(not isinstance(a, _NOT_STORED) for a in actions)
-
-
-class RecordSink(Protocol):
-    """Where records for the province go (the sync outbox); `conn` joins our transaction."""
-
-    def append(
-        self,
-        kind: str,
-        body: Mapping[str, Any],
-        priority: Priority,
-        *,
-        event_id: str | None = None,
-        conn: sqlite3.Connection | None = None,
-    ) -> object: ...
 
 
 class Persistence:
@@ -364,6 +356,18 @@ class Persistence:
                 self.on_commit()
             except Exception:
                 log.exception("controller.on_commit_failed")
+
+    def selftest(self, body: Mapping[str, Any]) -> bool:
+        """A `selftest` record, numbered by the store, in a transaction of its own."""
+        if self.sink is None:
+            return False
+        try:
+            append_selftest(self.store, self.sink, self.kiosk_id, body)
+        except STORE_ERRORS as e:
+            self.failed(e, "selftest")
+            return False
+        self.committed()
+        return True
 
     def append(self, kind: str, body: Mapping[str, Any], priority: Priority) -> bool:
         """One outbox record in a transaction of its own (technician actions)."""

@@ -23,6 +23,7 @@ from kiosk.log import log_event
 from kiosk.store import Store
 from kiosk.store.orders import OrderRepo
 from kiosk.sync.outbox import Priority
+from kiosk.sync.records import selftest_body, slot_result, slot_test_ok
 
 log = logging.getLogger("kiosk.controller")
 
@@ -51,6 +52,7 @@ class Technician:
         self._put_job = put_job
         self.last_result = ""
         self.test_running: int | None = None
+        self._test_started: tuple[str, float] | None = None  # (kind, kiosk time) of that test
         self.sales_locked = store.settings.get(SALES_LOCKED) == "1"
 
     def handle(self, it: TechnicianIntent) -> None:
@@ -108,6 +110,7 @@ class Technician:
             self.last_result = f"test vend refused: {e}"
             return
         self.test_running = tx
+        self._test_started = (kind, self.clock.time())
         self.log("test_vend", slot=slot, tx=tx, kind=kind)
         self._put_job(TestJob(tx, slot, kind))
 
@@ -127,3 +130,18 @@ class Technician:
         self.persist.pump_stock()
         self.last_result = f"slot {d.slot_no}: {d.outcome}"
         self.log("test_vend_done", slot=d.slot_no, tx=d.tx, outcome=d.outcome)
+        self._report_test(d, now)
+
+    def _report_test(self, d: TestDone, now: float) -> None:
+        """A slot test from the service menu (not a door opened for restocking) is a self test
+        of that one slot for the province (`events/selftest`, source "service_menu")."""
+        kind, started = self._test_started or ("test", now)
+        self._test_started = None
+        if kind != "test":
+            return
+        result = slot_result(d.outcome, slot_test_ok(d.outcome))
+        slot = {"slot_no": d.slot_no, "result": result, "detail": f"{d.outcome} (tx {d.tx})"}
+        body = selftest_body(
+            source="service_menu", started_at=started, finished_at=now, slots=[slot]
+        )
+        self.persist.selftest(body)

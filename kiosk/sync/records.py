@@ -11,16 +11,19 @@ sale core, the store's stock log and the self-test runners do.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
+from kiosk.store import Store
 from kiosk.sync import messages
-from kiosk.sync.outbox import Outbox, Priority
+from kiosk.sync.outbox import Priority
 
 __all__ = [
     "CRITICAL_ALARMS",
     "ORDER_STATES",
     "SELFTEST_SOURCES",
+    "RecordSink",
     "alarm_severity",
     "append_selftest",
     "board_slot_results",
@@ -30,6 +33,7 @@ __all__ = [
     "selftest_body",
     "selftest_event_id",
     "slot_result",
+    "slot_test_ok",
     "stock_body",
     "stock_event_id",
 ]
@@ -127,12 +131,21 @@ _RESULT_OF = {
 }
 
 
+# A slot test passed: the item dropped, or (a locker) the lock released.
+_TEST_OK = frozenset({"DELIVERED", "DOOR_OPENED_AND_CLOSED", "DOOR_NOT_OPENED"})
+
+
+def slot_test_ok(outcome: str) -> bool:
+    """Did a slot test with this board outcome name pass?"""
+    return outcome in _TEST_OK
+
+
 def slot_result(outcome: str, ok: bool) -> str:
     """A slot test's result: "ok", or the failure code from the board's outcome name: jammed,
     no_drop, motor_missing, board_offline (no answer), else the outcome name in lower case."""
     if ok:
         return "ok"
-    if outcome in ("ERROR", "OFFLINE", "BOARD_OFFLINE", "TIMEOUT"):
+    if outcome in ("ERROR", "OFFLINE", "BOARD_OFFLINE") or outcome.startswith("error"):
         return "board_offline"
     return _RESULT_OF.get(outcome, outcome.lower())
 
@@ -192,17 +205,30 @@ def selftest_event_id(kiosk_id: str, epoch: str, n: int) -> str:
     return f"selftest-{kiosk_id}-{epoch}-{n}" if epoch else f"selftest-{kiosk_id}-{n}"
 
 
-def append_selftest(outbox: Outbox, body: Mapping[str, Any]) -> str:
+class RecordSink(Protocol):
+    """Where records go (kiosk.sync.outbox.Outbox); `conn` joins the caller's transaction."""
+
+    def append(
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        priority: Priority,
+        *,
+        event_id: str | None = None,
+        conn: sqlite3.Connection | None = None,
+    ) -> object: ...
+
+
+def append_selftest(store: Store, sink: RecordSink, kiosk_id: str, body: Mapping[str, Any]) -> str:
     """Queue a self test result (HIGH) with the next self test number of this store, in one
     transaction; returns its event id. Safe from another process while the kiosk runs (SQLite
     WAL, BEGIN IMMEDIATE): the running kiosk's sync client sends it."""
-    store = outbox.store
     with store.transaction() as conn:
         rows = conn.execute(
             "INSERT INTO counters (name, value) VALUES (?, 1) "
             "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
             (SELFTEST_COUNTER,),
         ).fetchall()
-        event_id = selftest_event_id(outbox.topics.kiosk_id, store.epoch, int(rows[0][0]))
-        outbox.append("selftest", body, Priority.HIGH, event_id=event_id, conn=conn)
+        event_id = selftest_event_id(kiosk_id, store.epoch, int(rows[0][0]))
+        sink.append("selftest", body, Priority.HIGH, event_id=event_id, conn=conn)
     return event_id

@@ -15,12 +15,11 @@ Never changes stock, never publishes (the outbox's sync client does).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from kiosk.store import Store
 from kiosk.sync.outbox import Priority
-from kiosk.sync.records import stock_body, stock_event_id
+from kiosk.sync.records import RecordSink, stock_body, stock_event_id
 
 __all__ = ["MARK", "StockFeed"]
 
@@ -28,22 +27,10 @@ MARK = "stock_feed.last_id"  # settings key: the last stock_log id copied into t
 BATCH = 200  # rows per transaction (a long backlog, e.g. a first start, goes in batches)
 
 
-class _Sink(Protocol):
-    def append(
-        self,
-        kind: str,
-        body: Mapping[str, Any],
-        priority: Priority,
-        *,
-        event_id: str | None = None,
-        conn: sqlite3.Connection | None = None,
-    ) -> object: ...
-
-
 class StockFeed:
     """See the module docstring. Not thread-safe by itself; the store's lock serialises it."""
 
-    def __init__(self, store: Store, sink: _Sink, kiosk_id: str) -> None:
+    def __init__(self, store: Store, sink: RecordSink, kiosk_id: str) -> None:
         self.store = store
         self.sink = sink
         self.kiosk_id = kiosk_id

@@ -239,8 +239,8 @@ def test_selftest_body_and_numbered_ids(store: Store) -> None:
         "slots": slots,
         "technician": "li",
     }
-    first = records.append_selftest(outbox, body)
-    second = records.append_selftest(outbox, {**body, "ok": True})
+    first = records.append_selftest(store, outbox, KID, body)
+    second = records.append_selftest(store, outbox, KID, {**body, "ok": True})
     assert (first, second) == (f"selftest-{KID}-{store.epoch}-1", f"selftest-{KID}-{store.epoch}-2")
     assert [r.priority for r in outbox.records()] == [Priority.HIGH, Priority.HIGH]
     for bad in ({"source": "phone"}, {"source": "cli", "slots": [{"slot_no": 1}]}):
@@ -285,3 +285,29 @@ def test_board_selftest_command_queues_the_result(
     assert (body["source"], body["ok"], body["technician"]) == ("cli", True, "")
     assert [(s["slot_no"], s["result"]) for s in body["slots"]] == [(10, "ok"), (11, "ok")]
     assert body["started_at"] <= body["finished_at"]
+
+
+def test_service_menu_slot_test_is_a_selftest_and_a_stock_change(kiosk: Kiosk) -> None:
+    kiosk.wait(lambda v: v.mode == "idle")
+    kiosk.c.post(ui.TestVend(48))
+    kiosk.wait(lambda v: "DELIVERED" in v.service.last_result)
+    kiosk.emu.set_fault("jammed", {kiosk.c.planogram.slots[49].address})
+    kiosk.c.post(ui.TestVend(49))
+    kiosk.wait(lambda v: "JAMMED" in v.service.last_result)
+    kiosk.c.post(ui.OpenDoor(50))  # a door opened for restocking is not a test
+    kiosk.c.call(lambda: None)
+    recs = kiosk.app.outbox.records()
+    tests = bodies(recs, "selftest")
+    epoch, kid = kiosk.app.store.epoch, kiosk.app.outbox.topics.kiosk_id
+    assert [e for e, _ in tests] == [f"selftest-{kid}-{epoch}-1", f"selftest-{kid}-{epoch}-2"]
+    (ok, jam) = (b for _, b in tests)
+    assert (ok["source"], ok["ok"], ok["technician"]) == ("service_menu", True, "")
+    assert [(s["slot_no"], s["result"]) for s in ok["slots"]] == [(48, "ok")]
+    assert ok["started_at"] <= ok["finished_at"]
+    assert (jam["ok"], jam["slots"][0]["slot_no"], jam["slots"][0]["result"]) == (
+        False,
+        49,
+        "jammed",
+    )
+    (vend,) = [b for _, b in bodies(recs, "stock") if b["reason"] == "test_vend"]
+    assert (vend["slot_no"], vend["delta"], vend["level"]) == (48, -1, kiosk.levels0[48] - 1)
