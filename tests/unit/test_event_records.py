@@ -21,6 +21,8 @@ from kiosk.clock import ManualClock
 from kiosk.core.planogram import Planogram
 from kiosk.core.sale import State
 from kiosk.core.stock import StockChange, StockReason
+from kiosk.sim.province import open_db
+from kiosk.sim.province_views import order_histories, stock_levels
 from kiosk.store import Store, open_store
 from kiosk.sync import records
 from kiosk.sync.outbox import Outbox, OutboxRecord, Priority
@@ -311,3 +313,50 @@ def test_service_menu_slot_test_is_a_selftest_and_a_stock_change(kiosk: Kiosk) -
     )
     (vend,) = [b for _, b in bodies(recs, "stock") if b["reason"] == "test_vend"]
     assert (vend["slot_no"], vend["delta"], vend["level"]) == (48, -1, kiosk.levels0[48] - 1)
+
+
+# --- the province simulator's views ---------------------------------------------------------
+
+
+def test_province_views_newest_by_seq_and_reported_for_the_rest(tmp_path: Path) -> None:
+    conn = open_db(tmp_path / "province")
+
+    def put(seq: int, kind: str, body: dict[str, Any], kiosk: str = KID) -> None:
+        conn.execute(
+            "INSERT INTO events (event_id, kiosk_id, seq, kind, priority, boot, kiosk_time, "
+            "body, received_at) VALUES (?, ?, ?, ?, 'high', 1, 0, ?, 0)",
+            (f"e{seq}", kiosk, seq, kind, json.dumps(body)),
+        )
+
+    def stock(slot: int, level: int, reason: str, ref: str = "") -> dict[str, Any]:
+        return records.stock_body(
+            slot_no=slot, product_id="P1", delta=-1, level=level, reason=reason, ref=ref, at=0.0
+        )
+
+    put(1, "reported", {"stock": {"1": 9, "2": 4, "3": 0}})
+    put(5, "stock", stock(1, 7, "sale", "O-2"))  # arrives first, newer
+    put(4, "stock", stock(1, 8, "sale", "O-1"))  # older, arrives later: does not win
+    put(6, "stock", stock(2, 10, "restock"), kiosk="OTHER")  # another kiosk's
+    order = {"order_id": "O-1", "reason": "", "total_fen": 500, "at": 1.0}
+    put(2, "order", {**order, "state": "paid", "paid_fen": 500})
+    put(3, "order", {**order, "state": "completed", "paid_fen": 500})
+    put(
+        7,
+        "order",
+        {**order, "order_id": "O-3", "state": "cancelled", "reason": "timeout", "paid_fen": 0},
+    )
+    view = stock_levels(conn, KID)
+    assert {s: (v.level, v.source) for s, v in view.items()} == {
+        1: (7, "stock"),
+        2: (4, "reported"),
+        3: (0, "reported"),
+    }
+    assert (view[1].last_reason, view[1].last_ref, view[1].product_id) == ("sale", "O-2", "P1")
+    hist = order_histories(conn, KID)
+    assert (hist["O-1"].states, hist["O-1"].state, hist["O-1"].paid_fen) == (
+        ["paid", "completed"],
+        "completed",
+        500,
+    )
+    assert (hist["O-3"].state, hist["O-3"].reasons["cancelled"]) == ("cancelled", "timeout")
+    conn.close()
