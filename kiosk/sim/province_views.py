@@ -8,7 +8,9 @@ caller holds (the simulator holds its database lock around each call); stores no
 Stock: a slot's current level is the `level` of its newest `events/stock` record (newest by the
 record's `seq`: the kiosk copies stock log rows in order, so seq order is change order, across
 store epochs too). A slot with no stock record yet takes its level from the newest `reported`
-record. Orders: one entry per order id, its states in the order they were recorded.
+record; a slot missing from the newest `reported` whose newest stock record is older than it
+has left the planogram and is dropped. Orders: one entry per order id, its states in the order
+they were recorded.
 """
 
 from __future__ import annotations
@@ -46,28 +48,27 @@ class OrderHistory:
         return self.states[-1] if self.states else ""
 
 
-def _bodies(conn: sqlite3.Connection, kiosk_id: str, kind: str) -> list[dict[str, Any]]:
+def _bodies(conn: sqlite3.Connection, kiosk_id: str, kind: str) -> list[tuple[int, dict[str, Any]]]:
+    """(seq, body) of one kiosk's records of one kind, by seq."""
     rows = conn.execute(
-        "SELECT body FROM events WHERE kiosk_id = ? AND kind = ? ORDER BY seq, id",
+        "SELECT seq, body FROM events WHERE kiosk_id = ? AND kind = ? ORDER BY seq, id",
         (kiosk_id, kind),
     ).fetchall()
-    out: list[dict[str, Any]] = []
-    for (text,) in rows:
+    out: list[tuple[int, dict[str, Any]]] = []
+    for seq, text in rows:
         body = json.loads(text)
         if isinstance(body, dict):
-            out.append(body)
+            out.append((int(seq), body))
     return out
 
 
 def stock_levels(conn: sqlite3.Connection, kiosk_id: str) -> dict[int, SlotStock]:
     """slot_no -> its current stock as the province knows it (see the module docstring)."""
     out: dict[int, SlotStock] = {}
-    reported = _bodies(conn, kiosk_id, "reported")
-    if reported:
-        for slot, level in dict(reported[-1].get("stock") or {}).items():
-            out[int(slot)] = SlotStock(int(slot), int(level), "", "reported")
-    for b in _bodies(conn, kiosk_id, "stock"):
+    seen: dict[int, int] = {}  # slot -> seq of its newest stock record
+    for seq, b in _bodies(conn, kiosk_id, "stock"):
         slot = int(b["slot_no"])
+        seen[slot] = seq
         out[slot] = SlotStock(
             slot,
             int(b["level"]),
@@ -76,13 +77,22 @@ def stock_levels(conn: sqlite3.Connection, kiosk_id: str) -> dict[int, SlotStock
             str(b.get("reason", "")),
             str(b.get("ref", "")),
         )
+    reported = _bodies(conn, kiosk_id, "reported")
+    if reported:
+        report_seq, report = reported[-1]
+        levels = {int(s): int(v) for s, v in dict(report.get("stock") or {}).items()}
+        for slot, level in levels.items():
+            if slot not in out:
+                out[slot] = SlotStock(slot, level, "", "reported")
+        for slot in [s for s in out if s not in levels and seen.get(s, 0) < report_seq]:
+            del out[slot]  # left the planogram
     return dict(sorted(out.items()))
 
 
 def order_histories(conn: sqlite3.Connection, kiosk_id: str) -> dict[str, OrderHistory]:
     """order_id -> what the kiosk reported of it on `events/order`, in recording order."""
     out: dict[str, OrderHistory] = {}
-    for b in _bodies(conn, kiosk_id, "order"):
+    for _seq, b in _bodies(conn, kiosk_id, "order"):
         oid = str(b["order_id"])
         h = out.setdefault(oid, OrderHistory(oid))
         state = str(b["state"])

@@ -360,3 +360,12 @@ def test_province_views_newest_by_seq_and_reported_for_the_rest(tmp_path: Path) 
     )
     assert (hist["O-3"].state, hist["O-3"].reasons["cancelled"]) == ("cancelled", "timeout")
     conn.close()
+    # a newer report without slots 1 and 3, both older than it: they left the planogram
+    conn2 = open_db(tmp_path / "province")
+    conn2.execute(
+        "INSERT INTO events (event_id, kiosk_id, seq, kind, priority, boot, kiosk_time, body, "
+        "received_at) VALUES ('e8', ?, 8, 'reported', 'normal', 1, 0, ?, 0)",
+        (KID, json.dumps({"stock": {"2": 4}})),
+    )
+    assert sorted(stock_levels(conn2, KID)) == [2]
+    conn2.close()
