@@ -31,6 +31,7 @@ from kiosk.sim.broker import Mosquitto, Pki
 from kiosk.sim.emulator_transports import Emulator, InProcessTransport, PtyTransport
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.sim.shopper import TestPaymentSource
+from kiosk.sync.signing import public_key_pem
 from tests.support.board_peer import FAST
 from tests.support.config import kiosk_config, write_config
 from tests.support.kiosk_app import MULTI, OTHER, SINGLE, Kiosk, emulator_name
@@ -50,10 +51,15 @@ def wait_for(pred: Callable[[], object], timeout: float = SECONDS) -> bool:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, pki: Pki, mosquitto: Mosquitto) -> tuple[Path, str]:
-    """A seeded store and a config file for KIOSK_A on the broker; returns (file, emu name)."""
+def config_file(
+    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province: ProvinceSimulator
+) -> tuple[Path, str]:
+    """A seeded store and a config file for KIOSK_A on the broker (trusting the province's
+    key, which signs its acks); returns (file, emu name)."""
     seed_store(tmp_path / "data")
     cert = pki.client(KIOSK_A)
+    pub = tmp_path / "province-public.pem"
+    pub.write_bytes(public_key_pem(province.public_key))
     name = emulator_name()
     cfg = kiosk_config(
         port=f"emu://{name}",
@@ -65,6 +71,7 @@ def config_file(tmp_path: Path, pki: Pki, mosquitto: Mosquitto) -> tuple[Path, s
             "ca_file": pki.ca_file,
             "cert_file": cert.cert_file,
             "key_file": cert.key_file,
+            "province_public_key": pub,
             "keepalive_s": 10,
         },
     )
@@ -161,7 +168,7 @@ def test_reports_arrive_as_events(
     )
     assert province.orders(KIOSK_A)[jammed.order_id].reasons["refund_due"] == "not_delivered"
     assert wait_for(lambda: _alarms(province))
-    (alarm,) = _alarms(province)
+    (alarm,) = _alarms(province)  # and no SYNC_REJECTED: the province's acks are trusted
     assert alarm["event_id"].startswith(f"alarm-{KIOSK_A}-")
     body = alarm["body"]
     assert set(body) == {"code", "severity", "detail", "context"}
@@ -183,6 +190,8 @@ def test_reports_arrive_as_events(
     assert test["event_id"].startswith(f"selftest-{KIOSK_A}-")
     assert (test["body"]["source"], test["body"]["ok"]) == ("cli", True)
     assert [s["result"] for s in test["body"]["slots"]] == ["ok", "ok"]
+    # every record was acknowledged end to end (signed acks the kiosk trusts)
+    assert wait_for(lambda: sum(kiosk.app.outbox.depth().values()) == 0)
 
 
 def _alarms(province: ProvinceSimulator) -> list[dict[str, object]]:
