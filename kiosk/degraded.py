@@ -105,6 +105,7 @@ def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> 
     from kiosk.sync import messages
     from kiosk.sync.client import SyncClient, sync_problem
     from kiosk.sync.outbox import Outbox, Priority
+    from kiosk.sync.records import alarm_severity
     from kiosk.sync.topics import Topics
 
     why = sync_problem(config.sync)
@@ -117,12 +118,13 @@ def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> 
     outbox = Outbox(store, topics, clock)
     # the same problem gives the same event id on every start: the province keeps one alarm
     digest = hashlib.sha256(f"{problem.code}|{problem.detail}".encode()).hexdigest()[:16]
-    alarm = {
-        "kind": problem.code.lower(),
-        "order_id": "",
-        "slot_no": None,
-        "detail": f"{problem.detail} -> technician: {problem.action}",
-    }
+    alarm = messages.alarm(
+        problem.code,
+        f"{problem.detail} -> technician: {problem.action}",
+        alarm_severity(problem.code),
+        reason=problem.reason_key,
+        action=problem.action,
+    )
     outbox.append("alarm", alarm, Priority.HIGH, event_id=f"alarm-{kiosk_id}-store-{digest}")
     outbox.append(
         "reported",

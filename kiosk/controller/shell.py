@@ -334,6 +334,7 @@ class Controller:
 
     def _on_tick(self) -> None:
         self.sales.tick(self._board_online)
+        self.persist.pump_stock()  # stock log rows of other writers -> events/stock
         mono = self.clock.monotonic()
         idle = not self.sales.orders and not self.sales.inflight
         self.upkeep.checkpoint_when_idle(mono, idle and self.tech.test_running is None)

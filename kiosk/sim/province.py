@@ -64,6 +64,7 @@ from kiosk.sim.certs import private_key_pem, self_signed_ca
 from kiosk.sim.province_acks import AckSigner, refuse_foreign
 from kiosk.sim.province_reconcile import Reconciler
 from kiosk.sim.province_secrets import SecretBook
+from kiosk.sim.province_views import OrderHistory, SlotStock, order_histories, stock_levels
 from kiosk.sync.signing import key_id, public_key_pem, sign_envelope
 from kiosk.sync.topics import (
     ALL_STATUS,
@@ -982,6 +983,16 @@ class ProvinceSimulator:
     def sales_report(self) -> SalesReport:
         with self._db_lock:
             return sales_report(self.db)
+
+    def stock(self, kiosk_id: str) -> dict[int, SlotStock]:
+        """Current stock per slot from events/stock (+ reported): kiosk.sim.province_views."""
+        with self._db_lock:
+            return stock_levels(self.db, kiosk_id)
+
+    def orders(self, kiosk_id: str) -> dict[str, OrderHistory]:
+        """Order histories from events/order: kiosk.sim.province_views."""
+        with self._db_lock:
+            return order_histories(self.db, kiosk_id)
 
 
 # --- the provisioning CA ----------------------------------------------------------------------
