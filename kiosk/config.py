@@ -10,6 +10,8 @@ Relative paths in the file are resolved against the directory holding the file; 
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import os
 import re
 import tomllib
@@ -18,6 +20,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -27,7 +30,10 @@ __all__ = [
     "KioskConfig",
     "SiteType",
     "demo_config_path",
+    "field_problems",
+    "is_field_config",
     "load_config",
+    "refuse_in_field",
     "resolve_config_path",
 ]
 
@@ -471,3 +477,82 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
             )
         )
     return issues
+
+
+# --- field configs: no test or demo paths -----------------------------------------------------
+
+# SHA-256 of the published demo device secret (kiosk/data/demo-device-secret), as stored and
+# without surrounding white space: that file is public, so a kiosk using it signs pay URLs and
+# offline codes anyone can forge (tests/unit/test_field_config.py checks the digests)
+DEMO_SECRET_SHA256 = frozenset(
+    {
+        "2511988f55c044621bc8baa42b2a3fc33fa4cff5bb5e2608c4df7d3eccc31b73",
+        "c93404090e3f1926fc2ea420828ce8e7fb7e9271f339971a5fa29d60e5f8ece2",
+    }
+)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_demo_secret(secret: bytes) -> bool:
+    digests = {hashlib.sha256(s).hexdigest() for s in (secret, secret.strip())}
+    return bool(digests & DEMO_SECRET_SHA256)
+
+
+def is_field_config(cfg: KioskConfig) -> bool:
+    """A config that points at a real province: its broker (sync.broker_url, whatever the
+    scheme) is not on this machine's loopback. The demo, the rehearsal of the technician's
+    guide and the tests run their broker on 127.0.0.1; a kiosk in a lobby never does."""
+    return not _is_loopback(urlsplit(cfg.sync.broker_url).hostname)
+
+
+def field_problems(
+    cfg: KioskConfig, *, test_payments: bool = False, device_secret: bytes | None = None
+) -> list[ConfigIssue]:
+    """The one rule for test and demo paths: in a field config (`is_field_config`) the test
+    payment signer (`kiosk run --test-payments`, or any other key than the province's for
+    payment confirmations) and the published demo device secret are refused. Empty for a
+    demo/test config, whatever is asked."""
+    if not is_field_config(cfg):
+        return []
+    name, url = str(cfg.source), cfg.sync.broker_url
+    issues: list[ConfigIssue] = []
+    if test_payments:
+        issues.append(
+            ConfigIssue(
+                name,
+                "sync.broker_url",
+                url,
+                "--test-payments is refused with a real province (a broker not on this "
+                "machine): payments must be confirmed by the province's key",
+            )
+        )
+    if device_secret is not None and _is_demo_secret(device_secret):
+        issues.append(
+            ConfigIssue(
+                name,
+                "payments.device_secret_file",
+                str(cfg.payments.device_secret_file),
+                "is the published demo secret, refused with a real province: register the "
+                "kiosk (kiosk-provision register) to get its own",
+            )
+        )
+    return issues
+
+
+def refuse_in_field(
+    cfg: KioskConfig, *, test_payments: bool = False, device_secret: bytes | None = None
+) -> None:
+    """Raise ConfigError with `field_problems` when there are any."""
+    issues = field_problems(cfg, test_payments=test_payments, device_secret=device_secret)
+    if issues:
+        raise ConfigError(issues)
