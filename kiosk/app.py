@@ -25,6 +25,7 @@ from kiosk.controller import Controller
 from kiosk.core.planogram import Planogram
 from kiosk.hardware.board import BoardDriver, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
+from kiosk.log import register_secret
 from kiosk.store import Store, open_store
 from kiosk.sync.apply import EXIT_RESTART
 from kiosk.sync.bridge import SyncBridge
@@ -55,6 +56,7 @@ def load_device_secret(config: KioskConfig) -> bytes:
         raise ValueError("payments.device_secret_file is not set")
     secret = path.read_bytes()
     refuse_in_field(config, device_secret=secret)
+    register_secret(secret)  # never in a log line from here on (kiosk.log.redact)
     return secret
 
 
