@@ -438,7 +438,7 @@ def run_init(
         out(f"wrote {path} (mode 0600) for {cfg.identity.kiosk_id}")
         if kept is not None:
             out(f"previous config kept as {kept}")
-        out("next: kiosk-provision keys, then kiosk-provision register --token <token>")
+        out("next: kiosk-provision keys, then kiosk-provision register (it asks for the token)")
         return exitcodes.OK
     return exitcodes.USAGE
 

@@ -19,6 +19,9 @@ listener refuses it. `--bootstrap-url mqtts://host:port` names the broker's boot
 presented there. Without the flag the request goes to `sync.broker_url` with the config's TLS
 settings (a broker whose main listener also carries the register topics).
 
+The one-time token never comes from the command line (`read_token`: `--token-file`,
+$KIOSK_REGISTRATION_TOKEN, or a prompt that does not echo; `--token` is refused).
+
 On success the kiosk stores the certificate, the client CA and the payment secret (0600) beside
 its key and switches the config to mutual TLS (sync.cert_file/key_file,
 payments.device_secret_file). Never prints the key or the payment secret; never accepts a
@@ -30,20 +33,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import getpass
 import json
+import os
 import queue
 import secrets
 import ssl
+import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiosk import exitcodes
 from kiosk.config import ConfigError, KioskConfig, SyncConfig
+from kiosk.log import register_secret
 from kiosk.sync.identity import (
     CryptoError,
     cert_cn,
@@ -69,10 +77,12 @@ __all__ = [
     "cert_days_left",
     "cmd_register",
     "parse_reply",
+    "read_token",
     "store_registration",
 ]
 
 RENEW_BEFORE_DAYS = 30
+TOKEN_ENV = "KIOSK_REGISTRATION_TOKEN"  # the token, when not in a file nor typed at the prompt
 
 
 class RegisterError(Exception):
@@ -287,9 +297,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("register", help="claim the kiosk with a one-time token, or renew")
     p.add_argument("--config", metavar="PATH")
     p.add_argument("--dir", metavar="DIR", help="identity files (default: the config's directory)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--token", help="one-time bootstrap token from the province")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the one-time token from the province (its first line). Without "
+        f"it: ${TOKEN_ENV}, else the token is asked for (not shown; or read from standard "
+        "input when that is not a terminal)",
+    )
     g.add_argument("--renew", action="store_true", help="renew the certificate (no token)")
+    # refused: a token on the command line is seen by every user (ps, /proc) and kept in the
+    # shell's history
+    p.add_argument("--token", help=argparse.SUPPRESS)
     p.add_argument(
         "--if-expiring-days",
         type=float,
@@ -308,7 +327,45 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=cmd_register)
 
 
+def read_token(
+    token_file: str | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdin: TextIO | None = None,
+    ask: Callable[[str], str] = getpass.getpass,
+) -> str:
+    """The one-time registration token, never from the command line: the first line of
+    `token_file` ("-": standard input), else ${TOKEN_ENV}, else asked for (not echoed) on a
+    terminal or read as one line from a piped standard input. Raises RegisterError."""
+    env = os.environ if environ is None else environ
+    stdin = stdin or sys.stdin
+    if token_file is not None:
+        try:
+            text = stdin.read() if token_file == "-" else Path(token_file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise RegisterError(f"cannot read the token file {token_file}: {e}") from None
+        where = f"the token file {token_file}"
+    elif env.get(TOKEN_ENV):
+        text, where = env[TOKEN_ENV], f"${TOKEN_ENV}"
+    elif stdin.isatty():
+        text, where = ask("One-time registration token 一次性注册码: "), "the prompt"
+    else:
+        text, where = stdin.readline(), "standard input"
+    token = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not token:
+        raise RegisterError(f"no registration token in {where}")
+    register_secret(token)  # never in a log line (kiosk.log.redact)
+    return token
+
+
 def cmd_register(args: argparse.Namespace) -> int:
+    if args.token is not None:
+        print(
+            "error: --token is refused: a token on the command line is visible to every user "
+            f"(ps) and kept in shell history. Use --token-file PATH, ${TOKEN_ENV}, or let "
+            "register ask for it"
+        )
+        return exitcodes.USAGE
     loaded = command_config(args.config)
     if loaded is None:
         return exitcodes.USAGE
@@ -323,18 +380,23 @@ def cmd_register(args: argparse.Namespace) -> int:
     current = None
     if args.renew:
         if not files.cert.exists():
-            print("error: nothing to renew (no certificate yet): register with --token")
+            print("error: nothing to renew (no certificate yet): register with a token first")
             return exitcodes.USAGE
         days = cert_days_left(files.cert)
         if args.if_expiring_days is not None and days is not None and days > args.if_expiring_days:
             print(f"certificate valid for {days:.0f} more days: no renewal needed")
             return exitcodes.OK
         current = files.cert.read_bytes()
-    req = build_request(kiosk_id, key, token=args.token, current_cert_pem=current)
+    try:
+        token = None if args.renew else read_token(args.token_file)
+    except RegisterError as e:
+        print(f"error: {e}")
+        return exitcodes.USAGE
+    req = build_request(kiosk_id, key, token=token, current_cert_pem=current)
     bootstrap_url = args.bootstrap_url or cfg.sync.bootstrap_url or None
     try:
         for payload in exchange(
-            cfg, req, token=args.token, timeout=args.timeout, bootstrap_url=bootstrap_url
+            cfg, req, token=token, timeout=args.timeout, bootstrap_url=bootstrap_url
         ):
             reg = parse_reply(payload, req["nonce"], key, kiosk_id)
             if reg is not None:
