@@ -99,6 +99,9 @@ class SyncConfig:
     province_public_key: Path | None = None
     allow_plaintext: bool = False  # only for the demo and tests
     bootstrap_url: str = ""  # registration listener (server TLS only); "" = broker_url
+    # SHA-256 of the CA that signs this kiosk's certificate at registration, pinned at
+    # provisioning; "" = the CA certificate(s) in ca_file (kiosk-provision register)
+    client_ca_fingerprint: str = ""
     keepalive_s: int = 60
 
 
@@ -234,6 +237,10 @@ RULES: dict[str, Rule] = {
     "sync.mqtt_version": _choice("5", "3.1.1"),
     "sync.keepalive_s": _range(5, 1200),
     "sync.bootstrap_url": lambda v: None if v == "" else _url("mqtts")(v),
+    "sync.client_ca_fingerprint": _regex(
+        r"((?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64})?",
+        "empty or a SHA-256 fingerprint (64 hex digits, colons allowed)",
+    ),
     "payments.pay_url_base": _url("https", "http"),
     "payments.payment_window_s": _range(30, 900),
     "payments.max_extensions": _range(0, 10),

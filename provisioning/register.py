@@ -25,7 +25,8 @@ $KIOSK_REGISTRATION_TOKEN, or a prompt that does not echo; `--token` is refused)
 On success the kiosk stores the certificate, the client CA and the payment secret (0600) beside
 its key and switches the config to mutual TLS (sync.cert_file/key_file,
 payments.device_secret_file). Never prints the key or the payment secret; never accepts a
-certificate that is not for its own key and kiosk id.
+certificate that is not for its own key and kiosk id, nor a CA that is not the one pinned at
+provisioning (`pinned_ca`: sync.client_ca_fingerprint, else the CA in sync.ca_file).
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ import secrets
 import ssl
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -77,6 +80,7 @@ __all__ = [
     "cert_days_left",
     "cmd_register",
     "parse_reply",
+    "pinned_ca",
     "read_token",
     "store_registration",
 ]
@@ -121,11 +125,39 @@ def build_request(
     return req
 
 
+def _hex(fingerprint: str) -> str:
+    return fingerprint.strip().upper().replace(":", "")
+
+
+def pinned_ca(cfg: KioskConfig) -> frozenset[str]:
+    """The registration CA pinned at provisioning, as SHA-256 fingerprints (64 hex digits):
+    `sync.client_ca_fingerprint` when set, else every CA certificate in `sync.ca_file` (whose
+    fingerprint `kiosk-provision init --ca-fingerprint` checked against the province's sheet).
+    Empty when neither is configured: registration is then refused."""
+    if cfg.sync.client_ca_fingerprint:
+        return frozenset({_hex(cfg.sync.client_ca_fingerprint)})
+    if cfg.sync.ca_file is None:
+        return frozenset()
+    try:
+        certs = x509.load_pem_x509_certificates(cfg.sync.ca_file.read_bytes())
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(_hex(cert_fingerprint(c)) for c in certs)
+
+
 def parse_reply(
-    payload: bytes, nonce: str, key: ec.EllipticCurvePrivateKey, kiosk_id: str
+    payload: bytes,
+    nonce: str,
+    key: ec.EllipticCurvePrivateKey,
+    kiosk_id: str,
+    *,
+    pinned: Collection[str],
 ) -> Registration | None:
     """The registration in a reply to our request; None when the reply answers another request.
-    Raises RegisterError when the province refused or the reply is not acceptable."""
+    `pinned`: the SHA-256 fingerprints of the CA pinned at provisioning (`pinned_ca`): the
+    reply's CA must be one of them and must have issued the certificate; the CA is never
+    trusted because the reply carries it. Raises RegisterError when the province refused or the
+    reply is not acceptable."""
     try:
         reply = json.loads(payload)
     except ValueError:
@@ -139,7 +171,18 @@ def parse_reply(
     try:
         cert = load_cert(str(reply["certificate"]).encode())
         ca = load_cert(str(reply["ca"]).encode())
-        cert.verify_directly_issued_by(ca)
+        if _hex(cert_fingerprint(ca)) not in {_hex(p) for p in pinned}:
+            raise RegisterError(
+                f"the reply's CA (SHA-256 {cert_fingerprint(ca)}) is not the CA pinned at "
+                "provisioning (sync.client_ca_fingerprint, else sync.ca_file): refused, "
+                "nothing stored"
+            )
+        try:
+            cert.verify_directly_issued_by(ca)
+        except InvalidSignature:
+            raise RegisterError(
+                "the certificate in the reply was not issued by the pinned CA: refused"
+            ) from None
         mine = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -392,13 +435,20 @@ def cmd_register(args: argparse.Namespace) -> int:
     except RegisterError as e:
         print(f"error: {e}")
         return exitcodes.USAGE
+    pinned = pinned_ca(cfg)
+    if not pinned:
+        print(
+            "error: no registration CA pinned: give the province's CA at provisioning "
+            "(kiosk-provision init --ca-file, or sync.client_ca_fingerprint)"
+        )
+        return exitcodes.USAGE
     req = build_request(kiosk_id, key, token=token, current_cert_pem=current)
     bootstrap_url = args.bootstrap_url or cfg.sync.bootstrap_url or None
     try:
         for payload in exchange(
             cfg, req, token=token, timeout=args.timeout, bootstrap_url=bootstrap_url
         ):
-            reg = parse_reply(payload, req["nonce"], key, kiosk_id)
+            reg = parse_reply(payload, req["nonce"], key, kiosk_id, pinned=pinned)
             if reg is not None:
                 break
         else:
