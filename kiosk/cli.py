@@ -8,6 +8,7 @@ Exit codes: 0 ok, 1 the thing checked is not ok, 2 usage or config error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import shutil
@@ -191,9 +192,18 @@ def _open_store(cfg: KioskConfig) -> Store:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from kiosk.config import field_problems
+
     path = _config_path(args)
     try:
         cfg = load_config(path)
+        secret = None  # unreadable (not root): `kiosk run` checks it again
+        if cfg.payments.device_secret_file is not None:
+            with contextlib.suppress(OSError):
+                secret = cfg.payments.device_secret_file.read_bytes()
+        issues = field_problems(cfg, device_secret=secret)
+        if issues:
+            raise ConfigError(issues)
     except ConfigError as e:
         print(say("config_problems", file=path, n=len(e.issues)), file=sys.stderr)
         for issue in e.issues:

@@ -10,6 +10,8 @@ Relative paths in the file are resolved against the directory holding the file; 
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import os
 import re
 import tomllib
@@ -18,6 +20,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kiosk.textfile import TextFileError, read_text, say
 
@@ -31,8 +34,10 @@ __all__ = [
     "SiteType",
     "TechnicianConfig",
     "demo_config_path",
+    "field_problems",
     "is_field_config",
     "load_config",
+    "refuse_in_field",
     "resolve_config_path",
     "technicians",
 ]
@@ -104,6 +109,9 @@ class SyncConfig:
     province_public_key: Path | None = None
     allow_plaintext: bool = False  # only for the demo and tests
     bootstrap_url: str = ""  # registration listener (server TLS only); "" = broker_url
+    # SHA-256 of the CA that signs this kiosk's certificate at registration, pinned at
+    # provisioning; "" = the CA certificate(s) in ca_file (kiosk-provision register)
+    client_ca_fingerprint: str = ""
     keepalive_s: int = 60
     # at most one SYNC_REJECTED alarm per (topic kind, reason) per this many seconds
     rejection_alarm_every_s: int = 600
@@ -261,6 +269,10 @@ RULES: dict[str, Rule] = {
     "sync.keepalive_s": _range(5, 1200),
     "sync.rejection_alarm_every_s": _range(1, 86400),
     "sync.bootstrap_url": lambda v: None if v == "" else _url("mqtts")(v),
+    "sync.client_ca_fingerprint": _regex(
+        r"((?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64})?",
+        "empty or a SHA-256 fingerprint (64 hex digits, colons allowed)",
+    ),
     "payments.pay_url_base": _url("https", "http"),
     "payments.payment_window_s": _range(30, 900),
     "payments.max_extensions": _range(0, 10),
@@ -470,11 +482,6 @@ def legacy_technicians(ui: UiConfig) -> tuple[TechnicianConfig, ...]:
     return (TechnicianConfig(LEGACY_TECHNICIAN_ID, ui.service_pin_hash),)
 
 
-def is_field_config(cfg: KioskConfig) -> bool:
-    """A real province (mqtts://): demo and test paths are refused."""
-    return cfg.sync.broker_url.startswith("mqtts://")
-
-
 def _service_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
     from kiosk.core.pin import is_demo_pin_hash
 
@@ -505,8 +512,8 @@ def _service_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                     name,
                     key,
                     f"(technician {t.id})",
-                    "is the published demo PIN, refused with a real province (mqtts://): "
-                    "set the technician's own PIN with kiosk-provision pin",
+                    "is the published demo PIN, refused with a real province (a broker not on "
+                    "this machine): set the technician's own PIN with kiosk-provision pin",
                 )
             )
     return issues
@@ -582,3 +589,82 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
         )
     issues.extend(_service_checks(name, cfg))
     return issues
+
+
+# --- field configs: no test or demo paths -----------------------------------------------------
+
+# SHA-256 of the published demo device secret (kiosk/data/demo-device-secret), as stored and
+# without surrounding white space: that file is public, so a kiosk using it signs pay URLs and
+# offline codes anyone can forge (tests/unit/test_field_config.py checks the digests)
+DEMO_SECRET_SHA256 = frozenset(
+    {
+        "2511988f55c044621bc8baa42b2a3fc33fa4cff5bb5e2608c4df7d3eccc31b73",
+        "c93404090e3f1926fc2ea420828ce8e7fb7e9271f339971a5fa29d60e5f8ece2",
+    }
+)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_demo_secret(secret: bytes) -> bool:
+    digests = {hashlib.sha256(s).hexdigest() for s in (secret, secret.strip())}
+    return bool(digests & DEMO_SECRET_SHA256)
+
+
+def is_field_config(cfg: KioskConfig) -> bool:
+    """A config that points at a real province: its broker (sync.broker_url, whatever the
+    scheme) is not on this machine's loopback. The demo, the rehearsal of the technician's
+    guide and the tests run their broker on 127.0.0.1; a kiosk in a lobby never does."""
+    return not _is_loopback(urlsplit(cfg.sync.broker_url).hostname)
+
+
+def field_problems(
+    cfg: KioskConfig, *, test_payments: bool = False, device_secret: bytes | None = None
+) -> list[ConfigIssue]:
+    """The one rule for test and demo paths: in a field config (`is_field_config`) the test
+    payment signer (`kiosk run --test-payments`, or any other key than the province's for
+    payment confirmations) and the published demo device secret are refused. Empty for a
+    demo/test config, whatever is asked."""
+    if not is_field_config(cfg):
+        return []
+    name, url = str(cfg.source), cfg.sync.broker_url
+    issues: list[ConfigIssue] = []
+    if test_payments:
+        issues.append(
+            ConfigIssue(
+                name,
+                "sync.broker_url",
+                url,
+                "--test-payments is refused with a real province (a broker not on this "
+                "machine): payments must be confirmed by the province's key",
+            )
+        )
+    if device_secret is not None and _is_demo_secret(device_secret):
+        issues.append(
+            ConfigIssue(
+                name,
+                "payments.device_secret_file",
+                str(cfg.payments.device_secret_file),
+                "is the published demo secret, refused with a real province: register the "
+                "kiosk (kiosk-provision register) to get its own",
+            )
+        )
+    return issues
+
+
+def refuse_in_field(
+    cfg: KioskConfig, *, test_payments: bool = False, device_secret: bytes | None = None
+) -> None:
+    """Raise ConfigError with `field_problems` when there are any."""
+    issues = field_problems(cfg, test_payments=test_payments, device_secret=device_secret)
+    if issues:
+        raise ConfigError(issues)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from kiosk import __version__, exitcodes
+from kiosk.log import formatter
 from provisioning import init, keys, label, pins, register, selftest, service, status
 
 
@@ -41,8 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # the technician reads our own messages; library warnings (link retries...) only clutter
-    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
+    # the technician reads our own messages; library warnings (link retries...) only clutter.
+    # The kiosk's redacted line format (kiosk.log): a token or key never reaches the screen
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter("kv"))
+    logging.basicConfig(level=logging.ERROR, handlers=[handler])
     if args.command == "planogram":
         from kiosk.cli import main as kiosk_main
 

@@ -192,6 +192,12 @@ def _fingerprint(text: str, _b: Path) -> Parsed:
     return {}
 
 
+def _client_ca_fingerprint(text: str, base: Path) -> Parsed:
+    _fingerprint(text, base)
+    v = text.strip().upper().replace(":", "")
+    return {"sync.client_ca_fingerprint": v} if v else {}
+
+
 def _data_dir(text: str, base: Path) -> Parsed:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -280,6 +286,14 @@ FIELDS: tuple[Field, ...] = (
         help="expected SHA-256 of the CA certificate (checked when given)",
     ),
     Field(
+        "client_ca_fingerprint",
+        None,
+        _client_ca_fingerprint,
+        default="",
+        help="SHA-256 of the CA that signs the kiosk's certificate at registration, when it is "
+        "not the --ca-file CA (register refuses any other CA)",
+    ),
+    Field(
         "province_key",
         "Province public key 省平台公钥 (PEM, empty to skip)",
         _province_key,
@@ -324,6 +338,7 @@ KEY_OWNER: dict[str, str] = {
     "sync.broker_url": "broker_url",
     "sync.allow_plaintext": "allow_plaintext",
     "sync.ca_file": "ca_file",
+    "sync.client_ca_fingerprint": "client_ca_fingerprint",
     "sync.province_public_key": "province_key",
     "payments.pay_url_base": "pay_url",
     "ui.language": "language",
@@ -476,7 +491,7 @@ def run_init(
         out(f"wrote {path} (mode 0600) for {cfg.identity.kiosk_id}")
         if kept is not None:
             out(f"previous config kept as {kept}")
-        out("next: kiosk-provision keys, then kiosk-provision register --token <token>")
+        out("next: kiosk-provision keys, then kiosk-provision register (it asks for the token)")
         return exitcodes.OK
     return exitcodes.USAGE
 

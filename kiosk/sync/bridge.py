@@ -43,7 +43,7 @@ from typing import Any
 
 from kiosk import __version__
 from kiosk.core.payment import PaymentStatusQuery
-from kiosk.log import log_event
+from kiosk.log import formatter, log_event, redact
 from kiosk.sync import apply, messages
 from kiosk.sync.acks import AckVerifier, SignedTime
 from kiosk.sync.client import SyncClient
@@ -61,20 +61,17 @@ log = logging.getLogger("kiosk.sync.bridge")
 
 
 class _LogTail(logging.Handler):
-    """The last lines logged, for `upload_logs`."""
+    """The last lines logged, for `upload_logs`: the kiosk's own redacted line format
+    (kiosk.log.formatter), so a secret never reaches the tail nor the upload."""
 
     def __init__(self, lines: int = 500) -> None:
         super().__init__(logging.INFO)
         self.lines: collections.deque[str] = collections.deque(maxlen=lines)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        self.setFormatter(formatter("kv"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            kv = getattr(record, "kv", None)
-            text = self.format(record)
-            if isinstance(kv, dict) and kv:
-                text += " " + " ".join(f"{k}={v}" for k, v in kv.items())
-            self.lines.append(text)
+            self.lines.append(self.format(record))
         except Exception:  # never let logging take the kiosk down
             self.handleError(record)
 
@@ -231,7 +228,8 @@ class SyncBridge:
         self.client.wake()
 
     def _log_lines(self) -> list[str]:
-        return list(self._log_tail.lines)
+        # again on the way out: a secret registered after its line was logged
+        return [redact(line) for line in self._log_tail.lines]
 
     def _link_counters(self) -> dict[str, int]:
         s = self.client.stats()

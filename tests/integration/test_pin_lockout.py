@@ -2,7 +2,7 @@
 
 Pieces: the `kiosk_world` fixture (tests/support/fixtures.py): real Mosquitto with TLS and the
 project's broker config, the province simulator, the board emulator on a pty, a seeded store
-and a field config (mqtts://). The kiosk is the real thing built by `build_app(sync=True)`
+and a TLS config. The kiosk is the real thing built by `build_app(sync=True)`
 (controller, store, outbox, MQTT client) with the real UI (`UiApp`, offscreen) on top: PINs are
 typed on the keypad by pygame touch events. Its clock is the system clock plus a forward jump
 the test can add (waiting out a 30 s lock in real time proves nothing more).
@@ -238,6 +238,10 @@ def test_pin_lockout_survives_a_restart_and_alarms_the_province(
 
 def test_field_config_refuses_the_demo_pin_at_start(kiosk_world: KioskWorld) -> None:
     cfg = _with_technicians(kiosk_world.config, ("T0042", DEMO_PIN_HASH))
+    # a real province: a broker not on this machine (kiosk.config.is_field_config)
+    raw = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    raw["sync"]["broker_url"] = "mqtts://broker.province.example:8883"
+    cfg.write_text(tomli_w.dumps(raw), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"service\.technicians\[1\]\.pin_hash"):
         load_config(cfg)
     child = run_kiosk(cfg)

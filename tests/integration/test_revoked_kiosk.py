@@ -43,7 +43,7 @@ from kiosk.sim.province import BrokerSettings, ProvinceSimulator
 from kiosk.sim.province_ca import ProvisioningCA
 from kiosk.sim.province_revoke import kick_client
 from kiosk.sim.province_secrets import verify_pay_url
-from kiosk.sync.identity import generate_device_key, private_key_pem
+from kiosk.sync.identity import cert_fingerprint, generate_device_key, private_key_pem
 from kiosk.sync.signing import generate_keypair
 from provisioning.register import RegisterError, Registration, build_request, parse_reply
 from tests.support.fixtures import running_broker, running_province
@@ -104,7 +104,8 @@ def register(w: World, key: object, kiosk_id: str = KIOSK_A, **kw: object) -> Re
     req = build_request(kiosk_id, key, **kw)  # type: ignore[arg-type]
     assert w.broker.bootstrap_port is not None
     reply = register_over_mqtt(w.broker.bootstrap_port, w.pki.ca_file, req)
-    reg = parse_reply(reply, req["nonce"], key, kiosk_id)  # type: ignore[arg-type]
+    pinned = {cert_fingerprint(w.registrar.cert)}  # the CA pinned at provisioning
+    reg = parse_reply(reply, req["nonce"], key, kiosk_id, pinned=pinned)  # type: ignore[arg-type]
     assert reg is not None
     return reg
 

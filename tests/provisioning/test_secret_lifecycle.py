@@ -29,7 +29,7 @@ from kiosk.clock import ManualClock
 from kiosk.core.payment import make_order_id, offline_code, pay_url
 from kiosk.sim.province_ca import PREVIOUS_SECRET_OVERLAP_S, ProvisioningCA, register_request_topic
 from kiosk.sim.province_secrets import SecretBook, verify_pay_url
-from kiosk.sync.identity import generate_device_key
+from kiosk.sync.identity import cert_fingerprint, generate_device_key
 from provisioning.register import Registration, build_request, parse_reply
 from tests.support.provisioning import KIOSK_ID
 
@@ -60,7 +60,7 @@ def register(ca: ProvisioningCA, key: ec.EllipticCurvePrivateKey, **kw: Any) -> 
     req = build_request(KIOSK_ID, key, **kw)
     answer = ca.handle_request(register_request_topic(KIOSK_ID), json.dumps(req).encode())
     assert answer is not None
-    reg = parse_reply(answer[1], req["nonce"], key, KIOSK_ID)
+    reg = parse_reply(answer[1], req["nonce"], key, KIOSK_ID, pinned={cert_fingerprint(ca.cert)})
     assert reg is not None
     return reg
 

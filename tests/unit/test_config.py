@@ -289,11 +289,13 @@ def test_legacy_id_clash(tmp_path: Path) -> None:
 
 
 def test_field_config_refuses_the_demo_pin(tmp_path: Path) -> None:
-    """The demo PIN (any salt) is refused with mqtts://, named."""
+    """The demo PIN (any salt) is refused with a real province (a broker not on this machine,
+    kiosk.config.is_field_config), named."""
     from kiosk.core.pin import DEMO_PIN, DEMO_PIN_HASH, hash_pin
 
     (tmp_path / "ca.pem").write_text("x")
-    field = GOOD.replace("mqtt://", "mqtts://").replace("[sync]", '[sync]\nca_file = "ca.pem"')
+    field = GOOD.replace("mqtt://127.0.0.1:1883", "mqtts://broker.province.example:8883")
+    field = field.replace("[sync]", '[sync]\nca_file = "ca.pem"')
     mine = hash_pin("802461", iterations=10)
     demo = hash_pin(DEMO_PIN, iterations=20)
     text = with_section("ui", f'service_pin_hash = "{demo}"') + "".join(
@@ -305,7 +307,7 @@ def test_field_config_refuses_the_demo_pin(tmp_path: Path) -> None:
     assert "service.technicians[2].pin_hash = '(technician T2)': is the published demo PIN" in found
     assert "service.technicians[3].pin_hash = '(technician T3)'" in found
     assert "ui.service_pin_hash = '(technician default)': is the published demo PIN" in found
-    load_config(write(tmp_path, text))  # the demo (mqtt://) accepts it
+    load_config(write(tmp_path, text))  # the demo (a broker on 127.0.0.1) accepts it
 
 
 def test_demo_config_has_the_demo_technician() -> None:

@@ -132,7 +132,10 @@ def _device_secret(v: Vector) -> None:
     assert len(data) == int(v.one("key_length"))
     key_hex = v.one("key_hex")
     assert province_load_device_secret(path).hex() == key_hex
-    config: Any = SimpleNamespace(payments=SimpleNamespace(device_secret_file=path))
+    config: Any = SimpleNamespace(
+        payments=SimpleNamespace(device_secret_file=path),
+        sync=SimpleNamespace(broker_url="mqtt://127.0.0.1:1883"),  # not a field config
+    )
     assert kiosk_load_device_secret(config).hex() == key_hex
 
 
