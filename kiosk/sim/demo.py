@@ -42,8 +42,10 @@ WINDOW = (540, 960)
 Say = Callable[[str], None]
 
 
-class Interrupted(Exception):
-    """SIGINT / SIGTERM arrived: stop everything."""
+class Interrupted(BaseException):
+    """SIGINT / SIGTERM arrived: stop everything. A BaseException, like KeyboardInterrupt, so
+    that no `except Exception` on the way (a screenshot that is "never worth failing the demo
+    for") swallows it and lets the demo run on to exit 0."""
 
 
 def register(
