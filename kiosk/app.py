@@ -186,11 +186,15 @@ def build_app(
     store = open_store(config.store.data_dir, clock)
     try:
         store.counters.next_value("boot")
-        config_key = None
-        if config.sync.province_public_key is not None:
-            from kiosk.sync.signing import load_public_key_pem
+        from kiosk.sync.signing import load_public_key_pem
 
-            config_key = load_public_key_pem(config.sync.province_public_key)
+        s = config.sync
+        config_key = (
+            None if s.province_public_key is None else load_public_key_pem(s.province_public_key)
+        )
+        root_key = (
+            None if s.province_root_key is None else load_public_key_pem(s.province_root_key)
+        )  # signs key sets only (kiosk.sync.keyset)
         offset = ClockOffset() if sync else None
         outbox = Outbox(store, Topics(config.identity.kiosk_id), clock, clock_offset=offset)
         link, cabinet = build_cabinet(
@@ -215,7 +219,9 @@ def build_app(
 
         def bridge(app: App) -> SyncBridge:
             assert offset is not None
-            return SyncBridge(app, config_key, offset, **dict(sync_options or {}))
+            return SyncBridge(
+                app, config_key, offset, root_key=root_key, **dict(sync_options or {})
+            )
 
         return App(
             config, store, link, cabinet, outbox, clock, controller, bridge if sync else None

@@ -60,6 +60,7 @@ from kiosk.core.payment import (
 )
 from kiosk.log import log_event
 from kiosk.sim.certs import private_key_pem, self_signed_ca
+from kiosk.sim.province_keys import KeySets
 from kiosk.sync.signing import key_id, public_key_pem, sign_envelope
 from kiosk.sync.topics import (
     ALL_STATUS,
@@ -391,9 +392,11 @@ class ProvinceSimulator:
         ack_batch_max: int = 500,
         auto_ack: bool = True,
         provisioning_ca: ProvisioningCA | None = None,
+        root_key: bytes | None = None,
     ) -> None:
         """`provisioning_ca`: answer `kiosk/v1/register/+/request` with it (registration and
-        renewal); the payment secrets of kiosks it registered are added to `device_secrets`."""
+        renewal); the payment secrets of kiosks it registered are added to `device_secrets`.
+        `root_key`: the root private key; `key_sets` (kiosk.sim.province_keys) signs with it."""
         self.broker = broker
         self.data_dir = Path(data_dir)
         self.device_secrets = dict(device_secrets)
@@ -404,6 +407,7 @@ class ProvinceSimulator:
         self.public_key = _public_of(signing_key)
         self.kid = key_id(self.public_key)
         self.clock: Clock = clock or SystemClock()
+        self.key_sets = None if root_key is None else KeySets(self, root_key, self.data_dir)
         self.shared_subscription = shared_subscription
         self.ack_batch_max = ack_batch_max
         self.auto_ack = auto_ack  # tests switch acks off to keep records in a kiosk's outbox
@@ -830,6 +834,11 @@ class ProvinceSimulator:
                 (scope, v),
             )
         return int(v)
+
+    def use_signing_key(self, private: bytes) -> None:
+        """Sign everything from now on with `private` (a key rotation: KeySets.rotate)."""
+        self.signing_key, self.public_key = private, _public_of(private)
+        self.kid = key_id(self.public_key)
 
     def sign(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return sign_envelope(self.signing_key, self.kid, body)

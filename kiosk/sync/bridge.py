@@ -11,7 +11,8 @@ composition root builds the bridge first and hands its methods to the controller
 - payment confirmations and order-status replies go to the controller (it verifies them);
 - desired planogram / prices / config and the province catalog go through
   `TrustPolicy.accept_versioned` with the matching `apply_*`, then `controller.reload()`; key
-  rotations through `accept_keys`; commands through `accept_command(env, province_now)`;
+  sets through `accept_keys` (signed by the root key `root_key`, kiosk.sync.keyset); commands
+  through `accept_command(env, province_now)`;
 - product images (kiosk.sync.media): the catalog's sha256 image refs missing from
   `<data_dir>/media` are requested at start, on every (re)connect and after a catalog is
   applied; replies and retained province-wide images go to the fetcher (verified, stored
@@ -82,6 +83,7 @@ class SyncBridge:
         client_options: Mapping[str, Any] | None = None,
         media_budget_bytes: int = DEFAULT_BUDGET_BYTES,
         media_options: Mapping[str, Any] | None = None,
+        root_key: bytes | None = None,
     ) -> None:
         self.kiosk = kiosk
         config, store, clock = kiosk.config, kiosk.store, kiosk.clock
@@ -95,8 +97,15 @@ class SyncBridge:
             keyring.add(province_public_key)
             keyring.save(store)
         self.policy = TrustPolicy(
-            keyring, store, kiosk_id=self.kiosk_id, on_reject=self._on_reject, clock=clock
+            keyring,
+            store,
+            kiosk_id=self.kiosk_id,
+            on_reject=self._on_reject,
+            clock=clock,
+            root_key=root_key,
         )
+        if root_key is None:  # an old provisioning: key sets are refused (NO_ROOT_KEY)
+            log_event(log, "sync.no_root_key", logging.WARNING, keys=",".join(keyring.ids()))
         self.client = SyncClient(
             config.sync,
             self.kiosk_id,
