@@ -1,0 +1,159 @@
+"""Key rotation against the real broker, the province simulator and `kiosk run` (issue 14,
+requirement 4): a leaked old signing key cannot change the key set, jump a version or open a
+door, before or after the root rotates it out; after the rotation the old key is dead, across a
+restart too, and the new key works.
+
+Pieces: the `kiosk_world` fixture (Mosquitto with the project's ACL, the simulator holding the
+root key, the board emulator on a pty, a config pinning the root key), `kiosk run --headless`
+as a child.
+"""
+
+from __future__ import annotations
+
+import base64
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from kiosk.sim.province import ProvinceSimulator
+from kiosk.sync.signing import generate_keypair, key_id, sign_envelope
+from kiosk.sync.topics import PROVINCE_CATALOG, PROVINCE_KEYS, Topics, encode
+from tests.support.child import Child
+from tests.support.fixtures import KioskWorld
+from tests.support.kiosk_node import KIOSK_A
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str, k: Child) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    assert cond(), f"timed out waiting for {what}\n{k.dump()}"
+
+
+def alarms(province: ProvinceSimulator) -> list[tuple[str, str]]:
+    """(what, reason) of every trust alarm the kiosk raised, in arrival order."""
+    return [
+        (str(e["body"]["context"]["what"]), str(e["body"]["context"]["reason"]))
+        for e in province.events(KIOSK_A)
+        if e["kind"] == "alarm" and "context" in e["body"]
+    ]
+
+
+def door_openings(province: ProvinceSimulator) -> int:
+    return sum(
+        1
+        for e in province.events(KIOSK_A)
+        if e["kind"] == "technician" and e["body"].get("kind") == "unlock"
+    )
+
+
+def open_door(private: bytes, kid: str) -> dict[str, Any]:
+    now = time.time()
+    body = {
+        "kiosk_id": KIOSK_A,
+        "command": "open_door",
+        "args": {"slot": 11},
+        "nonce": uuid.uuid4().hex,
+        "issued_at": int(now),
+        "expires_at": int(now) + 120,
+    }
+    return sign_envelope(private, kid, body)
+
+
+def test_a_leaked_old_key_is_dead_after_the_root_rotates_it_out(
+    province: ProvinceSimulator, kiosk_world: KioskWorld
+) -> None:
+    assert province.key_sets is not None
+    old_private, old_kid = province.signing_key, province.kid
+    commands = Topics(KIOSK_A).commands
+    k = kiosk_world.run()
+    try:
+        k.wait_line(lambda s: s.startswith("idle:"), 30)
+        k.wait_line(lambda s: "sync.connected" in s, 20, err=True)
+        province.publish_catalog({"products": []}, version=10)
+        k.wait_line(lambda s: "trust.applied" in s and "catalog" in s, 20, err=True)
+
+        # 1. while the old key is still trusted, it tries to take over the key set (the issue's
+        #    attack: retire everything else, version 2^63-1) and to jump the catalog's version
+        attacker_pub = generate_keypair()[1]
+        takeover = {"name": "keys", "version": 2**63 - 1, "add": [b64(attacker_pub)]}
+        takeover["retire"] = [old_kid]
+        province.publish_raw(
+            PROVINCE_KEYS, encode(sign_envelope(old_private, old_kid, takeover)), retain=True
+        )
+        full_set = {"name": "keys", "version": 2, "keys": [b64(attacker_pub)], "issued_at": 0}
+        province.publish_raw(
+            PROVINCE_KEYS, encode(sign_envelope(old_private, old_kid, full_set)), retain=True
+        )
+        jump = {"name": "catalog", "version": 2**63 - 1, "products": []}
+        province.publish_raw(
+            PROVINCE_CATALOG, encode(sign_envelope(old_private, old_kid, jump)), retain=True
+        )
+        want = [
+            ("keys", "NOT_ROOT_SIGNED"),
+            ("keys", "NOT_ROOT_SIGNED"),
+            ("catalog", "VERSION_JUMP"),
+        ]
+        wait_until(lambda: alarms(province) == want, 20, "three refusals", k)
+
+        # 2. the root rotates the key: the set {new}, and the simulator signs with the new key
+        new_kid, version = province.key_sets.rotate()
+        assert new_kid != old_kid and version == 1
+        k.wait_line(lambda s: "trust.keys_rotated" in s and new_kid in s, 20, err=True)
+        province.publish_catalog({"products": []})  # re-signed by the new key, v11
+
+        # 3. the old key, after the rotation: a door, a catalog, a key set; all refused
+        province.publish_raw(commands, encode(open_door(old_private, old_kid)))
+        old_catalog = {"name": "catalog", "version": 12, "products": []}
+        province.publish_raw(
+            PROVINCE_CATALOG, encode(sign_envelope(old_private, old_kid, old_catalog)), retain=True
+        )
+        back = {"name": "keys", "version": 2, "keys": [b64(attacker_pub)], "issued_at": 0}
+        province.publish_raw(
+            PROVINCE_KEYS, encode(sign_envelope(old_private, old_kid, back)), retain=True
+        )
+        want += [("command", "UNKNOWN_KEY"), ("catalog", "UNKNOWN_KEY")]
+        want += [("keys", "NOT_ROOT_SIGNED")]
+        wait_until(lambda: alarms(province) == want, 20, "three more refusals", k)
+
+        # 4. the new key works: a genuine lock_sales takes the kiosk out of service
+        n = len(k.lines())
+        province.send_command(KIOSK_A, "lock_sales")
+        k.wait_line(lambda s: s == "out of service: sales_locked", 15, start=n)
+        k.proc.send_signal(signal.SIGTERM)
+        assert k.proc.wait(30) == 0, k.dump()
+    finally:
+        k.stop()
+    assert door_openings(province) == 0
+
+    # 5. after a restart the old key is still dead, and the new one still trusted
+    province.key_sets.publish([province.public_key])  # the retained set: root-signed again, v2
+    k = kiosk_world.run()
+    try:
+        k.wait_line(lambda s: "sync.connected" in s, 30, err=True)
+        k.wait_line(lambda s: "trust.keys_rotated" in s and "version=2" in s, 20, err=True)
+        before = len(alarms(province))
+        province.publish_raw(commands, encode(open_door(old_private, old_kid)))
+        wait_until(
+            lambda: ("command", "UNKNOWN_KEY") in alarms(province)[before:],
+            20,
+            "the old key's door refused after the restart",
+            k,
+        )
+        n = len(k.lines(err=True))
+        province.send_command(KIOSK_A, "unlock_sales")
+        k.wait_line(lambda s: "sync.command" in s and "unlock_sales" in s, 15, start=n, err=True)
+        k.proc.send_signal(signal.SIGTERM)
+        assert k.proc.wait(30) == 0, k.dump()
+    finally:
+        k.stop()
+    assert door_openings(province) == 0
+    assert key_id(province.public_key) == new_kid
