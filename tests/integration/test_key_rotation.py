@@ -15,14 +15,25 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from kiosk.sim.province import ProvinceSimulator
-from kiosk.sync.signing import generate_keypair, key_id, sign_envelope
+from kiosk.sim.broker import Mosquitto, Pki
+from kiosk.sim.cli_province import main as province_cli
+from kiosk.sim.province import ProvinceSimulator, load_or_create_signing_key
+from kiosk.sim.province_keys import ROOT_PUBLIC_FILE, raw_public
+from kiosk.sync.keyset import parse_key_set, verify_key_set
+from kiosk.sync.signing import (
+    Keyring,
+    generate_keypair,
+    key_id,
+    load_public_key_pem,
+    sign_envelope,
+)
 from kiosk.sync.topics import PROVINCE_CATALOG, PROVINCE_KEYS, Topics, encode
 from tests.support.child import Child
 from tests.support.fixtures import KioskWorld
-from tests.support.kiosk_node import KIOSK_A
+from tests.support.kiosk_node import KIOSK_A, MakeKiosk
 
 
 def b64(raw: bytes) -> str:
@@ -157,3 +168,32 @@ def test_a_leaked_old_key_is_dead_after_the_root_rotates_it_out(
         k.stop()
     assert door_openings(province) == 0
     assert key_id(province.public_key) == new_kid
+
+
+def test_province_sim_rotate_keys_publishes_root_signed_sets(
+    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, make_kiosk: MakeKiosk
+) -> None:
+    """`kiosk province-sim rotate-keys --keep-old`, then `--retire-old`: two root-signed sets
+    on the retained topic; the data dir's signing key is the new one, the old kept aside."""
+    data = tmp_path / "province"
+    old_pub = raw_public(load_or_create_signing_key(data))
+    cert = pki.backend_client()
+    broker = ["--broker", mosquitto.province_url, "--ca", str(pki.ca_file)]
+    broker += ["--cert", str(cert.cert_file), "--key", str(cert.key_file)]
+    base = ["province-sim", "rotate-keys", "--data-dir", str(data), *broker]
+    assert province_cli([*base, "--keep-old"]) == 0
+    new_pub = raw_public(load_or_create_signing_key(data))
+    assert new_pub != old_pub
+    assert (data / f"province-signing.{key_id(old_pub)}.retired").exists()
+    assert province_cli([*base, "--retire-old"]) == 0
+
+    root = load_public_key_pem(data / ROOT_PUBLIC_FILE)
+    node = make_kiosk(KIOSK_A)  # subscribes to the province topics: gets the retained set
+    assert node.client.wait_connected(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not node.received("/province/keys"):
+        time.sleep(0.05)
+    (env,) = node.received("/province/keys")
+    body = verify_key_set(env, root, Keyring())
+    assert body["version"] == 2
+    assert parse_key_set(body, root).ids() == [key_id(new_pub)]
