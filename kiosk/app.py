@@ -3,9 +3,10 @@
 Owns: the wiring only. Build order, so that nothing is patched after it exists: store ->
 clock offset -> outbox -> serial link -> boards/cabinet -> sync bridge (kiosk.sync.bridge) ->
 controller, which gets the bridge's hooks in its constructor (`on_commit`, `payment_query`,
-`province_time`); the bridge reads the App (its `KioskPort`) only once running. Also the
-App's lifecycle: start, the systemd watchdog, close. `kiosk run` (signals, readiness, UI or
-headless, degraded fallback) is kiosk/cli_run.py. Decides nothing about sales (the controller
+`province_time`, `province_keys`: confirmations are verified with the sync keyring); the
+bridge reads the App (its `KioskPort`) only once running. Also the App's lifecycle: start,
+the systemd watchdog, close. `kiosk run` (signals, readiness, UI or headless, degraded
+fallback) is kiosk/cli_run.py. Decides nothing about sales (the controller
 and the core do) and never reads a secret it does not hand straight to the component that
 needs it. Test features (the test payment signer, the scripted shopper) live in kiosk.sim.
 """
@@ -100,6 +101,7 @@ class App:
                 "on_commit": self.sync.wake,
                 "payment_query": self.sync.payment_query,
                 "province_time": self.sync.clock_offset.province_now,
+                "province_keys": self.sync.province_keys,
             }
         self.controller = controller(**hooks)
 
@@ -204,6 +206,8 @@ def build_app(
         key = province_public_key if province_public_key is not None else config_key
 
         def controller(**hooks: Any) -> Controller:
+            if province_public_key is not None:  # an explicit trust key (test payments) wins
+                hooks.pop("province_keys", None)
             return Controller(
                 store,
                 cabinet,

@@ -306,6 +306,12 @@ class SyncBridge:
 
     # --- downlink: routing ----------------------------------------------------------------
 
+    def province_keys(self) -> list[bytes]:
+        """The trusted province signing keys now (payment confirmations are verified with
+        them: a key a root-signed key set retired is dead for confirmations too)."""
+        ring = self.policy.keyring
+        return [k for kid in ring.ids() if (k := ring.get(kid)) is not None]
+
     def _on_reject(self, what: str, err: TrustError) -> None:
         log_event(
             log,

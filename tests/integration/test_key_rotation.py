@@ -18,6 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kiosk.core.payment import (
+    PaymentConfirmation,
+    confirmation_to_dict,
+    parse_pay_url,
+    sign_confirmation,
+)
 from kiosk.sim.broker import Mosquitto, Pki
 from kiosk.sim.cli_province import main as province_cli
 from kiosk.sim.province import ProvinceSimulator, load_or_create_signing_key
@@ -33,7 +39,7 @@ from kiosk.sync.signing import (
 from kiosk.sync.topics import PROVINCE_CATALOG, PROVINCE_KEYS, Topics, encode
 from tests.support.child import Child
 from tests.support.fixtures import KioskWorld
-from tests.support.kiosk_node import KIOSK_A, MakeKiosk
+from tests.support.kiosk_node import DEMO_SECRET, KIOSK_A, MakeKiosk
 
 
 def b64(raw: bytes) -> str:
@@ -197,3 +203,45 @@ def test_province_sim_rotate_keys_publishes_root_signed_sets(
     body = verify_key_set(env, root, Keyring())
     assert body["version"] == 2
     assert parse_key_set(body, root).ids() == [key_id(new_pub)]
+
+
+def test_after_a_rotation_the_old_key_cannot_confirm_a_payment(
+    province: ProvinceSimulator, kiosk_world: KioskWorld
+) -> None:
+    """Payment confirmations follow the keyring: the retired key's confirmation is refused,
+    the new key's (the simulator signs with it after the rotation) completes the sale."""
+    assert province.key_sets is not None
+    old_private = province.signing_key
+    province.key_sets.rotate()  # retained: the kiosk applies it when it connects
+    k = kiosk_world.run("--script", "buy3", "--pay-via-province", "--timeout", "45")
+    try:
+        _, url_line = k.wait_line(lambda s: s.startswith("pay url "), 30)
+        k.wait_line(lambda s: "trust.keys_rotated" in s, 20, err=True)
+        params = parse_pay_url(url_line.split(" ", 2)[2], {KIOSK_A: DEMO_SECRET})
+        assert params is not None
+        forged = sign_confirmation(
+            old_private,
+            PaymentConfirmation(
+                kiosk_id=KIOSK_A,
+                order_id=params.order_id,
+                amount_fen=params.amount_fen,
+                method="wechat",
+                provider_ref="wx-forged-by-the-old-key",
+                paid_at=int(time.time()),
+                event_id=uuid.uuid4().hex,
+            ),
+        )
+        payload = {"confirmation": confirmation_to_dict(forged), "sent_at": time.time()}
+        province.publish_raw(Topics(KIOSK_A).payment_confirm, encode(payload))
+        k.wait_line(
+            lambda s: "payment.rejected" in s and "bad_signature" in s and params.order_id in s,
+            20,
+            err=True,
+        )
+        province.confirm_payment(params, "wechat")
+        assert k.proc.wait(60) == 0, k.dump()
+    finally:
+        k.stop()
+    sales = [e["body"] for e in province.events(KIOSK_A) if e["kind"] == "sale"]
+    assert [s["order_id"] for s in sales] == [params.order_id]
+    assert sales[0]["provider_ref"] != "wx-forged-by-the-old-key"
