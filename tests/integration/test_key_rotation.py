@@ -1,7 +1,8 @@
 """Key rotation against the real broker, the province simulator and `kiosk run` (issue 14,
 requirement 4): a leaked old signing key cannot change the key set, jump a version or open a
 door, before or after the root rotates it out; after the rotation the old key is dead, across a
-restart too, and the new key works.
+restart too, for payment confirmations too, and the new key works. `province-sim rotate-keys`
+publishes root-signed sets; a kiosk without a pinned root keeps its keys frozen.
 
 Pieces: the `kiosk_world` fixture (Mosquitto with the project's ACL, the simulator holding the
 root key, the board emulator on a pty, a config pinning the root key), `kiosk run --headless`
@@ -13,10 +14,13 @@ from __future__ import annotations
 import base64
 import signal
 import time
+import tomllib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from kiosk.core.payment import (
     PaymentConfirmation,
@@ -245,3 +249,26 @@ def test_after_a_rotation_the_old_key_cannot_confirm_a_payment(
     sales = [e["body"] for e in province.events(KIOSK_A) if e["kind"] == "sale"]
     assert [s["order_id"] for s in sales] == [params.order_id]
     assert sales[0]["provider_ref"] != "wx-forged-by-the-old-key"
+
+
+def test_a_kiosk_without_a_root_key_keeps_its_keys_frozen(
+    province: ProvinceSimulator, kiosk_world: KioskWorld
+) -> None:
+    """Migration: a kiosk provisioned before root keys (no sync.province_root_key) refuses
+    every key set, even the root's (NO_ROOT_KEY alarm), and keeps working with its keys."""
+    assert province.key_sets is not None
+    raw = tomllib.loads(kiosk_world.config.read_text(encoding="utf-8"))
+    del raw["sync"]["province_root_key"]
+    kiosk_world.config.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    province.key_sets.publish([generate_keypair()[1]])  # root-signed, retained
+    k = kiosk_world.run()
+    try:
+        k.wait_line(lambda s: "sync.no_root_key" in s, 30, err=True)
+        wait_until(lambda: alarms(province) == [("keys", "NO_ROOT_KEY")], 20, "NO_ROOT_KEY", k)
+        n = len(k.lines())
+        province.send_command(KIOSK_A, "lock_sales")  # the provisioned key still signs
+        k.wait_line(lambda s: s == "out of service: sales_locked", 15, start=n)
+        k.proc.send_signal(signal.SIGTERM)
+        assert k.proc.wait(30) == 0, k.dump()
+    finally:
+        k.stop()
