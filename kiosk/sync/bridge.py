@@ -309,8 +309,8 @@ class SyncBridge:
     def province_keys(self) -> list[bytes]:
         """The trusted province signing keys now (payment confirmations are verified with
         them: a key a root-signed key set retired is dead for confirmations too)."""
-        ring = self.policy.keyring
-        return [k for kid in ring.ids() if (k := ring.get(kid)) is not None]
+        ring, root = self.policy.keyring, self.policy.root_key
+        return [k for kid in ring.ids() if (k := ring.get(kid)) is not None and k != root]
 
     def _on_reject(self, what: str, err: TrustError) -> None:
         log_event(
