@@ -21,11 +21,12 @@ from typing import Any
 from kiosk import contract as ui
 from kiosk import systemd
 from kiosk.clock import Clock, SystemClock
-from kiosk.config import KioskConfig
+from kiosk.config import KioskConfig, refuse_in_field
 from kiosk.controller import Controller
 from kiosk.core.planogram import Planogram
 from kiosk.hardware.board import BoardDriver, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
+from kiosk.log import register_secret
 from kiosk.store import Store, open_store
 from kiosk.sync.apply import EXIT_RESTART
 from kiosk.sync.bridge import SyncBridge
@@ -49,11 +50,15 @@ UI_BEAT_S = 5.0  # the UI loop turns at least this often while a watchdog watche
 def load_device_secret(config: KioskConfig) -> bytes:
     """The device secret: the file's bytes exactly as stored, trailing newline included (see
     docs/payments.md); the province simulator reads its copy the same way
-    (`kiosk.sim.province.load_device_secret`)."""
+    (`kiosk.sim.province.load_device_secret`). The published demo secret in a field config is
+    refused here (ConfigError, kiosk.config.field_problems)."""
     path = config.payments.device_secret_file
     if path is None:
         raise ValueError("payments.device_secret_file is not set")
-    return path.read_bytes()
+    secret = path.read_bytes()
+    refuse_in_field(config, device_secret=secret)
+    register_secret(secret)  # never in a log line from here on (kiosk.log.redact)
+    return secret
 
 
 def build_cabinet(
@@ -102,6 +107,7 @@ class App:
                 "payment_query": self.sync.payment_query,
                 "province_time": self.sync.clock_offset.province_now,
                 "province_keys": self.sync.province_keys,
+                "payment_rejected": self.sync.rejected,
             }
         self.controller = controller(**hooks)
 
@@ -185,6 +191,9 @@ def build_app(
     config's, which also seeds the sync bridge's keyring). `controller_options` go to
     `Controller` (timings such as tick_s, start_grace_s)."""
     clock = clock or SystemClock()
+    # refused before anything is opened: a test key or the demo secret with a real province
+    refuse_in_field(config, test_payments=province_public_key is not None)
+    secret = load_device_secret(config)
     store = open_store(config.store.data_dir, clock)
     try:
         store.counters.next_value("boot")
@@ -202,7 +211,6 @@ def build_app(
         link, cabinet = build_cabinet(
             config, store.planogram.load(), timing=link_timing, clock=clock
         )
-        secret = load_device_secret(config)
         key = province_public_key if province_public_key is not None else config_key
 
         def controller(**hooks: Any) -> Controller:

@@ -8,6 +8,7 @@ Exit codes: 0 ok, 1 the thing checked is not ok, 2 usage or config error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import shutil
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk import __version__, exitcodes
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
+from kiosk.textfile import TextFileError, read_text, say
 
 if TYPE_CHECKING:
     from kiosk.store import Store
@@ -125,7 +127,45 @@ def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]
     def run(sub: Any, common: argparse.ArgumentParser) -> None:
         register_run(sub, common, test_run)  # `kiosk run --test-payments / --script buy3`
 
-    return [run, board, *sim_registrars()]
+    def board_tools(sub: Any, common: argparse.ArgumentParser) -> None:
+        board(sub, common, on_selftest=_queue_board_selftest)
+
+    return [run, board_tools, *sim_registrars()]
+
+
+def _queue_board_selftest(
+    args: argparse.Namespace, started_at: float, finished_at: float, results: list[Any]
+) -> str | None:
+    """`kiosk board selftest`'s result as an `events/selftest` record (source "cli") in the
+    store of the kiosk config (`--config`, $KIOSK_CONFIG or the default file; none: nothing
+    queued). Safe while the kiosk runs (it sends it); else sent at its next start."""
+    path = _config_path(args)
+    if not path.exists():
+        explicit = getattr(args, "config", None) is not None
+        return f"not queued for the province: no config at {path}" if explicit else None
+    try:
+        from kiosk.clock import SystemClock
+        from kiosk.sync.outbox import Outbox
+        from kiosk.sync.records import append_selftest, board_slot_results, selftest_body
+        from kiosk.sync.topics import Topics
+
+        cfg = load_config(path)
+        store = _open_store(cfg)
+        try:
+            slot_map = {(s.board, s.address): s.slot_no for s in store.planogram.load()}
+            body = selftest_body(
+                source="cli",
+                started_at=started_at,
+                finished_at=finished_at,
+                slots=board_slot_results(args.address, results, slot_map),
+            )
+            outbox = Outbox(store, Topics(cfg.identity.kiosk_id), SystemClock())
+            event_id = append_selftest(store, outbox, cfg.identity.kiosk_id, body)
+        finally:
+            store.close()
+    except Exception as e:  # the printed result stands; say why it was not queued
+        return f"not queued for the province: {type(e).__name__}: {e}"
+    return f"queued for the province as event {event_id}"
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -152,11 +192,20 @@ def _open_store(cfg: KioskConfig) -> Store:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from kiosk.config import field_problems
+
     path = _config_path(args)
     try:
         cfg = load_config(path)
+        secret = None  # unreadable (not root): `kiosk run` checks it again
+        if cfg.payments.device_secret_file is not None:
+            with contextlib.suppress(OSError):
+                secret = cfg.payments.device_secret_file.read_bytes()
+        issues = field_problems(cfg, device_secret=secret)
+        if issues:
+            raise ConfigError(issues)
     except ConfigError as e:
-        print(f"{path}: {len(e.issues)} problem(s)", file=sys.stderr)
+        print(say("config_problems", file=path, n=len(e.issues)), file=sys.stderr)
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
         return exitcodes.FAIL
@@ -203,11 +252,11 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
     from kiosk.core.planogram import PlanogramCsvError, PlanogramError, planogram_from_csv
 
     cfg = _load(args)
-    try:
-        text = args.csv.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"{args.csv}: cannot read: {e}", file=sys.stderr)
-        return exitcodes.FAIL
+    try:  # UTF-8 with or without BOM, or GBK (Excel on a Chinese Windows)
+        text = read_text(args.csv, allow_gbk=True)
+    except TextFileError as e:
+        print(e.message(), file=sys.stderr)
+        return exitcodes.USAGE
     store = _open_store(cfg)
     try:
         catalog = store.catalog.load()
@@ -215,7 +264,7 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
         try:
             planogram = planogram_from_csv(text, version, catalog.products)
         except PlanogramCsvError as e:
-            print(f"{args.csv}: rejected, nothing applied:", file=sys.stderr)
+            print(say("csv_rejected", file=args.csv), file=sys.stderr)
             for err in e.errors:
                 print(f"  {err}", file=sys.stderr)
             return exitcodes.FAIL
@@ -237,11 +286,12 @@ def cmd_planogram_export(args: argparse.Namespace) -> int:
     cfg = _load(args)
     store = _open_store(cfg)
     try:
-        text = planogram_to_csv(store.planogram.load())
+        names = {p.product_id: p.name_zh for p in store.catalog.load()}
+        text = planogram_to_csv(store.planogram.load(), names)
     finally:
         store.close()
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
+    if args.out:  # with a BOM, so that Excel shows the Chinese names (import accepts both)
+        args.out.write_text(text, encoding="utf-8-sig")
     else:
         sys.stdout.write(text)
     return exitcodes.OK
@@ -382,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except ConfigError as e:
-        print(f"{_config_path(args)}: {len(e.issues)} problem(s)", file=sys.stderr)
+        print(say("config_problems", file=_config_path(args), n=len(e.issues)), file=sys.stderr)
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
         return exitcodes.USAGE

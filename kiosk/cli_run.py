@@ -1,6 +1,7 @@
 """`kiosk run` and `kiosk ledger verify`: the command line, and the run of the kiosk.
 
-Owns: argument parsing and exit codes of these two commands (0 ok, 1 not ok, 2 usage/config),
+Owns: argument parsing and exit codes of these two commands (0 ok, 1 not ok, 2 usage/config,
+3 records left unacknowledged after a script),
 and `run()`: the kiosk (kiosk.app) until SIGINT/SIGTERM or a `restart_app` command (exit code
 EXIT_RESTART), systemd readiness, the UI or the headless view log (kiosk.headless), or a
 headless script to its end; a store that cannot be opened runs kiosk/degraded.py instead.
@@ -29,7 +30,13 @@ from typing import Any
 
 from kiosk import exitcodes, systemd
 from kiosk.app import UI_BEAT_S, App, Script, build_app
-from kiosk.config import KioskConfig, load_config, resolve_config_path
+from kiosk.config import (
+    KioskConfig,
+    load_config,
+    refuse_in_field,
+    resolve_config_path,
+    technicians,
+)
 from kiosk.headless import print_views
 from kiosk.log import log_event, setup_logging
 from kiosk.store import StoreError
@@ -72,6 +79,14 @@ def register(sub: Any, common: argparse.ArgumentParser, test_run: TestRun | None
         help="with --script: print the pay URL and wait for the province's real confirmation",
     )
     run.add_argument("--timeout", type=float, default=120.0, help="script timeout (seconds)")
+    run.add_argument(
+        "--ack-wait",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="with --script: how long to wait for the province to acknowledge every record "
+        "(default 20; exit code 3 if some are still unacknowledged)",
+    )
     run.set_defaults(func=cmd_run, test_run=test_run)
 
     led = sub.add_parser("ledger", help="the local sale ledger", parents=[common])
@@ -102,6 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (args.script or args.test_payments) and test_run is None:
         print("kiosk run: --script and --test-payments need the `kiosk` command", file=sys.stderr)
         return exitcodes.USAGE
+    # a real province's config: no test payment signer (ConfigError: exit 2, nothing started)
+    refuse_in_field(cfg, test_payments=args.test_payments)
     if args.test_payments:
         print("TEST PAYMENTS: confirmations are signed by a throwaway local key", file=sys.stderr)
 
@@ -111,27 +128,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     trust_key, script = (None, None)
     if test_run is not None and (args.script or args.test_payments):
         trust_key, script = test_run(args, say)
-    return run(cfg, args.headless, script=script, trust_key=trust_key, say=say)
+    return run(
+        cfg, args.headless, script=script, trust_key=trust_key, say=say, drain_timeout=args.ack_wait
+    )
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    """The hash chain, and that the ledger still holds the last record the province
+    acknowledged, unchanged (kiosk.sync.ledger_head: a re-chained or cut ledger fails)."""
+    from kiosk.core.ledger import ChainProblem
     from kiosk.store import open_store
     from kiosk.store.orders import OrderRepo
+    from kiosk.sync.ledger_head import ACKED_HEAD, acked_head
 
     cfg = _load(args)
     store = open_store(cfg.store.data_dir)
     try:
         repo = OrderRepo(store)
-        n = len(repo.ledger())
-        problems = repo.verify_ledger()
+        records = repo.ledger()
+        problems: list[ChainProblem | str] = list(repo.verify_ledger())
+        head = acked_head(store.settings.get(ACKED_HEAD))
     finally:
         store.close()
+    n = len(records)
+    if head is not None:
+        seq, want = head
+        held = [r.record_hash for r in records if r.seq == seq]
+        if not held:
+            problems.append(
+                f"the province acknowledged record seq {seq} ({want[:16]}...) and the ledger "
+                "no longer holds it: records were removed"
+            )
+        elif held[0] != want:
+            problems.append(
+                f"record seq {seq} is {held[0][:16]}..., the province acknowledged "
+                f"{want[:16]}...: the ledger was rewritten after it was sent"
+            )
     if problems:
         print(f"ledger: {n} records, {len(problems)} problem(s)")
         for p in problems:
             print(f"  {p if isinstance(p, str) else f'seq {p.seq}: {p.kind.value}: {p.detail}'}")
         return exitcodes.FAIL
-    print(f"ledger: {n} records, chain intact")
+    anchor = f"; matches the province's acknowledged seq {head[0]}" if head is not None else ""
+    print(f"ledger: {n} records, chain intact{anchor}")
     return exitcodes.OK
 
 
@@ -154,6 +193,7 @@ def run(
     `sync`: None starts the province link when `config.sync` is usable (`sync_problem`), True
     requires it, False never starts it. A store that cannot be opened: kiosk/degraded.py.
     """
+    refuse_in_field(config, test_payments=trust_key is not None)
     problem = sync_problem(config.sync) if sync is not False else "switched off"
     try:
         app = build_app(config, province_public_key=trust_key, sync=problem is None)
@@ -181,7 +221,9 @@ def run(
                 return app.exit_code  # stopped by a signal: a clean stop, like headless
             left = _drain(app, drain_timeout)
             if left is not None:
-                say(f"outbox: {left} records not acknowledged")
+                say(f"outbox: {left} records not acknowledged by the province")
+                if left and code == exitcodes.OK:
+                    return exitcodes.UNREACHABLE
             return code
         if headless:
             say(f"kiosk {config.identity.kiosk_id} running headless; Ctrl-C stops")
@@ -293,6 +335,7 @@ def _run_ui(app: App) -> int:
         heartbeat=app.ui_heartbeat,
         heartbeat_every_s=UI_BEAT_S,
         stop=app.stop_requested,
+        technicians=technicians(app.config),
     )
     return app.exit_code
 

@@ -104,7 +104,7 @@ def write_config_checked(path: Path, raw: Mapping[str, Any]) -> KioskConfig:
 
 def update_config(path: Path, changes: Mapping[str, Any], keep_backup: bool = True) -> KioskConfig:
     """Set dotted keys (`"sync.cert_file": "..."`) in the config file, checked and atomic."""
-    raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     for dotted, value in changes.items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value

@@ -5,13 +5,16 @@ prompt, default and parser), checking each answer on its own (re-asked when inte
 the whole config with `kiosk.config` before anything is written, and reporting every problem by
 the name the technician used (`--kiosk-id`, `kiosk_id in answers.toml`, or the prompt).
 The config is written atomically with mode 0600; an existing one is replaced only with --force,
-after a backup. Never echoes the service PIN and stores only its PBKDF2 hash.
+after a backup. Never echoes the service PIN and stores only its PBKDF2 hash, as the first
+`[[service.technicians]]` entry (id from --technician). The PIN never goes on a command line:
+it comes from a prompt, `--pin-file FILE`, $KIOSK_PROVISION_PIN or the answers file.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -26,6 +29,7 @@ from kiosk.config import (
     KIOSK_ID_FORMAT,
     KIOSK_ID_RE,
     RULES,
+    TECHNICIAN_ID_RE,
     ConfigError,
     SiteType,
     resolve_config_path,
@@ -34,7 +38,10 @@ from kiosk.core.pin import hash_pin
 from kiosk.sync.identity import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
 from provisioning.files import backup, write_config_checked
 
-__all__ = ["FIELDS", "Field", "add_parser", "cmd_init", "run_init"]
+__all__ = ["ENV_PIN", "FIELDS", "Field", "add_parser", "cmd_init", "read_pin_file", "run_init"]
+
+#: The service PIN from the environment (a script's secret store), never from a flag.
+ENV_PIN = "KIOSK_PROVISION_PIN"
 
 Parsed = dict[str, Any]  # config key -> value
 
@@ -45,12 +52,13 @@ class Field:
     prompt: str | None  # None: flag / answers file only, never asked
     parse: Callable[[str, Path], Parsed]  # (text, base dir for relative paths) -> config values
     default: str | Callable[[dict[str, str]], str] | None = None  # None: required
-    secret: bool = False
+    secret: bool = False  # asked without echo; never a flag (secrets stay off command lines)
     help: str = ""
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        """How the technician names it on the command line (a secret only by its file)."""
+        return "--" + self.name.replace("_", "-") + ("-file" if self.secret else "")
 
     def default_for(self, answers: dict[str, str]) -> str | None:
         return self.default(answers) if callable(self.default) else self.default
@@ -191,6 +199,12 @@ def _fingerprint(text: str, _b: Path) -> Parsed:
     return {}
 
 
+def _client_ca_fingerprint(text: str, base: Path) -> Parsed:
+    _fingerprint(text, base)
+    v = text.strip().upper().replace(":", "")
+    return {"sync.client_ca_fingerprint": v} if v else {}
+
+
 def _data_dir(text: str, base: Path) -> Parsed:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -199,9 +213,25 @@ def _data_dir(text: str, base: Path) -> Parsed:
 
 def _pin(text: str, _b: Path) -> Parsed:
     try:
-        return {"ui.service_pin_hash": hash_pin(text.strip())}
+        return {"service.pin_hash": hash_pin(text.strip())}
     except ValueError as e:
         raise ValueError(str(e)) from None
+
+
+def _technician(text: str, _b: Path) -> Parsed:
+    v = text.strip()
+    if not TECHNICIAN_ID_RE.match(v):
+        raise ValueError("must be 1-32 letters, digits, . _ or - (e.g. T0042)")
+    return {"service.id": v}
+
+
+def read_pin_file(path: Path) -> str:
+    """The PIN in the first line of `path` (ValueError naming the file when unreadable)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read the PIN file {path}: {e}") from None
+    return lines[0].strip() if lines else ""
 
 
 FIELDS: tuple[Field, ...] = (
@@ -263,6 +293,14 @@ FIELDS: tuple[Field, ...] = (
         help="expected SHA-256 of the CA certificate (checked when given)",
     ),
     Field(
+        "client_ca_fingerprint",
+        None,
+        _client_ca_fingerprint,
+        default="",
+        help="SHA-256 of the CA that signs the kiosk's certificate at registration, when it is "
+        "not the --ca-file CA (register refuses any other CA)",
+    ),
+    Field(
         "province_key",
         "Province public key 省平台公钥 (PEM, empty to skip)",
         _province_key,
@@ -291,7 +329,14 @@ FIELDS: tuple[Field, ...] = (
     Field("language", "Language 语言 (zh, en)", _choice("ui.language", "zh", "en"), default="zh"),
     Field("screen", "Screen 屏幕 (WIDTHxHEIGHT)", _screen, default="1080x1920"),
     Field("data_dir", "Data directory 数据目录", _data_dir, default="/var/lib/kiosk"),
-    Field("pin", "Service PIN 维护密码 (4-12 digits)", _pin, secret=True),
+    Field(
+        "technician",
+        "Technician id 技术员编号 (e.g. T0042)",
+        _technician,
+        default="default",
+        help="the id the service PIN logs in as (every technician event carries it)",
+    ),
+    Field("pin", "Service PIN 维护密码 (6-12 digits)", _pin, secret=True),
 )
 BY_NAME = {f.name: f for f in FIELDS}
 # config keys filled by each field (for mapping kiosk.config's problems back to the technician)
@@ -313,6 +358,7 @@ KEY_OWNER: dict[str, str] = {
     "sync.broker_url": "broker_url",
     "sync.allow_plaintext": "allow_plaintext",
     "sync.ca_file": "ca_file",
+    "sync.client_ca_fingerprint": "client_ca_fingerprint",
     "sync.province_public_key": "province_key",
     "sync.province_root_key": "province_root_key",
     "payments.pay_url_base": "pay_url",
@@ -321,6 +367,7 @@ KEY_OWNER: dict[str, str] = {
     "ui.height": "screen",
     "ui.orientation": "screen",
     "ui.service_pin_hash": "pin",
+    "service.technicians": "pin",
     "store.data_dir": "data_dir",
 }
 
@@ -386,10 +433,16 @@ def build_raw(values: dict[str, Parsed]) -> dict[str, dict[str, Any]]:
         "ui": {},
         "store": {},
     }
+    tech: dict[str, Any] = {}
     for parsed in values.values():
         for dotted, value in parsed.items():
             section, _, key = dotted.partition(".")
+            if section == "service":  # technician + pin: one [[service.technicians]] entry
+                tech[key] = value
+                continue
             raw[section][key] = value
+    if "pin_hash" in tech:
+        raw["service"] = {"technicians": [{"id": tech.get("id", "default"), **tech}]}
     return raw
 
 
@@ -447,7 +500,7 @@ def run_init(
         except ConfigError as e:
             bad: list[str] = []
             for issue in e.issues:
-                owner = KEY_OWNER.get(issue.key)
+                owner = KEY_OWNER.get(issue.key.partition("[")[0])
                 name = _label(owner, origin) if owner else issue.key
                 out(f"error: {name}: {issue.problem} (config key {issue.key})")
                 if owner:
@@ -464,7 +517,7 @@ def run_init(
         out(f"wrote {path} (mode 0600) for {cfg.identity.kiosk_id}")
         if kept is not None:
             out(f"previous config kept as {kept}")
-        out("next: kiosk-provision keys, then kiosk-provision register --token <token>")
+        out("next: kiosk-provision keys, then kiosk-provision register (it asks for the token)")
         return exitcodes.OK
     return exitcodes.USAGE
 
@@ -483,7 +536,7 @@ def _gather_answers(
     if args.answers:
         apath = Path(args.answers)
         try:
-            data = tomllib.loads(apath.read_text(encoding="utf-8"))
+            data = tomllib.loads(apath.read_text(encoding="utf-8-sig"))
         except (OSError, tomllib.TOMLDecodeError) as e:
             out(f"error: cannot read the answers file {apath}: {e}")
             return False
@@ -498,10 +551,21 @@ def _gather_answers(
             base[k] = apath.parent.resolve()
     for f in FIELDS:
         v = getattr(args, f.name, None)
-        if v is not None:
+        if v is not None and not f.secret:
             answers[f.name] = str(v)
             origin[f.name] = f.flag
             base[f.name] = Path.cwd()
+    env_pin = os.environ.get(ENV_PIN)
+    if env_pin is not None:
+        answers["pin"], origin["pin"] = env_pin, f"${ENV_PIN}"
+    pin_file = getattr(args, "pin_file", None)
+    if pin_file:
+        try:
+            answers["pin"] = read_pin_file(Path(pin_file))
+        except ValueError as e:
+            out(f"error: --pin-file: {e}")
+            return False
+        origin["pin"] = f"--pin-file {pin_file}"
     return True
 
 
@@ -572,6 +636,7 @@ def _ask_until_valid(
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "init",
+        allow_abbrev=False,  # `--pin 123456` must not pass for `--pin-file 123456`
         help="write the kiosk config (prompts, or flags / --answers FILE)",
         description="Without --non-interactive or --answers, asks each question on a terminal. "
         "Flags pre-fill answers; an answers file holds the same names as TOML keys "
@@ -588,11 +653,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     mode.add_argument("--interactive", action="store_true", help="prompt even without a tty")
     p.add_argument("--force", action="store_true", help="replace an existing config (backup kept)")
     for f in FIELDS:
+        if f.secret:
+            continue
         default = f.default if isinstance(f.default, str) else None
         extra = f" (default {default!r})" if default else ""
         p.add_argument(
             f.flag, dest=f.name, metavar="VALUE", help=(f.help or (f.prompt or f.name)) + extra
         )
+    p.add_argument(
+        "--pin-file",
+        metavar="FILE",
+        help=f"read the service PIN from the first line of FILE (or set ${ENV_PIN}; "
+        "else it is asked for; never a flag value)",
+    )
     p.set_defaults(func=cmd_init)
 
 

@@ -28,6 +28,7 @@ from kiosk import config as _config
 from kiosk import contract as ui
 from kiosk.clock import Clock
 from kiosk.controller import inbox as ib
+from kiosk.controller.access import ServiceAccess
 from kiosk.controller.dispense import DispenseWorker
 from kiosk.controller.integrity import IntegrityCheck
 from kiosk.controller.monitor import Upkeep, run_board_monitor
@@ -46,6 +47,7 @@ from kiosk.hardware.protocol import BoardReset, DoorEvent
 from kiosk.log import log_event
 from kiosk.store import Store
 from kiosk.store.orders import OrderRepo
+from kiosk.sync.ledger_head import HeadSigner
 
 log = logging.getLogger("kiosk.controller")
 
@@ -71,6 +73,7 @@ class Controller:
         on_commit: Callable[[], None] | None = None,
         province_time: Callable[[float], float] | None = None,
         province_keys: Callable[[], list[bytes]] | None = None,
+        payment_rejected: Callable[[str, str, str], None] | None = None,
         tick_s: float = 1.0,
         status_every_s: float = 1.0,
         start_grace_s: float = 5.0,
@@ -110,6 +113,7 @@ class Controller:
         if province_time is not None:
             self.province_time = province_time
         self.sales.province_keys = province_keys  # confirmations follow the sync keyring
+        self.sales.payment_rejected = payment_rejected  # (what, reason, detail): sync counts
 
     def _wire(
         self,
@@ -123,6 +127,7 @@ class Controller:
         self.persist = Persistence(
             self.store, self.repo, self.sink, self.clock, self.kiosk_id, on_commit
         )
+        self.persist.head_signer = _head_signer(self.config)
         self.upkeep = Upkeep(self.store, self.config)
         self.integrity = IntegrityCheck(
             self.store, self.repo, self.persist, self.clock, post, self._stop
@@ -150,6 +155,7 @@ class Controller:
             unlock_timeout_s=unlock_timeout_s,
             query_retry_s=query_retry_s,
         )
+        self.access = ServiceAccess(self.persist, self.clock, self.kiosk_id)
         self.tech = Technician(
             self.store,
             self.repo,
@@ -158,6 +164,7 @@ class Controller:
             planogram,
             lambda: bool(self.sales.orders),
             self.worker.jobs.put,
+            who=lambda: self.access.technician,
         )
         if os.environ.get(_CRASH_ENV):  # testing only: kill-at-every-step
             from kiosk.controller import crashpoints
@@ -318,11 +325,18 @@ class Controller:
             self.tech.test_done(item)
         elif isinstance(item, ui.Restock | ui.TestVend | ui.OpenDoor | ui.LockSales):
             self.tech.handle(item)
+        elif isinstance(item, ui.ServiceLogin):
+            self.access.login(item)  # the lockout (and its alarm) on disk first
+            self._on_intent(item)
+        elif isinstance(item, ui.ServiceExit):
+            self._on_intent(item)  # logged with the technician's id
+            self.access.logout()
         else:
             self._on_intent(item)
 
     def _on_tick(self) -> None:
         self.sales.tick(self._board_online)
+        self.persist.pump_stock()  # stock log rows of other writers -> events/stock
         mono = self.clock.monotonic()
         idle = not self.sales.orders and not self.sales.inflight
         self.upkeep.checkpoint_when_idle(mono, idle and self.tech.test_running is None)
@@ -468,6 +482,7 @@ class Controller:
             board_online=self._board_online,
             queue_depths=self._queue_depths(),
             last_result=self.tech.last_result,
+            pin=self.access.view(self._mono_offset),
         )
 
     def _queue_depths(self) -> dict[str, int]:
@@ -511,3 +526,17 @@ def session_input(
     if isinstance(it, ui.ServiceLogin | ui.ServiceExit | ui.ServiceViewed):
         return session.ServiceMenu(type(it).__name__, dataclasses.asdict(it))
     return None
+
+
+def _head_signer(config: _config.KioskConfig) -> HeadSigner | None:
+    """Sale records carry a head signature made with the device key (kiosk.sync.ledger_head)
+    when the kiosk has one (`[sync] key_file`); a key that cannot be used is logged, and the
+    records go unsigned (the province then refuses them: the technician must fix the key)."""
+    key_file = config.sync.key_file
+    if key_file is None:
+        return None
+    try:
+        return HeadSigner.from_key_file(key_file, config.identity.kiosk_id)
+    except ValueError as e:
+        log_event(log, "ledger.head_key_unusable", logging.ERROR, error=str(e))
+        return None

@@ -199,7 +199,9 @@ def record_from_dict(d: Mapping[str, Any]) -> SaleRecord:
         if d["schema"] != SCHEMA:
             raise LedgerError(f"unknown record schema {d['schema']!r}")
         lines = tuple(RecordLine(**ln) for ln in d["lines"])
-        fields = {k: v for k, v in d.items() if k not in ("schema", "lines")}
+        # head_sig: the device key's signature of the head, carried beside the record on the
+        # wire (kiosk.sync.ledger_head), not part of it or of its hash
+        fields = {k: v for k, v in d.items() if k not in ("schema", "lines", "head_sig")}
         return SaleRecord(lines=lines, **fields)
     except (KeyError, TypeError) as e:
         raise LedgerError(f"not a sale record: {e}") from e

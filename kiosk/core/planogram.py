@@ -146,10 +146,20 @@ def planogram_from_csv(
     if text.startswith("\ufeff"):  # spreadsheets on Windows save UTF-8 with a BOM
         text = text[1:]
     reader = csv.DictReader(io.StringIO(text))
-    header = tuple(h.strip() for h in (reader.fieldnames or ()))
-    if header != CSV_COLUMNS:
+    header = tuple(h.strip().lower() for h in (reader.fieldnames or ()))
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if missing or twice:
+        why = f"missing column(s) {', '.join(missing)}" if missing else ""
+        why += ("; " if why else "") + (f"column(s) {', '.join(twice)} twice" if twice else "")
         raise PlanogramCsvError(
-            [CsvRowError(1, f"header must be {','.join(CSV_COLUMNS)}; got {','.join(header)}")]
+            [
+                CsvRowError(
+                    1,
+                    f"header must name the columns {','.join(CSV_COLUMNS)} (any order; other "
+                    f"columns such as product_name or notes are ignored): {why}",
+                )
+            ]
         )
     reader.fieldnames = list(header)  # look rows up by the stripped names
     errors: list[CsvRowError] = []
@@ -159,13 +169,13 @@ def planogram_from_csv(
     for raw in reader:
         line = reader.line_num
         if None in raw:
-            errors.append(CsvRowError(line, f"too many columns (expected {len(CSV_COLUMNS)})"))
+            errors.append(CsvRowError(line, f"more cells than header columns ({len(header)})"))
             continue
-        if any(v is None for v in raw.values()):
-            errors.append(CsvRowError(line, f"too few columns (expected {len(CSV_COLUMNS)})"))
+        if any(raw.get(c) is None for c in CSV_COLUMNS):
+            errors.append(CsvRowError(line, f"fewer cells than header columns ({len(header)})"))
             continue
-        if not any((v or "").strip() for v in raw.values()):
-            continue  # blank line
+        if not any((raw.get(c) or "").strip() for c in CSV_COLUMNS):
+            continue  # blank line (or only notes)
         errs: list[str] = []
         slot_no = _int_field(raw, "slot", errs)
         board = _int_field(raw, "board", errs)
@@ -204,21 +214,24 @@ def planogram_from_csv(
     return Planogram.of(version, slots)
 
 
-def planogram_to_csv(planogram: Planogram) -> str:
+def planogram_to_csv(planogram: Planogram, names: Mapping[str, str] | None = None) -> str:
+    """The CSV `planogram_from_csv` reads; with `names` (product id -> name) a last column
+    `product_name` for the reader (ignored on import)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    w.writerow((*CSV_COLUMNS, "product_name") if names is not None else CSV_COLUMNS)
     for s in planogram:
-        w.writerow(
-            [
-                s.slot_no,
-                s.board,
-                s.address,
-                s.kind.value,
-                s.row,
-                s.col,
-                s.capacity,
-                s.product_id or "",
-            ]
-        )
+        row: list[object] = [
+            s.slot_no,
+            s.board,
+            s.address,
+            s.kind.value,
+            s.row,
+            s.col,
+            s.capacity,
+            s.product_id or "",
+        ]
+        if names is not None:
+            row.append(names.get(s.product_id, "") if s.product_id else "")
+        w.writerow(row)
     return out.getvalue()

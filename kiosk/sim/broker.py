@@ -252,6 +252,14 @@ class Pki:
             self._clients[name] = ClientCert(name, cert_file, key_file)
         return self._clients[name]
 
+    def client_public_key(self, name: str) -> ec.EllipticCurvePublicKey | None:
+        """The public key of the client certificate issued to `name`, None if none was."""
+        cert = self._clients.get(name)
+        if cert is None:
+            return None
+        key = x509.load_pem_x509_certificate(cert.cert_file.read_bytes()).public_key()
+        return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+
     def backend_client(self, name: str = PROVINCE_USER) -> ClientCert:
         """Client certificate for the province backend (CN = `name`, default "province"),
         signed by the backend CA: valid on the backend listener only."""

@@ -201,6 +201,7 @@ def child_main(argv: Sequence[str]) -> int:
     from kiosk.headless import changed
     from kiosk.sim.shopper import Shopper, TestPaymentSource
     from kiosk.store import StoreError
+    from kiosk.sync.acks import AckVerifier
     from kiosk.sync.client import SyncClient
     from kiosk.sync.topics import Topics
 
@@ -231,6 +232,7 @@ def child_main(argv: Sequence[str]) -> int:
         app.clock,
         on_message,
         app.store.counters.current("boot"),
+        acks=AckVerifier.for_key(kid, pay.public_key, app.store),
         backoff_base_s=0.1,
         backoff_cap_s=1.0,
         stable_after_s=2.0,

@@ -244,6 +244,9 @@ class Demo:
             f"  board emulator  {self.pty} (control {self.control}, time x{EMULATOR_TIME_SCALE})"
         )
         self.say(f"  kiosk           {KIOSK_ID}, config {self.config_file}")
+        self.say(
+            f"  service PIN     {self.service_pin} (technician demo; hold the top-left corner 3 s)"
+        )
         self.say(f"  kiosk data      {self.data_dir}")
         self.say(f"  ready in {time.monotonic() - t0:.1f} s")
 
@@ -261,7 +264,14 @@ class Demo:
         def q(v: object) -> str:
             return json.dumps(str(v), ensure_ascii=False)  # a TOML basic string
 
+        from kiosk.core.pin import DEMO_PIN, hash_pin
+
         w, h = WINDOW
+        # A PIN of this demo's own: the config is mqtts://, which refuses the published demo PIN.
+        self.service_pin = DEMO_PIN
+        while self.service_pin == DEMO_PIN:
+            self.service_pin = f"{secrets.randbelow(10**6):06d}"
+        pin_hash = hash_pin(self.service_pin, iterations=10_000)
         self.config_file.write_text(
             f"""# written by `kiosk demo`: everything on this machine, in {self.dir}
 [identity]
@@ -305,6 +315,10 @@ language = "zh"
 fullscreen = false
 idle_timeout_s = 60
 dim_after_s = 300
+
+[[service.technicians]]
+id = "demo"
+pin_hash = {q(pin_hash)}
 
 [store]
 data_dir = {q(self.data_dir)}

@@ -120,13 +120,21 @@ class _AckTimer:
 
     def ack(self, event_ids: Iterable[str]) -> int:
         ids = list(event_ids)
+        self._timed(ids)
+        return self._o.ack(ids)
+
+    def ack_records(self, records: Iterable[tuple[str, int]]) -> int:
+        pairs = list(records)
+        self._timed(e for e, _s in pairs)
+        return self._o.ack_records(pairs)
+
+    def _timed(self, event_ids: Iterable[str]) -> None:
         t = time.time()
-        for e in ids:
+        for e in event_ids:
             c = self._created.pop(e, None)
             if c is not None:
                 self._lat.append(t - c)
                 self.acked_sales += 1
-        return self._o.ack(ids)
 
     def depth(self) -> dict[Priority, int]:
         return self._o.depth()
@@ -136,11 +144,14 @@ class _AckTimer:
 
 
 class _SimKiosk:
-    def __init__(self, i: int, root: Path, pki: Any, url: str, lat: list[float]) -> None:
+    def __init__(
+        self, i: int, root: Path, pki: Any, url: str, lat: list[float], province_key: bytes
+    ) -> None:
         from kiosk.clock import SystemClock
         from kiosk.config import SyncConfig
         from kiosk.core.ledger import GENESIS_HASH
         from kiosk.store import open_store
+        from kiosk.sync.acks import AckVerifier
         from kiosk.sync.client import SyncClient
         from kiosk.sync.outbox import Outbox
         from kiosk.sync.topics import Topics
@@ -168,6 +179,7 @@ class _SimKiosk:
             clock,
             lambda t, b: None,
             boot,
+            acks=AckVerifier.for_key(self.kid, province_key, self.store),
             backoff_base_s=0.5,
             backoff_cap_s=10.0,
             poll_s=0.5,
@@ -284,6 +296,7 @@ def run_fleet(
     broker.start()
     assert broker.proc is not None
     pcert = pki.backend_client()
+    signing_key = generate_keypair()[0]
     province = ProvinceSimulator(
         BrokerSettings(
             url=broker.province_url,
@@ -293,7 +306,7 @@ def run_fleet(
         ),
         root / "province",
         {},
-        generate_keypair()[0],
+        signing_key,
     )
     province.start()
     nodes: list[_SimKiosk] = []
@@ -302,7 +315,7 @@ def run_fleet(
         if not province.wait_connected(15):
             raise RuntimeError("province simulator did not connect")
         for i in range(kiosks):
-            n = _SimKiosk(i, root / "kiosks", pki, broker.url, lat)
+            n = _SimKiosk(i, root / "kiosks", pki, broker.url, lat, province.public_key)
             nodes.append(n)
             n.client.start()
         deadline = time.monotonic() + max(30.0, kiosks * 0.2)

@@ -13,6 +13,7 @@ simulator's) that the kiosk is then told to trust; a field kiosk never uses it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk import contract as ui
 from kiosk.clock import Clock, SystemClock
 from kiosk.controller import Controller
-from kiosk.core.payment import PaymentConfirmation, order_epoch, sign_confirmation
+from kiosk.core.payment import PaymentConfirmation, sign_confirmation
 from kiosk.core.sale import Order, State
 from kiosk.headless import changed, describe
 
@@ -136,6 +137,9 @@ class Shopper:
 # --- `kiosk run --script buy3` ------------------------------------------------------------------
 
 
+BUY3_PENDING = "script.buy3.known"  # settings key: the order ids that existed before this run
+
+
 def script_buy3(
     controller: Controller,
     payments: TestPaymentSource | None,
@@ -149,29 +153,43 @@ def script_buy3(
     `pay_via_province` print the pay URL (`pay url <url>`) and wait for the province's real
     confirmation (someone scans the code and pays).
 
-    Resumable: if the store already holds an order made in this store (its epoch; orders
-    carried forward by `kiosk store recover` do not count), it does not start another one; it
-    pays an order still waiting for payment and waits until every order is closed (after a
-    crash). Returns 0 when the last order closed, 1 otherwise.
+    Every run buys three items, except one that finds the order a previous run made and did
+    not see closed (that run was killed; the order ids that existed before it are kept in the
+    store under BUY3_PENDING until its order closed): it finishes that order instead.
+    Returns 0 when the order closed and the ledger is intact, 1 otherwise, and 1 when nothing
+    was bought (the kiosk was not ready, nothing in stock, the cart was refused).
     """
     s = Shopper(controller, payments, clock=clock)
-    epoch = controller.store.epoch
-    resumed = any(order_epoch(o.order_id) == epoch for o in controller.repo.all())
-    if not resumed and not _order_three(s, say, timeout):
-        return 1
-    s.wait(lambda v: v.mode != "shopping", timeout)
+    settings, repo = controller.store.settings, controller.repo
+    raw = settings.get(BUY3_PENDING)
+    known = set(json.loads(raw)) if raw else {o.order_id for o in repo.all()}
+    if raw is None:  # on disk before the checkout: a killed run is resumed, never redone
+        settings.set(BUY3_PENDING, json.dumps(sorted(known)))
+    mine = [o.order_id for o in repo.all() if o.order_id not in known]
+    if mine:
+        say(f"resuming order {mine[-1]} (made by an earlier run that did not finish)")
+    else:
+        if _order_three(s, say, timeout):
+            s.wait(lambda v: v.mode != "shopping", timeout)
+        mine = [o.order_id for o in repo.all() if o.order_id not in known]
+        if not mine:
+            settings.delete(BUY3_PENDING)
+            say(f"nothing bought ({describe(s.view())})")
+            return 1
     if not _pay_open_orders(s, say, timeout, pay_via_province):
         return 1
     if not _wait_all_closed(s, say, timeout):
         say("timed out waiting for the order to close")
         return 1
-    repo = controller.repo
-    for order in repo.all():
-        refund = sum(r.amount_fen for r in repo.refunds(order.order_id))
+    for order_id in mine:
+        order = repo.get(order_id)
+        assert order is not None
+        refund = sum(r.amount_fen for r in repo.refunds(order_id))
         say(
-            f"order {order.order_id}: {order.state.value}, paid {order.paid_fen} fen, "
+            f"order {order_id}: {order.state.value}, paid {order.paid_fen} fen, "
             f"delivered {order.delivered_fen} fen, refund due {refund} fen"
         )
+    settings.delete(BUY3_PENDING)
     problems = repo.verify_ledger()
     say(f"ledger: {len(repo.ledger())} records, {len(problems)} problems")
     s.back_to_idle()

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from kiosk.clock import Clock
 from kiosk.store import Store, StoreError
 from kiosk.sync.clockoffset import ClockOffset
+from kiosk.sync.ledger_head import note_acked_sales
 from kiosk.sync.topics import EVENT_KINDS, MAX_PAYLOAD_BYTES, Topics, encode
 
 __all__ = [
@@ -491,7 +492,13 @@ class Outbox:
         with self.store.transaction() as c:
             for i in range(0, len(ids), _CHUNK):
                 chunk = ids[i : i + _CHUNK]
-                sql = f"DELETE FROM outbox WHERE event_id IN ({','.join('?' * len(chunk))})"
+                where = f"event_id IN ({','.join('?' * len(chunk))})"
+                sales = c.execute(
+                    f"SELECT payload FROM outbox WHERE kind = 'sale' AND {where}", chunk
+                ).fetchall()
+                if sales:  # the anchor `kiosk ledger verify` checks (kiosk.sync.ledger_head)
+                    note_acked_sales(c, [bytes(p) for (p,) in sales], self.clock.time())
+                sql = f"DELETE FROM outbox WHERE {where}"
                 if cache:  # (forgetting an entry is always safe, even if this rolls back)
                     gone = c.execute(sql + " RETURNING seq", chunk).fetchall()
                     self._uncache(int(seq) for (seq,) in gone)
@@ -504,6 +511,43 @@ class Outbox:
                 (LAST_ACK_SETTING, json.dumps(self.clock.time())),
             )
         return removed
+
+    def ack_records(self, records: Iterable[tuple[str, int]]) -> int:
+        """A verified province ack (kiosk.sync.acks): delete each record whose event id AND seq
+        both match. A seq is never reused, so an old ack replayed cannot remove a newer record
+        that carries the same event id. Idempotent; returns how many records were removed."""
+        pairs = [(e, s) for e, s in records if isinstance(e, str) and isinstance(s, int)]
+        if not pairs:
+            return 0
+        self._uncache(s for _e, s in pairs)  # (forgetting an entry is always safe)
+        with self.store.transaction() as c:
+            self._note_sales(c, pairs)
+            removed = c.executemany(
+                "DELETE FROM outbox WHERE seq = ? AND event_id = ?", [(s, e) for e, s in pairs]
+            ).rowcount
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (LAST_ACK_SETTING, json.dumps(self.clock.time())),
+            )
+        return max(0, removed)
+
+    def _note_sales(self, c: sqlite3.Connection, pairs: list[tuple[str, int]]) -> None:
+        """The acknowledged sale records' heads: the anchor `kiosk ledger verify` checks
+        (kiosk.sync.ledger_head), in the ack's transaction."""
+        wanted = dict((s, e) for e, s in pairs)
+        sales: list[bytes] = []
+        seqs = list(wanted)
+        for i in range(0, len(seqs), _CHUNK):
+            chunk = seqs[i : i + _CHUNK]
+            rows = c.execute(
+                f"SELECT seq, event_id, payload FROM outbox WHERE kind = 'sale' "
+                f"AND seq IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            sales.extend(bytes(p) for seq, eid, p in rows if wanted.get(int(seq)) == eid)
+        if sales:
+            note_acked_sales(c, sales, self.clock.time())
 
     # --- inspection -----------------------------------------------------------------------
 

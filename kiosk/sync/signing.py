@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -37,6 +37,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from kiosk.clock import Clock, SystemClock
 from kiosk.log import log_event
 from kiosk.store import Store
+
+if TYPE_CHECKING:
+    from kiosk.sync.acks import SignedTime
 
 __all__ = [
     "COMMAND_MAX_TTL_S",
@@ -92,6 +95,7 @@ class TrustReason(StrEnum):
     ROOT_KEY_MISUSE = "ROOT_KEY_MISUSE"  # an ordinary message signed by the root key
     NO_ROOT_KEY = "NO_ROOT_KEY"  # no root key pinned: the key set is frozen
     APPLY_FAILED = "APPLY_FAILED"
+    STALE_SIGNED_TIME = "STALE_SIGNED_TIME"  # signed before the key's high-water mark (acks.py)
 
 
 class TrustError(Exception):
@@ -304,6 +308,9 @@ class TrustPolicy:
         self.on_reject = on_reject
         self.command_max_ttl_s = command_max_ttl_s
         self.nonce_store_max = nonce_store_max
+        # per-key high-water marks of signed time (kiosk.sync.acks); when set, a command
+        # signed before a key's mark minus the tolerance is refused (STALE_SIGNED_TIME)
+        self.signed_time: SignedTime | None = None
 
     # -- helpers
 
@@ -473,6 +480,13 @@ class TrustPolicy:
             raise self._reject(
                 what, TrustError(TrustReason.WRONG_KIOSK, f"for {body.get('kiosk_id')!r}")
             )
+        kid = str(env["kid"]) if isinstance(env, Mapping) else ""
+        issued_at = None
+        if self.signed_time is not None:
+            try:
+                issued_at = self.signed_time.check(kid, body.get("issued_at"))
+            except TrustError as e:
+                raise self._reject(what, e) from None
         if expires_at <= now:
             raise self._reject(
                 what, TrustError(TrustReason.EXPIRED, f"expired {now - expires_at:.0f} s ago")
@@ -506,5 +520,7 @@ class TrustPolicy:
                 )
         except TrustError as e:
             raise self._reject(what, e) from None
+        if self.signed_time is not None and issued_at is not None:
+            self.signed_time.advance(kid, issued_at)
         log_event(_log, "trust.command", command=command, nonce=nonce)
         return body

@@ -503,3 +503,37 @@ class Ui:
         self.surface.blit(mult, (0, 0), special_flags=pygame.BLEND_RGB_MULT)
         if any(add):
             self.surface.blit(_flat(size, add), (0, 0), special_flags=pygame.BLEND_RGB_ADD)
+
+
+def pager(
+    ui: Ui, bar: pygame.Rect, page: int, pages: int, turn: Callable[[int], None], name: str
+) -> None:
+    """A full-width page-turn bar: "previous" at the left, "page n / m" in the middle, "next"
+    at the right, one touch high at the top of `bar`. `turn(-1)` / `turn(1)` turn the page;
+    the buttons are disabled at the first / last page. Names: `<name>-prev`, `<name>-next`."""
+    m, t = ui.m, ui.t
+    y = bar.y
+    bw = max(m.touch * 2, ui.measure(t("catalog.prev"), m.text, True) + 2 * m.pad)
+    bw = max(bw, ui.measure(t("catalog.next"), m.text, True) + 2 * m.pad)
+    ui.button(
+        pygame.Rect(bar.x, y, bw, m.touch),
+        t("catalog.prev"),
+        (lambda: turn(-1)) if page > 0 else None,
+        name=f"{name}-prev",
+        style="outline",
+        max_lines=1,
+    )
+    ui.text(
+        t("catalog.page", page=page + 1, pages=pages),
+        pygame.Rect(bar.x + bw, y, bar.w - 2 * bw, m.touch),
+        align="center",
+        valign="middle",
+    )
+    ui.button(
+        pygame.Rect(bar.right - bw, y, bw, m.touch),
+        t("catalog.next"),
+        (lambda: turn(1)) if page < pages - 1 else None,
+        name=f"{name}-next",
+        style="outline",
+        max_lines=1,
+    )

@@ -239,7 +239,7 @@ def test_kiosk_cannot_ack_its_own_records(
     raw.subscribe(a.topics.acks)
     assert raw.publish(a.topics.acks, encode(fake), qos=0) == 0
     assert raw.publish(a.topics.acks, encode(fake), qos=1) == NOT_AUTHORIZED
-    province.ack(KIOSK_A, ["barrier"])  # after both on the broker; reaches the subscription
+    province.ack_records(KIOSK_A, [("barrier", 1)])  # after both; reaches the subscription
     assert wait_for(lambda: len(raw.on(a.topics.acks)) == 1)
     assert b"barrier" in raw.on(a.topics.acks)[0][0]
     raw.close()

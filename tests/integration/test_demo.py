@@ -13,10 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from kiosk.core.pin import DEMO_PIN, verify_pin
 from kiosk.sim.broker import find_mosquitto
 from kiosk.sim.province import chain_reports, open_db, sales_report
 
@@ -95,6 +97,11 @@ def test_headless_demo_makes_three_sales(tmp_path: Path) -> None:
     assert (orders, refunds, offline, records, chain) == ("3", "1", "1", "3", "OK"), out
     assert "pay at http://127.0.0.1:" in out
     assert "nothing left running" in out, out
+    # a service PIN of its own (its config is mqtts://, which refuses the published demo PIN)
+    pin = re.search(r"service PIN\s+(\d{6}) ", out)
+    assert pin is not None and pin.group(1) != DEMO_PIN, out
+    techs = tomllib.loads((work / "kiosk.toml").read_text(encoding="utf-8"))["service"]
+    assert verify_pin(pin.group(1), techs["technicians"][0]["pin_hash"])
 
     # The province really has the three sale records, chained, with the jam's refund.
     db = open_db(work / "province")

@@ -246,11 +246,17 @@ def test_corrupt_store_then_recover_then_sell(
         k.wait_line(lambda s: "kiosk store recover" in s, 5)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not [
-            a for a in _alarms(province) if a["body"].get("kind") == "store_corrupt"
+            a for a in _alarms(province) if a["body"].get("code") == "STORE_CORRUPT"
         ]:
             time.sleep(0.1)
-        alarm = [a for a in _alarms(province) if a["body"].get("kind") == "store_corrupt"]
+        alarm = [a for a in _alarms(province) if a["body"].get("code") == "STORE_CORRUPT"]
         assert alarm and "kiosk store recover" in alarm[0]["body"]["detail"], k.dump()
+        assert alarm[0]["body"]["severity"] == "critical"  # the one alarm shape
+        assert alarm[0]["body"]["context"] == {
+            "reason": "store_corrupt",
+            "action": "kiosk store recover",
+        }
+        assert alarm[0]["event_id"].startswith(f"alarm-{KIOSK_A}-store-")
         reported = [e for e in province.events(KIOSK_A) if e["kind"] == "reported"]
         assert any(r["body"]["out_of_service_reason"] == "store_corrupt" for r in reported)
         assert k.proc.poll() is None  # still up: no crash loop under systemd
@@ -284,3 +290,57 @@ def test_corrupt_store_then_recover_then_sell(
     assert new_sale["seq"] == old_sale["seq"] + 1  # the ledger chain goes on
     reports = province.chain_reports()
     assert reports and all(r.ok for r in reports), reports
+
+
+# --- `kiosk run --script buy3`: its exit codes (README "Exit codes") -------------------------
+
+
+def test_buy3_exits_3_when_the_province_does_not_acknowledge(
+    kiosk_world: KioskWorld, province: ProvinceSimulator
+) -> None:
+    """Bought and paid, but the province stores nothing and acks nothing: after --ack-wait the
+    script says how many records are left and exits 3 (UNREACHABLE), not 0."""
+    province.auto_ack = False
+    k = kiosk(
+        kiosk_world.config,
+        *("--script", "buy3", "--pay-via-province", "--timeout", "45", "--ack-wait", "3"),
+    )
+    try:
+        _, url_line = k.wait_line(lambda s: s.startswith("pay url "), 30)
+        k.wait_line(lambda s: "sync.subscribed" in s or "sync.connected" in s, 20, err=True)
+        params = parse_pay_url(url_line.split(" ", 2)[2], {KIOSK_A: DEMO_SECRET})
+        assert params is not None
+        province.confirm_payment(params, "wechat")
+        assert k.proc.wait(60) == 3, k.dump()
+        _, left = k.wait_line(lambda s: s.startswith("outbox: "), 5)
+        assert int(left.split()[1]) > 0 and "not acknowledged by the province" in left, left
+        assert any(s.startswith(f"order {params.order_id}: completed") for s in k.lines()), k.dump()
+    finally:
+        k.stop()
+    assert outbox_depth(kiosk_world.data) > 0  # kept for the next start, nothing lost
+
+
+def test_buy3_exits_1_when_nothing_was_bought(kiosk_world: KioskWorld) -> None:
+    """Nothing in stock: the script buys nothing and says so; exit 1, no order made."""
+    store = open_store(kiosk_world.data)
+    try:
+        from kiosk.core.stock import StockChange, StockReason
+
+        for slot, level in store.stock.levels().items():
+            if level:
+                store.stock.apply(StockChange(slot, -level, StockReason.REMOVAL, "test"))
+    finally:
+        store.close()
+    k = kiosk(kiosk_world.config, "--script", "buy3", "--pay-via-province", "--timeout", "30")
+    try:
+        assert k.proc.wait(60) == 1, k.dump()
+        assert any(s.startswith("nothing bought") for s in k.lines()), k.dump()
+    finally:
+        k.stop()
+    store = open_store(kiosk_world.data)
+    try:
+        from kiosk.store.orders import OrderRepo
+
+        assert OrderRepo(store).all() == []
+    finally:
+        store.close()

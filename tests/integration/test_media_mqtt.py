@@ -195,6 +195,9 @@ def test_tampered_and_missing_images_give_the_placeholder(
     k = make_media_kiosk({p_blue: good, p_missing: sha(b"nobody has this image")})
 
     assert wait_for(lambda: k.bridge.client.bad_message_reasons().get("HASH_MISMATCH", 0) >= 2)
+    # counted as rejections (link counters) and alarmed once per window: SYNC_REJECTED
+    assert k.bridge._link_counters()["mqtt_rejected_hash_mismatch"] >= 2
+    assert wait_for(lambda: _rejection_alarms(province, "HASH_MISMATCH") >= 1)
     assert not media_path(k.media, good).exists()
     assert list(k.media.iterdir()) == []
     assert k.got() == []
@@ -241,12 +244,25 @@ def test_signed_catalog_cannot_name_files_or_send_an_image_bomb(
 
     assert wait_for(lambda: sha(RED) in k.got()), k.got()
     assert wait_for(lambda: k.bridge.fetcher.rejected >= 1), "the bomb was never refused"
+    assert wait_for(lambda: _rejection_alarms(province, "IMAGE_REFUSED") == 1)
     assert not media_path(k.media, sha(bomb)).exists()
     assert sha(bomb) not in k.bridge.fetcher.pending()
     assert k.bridge.media.path_for(sha(bomb)) is None
     k.images.preload(k.app.store.catalog.load())
     assert k.colour(p_bomb) != (0, 0, 0)  # the placeholder tile, not the bomb's black
     assert wait_for(lambda: k.colour(p_red) == (255, 0, 0), 5)
+
+
+def _rejection_alarms(province: ProvinceSimulator, reason: str) -> int:
+    """SYNC_REJECTED alarms of images/reply with `reason` the province received from KIOSK_A."""
+    return sum(
+        1
+        for e in province.events(KIOSK_A)
+        if e["kind"] == "alarm"
+        and e["body"].get("code") == "SYNC_REJECTED"
+        and e["body"]["context"]["what"] == "images/reply"
+        and e["body"]["context"]["reason"] == reason
+    )
 
 
 @pytest.fixture(autouse=True, scope="module")

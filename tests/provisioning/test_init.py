@@ -14,7 +14,7 @@ from kiosk.core.pin import verify_pin
 from kiosk.sync.signing import generate_keypair, public_key_pem
 from provisioning.cli import build_parser, main
 from provisioning.init import run_init
-from tests.support.provisioning import KIOSK_ID, base_args
+from tests.support.provisioning import KIOSK_ID, PIN, TECHNICIAN, base_args
 
 
 def test_non_interactive_happy_path(
@@ -41,12 +41,14 @@ def test_non_interactive_happy_path(
     assert cfg.hardware.rows == 1 and cfg.hardware.cols == 4
     assert cfg.sync.ca_file == ca_file.resolve()
     assert cfg.ui.orientation == "landscape"
-    assert verify_pin("2468", cfg.ui.service_pin_hash)
+    (tech,) = cfg.service.technicians
+    assert tech.id == TECHNICIAN and verify_pin(PIN, tech.pin_hash)
+    assert cfg.ui.service_pin_hash == ""
     out = capsys.readouterr().out
     assert "CA certificate SHA-256" in out and "Province public key SHA-256" in out
     assert "Province root key   SHA-256" in out
     assert cfg.sync.province_root_key == root_file.resolve()
-    assert "2468" not in out
+    assert PIN not in out and PIN not in cfg_path.read_text(encoding="utf-8")
 
 
 BAD = [
@@ -75,7 +77,9 @@ BAD = [
     ("screen", "big", "--screen", "WIDTHxHEIGHT"),
     ("screen", "100x100", "--screen", "between 320"),
     ("data_dir", "", "--data-dir", "must not be empty"),
-    ("pin", "12", "--pin", "4 to 12 digits"),
+    ("pin", "12", "--pin-file", "6 to 12 digits"),
+    ("pin", "2468", "--pin-file", "6 to 12 digits, not 4"),
+    ("technician", "T 42", "--technician", "letters, digits"),
 ]
 
 
@@ -181,7 +185,8 @@ def test_answers_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], ca_fil
     assert main(["init", "--answers", str(answers), "--config", str(cfg_path)]) == 0
     cfg = load_config(cfg_path)
     assert cfg.hardware.cabinet == "locker" and cfg.hardware.boards == (0, 1)
-    assert verify_pin("135790", cfg.ui.service_pin_hash)
+    assert cfg.service.technicians[0].id == "default"
+    assert verify_pin("135790", cfg.service.technicians[0].pin_hash)
     # errors name the answers-file key; flags override the file
     answers.write_text(
         answers.read_text(encoding="utf-8") + 'language = "fr"\ncolour = "red"\n', encoding="utf-8"
@@ -253,6 +258,7 @@ def test_interactive_reasks_until_valid(tmp_path: Path, ca_file: Path) -> None:
         "",  # province root key
         "en",
         "800x480",
+        "T0007",  # technician id (the data dir came as a flag)
         "mqtts://b.example:8883",  # re-asked after the whole-config check
         str(ca_file),  # mqtts needs a CA: re-asked
         "y",  # fingerprints confirmed
@@ -261,17 +267,19 @@ def test_interactive_reasks_until_valid(tmp_path: Path, ca_file: Path) -> None:
     rc = run_init(
         args,
         ask=_scripted(prompts),
-        ask_secret=_scripted(["12", "4321", "4321"]),
+        ask_secret=_scripted(["4321", "432100", "432100"]),
         out=out.append,
     )
     text = "\n".join(out)
     assert "AH-<6-digit" in text and "must not be empty" in text
     assert "must be one of spiral, locker" in text
-    assert "4 to 12 digits" in text
+    assert "6 to 12 digits, not 4" in text
     assert "Province broker URL" in text and "plaintext MQTT is refused" in text
     assert "CA certificate file" in text and "required with mqtts://" in text
     assert rc == 0
-    assert load_config(cfg_path).sync.broker_url == "mqtts://b.example:8883"
+    cfg = load_config(cfg_path)
+    assert cfg.sync.broker_url == "mqtts://b.example:8883"
+    assert cfg.service.technicians[0].id == "T0007"
 
 
 def test_interactive_success(tmp_path: Path) -> None:
@@ -310,7 +318,10 @@ def test_interactive_success(tmp_path: Path) -> None:
         "",
     ]
     rc = run_init(
-        args, ask=_scripted(prompts), ask_secret=_scripted(["4321", "4321"]), out=lambda s: None
+        args,
+        ask=_scripted([*prompts, ""]),  # technician id: default
+        ask_secret=_scripted(["432100", "432100"]),
+        out=lambda s: None,
     )
     assert rc == 0
     cfg = load_config(cfg_path)

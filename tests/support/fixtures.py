@@ -12,7 +12,8 @@
 - `province`: the province simulator connected as `province` on the backend listener; it knows
   KIOSK_A (the demo device secret) and KIOSK_B, and holds the root key (`province_root`):
   `province.key_sets` publishes root-signed key sets and rotates its signing key.
-- `make_kiosk`: builds a KioskNode (store + outbox + SyncClient) with a client certificate.
+- `make_kiosk`: builds a KioskNode (store + outbox + SyncClient) with a client certificate; it
+  trusts the acks signed with the `province` fixture's key (`province_keys`).
 - `kiosk_world`: broker + PKI + province + the board emulator on a pty + a seeded kiosk store
   and its config (mqtts://, client certificate, CA, the province's public and root keys, the
   demo device secret); `kiosk_world.run(*args)` starts `kiosk run --headless` on it.
@@ -142,7 +143,9 @@ def province(
 
 
 @pytest.fixture
-def make_kiosk(tmp_path: Path, pki: Pki, mosquitto: Mosquitto) -> Iterator[MakeKiosk]:
+def make_kiosk(
+    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province_keys: tuple[bytes, bytes]
+) -> Iterator[MakeKiosk]:
     nodes: list[KioskNode] = []
 
     def make(
@@ -163,6 +166,7 @@ def make_kiosk(tmp_path: Path, pki: Pki, mosquitto: Mosquitto) -> Iterator[MakeK
             cert.key_file,
             mqtt_version=mqtt_version,
         )
+        kw.setdefault("province_key", province_keys[1])  # checks the `province` fixture's acks
         node = KioskNode(kiosk_id, data_dir or tmp_path / f"kiosk-{kiosk_id}", cfg, **kw)
         nodes.append(node)
         if start:

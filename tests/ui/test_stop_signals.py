@@ -190,7 +190,9 @@ def test_stop_during_a_vend_is_recovered_at_next_start(tmp_path: Path, slow_boar
         second.proc.kill()
         pytest.fail(f"the resumed run did not finish; {second.dump()}")
     out = second.lines()
-    assert second.proc.returncode == 0, second.dump()
+    # no province in this test (the config's broker does not answer): the sale went through and
+    # its record waits in the outbox, so buy3 exits 3 (UNREACHABLE), README "Exit codes"
+    assert second.proc.returncode == 3, second.dump()
     closed = [s for s in out if s.startswith("order ")]
     assert closed and all("refund due 0 fen" in s for s in closed), second.dump()
     assert any(s.startswith("ledger:") and s.endswith(" 0 problems") for s in out), out

@@ -69,7 +69,8 @@ def test_config_check_three_mistakes(tmp_path: Path) -> None:
 def test_config_from_environment(tmp_path: Path) -> None:
     r = run("config", "check", env={"KIOSK_CONFIG": str(tmp_path / "none.toml")})
     assert r.returncode == 1
-    assert f"{tmp_path / 'none.toml'}: (file) = (missing): file not found" in r.stderr
+    assert f"{tmp_path / 'none.toml'}: file not found." in r.stderr
+    assert "kiosk-provision init" in r.stderr  # what to do on a new kiosk
 
 
 def _demo_config(tmp_path: Path) -> Path:
@@ -95,8 +96,14 @@ def test_seed_summary_and_planogram_round_trip(tmp_path: Path) -> None:
     out = tmp_path / "p.csv"
     r = run("planogram", "export", "--config", str(cfg), "--out", str(out))
     assert r.returncode == 0, r.stderr
-    text = out.read_text()
-    assert text.startswith("slot,board,address,kind,row,col,capacity,product_id\n")
+    text = out.read_text(encoding="utf-8")
+    # a BOM so that Excel shows the names; the product names for the reader
+    assert text.startswith(
+        "\ufeffslot,board,address,kind,row,col,capacity,product_id,product_name\n"
+    )
+    assert "六安瓜片" in text
+    # the same file as Excel on a Chinese Windows saves it (GBK) imports too
+    out.write_bytes(text.lstrip("\ufeff").encode("gbk"))
     r = run("planogram", "import", str(out), "--config", str(cfg))
     assert r.returncode == 0, r.stderr
     assert "planogram version 2 applied: 60 slots" in r.stdout

@@ -243,7 +243,7 @@ def test_file_errors(tmp_path: Path) -> None:
         load_config(write(tmp_path, "[identity\nkiosk_id = 1"))
     p = tmp_path / "bin.toml"
     p.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match=r"line 1, column 1 is not UTF-8 text \(byte 0xff\)"):
         load_config(p)
 
 
@@ -265,3 +265,78 @@ def test_every_key_is_documented() -> None:
         assert f"## [{section}]" in doc
         for f in fields(cls):
             assert f"`{f.name}`" in doc, f"{section}.{f.name} missing from docs/configuration.md"
+
+
+def test_technicians(tmp_path: Path) -> None:
+    from kiosk.config import technicians
+    from kiosk.core.pin import hash_pin
+
+    h1, h2 = hash_pin("802461", iterations=10), hash_pin("135792", iterations=10)
+    text = with_section("ui", f'service_pin_hash = "{h2}"') + (
+        f'\n[[service.technicians]]\nid = "T0042"\npin_hash = "{h1}"\n'
+    )
+    cfg = load_config(write(tmp_path, text))
+    assert [(t.id, t.pin_hash) for t in technicians(cfg)] == [("T0042", h1), ("default", h2)]
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        ('id = "T 1"\npin_hash = "{h}"', r"technician 1: id 'T 1' must be 1-32 letters"),
+        ('id = "T1"\npin_hash = "2468"', r"technician 1 \(T1\): pin_hash must be pbkdf2_sha256"),
+        ('id = "T1"', r"technician 1: needs exactly the keys id and pin_hash"),
+        (
+            'id = "T1"\npin_hash = "{h}"\n[[service.technicians]]\nid = "T1"\npin_hash = "{h}"',
+            r"technician 2: id T1 is listed twice",
+        ),
+    ],
+)
+def test_bad_technicians(tmp_path: Path, entries: str, expected: str) -> None:
+    from kiosk.core.pin import hash_pin
+
+    text = (
+        GOOD + "\n[[service.technicians]]\n" + entries.format(h=hash_pin("802461", iterations=10))
+    )
+    found = issues_of(tmp_path, text)
+    assert any(re.search(r"service\.technicians = .*" + expected, f) for f in found), found
+
+
+def test_legacy_id_clash(tmp_path: Path) -> None:
+    from kiosk.core.pin import hash_pin
+
+    h = hash_pin("802461", iterations=10)
+    text = with_section("ui", f'service_pin_hash = "{h}"') + (
+        f'\n[[service.technicians]]\nid = "default"\npin_hash = "{h}"\n'
+    )
+    found = issues_of(tmp_path, text)
+    assert any("id default is taken by ui.service_pin_hash" in f for f in found), found
+
+
+def test_field_config_refuses_the_demo_pin(tmp_path: Path) -> None:
+    """The demo PIN (any salt) is refused with a real province (a broker not on this machine,
+    kiosk.config.is_field_config), named."""
+    from kiosk.core.pin import DEMO_PIN, DEMO_PIN_HASH, hash_pin
+
+    (tmp_path / "ca.pem").write_text("x")
+    field = GOOD.replace("mqtt://127.0.0.1:1883", "mqtts://broker.province.example:8883")
+    field = field.replace("[sync]", '[sync]\nca_file = "ca.pem"')
+    mine = hash_pin("802461", iterations=10)
+    demo = hash_pin(DEMO_PIN, iterations=20)
+    text = with_section("ui", f'service_pin_hash = "{demo}"') + "".join(
+        f'\n[[service.technicians]]\nid = "T{i}"\npin_hash = "{h}"\n'
+        for i, h in enumerate((mine, DEMO_PIN_HASH, hash_pin(DEMO_PIN, iterations=10)), 1)
+    )
+    found = "\n".join(issues_of(tmp_path, text.replace(GOOD, field)))
+    assert "service.technicians[1]" not in found
+    assert "service.technicians[2].pin_hash = '(technician T2)': is the published demo PIN" in found
+    assert "service.technicians[3].pin_hash = '(technician T3)'" in found
+    assert "ui.service_pin_hash = '(technician default)': is the published demo PIN" in found
+    load_config(write(tmp_path, text))  # the demo (a broker on 127.0.0.1) accepts it
+
+
+def test_demo_config_has_the_demo_technician() -> None:
+    from kiosk.config import technicians
+    from kiosk.core.pin import DEMO_PIN, verify_pin
+
+    (tech,) = technicians(load_config(demo_config_path()))
+    assert verify_pin(DEMO_PIN, tech.pin_hash)

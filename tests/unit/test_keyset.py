@@ -11,6 +11,7 @@ import pytest
 
 from kiosk.clock import ManualClock
 from kiosk.store import Store, open_store
+from kiosk.sync.acks import AckVerifier, SignedTime, sign_ack
 from kiosk.sync.keyset import (
     KEYSET_DOMAIN,
     MAX_KEYS,
@@ -103,6 +104,23 @@ def test_a_root_signed_set_replaces_the_keyring_and_the_old_key_is_dead_at_once(
     w.store = open_store(w.path, ManualClock(NOW))
     tp = w.reopen_policy()
     assert tp.keyring.ids() == [w.new.kid] and tp.applied_version("keys") == 1
+
+
+def test_acks_are_verified_with_the_key_set_in_force(world: World) -> None:
+    """The ack verifier reads the policy's keyring at each ack (as SyncBridge wires it): once
+    a root-signed set is applied, the new key's acks verify and the retired key's do not."""
+    w = world
+    acks = AckVerifier(KIOSK, lambda: w.policy.keyring, SignedTime(w.store))
+    assert acks.verify(sign_ack(w.old.priv, w.old.kid, KIOSK, [("e1", 1)], int(NOW))).records
+    with pytest.raises(TrustError) as ei:  # not yet trusted
+        acks.verify(sign_ack(w.new.priv, w.new.kid, KIOSK, [("e2", 2)], int(NOW)))
+    assert ei.value.reason is TrustReason.UNKNOWN_KEY
+    w.policy.accept_keys(w.key_set(1, w.new))
+    got = acks.verify(sign_ack(w.new.priv, w.new.kid, KIOSK, [("e2", 2)], int(NOW) + 1))
+    assert got.records == [("e2", 2)] and got.kid == w.new.kid
+    with pytest.raises(TrustError) as ei:
+        acks.verify(sign_ack(w.old.priv, w.old.kid, KIOSK, [("e3", 3)], int(NOW) + 2))
+    assert ei.value.reason is TrustReason.UNKNOWN_KEY
 
 
 def test_two_step_rotation_has_no_window_for_the_old_key(world: World) -> None:

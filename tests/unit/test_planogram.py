@@ -210,10 +210,10 @@ GOOD_ROW = "10,1,0,spiral,1,0,10,TEA-LAGP-50"
         ("11,16,1,spiral,1,1,10,TEA-LAGP-50", f"board must be 0..{MAX_BOARD}, got 16"),
         ("11,1,256,spiral,1,1,10,TEA-LAGP-50", "address must be 0..255, got 256"),
         ("11,1,-1,spiral,1,1,10,TEA-LAGP-50", "address must be 0..255, got -1"),
-        ("11,1,1,spiral,1,1,10,TEA-LAGP-50,extra", "too many columns (expected 8)"),
-        ("11,1,1,spiral,1,1,10,TEA-LAGP-50,", "too many columns (expected 8)"),
-        ("11,1,1,spiral,1,1,10", "too few columns (expected 8)"),
-        ("11", "too few columns (expected 8)"),
+        ("11,1,1,spiral,1,1,10,TEA-LAGP-50,extra", "more cells than header columns (8)"),
+        ("11,1,1,spiral,1,1,10,TEA-LAGP-50,", "more cells than header columns (8)"),
+        ("11,1,1,spiral,1,1,10", "fewer cells than header columns (8)"),
+        ("11", "fewer cells than header columns (8)"),
     ],
 )
 def test_bad_row(row: str, reason: str) -> None:
@@ -240,7 +240,7 @@ def test_several_bad_rows_one_error_each_good_rows_silent() -> None:
     assert "not in the catalog" in errors[0].message
     assert "kind must be" in errors[1].message
     assert "locker door" in errors[2].message
-    assert "too few columns" in errors[3].message
+    assert "fewer cells" in errors[3].message
     assert "already defined on row 4" in errors[4].message
     assert "already used on row 2" in errors[5].message
     # the exception text lists every error, one per line, for the technician
@@ -263,21 +263,48 @@ def test_row_numbers_count_blank_lines() -> None:
 
 
 @pytest.mark.parametrize(
-    "header",
+    ("header", "why"),
     [
-        "slot,board,address,kind,row,col,capacity",
-        "slot,board,address,kind,row,col,capacity,product_id,price",
-        "slot,address,board,kind,row,col,capacity,product_id",
-        "Slot,Board,Address,Kind,Row,Col,Capacity,Product_id",
-        "槽位,板,地址,类型,行,列,容量,商品",
-        "10,1,0,spiral,1,0,10,TEA-LAGP-50",  # header forgotten
+        ("slot,board,address,kind,row,col,capacity", "missing column(s) product_id"),
+        ("slot,board,address,kind,row,col,capacity,product_id,slot", "column(s) slot twice"),
+        ("槽位,板,地址,类型,行,列,容量,商品", "missing column(s) slot, board, address"),
+        ("10,1,0,spiral,1,0,10,TEA-LAGP-50", "missing column(s) slot"),  # header forgotten
     ],
 )
-def test_bad_header(header: str) -> None:
+def test_bad_header(header: str, why: str) -> None:
     errors = rejected(csv_of(GOOD_ROW, header=header))
     assert len(errors) == 1
     assert errors[0].row == 1
-    assert errors[0].message.startswith(f"header must be {HEADER}")
+    assert errors[0].message.startswith(f"header must name the columns {HEADER}")
+    assert why in errors[0].message
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "slot,board,address,kind,row,col,capacity,product_id,product_name,price",
+        "Slot,Board,Address,Kind,Row,Col,Capacity,Product_id",
+        "notes,slot,board,address,kind,row,col,capacity,product_id",
+    ],
+)
+def test_headers_a_spreadsheet_writes_are_accepted(header: str) -> None:
+    """Any order, any case, extra columns (product name, price, notes) ignored."""
+    cols = [c.strip().lower() for c in header.split(",")]
+    cells = dict(zip(HEADER.split(","), GOOD_ROW.split(","), strict=True))
+    row = ",".join(cells.get(c, "anything, really" if c == "notes" else "x") for c in cols)
+    row = row.replace("anything, really", '"anything, really"')
+    pg = planogram_from_csv(csv_of(row, header=header), 2, KNOWN)
+    assert [s.slot_no for s in pg] == [int(cells["slot"])]
+
+
+def test_export_names_the_products_and_reimports() -> None:
+    original = demo_planogram(SlotKind.SPIRAL)
+    names = {pid: f"名{pid}" for pid in original.product_ids()}
+    text = planogram_to_csv(original, names)
+    assert text.splitlines()[0] == HEADER + ",product_name"
+    assert any(f",名{pid}" in text for pid in names)
+    back = planogram_from_csv(text, original.version, set(KNOWN) | set(names))
+    assert list(back) == list(original)
 
 
 @pytest.mark.parametrize("text", ["", "\ufeff", "\n", "\n\n"])

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.app import load_device_secret as kiosk_load_device_secret
@@ -36,7 +37,7 @@ from kiosk.core.payment import (
     RejectReason,
 )
 from kiosk.sim.province import load_device_secret as province_load_device_secret
-from kiosk.sync import identity, keyset, signing, topics
+from kiosk.sync import acks, identity, keyset, ledger_head, signing, topics
 from kiosk.sync.signing import Keyring, TrustError, TrustReason
 from tests.support.paths import ROOT
 
@@ -131,7 +132,10 @@ def _device_secret(v: Vector) -> None:
     assert len(data) == int(v.one("key_length"))
     key_hex = v.one("key_hex")
     assert province_load_device_secret(path).hex() == key_hex
-    config: Any = SimpleNamespace(payments=SimpleNamespace(device_secret_file=path))
+    config: Any = SimpleNamespace(
+        payments=SimpleNamespace(device_secret_file=path),
+        sync=SimpleNamespace(broker_url="mqtt://127.0.0.1:1883"),  # not a field config
+    )
     assert kiosk_load_device_secret(config).hex() == key_hex
 
 
@@ -376,6 +380,24 @@ def _keyset(v: Vector) -> None:
         assert e.value.reason is TrustReason(reason)
 
 
+@check("envelope-ack")
+def _envelope_ack(v: Vector) -> None:
+    _envelope_vector(v, "ack")
+    private = bytes.fromhex(v.one("private_key_hex"))
+    body = json.loads(v.one("body"))
+    pairs = [(str(e), int(s)) for e, s in body["records"]]
+    env = acks.sign_ack(private, v.one("kid"), body["kiosk_id"], pairs, body["issued_at"])
+    assert topics.encode(env) == v.one("wire").encode("utf-8")
+    # what the kiosk does with it: signature, name, kiosk, pairs, freshness
+    wire = topics.decode("ack", v.one("wire").encode("utf-8"))
+    verifier = acks.AckVerifier.for_key(DEMO_KIOSK, raw_public(private))
+    got = verifier.verify(wire)
+    assert got.records == pairs and got.issued_at == body["issued_at"]
+    with pytest.raises(TrustError) as e:
+        acks.AckVerifier.for_key("AH-340100-0002", raw_public(private)).verify(wire)
+    assert e.value.reason is TrustReason.WRONG_KIOSK
+
+
 def _record(body: dict[str, Any], prev_hash: str) -> ledger.SaleRecord:
     h = ledger.record_hash(prev_hash, body)
     return ledger.record_from_dict({**body, "prev_hash": prev_hash, "record_hash": h})
@@ -426,6 +448,22 @@ def _ledger_chain(v: Vector) -> None:
     assert kinds == [ProblemKind.ALTERED]
     kinds = [p.kind for p in ledger.verify_chain([records[0], records[2]])]
     assert kinds == [ProblemKind.MISSING_SEQUENCE, ProblemKind.BROKEN_LINK]
+
+
+@check("ledger-head")
+def _ledger_head(v: Vector) -> None:
+    point = bytes.fromhex(v.one("public_key_point"))
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    kiosk_id, seq, rh = v.one("kiosk_id"), int(v.one("seq")), v.one("record_hash")
+    assert ledger_head.head_bytes(kiosk_id, seq, rh).decode("utf-8") == v.one("signed_bytes")
+    record = {"seq": seq, "record_hash": rh, "head_sig": v.one("head_sig")}
+    assert ledger_head.verify_head(key, kiosk_id, record)
+    tampered = {**record, "seq": int(v.one("tampered_seq"))}
+    assert not ledger_head.verify_head(key, kiosk_id, tampered)
+    assert not ledger_head.verify_head(key, kiosk_id + "X", record)
+    assert not ledger_head.verify_head(
+        key, kiosk_id, {**record, "head_sig": record["head_sig"] + "="}
+    )
 
 
 # --- the tests -------------------------------------------------------------------------------

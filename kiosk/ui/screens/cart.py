@@ -13,7 +13,7 @@ import pygame
 from kiosk.contract import CartLine, Checkout, SetQuantity
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
-from kiosk.ui.widgets import Ui, line_height
+from kiosk.ui.widgets import Ui, line_height, pager
 
 
 class CartScreen(Screen):
@@ -176,28 +176,5 @@ class CartScreen(Screen):
         )
 
     def _draw_pager(self, ui: Ui, area: pygame.Rect, pages: int) -> None:
-        m, t = ui.m, ui.t
-        py = area.bottom - m.touch
-        bw = max(m.touch * 2, ui.measure(t("catalog.next"), m.text, True) + 2 * m.pad)
-        ui.button(
-            pygame.Rect(area.x, py, bw, m.touch),
-            t("catalog.prev"),
-            (lambda: self._turn(-1)) if self.page else None,
-            name="cart-prev",
-            style="outline",
-            max_lines=1,
-        )
-        ui.text(
-            t("cart.page", page=self.page + 1, pages=pages),
-            pygame.Rect(area.x + bw, py, area.w - 2 * bw, m.touch),
-            align="center",
-            valign="middle",
-        )
-        ui.button(
-            pygame.Rect(area.right - bw, py, bw, m.touch),
-            t("catalog.next"),
-            (lambda: self._turn(1)) if self.page < pages - 1 else None,
-            name="cart-next",
-            style="outline",
-            max_lines=1,
-        )
+        bar = pygame.Rect(area.x, area.bottom - ui.m.touch, area.w, ui.m.touch)
+        pager(ui, bar, self.page, pages, self._turn, "cart")

@@ -14,7 +14,7 @@ import pygame
 from kiosk.contract import OpenDoor, Restock, ServiceViewed, SlotView, TestVend
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
-from kiosk.ui.widgets import Action, Ui, line_height
+from kiosk.ui.widgets import Action, Ui, line_height, pager
 
 SlotsMode = Literal["restock", "test_vend", "door", "stock"]
 _TITLES = {
@@ -99,29 +99,13 @@ class ServiceSlotsScreen(Screen):
             self._draw_row(ui, pygame.Rect(body.x, y, body.w, row_h - m.gap // 2), s)
             y += row_h
         bar = foot.inflate(-2 * m.pad, 0)
-        fy = foot.y + m.pad
-        bw = max(m.touch * 2, ui.measure(t("catalog.prev"), m.text, True) + 2 * m.pad)
-        ui.button(
-            pygame.Rect(bar.x, fy, bw, m.touch),
-            t("catalog.prev"),
-            (lambda: self._turn(-1)) if self.page else None,
-            name="slots-prev",
-            style="outline",
-            max_lines=1,
-        )
-        ui.text(
-            t("catalog.page", page=self.page + 1, pages=pages),
-            pygame.Rect(bar.x + bw, fy, bar.w - 2 * bw, m.touch),
-            align="center",
-            valign="middle",
-        )
-        ui.button(
-            pygame.Rect(bar.right - bw, fy, bw, m.touch),
-            t("catalog.next"),
-            (lambda: self._turn(1)) if self.page < pages - 1 else None,
-            name="slots-next",
-            style="outline",
-            max_lines=1,
+        pager(
+            ui,
+            pygame.Rect(bar.x, foot.y + m.pad, bar.w, m.touch),
+            self.page,
+            pages,
+            self._turn,
+            "slots",
         )
 
     def _draw_row(self, ui: Ui, row: pygame.Rect, s: SlotView) -> None:

@@ -1,0 +1,153 @@
+"""Broken input files fed to the real `kiosk` command (issue 17 req. 8): every one gets a
+clear message naming the file, the place and what to do, in Chinese or English by the locale,
+a usage exit code, and never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.config import kiosk_config, write_config
+from tests.support.paths import ROOT
+
+
+def kiosk(*args: str, lang: str = "en_US.UTF-8") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KIOSK_CONFIG", "KIOSK_LANG")}
+    env.update(PYTHONPATH=str(ROOT), LANG=lang, LC_ALL=lang)
+    return subprocess.run(
+        [sys.executable, "-m", "kiosk.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def _clean(r: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert "codec can't decode" not in r.stderr, r.stderr
+
+
+pytestmark = pytest.mark.slow  # ~30 real `kiosk` processes
+
+
+def _config(tmp_path: Path) -> dict[str, object]:
+    return kiosk_config(port=tmp_path / "board", data_dir=tmp_path / "data")
+
+
+GOOD = '[identity]\nsite_name = "测试"\n'  # a Chinese value: GBK bytes differ from UTF-8
+
+
+@pytest.mark.parametrize(
+    ("data", "expect_en", "expect_zh"),
+    [
+        (GOOD.encode("gbk"), "line 2, column 14 is not UTF-8 text (byte 0xb2)", "第 2 行第 14 列"),
+        (
+            b"\xff\xfe\x00garbage",
+            "line 1, column 1 is not UTF-8 text (byte 0xff)",
+            "第 1 行第 1 列",
+        ),
+        (b"[identity\nkiosk_id = 1\n", "not valid TOML", "不是有效的 TOML"),
+        (
+            b"[identity]\nsite_name = \xe6\xb5\x8b\xe8\xaf\x95\n",
+            "not valid TOML",
+            "不是有效的 TOML",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [("config", "check"), ("run", "--headless")])
+def test_broken_configs(
+    tmp_path: Path, data: bytes, expect_en: str, expect_zh: str, command: tuple[str, ...]
+) -> None:
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_bytes(data)
+    r = kiosk(*command, "--config", str(cfg))
+    _clean(r)
+    assert r.returncode in (1, 2), r.stderr
+    assert str(cfg) in r.stderr and expect_en in r.stderr, r.stderr
+    r = kiosk(*command, "--config", str(cfg), lang="zh_CN.UTF-8")
+    _clean(r)
+    assert expect_zh in r.stderr, r.stderr
+
+
+def test_a_config_saved_with_a_bom_is_read(tmp_path: Path) -> None:
+    """Notepad saves UTF-8 with a BOM: that is a UTF-8 file like any other."""
+    path = write_config(tmp_path / "kiosk.toml", _config(tmp_path))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    r = kiosk("config", "check", "--config", str(path))
+    _clean(r)
+    assert r.returncode == 0 and ": OK" in r.stdout, r.stderr
+
+
+def test_no_config_points_to_provisioning(tmp_path: Path) -> None:
+    for lang, hint in (("en_US.UTF-8", "run `kiosk-provision init`"), ("zh_CN.UTF-8", "请先运行")):
+        r = kiosk("run", "--headless", "--config", str(tmp_path / "none.toml"), lang=lang)
+        _clean(r)
+        assert r.returncode == 2 and hint in r.stderr and "kiosk-provision init" in r.stderr
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    path = write_config(tmp_path / "kiosk.toml", _config(tmp_path))
+    assert kiosk("store", "seed-demo", "--config", str(path)).returncode == 0
+    return path
+
+
+def test_planogram_csv_encodings(cfg: Path, tmp_path: Path) -> None:
+    out = tmp_path / "export.csv"
+    assert kiosk("planogram", "export", "--config", str(cfg), "--out", str(out)).returncode == 0
+    text = out.read_text(encoding="utf-8-sig")
+    for name, data in (
+        ("utf8.csv", text.encode("utf-8")),
+        ("bom.csv", text.encode("utf-8-sig")),
+        ("gbk.csv", text.encode("gbk")),
+    ):
+        f = tmp_path / name
+        f.write_bytes(data)
+        r = kiosk("planogram", "import", str(f), "--config", str(cfg))
+        _clean(r)
+        assert r.returncode == 0 and "applied: 60 slots" in r.stdout, (name, r.stderr)
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(text.encode("utf-8")[:200] + b"\xff\x80\xff" + b"\n")
+    for lang, expect in (
+        ("en_US.UTF-8", "is neither UTF-8 nor GBK text (byte 0xff)"),
+        ("zh_CN.UTF-8", "既不是 UTF-8 也不是 GBK"),
+    ):
+        r = kiosk("planogram", "import", str(junk), "--config", str(cfg), lang=lang)
+        _clean(r)
+        assert r.returncode == 2 and str(junk) in r.stderr and expect in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("what", "expect"),
+    [
+        ("missing", "file not found"),
+        ("directory", "cannot be read"),
+        ("header", "missing column(s) product_id"),
+    ],
+)
+def test_planogram_csv_broken_files(cfg: Path, tmp_path: Path, what: str, expect: str) -> None:
+    f = tmp_path / "p.csv"
+    if what == "directory":
+        f.mkdir()
+    elif what == "header":
+        f.write_text("slot,board,address,kind,row,col,capacity\n1,0,0,spiral,1,0,5\n")
+    r = kiosk("planogram", "import", str(f), "--config", str(cfg))
+    _clean(r)
+    assert r.returncode in (1, 2) and expect in r.stderr, r.stderr
+
+
+def test_a_missing_serial_port_is_said_once(tmp_path: Path) -> None:
+    r = kiosk("board", "status", "--port", "/dev/nonexistent-kiosk-port")
+    _clean(r)
+    assert r.returncode == 3
+    lines = [ln for ln in r.stderr.splitlines() if "/dev/nonexistent-kiosk-port" in ln]
+    assert len(lines) == 1 and "does not exist" in lines[0], r.stderr
+    assert "ls /dev/ttyUSB*" in lines[0]
+    r = kiosk("board", "status", "--port", "/dev/nonexistent-kiosk-port", lang="zh_CN.UTF-8")
+    assert "串口 /dev/nonexistent-kiosk-port 不存在" in r.stderr, r.stderr
