@@ -3,9 +3,10 @@
 Owns: the wiring only. Build order, so that nothing is patched after it exists: store ->
 clock offset -> outbox -> serial link -> boards/cabinet -> sync bridge (kiosk.sync.bridge) ->
 controller, which gets the bridge's hooks in its constructor (`on_commit`, `payment_query`,
-`province_time`); the bridge reads the App (its `KioskPort`) only once running. Also the
-App's lifecycle: start, the systemd watchdog, close. `kiosk run` (signals, readiness, UI or
-headless, degraded fallback) is kiosk/cli_run.py. Decides nothing about sales (the controller
+`province_time`, `province_keys`: confirmations are verified with the sync keyring); the
+bridge reads the App (its `KioskPort`) only once running. Also the App's lifecycle: start,
+the systemd watchdog, close. `kiosk run` (signals, readiness, UI or headless, degraded
+fallback) is kiosk/cli_run.py. Decides nothing about sales (the controller
 and the core do) and never reads a secret it does not hand straight to the component that
 needs it. Test features (the test payment signer, the scripted shopper) live in kiosk.sim.
 """
@@ -105,6 +106,7 @@ class App:
                 "on_commit": self.sync.wake,
                 "payment_query": self.sync.payment_query,
                 "province_time": self.sync.clock_offset.province_now,
+                "province_keys": self.sync.province_keys,
                 "payment_rejected": self.sync.rejected,
             }
         self.controller = controller(**hooks)
@@ -195,11 +197,15 @@ def build_app(
     store = open_store(config.store.data_dir, clock)
     try:
         store.counters.next_value("boot")
-        config_key = None
-        if config.sync.province_public_key is not None:
-            from kiosk.sync.signing import load_public_key_pem
+        from kiosk.sync.signing import load_public_key_pem
 
-            config_key = load_public_key_pem(config.sync.province_public_key)
+        s = config.sync
+        config_key = (
+            None if s.province_public_key is None else load_public_key_pem(s.province_public_key)
+        )
+        root_key = (
+            None if s.province_root_key is None else load_public_key_pem(s.province_root_key)
+        )  # signs key sets only (kiosk.sync.keyset)
         offset = ClockOffset() if sync else None
         outbox = Outbox(store, Topics(config.identity.kiosk_id), clock, clock_offset=offset)
         link, cabinet = build_cabinet(
@@ -208,6 +214,8 @@ def build_app(
         key = province_public_key if province_public_key is not None else config_key
 
         def controller(**hooks: Any) -> Controller:
+            if province_public_key is not None:  # an explicit trust key (test payments) wins
+                hooks.pop("province_keys", None)
             return Controller(
                 store,
                 cabinet,
@@ -223,7 +231,9 @@ def build_app(
 
         def bridge(app: App) -> SyncBridge:
             assert offset is not None
-            return SyncBridge(app, config_key, offset, **dict(sync_options or {}))
+            return SyncBridge(
+                app, config_key, offset, root_key=root_key, **dict(sync_options or {})
+            )
 
         return App(
             config, store, link, cabinet, outbox, clock, controller, bridge if sync else None

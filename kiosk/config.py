@@ -107,6 +107,7 @@ class SyncConfig:
     cert_file: Path | None = None
     key_file: Path | None = None
     province_public_key: Path | None = None
+    province_root_key: Path | None = None  # signs key sets only (kiosk.sync.keyset)
     allow_plaintext: bool = False  # only for the demo and tests
     bootstrap_url: str = ""  # registration listener (server TLS only); "" = broker_url
     # SHA-256 of the CA that signs this kiosk's certificate at registration, pinned at
@@ -565,6 +566,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
         ("sync.cert_file", s.cert_file),
         ("sync.key_file", s.key_file),
         ("sync.province_public_key", s.province_public_key),
+        ("sync.province_root_key", s.province_root_key),
         ("payments.device_secret_file", cfg.payments.device_secret_file),
         ("ui.font_path", cfg.ui.font_path),
     ):
@@ -587,8 +589,37 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name, "ui.dim_after_s", ui.dim_after_s, "must not be shorter than ui.idle_timeout_s"
             )
         )
+    issues.extend(_root_key_checks(name, s))
     issues.extend(_service_checks(name, cfg))
     return issues
+
+
+def _root_key_checks(name: str, s: SyncConfig) -> list[ConfigIssue]:
+    """The root key signs key sets only: it must not also be the signing key."""
+    root, signing = s.province_root_key, s.province_public_key
+    if root is None or signing is None or not root.is_file() or not signing.is_file():
+        return []
+    from cryptography.hazmat.primitives import serialization
+
+    def spki(path: Path) -> bytes:
+        return serialization.load_pem_public_key(path.read_bytes()).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    try:
+        same = spki(root) == spki(signing)
+    except (ValueError, TypeError) as e:
+        return [ConfigIssue(name, "sync.province_root_key", str(root), f"not a PEM key: {e}")]
+    if same:
+        return [
+            ConfigIssue(
+                name,
+                "sync.province_root_key",
+                str(root),
+                "is the same key as sync.province_public_key; the root key must be separate",
+            )
+        ]
+    return []
 
 
 # --- field configs: no test or demo paths -----------------------------------------------------

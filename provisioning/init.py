@@ -170,19 +170,26 @@ def _ca_file(text: str, base: Path) -> Parsed:
     return {"sync.ca_file": str(p)}
 
 
-def _province_key(text: str, base: Path) -> Parsed:
-    if not text.strip():
-        return {}
-    p = _path(text, base)
-    try:
-        from kiosk.sync.signing import load_public_key_pem
+def _ed25519_file(config_key: str) -> Callable[[str, Path], Parsed]:
+    def parse(text: str, base: Path) -> Parsed:
+        if not text.strip():
+            return {}
+        p = _path(text, base)
+        try:
+            from kiosk.sync.signing import load_public_key_pem
 
-        load_public_key_pem(p)
-    except OSError as e:
-        raise ValueError(f"cannot read {p}: {e.strerror}") from None
-    except ValueError:
-        raise ValueError(f"{p} is not an Ed25519 public key (PEM)") from None
-    return {"sync.province_public_key": str(p)}
+            load_public_key_pem(p)
+        except OSError as e:
+            raise ValueError(f"cannot read {p}: {e.strerror}") from None
+        except ValueError:
+            raise ValueError(f"{p} is not an Ed25519 public key (PEM)") from None
+        return {config_key: str(p)}
+
+    return parse
+
+
+_province_key = _ed25519_file("sync.province_public_key")
+_province_root_key = _ed25519_file("sync.province_root_key")  # signs key sets only
 
 
 def _fingerprint(text: str, _b: Path) -> Parsed:
@@ -306,6 +313,19 @@ FIELDS: tuple[Field, ...] = (
         default="",
         help="expected SHA-256 of the province public key (checked when given)",
     ),
+    Field(
+        "province_root_key",
+        "Province root key 省平台根公钥 (PEM; signs key changes; empty: keys frozen)",
+        _province_root_key,
+        default="",
+    ),
+    Field(
+        "province_root_key_fingerprint",
+        None,
+        _fingerprint,
+        default="",
+        help="expected SHA-256 of the province root key (checked when given)",
+    ),
     Field("language", "Language 语言 (zh, en)", _choice("ui.language", "zh", "en"), default="zh"),
     Field("screen", "Screen 屏幕 (WIDTHxHEIGHT)", _screen, default="1080x1920"),
     Field("data_dir", "Data directory 数据目录", _data_dir, default="/var/lib/kiosk"),
@@ -340,6 +360,7 @@ KEY_OWNER: dict[str, str] = {
     "sync.ca_file": "ca_file",
     "sync.client_ca_fingerprint": "client_ca_fingerprint",
     "sync.province_public_key": "province_key",
+    "sync.province_root_key": "province_root_key",
     "payments.pay_url_base": "pay_url",
     "ui.language": "language",
     "ui.width": "screen",
@@ -382,8 +403,13 @@ def _fingerprints(
         want = answers.get("ca_fingerprint", "").strip().upper().replace(":", "")
         if want and want != fp.replace(":", ""):
             problems["ca_fingerprint"] = f"does not match the CA certificate ({fp})"
-    pk = values.get("province_key", {}).get("sync.province_public_key")
-    if pk:
+    for field, key, label in (
+        ("province_key", "sync.province_public_key", "Province public key"),
+        ("province_root_key", "sync.province_root_key", "Province root key  "),
+    ):
+        pk = values.get(field, {}).get(key)
+        if not pk:
+            continue
         from kiosk.sync.signing import key_id, load_public_key_pem
 
         raw = load_public_key_pem(pk)
@@ -391,10 +417,10 @@ def _fingerprints(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         fp = public_key_fingerprint(spki)
-        lines.append(f"Province public key SHA-256: {fp} (key id {key_id(raw)})")
-        want = answers.get("province_key_fingerprint", "").strip().upper().replace(":", "")
+        lines.append(f"{label} SHA-256: {fp} (key id {key_id(raw)})")
+        want = answers.get(f"{field}_fingerprint", "").strip().upper().replace(":", "")
         if want and want != fp.replace(":", ""):
-            problems["province_key_fingerprint"] = f"does not match the province key ({fp})"
+            problems[f"{field}_fingerprint"] = f"does not match the {label.strip().lower()} ({fp})"
     return lines, problems
 
 

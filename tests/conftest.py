@@ -26,6 +26,7 @@ from tests.support.fixtures import (  # noqa: F401  (fixtures, registered here f
     pki,
     province,
     province_keys,
+    province_root,
     proxy,
 )
 

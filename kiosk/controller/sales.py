@@ -27,6 +27,7 @@ from kiosk.core.payment import (
     PaymentConfirmation,
     PaymentStatusQuery,
     PaymentStatusReply,
+    RejectReason,
     confirmation_from_dict,
     verify_confirmation,
     verify_status_reply,
@@ -67,6 +68,10 @@ class Sales:
         # province checks the pay URL's expiry against, and what confirmations are fresh by,
         # so a kiosk whose clock is years off still sells. Identity until sync sets it.
         self.province_time: Callable[[float], float] = lambda t: t
+        # the province signing keys confirmations are verified with: the sync layer's keyring
+        # (changed only by root-signed key sets, so a retired key is dead here too); without
+        # sync, or with an explicit trust key (test payments), `province_public_key` alone
+        self.province_keys: Callable[[], list[bytes]] | None = None
         # a province message refused here: (what, reason, detail) -> the sync layer's count
         # and rate-limited SYNC_REJECTED alarm (kiosk.sync.rejections). None until sync sets it.
         self.payment_rejected: Callable[[str, str, str], None] | None = None
@@ -221,33 +226,41 @@ class Sales:
             self._rejected("payment/confirm", c.reason.value, c.detail)
             return
         order = self.load(c.order_id)
-        if self.province_public_key is None:
+        keys = self._trusted_keys()
+        if not keys:
             log_event(log, "payment.rejected", logging.WARNING, reason="no province key")
             return
         amounts = {} if order is None else {order.order_id: order.total_fen}
-        result = verify_confirmation(
-            c,
-            province_public_key=self.province_public_key,
-            kiosk_id=self.kiosk_id,
-            order_amounts=amounts,
-            now=self.province_time(self.clock.time()),
-            order_created_at=self._created_in_province_time(order),
-        )
+        for key in keys:  # confirmations carry no key id: at most a few keys are valid at once
+            result = verify_confirmation(
+                c,
+                province_public_key=key,
+                kiosk_id=self.kiosk_id,
+                order_amounts=amounts,
+                now=self.province_time(self.clock.time()),
+                order_created_at=self._created_in_province_time(order),
+            )
+            if not _bad_signature(result):
+                break
         self._pay(order, result, c.order_id, "payment/confirm")
 
     def on_status_reply(self, reply: PaymentStatusReply) -> None:
-        if self.province_public_key is None:
+        keys = self._trusted_keys()
+        if not keys:
             return
         order = self.load(reply.order_id)
         amounts = {} if order is None else {order.order_id: order.total_fen}
-        result = verify_status_reply(
-            reply,
-            province_public_key=self.province_public_key,
-            kiosk_id=self.kiosk_id,
-            order_amounts=amounts,
-            now=self.province_time(self.clock.time()),
-            order_created_at=self._created_in_province_time(order),
-        )
+        for key in keys:
+            result = verify_status_reply(
+                reply,
+                province_public_key=key,
+                kiosk_id=self.kiosk_id,
+                order_amounts=amounts,
+                now=self.province_time(self.clock.time()),
+                order_created_at=self._created_in_province_time(order),
+            )
+            if not _bad_signature(result):
+                break
         if result is not None:
             self._pay(order, result, reply.order_id, "orders/status/reply")
 
@@ -257,6 +270,11 @@ class Sales:
                 self.payment_rejected(what, reason, detail)
             except Exception:  # counting must never take the controller down
                 log.exception("payment_rejected hook failed")
+
+    def _trusted_keys(self) -> list[bytes]:
+        if self.province_keys is not None:
+            return self.province_keys()
+        return [] if self.province_public_key is None else [self.province_public_key]
 
     def _created_in_province_time(self, order: sale.Order | None) -> float | None:
         if order is None or not order.created_at:
@@ -283,3 +301,8 @@ class Sales:
         else:
             log_event(log, "payment.confirmed", order=order_id, ref=result.provider_ref)
         self.feed(order, sale.PaymentConfirmed(result, self.clock.time()))
+
+
+def _bad_signature(result: object) -> bool:
+    """A rejection for the signature alone: the next trusted key may still verify it."""
+    return isinstance(result, ConfirmationRejected) and result.reason is RejectReason.BAD_SIGNATURE

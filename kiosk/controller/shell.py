@@ -72,6 +72,7 @@ class Controller:
         payment_query: Callable[[PaymentStatusQuery], None] | None = None,
         on_commit: Callable[[], None] | None = None,
         province_time: Callable[[float], float] | None = None,
+        province_keys: Callable[[], list[bytes]] | None = None,
         payment_rejected: Callable[[str, str, str], None] | None = None,
         tick_s: float = 1.0,
         status_every_s: float = 1.0,
@@ -111,6 +112,7 @@ class Controller:
         self.payment_query = payment_query
         if province_time is not None:
             self.province_time = province_time
+        self.sales.province_keys = province_keys  # confirmations follow the sync keyring
         self.sales.payment_rejected = payment_rejected  # (what, reason, detail): sync counts
 
     def _wire(

@@ -1,8 +1,9 @@
 """`kiosk province-sim`: run the province simulator, or print what it has recorded.
 
 Owns: argument parsing for `province-sim run` (default), `province-sim report` (`--reconcile`:
-kiosk/sim/province_reconcile.py), `province-sim sign-csr`, `province-sim issue-token` and
-`province-sim revoke` (kiosk/sim/province_revoke.py), and signal handling. `run` also answers
+kiosk/sim/province_reconcile.py), `province-sim sign-csr`, `province-sim issue-token`,
+`province-sim revoke` (kiosk/sim/province_revoke.py) and `province-sim rotate-keys` (a
+root-signed key set: kiosk.sim.province_keys), and signal handling. `run` also answers
 registrations (`kiosk/v1/register/+/request`) with the CA in `<data-dir>/ca` (the CA the broker
 must trust for client certificates); tokens and registrations live in
 `<data-dir>/provisioning/registrations.db`. Behaviour lives in kiosk.sim.province and
@@ -32,6 +33,7 @@ __all__ = [
     "cmd_issue_token",
     "cmd_report",
     "cmd_revoke",
+    "cmd_rotate_keys",
     "cmd_run",
     "cmd_sign_csr",
     "main",
@@ -51,7 +53,8 @@ def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common_parent: argparse.ArgumentParser,
 ) -> None:
-    """Add `province-sim` (actions: run, report, sign-csr, issue-token) to the kiosk command."""
+    """Add `province-sim` (actions: run, report, sign-csr, issue-token, rotate-keys) to the
+    kiosk command."""
     p = subparsers.add_parser(
         "province-sim",
         help="run the province simulator (broker peer, payment page) or print its report",
@@ -98,7 +101,24 @@ def register(
         "--ttl", type=float, default=7 * 86400.0, metavar="S", help="valid for S seconds (7 days)"
     )
     tok.set_defaults(func=cmd_issue_token)
+    _rotate_parser(sub)
     _revoke_parser(sub)
+
+
+def _rotate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rot = sub.add_parser(
+        "rotate-keys",
+        help="new signing key: the root key signs the new key set (published retained)",
+        description="One step (default): the set {new}. Two steps: --keep-old publishes "
+        "{old, new}; later --retire-old publishes {current}. Restart a running `run` after it "
+        "(it keeps signing with the key it loaded) and re-publish retained state.",
+    )
+    _data_dir_arg(rot)
+    _broker_args(rot)
+    how = rot.add_mutually_exclusive_group()
+    how.add_argument("--keep-old", action="store_true", help="publish {old, new} (step 1 of 2)")
+    how.add_argument("--retire-old", action="store_true", help="publish {current} (step 2 of 2)")
+    rot.set_defaults(func=cmd_rotate_keys)
 
 
 def _revoke_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -148,17 +168,7 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--broker", default=argparse.SUPPRESS, help="mqtt(s)://host:port")
-    p.add_argument("--mqtt-version", choices=("5", "3.1.1"), default=argparse.SUPPRESS)
-    p.add_argument("--ca", type=Path, default=argparse.SUPPRESS, help="broker CA certificate")
-    p.add_argument("--cert", type=Path, default=argparse.SUPPRESS, help="province client cert")
-    p.add_argument("--key", type=Path, default=argparse.SUPPRESS, help="its private key")
-    p.add_argument(
-        "--allow-plaintext",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="allow mqtt:// to a non-loopback broker (loopback is always allowed: demo)",
-    )
+    _broker_args(p)
     p.add_argument(
         "--kiosk",
         action="append",
@@ -183,6 +193,20 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _broker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", default=argparse.SUPPRESS, help="mqtt(s)://host:port")
+    p.add_argument("--mqtt-version", choices=("5", "3.1.1"), default=argparse.SUPPRESS)
+    p.add_argument("--ca", type=Path, default=argparse.SUPPRESS, help="broker CA certificate")
+    p.add_argument("--cert", type=Path, default=argparse.SUPPRESS, help="province client cert")
+    p.add_argument("--key", type=Path, default=argparse.SUPPRESS, help="its private key")
+    p.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="allow mqtt:// to a non-loopback broker (loopback is always allowed: demo)",
+    )
+
+
 def _opt(args: argparse.Namespace, name: str, default: Any) -> Any:
     return getattr(args, name, default)
 
@@ -199,6 +223,27 @@ def _is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _broker(args: argparse.Namespace, client_id: str = "province-sim") -> Any:
+    """The BrokerSettings of the command line, or a message saying what is wrong."""
+    from kiosk.sim.province import BrokerSettings
+
+    url = _opt(args, "broker", "mqtt://127.0.0.1:1883")
+    broker = BrokerSettings(
+        url=url,
+        ca_file=_opt(args, "ca", None),
+        cert_file=_opt(args, "cert", None),
+        key_file=_opt(args, "key", None),
+        allow_plaintext=bool(_opt(args, "allow_plaintext", False)) or _is_loopback(url),
+        mqtt_version=_opt(args, "mqtt_version", "5"),
+        client_id=client_id,
+    )
+    try:
+        broker.address()
+    except ValueError as e:
+        return str(e)
+    return broker
 
 
 def _kiosk_secrets(args: argparse.Namespace) -> dict[str, bytes] | str:
@@ -271,10 +316,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kiosk.sim.paypage import DEFAULT_PORT, PayPageServer
     from kiosk.sim.province import (
         PUBLIC_KEY_FILE,
-        BrokerSettings,
         ProvinceSimulator,
         load_or_create_signing_key,
     )
+    from kiosk.sim.province_keys import ROOT_PUBLIC_FILE, load_or_create_root_key
 
     setup_logging("debug" if _opt(args, "verbose", 0) else "info")
     url = _opt(args, "broker", "mqtt://127.0.0.1:1883")
@@ -283,20 +328,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(secrets, file=sys.stderr)
         return exitcodes.USAGE
     data_dir = _data_dir(args)
-    broker = BrokerSettings(
-        url=url,
-        ca_file=_opt(args, "ca", None),
-        cert_file=_opt(args, "cert", None),
-        key_file=_opt(args, "key", None),
-        allow_plaintext=bool(_opt(args, "allow_plaintext", False)) or _is_loopback(url),
-        mqtt_version=_opt(args, "mqtt_version", "5"),
-    )
-    try:
-        broker.address()
-    except ValueError as e:
-        print(f"province-sim: {e}", file=sys.stderr)
+    broker = _broker(args)
+    if isinstance(broker, str):
+        print(f"province-sim: {broker}", file=sys.stderr)
         return exitcodes.USAGE
     key = load_or_create_signing_key(data_dir)
+    root = load_or_create_root_key(data_dir)
     registrar = open_provisioning_ca(data_dir)
     sim = ProvinceSimulator(
         broker,
@@ -305,6 +342,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         key,
         provisioning_ca=registrar,
         reconcile_after_s=_opt(args, "reconcile_after", DEFAULT_RECONCILE_S),
+        root_key=root,
     )
     page: PayPageServer | None = None
     if not _opt(args, "no_http", False):
@@ -330,6 +368,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(
         f"  province public key: {data_dir / PUBLIC_KEY_FILE} (kid {sim.kid}) "
         f"SHA-256 {_key_fingerprint(data_dir / PUBLIC_KEY_FILE)}",
+        flush=True,
+    )
+    print(
+        f"  province root key: {data_dir / ROOT_PUBLIC_FILE} (signs key sets only; "
+        f"sync.province_root_key) SHA-256 {_key_fingerprint(data_dir / ROOT_PUBLIC_FILE)}",
         flush=True,
     )
     print(f"  kiosks: {', '.join(sorted(sim.device_secrets))}", flush=True)
@@ -553,6 +596,38 @@ def cmd_issue_token(args: argparse.Namespace) -> int:
     finally:
         registrar.close()
     print(token, flush=True)
+    return exitcodes.OK
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    """A new signing key, or the old one retired: a root-signed key set, published retained."""
+    from kiosk.sim.province import ProvinceSimulator, load_or_create_signing_key
+    from kiosk.sim.province_keys import load_or_create_root_key
+    from kiosk.sync.signing import key_id
+
+    broker = _broker(args, client_id="province-sim-keys")
+    if isinstance(broker, str):
+        print(f"province-sim rotate-keys: {broker}", file=sys.stderr)
+        return exitcodes.USAGE
+    data_dir = _data_dir(args)
+    key, root = load_or_create_signing_key(data_dir), load_or_create_root_key(data_dir)
+    sim = ProvinceSimulator(broker, data_dir, {}, key, root_key=root)
+    sim.start()
+    try:
+        if not sim.wait_connected(15) or sim.key_sets is None:
+            print(f"province-sim rotate-keys: cannot reach {broker.url}", file=sys.stderr)
+            return exitcodes.FAIL
+        old = sim.kid
+        if _opt(args, "retire_old", False):
+            version = sim.key_sets.publish([sim.public_key])
+        else:
+            _, version = sim.key_sets.rotate(keep_old=bool(_opt(args, "keep_old", False)))
+        kids = ", ".join(key_id(k) for k in sim.key_sets.current)
+        print(f"key set v{version} signed by the root {sim.key_sets.root_kid}: {kids}", flush=True)
+        if sim.kid != old:
+            print(f"signing key now {sim.kid} (was {old}); restart a running `run`", flush=True)
+    finally:
+        sim.stop()
     return exitcodes.OK
 
 

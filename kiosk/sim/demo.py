@@ -157,6 +157,7 @@ class Demo:
             ProvinceSimulator,
             load_or_create_signing_key,
         )
+        from kiosk.sim.province_keys import ROOT_PUBLIC_FILE, load_or_create_root_key
 
         t0 = time.monotonic()
         # 1. PKI and broker
@@ -171,6 +172,7 @@ class Demo:
         secret_file.chmod(0o600)
         self.secret = secret_file.read_bytes()
         key = load_or_create_signing_key(self.province_dir)
+        root_key = load_or_create_root_key(self.province_dir)  # signs key sets only
         device_secrets = {KIOSK_ID: self.secret}
         self.sim = ProvinceSimulator(
             BrokerSettings(
@@ -183,6 +185,7 @@ class Demo:
             self.province_dir,
             device_secrets,
             key,
+            root_key=root_key,
         )
         self.page = PayPageServer(device_secrets, self.sim.confirm_payment, port=0)
         self.sim.start()
@@ -208,7 +211,12 @@ class Demo:
             "emulator.log",
         )
         # 4. the kiosk config and its store
-        self._write_config(kiosk_cert, pki.ca_file, self.province_dir / PUBLIC_KEY_FILE)
+        self._write_config(
+            kiosk_cert,
+            pki.ca_file,
+            self.province_dir / PUBLIC_KEY_FILE,
+            self.province_dir / ROOT_PUBLIC_FILE,
+        )
         seed = subprocess.run(
             [
                 sys.executable,
@@ -254,7 +262,7 @@ class Demo:
                 raise RuntimeError(f"timed out waiting for {what}")
             time.sleep(0.05)
 
-    def _write_config(self, cert: Any, ca: Path, province_key: Path) -> None:
+    def _write_config(self, cert: Any, ca: Path, province_key: Path, root_key: Path) -> None:
         def q(v: object) -> str:
             return json.dumps(str(v), ensure_ascii=False)  # a TOML basic string
 
@@ -292,6 +300,7 @@ ca_file = {q(ca)}
 cert_file = {q(cert.cert_file)}
 key_file = {q(cert.key_file)}
 province_public_key = {q(province_key)}
+province_root_key = {q(root_key)}
 keepalive_s = 10
 
 [payments]

@@ -62,6 +62,7 @@ from kiosk.core.payment import (
 from kiosk.log import log_event
 from kiosk.sim.certs import private_key_pem, self_signed_ca
 from kiosk.sim.province_acks import AckSigner, refuse_foreign
+from kiosk.sim.province_keys import KeySets
 from kiosk.sim.province_reconcile import Reconciler
 from kiosk.sim.province_secrets import SecretBook
 from kiosk.sim.province_views import OrderHistory, SlotStock, order_histories, stock_levels
@@ -400,6 +401,7 @@ class ProvinceSimulator:
         device_key: DeviceKeyLookup | None = None,
         reconcile_after_s: float | None = None,
         reconcile_every_s: float = 60.0,
+        root_key: bytes | None = None,
     ) -> None:
         """`provisioning_ca`: answer `kiosk/v1/register/+/request` with it (registration and
         renewal); the payment secrets of kiosks it registered (and its revocations) count in
@@ -407,7 +409,8 @@ class ProvinceSimulator:
         certificate, to check the signed ledger heads of sale records
         (kiosk/sim/province_heads.py). `reconcile_after_s`: run the reconciliation sweep
         (kiosk/sim/province_reconcile.py) every `reconcile_every_s` with that grace time for
-        offline-code sales; None: no sweep (`report --reconcile` still reconciles)."""
+        offline-code sales; None: no sweep (`report --reconcile` still reconciles).
+        `root_key`: the root private key; `key_sets` (kiosk.sim.province_keys) signs with it."""
         self.broker = broker
         self.data_dir = Path(data_dir)
         self.device_secrets = SecretBook(device_secrets, provisioning_ca)
@@ -417,6 +420,7 @@ class ProvinceSimulator:
         self.kid = key_id(self.public_key)
         self.clock: Clock = clock or SystemClock()
         self.acks = AckSigner(signing_key, self.kid, self.clock.time)  # province_acks
+        self.key_sets = None if root_key is None else KeySets(self, root_key, self.data_dir)
         self.shared_subscription = shared_subscription
         self.ack_batch_max = ack_batch_max
         self.auto_ack = auto_ack  # tests switch acks off to keep records in a kiosk's outbox
@@ -880,6 +884,13 @@ class ProvinceSimulator:
                 (scope, v),
             )
         return int(v)
+
+    def use_signing_key(self, private: bytes) -> None:
+        """Sign everything from now on with `private` (a key rotation: KeySets.rotate)."""
+        self.signing_key, self.public_key = private, _public_of(private)
+        self.kid = key_id(self.public_key)
+        # acks too (one assignment: the worker never sees a new key with the old kid)
+        self.acks = AckSigner(private, self.kid, self.clock.time, batch=self.acks.batch)
 
     def sign(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return sign_envelope(self.signing_key, self.kid, body)

@@ -11,7 +11,8 @@ composition root builds the bridge first and hands its methods to the controller
 - payment confirmations and order-status replies go to the controller (it verifies them);
 - desired planogram / prices / config and the province catalog go through
   `TrustPolicy.accept_versioned` with the matching `apply_*`, then `controller.reload()`; key
-  rotations through `accept_keys`; commands through `accept_command(env, province_now)`;
+  sets through `accept_keys` (signed by the root key `root_key`, kiosk.sync.keyset); commands
+  through `accept_command(env, province_now)`;
 - product images (kiosk.sync.media): the catalog's sha256 image refs missing from
   `<data_dir>/media` are requested at start, on every (re)connect and after a catalog is
   applied; replies and retained province-wide images go to the fetcher (verified, stored
@@ -90,6 +91,7 @@ class SyncBridge:
         client_options: Mapping[str, Any] | None = None,
         media_budget_bytes: int = DEFAULT_BUDGET_BYTES,
         media_options: Mapping[str, Any] | None = None,
+        root_key: bytes | None = None,
     ) -> None:
         self.kiosk = kiosk
         config, store, clock = kiosk.config, kiosk.store, kiosk.clock
@@ -103,14 +105,21 @@ class SyncBridge:
             keyring.add(province_public_key)
             keyring.save(store)
         self.policy = TrustPolicy(
-            keyring, store, kiosk_id=self.kiosk_id, on_reject=self._on_reject, clock=clock
+            keyring,
+            store,
+            kiosk_id=self.kiosk_id,
+            on_reject=self._on_reject,
+            clock=clock,
+            root_key=root_key,
         )
+        if root_key is None:  # an old provisioning: key sets are refused (NO_ROOT_KEY)
+            log_event(log, "sync.no_root_key", logging.WARNING, keys=",".join(keyring.ids()))
         # signed time: per-key high-water marks for acks and commands (kiosk.sync.acks)
         self.signed_time = SignedTime(store)
         self.policy.signed_time = self.signed_time
         acks = AckVerifier(
             self.kiosk_id,
-            lambda: self.policy.keyring,
+            self.signing_keyring,  # the keyring in force: a key set applies to acks at once
             self.signed_time,
             on_reject=self._on_reject,
         )
@@ -337,6 +346,23 @@ class SyncBridge:
                     log.exception("media: image listener failed")
 
     # --- downlink: routing ----------------------------------------------------------------
+
+    def signing_keyring(self) -> Keyring:
+        """The keyring in force (swapped when a root-signed key set is applied), never with
+        the root key in it (even a keyring that predates the root): what acks are verified
+        with; the root signs key sets only."""
+        ring, root_kid = self.policy.keyring, self.policy.root_kid
+        if root_kid is None or root_kid not in ring.ids():
+            return ring
+        ring = ring.copy()
+        ring.retire(root_kid)
+        return ring
+
+    def province_keys(self) -> list[bytes]:
+        """The trusted province signing keys now (payment confirmations are verified with
+        them: a key a root-signed key set retired is dead for confirmations too)."""
+        ring = self.signing_keyring()
+        return [k for kid in ring.ids() if (k := ring.get(kid)) is not None]
 
     # --- downlink: rejections ------------------------------------------------------------
 

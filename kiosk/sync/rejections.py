@@ -63,6 +63,7 @@ _TRUST_WHAT = {
     "prices": "desired/prices",
     "config": "desired/config",
     "command": "commands",
+    "ack": "acks",  # AckVerifier's name (kiosk.sync.acks)
 }
 
 

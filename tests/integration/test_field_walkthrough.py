@@ -277,14 +277,21 @@ def test_guide_section_0_from_nothing_to_selling(walk: Walkthrough) -> None:
         time.sleep(0.05)
     prov = walk.start(province)
     key_fp = _fingerprint(prov.wait_for(lambda s: "province public key:" in s, 20))
+    root_fp = _fingerprint(prov.wait_for(lambda s: "province root key:" in s, 20))
     prov.wait_for(lambda s: "province.connected" in s, 20)
     token = walk.run(issue_token).strip().splitlines()[-1]
     assert re.fullmatch(r"[A-Za-z0-9_-]{16,}", token), token
-    walk.placeholders.update({"--ca-fingerprint": ca_fp, "--province-key-fingerprint": key_fp})
+    walk.placeholders.update(
+        {
+            "--ca-fingerprint": ca_fp,
+            "--province-key-fingerprint": key_fp,
+            "--province-root-key-fingerprint": root_fp,
+        }
+    )
 
     # terminal 4: the technician
     out = walk.run(init)
-    assert ca_fp in out and key_fp in out
+    assert ca_fp in out and key_fp in out and root_fp in out
     walk.run(keys)
     assert "--token" not in register  # typed at its prompt, never on the command line
     out = walk.run(register, typed=token + "\n")

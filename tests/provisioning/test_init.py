@@ -11,6 +11,7 @@ import pytest
 
 from kiosk.config import load_config
 from kiosk.core.pin import verify_pin
+from kiosk.sync.signing import generate_keypair, public_key_pem
 from provisioning.cli import build_parser, main
 from provisioning.init import run_init
 from tests.support.provisioning import KIOSK_ID, PIN, TECHNICIAN, base_args
@@ -20,12 +21,15 @@ def test_non_interactive_happy_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], ca_file: Path, province_key_file: Path
 ) -> None:
     cfg_path = tmp_path / "kiosk.toml"
+    root_file = tmp_path / "province-root.pem"
+    root_file.write_bytes(public_key_pem(generate_keypair()[1]))
     args = base_args(
         tmp_path,
         broker_url="mqtts://broker.example:8883",
         allow_plaintext="no",
         ca_file=str(ca_file),
         province_key=str(province_key_file),
+        province_root_key=str(root_file),
         screen="1024x600",
     )
     assert main(["init", "--non-interactive", "--config", str(cfg_path), *args]) == 0
@@ -42,6 +46,8 @@ def test_non_interactive_happy_path(
     assert cfg.ui.service_pin_hash == ""
     out = capsys.readouterr().out
     assert "CA certificate SHA-256" in out and "Province public key SHA-256" in out
+    assert "Province root key   SHA-256" in out
+    assert cfg.sync.province_root_key == root_file.resolve()
     assert PIN not in out and PIN not in cfg_path.read_text(encoding="utf-8")
 
 
@@ -65,6 +71,7 @@ BAD = [
     ("pay_url", "ftp://x", "--pay-url", "https://"),
     ("ca_file", "/nonexistent/ca.pem", "--ca-file", "cannot read"),
     ("province_key", "/nonexistent/p.pem", "--province-key", "cannot read"),
+    ("province_root_key", "/nonexistent/r.pem", "--province-root-key", "cannot read"),
     ("ca_fingerprint", "abc", "--ca-fingerprint", "SHA-256 fingerprint"),
     ("language", "fr", "--language", "zh, en"),
     ("screen", "big", "--screen", "WIDTHxHEIGHT"),
@@ -98,6 +105,18 @@ def test_every_field_is_validated(
     out = capsys.readouterr().out
     assert rc == 2
     assert flag in out and problem in out
+    assert not cfg_path.exists()
+
+
+def test_the_root_key_must_not_be_the_signing_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], province_key_file: Path
+) -> None:
+    cfg_path = tmp_path / "kiosk.toml"
+    same = str(province_key_file)
+    args = base_args(tmp_path, province_key=same, province_root_key=same)
+    assert main(["init", "--non-interactive", "--config", str(cfg_path), *args]) == 2
+    out = capsys.readouterr().out
+    assert "--province-root-key" in out and "the root key must be separate" in out
     assert not cfg_path.exists()
 
 
@@ -236,6 +255,7 @@ def test_interactive_reasks_until_valid(tmp_path: Path, ca_file: Path) -> None:
         "https://pay.example.invalid/p",
         "",  # ca file
         "",  # province key
+        "",  # province root key
         "en",
         "800x480",
         "T0007",  # technician id (the data dir came as a flag)
@@ -291,6 +311,7 @@ def test_interactive_success(tmp_path: Path) -> None:
         "",
         "mqtt://127.0.0.1:1883",
         "https://pay.example.invalid/p",
+        "",
         "",
         "",
         "",

@@ -10,12 +10,13 @@
   test its log tail is printed.
 - `proxy`: a TCP proxy in front of the broker that a test can cut.
 - `province`: the province simulator connected as `province` on the backend listener; it knows
-  KIOSK_A (the demo device secret) and KIOSK_B.
+  KIOSK_A (the demo device secret) and KIOSK_B, and holds the root key (`province_root`):
+  `province.key_sets` publishes root-signed key sets and rotates its signing key.
 - `make_kiosk`: builds a KioskNode (store + outbox + SyncClient) with a client certificate; it
   trusts the acks signed with the `province` fixture's key (`province_keys`).
 - `kiosk_world`: broker + PKI + province + the board emulator on a pty + a seeded kiosk store
-  and its config (mqtts://, client certificate, CA, the province's public key, the demo device
-  secret); `kiosk_world.run(*args)` starts `kiosk run --headless` on it.
+  and its config (mqtts://, client certificate, CA, the province's public and root keys, the
+  demo device secret); `kiosk_world.run(*args)` starts `kiosk run --headless` on it.
 
 A missing mosquitto binary is a failure, never a skip: scripts/test.sh installs it.
 """
@@ -55,6 +56,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="session")
 def province_keys() -> tuple[bytes, bytes]:
+    return generate_keypair()
+
+
+@pytest.fixture(scope="session")
+def province_root() -> tuple[bytes, bytes]:
+    """The province root key pair (signs key sets only: kiosk.sync.keyset)."""
     return generate_keypair()
 
 
@@ -122,10 +129,16 @@ def proxy(mosquitto: Mosquitto) -> Iterator[TcpProxy]:
 
 @pytest.fixture
 def province(
-    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province_keys: tuple[bytes, bytes]
+    tmp_path: Path,
+    pki: Pki,
+    mosquitto: Mosquitto,
+    province_keys: tuple[bytes, bytes],
+    province_root: tuple[bytes, bytes],
 ) -> Iterator[ProvinceSimulator]:
     secrets = {KIOSK_A: DEMO_SECRET, KIOSK_B: b"kiosk B secret"}
-    with running_province(tmp_path / "province", pki, mosquitto, secrets, province_keys[0]) as sim:
+    with running_province(
+        tmp_path / "province", pki, mosquitto, secrets, province_keys[0], root_key=province_root[0]
+    ) as sim:
         yield sim
 
 
@@ -195,6 +208,9 @@ def kiosk_world(
         cert = pki.client(KIOSK_A)
         pub = tmp_path / "province-public.pem"
         pub.write_bytes(public_key_pem(province.public_key))
+        assert province.key_sets is not None
+        root = tmp_path / "province-root.pem"
+        root.write_bytes(public_key_pem(province.key_sets.root_public))
         data = tmp_path / "kiosk-data"
         seed_store(data)
         cfg = kiosk_config(
@@ -208,6 +224,7 @@ def kiosk_world(
                 "cert_file": cert.cert_file,
                 "key_file": cert.key_file,
                 "province_public_key": pub,
+                "province_root_key": root,
                 "keepalive_s": 10,
             },
             payments={"pay_url_base": "http://127.0.0.1:9/pay"},

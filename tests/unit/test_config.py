@@ -212,6 +212,30 @@ def test_tls_files_resolved(tmp_path: Path) -> None:
     assert cfg.sync.province_public_key == tmp_path / "province.pub"
 
 
+def test_the_root_key_is_separate_from_the_signing_key(tmp_path: Path) -> None:
+    from kiosk.sync.signing import generate_keypair, public_key_pem
+
+    signing, root = generate_keypair()[1], generate_keypair()[1]
+    (tmp_path / "province.pub").write_bytes(public_key_pem(signing))
+    (tmp_path / "root.pem").write_bytes(public_key_pem(root))
+    (tmp_path / "same.pem").write_bytes(public_key_pem(signing))
+    (tmp_path / "junk.pem").write_text("x")
+
+    def with_root(name: str) -> str:
+        return GOOD.replace(
+            "[sync]", f'[sync]\nprovince_public_key = "province.pub"\nprovince_root_key = "{name}"'
+        )
+
+    cfg = load_config(write(tmp_path, with_root("root.pem")))
+    assert cfg.sync.province_root_key == tmp_path / "root.pem"
+    with pytest.raises(ConfigError, match="root key must be separate"):
+        load_config(write(tmp_path, with_root("same.pem")))
+    with pytest.raises(ConfigError, match=r"province_root_key.*not a PEM key"):
+        load_config(write(tmp_path, with_root("junk.pem")))
+    with pytest.raises(ConfigError, match=r"province_root_key.*file does not exist"):
+        load_config(write(tmp_path, with_root("absent.pem")))
+
+
 def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "absent.toml")

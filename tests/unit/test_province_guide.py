@@ -37,7 +37,7 @@ from kiosk.core.payment import (
     RejectReason,
 )
 from kiosk.sim.province import load_device_secret as province_load_device_secret
-from kiosk.sync import acks, identity, ledger_head, signing, topics
+from kiosk.sync import acks, identity, keyset, ledger_head, signing, topics
 from kiosk.sync.signing import Keyring, TrustError, TrustReason
 from tests.support.paths import ROOT
 
@@ -346,6 +346,38 @@ def _envelope_vector(v: Vector, kind: str) -> None:
 
 check("envelope-prices")(lambda v: _envelope_vector(v, "desired"))
 check("envelope-command")(lambda v: _envelope_vector(v, "command"))
+
+
+@check("keyset")
+def _keyset(v: Vector) -> None:
+    root_private = bytes.fromhex(v.one("root_private_key_hex"))
+    root = raw_public(root_private)
+    assert root.hex() == v.one("root_public_key_hex")
+    assert signing.key_id(root) == v.one("root_kid")
+    keys = [bytes.fromhex(h) for h in v.all("key_public_hex")]
+    kids = [signing.key_id(k) for k in keys]
+    assert kids == v.one("key_kids").split()
+    body = json.loads(v.one("body"))
+    assert body == keyset.key_set_body(body["version"], keys, body["issued_at"])
+    signed_bytes = signed_text_bytes(v.one("signed_text"))
+    assert keyset.KEYSET_DOMAIN + signing.canonical_body(body) == signed_bytes
+    env = keyset.sign_key_set(root_private, body)
+    assert env["sig"] == v.one("sig")
+    wire = v.one("wire").encode("utf-8")
+    assert topics.encode(env) == wire
+    # what the kiosk does with the wire form: the root's signature, the full set
+    received = topics.decode("keys", wire)
+    assert keyset.verify_key_set(received, root, Keyring(keys[:1])) == body
+    assert keyset.parse_key_set(body, root).ids() == sorted(kids)
+    # the same body signed by a signing key, under either domain, is refused
+    other_hex, reason = v.one("refuse_signed_by").split()
+    other = bytes.fromhex(other_hex)
+    other_kid = signing.key_id(raw_public(other))
+    forged = [signing.sign_envelope(other, other_kid, body), keyset.sign_key_set(other, body)]
+    for env in forged:
+        with pytest.raises(TrustError) as e:
+            keyset.verify_key_set(env, root, Keyring(keys))
+        assert e.value.reason is TrustReason(reason)
 
 
 @check("envelope-ack")

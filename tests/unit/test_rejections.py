@@ -66,6 +66,7 @@ def test_what_of_topic(topic: str, what: str) -> None:
         ("config", "desired/config"),
         ("command", "commands"),
         ("command:open_door", "commands"),
+        ("ack", "acks"),
         ("command:" + "x" * 1000, "commands"),
         ("something else", "unknown"),
     ],
