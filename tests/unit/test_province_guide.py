@@ -139,6 +139,34 @@ def _device_secret(v: Vector) -> None:
     assert kiosk_load_device_secret(config).hex() == key_hex
 
 
+@check("device-secret-sealing")
+def _device_secret_sealing(v: Vector) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    kiosk_id = v.one("kiosk_id")
+    secret = (v.one("secret_text_without_newline") + "\n").encode("ascii")
+    dev = ec.derive_private_key(int(v.one("device_private_scalar_hex"), 16), ec.SECP256R1())
+    eph = ec.derive_private_key(int(v.one("ephemeral_private_scalar_hex"), 16), ec.SECP256R1())
+    point = serialization.PublicFormat.UncompressedPoint
+    pub = dev.public_key().public_bytes(serialization.Encoding.X962, point)
+    assert pub.hex() == v.one("device_public_point")
+    shared = eph.exchange(ec.ECDH(), dev.public_key())
+    assert shared.hex() == v.one("shared_x")
+    key = identity._kdf(shared, kiosk_id)
+    assert key.hex() == v.one("aes_key")
+    sealed = {k: v.one(k) for k in ("alg", "epk", "nonce", "ct")}
+    epk = eph.public_key().public_bytes(serialization.Encoding.X962, point)
+    assert base64.b64decode(sealed["epk"], validate=True) == epk
+    nonce = base64.b64decode(sealed["nonce"], validate=True)
+    assert (
+        base64.b64encode(AESGCM(key).encrypt(nonce, secret, kiosk_id.encode())).decode()
+        == (sealed["ct"])
+    )
+    assert identity.unseal(sealed, dev, kiosk_id) == secret  # the kiosk opens it
+
+
 @check("order-id")
 def _order_id(v: Vector) -> None:
     kiosk_id, epoch, seq = v.one("kiosk_id"), v.one("store_epoch"), int(v.one("order_seq"))
