@@ -29,6 +29,7 @@ from kiosk.sync.topics import Topics, register_reply, register_request
 from provisioning.cli import main
 from provisioning.register import TOKEN_ENV
 from tests.support.fixtures import running_broker, running_province
+from tests.support.mqtt_record import recording
 from tests.support.provisioning import KIOSK_ID
 
 OTHER = "AH-340102-0099"
@@ -140,6 +141,8 @@ def test_bootstrap_listener_allows_registration_topics_only(
     broker: Mosquitto, pki: Pki, probes: Callable[..., Probe]
 ) -> None:
     assert broker.bootstrap_port is not None
+    recording(broker).tolerate("#", "probes send `{}` and plain words on purpose", b"{}")
+    recording(broker).tolerate(register_reply(OTHER), "a probe's plain-word reply", b"reply")
     # the main listener still wants a client certificate
     anon_main = probes(broker.port, pki.ca_file, name="anon-main")
     assert not anon_main.connected(3)
@@ -174,6 +177,8 @@ def test_register_over_the_bootstrap_listener_then_mutual_tls(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
+    for topic in (Topics(KIOSK_ID).telemetry, "kiosk/v1/+/acks"):
+        recording(broker).tolerate(topic, "probes send plain words to test the ACL, on purpose")
     assert province.provisioning_ca is not None
     cfg_path = make_config(broker_url=broker.url, ca_file=str(pki.ca_file), allow_plaintext="no")
     assert main(["keys", "--config", str(cfg_path)]) == 0

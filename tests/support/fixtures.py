@@ -46,6 +46,7 @@ from tests.support.kiosk_node import (
     MakeKiosk,
     sync_config,
 )
+from tests.support.mqtt_record import AUDIT_USER, format_violations, start_recording
 from tests.support.store import seed_store
 
 
@@ -68,16 +69,31 @@ def province_root() -> tuple[bytes, bytes]:
 @contextlib.contextmanager
 def running_broker(directory: Path, pki: Pki, **options: Any) -> Iterator[Mosquitto]:
     """A started Mosquitto (kiosk.sim.broker options, e.g. max_inflight, bootstrap); a missing
-    binary fails the test (scripts/test.sh installs it), never skips it."""
+    binary fails the test (scripts/test.sh installs it), never skips it.
+
+    Recorded (tests/support/mqtt_record.py): every message crossing it is checked against
+    docs/mqtt-api.yaml when the block ends; a violation fails the test."""
+    options.setdefault("audit_identities", (AUDIT_USER,))
     try:
         broker = Mosquitto(directory, pki, **options)
     except MosquittoMissing as e:
         pytest.fail(str(e), pytrace=False)
     broker.start()
     try:
-        yield broker
-    finally:
+        rec = start_recording(broker, pki)
+    except BaseException:
         broker.stop()
+        raise
+    try:
+        yield broker
+    except BaseException:
+        rec.tap.stop()
+        broker.stop()
+        raise
+    violations = rec.finish()
+    broker.stop()
+    if violations:
+        pytest.fail(format_violations(violations, f"on the broker in {directory}"), pytrace=False)
 
 
 @contextlib.contextmanager

@@ -56,7 +56,7 @@ def sale_body(kiosk_id: str, seq: int, prev_hash: str, order_no: int) -> dict[st
                 "slot_no": (seq % 60) + 1,
                 "status": "delivered",
                 "tx": seq,
-                "outcome": "ok",
+                "outcome": "DELIVERED",
             }
         ],
         "payment_method": "wechat",
