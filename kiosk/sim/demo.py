@@ -68,6 +68,14 @@ def register(
     p.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the work directory at the end")
     p.add_argument("--timeout", type=float, default=40.0, help="headless: per-step timeout (s)")
+    p.add_argument(
+        "--record-mqtt",
+        type=Path,
+        metavar="FILE",
+        help="record every MQTT message crossing the demo's broker (a read-only audit "
+        "subscriber on #) and write them to FILE as JSON lines at the end (the tests check "
+        "them against docs/mqtt-api.yaml)",
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -90,8 +98,11 @@ class Demo:
         keep: bool = False,
         say: Say | None = None,
         timeout: float = 40.0,
+        record_mqtt: Path | None = None,
     ) -> None:
         self.own_dir = workdir is None
+        self.record_mqtt = record_mqtt
+        self.tap: Any = None  # kiosk.sim.mqtt_tap.BrokerTap with --record-mqtt
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="kiosk-demo-")).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.headless = headless
@@ -145,6 +156,7 @@ class Demo:
     def setup(self) -> None:
         from kiosk.log import setup_logging
         from kiosk.sim.broker import Mosquitto, Pki
+        from kiosk.sim.mqtt_tap import AUDIT_USER, BrokerTap
 
         # This process's log lines (province, pay page, headless kiosk) go to a file; the
         # console is for what a person watching the demo wants to see.
@@ -164,8 +176,15 @@ class Demo:
         pki = Pki(self.dir / "pki")
         kiosk_cert = pki.client(KIOSK_ID)
         prov_cert = pki.backend_client()
-        self.broker = Mosquitto(self.dir / "broker", pki)
+        audit = (AUDIT_USER,) if self.record_mqtt is not None else ()
+        self.broker = Mosquitto(self.dir / "broker", pki, audit_identities=audit)
         self.broker.start()
+        if self.record_mqtt is not None:  # before anyone else connects: every message
+            cert = pki.backend_client(AUDIT_USER)
+            assert self.broker.backend_port is not None
+            self.tap = BrokerTap(
+                self.broker.backend_port, pki.ca_file, cert.cert_file, cert.key_file
+            ).start()
         # 2. device secret shared by kiosk and province, province keys, simulator, pay page
         secret_file = self.dir / "device-secret"
         secret_file.write_text(secrets.token_hex(32) + "\n")
@@ -504,6 +523,12 @@ format = "kv"
             with contextlib.suppress(Exception):
                 self.sim.stop()
             self.sim = None
+        if self.tap is not None and self.record_mqtt is not None:
+            with contextlib.suppress(Exception):
+                self.tap.drain()
+            self.tap.stop()
+            self.tap.dump(self.record_mqtt)
+            self.tap = None
         if self.broker is not None:
             self.broker.stop()
         with contextlib.suppress(FileNotFoundError):
@@ -528,7 +553,12 @@ format = "kv"
 
 
 def run_demo(
-    workdir: Path | None, *, headless: bool, keep: bool = False, timeout: float = 40.0
+    workdir: Path | None,
+    *,
+    headless: bool,
+    keep: bool = False,
+    timeout: float = 40.0,
+    record_mqtt: Path | None = None,
 ) -> int:
     headless = headless or not os.environ.get("DISPLAY")
 
@@ -540,7 +570,7 @@ def run_demo(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     demo: Demo | None = None
     try:
-        demo = Demo(workdir, headless=headless, keep=keep, timeout=timeout)
+        demo = Demo(workdir, headless=headless, keep=keep, timeout=timeout, record_mqtt=record_mqtt)
         print(f"demo pid {os.getpid()}", flush=True)
         demo.setup()
         code = demo.run_script() if headless else demo.run_kiosk_child()
@@ -581,7 +611,13 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(args.workdir, headless=args.headless, keep=args.keep, timeout=args.timeout)
+    return run_demo(
+        args.workdir,
+        headless=args.headless,
+        keep=args.keep,
+        timeout=args.timeout,
+        record_mqtt=args.record_mqtt,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
