@@ -21,7 +21,9 @@ config of docs/broker.md is `production_conf()`, the same function). Listeners
   generated from kiosk.sync.topics): a kiosk writes only its own uplink and reads only its own
   downlink and the province broadcast.
 - backend (`backend_port`, `province_url`): TLS with a client certificate from the backend CA
-  (`Pki.backend_client()`); user `province` has everything.
+  (`Pki.backend_client()`); user `province` has everything; optional read-only monitoring
+  users (`audit_identities`, `backend_acl()`) read every topic and write none (the tests' and
+  the demo's MQTT recorder, kiosk/sim/mqtt_tap.py).
 - bootstrap (`bootstrap_port`, optional): TLS, server-auth only (`require_certificate false`),
   anonymous allowed ON THIS LISTENER ONLY; ACL: write `kiosk/v1/register/+/request`, read
   `kiosk/v1/register/+/reply`, nothing else. A kiosk without a certificate registers here. Reading

@@ -77,6 +77,8 @@ class Contract:
         )
         self.channels: list[Channel] = []
         self._validators: dict[str, Draft202012Validator] = {}
+        self._pointers: dict[int, str] = {}  # id(subschema) -> its JSON pointer in the doc
+        _index(self.doc["components"]["schemas"], "#/components/schemas", self._pointers)
         messages = self.doc["components"]["messages"]
         for name, ch in self.doc["channels"].items():
             op = ch.get("subscribe") or ch.get("publish")
@@ -114,6 +116,11 @@ class Contract:
             format_checker=Draft202012Validator.FORMAT_CHECKER,
         )
 
+    def _schema_path(self, schema: Any, keyword: str) -> str:
+        """Where in docs/mqtt-api.yaml the failing keyword is, e.g.
+        `#/components/schemas/AlarmBody/required`."""
+        return f"{self._pointers.get(id(schema), '?')}/{keyword}"
+
     def match(self, topic: str, prefix: str = DOC_PREFIX) -> tuple[Channel, dict[str, str]] | None:
         """The channel of a concrete topic and its parameters, None if the document has none."""
         if prefix != DOC_PREFIX:
@@ -148,7 +155,7 @@ class Contract:
                 topic,
                 payload,
                 f"{ch.message}: {e.message}",
-                "/".join(str(p) for p in e.absolute_schema_path),
+                self._schema_path(e.schema, str(e.validator)),
                 e.json_path,
             )
             for e in sorted(
@@ -165,6 +172,16 @@ class Contract:
             problem = f"kiosk_id {obj['kiosk_id']!r} is not the topic's"
             out.append(Violation(topic, payload, problem))
         return out
+
+
+def _index(node: Any, pointer: str, out: dict[int, str]) -> None:
+    if isinstance(node, dict):
+        out.setdefault(id(node), pointer)
+        for k, v in node.items():
+            _index(v, f"{pointer}/{str(k).replace('~', '~0').replace('/', '~1')}", out)
+    elif isinstance(node, list):
+        for n, v in enumerate(node):
+            _index(v, f"{pointer}/{n}", out)
 
 
 def _no_constant(name: str) -> Any:

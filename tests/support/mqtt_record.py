@@ -72,14 +72,14 @@ def check_messages(
 
 
 def format_violations(violations: list[Violation], where: str) -> str:
-    head = (
-        f"{len(violations)} MQTT message(s) {where} break docs/mqtt-api.yaml "
-        "(tests/support/mqtt_record.py):"
-    )
     # one entry per message: its problems, then the topic and payload once
     by_message: dict[tuple[str, bytes], list[Violation]] = {}
     for v in violations:
         by_message.setdefault((v.topic, v.payload), []).append(v)
+    head = (
+        f"{len(by_message)} MQTT message(s) {where} break docs/mqtt-api.yaml "
+        "(tests/support/mqtt_record.py):"
+    )
     shown: list[str] = []
     for (topic, payload), vs in list(by_message.items())[:MAX_SHOWN]:
         shown.append(f"topic {topic}:")
