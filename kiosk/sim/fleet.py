@@ -208,7 +208,17 @@ class _SimKiosk:
 
         self.outbox.coalesce(
             "telemetry",
-            messages.telemetry({"cpu_temp_c": 48.5, "outbox_depth": 0, "uptime_s": 1}),
+            messages.telemetry(
+                {
+                    "mode": "idle",
+                    "board_online": True,
+                    "mqtt_connected": self.client.connected,
+                    "outbox_depth": self.pending(),
+                    "clock_offset_s": None,
+                    "cpu_temp_c": 48.5,
+                    "uptime_s": 1,
+                }
+            ),
         )
         self.telemetry += 1
         self.client.wake()
@@ -246,7 +256,7 @@ def _sale_body(kiosk_id: str, seq: int, prev_hash: str) -> dict[str, Any]:
                 "slot_no": (seq % 60) + 1,
                 "status": "delivered",
                 "tx": seq,
-                "outcome": "ok",
+                "outcome": "DELIVERED",
             }
         ],
         "payment_method": "wechat",
@@ -277,8 +287,12 @@ def run_fleet(
     seed: int = 1,
     drain_timeout_s: float = 60.0,
     say: Any = None,
+    record_mqtt: list[Any] | None = None,
 ) -> FleetResult:
+    """`record_mqtt`: a list that receives every MQTT message that crossed the broker
+    (kiosk.sim.mqtt_tap.TappedMessage, recorded by a read-only audit subscriber on #)."""
     from kiosk.sim.broker import Mosquitto, Pki
+    from kiosk.sim.mqtt_tap import AUDIT_USER, BrokerTap
     from kiosk.sim.province import BrokerSettings, ProvinceSimulator
     from kiosk.sync.signing import generate_keypair
 
@@ -292,9 +306,14 @@ def run_fleet(
     res = FleetResult(kiosks, duration_s, sale_rate_per_min, telemetry_s)
     rng = random.Random(seed)
     pki = Pki(root / "pki")
-    broker = Mosquitto(root / "broker", pki, max_inflight=20)
+    audit = (AUDIT_USER,) if record_mqtt is not None else ()
+    broker = Mosquitto(root / "broker", pki, max_inflight=20, audit_identities=audit)
     broker.start()
-    assert broker.proc is not None
+    assert broker.proc is not None and broker.backend_port is not None
+    tap = None
+    if record_mqtt is not None:
+        acert = pki.backend_client(AUDIT_USER)
+        tap = BrokerTap(broker.backend_port, pki.ca_file, acert.cert_file, acert.key_file).start()
     pcert = pki.backend_client()
     signing_key = generate_keypair()[0]
     province = ProvinceSimulator(
@@ -388,6 +407,10 @@ def run_fleet(
             except Exception as e:  # a kiosk that cannot close cleanly must not hide results
                 res.notes.append(f"{n.kid} close: {e!r}")
         province.stop()
+        if tap is not None and record_mqtt is not None:
+            tap.drain()
+            tap.stop()
+            record_mqtt.extend(tap.messages())
         broker.stop()
         if own:
             shutil.rmtree(root, ignore_errors=True)
