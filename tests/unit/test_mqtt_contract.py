@@ -401,3 +401,19 @@ def test_acks_images_and_registration() -> None:
     assert problems(T.register_reply, refused) == []
     assert problems(T.register_reply, {**refused, "error": "nope"})
     assert problems(T.register_reply, {"ok": True, "nonce": "ab"})
+
+
+def test_critical_alarms_say_so() -> None:
+    body = {"code": "UNKNOWN_OUTCOME", "severity": "warning", "detail": "", "context": {}}
+    assert problems(T.events("alarm"), record("alarm", body, "high"))
+    assert problems(T.events("alarm"), record("alarm", {**body, "code": "STORE_CORRUPT"}, "high"))
+    ok = {**body, "severity": "critical", "context": {"order_id": ORDER, "slot_no": 3}}
+    assert problems(T.events("alarm"), record("alarm", ok, "high")) == []
+
+
+def test_downlink_requires_what_the_kiosk_requires() -> None:
+    reply = {"order_id": ORDER, "status": "NOT_PAID", "sent_at": 1790000030}
+    assert problems(T.order_status_reply, reply) == []  # request_id: echoed, not needed
+    assert problems(T.order_status_reply, {**reply, "status": "PAID"})  # PAID needs its proof
+    refused = {"ok": False, "nonce": "ab"}
+    assert problems(T.register_reply, refused) == []
