@@ -13,12 +13,17 @@ from pathlib import Path
 import pytest
 
 from kiosk.sim.chaos import FAULT_KINDS, run_chaos
+from kiosk.sim.mqtt_tap import TappedMessage
+from tests.support.mqtt_record import check_messages, format_violations
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(330)  # generous: a loaded 2-core machine (about 35 s when quiet)
 def test_chaos_short(tmp_path: Path) -> None:
-    rep = run_chaos(12, seed=3, workdir=tmp_path / "chaos", n_faults=7, timeout_s=280)
+    recorded: list[TappedMessage] = []
+    rep = run_chaos(
+        12, seed=3, workdir=tmp_path / "chaos", n_faults=7, timeout_s=280, record_mqtt=recorded
+    )
     print(rep.format())
     assert rep.finished, rep.format()
     assert all(rep.faults.get(k, 0) >= 1 for k in FAULT_KINDS), rep.faults
@@ -38,3 +43,7 @@ def test_chaos_short(tmp_path: Path) -> None:
     assert hit.get("kill9", 0) + hit.get("reset", 0) >= 1, rep.format()
     aimed = rep.faults["kill9"] + rep.faults["reset"]
     assert 3 * (hit.get("kill9", 0) + hit.get("reset", 0)) >= aimed, rep.format()
+    # every message that crossed the broker through all of it is what docs/mqtt-api.yaml says
+    assert any(m.topic.endswith("/events/sale") for m in recorded)
+    violations = check_messages(recorded)
+    assert violations == [], format_violations(violations, "in the chaos run")
