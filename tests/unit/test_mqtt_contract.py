@@ -181,14 +181,28 @@ GOOD_BODIES: list[tuple[str, str, dict[str, Any]]] = [
             },
         },
     ),
-    ("technician", "high", {"action": "restock", "slot": 11, "level": 5, "at": 1.5}),
-    ("technician", "high", {"action": "lock_sales", "locked": True, "at": 1.5}),
-    ("technician", "high", {"action": "test_vend", "slot": 31, "tx": 9, "kind": "unlock", "at": 1}),
+    (
+        "technician",
+        "high",
+        {"action": "restock", "technician": "T0042", "slot": 11, "level": 5, "at": 1.5},
+    ),
+    ("technician", "high", {"action": "lock_sales", "technician": "", "locked": True, "at": 1.5}),
+    (
+        "technician",
+        "high",
+        {"action": "open_door", "technician": "", "slot": 31, "tx": 9, "kind": "unlock", "at": 1},
+    ),
+    (
+        "technician",
+        "high",
+        {"action": "test_vend", "technician": "T1", "slot": 3, "tx": 8, "kind": "test", "at": 1},
+    ),
     (
         "technician",
         "high",
         {
             "action": "test_vend_done",
+            "technician": "T1",
             "slot": 31,
             "tx": 9,
             "outcome": "DOOR_OPENED_AND_CLOSED",
@@ -380,9 +394,19 @@ def test_status_reply_speaks_capitals_only() -> None:
 
 
 def test_acks_images_and_registration() -> None:
-    acks = {"event_ids": ["sale-x", uuid.uuid4().hex], "sent_at": 1790000000}
-    assert problems(T.acks, acks) == []
-    assert problems(T.acks, {**acks, "event_ids": ["x"] * 1001})
+    assert problems(T.acks, guide_wire("envelope-ack")) == []
+    body = {"name": "ack", "kiosk_id": KIOSK, "issued_at": 1790000031, "records": [["sale-x", 7]]}
+    assert problems(T.acks, sign_envelope(PRIV, KID, body)) == []
+    for bad in (
+        {"records": []},
+        {"records": [["x", 1]] * 1001},
+        {"records": [["x", "7"]]},
+        {"records": [["x"]]},
+        {"issued_at": 0},
+    ):
+        assert problems(T.acks, sign_envelope(PRIV, KID, {**body, **bad})), bad
+    old = {"event_ids": ["sale-x"], "sent_at": 1790000000}  # the unsigned ack of before
+    assert problems(T.acks, old)
     assert problems(T.image_reply(SHA), b"img") == []
     assert problems(T.image_reply(SHA), b"other")
     assert problems(f"kiosk/v1/province/images/{SHA}", b"img") == []
