@@ -36,28 +36,29 @@ def _publish_as_province(pki: Pki, broker: Mosquitto, topic: str, payload: bytes
 
 
 def test_a_bad_payload_or_an_unlisted_topic_fails_the_block(tmp_path: Path, pki: Pki) -> None:
-    acks = Topics(KIOSK_A).acks
+    topic = Topics(KIOSK_A).image_request
     with (
         pytest.raises(pytest.fail.Exception) as failed,
         running_broker(tmp_path / "b1", pki) as broker,
     ):
-        _publish_as_province(pki, broker, acks, encode({"event_ids": "x", "sent_at": 1}))
+        _publish_as_province(pki, broker, topic, encode({"kiosk_id": KIOSK_A, "sha256": "x"}))
         _publish_as_province(pki, broker, "kiosk/v1/province/secrets", b"{}")
         assert recording(broker).wait_for(lambda ms: len(ms) >= 2, TIMEOUT)
     text = str(failed.value)
     assert "2 MQTT message(s)" in text, text
-    assert f"topic {acks}:" in text and "'x' is not of type 'array'" in text, text
-    assert "#/components/schemas/Ack/properties/event_ids/type" in text, text
-    assert '{"event_ids":"x","sent_at":1,"v":1}' in text, text
+    assert f"topic {topic}:" in text and "'x' does not match" in text, text
+    assert "at $.sha256 (schema path #/components/schemas/Sha256/pattern)" in text, text
+    assert f'{{"kiosk_id":"{KIOSK_A}","sha256":"x","v":1}}' in text, text
     assert "topic kiosk/v1/province/secrets:" in text and "no channel" in text, text
 
 
 def test_valid_and_tolerated_messages_pass(tmp_path: Path, pki: Pki) -> None:
-    acks = Topics(KIOSK_A).acks
+    topic = Topics(KIOSK_A).image_request
     with running_broker(tmp_path / "b2", pki) as broker:
         rec = recording(broker)
-        rec.tolerate(acks, "a malformed ack, on purpose", b"not json")
-        _publish_as_province(pki, broker, acks, encode({"event_ids": ["a"], "sent_at": 1}))
-        _publish_as_province(pki, broker, acks, b"not json")
+        rec.tolerate(topic, "a malformed request, on purpose", b"not json")
+        good = {"kiosk_id": KIOSK_A, "sha256": "0" * 64}
+        _publish_as_province(pki, broker, topic, encode(good))
+        _publish_as_province(pki, broker, topic, b"not json")
         assert rec.wait_for(lambda ms: len(ms) >= 2, TIMEOUT)
-        assert [m.payload for m in rec.seen(acks)][-1] == b"not json"
+        assert [m.payload for m in rec.seen(topic)][-1] == b"not json"
