@@ -210,6 +210,21 @@ GOOD_BODIES: list[tuple[str, str, dict[str, Any]]] = [
         },
     ),
     ("technician", "high", {"action": "upload_logs", "lines": ["a", "b"], "at": 1.5}),
+    (
+        "technician",
+        "high",
+        {"action": "ServiceLogin", "ok": False, "locked_out": True, "technician": "", "at": 1},
+    ),
+    (
+        "technician",
+        "high",
+        {"action": "ServiceExit", "reason": "timeout", "technician": "T1", "at": 1},
+    ),
+    (
+        "technician",
+        "high",
+        {"action": "ServiceViewed", "panel": "stock", "technician": "T1", "at": 1},
+    ),
 ]
 
 
