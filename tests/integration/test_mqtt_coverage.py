@@ -6,12 +6,10 @@ demo store) talks to the province simulator through a TCP proxy to the recorded 
 (tests/support/mqtt_record.py). The scenario: connect (status birth, reported, telemetry);
 a catalog naming a picture the kiosk lacks (images/request); a sale paid at the province
 (sale; stock, order); a jammed slot (refund_due, alarm; order); a lock/unlock command
-(technician); an order left unpaid past the status-query delay (orders/status/request); the
-link cut under the kiosk (the broker publishes the will: status offline). Then every kind
-must have been seen and every message valid (the recorder also checks at teardown).
-
-A self test (events/selftest) has no trigger in this scenario yet: add the step where the kiosk
-can run one (service menu or command) when it exists.
+(technician); a technician's test vend of one slot (selftest); an order left unpaid past the
+status-query delay (orders/status/request); the link cut under the kiosk (the broker publishes
+the will: status offline). Then every kind must have been seen and every message valid (the
+recorder also checks at teardown).
 """
 
 from __future__ import annotations
@@ -205,6 +203,11 @@ def test_one_kiosk_sends_every_documented_kind(
     province.send_command(KIOSK_A, "unlock_sales")
     k.wait_view(lambda v: v.mode == "idle", "sales unlocked")
     assert k.seen("events/technician")
+
+    # a technician's test vend of one slot (service menu): a self-test record
+    slot = next(s.slot_no for s in k.app.store.planogram.load() if s.product_id == OTHER)
+    k.app.controller.post(ui.TestVend(slot))
+    assert k.seen("events/selftest")
 
     # an order nobody pays: after status_query_after_s the kiosk asks the province
     k.shopper.fill_cart([OTHER])  # (SINGLE's slot is out of service since the jam)
