@@ -362,10 +362,17 @@ def test_signed_state_bodies() -> None:
 
     from kiosk.sync.signing import _b64url  # the kiosk's own encoder
 
-    keys = {"name": "keys", "version": 2, "add": [_b64url(PUB)], "retire": [KID]}
+    # the full key set, root-signed (the schema checks the shape, not which key signed)
+    keys = {"name": "keys", "version": 2, "keys": [_b64url(PUB)], "issued_at": 1790000000}
     assert problems("kiosk/v1/province/keys", sign_envelope(PRIV, KID, keys)) == []
-    padded = {**keys, "add": [_b64url(PUB) + "="]}
+    padded = {**keys, "keys": [_b64url(PUB) + "="]}
     assert problems("kiosk/v1/province/keys", sign_envelope(PRIV, KID, padded))
+    deltas = {"name": "keys", "version": 2, "add": [_b64url(PUB)], "retire": [KID]}
+    assert problems("kiosk/v1/province/keys", sign_envelope(PRIV, KID, deltas))  # refused form
+    both = {**keys, "retire": [KID]}
+    assert problems("kiosk/v1/province/keys", sign_envelope(PRIV, KID, both))
+    jump = {**keys, "version": 2**63 - 1}
+    assert problems("kiosk/v1/province/keys", sign_envelope(PRIV, KID, jump))
 
 
 def test_commands_and_their_arguments() -> None:
