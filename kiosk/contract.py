@@ -244,6 +244,14 @@ class ViewState:
     problem: ProblemView | None = None
     out_of_service: OutOfServiceView | None = None
     service: ServiceInfo = field(default_factory=ServiceInfo)
+    #: The link to the province: True connected, False down (a payment is then confirmed only
+    #: by the code the shopper's phone shows, typed on the kiosk), None unknown (no link set up).
+    province_online: bool | None = None
+
+    @property
+    def offline(self) -> bool:
+        """The province link is known to be down."""
+        return self.province_online is False
 
     @property
     def cart_total_fen(self) -> int:

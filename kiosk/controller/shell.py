@@ -73,6 +73,7 @@ class Controller:
         on_commit: Callable[[], None] | None = None,
         province_time: Callable[[float], float] | None = None,
         payment_rejected: Callable[[str, str, str], None] | None = None,
+        province_online: Callable[[], bool] | None = None,
         tick_s: float = 1.0,
         status_every_s: float = 1.0,
         start_grace_s: float = 5.0,
@@ -112,6 +113,7 @@ class Controller:
         if province_time is not None:
             self.province_time = province_time
         self.sales.payment_rejected = payment_rejected  # (what, reason, detail): sync counts
+        self.province_online = province_online  # the sync link's state, read for every view
 
     def _wire(
         self,
@@ -481,6 +483,7 @@ class Controller:
             queue_depths=self._queue_depths(),
             last_result=self.tech.last_result,
             pin=self.access.view(self._mono_offset),
+            province_online=None if self.province_online is None else self.province_online(),
         )
 
     def _queue_depths(self) -> dict[str, int]:

@@ -53,6 +53,7 @@ class Snapshot:
     queue_depths: Mapping[str, int]
     last_result: str
     pin: ui.PinView = field(default_factory=ui.PinView)
+    province_online: bool | None = None  # the sync link; None: the kiosk runs without one
 
 
 def build_view(s: Snapshot) -> ui.ViewState:
@@ -78,6 +79,7 @@ def build_view(s: Snapshot) -> ui.ViewState:
         max_cart_items=cart.max_units,
         service_phone=s.screen.service_phone,
         service=_service_info(s),
+        province_online=s.province_online,
     )
     if s.shown is not None:
         v = order_view(base, s.shown, s.screen)
@@ -192,6 +194,7 @@ def _service_info(s: Snapshot) -> ui.ServiceInfo:
         sales_locked=s.sales_locked,
         queue_depths=dict(s.queue_depths),
         boards=(ui.BoardInfoView(connected=bool(s.board_online)),),
+        network=ui.NetworkInfo(online=bool(s.province_online)),
         slots=slots,
         last_result=s.last_result,
         pin=s.pin,

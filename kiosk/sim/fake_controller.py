@@ -69,7 +69,7 @@ class FakeController:
         extension_s: float = 60.0,
         max_extensions: int = 2,
         max_cart_items: int = 5,
-        offline_code: str = "246810",
+        offline_code: str = "24681357",
         service_phone: str = "400-000-0000",
         kiosk_id: str = "AH-341524-0001",
     ) -> None:
@@ -83,6 +83,7 @@ class FakeController:
         self.offline_code = offline_code
         self.service_phone = service_phone
         self.kiosk_id = kiosk_id
+        self.province_online: bool | None = True  # the province link, as the view shows it
         self.catalog = demo_catalog()
         self.planogram: Planogram = demo_planogram(kind)
         self.stock: dict[int, int] = demo_stock(self.planogram)
@@ -129,6 +130,12 @@ class FakeController:
             if self._mode == "payment":
                 self._start_dispensing()
                 self._publish()
+
+    def set_province_online(self, online: bool | None) -> None:
+        """The province link went up or down (the payment screen explains an offline kiosk)."""
+        with self._lock:
+            self.province_online = online
+            self._publish()
 
     def set_out_of_service(self, reason_key: str | None) -> None:
         with self._lock:
@@ -395,7 +402,12 @@ class FakeController:
                     },
                 ),
             ),
-            network=NetworkInfo(True, "eth0", "192.168.10.23", "mqtts://mqtt.example.invalid:8883"),
+            network=NetworkInfo(
+                bool(self.province_online),
+                "eth0",
+                "192.168.10.23",
+                "mqtts://mqtt.example.invalid:8883",
+            ),
             slots=tuple(
                 SlotView(
                     s.slot_no, s.product_id, s.kind.value, s.capacity, self.stock.get(s.slot_no, 0)
@@ -418,6 +430,7 @@ class FakeController:
             problem=self._problem if self._mode == "problem" else None,
             out_of_service=self._oos if self._mode == "out_of_service" else None,
             service=service,
+            province_online=self.province_online,
         )
 
     def _pin_view(self) -> PinView:
@@ -460,7 +473,9 @@ def demo_view(screen: str, clock: ManualClock | None = None) -> ViewState:
     if screen in ("catalog", "category_picker", "product", "cart", "idle_prompt"):
         return fc.view()
     fc.post(Checkout())
-    if screen in ("payment", "offline_code"):
+    if screen in ("payment", "payment_offline", "payment_cancel", "offline_code"):
+        if screen in ("payment_offline", "offline_code"):
+            fc.set_province_online(False)  # the code is what an offline kiosk asks for
         clock.advance(25.4)
         return fc.view()
     if screen == "problem":

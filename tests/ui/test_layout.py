@@ -62,6 +62,10 @@ def test_palette_contrast() -> None:
         (c.warn, c.surface),
         (c.on_disabled, c.disabled),
         (c.on_dark_accent, c.dark_bg),
+        (c.warn, c.banner),
+        (c.text, c.banner),
+        (c.on_primary, c.wechat),
+        (c.on_primary, c.alipay),
     ]
     for fg, bg in pairs:
         assert contrast_ratio(fg, bg) >= 4.5, (fg, bg)

@@ -60,13 +60,26 @@ MESSAGES: dict[str, str] = {
     "cart.limit": "At most {n} items per order",
     # payment
     "payment.title": "Scan to pay",
-    "payment.hint": "Open WeChat or Alipay and scan the QR code",
+    "payment.hint": "Scan with WeChat or Alipay",
     "payment.amount": "Amount due",
     "payment.time_left": "Time left {time}",
-    "payment.more_time": "Need more time?",
-    "payment.cancel": "Cancel order",
+    "payment.more_time": "More time",
+    "payment.cancel": "Cancel",
     "payment.code": "Enter code",
-    "payment.code_title": "Enter the confirmation code shown on your phone",
+    "payment.code_title": "Enter the 8-digit code shown on your phone",
+    "payment.offline_title": "Kiosk offline",
+    "payment.offline_body": (
+        "After you pay, your phone shows an 8-digit confirmation code. "
+        "Tap “Enter code” and type it here."
+    ),
+    "payment.wechat": "WeChat Pay",
+    "payment.alipay": "Alipay",
+    "payment.cancel_title": "Cancel this order?",
+    "payment.cancel_body": (
+        "If you have already paid, do not cancel: your items will come out by themselves."
+    ),
+    "payment.cancel_yes": "Cancel order",
+    "payment.cancel_no": "Keep paying",
     "payment.code_tries": "{n} tries left",
     "payment.code_locked": "Too many wrong codes. Please scan to pay, or cancel the order.",
     "payment.code_wrong": "That code is not right. Please check it.",
@@ -122,7 +135,7 @@ MESSAGES: dict[str, str] = {
     "oos.storage_error": (
         "This kiosk cannot save sales records right now, so it has stopped selling to protect you."
     ),
-    "oos.network_down": "The network is down, so QR payment is not possible now.",
+    "oos.network_down": "The kiosk is offline, so QR payment is not possible now.",
     "oos.door_open": "A door is not closed, so sales are paused.",
     "oos.starting": "Starting up, please wait.",
     "oos.temperature": "The fridge is too warm. Sales are paused to keep food safe.",
