@@ -163,6 +163,7 @@ class ProblemView:
     refund_fen: int = 0  # 0: nothing is refunded (nothing was charged, or all delivered)
     refund_channel: RefundChannel = "original"
     order_id: str = ""
+    failed: tuple[str, ...] = ()  # product id of every item not dispensed (named on screen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,7 @@ def _problem_view(o: sale.Order, sc: OrderScreen) -> ui.ProblemView:
         refund_fen=o.refund_due_fen,
         refund_channel=_channel(o.payment),
         order_id=o.order_id,
+        failed=tuple(ln.product_id for ln in o.lines if ln.status is not sale.LineStatus.DELIVERED),
     )
 
 

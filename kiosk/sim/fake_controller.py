@@ -364,6 +364,7 @@ class FakeController:
                 refund_fen=refund,
                 refund_channel="wechat",
                 order_id=pay.order_id,
+                failed=tuple(x.product_id for x in failed),
             )
             self._mode = "problem"
         self._payment = None

@@ -24,6 +24,7 @@ __all__ = [
     "Hit",
     "TextRecord",
     "Ui",
+    "qr_modules",
     "qr_surface",
     "wrap_text",
 ]
@@ -124,6 +125,18 @@ def wrap_text(text: str, width: int, measure: Callable[[str], int]) -> list[str]
 
 
 @lru_cache(maxsize=64)
+def qr_modules(data: str) -> int:
+    """Modules across the QR code of `data`, quiet zone included (what `qr_surface` draws)."""
+    import qrcode
+    import qrcode.constants
+
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    qr.add_data(data)
+    qr.make(fit=True)
+    return len(qr.get_matrix())
+
+
+@lru_cache(maxsize=64)
 def qr_surface(data: str, side: int) -> pygame.Surface:
     """A crisp QR code (quiet zone included), integer module size, at most `side` px square."""
     import qrcode  # only the payment/receipt screens need it: not on the start-up path
@@ -172,6 +185,7 @@ class Ui:
     c: Colors = THEME
     texts: list[TextRecord] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
+    qrs: list[tuple[str, pygame.Rect, int]] = field(default_factory=list)  # data, rect, module px
 
     # --- geometry helpers -------------------------------------------------------------
     @property
@@ -406,6 +420,7 @@ class Ui:
         surf = qr_surface(data, side)
         r = surf.get_rect(center=rect.center)
         self.surface.blit(surf, r)
+        self.qrs.append((data, r, r.w // qr_modules(data)))
         return r
 
     def keypad(

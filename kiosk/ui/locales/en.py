@@ -34,6 +34,8 @@ MESSAGES: dict[str, str] = {
     "catalog.next": "Next",
     "catalog.cart": "Cart: {count} · {total}",
     "catalog.cart_empty": "Cart",
+    "catalog.cart_short": "{count} · {total}",
+    "catalog.low": "{n} left",
     "catalog.empty": "Nothing in this category right now",
     # product detail
     "product.origin": "Origin",
@@ -49,6 +51,7 @@ MESSAGES: dict[str, str] = {
     "product.in_cart": "{qty} in your cart",
     "product.limit": "At most {n} items per order",
     "product.go_cart": "Go to cart",
+    "product.added": "Added. {count} in your cart",
     # cart
     "cart.title": "Your cart",
     "cart.empty": "Your cart is empty",
@@ -120,6 +123,9 @@ MESSAGES: dict[str, str] = {
         "{amount} will go back to your {channel}, usually within 1 to 3 working days. "
         "You need to do nothing."
     ),
+    "problem.failed_items": "Not dispensed: {items}",
+    "problem.item": "{name} ×{qty}",
+    "problem.item_sep": "; ",
     "problem.no_charge": "You have not been charged.",
     "problem.phone": "Questions? Call {phone}",
     "problem.order": "Order {order}",

@@ -34,6 +34,8 @@ MESSAGES: dict[str, str] = {
     "catalog.next": "下一页",
     "catalog.cart": "购物车 {count}件 {total}",
     "catalog.cart_empty": "购物车",
+    "catalog.cart_short": "{count}件 {total}",
+    "catalog.low": "仅剩{n}件",
     "catalog.empty": "这个分类暂时没有商品",
     # product detail
     "product.origin": "产地",
@@ -49,6 +51,7 @@ MESSAGES: dict[str, str] = {
     "product.in_cart": "购物车里已有{qty}件",
     "product.limit": "每单最多{n}件",
     "product.go_cart": "去结算",
+    "product.added": "已加入购物车，共{count}件",
     # cart
     "cart.title": "购物车",
     "cart.empty": "购物车是空的",
@@ -113,6 +116,9 @@ MESSAGES: dict[str, str] = {
     "problem.system_error": "本机出现故障，订单没有完成。",
     "problem.refund": "{amount}将原路退回到您的{channel}，一般1至3个工作日到账，无需任何操作。",
     "problem.no_charge": "您没有被扣款。",
+    "problem.failed_items": "没能出货：{items}",
+    "problem.item": "{name}×{qty}",
+    "problem.item_sep": "、",
     "problem.phone": "如有疑问，请拨打客服电话 {phone}",
     "problem.order": "订单号 {order}",
     "problem.ok": "我知道了",
