@@ -55,6 +55,7 @@ __all__ = [
     "ServiceExit",
     "ServiceInfo",
     "ServiceLogin",
+    "ServiceResult",
     "ServiceViewed",
     "SetQuantity",
     "SlotView",
@@ -213,6 +214,16 @@ class PinView:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceResult:
+    """The last service action's outcome for the screen to word in its language: `key` is
+    `result.<key>` in the catalogs (`outcome`, when given, is a board `Outcome` name, worded as
+    `outcome.<name>` when the catalogs know it)."""
+
+    key: str
+    params: Mapping[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceInfo:
     """What the technician's service menu shows."""
 
@@ -225,7 +236,8 @@ class ServiceInfo:
     boards: tuple[BoardInfoView, ...] = ()
     network: NetworkInfo = field(default_factory=lambda: NetworkInfo(online=False))
     slots: tuple[SlotView, ...] = ()
-    last_result: str = ""  # short outcome of the last service action, shown as is
+    last_result: str = ""  # short outcome of the last service action (English, for logs)
+    result: ServiceResult | None = None  # the same, for the screen to word (None: show as is)
     pin: PinView = field(default_factory=PinView)
 
 

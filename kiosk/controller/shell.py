@@ -417,7 +417,7 @@ class Controller:
             elif isinstance(c, session.PlaceOrder):
                 self._place_order(c.cart)
             elif isinstance(c, session.Note):
-                self.tech.last_result = c.text
+                self.tech.note(c.text)
                 log_event(log, "cart.refused", reason=c.text)
             else:
                 self.tech.log(c.action, **c.fields)
@@ -425,11 +425,11 @@ class Controller:
     def _place_order(self, cart: cartlib.Cart) -> None:
         self.upkeep.measure_disk()  # on every order, not only every few seconds
         if self.upkeep.disk_low:
-            self.tech.last_result = "disk below store.min_free_mb"
+            self.tech.note("disk below store.min_free_mb")
             return
         refused = self.sales.checkout(cart, self.catalog, self.rules)
         if refused is not None:
-            self.tech.last_result = refused
+            self.tech.note(refused)
 
     # --- the view -----------------------------------------------------------------------
 
@@ -482,6 +482,7 @@ class Controller:
             board_online=self._board_online,
             queue_depths=self._queue_depths(),
             last_result=self.tech.last_result,
+            result=self.tech.result,
             pin=self.access.view(self._mono_offset),
             province_online=None if self.province_online is None else self.province_online(),
         )

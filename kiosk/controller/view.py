@@ -54,6 +54,7 @@ class Snapshot:
     last_result: str
     pin: ui.PinView = field(default_factory=ui.PinView)
     province_online: bool | None = None  # the sync link; None: the kiosk runs without one
+    result: ui.ServiceResult | None = None  # last_result, for the screen to word
 
 
 def build_view(s: Snapshot) -> ui.ViewState:
@@ -198,6 +199,7 @@ def _service_info(s: Snapshot) -> ui.ServiceInfo:
         network=ui.NetworkInfo(online=bool(s.province_online)),
         slots=slots,
         last_result=s.last_result,
+        result=s.result,
         pin=s.pin,
     )
 

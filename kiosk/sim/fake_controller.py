@@ -40,6 +40,7 @@ from kiosk.contract import (
     Restock,
     ServiceInfo,
     ServiceLogin,
+    ServiceResult,
     SetQuantity,
     SlotView,
     StartShopping,
@@ -103,6 +104,7 @@ class FakeController:
         self._oos: OutOfServiceView | None = None
         self._sales_locked = False
         self._last_result = ""
+        self._result: ServiceResult | None = None
         self._pin_lock = PinLockout()  # the controller's rule, on the monotonic clock here
         self._pin_attempts = 0
         self._thread: threading.Thread | None = None
@@ -262,15 +264,25 @@ class FakeController:
                     else max(0, min(intent.count, slot.capacity))
                 )
                 self.stock[slot.slot_no] = n
-                self._last_result = f"restock slot {slot.slot_no} -> {n}"
+                self._said(f"slot {slot.slot_no}: {n}", "restocked", slot=slot.slot_no, level=n)
         elif isinstance(intent, TestVend):
             if self.stock.get(intent.slot, 0) > 0:
                 self.stock[intent.slot] -= 1
-                self._last_result = f"test vend slot {intent.slot}: delivered"
+                self._said(
+                    f"slot {intent.slot}: DELIVERED",
+                    "tested",
+                    slot=intent.slot,
+                    outcome="DELIVERED",
+                )
             else:
-                self._last_result = f"test vend slot {intent.slot}: empty"
+                self._said(
+                    f"slot {intent.slot}: SLOT_EMPTY",
+                    "tested",
+                    slot=intent.slot,
+                    outcome="SLOT_EMPTY",
+                )
         elif isinstance(intent, OpenDoor):
-            self._last_result = f"door {intent.slot} opened"
+            self._said(f"door {intent.slot} opened", "door_opened", slot=intent.slot)
         elif isinstance(intent, LockSales):
             self._sales_locked = intent.locked
             if intent.locked and mode in ("idle", "shopping"):
@@ -278,7 +290,10 @@ class FakeController:
                 self._mode, self._oos = "out_of_service", OutOfServiceView("sales_locked")
             elif not intent.locked and mode == "out_of_service":
                 self._mode, self._oos = "idle", None
-            self._last_result = "sales locked" if intent.locked else "sales unlocked"
+            self._said(
+                "sales locked" if intent.locked else "sales unlocked",
+                "locked" if intent.locked else "unlocked",
+            )
         elif isinstance(intent, ServiceLogin):
             self._pin_attempts += 1
             if intent.ok:
@@ -286,6 +301,9 @@ class FakeController:
             elif not intent.locked_out:
                 self._pin_lock = self._pin_lock.failed(self.clock.monotonic())
         # ServiceExit / ServiceViewed: recorded in `posted` only
+
+    def _said(self, text: str, key: str, **params: str | int) -> None:
+        self._last_result, self._result = text, ServiceResult(key, params)
 
     def _checkout(self) -> None:
         self._orders += 1
@@ -416,6 +434,7 @@ class FakeController:
                 for s in self.planogram
             ),
             last_result=self._last_result,
+            result=self._result,
             pin=self._pin_view(),
         )
         return ViewState(

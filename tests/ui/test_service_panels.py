@@ -81,3 +81,25 @@ def test_links_at_a_glance(
         for r in app.texts:
             if r.text in want:
                 assert r.fits and not r.truncated, r
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_results_are_worded_in_the_ui_language(make_driver, lang: str) -> None:  # type: ignore[no-untyped-def]
+    from kiosk.ui.app import show
+
+    d = make_driver((800, 480), lang=lang)
+    t = Translator(lang)
+    show(d.app, "service_restock")
+    d.run()
+    d.tap("set-11")
+    d.tap("count-3")
+    d.tap("count-ok")
+    assert t("result.restocked", slot=11, level=3) in [r.text for r in d.app.texts]
+    d.tap("back")
+    d.tap("slots:test_vend")
+    d.tap("vend-12")
+    want = t("result.tested", slot=12, outcome=t("outcome.DELIVERED"))
+    assert want in [r.text for r in d.app.texts]
+    d.tap("back")
+    assert want in [r.text for r in d.app.texts]  # the menu says it too
+    assert not any("DELIVERED" in r.text for r in d.app.texts)

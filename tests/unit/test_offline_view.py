@@ -3,6 +3,9 @@ offline kiosk from it, and the service panels show it. Real controller, real sto
 
 from __future__ import annotations
 
+from kiosk import contract as ui
+from kiosk.hardware.protocol import Outcome
+from kiosk.ui.i18n import CATALOGS, LANGS
 from tests.support.kiosk_app import Kiosk
 
 
@@ -17,3 +20,23 @@ def test_view_follows_the_province_link(kiosk: Kiosk) -> None:
     state["up"] = True
     v = kiosk.wait(lambda v: v.province_online is True)
     assert not v.offline and v.service.network.online
+
+
+def test_service_results_come_with_words_for_the_screen(kiosk: Kiosk) -> None:
+    """The controller's outcome of a service action carries a message key and params, so the
+    screen words it in its own language (issue 17 req. 7); last_result stays for the logs."""
+    kiosk.wait(lambda v: v.mode == "idle")
+    kiosk.c.post(ui.Restock(48, 4))
+    v = kiosk.wait(lambda v: v.service.last_result == "slot 48: 4")
+    assert v.service.result == ui.ServiceResult("restocked", {"slot": 48, "level": 4})
+    kiosk.c.post(ui.TestVend(48))
+    v = kiosk.wait(lambda v: "DELIVERED" in v.service.last_result)
+    assert v.service.result == ui.ServiceResult("tested", {"slot": 48, "outcome": "DELIVERED"})
+    for lang in LANGS:  # every key the controller uses is worded in both catalogs
+        for key in ("restocked", "restock_failed", "busy", "no_slot", "test_refused", "tested"):
+            assert f"result.{key}" in CATALOGS[lang], (lang, key)
+        for key in ("locked", "unlocked"):
+            assert f"result.{key}" in CATALOGS[lang], (lang, key)
+        for outcome in Outcome:
+            if outcome.is_final:
+                assert f"outcome.{outcome.name}" in CATALOGS[lang], (lang, outcome)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar
 
 import pygame
 
-from kiosk.contract import Intent, ViewState
+from kiosk.contract import Intent, ServiceInfo, ViewState
 from kiosk.ui.widgets import Action, Ui, line_height
 
 if TYPE_CHECKING:
@@ -134,6 +134,21 @@ def footer_rect(ui: Ui, area: pygame.Rect) -> tuple[pygame.Rect, pygame.Rect]:
     foot = pygame.Rect(area.x, area.bottom - fh, area.w, fh)
     content = pygame.Rect(area.x, area.y, area.w, area.h - fh)
     return content, foot
+
+
+def result_text(ui: Ui, info: ServiceInfo) -> str:
+    """The last service action's outcome in the UI's language ("" for none): worded from
+    `info.result` (`result.<key>`, a board outcome as `outcome.<NAME>`), else `last_result` as
+    the controller gave it."""
+    t = ui.t
+    r = info.result
+    if r is None or not t.has(f"result.{r.key}"):
+        return f"{t('service.result')}: {info.last_result}" if info.last_result else ""
+    params = dict(r.params)
+    outcome = params.get("outcome")
+    if isinstance(outcome, str) and t.has(f"outcome.{outcome}"):
+        params["outcome"] = t(f"outcome.{outcome}")
+    return t(f"result.{r.key}", **params)
 
 
 def link_strip(ui: Ui, app: AppApi, at: pygame.Rect) -> int:

@@ -16,7 +16,7 @@ import pygame
 
 from kiosk.contract import OpenDoor, Restock, ServiceViewed, SlotView, TestVend
 from kiosk.ui.i18n import product_text
-from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
+from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, result_text
 from kiosk.ui.widgets import Action, Ui, line_height, pager
 
 SlotsMode = Literal["restock", "test_vend", "door", "stock"]
@@ -113,8 +113,7 @@ class ServiceSlotsScreen(Screen):
         if self.done is not None:
             key, params = self.done
             return t(key, **params)
-        last = self.app.view.service.last_result
-        return f"{t('service.result')}: {last}" if last else ""
+        return result_text(ui, self.app.view.service)
 
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
