@@ -9,7 +9,7 @@ from kiosk.sim.render import render_app
 from kiosk.ui.app import SCREEN_NAMES
 from kiosk.ui.theme import THEME, contrast_ratio, metrics_for
 
-SIZES = [(1080, 1920), (1920, 1080), (1024, 600), (800, 480)]
+SIZES = [(1080, 1920), (1920, 1080), (1024, 600), (800, 480), (540, 960)]  # 540x960: the demo
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
