@@ -40,3 +40,30 @@ def test_service_results_come_with_words_for_the_screen(kiosk: Kiosk) -> None:
         for outcome in Outcome:
             if outcome.is_final:
                 assert f"outcome.{outcome.name}" in CATALOGS[lang], (lang, outcome)
+
+
+def test_the_app_gives_the_controller_the_sync_link_state() -> None:
+    """kiosk.app.App hands the controller `province_online`, read from the sync client."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from kiosk.app import App
+
+    client = SimpleNamespace(connected=False)
+    bridge = SimpleNamespace(
+        client=client,
+        wake=lambda: None,
+        payment_query=lambda q: None,
+        clock_offset=SimpleNamespace(province_now=lambda t: t),
+        rejected=lambda *a: None,
+    )
+    hooks: dict[str, Any] = {}
+
+    def controller(**given: Any) -> object:
+        hooks.update(given)
+        return object()
+
+    App(None, None, None, None, None, None, controller, lambda app: bridge)  # type: ignore[arg-type]
+    assert hooks["province_online"]() is False
+    client.connected = True
+    assert hooks["province_online"]() is True
