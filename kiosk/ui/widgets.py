@@ -521,11 +521,19 @@ class Ui:
 
 
 def pager(
-    ui: Ui, bar: pygame.Rect, page: int, pages: int, turn: Callable[[int], None], name: str
+    ui: Ui,
+    bar: pygame.Rect,
+    page: int,
+    pages: int,
+    turn: Callable[[int], None],
+    name: str,
+    note: str = "",
 ) -> None:
     """A full-width page-turn bar: "previous" at the left, "page n / m" in the middle, "next"
     at the right, one touch high at the top of `bar`. `turn(-1)` / `turn(1)` turn the page;
-    the buttons are disabled at the first / last page. Names: `<name>-prev`, `<name>-next`."""
+    the buttons are disabled at the first / last page. Names: `<name>-prev`, `<name>-next`.
+    `note` (a result line) goes in the middle beside the page number, up to two lines, so it
+    takes no room from the page and never moves what is above it."""
     m, t = ui.m, ui.t
     y = bar.y
     bw = max(m.touch * 2, ui.measure(t("catalog.prev"), m.text, True) + 2 * m.pad)
@@ -538,12 +546,20 @@ def pager(
         style="outline",
         max_lines=1,
     )
-    ui.text(
-        t("catalog.page", page=page + 1, pages=pages),
-        pygame.Rect(bar.x + bw, y, bar.w - 2 * bw, m.touch),
-        align="center",
-        valign="middle",
-    )
+    middle = pygame.Rect(bar.x + bw + m.gap, y, bar.w - 2 * bw - 2 * m.gap, m.touch)
+    label = t("catalog.page", page=page + 1, pages=pages)
+    if note:
+        lw = ui.measure(label, m.text) + m.gap
+        ui.text(label, pygame.Rect(middle.x, y, lw, m.touch), valign="middle")
+        ui.text(
+            note,
+            pygame.Rect(middle.x + lw + m.gap, y, middle.w - lw - m.gap, m.touch),
+            valign="middle",
+            color=ui.c.muted,
+            max_lines=2,
+        )
+    else:
+        ui.text(label, middle, align="center", valign="middle")
     ui.button(
         pygame.Rect(bar.right - bw, y, bw, m.touch),
         t("catalog.next"),

@@ -2,8 +2,9 @@
 vend, open a locker door, and the read-only stock report.
 
 Owns: the page shown, the "needs refilling" filter and what this screen last did (for the
-result bar). The layout is fixed: a tool row at the top, the rows, one result line and the pager
-at the bottom, so a result never moves a row under the technician's finger. Actions post
+result). The layout is fixed: a tool row at the top, the rows, and the bottom bar with the pager
+and the result beside the page number, so a result never moves a row under the technician's
+finger. Actions post
 `Restock`, `TestVend` or `OpenDoor`; counts come back through `ServiceInfo.slots`. Slots are
 numbered as in the planogram (`SlotView.slot_no`), like every tool a technician reads.
 """
@@ -135,11 +136,8 @@ class ServiceSlotsScreen(Screen):
                 bold=True,
             )
             y += lh + m.gap
-        # the result line is always reserved at the bottom: it never pushes the rows
-        result = pygame.Rect(body.x, body.bottom - lh, body.w, lh)
-        if self.mode != "stock":
-            ui.text(self._result(ui), result, color=c.muted)
-        rows = pygame.Rect(body.x, y, body.w, result.y - m.gap // 2 - y)
+        # the result goes in the bottom bar beside the page number: it never pushes the rows
+        rows = pygame.Rect(body.x, y, body.w, body.bottom - y)
         pages = self._draw_rows(ui, rows)
         bar = foot.inflate(-2 * m.pad, 0)
         pager(
@@ -149,6 +147,7 @@ class ServiceSlotsScreen(Screen):
             pages,
             self._turn,
             "slots",
+            note="" if self.mode == "stock" else self._result(ui),
         )
 
     def _draw_tools(self, ui: Ui, row: pygame.Rect) -> int:
