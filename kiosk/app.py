@@ -102,7 +102,9 @@ class App:
         self.sync = sync(self) if sync is not None else None
         hooks: dict[str, Any] = {}
         if self.sync is not None:
+            bridge = self.sync
             hooks = {
+                "province_online": lambda: bridge.client.connected,
                 "on_commit": self.sync.wake,
                 "payment_query": self.sync.payment_query,
                 "province_time": self.sync.clock_offset.province_now,

@@ -55,6 +55,7 @@ __all__ = [
     "ServiceExit",
     "ServiceInfo",
     "ServiceLogin",
+    "ServiceResult",
     "ServiceViewed",
     "SetQuantity",
     "SlotView",
@@ -163,6 +164,7 @@ class ProblemView:
     refund_fen: int = 0  # 0: nothing is refunded (nothing was charged, or all delivered)
     refund_channel: RefundChannel = "original"
     order_id: str = ""
+    failed: tuple[str, ...] = ()  # product id of every item not dispensed (named on screen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,16 @@ class PinView:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceResult:
+    """The last service action's outcome for the screen to word in its language: `key` is
+    `result.<key>` in the catalogs (`outcome`, when given, is a board `Outcome` name, worded as
+    `outcome.<name>` when the catalogs know it)."""
+
+    key: str
+    params: Mapping[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceInfo:
     """What the technician's service menu shows."""
 
@@ -224,7 +236,8 @@ class ServiceInfo:
     boards: tuple[BoardInfoView, ...] = ()
     network: NetworkInfo = field(default_factory=lambda: NetworkInfo(online=False))
     slots: tuple[SlotView, ...] = ()
-    last_result: str = ""  # short outcome of the last service action, shown as is
+    last_result: str = ""  # short outcome of the last service action (English, for logs)
+    result: ServiceResult | None = None  # the same, for the screen to word (None: show as is)
     pin: PinView = field(default_factory=PinView)
 
 
@@ -244,6 +257,14 @@ class ViewState:
     problem: ProblemView | None = None
     out_of_service: OutOfServiceView | None = None
     service: ServiceInfo = field(default_factory=ServiceInfo)
+    #: The link to the province: True connected, False down (a payment is then confirmed only
+    #: by the code the shopper's phone shows, typed on the kiosk), None unknown (no link set up).
+    province_online: bool | None = None
+
+    @property
+    def offline(self) -> bool:
+        """The province link is known to be down."""
+        return self.province_online is False
 
     @property
     def cart_total_fen(self) -> int:

@@ -20,7 +20,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -97,7 +97,10 @@ def board_checks(
     slot_timeout: float = 60.0,
     connect_timeout: float = 3.0,
     progress: TextIO | None = None,
+    slot_map: Mapping[tuple[int, int], int] | None = None,
 ) -> list[Check]:
+    """`slot_map`: (board, address) -> planogram slot number, what a technician reads on the
+    screen and in the guide; results and lines name that number (and the address)."""
     hw = cfg.hardware
     checks: list[Check] = []
     link = SerialLink(port, baud, addresses=hw.boards)
@@ -145,8 +148,9 @@ def board_checks(
             )
             checks.extend(_sensor_checks(cfg, name, info.chilled, st))
             if test_slots:
+                numbers = {a: n for (b, a), n in (slot_map or {}).items() if b == addr}
                 chk, last_tx = _slot_check(
-                    board, name, info.slot_kinds, slot_timeout, clock, last_tx, progress
+                    board, name, info.slot_kinds, slot_timeout, clock, last_tx, progress, numbers
                 )
                 checks.append(chk)
             else:
@@ -209,6 +213,20 @@ def _sensor_checks(cfg: KioskConfig, name: str, chilled: bool, st: Any) -> list[
     return out
 
 
+def _slot_name(address: int, numbers: Mapping[int, int]) -> str:
+    """ "slot 13 (address 3)": the planogram's number first; the bus address alone when the
+    planogram does not know it."""
+    n = numbers.get(address)
+    return f"address {address}" if n is None else f"slot {n} (address {address})"
+
+
+def _failed_name(r: Mapping[str, Any]) -> str:
+    """A failed slot in the summary: "13 JAMMED (address 3)", or "address 3 JAMMED"."""
+    if r.get("slot_no") is None:
+        return f"address {r['slot']} {r['outcome']}"
+    return f"{r['slot_no']} {r['outcome']} (address {r['slot']})"
+
+
 def _slot_check(
     board: SerialBoard,
     name: str,
@@ -217,7 +235,9 @@ def _slot_check(
     clock: SystemClock,
     last_tx: int,
     progress: TextIO | None,
+    numbers: Mapping[int, int],
 ) -> tuple[Check, int]:
+    """Test every slot of one board; `numbers`: address -> planogram slot number."""
     slots = sorted(kinds)
     bar = ProgressBar(len(slots), f"{name} slots", progress)
     results: list[dict[str, Any]] = []
@@ -231,26 +251,34 @@ def _slot_check(
             outcome = e.outcome
         except BoardError as e:
             results.append(
-                {"slot": slot, "tx": tx, "ok": False, "outcome": "ERROR", "description": str(e)}
+                {
+                    "slot": slot,
+                    "slot_no": numbers.get(slot),
+                    "tx": tx,
+                    "ok": False,
+                    "outcome": "ERROR",
+                    "description": str(e),
+                }
             )
-            bar.update(f"slot {slot}: ERROR")
+            bar.update(f"{_slot_name(slot, numbers)}: ERROR")
             continue
         good = _LOCKER_OK if kinds[slot] is WireSlotKind.LOCKER else SUCCESSES
         ok = outcome in good
         results.append(
             {
                 "slot": slot,
+                "slot_no": numbers.get(slot),
                 "tx": tx,
                 "ok": ok,
                 "outcome": outcome.name,
                 "description": describe(outcome),
             }
         )
-        bar.update(f"slot {slot}: {outcome.name}")
+        bar.update(f"{_slot_name(slot, numbers)}: {outcome.name}")
     bar.finish()
     failed = [r for r in results if not r["ok"]]
     detail = f"{len(results) - len(failed)}/{len(results)} ok" + (
-        "; failed: " + ", ".join(f"{r['slot']} {r['outcome']}" for r in failed) if failed else ""
+        "; failed: " + ", ".join(_failed_name(r) for r in failed) if failed else ""
     )
     return (
         Check(
@@ -361,6 +389,7 @@ def run_checks(
     slot_timeout: float = 60.0,
     connect_timeout: float = 3.0,
     progress: TextIO | None = None,
+    slot_map: Mapping[tuple[int, int], int] | None = None,
 ) -> list[Check]:
     checks: list[Check] = []
     if "board" in skip:
@@ -375,6 +404,7 @@ def run_checks(
                 slot_timeout=slot_timeout,
                 connect_timeout=connect_timeout,
                 progress=progress,
+                slot_map=slot_map,
             )
         )
     simple: list[tuple[str, Callable[[], Check]]] = [
@@ -392,7 +422,12 @@ def run_checks(
 def make_report(cfg: KioskConfig, checks: list[Check]) -> dict[str, Any]:
     failed = [c.name for c in checks if c.status == FAIL]
     failed_slots = [
-        {"board": c.name.split(".")[0], "slot": r["slot"], "outcome": r["outcome"]}
+        {
+            "board": c.name.split(".")[0],
+            "slot": r["slot"],
+            "slot_no": r.get("slot_no"),
+            "outcome": r["outcome"],
+        }
         for c in checks
         if c.name.endswith(".slots")
         for r in c.data.get("results", [])
@@ -416,6 +451,23 @@ def table(checks: list[Check]) -> str:
     for c in checks:
         lines.append(f"{c.name:<{w}}  {c.status.upper():<6}  {c.detail}")
     return "\n".join(lines)
+
+
+def planogram_slots(cfg: KioskConfig) -> dict[tuple[int, int], int]:
+    """(board, address) -> slot number from the kiosk's planogram; {} when the store has none
+    yet (the self-test then names bus addresses)."""
+    if not cfg.store.data_dir.is_dir():
+        return {}
+    try:
+        from kiosk.store import open_store
+
+        store = open_store(cfg.store.data_dir)
+        try:
+            return {(s.board, s.address): s.slot_no for s in store.planogram.load()}
+        finally:
+            store.close()
+    except Exception:  # no store or no planogram yet: addresses only
+        return {}
 
 
 def selftest_slots(
@@ -513,6 +565,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         slot_timeout=args.slot_timeout,
         connect_timeout=args.connect_timeout,
         progress=sys.stderr,
+        slot_map=planogram_slots(cfg),
     )
     finished_at = time.time()
     report = make_report(cfg, checks)

@@ -74,6 +74,7 @@ class Controller:
         province_time: Callable[[float], float] | None = None,
         province_keys: Callable[[], list[bytes]] | None = None,
         payment_rejected: Callable[[str, str, str], None] | None = None,
+        province_online: Callable[[], bool] | None = None,
         tick_s: float = 1.0,
         status_every_s: float = 1.0,
         start_grace_s: float = 5.0,
@@ -114,6 +115,7 @@ class Controller:
             self.province_time = province_time
         self.sales.province_keys = province_keys  # confirmations follow the sync keyring
         self.sales.payment_rejected = payment_rejected  # (what, reason, detail): sync counts
+        self.province_online = province_online  # the sync link's state, read for every view
 
     def _wire(
         self,
@@ -417,7 +419,7 @@ class Controller:
             elif isinstance(c, session.PlaceOrder):
                 self._place_order(c.cart)
             elif isinstance(c, session.Note):
-                self.tech.last_result = c.text
+                self.tech.note(c.text)
                 log_event(log, "cart.refused", reason=c.text)
             else:
                 self.tech.log(c.action, **c.fields)
@@ -425,11 +427,11 @@ class Controller:
     def _place_order(self, cart: cartlib.Cart) -> None:
         self.upkeep.measure_disk()  # on every order, not only every few seconds
         if self.upkeep.disk_low:
-            self.tech.last_result = "disk below store.min_free_mb"
+            self.tech.note("disk below store.min_free_mb")
             return
         refused = self.sales.checkout(cart, self.catalog, self.rules)
         if refused is not None:
-            self.tech.last_result = refused
+            self.tech.note(refused)
 
     # --- the view -----------------------------------------------------------------------
 
@@ -482,7 +484,9 @@ class Controller:
             board_online=self._board_online,
             queue_depths=self._queue_depths(),
             last_result=self.tech.last_result,
+            result=self.tech.result,
             pin=self.access.view(self._mono_offset),
+            province_online=None if self.province_online is None else self.province_online(),
         )
 
     def _queue_depths(self) -> dict[str, int]:

@@ -53,6 +53,7 @@ class Technician:
         self._put_job = put_job
         self._who = who  # the technician logged in (kiosk.controller.access), "" if nobody
         self.last_result = ""
+        self.result: ui.ServiceResult | None = None  # last_result, for the screen to word
         self.test_running: int | None = None
         self._test_started: tuple[str, float] | None = None  # (kind, kiosk time) of that test
         self.sales_locked = store.settings.get(SALES_LOCKED) == "1"
@@ -73,12 +74,25 @@ class Technician:
             "technician", {"action": action, **fields, "at": self.clock.time()}, Priority.HIGH
         )
 
+    def _said(self, text: str, key: str, **params: str | int) -> None:
+        """The last action's outcome: `text` for logs and tests, `key` + `params` for the
+        screen (`result.<key>` in the UI catalogs)."""
+        self.last_result = text
+        self.result = ui.ServiceResult(key, params)
+
+    def note(self, text: str) -> None:
+        """An outcome the screen shows as is (a refused cart, from the session)."""
+        self.last_result = text
+        self.result = None
+
     def lock_sales(self, locked: bool) -> None:
         self.log("lock_sales", locked=locked)
         try:
             self.store.settings.set(SALES_LOCKED, "1" if locked else "0")
             self.sales_locked = locked
-            self.last_result = "sales locked" if locked else "sales unlocked"
+            self._said(
+                "sales locked" if locked else "sales unlocked", "locked" if locked else "unlocked"
+            )
         except STORE_ERRORS as e:
             self.persist.failed(e, "lock_sales")
 
@@ -94,24 +108,24 @@ class Technician:
             else:
                 level = self.store.stock.set_count(slot, count, ref)
         except (StockError, *STORE_ERRORS) as e:
-            self.last_result = f"slot {slot}: {e}"
+            self._said(f"slot {slot}: {e}", "restock_failed", slot=slot, error=str(e))
             return
         self.persist.slot_back(slot)
         self.persist.pump_stock()
-        self.last_result = f"slot {slot}: {level}"
+        self._said(f"slot {slot}: {level}", "restocked", slot=slot, level=level)
         self.log("restock", slot=slot, level=level)
 
     def test_vend(self, slot: int, kind: str) -> None:
         if self._orders_open() or self.test_running is not None:
-            self.last_result = "busy: an order is running"
+            self._said("busy: an order is running", "busy")
             return
         if slot not in self._planogram().slots:
-            self.last_result = f"slot {slot} is not in the planogram"
+            self._said(f"slot {slot} is not in the planogram", "no_slot", slot=slot)
             return
         try:
             tx = self.repo.start_test_vend(slot, kind, self.clock.time())
         except (ValueError, *STORE_ERRORS) as e:
-            self.last_result = f"test vend refused: {e}"
+            self._said(f"test vend refused: {e}", "test_refused", slot=slot, error=str(e))
             return
         self.test_running = tx
         self._test_started = (kind, self.clock.time())
@@ -132,7 +146,9 @@ class Technician:
         except STORE_ERRORS as e:
             self.persist.failed(e, "test_vend")
         self.persist.pump_stock()
-        self.last_result = f"slot {d.slot_no}: {d.outcome}"
+        self._said(
+            f"slot {d.slot_no}: {d.outcome}", "tested", slot=d.slot_no, outcome=str(d.outcome)
+        )
         self.log("test_vend_done", slot=d.slot_no, tx=d.tx, outcome=d.outcome)
         self._report_test(d, now)
 

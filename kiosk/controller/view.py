@@ -53,6 +53,8 @@ class Snapshot:
     queue_depths: Mapping[str, int]
     last_result: str
     pin: ui.PinView = field(default_factory=ui.PinView)
+    province_online: bool | None = None  # the sync link; None: the kiosk runs without one
+    result: ui.ServiceResult | None = None  # last_result, for the screen to word
 
 
 def build_view(s: Snapshot) -> ui.ViewState:
@@ -78,6 +80,7 @@ def build_view(s: Snapshot) -> ui.ViewState:
         max_cart_items=cart.max_units,
         service_phone=s.screen.service_phone,
         service=_service_info(s),
+        province_online=s.province_online,
     )
     if s.shown is not None:
         v = order_view(base, s.shown, s.screen)
@@ -172,6 +175,7 @@ def _problem_view(o: sale.Order, sc: OrderScreen) -> ui.ProblemView:
         refund_fen=o.refund_due_fen,
         refund_channel=_channel(o.payment),
         order_id=o.order_id,
+        failed=tuple(ln.product_id for ln in o.lines if ln.status is not sale.LineStatus.DELIVERED),
     )
 
 
@@ -192,8 +196,10 @@ def _service_info(s: Snapshot) -> ui.ServiceInfo:
         sales_locked=s.sales_locked,
         queue_depths=dict(s.queue_depths),
         boards=(ui.BoardInfoView(connected=bool(s.board_online)),),
+        network=ui.NetworkInfo(online=bool(s.province_online)),
         slots=slots,
         last_result=s.last_result,
+        result=s.result,
         pin=s.pin,
     )
 

@@ -1,7 +1,9 @@
-"""`kiosk screenshot`: render any screen with demo data to a PNG, offscreen.
+"""`kiosk screenshot`: render any screen with demo data to a PNG, offscreen; or, with
+`--docs DIR`, the whole set docs/ui.md shows (`DOCS_SET`, scaled down and palette-compressed).
 
-Owns: the subcommand's arguments. Renders with the SDL dummy driver (no display needed) and
-the same code the kiosk runs; exit 2 for a bad argument, 1 when no CJK font is installed.
+Owns: the subcommand's arguments and the docs set. Renders with the SDL dummy driver (no display
+needed) and the same code the kiosk runs; exit 2 for a bad argument, 1 when no CJK font is
+installed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,33 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["register"]
+__all__ = ["DOCS_SET", "register"]
+
+_PORTRAIT = (
+    "attract",
+    "catalog",
+    "product",
+    "cart",
+    "payment",
+    "payment_offline",
+    "payment_cancel",
+    "offline_code",
+    "dispensing_locker",
+    "done",
+    "problem",
+    "out_of_service",
+    "idle_prompt",
+    "service_menu",
+    "service_restock",
+    "service_board",
+)
+_SMALL = ("catalog", "product", "payment_offline", "offline_code", "done", "service_restock")
+#: (screen, size, scale) of every docs/ui.md screenshot, each in zh and en:
+#: `<screen>-<W>x<H>-<lang>.png` (`kiosk screenshot --docs docs/ui`)
+DOCS_SET: tuple[tuple[str, tuple[int, int], float], ...] = (
+    *((name, (1080, 1920), 0.5) for name in _PORTRAIT),
+    *((name, (800, 480), 0.75) for name in _SMALL),
+)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -37,14 +65,19 @@ def register(
     )
     p.add_argument(
         "--screen",
-        required=True,
         choices=SCREEN_NAMES,
         metavar="NAME",
         help=f"one of: {', '.join(SCREEN_NAMES)}",
     )
     p.add_argument("--size", type=_size, default=(1080, 1920), help="WxH (default 1080x1920)")
     p.add_argument("--lang", choices=("zh", "en"), default="zh")
-    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--out", type=Path, help="PNG file to write (with --screen)")
+    p.add_argument(
+        "--docs",
+        type=Path,
+        metavar="DIR",
+        help="write the whole docs/ui.md set into DIR instead (both languages, scaled down)",
+    )
     p.add_argument("--font", default=None, help="CJK font file (default: found automatically)")
     p.set_defaults(func=cmd_screenshot)
 
@@ -52,17 +85,45 @@ def register(
 def cmd_screenshot(args: argparse.Namespace) -> int:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    import pygame
-
-    from kiosk.sim.render import render_once
     from kiosk.ui.fonts import FontMissing
 
+    if args.docs is None and (args.screen is None or args.out is None):
+        print("kiosk screenshot: give --screen NAME and --out FILE, or --docs DIR", file=sys.stderr)
+        return 2
     try:
-        surface = render_once(args.screen, args.size, args.lang, font_path=args.font)
+        if args.docs is not None:
+            for screen, size, scale in DOCS_SET:
+                for lang in ("zh", "en"):
+                    out = args.docs / f"{screen}-{size[0]}x{size[1]}-{lang}.png"
+                    _write(screen, size, lang, out, args.font, scale)
+            return 0
+        _write(args.screen, args.size, args.lang, args.out, args.font, 1.0)
     except FontMissing as e:
         print(f"kiosk screenshot: {e}", file=sys.stderr)
         return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    pygame.image.save(surface, str(args.out))
-    print(f"wrote {args.out} ({args.screen}, {args.size[0]}x{args.size[1]}, {args.lang})")
     return 0
+
+
+def _write(
+    screen: str, size: tuple[int, int], lang: str, out: Path, font: str | None, scale: float
+) -> None:
+    """One screenshot; a scaled one (the docs) is smoothed and stored with a 256-colour
+    palette, which keeps the repository small."""
+    import pygame
+
+    from kiosk.sim.render import render_once
+
+    surface = render_once(screen, size, lang, font_path=font)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if scale == 1.0:
+        pygame.image.save(surface, str(out))
+    else:
+        from PIL import Image
+
+        small = pygame.transform.smoothscale(
+            surface, (round(size[0] * scale), round(size[1] * scale))
+        )
+        raw = pygame.image.tobytes(small, "RGB")
+        image = Image.frombytes("RGB", small.get_size(), raw)
+        image.quantize(256, dither=Image.Dither.NONE).save(out, optimize=True)
+    print(f"wrote {out} ({screen}, {size[0]}x{size[1]}, {lang})")

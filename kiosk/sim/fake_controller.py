@@ -40,6 +40,7 @@ from kiosk.contract import (
     Restock,
     ServiceInfo,
     ServiceLogin,
+    ServiceResult,
     SetQuantity,
     SlotView,
     StartShopping,
@@ -69,7 +70,7 @@ class FakeController:
         extension_s: float = 60.0,
         max_extensions: int = 2,
         max_cart_items: int = 5,
-        offline_code: str = "246810",
+        offline_code: str = "24681357",
         service_phone: str = "400-000-0000",
         kiosk_id: str = "AH-341524-0001",
     ) -> None:
@@ -83,6 +84,7 @@ class FakeController:
         self.offline_code = offline_code
         self.service_phone = service_phone
         self.kiosk_id = kiosk_id
+        self.province_online: bool | None = True  # the province link, as the view shows it
         self.catalog = demo_catalog()
         self.planogram: Planogram = demo_planogram(kind)
         self.stock: dict[int, int] = demo_stock(self.planogram)
@@ -102,6 +104,7 @@ class FakeController:
         self._oos: OutOfServiceView | None = None
         self._sales_locked = False
         self._last_result = ""
+        self._result: ServiceResult | None = None
         self._pin_lock = PinLockout()  # the controller's rule, on the monotonic clock here
         self._pin_attempts = 0
         self._thread: threading.Thread | None = None
@@ -129,6 +132,12 @@ class FakeController:
             if self._mode == "payment":
                 self._start_dispensing()
                 self._publish()
+
+    def set_province_online(self, online: bool | None) -> None:
+        """The province link went up or down (the payment screen explains an offline kiosk)."""
+        with self._lock:
+            self.province_online = online
+            self._publish()
 
     def set_out_of_service(self, reason_key: str | None) -> None:
         with self._lock:
@@ -255,15 +264,25 @@ class FakeController:
                     else max(0, min(intent.count, slot.capacity))
                 )
                 self.stock[slot.slot_no] = n
-                self._last_result = f"restock slot {slot.slot_no} -> {n}"
+                self._said(f"slot {slot.slot_no}: {n}", "restocked", slot=slot.slot_no, level=n)
         elif isinstance(intent, TestVend):
             if self.stock.get(intent.slot, 0) > 0:
                 self.stock[intent.slot] -= 1
-                self._last_result = f"test vend slot {intent.slot}: delivered"
+                self._said(
+                    f"slot {intent.slot}: DELIVERED",
+                    "tested",
+                    slot=intent.slot,
+                    outcome="DELIVERED",
+                )
             else:
-                self._last_result = f"test vend slot {intent.slot}: empty"
+                self._said(
+                    f"slot {intent.slot}: SLOT_EMPTY",
+                    "tested",
+                    slot=intent.slot,
+                    outcome="SLOT_EMPTY",
+                )
         elif isinstance(intent, OpenDoor):
-            self._last_result = f"door {intent.slot} opened"
+            self._said(f"door {intent.slot} opened", "door_opened", slot=intent.slot)
         elif isinstance(intent, LockSales):
             self._sales_locked = intent.locked
             if intent.locked and mode in ("idle", "shopping"):
@@ -271,7 +290,10 @@ class FakeController:
                 self._mode, self._oos = "out_of_service", OutOfServiceView("sales_locked")
             elif not intent.locked and mode == "out_of_service":
                 self._mode, self._oos = "idle", None
-            self._last_result = "sales locked" if intent.locked else "sales unlocked"
+            self._said(
+                "sales locked" if intent.locked else "sales unlocked",
+                "locked" if intent.locked else "unlocked",
+            )
         elif isinstance(intent, ServiceLogin):
             self._pin_attempts += 1
             if intent.ok:
@@ -279,6 +301,9 @@ class FakeController:
             elif not intent.locked_out:
                 self._pin_lock = self._pin_lock.failed(self.clock.monotonic())
         # ServiceExit / ServiceViewed: recorded in `posted` only
+
+    def _said(self, text: str, key: str, **params: str | int) -> None:
+        self._last_result, self._result = text, ServiceResult(key, params)
 
     def _checkout(self) -> None:
         self._orders += 1
@@ -357,6 +382,7 @@ class FakeController:
                 refund_fen=refund,
                 refund_channel="wechat",
                 order_id=pay.order_id,
+                failed=tuple(x.product_id for x in failed),
             )
             self._mode = "problem"
         self._payment = None
@@ -395,7 +421,12 @@ class FakeController:
                     },
                 ),
             ),
-            network=NetworkInfo(True, "eth0", "192.168.10.23", "mqtts://mqtt.example.invalid:8883"),
+            network=NetworkInfo(
+                bool(self.province_online),
+                "eth0",
+                "192.168.10.23",
+                "mqtts://mqtt.example.invalid:8883",
+            ),
             slots=tuple(
                 SlotView(
                     s.slot_no, s.product_id, s.kind.value, s.capacity, self.stock.get(s.slot_no, 0)
@@ -403,6 +434,7 @@ class FakeController:
                 for s in self.planogram
             ),
             last_result=self._last_result,
+            result=self._result,
             pin=self._pin_view(),
         )
         return ViewState(
@@ -418,6 +450,7 @@ class FakeController:
             problem=self._problem if self._mode == "problem" else None,
             out_of_service=self._oos if self._mode == "out_of_service" else None,
             service=service,
+            province_online=self.province_online,
         )
 
     def _pin_view(self) -> PinView:
@@ -460,7 +493,9 @@ def demo_view(screen: str, clock: ManualClock | None = None) -> ViewState:
     if screen in ("catalog", "category_picker", "product", "cart", "idle_prompt"):
         return fc.view()
     fc.post(Checkout())
-    if screen in ("payment", "offline_code"):
+    if screen in ("payment", "payment_offline", "payment_cancel", "offline_code"):
+        if screen in ("payment_offline", "offline_code"):
+            fc.set_province_online(False)  # the code is what an offline kiosk asks for
         clock.advance(25.4)
         return fc.view()
     if screen == "problem":

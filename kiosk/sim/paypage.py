@@ -27,6 +27,8 @@ from kiosk.clock import Clock, SystemClock
 from kiosk.core.payment import PaymentMethod, PayUrlParams, offline_code
 from kiosk.log import log_event
 from kiosk.sim.province_secrets import verify_pay_url
+from kiosk.ui.locales import en as _en
+from kiosk.ui.locales import zh as _zh
 
 __all__ = ["DEFAULT_PORT", "PayPageServer"]
 
@@ -38,6 +40,15 @@ _METHODS = {
     PaymentMethod.ALIPAY.value: ("支付宝", "Alipay", "#1677ff"),
 }
 _MAX_BODY = 4096
+
+# What to do when the kiosk is offline, in the kiosk's own words (its payment screen's band and
+# button, kiosk/ui/locales): the shopper reads the same title here and there.
+_OFFLINE_NOTE = (
+    f"售货机会自动出货。如果售货机显示“{_zh.MESSAGES['payment.offline_title']}”，"
+    f"请点售货机上的“{_zh.MESSAGES['payment.code']}”，输入下面的8位确认码："
+    f" The kiosk dispenses by itself. If it shows “{_en.MESSAGES['payment.offline_title']}”, "
+    f"tap “{_en.MESSAGES['payment.code']}” on the kiosk and type this 8-digit code:"
+)
 
 OnPaid = Callable[[PayUrlParams, str], Any]
 
@@ -186,9 +197,7 @@ class PayPageServer:
             f"<p class='ok'>✔ {zh}成功 · {en} payment successful</p>"
             f"<div class='amount'>{_yuan(params.amount_fen)}</div>"
             f"<dl><dt>订单 Order</dt><dd>{html.escape(params.order_id)}</dd></dl>"
-            "<p class='note'>售货机会自动出货。如果售货机显示“网络断开”,请在售货机上输入下面的"
-            "确认码:<br>The kiosk dispenses by itself. If it shows it is offline, type this "
-            "confirmation code on the kiosk:</p>"
+            f"<p class='note'>{html.escape(_OFFLINE_NOTE)}</p>"
             f"<div class='code' id='offline-code'>{code[:4]} {code[4:]}</div>"
         )
         return HTTPStatus.OK, _page("支付成功", "Payment successful", body)

@@ -95,6 +95,8 @@ SCREEN_NAMES: tuple[str, ...] = (
     "product",
     "cart",
     "payment",
+    "payment_offline",
+    "payment_cancel",
     "offline_code",
     "dispensing",
     "dispensing_locker",
@@ -679,6 +681,12 @@ def show(app: UiApp, name: str) -> None:
         app.push(CategoryPickerScreen(app, root))
     elif name == "offline_code":
         app.push(OfflineCodeScreen(app))
+    elif name == "payment_cancel":
+        from kiosk.ui.screens.payment import PaymentScreen
+
+        root = app.stack[0]
+        assert isinstance(root, PaymentScreen)
+        root._cancel()
     elif name == "idle_prompt":
         app.push(ProductScreen(app, app.view.products[0].product.product_id))
         app.push(IdlePromptScreen(app))

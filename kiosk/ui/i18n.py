@@ -41,6 +41,10 @@ class Translator:
         message = self._messages[key]
         return message.format(**params) if params else message
 
+    def has(self, key: str) -> bool:
+        """Whether the catalog has `key` (for names that come from elsewhere, e.g. counters)."""
+        return key in self._messages
+
     def money(self, fen: int) -> str:
         return format_fen(fen)
 

@@ -46,6 +46,10 @@ class Colors:
     on_dark_accent: RGB = (255, 210, 120)
     on_dark_dim: RGB = (96, 96, 96)  # the dimmed attract hint: low light on purpose
     scrim: RGB = (0, 0, 0)
+    banner: RGB = (255, 240, 214)  # a notice the shopper must read (kiosk offline): warn text
+    wechat: RGB = (16, 122, 64)  # the payment marks: drawn, not the brands' logos
+    alipay: RGB = (0, 94, 200)
+    ok_on_dark: RGB = (120, 220, 140)  # a tick on the dark toast
 
 
 THEME = Colors()

@@ -24,6 +24,7 @@ __all__ = [
     "Hit",
     "TextRecord",
     "Ui",
+    "qr_modules",
     "qr_surface",
     "wrap_text",
 ]
@@ -124,6 +125,18 @@ def wrap_text(text: str, width: int, measure: Callable[[str], int]) -> list[str]
 
 
 @lru_cache(maxsize=64)
+def qr_modules(data: str) -> int:
+    """Modules across the QR code of `data`, quiet zone included (what `qr_surface` draws)."""
+    import qrcode
+    import qrcode.constants
+
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    qr.add_data(data)
+    qr.make(fit=True)
+    return len(qr.get_matrix())
+
+
+@lru_cache(maxsize=64)
 def qr_surface(data: str, side: int) -> pygame.Surface:
     """A crisp QR code (quiet zone included), integer module size, at most `side` px square."""
     import qrcode  # only the payment/receipt screens need it: not on the start-up path
@@ -172,6 +185,7 @@ class Ui:
     c: Colors = THEME
     texts: list[TextRecord] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
+    qrs: list[tuple[str, pygame.Rect, int]] = field(default_factory=list)  # data, rect, module px
 
     # --- geometry helpers -------------------------------------------------------------
     @property
@@ -406,6 +420,7 @@ class Ui:
         surf = qr_surface(data, side)
         r = surf.get_rect(center=rect.center)
         self.surface.blit(surf, r)
+        self.qrs.append((data, r, r.w // qr_modules(data)))
         return r
 
     def keypad(
@@ -506,11 +521,19 @@ class Ui:
 
 
 def pager(
-    ui: Ui, bar: pygame.Rect, page: int, pages: int, turn: Callable[[int], None], name: str
+    ui: Ui,
+    bar: pygame.Rect,
+    page: int,
+    pages: int,
+    turn: Callable[[int], None],
+    name: str,
+    note: str = "",
 ) -> None:
     """A full-width page-turn bar: "previous" at the left, "page n / m" in the middle, "next"
     at the right, one touch high at the top of `bar`. `turn(-1)` / `turn(1)` turn the page;
-    the buttons are disabled at the first / last page. Names: `<name>-prev`, `<name>-next`."""
+    the buttons are disabled at the first / last page. Names: `<name>-prev`, `<name>-next`.
+    `note` (a result line) goes in the middle beside the page number, up to two lines, so it
+    takes no room from the page and never moves what is above it."""
     m, t = ui.m, ui.t
     y = bar.y
     bw = max(m.touch * 2, ui.measure(t("catalog.prev"), m.text, True) + 2 * m.pad)
@@ -523,12 +546,20 @@ def pager(
         style="outline",
         max_lines=1,
     )
-    ui.text(
-        t("catalog.page", page=page + 1, pages=pages),
-        pygame.Rect(bar.x + bw, y, bar.w - 2 * bw, m.touch),
-        align="center",
-        valign="middle",
-    )
+    middle = pygame.Rect(bar.x + bw + m.gap, y, bar.w - 2 * bw - 2 * m.gap, m.touch)
+    label = t("catalog.page", page=page + 1, pages=pages)
+    if note:
+        lw = ui.measure(label, m.text) + m.gap
+        ui.text(label, pygame.Rect(middle.x, y, lw, m.touch), valign="middle")
+        ui.text(
+            note,
+            pygame.Rect(middle.x + lw + m.gap, y, middle.w - lw - m.gap, m.touch),
+            valign="middle",
+            color=ui.c.muted,
+            max_lines=2,
+        )
+    else:
+        ui.text(label, middle, align="center", valign="middle")
     ui.button(
         pygame.Rect(bar.right - bw, y, bw, m.touch),
         t("catalog.next"),

@@ -16,6 +16,7 @@ from kiosk.sync.outbox import Outbox
 from kiosk.sync.topics import Topics
 from provisioning.cli import main
 from provisioning.selftest import ProgressBar, check_clock
+from tests.support.store import seed_store
 
 SKIP = ["--skip", "broker", "--skip", "font", "--skip", "screen"]
 
@@ -47,9 +48,12 @@ def test_jammed_slot_fails_and_is_named(
     assert rc == 1
     data = json.loads(report.read_text())
     assert data["ok"] is False
-    assert data["failed_slots"] == [{"board": "board0", "slot": 2, "outcome": "JAMMED"}]
+    # no planogram in the store yet: the slot is named by its bus address
+    assert data["failed_slots"] == [
+        {"board": "board0", "slot": 2, "slot_no": None, "outcome": "JAMMED"}
+    ]
     assert "board0.slots" in data["failed"]
-    assert "2 JAMMED" in out.out and "FAIL" in out.out
+    assert "address 2 JAMMED" in out.out and "FAIL" in out.out
     assert "board0 slots [" in out.err  # the progress bar
     cfg = load_config(cfg_path)
     assert (cfg.store.data_dir / "selftest" / "selftest-latest.json").exists()
@@ -117,3 +121,19 @@ def test_progress_bar_and_clock() -> None:
     assert s.getvalue().splitlines()[-1].startswith("slots [####....]   2/4  slot 1: JAMMED")
     assert check_clock(1_500_000_000).status == "fail"
     assert check_clock().status == "ok"
+
+
+def test_jammed_slot_is_named_by_its_planogram_number(
+    make_config: Callable[..., Path],
+    emulator: Callable[..., str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The number on the restock screen (12号) is the number the self-test says (issue 17)."""
+    url = emulator(jammed={2})
+    cfg_path = make_config(port="/dev/null-not-used")
+    seed_store(load_config(cfg_path).store.data_dir)  # demo planogram: address 2 is slot 12
+    rc = main(["selftest", "--config", str(cfg_path), "--port", url, "--slot-timeout", "5", *SKIP])
+    out = capsys.readouterr()
+    assert rc == 1
+    assert "failed: 12 JAMMED (address 2)" in out.out, out.out
+    assert "slot 12 (address 2): JAMMED" in out.err  # the progress line

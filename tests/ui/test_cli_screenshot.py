@@ -21,3 +21,37 @@ def test_screenshot_writes_png(tmp_path: Path) -> None:
     assert args.func(args) == 0
     with Image.open(out) as im:
         assert im.size == (800, 480)
+
+
+def test_docs_set_writes_both_languages_scaled(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import kiosk.sim.cli_screenshot as cli
+
+    monkeypatch.setattr(cli, "DOCS_SET", (("payment_offline", (800, 480), 0.75),))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"), argparse.ArgumentParser(add_help=False))
+    args = parser.parse_args(["screenshot", "--docs", str(tmp_path)])
+    assert args.func(args) == 0
+    for lang in ("zh", "en"):
+        with Image.open(tmp_path / f"payment_offline-800x480-{lang}.png") as im:
+            assert im.size == (600, 360) and im.mode == "P"
+
+
+def test_docs_set_names_real_screens_and_the_docs_show_them() -> None:
+    from kiosk.sim.cli_screenshot import DOCS_SET
+    from kiosk.ui.app import SCREEN_NAMES
+
+    doc = (Path(__file__).parents[2] / "docs" / "ui.md").read_text("utf-8")
+    for screen, (w, h), _ in DOCS_SET:
+        assert screen in SCREEN_NAMES
+        for lang in ("zh", "en"):
+            name = f"ui/{screen}-{w}x{h}-{lang}.png"
+            assert name in doc, name
+            assert (Path(__file__).parents[2] / "docs" / name).is_file(), name
+
+
+def test_screenshot_without_a_target_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"), argparse.ArgumentParser(add_help=False))
+    args = parser.parse_args(["screenshot", "--screen", "cart"])
+    assert args.func(args) == 2
+    assert "--docs DIR" in capsys.readouterr().err

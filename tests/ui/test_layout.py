@@ -9,7 +9,7 @@ from kiosk.sim.render import render_app
 from kiosk.ui.app import SCREEN_NAMES
 from kiosk.ui.theme import THEME, contrast_ratio, metrics_for
 
-SIZES = [(1080, 1920), (1920, 1080), (1024, 600), (800, 480)]
+SIZES = [(1080, 1920), (1920, 1080), (1024, 600), (800, 480), (540, 960)]  # 540x960: the demo
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -62,6 +62,10 @@ def test_palette_contrast() -> None:
         (c.warn, c.surface),
         (c.on_disabled, c.disabled),
         (c.on_dark_accent, c.dark_bg),
+        (c.warn, c.banner),
+        (c.text, c.banner),
+        (c.on_primary, c.wechat),
+        (c.on_primary, c.alipay),
     ]
     for fg, bg in pairs:
         assert contrast_ratio(fg, bg) >= 4.5, (fg, bg)

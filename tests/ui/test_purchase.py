@@ -73,7 +73,7 @@ def test_offline_code_then_locker_door(make_driver) -> None:
     d.tap("checkout")
     d.tap("code")
     assert d.screen == "offline_code"
-    for digit in "1111":  # wrong
+    for digit in "11111111":  # wrong
         d.tap(f"key-{digit}")
     d.tap("key-ok")
     pay = d.app.view.payment
@@ -119,6 +119,8 @@ def test_cancel_and_extend_payment(make_driver) -> None:
     d.tap("more-time")
     assert d.app.view.payment.expires_at > before  # type: ignore[union-attr]
     d.tap("cancel")
+    assert d.screen == "confirm"  # asks first
+    d.tap("confirm-yes")
     assert d.screen == "catalog"
     assert d.app.view.cart_count == 1
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar
 
 import pygame
 
-from kiosk.contract import Intent, ViewState
+from kiosk.contract import Intent, ServiceInfo, ViewState
 from kiosk.ui.widgets import Action, Ui, line_height
 
 if TYPE_CHECKING:
@@ -134,6 +134,57 @@ def footer_rect(ui: Ui, area: pygame.Rect) -> tuple[pygame.Rect, pygame.Rect]:
     foot = pygame.Rect(area.x, area.bottom - fh, area.w, fh)
     content = pygame.Rect(area.x, area.y, area.w, area.h - fh)
     return content, foot
+
+
+def result_text(ui: Ui, info: ServiceInfo) -> str:
+    """The last service action's outcome in the UI's language ("" for none): worded from
+    `info.result` (`result.<key>`, a board outcome as `outcome.<NAME>`), else `last_result` as
+    the controller gave it."""
+    t = ui.t
+    r = info.result
+    if r is None or not t.has(f"result.{r.key}"):
+        return f"{t('service.result')}: {info.last_result}" if info.last_result else ""
+    params = dict(r.params)
+    outcome = params.get("outcome")
+    if isinstance(outcome, str) and t.has(f"outcome.{outcome}"):
+        params["outcome"] = t(f"outcome.{outcome}")
+    return t(f"result.{r.key}", **params)
+
+
+def link_strip(ui: Ui, app: AppApi, at: pygame.Rect) -> int:
+    """The links at a glance on one line from `at.topleft`: "● 省平台 在线   ● 控制板 离线", each
+    in green when up, red when down, grey when not set up. Returns the y below it."""
+    m, c, t = ui.m, ui.c, ui.t
+    view = app.view
+    boards = view.service.boards
+    states = [
+        ("service.link_province", view.province_online),
+        ("service.link_board", any(b.connected for b in boards) if boards else None),
+    ]
+    lh = line_height(m.text)
+    dot = max(6, lh // 3)
+    parts = []
+    for key, up in states:
+        word = "link_unknown" if up is None else ("online" if up else "offline")
+        color = c.muted if up is None else (c.ok if up else c.error)
+        label = f"{t(key)} {t('service.' + word)}"
+        parts.append((label, color, 3 * dot + ui.measure(label, m.text, True) + 1))
+    one_line = sum(w for _, _, w in parts) + 2 * m.gap * (len(parts) - 1) <= at.w
+    x, y = at.x, at.y
+    for label, color, w in parts:
+        pygame.draw.circle(ui.surface, color, (x + dot, y + lh // 2), dot)
+        ui.text(
+            label,
+            pygame.Rect(x + 3 * dot, y, min(w, at.right - x) - 3 * dot, lh),
+            color=color,
+            bold=True,
+            overflow="error",
+        )
+        if one_line:
+            x += w + 2 * m.gap
+        else:  # a narrow screen: one link per line
+            y += lh
+    return y + lh if one_line else y
 
 
 def kv_rows(

@@ -1,8 +1,9 @@
 """Catalog screen (mode shopping): category chips, a page of product tiles, pager and cart.
 
 Owns: the category filter and page number (UI-local). Tiles show picture, 扶贫产品 badge, name,
-price and the sold-out state; a tap opens the product detail. Pages instead of scrolling: a
-page button is easier for older shoppers than a fling.
+spec, price and the stock state (已售罄, or 仅剩N件 with LOW_STOCK or fewer left); a tap opens
+the product detail. Pages instead of scrolling: a page button is easier for older shoppers than
+a fling. The cart button always shows the total (shorter labels before any ellipsis).
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
 from kiosk.ui.widgets import Style, Ui, line_height
 
+#: A product with this many items left or fewer says so on its tile (仅剩N件).
+LOW_STOCK = 5
+
+
+def tile_text_h(ui: Ui) -> int:
+    """The words under a tile's picture: name (2 lines), spec (1 line), price."""
+    m = ui.m
+    return 2 * line_height(m.text) + line_height(m.small) + line_height(m.title) + 2 * m.gap
+
 
 def grid_for(ui: Ui, area: pygame.Rect) -> tuple[int, int]:
     """Columns and rows of tiles that fit `area` with a picture at least 60% of the tile."""
     m = ui.m
-    text_h = 2 * line_height(m.text) + line_height(m.title) + 2 * m.gap
+    text_h = tile_text_h(ui)
     best = (1, 1)
     best_key = (0, 0)
     for cols in range(1, 9):
@@ -31,7 +41,7 @@ def grid_for(ui: Ui, area: pygame.Rect) -> tuple[int, int]:
         for rows in range(1, 7):
             th = (area.h - (rows - 1) * m.gap) // rows
             img = min(tw - 2 * m.pad, th - text_h - 2 * m.pad)
-            if img < 0.75 * (tw - 2 * m.pad) or img < m.touch * 1.8:
+            if img < 0.6 * (tw - 2 * m.pad) or img < m.touch * 1.5:
                 break
             key = (cols * rows, img)
             if key > best_key:
@@ -160,34 +170,25 @@ class CatalogScreen(Screen):
         ui.fill(tile, c.surface, m.radius)
         ui.frame(tile, c.disabled, 1, m.radius)
         inner = tile.inflate(-2 * m.pad, -2 * m.pad)
-        text_h = 2 * line_height(m.text) + line_height(m.title) + 2 * m.gap
-        side = max(0, min(inner.w, inner.h - text_h))
+        side = max(0, min(inner.w, inner.h - tile_text_h(ui)))
         img = pygame.Rect(inner.centerx - side // 2, inner.y, side, side)
         ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
         ui.badge(t("badge.fupin"), inner.x, img.y + m.pad // 2, inner.w)
-        if pv.sold_out:
-            label = t("catalog.sold_out")
-            sw = min(img.w, ui.measure(label, m.title, True) + 2 * m.pad)
-            pill = pygame.Rect(0, 0, sw, line_height(m.title) + m.pad)
-            pill.center = img.center
-            ui.fill(pill, c.secondary, m.radius)
-            ui.text(
-                label,
-                pill.inflate(-m.pad, 0),
-                size=m.title,
-                color=c.on_secondary,
-                align="center",
-                valign="middle",
-                bold=True,
-            )
+        self._draw_stock(ui, img, pv, inner.w)
         y = img.bottom + m.gap
         name = product_text(p, "name", t.lang)
-        ui.text(
+        r = ui.text(
             name,
             pygame.Rect(inner.x, y, inner.w, 2 * line_height(m.text)),
             max_lines=2,
             color=c.muted if pv.sold_out else c.text,
             min_size=m.text,
+        )
+        ui.text(
+            product_text(p, "spec", t.lang),
+            pygame.Rect(inner.x, r.bottom, inner.w, line_height(m.small)),
+            size=m.small,
+            color=c.muted,
         )
         price_box = pygame.Rect(
             inner.x, inner.bottom - line_height(m.title), inner.w, line_height(m.title)
@@ -201,6 +202,33 @@ class CatalogScreen(Screen):
             overflow="error",
         )
         ui.hit(tile, partial(self._open, p.product_id), f"tile-{p.product_id}")
+
+    def _draw_stock(self, ui: Ui, img: pygame.Rect, pv: ProductView, max_w: int) -> None:
+        """已售罄 across a sold-out picture; 仅剩N件 at the foot of a picture running low."""
+        m, c, t = ui.m, ui.c, ui.t
+        if pv.sold_out:
+            label, size, bg, fg = t("catalog.sold_out"), m.title, c.secondary, c.on_secondary
+        elif pv.stock_left <= LOW_STOCK:
+            label, size, bg, fg = t("catalog.low", n=pv.stock_left), m.small, c.warn, c.on_primary
+        else:
+            return
+        w = min(max_w, ui.measure(label, size, True) + 2 * m.pad)
+        pill = pygame.Rect(0, 0, w, line_height(size) + m.pad // 2)
+        if pv.sold_out:
+            pill.center = img.center
+        else:
+            pill.midbottom = (img.centerx, img.bottom - m.pad // 2)
+        ui.fill(pill, bg, m.radius)
+        ui.text(
+            label,
+            pill.inflate(-m.pad, 0),
+            size=size,
+            color=fg,
+            align="center",
+            valign="middle",
+            bold=True,
+            overflow="error",
+        )
 
     def _draw_footer(self, ui: Ui, foot: pygame.Rect, pages: int) -> None:
         m, t = ui.m, ui.t
@@ -240,14 +268,19 @@ class CatalogScreen(Screen):
             x += pw + m.gap
         view = self.app.view
         count = view.cart_count
-        label = (
-            t("catalog.cart", count=count, total=t.money(view.cart_total_fen))
-            if count
-            else t("catalog.cart_empty")
-        )
-        cw = min(
-            foot.right - m.pad - x, max(m.touch * 3, ui.measure(label, m.text, True) + 3 * m.pad)
-        )
+        room = foot.right - m.pad - x
+        label = t("catalog.cart_empty")
+        if count:
+            # the total always shows: shorter labels before any ellipsis
+            total = t.money(view.cart_total_fen)
+            labels = [
+                t("catalog.cart", count=count, total=total),
+                t("catalog.cart_short", count=count, total=total),
+                total,
+            ]
+            fitting = [lb for lb in labels if ui.measure(lb, m.text, True) + 2 * m.pad <= room]
+            label = fitting[0] if fitting else total
+        cw = min(room, max(m.touch * 3, ui.measure(label, m.text, True) + 3 * m.pad))
         ui.button(
             pygame.Rect(foot.right - m.pad - cw, y, cw, m.touch),
             label,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pygame
 
 from kiosk.contract import EnterOfflineCode, ViewState
+from kiosk.core.payment import OFFLINE_CODE_DIGITS
 from kiosk.ui.screens.base import AppApi, Screen, until_next_second
 from kiosk.ui.widgets import Ui, line_height
 
-MAX_DIGITS = 8
-MIN_DIGITS = 4
+MAX_DIGITS = OFFLINE_CODE_DIGITS  # the pay page shows 8 digits (as 1234 5678): one box each
 
 
 class OfflineCodeScreen(Screen):
@@ -48,6 +48,34 @@ class OfflineCodeScreen(Screen):
         self.submitted = True
         self.app.post(EnterOfflineCode(self.digits))
 
+    def _boxes(self, ui: Ui, field: pygame.Rect) -> None:
+        """One box per digit of the code, in two groups of four like the pay page shows it;
+        the box the next digit goes into is outlined in the primary colour."""
+        m, c = ui.m, ui.c
+        g = max(3, m.gap // 2)
+        half = MAX_DIGITS // 2
+        w = (field.w - (MAX_DIGITS - 2) * g - 3 * g) // MAX_DIGITS
+        h = min(field.h, max(w * 3 // 2, line_height(m.title)))
+        x = field.x + (field.w - (MAX_DIGITS * w + (MAX_DIGITS - 2) * g + 3 * g)) // 2
+        for i in range(MAX_DIGITS):
+            box = pygame.Rect(x, field.y + (field.h - h) // 2, w, h)
+            current = i == len(self.digits)
+            ui.fill(box, c.bg, max(2, m.radius // 2))
+            ui.frame(
+                box, c.primary if current else c.outline, 3 if current else 2, max(2, m.radius // 2)
+            )
+            if i < len(self.digits):
+                ui.text(
+                    self.digits[i],
+                    box,
+                    size=m.title,
+                    align="center",
+                    valign="middle",
+                    bold=True,
+                    overflow="error",
+                )
+            x += w + (3 * g if i == half - 1 else g)
+
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
         ui.scrim()
@@ -80,17 +108,7 @@ class OfflineCodeScreen(Screen):
         )
         y = r.bottom + m.gap
         field = pygame.Rect(top.x, y, top.w, m.touch)
-        ui.frame(field, c.outline, 2, m.radius)
-        shown = " ".join(self.digits) if self.digits else ""
-        ui.text(
-            shown,
-            field.inflate(-2 * m.pad, 0),
-            size=m.title,
-            align="center",
-            valign="middle",
-            bold=True,
-            overflow="error",
-        )
+        self._boxes(ui, field)
         y = field.bottom + m.gap
         lh = line_height(m.text)
         if pay is not None:
@@ -118,5 +136,5 @@ class OfflineCodeScreen(Screen):
             name="code-back",
             style="outline",
         )
-        ok = None if locked or len(self.digits) < MIN_DIGITS else self._ok
+        ok = None if locked or len(self.digits) < MAX_DIGITS else self._ok
         ui.keypad(pad_rect, self._digit if not locked else (lambda d: None), self._delete, ok)

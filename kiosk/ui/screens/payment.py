@@ -1,5 +1,7 @@
-"""Payment (mode payment): the pay URL as a QR code, amount, items, countdown, more time,
-cancel, and the way into the offline confirmation-code keypad.
+"""Payment (mode payment): the pay URL as a QR code with the WeChat Pay / Alipay marks, amount,
+items, countdown, more time, cancel (asks first), and the way into the offline
+confirmation-code keypad; when the province link is down, a "kiosk offline" band says so and
+what to do (the pay page shows the shopper the same words).
 
 Owns: nothing; the countdown runs on the controller's `expires_at` (the screen redraws once a
 second). Never decides that payment succeeded or expired: the controller does.
@@ -29,6 +31,20 @@ class PaymentScreen(Screen):
 
         self.app.push(OfflineCodeScreen(self.app))
 
+    def _cancel(self) -> None:
+        from kiosk.ui.screens.confirm import ConfirmScreen
+
+        self.app.push(
+            ConfirmScreen(
+                self.app,
+                title="payment.cancel_title",
+                body="payment.cancel_body",
+                yes="payment.cancel_yes",
+                no="payment.cancel_no",
+                on_yes=lambda: self.app.post(CancelOrder()),
+            )
+        )
+
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
         ui.surface.fill(c.bg)
@@ -36,12 +52,20 @@ class PaymentScreen(Screen):
         area = header(ui, self.app, t("payment.title"))
         if pay is None:
             return
+        offline = self.app.view.offline
         content, foot = footer_rect(ui, area)
         content = content.inflate(-2 * m.pad, -2 * m.pad)
+        marks_h = line_height(m.text) + m.pad // 2
         if m.portrait:
-            hint = pygame.Rect(content.x, content.y, content.w, line_height(m.title) * 2)
-            side = min(content.w * 62 // 100, content.h * 42 // 100)
-            qr = pygame.Rect(content.centerx - side // 2, hint.bottom + m.gap, side, side)
+            y = content.y
+            if offline:
+                y = offline_banner(ui, pygame.Rect(content.x, y, content.w, 0)).bottom + m.gap
+            hint = pygame.Rect(content.x, y, content.w, line_height(m.title) * 2)
+            marks = pygame.Rect(content.x, hint.bottom + m.gap, content.w, marks_h)
+            info_min = line_height(m.text) * 4 + line_height(m.huge) + line_height(m.title)
+            room = content.bottom - marks.bottom - 3 * m.gap - info_min
+            side = max(0, min(content.w * 62 // 100, content.h * 42 // 100, room))
+            qr = pygame.Rect(content.centerx - side // 2, marks.bottom + 2 * m.gap, side, side)
             info = pygame.Rect(
                 content.x, qr.bottom + 2 * m.gap, content.w, content.bottom - qr.bottom - 2 * m.gap
             )
@@ -51,8 +75,14 @@ class PaymentScreen(Screen):
             right = pygame.Rect(
                 qr.right + 3 * m.gap, content.y, content.right - qr.right - 3 * m.gap, content.h
             )
-            hint = pygame.Rect(right.x, right.y, right.w, line_height(m.title) * 2)
-            info = pygame.Rect(right.x, hint.bottom + m.gap, right.w, right.bottom - hint.bottom)
+            y = right.y
+            if offline:
+                y = offline_banner(ui, pygame.Rect(right.x, y, right.w, 0)).bottom + m.gap
+            # the hint takes one line here (it shrinks to fit); two when there is room
+            two = right.bottom - y >= line_height(m.title) * 2 + marks_h + 200
+            hint = pygame.Rect(right.x, y, right.w, line_height(m.title) * (2 if two else 1))
+            marks = pygame.Rect(right.x, hint.bottom + m.gap // 2, right.w, marks_h)
+            info = pygame.Rect(right.x, marks.bottom + m.gap, right.w, right.bottom - marks.bottom)
         ui.text(
             t("payment.hint"),
             hint,
@@ -62,19 +92,25 @@ class PaymentScreen(Screen):
             valign="middle",
             max_lines=2,
         )
+        pay_marks(ui, marks)
         ui.fill(qr.inflate(m.pad, m.pad), (255, 255, 255), m.radius)
         ui.qr(pay.pay_url, qr)
         self._draw_info(ui, info, pay)
-        self._draw_actions(ui, foot, pay)
+        self._draw_actions(ui, foot, pay, offline)
 
     def _draw_info(self, ui: Ui, info: pygame.Rect, pay: PaymentView) -> None:
         m, c, t = ui.m, ui.c, ui.t
         y = info.y
         lh = line_height(m.text)
-        ui.text(
-            t("payment.amount"), pygame.Rect(info.x, y, info.w, lh), align="center", color=c.muted
-        )
-        y += lh
+        needed = lh + line_height(m.huge) + m.gap + line_height(m.title)
+        if info.h >= needed:  # the "amount due" label goes first when room is short
+            ui.text(
+                t("payment.amount"),
+                pygame.Rect(info.x, y, info.w, lh),
+                align="center",
+                color=c.muted,
+            )
+            y += lh
         ui.text(
             t.money(pay.amount_fen),
             pygame.Rect(info.x, y, info.w, line_height(m.huge)),
@@ -111,7 +147,9 @@ class PaymentScreen(Screen):
             ui.text(text, pygame.Rect(info.x, y, info.w, lh), align="center", color=c.muted)
             y += lh
 
-    def _draw_actions(self, ui: Ui, foot: pygame.Rect, pay: PaymentView) -> None:
+    def _draw_actions(self, ui: Ui, foot: pygame.Rect, pay: PaymentView, offline: bool) -> None:
+        """Cancel (asks first), enter code (the prominent one when the kiosk is offline) and
+        more time, all three quieter than the QR code."""
         m, t = ui.m, ui.t
         bar = foot.inflate(-2 * m.pad, 0)
         y = foot.y + m.pad
@@ -119,7 +157,7 @@ class PaymentScreen(Screen):
         ui.button(
             pygame.Rect(bar.x, y, w, m.touch),
             t("payment.cancel"),
-            lambda: self.app.post(CancelOrder()),
+            self._cancel,
             name="cancel",
             style="outline",
         )
@@ -128,12 +166,78 @@ class PaymentScreen(Screen):
             t("payment.code"),
             self._code,
             name="code",
-            style="outline",
+            style="primary" if offline else "outline",
         )
         ui.button(
             pygame.Rect(bar.right - w, y, w, m.touch),
             t("payment.more_time"),
             (lambda: self.app.post(ExtendPayment())) if pay.can_extend else None,
             name="more-time",
-            style="secondary",
+            style="outline",
         )
+
+
+def offline_banner(ui: Ui, at: pygame.Rect) -> pygame.Rect:
+    """ "Kiosk offline" and what to do, in a warning band `at.w` wide from `at.topleft`, as
+    high as its text needs (the pay page uses the same words: kiosk/sim/paypage.py)."""
+    m, c, t = ui.m, ui.c, ui.t
+    inner_w = at.w - 2 * m.pad
+    lh = line_height(m.text)
+    body = t("payment.offline_body")
+    lines = len(ui.layout(body, inner_w, lh * 4, m.text, 4, False)[0])
+    title_h = line_height(m.title)
+    band = pygame.Rect(at.x, at.y, at.w, title_h + lines * lh + m.pad * 2)
+    ui.fill(band, c.banner, m.radius)
+    ui.fill(pygame.Rect(band.x, band.y, max(4, m.pad // 2), band.h), c.warn, 0)
+    ui.text(
+        t("payment.offline_title"),
+        pygame.Rect(band.x + m.pad, band.y + m.pad, inner_w, title_h),
+        size=m.title,
+        bold=True,
+        color=c.warn,
+    )
+    ui.text(
+        body,
+        pygame.Rect(band.x + m.pad, band.y + m.pad + title_h, inner_w, lines * lh),
+        max_lines=lines,
+        overflow="error",
+    )
+    return band
+
+
+def pay_marks(ui: Ui, row: pygame.Rect) -> None:
+    """WeChat Pay and Alipay marks, centred in `row`: a drawn sign (two speech bubbles; the
+    character 支) and the name. Drawn shapes and text, not the brands' logo files."""
+    m, c, t = ui.m, ui.c, ui.t
+    side = row.h
+    labels = (t("payment.wechat"), t("payment.alipay"))
+    widths = [side + m.gap // 2 + ui.measure(lab, m.text) for lab in labels]
+    x = row.centerx - (sum(widths) + 2 * m.gap) // 2
+    for i, (label, w) in enumerate(zip(labels, widths, strict=True)):
+        icon = pygame.Rect(x, row.y, side, side)
+        color = c.wechat if i == 0 else c.alipay
+        ui.fill(icon, color, max(3, side // 5))
+        if i == 0:
+            big = pygame.Rect(0, 0, side * 58 // 100, side * 48 // 100)
+            big.topleft = (icon.x + side // 8, icon.y + side // 6)
+            small = pygame.Rect(0, 0, side * 50 // 100, side * 42 // 100)
+            small.bottomright = (icon.right - side // 9, icon.bottom - side // 7)
+            pygame.draw.ellipse(ui.surface, c.on_primary, big)
+            pygame.draw.ellipse(ui.surface, color, small.inflate(4, 4))
+            pygame.draw.ellipse(ui.surface, c.on_primary, small)
+        else:
+            ui.text(
+                "支",
+                icon,
+                size=m.small,
+                color=c.on_primary,
+                align="center",
+                valign="middle",
+                bold=True,
+            )
+        ui.text(
+            label,
+            pygame.Rect(icon.right + m.gap // 2, row.y, w - side - m.gap // 2, side),
+            valign="middle",
+        )
+        x += w + 2 * m.gap

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pygame
 
 from kiosk.contract import BackToIdle
+from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import Screen, footer_rect, header
 from kiosk.ui.widgets import Ui, line_height
 
@@ -24,6 +25,19 @@ class ProblemScreen(Screen):
 
     def next_frame(self, now: float) -> float | None:
         return None
+
+    def _items(self, ui: Ui, failed: tuple[str, ...]) -> str:
+        """The items not dispensed by name, "岳西翠兰×1、砀山酥梨膏×2", in the order they failed."""
+        t = ui.t
+        counts: dict[str, int] = {}
+        for pid in failed:
+            counts[pid] = counts.get(pid, 0) + 1
+        parts = []
+        for pid, qty in counts.items():
+            pv = self.app.view.product(pid)
+            name = product_text(pv.product, "name", t.lang) if pv is not None else pid
+            parts.append(t("problem.item", name=name, qty=qty))
+        return t("problem.item_sep").join(parts)
 
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
@@ -42,7 +56,15 @@ class ProblemScreen(Screen):
                 bold=True,
                 max_lines=3,
             )
-            y = r.bottom + 2 * m.gap
+            y = r.bottom + m.gap
+            if pb.failed:
+                r = ui.text(
+                    t("problem.failed_items", items=self._items(ui, pb.failed)),
+                    pygame.Rect(body.x, y, body.w, line_height(m.text) * 2),
+                    max_lines=2,
+                )
+                y = r.bottom + m.gap
+            y += m.gap
             if pb.refund_fen > 0:
                 refund = t(
                     "problem.refund",

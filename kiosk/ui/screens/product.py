@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pygame
 
-from kiosk.contract import AddToCart
+from kiosk.contract import AddToCart, ViewState
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, kv_rows
 from kiosk.ui.widgets import Ui, line_height
+
+TOAST_S = 2.5  # how long "added to the cart" stays
 
 
 class ProductScreen(Screen):
@@ -22,9 +24,21 @@ class ProductScreen(Screen):
     def __init__(self, app: AppApi, product_id: str) -> None:
         super().__init__(app)
         self.product_id = product_id
+        self.adding_from: int | None = None  # qty in the cart when "add" was tapped
+        self.toast_until = 0.0  # "added to the cart" shows until then
 
     def _add(self) -> None:
+        self.adding_from = self.app.view.qty_in_cart(self.product_id)
         self.app.post(AddToCart(self.product_id))
+
+    def on_view(self, view: ViewState) -> None:
+        # the toast confirms what the controller did, not the tap: a refused add shows none
+        if self.adding_from is not None and view.qty_in_cart(self.product_id) > self.adding_from:
+            self.adding_from = None
+            self.toast_until = self.app.now() + TOAST_S
+
+    def next_frame(self, now: float) -> float | None:
+        return self.toast_until - now if self.toast_until > now else None
 
     def _cart(self) -> None:
         from kiosk.ui.screens.cart import CartScreen
@@ -36,7 +50,8 @@ class ProductScreen(Screen):
         ui.surface.fill(c.bg)
         view = self.app.view
         pv = view.product(self.product_id)
-        area = header(ui, self.app, t("catalog.title"), back=lambda: self.app.pop(self))
+        title = t("catalog.title") if pv is None else product_text(pv.product, "name", t.lang)
+        area = header(ui, self.app, title, back=lambda: self.app.pop(self))
         if pv is None:  # the catalog changed under us
             ui.text(t("catalog.empty"), area, align="center", valign="middle")
             return
@@ -108,6 +123,36 @@ class ProductScreen(Screen):
         ]
         kv_rows(ui, table, rows)
         self._draw_actions(ui, foot)
+        if ui.now < self.toast_until:
+            self._draw_toast(ui, foot)
+
+    def _draw_toast(self, ui: Ui, foot: pygame.Rect) -> None:
+        """A dark band with a tick just above the buttons: 已加入购物车 and the cart's count."""
+        m, c, t = ui.m, ui.c, ui.t
+        h = line_height(m.title) + 2 * m.pad
+        band = pygame.Rect(foot.x + m.pad, foot.y - h - m.gap, foot.w - 2 * m.pad, h)
+        ui.fill(band, c.secondary, m.radius)
+        tick = pygame.Rect(band.x + m.pad, band.y + m.pad, band.h - 2 * m.pad, band.h - 2 * m.pad)
+        pygame.draw.lines(
+            ui.surface,
+            c.ok_on_dark,
+            False,
+            [
+                (tick.x, tick.centery),
+                (tick.x + tick.w * 2 // 5, tick.bottom - tick.h // 6),
+                (tick.right, tick.y + tick.h // 6),
+            ],
+            max(3, m.pad // 2),
+        )
+        ui.text(
+            t("product.added", count=self.app.view.cart_count),
+            pygame.Rect(tick.right + m.pad, band.y, band.right - tick.right - 2 * m.pad, band.h),
+            size=m.title,
+            color=c.on_secondary,
+            valign="middle",
+            bold=True,
+            overflow="error",
+        )
 
     def _draw_actions(self, ui: Ui, foot: pygame.Rect) -> None:
         m, t = ui.m, ui.t

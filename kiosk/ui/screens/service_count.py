@@ -1,4 +1,5 @@
-"""Set a slot's count (a dialog over the restock panel): a keypad, 0..capacity.
+"""Set a slot's count (a dialog over the restock panel): the slot, its product and its count
+now, and a keypad for the new count, 0..capacity.
 
 Owns: the digits typed. OK posts `Restock(slot, count)` and closes.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import pygame
 
 from kiosk.contract import Restock
+from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen
 from kiosk.ui.widgets import Ui, line_height
 
@@ -46,13 +48,24 @@ class ServiceCountScreen(Screen):
         ui.fill(card, c.surface, m.radius)
         inner = card.inflate(-2 * m.pad, -2 * m.pad)
         lh = line_height(m.title)
-        ui.text(
-            t("service.enter_count", slot=self.slot_no, cap=self.capacity),
+        slot = next((x for x in self.app.view.service.slots if x.slot_no == self.slot_no), None)
+        pv = self.app.view.product(slot.product_id) if slot and slot.product_id else None
+        name = product_text(pv.product, "name", t.lang) if pv else t("service.unassigned")
+        r = ui.text(
+            t("service.count_title", slot=self.slot_no, name=name),
             pygame.Rect(inner.x, inner.y, inner.w, lh),
             size=m.title,
             bold=True,
         )
-        field = pygame.Rect(inner.x, inner.y + lh + m.gap, inner.w // 2, m.touch)
+        now = slot.count if slot is not None else 0
+        r = ui.text(
+            t("service.count_now", count=now, cap=self.capacity),
+            pygame.Rect(inner.x, r.bottom + m.gap // 2, inner.w, line_height(m.text)),
+            color=ui.c.muted,
+            overflow="error",
+        )
+        top = r.bottom + m.gap - lh - m.gap  # the field goes below the two lines
+        field = pygame.Rect(inner.x, top + lh + m.gap, inner.w // 2, m.touch)
         ui.frame(field, c.outline, 2, m.radius)
         ui.text(
             self.digits,

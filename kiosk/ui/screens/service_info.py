@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 
+import pygame
+
 from kiosk.contract import ServiceInfo, ServiceViewed
-from kiosk.ui.screens.base import AppApi, Screen, header, kv_rows
+from kiosk.ui.screens.base import AppApi, Screen, header, kv_rows, link_strip
 from kiosk.ui.widgets import Ui
 
 _TITLES = {
@@ -19,6 +21,17 @@ _TITLES = {
     "version": "service.version",
 }
 _PRIOS = ("critical", "high", "normal", "low")
+#: link counters that mean trouble, shown before the traffic counters
+_TROUBLE = (
+    "crc_errors",
+    "timeouts",
+    "retransmits",
+    "disconnects",
+    "reconnects",
+    "protocol_violations",
+    "naks_received",
+    "late_responses",
+)
 
 
 class ServiceInfoScreen(Screen):
@@ -56,7 +69,15 @@ class ServiceInfoScreen(Screen):
                 rows.append((t("service.board_n", addr=b.address), state))
                 if b.firmware:
                     rows.append((t("service.firmware"), b.firmware))
-                rows += [(f"  {k}", str(v)) for k, v in b.counters.items()]
+                # trouble first: a small screen shows what it can from the top
+                keys = sorted(
+                    b.counters,
+                    key=lambda k: (k not in _TROUBLE, _TROUBLE.index(k) if k in _TROUBLE else 0),
+                )
+                rows += [
+                    (t(f"counter.{k}") if t.has(f"counter.{k}") else k, str(b.counters[k]))
+                    for k in keys
+                ]
             return rows
         if self.panel == "network":
             n = info.network
@@ -76,4 +97,7 @@ class ServiceInfoScreen(Screen):
         ui.surface.fill(ui.c.bg)
         area = header(ui, self.app, ui.t(_TITLES[self.panel]), back=lambda: self.app.pop(self))
         body = area.inflate(-2 * m.pad, -2 * m.pad)
+        if self.panel != "version":
+            y = link_strip(ui, self.app, pygame.Rect(body.x, body.y, body.w, 0)) + m.gap
+            body = pygame.Rect(body.x, y, body.w, body.bottom - y)
         kv_rows(ui, body, self.rows(ui, self.app.view.service), label_frac=0.45, max_value_lines=1)

@@ -11,7 +11,7 @@ from functools import partial
 import pygame
 
 from kiosk.contract import LockSales
-from kiosk.ui.screens.base import Screen, header
+from kiosk.ui.screens.base import Screen, header, link_strip, result_text
 from kiosk.ui.widgets import Action, Style, Ui, line_height
 
 #: (message key, what it opens): "slots:<mode>" or "info:<panel>"
@@ -58,10 +58,10 @@ class ServiceMenuScreen(Screen):
             bold=True,
             color=c.error if info.sales_locked else c.ok,
         )
-        y = body.y + lh + m.gap
+        y = link_strip(ui, self.app, pygame.Rect(body.x, body.y + lh + m.gap, body.w, lh)) + m.gap
         if info.last_result:
             ui.text(
-                f"{t('service.result')}: {info.last_result}",
+                result_text(ui, info),
                 pygame.Rect(body.x, y, body.w, lh),
                 color=c.muted,
             )

@@ -1,8 +1,12 @@
-"""Service panel over the slots: restock (fill or set a count), test vend, open a locker
-door, and the read-only stock report.
+"""Service panel over the slots: restock (fill, fill this page, fill all, set a count), test
+vend, open a locker door, and the read-only stock report.
 
-Owns: the page shown and which mode the panel is in. Actions post `Restock`, `TestVend` or
-`OpenDoor`; counts come back through `ServiceInfo.slots`.
+Owns: the page shown, the "needs refilling" filter and what this screen last did (for the
+result). The layout is fixed: a tool row at the top, the rows, and the bottom bar with the pager
+and the result beside the page number, so a result never moves a row under the technician's
+finger. Actions post
+`Restock`, `TestVend` or `OpenDoor`; counts come back through `ServiceInfo.slots`. Slots are
+numbered as in the planogram (`SlotView.slot_no`), like every tool a technician reads.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import pygame
 
 from kiosk.contract import OpenDoor, Restock, ServiceViewed, SlotView, TestVend
 from kiosk.ui.i18n import product_text
-from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
+from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, result_text
 from kiosk.ui.widgets import Action, Ui, line_height, pager
 
 SlotsMode = Literal["restock", "test_vend", "door", "stock"]
@@ -29,6 +33,10 @@ def _is_mode(mode: str) -> TypeGuard[SlotsMode]:
     return mode in _TITLES
 
 
+def needs_refill(s: SlotView) -> bool:
+    return s.product_id is not None and s.count < s.capacity
+
+
 class ServiceSlotsScreen(Screen):
     name = "service_slots"
     service = True
@@ -39,6 +47,10 @@ class ServiceSlotsScreen(Screen):
         assert _is_mode(mode), mode
         self.mode: SlotsMode = mode
         self.page = 0
+        self.only_refill = False
+        self.shown: list[SlotView] = []  # the rows on the page drawn last
+        self.done: tuple[str, dict[str, object]] | None = None  # result key and params
+        self.filled: tuple[int, ...] = ()  # slots the last fill asked for
         if mode == "stock":
             app.post(ServiceViewed("stock"))
 
@@ -46,10 +58,20 @@ class ServiceSlotsScreen(Screen):
         slots = list(self.app.view.service.slots)
         if self.mode == "door":
             slots = [s for s in slots if s.kind == "locker"]
+        if self.mode == "restock" and self.only_refill:
+            # a slot filled meanwhile stays on the page until the page is left: no row moves
+            keep = {s.slot_no for s in self.shown}
+            slots = [s for s in slots if needs_refill(s) or s.slot_no in keep]
         return slots
 
     def _turn(self, delta: int) -> None:
         self.page += delta
+        self.shown = []
+        self.app.mark_dirty()
+
+    def _toggle_filter(self) -> None:
+        self.only_refill = not self.only_refill
+        self.page, self.shown = 0, []
         self.app.mark_dirty()
 
     def _set_count(self, slot: SlotView) -> None:
@@ -57,17 +79,55 @@ class ServiceSlotsScreen(Screen):
 
         self.app.push(ServiceCountScreen(self.app, slot.slot_no, slot.capacity))
 
+    def _fill(self, slots: list[SlotView]) -> None:
+        for s in slots:
+            self.app.post(Restock(s.slot_no, None))
+        self.filled = tuple(s.slot_no for s in slots)
+        if len(slots) == 1:
+            self.done = ("service.filled_one", {"slot": slots[0].slot_no})
+        else:
+            self.done = ("service.filled_n", {"n": len(slots)})
+        self.app.mark_dirty()
+
+    def _ask_fill(self, slots: list[SlotView], title: str) -> None:
+        from kiosk.ui.screens.confirm import ServiceConfirmScreen
+
+        todo = [s for s in slots if needs_refill(s)]
+        if not todo:
+            self.done = ("service.nothing_to_fill", {})
+            self.app.mark_dirty()
+            return
+        self.app.push(
+            ServiceConfirmScreen(
+                self.app,
+                title=title,
+                body="service.fill_body",
+                yes="service.fill",
+                no="common.cancel",
+                on_yes=lambda: self._fill(todo),
+                params={"n": len(todo), "items": sum(s.capacity - s.count for s in todo)},
+            )
+        )
+
+    def _result(self, ui: Ui) -> str:
+        t = ui.t
+        if self.done is not None:
+            key, params = self.done
+            return t(key, **params)
+        return result_text(ui, self.app.view.service)
+
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
         ui.surface.fill(c.bg)
         area = header(ui, self.app, t(_TITLES[self.mode]), back=lambda: self.app.pop(self))
         content, foot = footer_rect(ui, area)
         body = content.inflate(-2 * m.pad, -2 * m.pad)
-        slots = self._slots()
         lh = line_height(m.text)
-        info = self.app.view.service
         y = body.y
-        if self.mode == "stock":
+        if self.mode == "restock":
+            y = self._draw_tools(ui, pygame.Rect(body.x, y, body.w, m.touch))
+        elif self.mode == "stock":
+            slots = self.app.view.service.slots
             total = sum(s.count for s in slots if s.product_id)
             empty = sum(1 for s in slots if s.product_id and s.count == 0)
             ui.text(
@@ -76,28 +136,9 @@ class ServiceSlotsScreen(Screen):
                 bold=True,
             )
             y += lh + m.gap
-        elif info.last_result:
-            ui.text(
-                f"{t('service.result')}: {info.last_result}",
-                pygame.Rect(body.x, y, body.w, lh),
-                color=c.muted,
-            )
-            y += lh + m.gap
-        if not slots:
-            ui.text(
-                t("service.no_doors"),
-                pygame.Rect(body.x, y, body.w, body.bottom - y),
-                align="center",
-                valign="middle",
-                max_lines=3,
-            )
-        row_h = m.touch + m.gap if self.mode != "stock" else lh + m.gap // 2
-        per_page = max(1, (body.bottom - y) // row_h)
-        pages = max(1, -(-len(slots) // per_page))
-        self.page = min(max(0, self.page), pages - 1)
-        for s in slots[self.page * per_page : (self.page + 1) * per_page]:
-            self._draw_row(ui, pygame.Rect(body.x, y, body.w, row_h - m.gap // 2), s)
-            y += row_h
+        # the result goes in the bottom bar beside the page number: it never pushes the rows
+        rows = pygame.Rect(body.x, y, body.w, body.bottom - y)
+        pages = self._draw_rows(ui, rows)
         bar = foot.inflate(-2 * m.pad, 0)
         pager(
             ui,
@@ -106,68 +147,164 @@ class ServiceSlotsScreen(Screen):
             pages,
             self._turn,
             "slots",
+            note="" if self.mode == "stock" else self._result(ui),
         )
+
+    def _draw_tools(self, ui: Ui, row: pygame.Rect) -> int:
+        """Restock's tool row: the "needs refilling" filter, fill this page, fill all."""
+        m, t = ui.m, ui.t
+        w = (row.w - 2 * m.gap) // 3
+        ui.button(
+            pygame.Rect(row.x, row.y, w, m.touch),
+            t("service.only_refill"),
+            self._toggle_filter,
+            name="filter-refill",
+            style="primary" if self.only_refill else "outline",
+            max_lines=1,
+        )
+        ui.button(
+            pygame.Rect(row.x + w + m.gap, row.y, w, m.touch),
+            t("service.fill_page"),
+            lambda: self._ask_fill(list(self.shown), "service.fill_page_title"),
+            name="fill-page",
+            style="outline",
+            max_lines=1,
+        )
+        ui.button(
+            pygame.Rect(row.right - w, row.y, w, m.touch),
+            t("service.fill_all"),
+            lambda: self._ask_fill(list(self.app.view.service.slots), "service.fill_all_title"),
+            name="fill-all",
+            style="outline",
+            max_lines=1,
+        )
+        return row.bottom + m.gap
+
+    def _columns(self, ui: Ui, width: int) -> int:
+        """Two columns of rows when a row still has room for a readable name."""
+        m = ui.m
+        row_min = m.text * 22 if self.mode == "restock" else m.text * 16
+        return 2 if width >= 2 * row_min + m.gap * 2 else 1
+
+    def _draw_rows(self, ui: Ui, area: pygame.Rect) -> int:
+        """This page's rows in `area`; returns the number of pages."""
+        m, c, t = ui.m, ui.c, ui.t
+        slots = self._slots()
+        if not slots:
+            empty = "service.no_doors" if self.mode == "door" else "service.all_full"
+            ui.text(t(empty), area, align="center", valign="middle", max_lines=3, color=c.muted)
+            self.shown = []
+            return 1
+        lh = line_height(m.text)
+        cols = self._columns(ui, area.w)
+        col_w = (area.w - (cols - 1) * 2 * m.gap) // cols
+        row_h = m.touch + m.gap if self.mode != "stock" else lh + m.gap // 2
+        if self._two_lines(ui, col_w):
+            row_h = max(row_h, 2 * lh + m.pad + m.gap)
+        per_col = max(1, (area.h + m.gap // 2) // row_h)
+        per_page = per_col * cols
+        pages = max(1, -(-len(slots) // per_page))
+        self.page = min(max(0, self.page), pages - 1)
+        self.shown = slots[self.page * per_page : (self.page + 1) * per_page]
+        for i, s in enumerate(self.shown):
+            col, r = divmod(i, per_col)
+            x = area.x + col * (col_w + 2 * m.gap)
+            self._draw_row(ui, pygame.Rect(x, area.y + r * row_h, col_w, row_h - m.gap // 2), s)
+        return pages
+
+    def _buttons(self, ui: Ui, s: SlotView) -> list[tuple[str, Action, str]]:
+        t = ui.t
+        if self.mode == "restock" and s.product_id:
+            return [
+                (t("service.fill"), lambda: self._fill([s]), f"fill-{s.slot_no}"),
+                (t("service.set"), lambda: self._set_count(s), f"set-{s.slot_no}"),
+            ]
+        if self.mode == "test_vend" and s.product_id:
+            return [
+                (t("service.vend"), lambda: self.app.post(TestVend(s.slot_no)), f"vend-{s.slot_no}")
+            ]
+        if self.mode == "door":
+            return [
+                (t("service.open"), lambda: self.app.post(OpenDoor(s.slot_no)), f"open-{s.slot_no}")
+            ]
+        return []
+
+    def _two_lines(self, ui: Ui, width: int) -> bool:
+        """A narrow row puts the name on a second line instead of cutting it to a stub."""
+        m = ui.m
+        fixed = self._fixed_w(ui) + self._button_w(ui) * (2 if self.mode == "restock" else 1)
+        return self.mode != "stock" and width - fixed < m.text * 7
+
+    def _fixed_w(self, ui: Ui) -> int:
+        m, t = ui.m, ui.t
+        label_w = ui.measure(t("service.slot", slot=8888), m.text, True) + m.pad
+        return label_w + ui.measure("88/88", m.text, True) + 2 * m.pad
+
+    def _button_w(self, ui: Ui) -> int:
+        m, t = ui.m, ui.t
+        labels = {"restock": ("service.fill", "service.set"), "test_vend": ("service.vend",)}
+        keys = labels.get(self.mode, ("service.open",))
+        widest = max(ui.measure(t(k), m.text, True) for k in keys)
+        return max(round(m.touch * 1.6), widest + 2 * m.pad) + m.gap
 
     def _draw_row(self, ui: Ui, row: pygame.Rect, s: SlotView) -> None:
         m, c, t = ui.m, ui.c, ui.t
         ui.fill(row, c.surface, m.radius // 2)
+        if s.slot_no in self.filled and not needs_refill(s):
+            ui.frame(row, c.ok, 2, m.radius // 2)  # just filled: a green edge, nothing moves
         inner = row.inflate(-m.pad, 0)
         pv = self.app.view.product(s.product_id) if s.product_id else None
         name = (
             product_text(pv.product, "name", t.lang)
             if pv
-            else (s.product_id or t("service.unused"))
+            else (s.product_id or t("service.unassigned"))
         )
-        label_w = ui.measure(t("service.slot", slot=8888), m.text, True) + m.pad
+        buttons = self._buttons(ui, s)
+        bw = self._button_w(ui) - m.gap
+        words = pygame.Rect(inner.x, inner.y, inner.w - len(buttons) * (bw + m.gap), inner.h)
+        label = t("service.slot", slot=s.slot_no)
+        count = t("service.count", count=s.count, cap=s.capacity)
+        empty = s.product_id is not None and s.count == 0
         count_w = ui.measure("88/88", m.text, True) + m.pad
-        buttons: list[tuple[str, Action, str]] = []
-        if self.mode == "restock" and s.product_id:
-            buttons = [
-                (
-                    t("service.fill"),
-                    lambda: self.app.post(Restock(s.slot_no, None)),
-                    f"fill-{s.slot_no}",
-                ),
-                (t("service.set"), lambda: self._set_count(s), f"set-{s.slot_no}"),
-            ]
-        elif self.mode == "test_vend" and s.product_id:
-            buttons = [
-                (t("service.vend"), lambda: self.app.post(TestVend(s.slot_no)), f"vend-{s.slot_no}")
-            ]
-        elif self.mode == "door":
-            buttons = [
-                (t("service.open"), lambda: self.app.post(OpenDoor(s.slot_no)), f"open-{s.slot_no}")
-            ]
-        bw = max(
-            round(m.touch * 1.6),
-            max((ui.measure(b[0], m.text, True) for b in buttons), default=0) + 2 * m.pad,
-        )
-        x = inner.x
-        ui.text(
-            t("service.slot", slot=s.slot_no),
-            pygame.Rect(x, inner.y, label_w, inner.h),
-            valign="middle",
-            bold=True,
-            overflow="error",
-        )
-        x += label_w
-        name_w = inner.right - x - count_w - len(buttons) * (bw + m.gap)
-        ui.text(name, pygame.Rect(x, inner.y, name_w, inner.h), valign="middle")
-        x += name_w
-        color = c.error if s.product_id and s.count == 0 else c.text
-        ui.text(
-            t("service.count", count=s.count, cap=s.capacity),
-            pygame.Rect(x, inner.y, count_w, inner.h),
-            valign="middle",
-            align="right",
-            color=color,
-            overflow="error",
-        )
-        x += count_w + m.gap
-        for label, action, name_ in buttons:
+        label_w = ui.measure(t("service.slot", slot=8888), m.text, True) + m.pad
+        name_color = c.text if s.product_id else c.muted
+        if self._two_lines(ui, row.w):
+            lh = line_height(m.text)
+            top = pygame.Rect(words.x, words.y + (words.h - 2 * lh) // 2, words.w, lh)
+            ui.text(label, top, bold=True, overflow="error")
+            ui.text(
+                count,
+                top,
+                align="right",
+                color=c.error if empty else c.text,
+                overflow="error",
+            )
+            ui.text(name, top.move(0, lh), color=name_color)
+        else:
+            ui.text(
+                label,
+                pygame.Rect(words.x, words.y, label_w, words.h),
+                valign="middle",
+                bold=True,
+                overflow="error",
+            )
+            name_box = pygame.Rect(
+                words.x + label_w, words.y, words.w - label_w - count_w - m.gap, words.h
+            )
+            ui.text(name, name_box, valign="middle", color=name_color)
+            ui.text(
+                count,
+                pygame.Rect(words.right - count_w - m.gap, words.y, count_w, words.h),
+                valign="middle",
+                align="right",
+                color=c.error if empty else c.text,
+                overflow="error",
+            )
+        x = words.right
+        for text, action, name_ in buttons:
             ui.button(
                 pygame.Rect(x, row.centery - m.touch // 2, bw, m.touch),
-                label,
+                text,
                 action,
                 name=name_,
                 style="outline",
