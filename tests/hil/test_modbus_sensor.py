@@ -1,0 +1,54 @@
+"""The temperature/humidity sensor over Modbus RTU: the kiosk's pymodbus client against
+pymodbus's own serial server over a real socat pty pair, with lost and corrupted frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.hardware.modbus_bus import ModbusSilent
+from kiosk.hardware.modbus_sensor import ModbusTemperatureSensor, SensorMap, SensorReading
+from kiosk.sim.modbus_devices import SensorModel, WireFaults
+from tests.support.modbus import modbus_line
+
+
+def test_readings_signed_and_scaled(tmp_path: Path) -> None:
+    model = SensorModel(unit=10, celsius=4.3, humidity=61.5)
+    with modbus_line(tmp_path, [model]) as line:
+        sensor = ModbusTemperatureSensor(line.bus, SensorMap(unit=10))
+        assert sensor.read() == SensorReading(4.3, 61.5)
+        model.celsius = -12.7  # a freezer: two's complement
+        assert sensor.read() == SensorReading(-12.7, 61.5)
+        model.probe_failed = True  # the sensor says its probe is gone
+        assert sensor.read().celsius is None
+        assert line.bus.online
+
+
+def test_lost_and_corrupted_frames_are_retried(tmp_path: Path) -> None:
+    faults = WireFaults(lose_requests=0.2, drop_replies=0.15, corrupt_replies=0.15, seed=7)
+    model = SensorModel(unit=10, celsius=5.5)
+    with modbus_line(tmp_path, [model], faults=faults, retries=6) as line:
+        sensor = ModbusTemperatureSensor(line.bus, SensorMap(unit=10))
+        readings = [sensor.read() for _ in range(30)]
+        assert all(r.celsius == 5.5 for r in readings)
+        hit = line.faults.counts
+        assert hit.get("lost_requests", 0) and hit.get("dropped_replies", 0)
+        assert hit.get("corrupted_replies", 0)
+
+
+def test_silent_sensor_raises_and_comes_back(tmp_path: Path) -> None:
+    model = SensorModel(unit=10, celsius=3.0)
+    with modbus_line(tmp_path, [model], timeout_s=0.1, retries=1) as line:
+        sensor = ModbusTemperatureSensor(line.bus, SensorMap(unit=10))
+        states: list[bool] = []
+        line.bus.add_state_listener(lambda online, _r: states.append(online))
+        assert sensor.read().celsius == 3.0
+        line.faults.silent = True
+        with pytest.raises(ModbusSilent):
+            sensor.read()
+        assert not line.bus.online
+        line.faults.silent = False
+        assert sensor.read().celsius == 3.0
+        assert states == [True, False, True]
+        assert line.bus.counters()["failures"] >= 1
