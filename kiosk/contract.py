@@ -104,6 +104,9 @@ class ProductView:
 
     product: Product
     stock_left: int
+    # why it cannot be bought although it may have stock: "" or "too_warm" (a chilled product
+    # stopped because the cabinet is too warm, kiosk.core.chilled); stock_left is then 0
+    unavailable: str = ""
 
     @property
     def sold_out(self) -> bool:

@@ -44,6 +44,7 @@ class Snapshot:
     planogram: Planogram
     levels: Mapping[int, int]
     available: Mapping[str, int]  # `kiosk.core.service.sellable_units`
+    unavailable: Mapping[str, str]  # product -> why it cannot be bought ("too_warm")
     reasons: list[str]
     session: Session
     shown: sale.Order | None
@@ -57,7 +58,8 @@ class Snapshot:
 
 def build_view(s: Snapshot) -> ui.ViewState:
     products = tuple(
-        ui.ProductView(s.catalog.products[pid], left) for pid, left in s.available.items()
+        ui.ProductView(s.catalog.products[pid], left, s.unavailable.get(pid, ""))
+        for pid, left in s.available.items()
     )
     prices = s.session.prices
     cart = s.session.cart

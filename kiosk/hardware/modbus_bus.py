@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,8 +67,12 @@ class BusSettings:
 class ModbusBus:
     """See the module docstring. Thread-safe; `start` and `close` are idempotent."""
 
-    def __init__(self, settings: BusSettings) -> None:
+    def __init__(self, settings: BusSettings, watch_units: Iterable[int] | None = None) -> None:
+        """`watch_units`: the units whose answers (or silence) make the line online (offline);
+        None: every unit. A lock cabinet watches its lock boards only, so a silent sensor on
+        the same line does not take the cabinet offline."""
         self.settings = settings
+        self._watch = None if watch_units is None else frozenset(watch_units)
         self._lock = threading.Lock()
         self._client = ModbusSerialClient(
             settings.port,
@@ -144,10 +148,13 @@ class ModbusBus:
                 silent = True
             else:
                 silent = False
+        watched = self._watch is None or unit in self._watch
         if silent:
-            self._set_online(False, self.last_error)
+            if watched:
+                self._set_online(False, self.last_error)
             raise ModbusSilent(unit, f"{name} got no valid answer: {self.last_error}")
-        self._set_online(True, "answered")
+        if watched:
+            self._set_online(True, "answered")
         if rr.isError():
             self._counts["refusals"] += 1
             raise ModbusRefused(unit, f"{name} refused: {rr}")

@@ -13,10 +13,17 @@ defaults. docs/boards/modbus.md has the table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from kiosk.hardware.modbus_bus import ModbusBus, ModbusError
 
-__all__ = ["FAILED_RAW", "ModbusTemperatureSensor", "SensorMap", "SensorReading"]
+__all__ = [
+    "FAILED_RAW",
+    "ModbusTemperatureSensor",
+    "SensorMap",
+    "SensorReading",
+    "TemperatureSensor",
+]
 
 #: Raw register values sensors send when the probe is missing or broken (signed 0x7FFF, 0x8000).
 FAILED_RAW = frozenset({0x7FFF, 0x8000})
@@ -36,6 +43,18 @@ class SensorMap:
 class SensorReading:
     celsius: float | None  # None: the sensor answered that its probe failed
     humidity_pct: float | None
+
+
+class TemperatureSensor(Protocol):
+    """What the controller's monitor needs of a cabinet sensor."""
+
+    name: str
+
+    def read(self) -> SensorReading:
+        """One reading now; raises kiosk.hardware.modbus_bus.ModbusError without an answer."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class ModbusTemperatureSensor:

@@ -173,3 +173,15 @@ def test_a_limit_that_leaves_the_catalog_is_forgotten() -> None:
     r.read(61, 10.0)
     assert r.blocked == frozenset()
     assert list(r.state.limits) == [4.0]
+
+
+def test_nothing_else_to_sell_says_temperature_not_sold_out() -> None:
+    from kiosk.core.service import ServiceFacts, out_of_service_reasons
+
+    assert out_of_service_reasons(ServiceFacts(True, sellable_units=0)) == ["sold_out"]
+    warm = ServiceFacts(True, sellable_units=0, chilled_stopped=True)
+    assert out_of_service_reasons(warm) == ["temperature"]
+    both = ServiceFacts(
+        True, sellable_units=0, chilled_stopped=True, temperature_c=9, max_temperature_c=8
+    )
+    assert out_of_service_reasons(both) == ["temperature"]
