@@ -13,6 +13,7 @@ these devices share nothing but pymodbus and the register map in docs/boards/mod
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -31,10 +32,14 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 __all__ = [
     "LockBoardModel",
     "ModbusDevices",
+    "ModbusSim",
     "PtyPair",
     "SensorModel",
     "WireFaults",
+    "add_arguments",
     "socat_pair",
+    "start_from_args",
+    "start_socat",
 ]
 
 FC_READ_COILS, FC_READ_DI, FC_READ_IR, FC_WRITE_COIL, FC_WRITE_COILS = 1, 2, 4, 5, 15
@@ -269,25 +274,97 @@ class PtyPair:
             self.process.wait(5)
 
 
-@contextlib.contextmanager
-def socat_pair(directory: Path, timeout: float = 10.0) -> Iterator[PtyPair]:
-    """Start socat with two pty links in `directory`; wait until both exist."""
+def start_socat(kiosk_end: Path, device_end: Path, timeout: float = 10.0) -> PtyPair:
+    """Start socat linking two ptys behind these symlinks; wait until both exist. Refuses a
+    path that exists and is not a symlink (never a real serial device)."""
     socat = shutil.which("socat")
     if socat is None:
         raise RuntimeError("socat is not installed (scripts/test.sh installs it)")
-    a, b = directory / "modbus-kiosk", directory / "modbus-device"
+    for link in (kiosk_end, device_end):
+        if link.exists() and not link.is_symlink():
+            raise RuntimeError(f"{link} exists and is not a symlink: refusing to replace it")
     proc = subprocess.Popen(
-        [socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+        [socat, f"pty,raw,echo=0,link={kiosk_end}", f"pty,raw,echo=0,link={device_end}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    pair = PtyPair(str(a), str(b), proc)
+    pair = PtyPair(str(kiosk_end), str(device_end), proc)
+    deadline = time.monotonic() + timeout
+    while not (os.path.exists(kiosk_end) and os.path.exists(device_end)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pair.close()
+            raise RuntimeError("socat did not create the pty pair")
+        time.sleep(0.02)
+    return pair
+
+
+@contextlib.contextmanager
+def socat_pair(directory: Path, timeout: float = 10.0) -> Iterator[PtyPair]:
+    """`start_socat` with both links in `directory`, closed on leaving."""
+    pair = start_socat(directory / "modbus-kiosk", directory / "modbus-device", timeout)
     try:
-        deadline = time.monotonic() + timeout
-        while not (os.path.exists(a) and os.path.exists(b)):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("socat did not create the pty pair")
-            time.sleep(0.02)
         yield pair
     finally:
         pair.close()
+
+
+# --- `kiosk emulator --modbus-pty PATH`: the devices beside the board emulator ---------------
+
+
+class ModbusSim:
+    """Simulated lock boards and a sensor behind a pty symlink, for the demo and rehearsal."""
+
+    def __init__(self, pair: PtyPair, devices: ModbusDevices) -> None:
+        self.pair, self.devices = pair, devices
+
+    def describe(self) -> str:
+        parts = []
+        for m in self.devices.models:
+            if isinstance(m, LockBoardModel):
+                parts.append(f"lock board unit {m.unit} ({m.locks} locks)")
+            else:
+                parts.append(f"sensor unit {m.unit} ({m.celsius:.1f} °C)")
+        return f"modbus devices on {self.pair.kiosk_end} at {self.devices.baud} baud: " + ", ".join(
+            parts
+        )
+
+    def stop(self) -> None:
+        self.devices.stop()
+        self.pair.close()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Modbus devices (docs/boards/modbus.md)")
+    g.add_argument("--modbus-pty", metavar="PATH", help="also serve Modbus devices behind PATH")
+    g.add_argument("--modbus-baud", type=int, default=9600, help="Modbus line speed")
+    g.add_argument(
+        "--modbus-locks", type=int, default=0, metavar="N", help="N lock boards, units 1..N"
+    )
+    g.add_argument("--modbus-locks-per-board", type=int, default=24, metavar="N")
+    g.add_argument(
+        "--modbus-sensor", type=int, default=0, metavar="UNIT", help="a sensor at UNIT (0: none)"
+    )
+    g.add_argument("--modbus-celsius", type=float, default=4.0, help="the sensor's temperature")
+
+
+def start_from_args(args: argparse.Namespace) -> ModbusSim | None:
+    """The devices `add_arguments` describes, started; None without --modbus-pty."""
+    path = getattr(args, "modbus_pty", None)
+    if not path:
+        return None
+    models: list[LockBoardModel | SensorModel] = [
+        LockBoardModel(unit=u, locks=args.modbus_locks_per_board)
+        for u in range(1, args.modbus_locks + 1)
+    ]
+    if args.modbus_sensor:
+        models.append(SensorModel(unit=args.modbus_sensor, celsius=args.modbus_celsius))
+    if not models:
+        raise ValueError("--modbus-pty needs --modbus-locks N or --modbus-sensor UNIT")
+    kiosk_end = Path(path)
+    pair = start_socat(kiosk_end, kiosk_end.with_name(kiosk_end.name + "-device"))
+    try:
+        devices = ModbusDevices(pair.device_end, models, baud=args.modbus_baud).start()
+    except BaseException:
+        pair.close()
+        raise
+    return ModbusSim(pair, devices)

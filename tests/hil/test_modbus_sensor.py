@@ -52,3 +52,34 @@ def test_silent_sensor_raises_and_comes_back(tmp_path: Path) -> None:
         assert sensor.read().celsius == 3.0
         assert states == [True, False, True]
         assert line.bus.counters()["failures"] >= 1
+
+
+def test_kiosk_emulator_serves_modbus_devices(tmp_path: Path) -> None:
+    """`kiosk emulator --modbus-pty PATH ...` starts a lock board and a sensor beside the board
+    emulator; the kiosk's Modbus code reads them over the pty."""
+    import sys
+
+    from kiosk.hardware.modbus_bus import BusSettings, ModbusBus
+    from kiosk.hardware.modbus_locks import LockMap, ModbusLockBoard
+    from kiosk.hardware.protocol import Outcome
+    from tests.support.child import Child
+    from tests.support.paths import child_env
+
+    link = tmp_path / "modbus"
+    argv = [sys.executable, "-m", "kiosk.cli", "emulator", "--pty", str(tmp_path / "board")]
+    argv += ["--modbus-pty", str(link), "--modbus-locks", "1", "--modbus-sensor", "10"]
+    argv += ["--modbus-celsius", "-3.5", "--modbus-baud", "19200"]
+    child = Child(argv, child_env(), tmp_path)
+    try:
+        child.wait_line(lambda s: s.startswith("modbus devices on"), 30)
+        bus = ModbusBus(BusSettings(str(link), 19200, timeout_s=0.3, retries=3))
+        try:
+            sensor = ModbusTemperatureSensor(bus, SensorMap(unit=10))
+            assert sensor.read() == SensorReading(-3.5, 55.0)
+            board = ModbusLockBoard(bus, 0, LockMap(unit=1, locks=24, door_poll_s=0.05))
+            assert board.unlock(4, 1, timeout=20).outcome is Outcome.DOOR_OPENED_AND_CLOSED
+        finally:
+            bus.close()
+    finally:
+        child.stop()
+    assert not link.exists()  # socat removed its link
