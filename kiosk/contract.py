@@ -229,6 +229,11 @@ class ServiceInfo:
     slots: tuple[SlotView, ...] = ()
     last_result: str = ""  # short outcome of the last service action, shown as is
     pin: PinView = field(default_factory=PinView)
+    # the cabinet's temperature as chilled goods see it (None: no reading, or it is too old),
+    # the humidity (Modbus sensor only) and the chilled products stopped for temperature
+    temperature_c: float | None = None
+    humidity_pct: float | None = None
+    chilled_stopped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

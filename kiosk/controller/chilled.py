@@ -62,6 +62,7 @@ class ChilledWatch:
         nothing is fed, so the reading ages and the silence rule applies)."""
         self.error = error
         if error:
+            self.humidity_pct = None
             self.tick(catalog)
             return
         self.humidity_pct = humidity_pct

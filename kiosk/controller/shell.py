@@ -507,6 +507,9 @@ class Controller:
             queue_depths=self._queue_depths(),
             last_result=self.tech.last_result,
             pin=self.access.view(self._mono_offset),
+            temperature_c=self.chilled.celsius(),
+            humidity_pct=self.chilled.humidity_pct,
+            chilled_stopped=tuple(sorted(stopped)),
         )
 
     def _queue_depths(self) -> dict[str, int]:

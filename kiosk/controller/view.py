@@ -54,6 +54,9 @@ class Snapshot:
     queue_depths: Mapping[str, int]
     last_result: str
     pin: ui.PinView = field(default_factory=ui.PinView)
+    temperature_c: float | None = None
+    humidity_pct: float | None = None
+    chilled_stopped: tuple[str, ...] = ()
 
 
 def build_view(s: Snapshot) -> ui.ViewState:
@@ -197,6 +200,9 @@ def _service_info(s: Snapshot) -> ui.ServiceInfo:
         slots=slots,
         last_result=s.last_result,
         pin=s.pin,
+        temperature_c=s.temperature_c,
+        humidity_pct=s.humidity_pct,
+        chilled_stopped=s.chilled_stopped,
     )
 
 

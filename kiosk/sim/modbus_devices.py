@@ -93,7 +93,7 @@ class LockBoardModel:
         coil_base: int = 0,
         door_base: int = 0,
         open_after_s: float | None = 0.3,
-        close_after_s: float | None = 0.5,
+        close_after_s: float | None = 2.0,  # longer than the kiosk's max_sample_gap_s
     ) -> None:
         self.unit, self.locks = unit, locks
         self.coil_base, self.door_base = coil_base, door_base

@@ -18,7 +18,7 @@ MAP = LockMap(unit=3, locks=8, door_poll_s=0.05)
 
 
 def test_unlock_door_opened_and_closed(tmp_path: Path) -> None:
-    model = LockBoardModel(unit=3, locks=8, open_after_s=0.2, close_after_s=0.3)
+    model = LockBoardModel(unit=3, locks=8, open_after_s=0.2, close_after_s=1.5)
     with modbus_line(tmp_path, [model]) as line:
         board = ModbusLockBoard(line.bus, 0, MAP)
         info = board.identify()
@@ -88,8 +88,8 @@ def test_silent_board_is_offline_and_an_unanswered_release_is_unknown(tmp_path: 
 
 
 def test_cabinet_of_two_lock_boards_routes_by_planogram(tmp_path: Path) -> None:
-    a = LockBoardModel(unit=1, locks=4, open_after_s=0.1, close_after_s=0.1)
-    b = LockBoardModel(unit=2, locks=4, open_after_s=0.1, close_after_s=0.1)
+    a = LockBoardModel(unit=1, locks=4, open_after_s=0.1, close_after_s=1.5)
+    b = LockBoardModel(unit=2, locks=4, open_after_s=0.1, close_after_s=1.5)
     with modbus_line(tmp_path, [a, b]) as line:
         boards = {
             0: ModbusLockBoard(line.bus, 0, LockMap(unit=1, locks=4, door_poll_s=0.05)),
