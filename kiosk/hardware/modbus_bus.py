@@ -107,6 +107,10 @@ class ModbusBus:
     def online(self) -> bool:
         return self._online
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def add_state_listener(self, fn: Callable[[bool, str], None]) -> None:
         self._listeners.append(fn)
 

@@ -171,6 +171,9 @@ class ModbusLockBoard:
             self._running[tx] = slot
         try:
             outcome = self._release_and_watch(slot, tx, start + timeout)
+        except BaseException:  # the release may have gone out: never again for this tx
+            self._remember(tx, Outcome.INTERRUPTED)
+            raise
         finally:
             with self._lock:
                 self._running.pop(tx, None)
@@ -193,7 +196,10 @@ class ModbusLockBoard:
             return Outcome.INTERRUPTED
         seen_open, blind = False, False
         last_sample = self._clock.monotonic()
-        while self._clock.monotonic() < deadline and not self._stop.is_set():
+        while self._clock.monotonic() < deadline:
+            if self._stop.is_set() or self.bus.closed:  # shutting down mid-wait: unknown
+                self._relock(coil, tx)
+                return Outcome.INTERRUPTED
             try:
                 is_open = slot in self._doors()
             except BoardOffline:

@@ -199,3 +199,58 @@ def test_locker_sale_on_a_modbus_lock_board(
     )
     devices.faults.silent = False
     _wait(app, lambda v: v.mode == "idle", "the lock board answers again: selling")
+
+
+def test_restart_during_an_unlock_is_unknown_never_released_again(tmp_path: Path) -> None:
+    """Modbus lock boards keep no outcome memory: a kiosk stopped while a door is open (the
+    shopper has not closed it) finds the tx UNKNOWN after its restart. The sale machine refunds
+    the line with an UNKNOWN_OUTCOME alarm and never releases the lock again."""
+    data = tmp_path / "data"
+    seed_store(data, SlotKind.LOCKER)
+    board = LockBoardModel(unit=1, locks=24, open_after_s=0.2, close_after_s=None)
+    pay = TestPaymentSource()
+    with socat_pair(tmp_path) as pair:
+        devices = ModbusDevices(pair.device_end, [board], baud=BAUD).start()
+        cfg = write_kiosk_config(
+            tmp_path / "kiosk.toml",
+            "/dev/null-unused",
+            data,
+            hardware={"cabinet": "locker", "default_capacity": 1},
+            modbus=_modbus(pair, locks=True, locks_per_board=24, door_poll_s=0.05),
+        )
+        try:
+            app = build_app(cfg, province_public_key=pay.public_key, tick_s=0.2)
+            app.start()
+            try:
+                v = _wait(app, lambda v: v.mode == "idle" and bool(v.products), "selling")
+                pid = next(p.product.product_id for p in v.products if p.stock_left > 0)
+                shopper = Shopper(app.controller, pay, clock=app.clock)
+                shopper.fill_cart([pid], start=False)
+                shopper.checkout()
+                v = _wait(app, lambda v: v.mode == "payment", "payment screen")
+                assert v.payment is not None
+                order_id = v.payment.order_id
+                order = app.controller.repo.get(order_id)
+                assert order is not None
+                shopper.pay(order)
+                _wait(app, lambda v: bool(board.releases), "the lock was released")
+                _wait(app, lambda v: board.door_open(board.releases[0]), "the door is open")
+            finally:
+                app.close()  # the door is still open: the unlock never finished
+
+            app = build_app(cfg, province_public_key=pay.public_key, tick_s=0.2)
+            app.start()
+            try:
+
+                def settled(_v: ui.ViewState) -> bool:
+                    o = app.controller.repo.get(order_id)
+                    return o is not None and o.state is State.REFUND_DUE
+
+                _wait(app, settled, "after the restart the line is unknown: refunded")
+                kinds = [a.kind for a in app.controller.repo.alarms()]
+                assert "unknown_outcome" in kinds
+                assert len(board.releases) == 1  # never released again
+            finally:
+                app.close()
+        finally:
+            devices.stop()
