@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("kiosk.hardware.modbus")
+# pymodbus logs every lost answer as an ERROR with a multi-line dump of the last frames; the
+# kiosk logs one line per event (kiosk.log) and says itself when the line goes offline and back
+# (`modbus.offline` / `modbus.online`, with the reason) and counts failures for telemetry.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 class ModbusError(Exception):
