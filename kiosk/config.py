@@ -548,6 +548,30 @@ def legacy_technicians(ui: UiConfig) -> tuple[TechnicianConfig, ...]:
     return (TechnicianConfig(LEGACY_TECHNICIAN_ID, ui.service_pin_hash),)
 
 
+def _modbus_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
+    m = cfg.modbus
+    issues: list[ConfigIssue] = []
+    if (m.locks or m.sensor_unit) and not m.port.strip():
+        issues.append(
+            ConfigIssue(
+                name,
+                "modbus.port",
+                m.port,
+                "modbus.locks or modbus.sensor_unit needs the RS-485 port (e.g. /dev/ttyUSB1)",
+            )
+        )
+    if m.locks and cfg.hardware.cabinet != "locker":
+        issues.append(
+            ConfigIssue(
+                name,
+                "modbus.locks",
+                m.locks,
+                'Modbus lock boards drive a locker cabinet: set hardware.cabinet = "locker"',
+            )
+        )
+    return issues
+
+
 def _service_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
     from kiosk.core.pin import is_demo_pin_hash
 
@@ -655,30 +679,6 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
             )
         )
     issues.extend(_service_checks(name, cfg))
-    return issues
-
-
-def _modbus_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
-    m = cfg.modbus
-    issues: list[ConfigIssue] = []
-    if (m.locks or m.sensor_unit) and not m.port.strip():
-        issues.append(
-            ConfigIssue(
-                name,
-                "modbus.port",
-                m.port,
-                "modbus.locks or modbus.sensor_unit needs the RS-485 port (e.g. /dev/ttyUSB1)",
-            )
-        )
-    if m.locks and cfg.hardware.cabinet != "locker":
-        issues.append(
-            ConfigIssue(
-                name,
-                "modbus.locks",
-                m.locks,
-                'Modbus lock boards drive a locker cabinet: set hardware.cabinet = "locker"',
-            )
-        )
     return issues
 
 
