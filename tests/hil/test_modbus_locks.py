@@ -50,7 +50,7 @@ def test_door_never_opened_and_door_left_open(tmp_path: Path) -> None:
 
 
 def test_lost_and_corrupted_frames_still_release_once(tmp_path: Path) -> None:
-    faults = WireFaults(lose_requests=0.15, drop_replies=0.15, corrupt_replies=0.1, seed=3)
+    faults = WireFaults(lose_requests=0.1, drop_replies=0.1, corrupt_replies=0.1, seed=3)
     model = LockBoardModel(unit=3, locks=8, open_after_s=0.2, close_after_s=2.5)
     with modbus_line(tmp_path, [model], faults=faults, timeout_s=0.1, retries=8) as line:
         board = ModbusLockBoard(line.bus, 0, MAP)
