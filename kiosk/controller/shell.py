@@ -498,6 +498,9 @@ class Controller:
             levels=levels,
             available=available,
             unavailable=unavailable,
+            temperature_c=self.chilled.celsius(),
+            humidity_pct=self.chilled.humidity_pct,
+            chilled_stopped=tuple(sorted(stopped)),
             reasons=reasons,
             session=s,
             shown=None if s.shown is None else self.sales.load(s.shown),
@@ -507,9 +510,6 @@ class Controller:
             queue_depths=self._queue_depths(),
             last_result=self.tech.last_result,
             pin=self.access.view(self._mono_offset),
-            temperature_c=self.chilled.celsius(),
-            humidity_pct=self.chilled.humidity_pct,
-            chilled_stopped=tuple(sorted(stopped)),
         )
 
     def _queue_depths(self) -> dict[str, int]:

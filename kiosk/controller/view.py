@@ -53,10 +53,10 @@ class Snapshot:
     board_online: bool | None
     queue_depths: Mapping[str, int]
     last_result: str
-    pin: ui.PinView = field(default_factory=ui.PinView)
-    temperature_c: float | None = None
+    temperature_c: float | None = None  # chilled goods: the reading that counts now
     humidity_pct: float | None = None
-    chilled_stopped: tuple[str, ...] = ()
+    chilled_stopped: tuple[str, ...] = ()  # chilled products stopped for temperature
+    pin: ui.PinView = field(default_factory=ui.PinView)
 
 
 def build_view(s: Snapshot) -> ui.ViewState:

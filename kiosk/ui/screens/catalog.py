@@ -166,7 +166,7 @@ class CatalogScreen(Screen):
         ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
         ui.badge(t("badge.fupin"), inner.x, img.y + m.pad // 2, inner.w)
         if pv.sold_out:
-            label = t("catalog.too_warm") if pv.unavailable else t("catalog.sold_out")
+            label = t("catalog.sold_out")
             sw = min(img.w, ui.measure(label, m.title, True) + 2 * m.pad)
             pill = pygame.Rect(0, 0, sw, line_height(m.title) + m.pad)
             pill.center = img.center

@@ -7,11 +7,9 @@ Owns: nothing but the product id being shown. Adding posts `AddToCart`; the limi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pygame
 
-from kiosk.contract import AddToCart, ProductView
+from kiosk.contract import AddToCart
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, kv_rows
 from kiosk.ui.widgets import Ui, line_height
@@ -99,7 +97,7 @@ class ProductScreen(Screen):
                 bold=True,
                 overflow="error",
             )
-        stock = stock_label(t, pv)
+        stock = t.stock(pv)
         rows = [
             (t("product.origin"), product_text(p, "origin_county", lang)),
             (t("product.producer"), product_text(p, "producer", lang)),
@@ -142,9 +140,3 @@ class ProductScreen(Screen):
                 bar.x, foot.y - line_height(m.text) - m.gap // 2, bar.w, line_height(m.text)
             )
             ui.text(note, box, align="right", color=ui.c.muted)
-
-
-def stock_label(t: Callable[..., str], pv: ProductView) -> str:
-    if pv.unavailable:  # a chilled product stopped because the cabinet is too warm
-        return t("catalog.too_warm")
-    return t("catalog.sold_out") if pv.sold_out else t("product.stock_n", n=pv.stock_left)
