@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kiosk import contract as ui
@@ -26,6 +26,9 @@ from kiosk.controller import Controller
 from kiosk.core.planogram import Planogram
 from kiosk.hardware.board import BoardDriver, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
+from kiosk.hardware.modbus_bus import BusSettings, ModbusBus
+from kiosk.hardware.modbus_locks import LockMap, ModbusLockBoard
+from kiosk.hardware.modbus_sensor import ModbusTemperatureSensor, SensorMap
 from kiosk.log import register_secret
 from kiosk.store import Store, open_store
 from kiosk.sync.apply import EXIT_RESTART
@@ -40,6 +43,7 @@ __all__ = [
     "Script",
     "build_app",
     "build_cabinet",
+    "build_sensor",
     "load_device_secret",
 ]
 
@@ -67,14 +71,72 @@ def build_cabinet(
     *,
     timing: LinkTiming | None = None,
     clock: Clock | None = None,
-) -> tuple[SerialLink, Cabinet]:
+) -> tuple[SerialLink | ModbusBus, Cabinet]:
     """The serial link and a Cabinet that speaks planogram slot numbers."""
+    if config.modbus.locks:
+        return _modbus_lock_cabinet(config, planogram, clock)
     hw = config.hardware
     addresses = tuple(sorted(set(hw.boards) | {s.board for s in planogram}))
     link = SerialLink(hw.port, hw.baud, addresses=addresses, timing=timing, clock=clock)
     boards: dict[int, BoardDriver] = {a: SerialBoard(link, a, clock=clock) for a in addresses}
     slot_map = {s.slot_no: (s.board, s.address) for s in planogram}
     return link, Cabinet(boards, slot_map)
+
+
+# --- Modbus (docs/boards/modbus.md): lock boards instead of our board, an optional sensor ----
+
+
+def _modbus_bus(config: KioskConfig, watch_units: Iterable[int] | None = None) -> ModbusBus:
+    m = config.modbus
+    settings = BusSettings(m.port, m.baud, m.parity, m.stopbits, m.timeout_s, m.retries)
+    return ModbusBus(settings, watch_units)
+
+
+def _modbus_lock_cabinet(
+    config: KioskConfig, planogram: Planogram, clock: Clock | None
+) -> tuple[ModbusBus, Cabinet]:
+    """A locker cabinet whose doors are Modbus lock boards (`[modbus] locks = true`)."""
+    m = config.modbus
+    addresses = sorted(set(config.hardware.boards) | {s.board for s in planogram})
+    bus = _modbus_bus(config, [m.lock_unit_base + a for a in addresses])
+    boards: dict[int, BoardDriver] = {
+        a: ModbusLockBoard(
+            bus,
+            a,
+            LockMap(
+                unit=m.lock_unit_base + a,
+                locks=m.locks_per_board,
+                coil_base=m.lock_coil_base,
+                door_base=m.door_input_base,
+                door_open_value=bool(m.door_open_value),
+                door_poll_s=m.door_poll_s,
+            ),
+            clock=clock,
+        )
+        for a in addresses
+    }
+    return bus, Cabinet(boards, {s.slot_no: (s.board, s.address) for s in planogram})
+
+
+def build_sensor(
+    config: KioskConfig, link: SerialLink | ModbusBus | None = None
+) -> ModbusTemperatureSensor | None:
+    """The temperature sensor on the Modbus line (`[modbus] sensor_unit`), sharing the lock
+    boards' line when there is one (`link`), else on a line of its own that it closes."""
+    m = config.modbus
+    if not m.sensor_unit:
+        return None
+    shared = link if isinstance(link, ModbusBus) else None
+    bus = shared or _modbus_bus(config)
+    sensor_map = SensorMap(
+        unit=m.sensor_unit,
+        temperature_register=m.temperature_register,
+        humidity_register=None if m.humidity_register < 0 else m.humidity_register,
+        temperature_scale=m.temperature_scale,
+        humidity_scale=m.humidity_scale,
+        signed=m.temperature_signed,
+    )
+    return ModbusTemperatureSensor(bus, sensor_map, owns_bus=shared is None)
 
 
 class App:
@@ -85,7 +147,7 @@ class App:
         self,
         config: KioskConfig,
         store: Store,
-        link: SerialLink,
+        link: SerialLink | ModbusBus,
         board: Cabinet,
         outbox: Outbox,
         clock: Clock,
@@ -214,6 +276,7 @@ def build_app(
             config, store.planogram.load(), timing=link_timing, clock=clock
         )
         key = province_public_key if province_public_key is not None else config_key
+        sensor = build_sensor(config, link)
 
         def controller(**hooks: Any) -> Controller:
             if province_public_key is not None:  # an explicit trust key (test payments) wins
@@ -228,6 +291,7 @@ def build_app(
                 outbox,
                 publish_view,
                 **hooks,
+                sensor=sensor,
                 **controller_options,
             )
 

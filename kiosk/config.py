@@ -27,9 +27,11 @@ from kiosk.textfile import TextFileError, read_text, say
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ENV_CONFIG",
+    "ChilledConfig",
     "ConfigError",
     "ConfigIssue",
     "KioskConfig",
+    "ModbusConfig",
     "ServiceConfig",
     "SiteType",
     "TechnicianConfig",
@@ -97,6 +99,43 @@ class HardwareConfig:
     default_capacity: int = 10
     chilled: bool = False
     max_temperature_c: float = 8.0  # chilled compartment alarm threshold
+
+
+@dataclass(frozen=True)
+class ModbusConfig:
+    """The cabinet's Modbus RTU line (RS-485): lock boards and a temperature sensor
+    (docs/boards/modbus.md). Register numbers are protocol addresses, 0-based."""
+
+    port: str = ""  # "": no Modbus line; else anything pymodbus's serial client opens
+    baud: int = 9600
+    parity: str = "N"  # N | E | O
+    stopbits: int = 1
+    timeout_s: float = 0.3  # per try
+    retries: int = 2  # extra tries after a lost or corrupted answer
+    locks: bool = False  # true: the locker cabinet's doors are Modbus lock boards
+    lock_unit_base: int = 1  # planogram board b is Modbus unit lock_unit_base + b
+    locks_per_board: int = 16
+    lock_coil_base: int = 0  # coil of lock 0 (write 1 = release)
+    door_input_base: int = 0  # discrete input of door 0
+    door_open_value: int = 1  # the door input reads this when the door is open (1 or 0)
+    door_poll_s: float = 0.2
+    sensor_unit: int = 0  # 0: no sensor; else its Modbus unit (1..247)
+    temperature_register: int = 1  # input register, value x temperature_scale = °C
+    humidity_register: int = 2  # input register, value x humidity_scale = %RH; -1: none
+    temperature_scale: float = 0.1
+    humidity_scale: float = 0.1
+    temperature_signed: bool = True
+    sensor_every_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ChilledConfig:
+    """Chilled goods (docs/sales.md, "Chilled goods"): products with `chilled_max_c`."""
+
+    too_warm_for_s: int = 300  # above a product's limit this long: it stops selling
+    back_for_s: int = 300  # at or below limit - hysteresis_c this long: it sells again
+    hysteresis_c: float = 0.5
+    sensor_silent_after_s: int = 60  # no reading this long counts as too warm
 
 
 @dataclass(frozen=True)
@@ -172,6 +211,8 @@ class KioskConfig:
     source: Path
     identity: IdentityConfig
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    modbus: ModbusConfig = field(default_factory=ModbusConfig)
+    chilled: ChilledConfig = field(default_factory=ChilledConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     ui: UiConfig = field(default_factory=UiConfig)
@@ -183,6 +224,8 @@ class KioskConfig:
 SECTIONS: dict[str, type[Any]] = {
     "identity": IdentityConfig,
     "hardware": HardwareConfig,
+    "modbus": ModbusConfig,
+    "chilled": ChilledConfig,
     "sync": SyncConfig,
     "payments": PaymentsConfig,
     "ui": UiConfig,
@@ -265,6 +308,29 @@ RULES: dict[str, Rule] = {
     "hardware.cols": _range(1, 20),
     "hardware.default_capacity": _range(1, 50),
     "hardware.max_temperature_c": _range(-30, 30),
+    "modbus.baud": _choice(
+        *(str(b) for b in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
+    ),
+    "modbus.parity": _choice("N", "E", "O"),
+    "modbus.stopbits": _range(1, 2),
+    "modbus.timeout_s": _range(0.02, 5),
+    "modbus.retries": _range(0, 10),
+    "modbus.lock_unit_base": _range(1, 247),
+    "modbus.locks_per_board": _range(1, 256),
+    "modbus.lock_coil_base": _range(0, 65535),
+    "modbus.door_input_base": _range(0, 65535),
+    "modbus.door_open_value": _range(0, 1),
+    "modbus.door_poll_s": _range(0.05, 2),
+    "modbus.sensor_unit": _range(0, 247),
+    "modbus.temperature_register": _range(0, 65535),
+    "modbus.humidity_register": _range(-1, 65535),
+    "modbus.temperature_scale": lambda v: None if 0 < v <= 10 else "must be above 0, at most 10",
+    "modbus.humidity_scale": lambda v: None if 0 < v <= 10 else "must be above 0, at most 10",
+    "modbus.sensor_every_s": _range(0.5, 600),
+    "chilled.too_warm_for_s": _range(0, 86400),
+    "chilled.back_for_s": _range(0, 86400),
+    "chilled.hysteresis_c": _range(0, 10),
+    "chilled.sensor_silent_after_s": _range(5, 3600),
     "sync.broker_url": _url("mqtt", "mqtts"),
     "sync.mqtt_version": _choice("5", "3.1.1"),
     "sync.keepalive_s": _range(5, 1200),
@@ -391,7 +457,7 @@ def _build_section(
         converted, problem = _convert(f.type, value, base)
         if problem is None:
             rule = RULES.get(dotted)
-            checked = str(converted) if dotted == "hardware.baud" else converted
+            checked = str(converted) if dotted in ("hardware.baud", "modbus.baud") else converted
             problem = rule(checked) if rule is not None else None
         if problem is not None:
             issues.append(ConfigIssue(name, dotted, value, problem))
@@ -483,6 +549,30 @@ def legacy_technicians(ui: UiConfig) -> tuple[TechnicianConfig, ...]:
     return (TechnicianConfig(LEGACY_TECHNICIAN_ID, ui.service_pin_hash),)
 
 
+def _modbus_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
+    m = cfg.modbus
+    issues: list[ConfigIssue] = []
+    if (m.locks or m.sensor_unit) and not m.port.strip():
+        issues.append(
+            ConfigIssue(
+                name,
+                "modbus.port",
+                m.port,
+                "modbus.locks or modbus.sensor_unit needs the RS-485 port (e.g. /dev/ttyUSB1)",
+            )
+        )
+    if m.locks and cfg.hardware.cabinet != "locker":
+        issues.append(
+            ConfigIssue(
+                name,
+                "modbus.locks",
+                m.locks,
+                'Modbus lock boards drive a locker cabinet: set hardware.cabinet = "locker"',
+            )
+        )
+    return issues
+
+
 def _service_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
     from kiosk.core.pin import is_demo_pin_hash
 
@@ -544,6 +634,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 "a locker holds 1 item: use 1",
             )
         )
+    issues.extend(_modbus_checks(name, cfg))
     s = cfg.sync
     if s.broker_url.startswith("mqtt://") and not s.allow_plaintext:
         issues.append(

@@ -105,6 +105,9 @@ class ProductView:
 
     product: Product
     stock_left: int
+    # why it cannot be bought although it may have stock: "" or "too_warm" (a chilled product
+    # stopped because the cabinet is too warm, kiosk.core.chilled); stock_left is then 0
+    unavailable: str = ""
 
     @property
     def sold_out(self) -> bool:
@@ -239,6 +242,11 @@ class ServiceInfo:
     last_result: str = ""  # short outcome of the last service action (English, for logs)
     result: ServiceResult | None = None  # the same, for the screen to word (None: show as is)
     pin: PinView = field(default_factory=PinView)
+    # the cabinet's temperature as chilled goods see it (None: no reading, or it is too old),
+    # the humidity (Modbus sensor only) and the chilled products stopped for temperature
+    temperature_c: float | None = None
+    humidity_pct: float | None = None
+    chilled_stopped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

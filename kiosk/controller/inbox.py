@@ -51,6 +51,15 @@ class Health:
 
 
 @dataclass(frozen=True, slots=True)
+class SensorPoll:
+    """One poll of the cabinet's temperature sensor (kiosk.controller.monitor)."""
+
+    celsius: float | None  # None: the probe failed (or see `error`)
+    humidity_pct: float | None
+    error: str = ""  # the sensor did not answer
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     event: BoardEvent
 

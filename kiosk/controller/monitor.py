@@ -1,5 +1,6 @@
-"""Monitoring: the board status poll (its own thread) and the store's upkeep (on the tick):
-free disk space and folding the WAL back when idle.
+"""Monitoring: the board status poll (its own thread), the temperature sensor poll (its own
+thread, when the cabinet has a sensor on the Modbus line) and the store's upkeep (on the
+tick): free disk space and folding the WAL back when idle.
 
 Owns: the free-space measurement (`free_mb`, `disk_low`) and when to checkpoint.
 Never: decides out of service (it only gathers facts for `kiosk.core.service`); checkpoints
@@ -14,9 +15,11 @@ import threading
 from collections.abc import Callable
 
 from kiosk import config as _config
-from kiosk.controller.inbox import Health
+from kiosk.controller.inbox import Health, SensorPoll
 from kiosk.controller.persist import STORE_ERRORS
 from kiosk.hardware.board import BoardDriver, BoardError
+from kiosk.hardware.modbus_bus import ModbusError
+from kiosk.hardware.modbus_sensor import TemperatureSensor
 from kiosk.log import log_event
 from kiosk.store import Store
 
@@ -40,6 +43,28 @@ def run_board_monitor(
         except Exception:
             log.exception("monitor.failed")
         stop.wait(every_s)
+
+
+def run_sensor_monitor(
+    sensor: TemperatureSensor,
+    post: Callable[[object], None],
+    stop: threading.Event,
+    every_s: float,
+) -> None:
+    """The sensor thread: one reading every `every_s` as `SensorPoll` into the inbox (an error
+    when it does not answer); closes the sensor when stopped."""
+    try:
+        while not stop.is_set():
+            try:
+                r = sensor.read()
+                post(SensorPoll(r.celsius, r.humidity_pct))
+            except ModbusError as e:
+                post(SensorPoll(None, None, str(e)))
+            except Exception:
+                log.exception("monitor.sensor_failed")
+            stop.wait(every_s)
+    finally:
+        sensor.close()
 
 
 class Upkeep:

@@ -82,6 +82,9 @@ class Persistence:
         self.on_commit = on_commit
         self.writable = True
         self.bad_slots: set[int] = set(self._load_bad_slots())
+        # slots of chilled products stopped for temperature (kiosk.controller.chilled): not
+        # faulty, not saved; the shell keeps this current
+        self.chilled_slots: frozenset[int] = frozenset()
         self.head_signer: HeadSigner | None = None  # signs sale records' heads (device key)
         self.stock_feed = StockFeed(store, sink, kiosk_id) if sink is not None else None
         self._feed_error = ""
@@ -241,7 +244,7 @@ class Persistence:
                     order_seq=seq,
                     store_epoch=self.store.epoch,
                     rules=rules,
-                    out_of_service=self.bad_slots,
+                    out_of_service=self.bad_slots | self.chilled_slots,
                 )
                 new, actions = sale.step(order, sale.CheckoutStarted(now))
                 self.repo.save(conn, new, now)

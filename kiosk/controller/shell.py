@@ -29,9 +29,10 @@ from kiosk import contract as ui
 from kiosk.clock import Clock
 from kiosk.controller import inbox as ib
 from kiosk.controller.access import ServiceAccess
+from kiosk.controller.chilled import ChilledWatch
 from kiosk.controller.dispense import DispenseWorker
 from kiosk.controller.integrity import IntegrityCheck
-from kiosk.controller.monitor import Upkeep, run_board_monitor
+from kiosk.controller.monitor import Upkeep, run_board_monitor, run_sensor_monitor
 from kiosk.controller.persist import STORE_ERRORS, Persistence, RecordSink
 from kiosk.controller.sales import Sales
 from kiosk.controller.technician import Technician
@@ -43,6 +44,7 @@ from kiosk.core.payment import PaymentConfirmation, PaymentStatusQuery, PaymentS
 from kiosk.core.planogram import Planogram
 from kiosk.core.service import ServiceFacts, out_of_service_reasons, sellable_units
 from kiosk.hardware.board import BoardDriver, BoardEvent, BoardStatus
+from kiosk.hardware.modbus_sensor import TemperatureSensor
 from kiosk.hardware.protocol import BoardReset, DoorEvent
 from kiosk.log import log_event
 from kiosk.store import Store
@@ -81,8 +83,10 @@ class Controller:
         query_retry_s: float = 15.0,
         vend_timeout_s: float = 30.0,
         unlock_timeout_s: float = 180.0,
+        sensor: TemperatureSensor | None = None,
     ) -> None:
         self.store, self.board, self.config, self.clock = store, board, config, clock
+        self.sensor = sensor  # None: chilled goods go by the board status temperature
         self._secret = secret
         self.province_public_key = province_public_key
         self.sink = sink
@@ -110,6 +114,9 @@ class Controller:
         self._started_mono = clock.monotonic()
         self._mono_offset = clock.monotonic() - clock.time()  # wall -> monotonic, for the UI
         self._wire(on_commit, vend_timeout_s, unlock_timeout_s, query_retry_s)
+        self.chilled = ChilledWatch(
+            self.persist, clock, config.chilled, sensor.name if sensor else "board"
+        )
         self.payment_query = payment_query
         if province_time is not None:
             self.province_time = province_time
@@ -208,11 +215,18 @@ class Controller:
         """Start the threads; the first thing the controller thread does is recovery."""
         self._inbox.put(ib.Recover())
         self._unsubscribe = self.board.subscribe(lambda _a, ev: self._inbox.put(ib.Event(ev)))
-        for name, target in (
+        sensor = self.sensor
+        threads: list[tuple[str, Callable[[], None]]] = [
             ("controller", self._run),
             ("dispense", self.worker.run),
             ("monitor", self._run_monitor),
-        ):
+        ]
+        if sensor is not None:
+            every = self.config.modbus.sensor_every_s
+            threads.append(
+                ("sensor", lambda: run_sensor_monitor(sensor, self._inbox.put, self._stop, every))
+            )
+        for name, target in threads:
             t = threading.Thread(target=target, name=f"kiosk-{name}", daemon=True)
             self._threads.append(t)
             t.start()
@@ -319,6 +333,8 @@ class Controller:
             self._on_health(item)
         elif isinstance(item, ib.Event):
             self._on_event(item.event)
+        elif isinstance(item, ib.SensorPoll):
+            self.chilled.reading(item.celsius, item.humidity_pct, item.error, self.catalog)
         elif isinstance(item, ib.Confirm):
             self.sales.on_confirmation(item.confirmation)
         elif isinstance(item, ib.PaymentStatusItem):
@@ -339,6 +355,7 @@ class Controller:
     def _on_tick(self) -> None:
         self.sales.tick(self._board_online)
         self.persist.pump_stock()  # stock log rows of other writers -> events/stock
+        self.chilled.tick(self.catalog)
         mono = self.clock.monotonic()
         idle = not self.sales.orders and not self.sales.inflight
         self.upkeep.checkpoint_when_idle(mono, idle and self.tech.test_running is None)
@@ -362,6 +379,8 @@ class Controller:
     def _on_health(self, h: ib.Health) -> None:
         if h.status is not None:
             self._board_status = h.status
+            if self.sensor is None:  # the board's own compartment sensor (None: failed)
+                self.chilled.reading(h.status.temperature_c, None, "", self.catalog)
         starting = self.clock.monotonic() - self._started_mono < self.start_grace_s
         if not h.online and self._board_online is None and starting:
             return  # still connecting
@@ -404,7 +423,7 @@ class Controller:
             self.planogram,
             self.store.stock.levels(),
             self.repo.reserved(),
-            self.persist.bad_slots,
+            self.persist.bad_slots | self.persist.chilled_slots,
         )
 
     def _tell(self, msg: session.Input) -> None:
@@ -435,7 +454,7 @@ class Controller:
 
     # --- the view -----------------------------------------------------------------------
 
-    def _facts(self, sellable: int) -> ServiceFacts:
+    def _facts(self, sellable: int, chilled_stopped: bool = False) -> ServiceFacts:
         hw = self.config.hardware
         st = self._board_status
         return ServiceFacts(
@@ -449,6 +468,7 @@ class Controller:
             temperature_c=None if st is None else st.temperature_c,
             max_temperature_c=hw.max_temperature_c if hw.chilled else None,
             sales_locked=self.tech.sales_locked,
+            chilled_stopped=chilled_stopped,
         )
 
     def _snapshot(self) -> Snapshot:
@@ -457,7 +477,12 @@ class Controller:
         available = sellable_units(
             self.catalog, self.planogram, levels, reserved, self.persist.bad_slots
         )
-        reasons = out_of_service_reasons(self._facts(sum(available.values())))
+        stopped = self.chilled.blocked(self.catalog)
+        self.persist.chilled_slots = self.chilled.blocked_slots(self.catalog, self.planogram)
+        unavailable = {p: "too_warm" for p in stopped if available.get(p, 0) > 0}
+        available = {p: 0 if p in stopped else n for p, n in available.items()}
+        facts = self._facts(sum(available.values()), bool(unavailable))
+        reasons = out_of_service_reasons(facts)
         if tuple(reasons) != self.session.reasons:
             self._tell(session.ServiceChanged(tuple(reasons)))
         s = self.session
@@ -476,6 +501,10 @@ class Controller:
             planogram=self.planogram,
             levels=levels,
             available=available,
+            unavailable=unavailable,
+            temperature_c=self.chilled.celsius(),
+            humidity_pct=self.chilled.humidity_pct,
+            chilled_stopped=tuple(sorted(stopped)),
             reasons=reasons,
             session=s,
             shown=None if s.shown is None else self.sales.load(s.shown),

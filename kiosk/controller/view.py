@@ -44,6 +44,7 @@ class Snapshot:
     planogram: Planogram
     levels: Mapping[int, int]
     available: Mapping[str, int]  # `kiosk.core.service.sellable_units`
+    unavailable: Mapping[str, str]  # product -> why it cannot be bought ("too_warm")
     reasons: list[str]
     session: Session
     shown: sale.Order | None
@@ -52,6 +53,9 @@ class Snapshot:
     board_online: bool | None
     queue_depths: Mapping[str, int]
     last_result: str
+    temperature_c: float | None = None  # chilled goods: the reading that counts now
+    humidity_pct: float | None = None
+    chilled_stopped: tuple[str, ...] = ()  # chilled products stopped for temperature
     pin: ui.PinView = field(default_factory=ui.PinView)
     province_online: bool | None = None  # the sync link; None: the kiosk runs without one
     result: ui.ServiceResult | None = None  # last_result, for the screen to word
@@ -59,7 +63,8 @@ class Snapshot:
 
 def build_view(s: Snapshot) -> ui.ViewState:
     products = tuple(
-        ui.ProductView(s.catalog.products[pid], left) for pid, left in s.available.items()
+        ui.ProductView(s.catalog.products[pid], left, s.unavailable.get(pid, ""))
+        for pid, left in s.available.items()
     )
     prices = s.session.prices
     cart = s.session.cart
@@ -201,6 +206,9 @@ def _service_info(s: Snapshot) -> ui.ServiceInfo:
         last_result=s.last_result,
         result=s.result,
         pin=s.pin,
+        temperature_c=s.temperature_c,
+        humidity_pct=s.humidity_pct,
+        chilled_stopped=s.chilled_stopped,
     )
 
 

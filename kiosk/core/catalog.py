@@ -18,6 +18,8 @@ __all__ = ["Catalog", "CatalogError", "Category", "Product", "catalog_summary"]
 
 _PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _AREA_RE = re.compile(r"^\d{6}$")
+CHILLED_MIN_C = -30.0
+CHILLED_MAX_C = 30.0
 
 
 class CatalogError(ValueError):
@@ -55,8 +57,14 @@ class Product:
     spec_en: str
     shelf_life_days: int
     image_ref: str = ""  # file name or sha256 of the image; "" means placeholder
+    # Chilled goods (kiosk.core.chilled): the highest cabinet temperature (°C) at which it may
+    # sell; None: not chilled. Travels in the signed catalog like every other field.
+    chilled_max_c: float | None = None
 
     def __post_init__(self) -> None:
+        c = self.chilled_max_c
+        if isinstance(c, int) and not isinstance(c, bool):  # JSON and TOML may give 8 for 8.0
+            object.__setattr__(self, "chilled_max_c", float(c))
         errors = product_errors(self)
         if errors:
             raise CatalogError(f"product {self.product_id!r}: " + "; ".join(errors))
@@ -82,6 +90,16 @@ def product_errors(p: Product) -> list[str]:
         or p.shelf_life_days <= 0
     ):
         errs.append(f"shelf_life_days must be a positive integer, got {p.shelf_life_days!r}")
+    c = p.chilled_max_c
+    if c is not None and (
+        isinstance(c, bool)
+        or not isinstance(c, int | float)
+        or not CHILLED_MIN_C <= c <= CHILLED_MAX_C
+    ):
+        errs.append(
+            f"chilled_max_c must be empty or a number of °C from {CHILLED_MIN_C} to "
+            f"{CHILLED_MAX_C}, got {c!r}"
+        )
     if not isinstance(p.category, Category):
         errs.append(f"category must be one of {[c.value for c in Category]}")
     return errs

@@ -34,6 +34,7 @@ class ServiceFacts:
     max_temperature_c: float | None = None  # None: not a chilled cabinet
     sales_locked: bool = False
     store_damaged: bool = False  # the start-up integrity check found a damaged record
+    chilled_stopped: bool = False  # chilled products with stock are stopped for temperature
 
 
 def out_of_service_reasons(f: ServiceFacts) -> list[str]:
@@ -60,8 +61,9 @@ def out_of_service_reasons(f: ServiceFacts) -> list[str]:
     ):
         out.append("temperature")
     if f.sellable_units <= 0:
-        out.append("sold_out")
-    return out
+        # nothing to sell because the chilled goods are too warm: say that, not "sold out"
+        out.append("temperature" if f.chilled_stopped else "sold_out")
+    return list(dict.fromkeys(out))  # "temperature" once
 
 
 def disk_low(f: ServiceFacts) -> bool:

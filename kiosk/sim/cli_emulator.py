@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from kiosk import exitcodes
+from kiosk.sim import modbus_devices
 from kiosk.sim.board_emulator import BoardModel, EmulatedBoard, Faults
 from kiosk.sim.emulator_transports import (
     DEFAULT_PTY,
@@ -69,6 +70,7 @@ def register(
         metavar="NAME=VALUE",
         help="set a fault knob at start (repeatable), e.g. jammed=12 drop_byte_ratio=0.01",
     )
+    modbus_devices.add_arguments(p)
     p.set_defaults(func=cmd_emulator)
     sub = p.add_subparsers(dest="emulator_command", metavar="ACTION")
     ctl = sub.add_parser(
@@ -126,10 +128,12 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    modbus: modbus_devices.ModbusSim | None = None
     try:
         try:
             emu.start()
-        except OSError as e:
+            modbus = modbus_devices.start_from_args(args)
+        except (OSError, RuntimeError, ValueError) as e:
             print(f"kiosk emulator: {e}", file=sys.stderr)
             return exitcodes.FAIL
         control = f", control {emu.control.address}" if emu.control else ""
@@ -139,10 +143,14 @@ def cmd_emulator(args: argparse.Namespace) -> int:
             f"{m.rows}x{m.cols}, address {emu.board.address}, {emu.baud} baud{control})",
             flush=True,
         )
+        if modbus is not None:
+            print(modbus.describe(), flush=True)
         while not stop.wait(0.5):
             pass
         return exitcodes.OK
     finally:
+        if modbus is not None:
+            modbus.stop()
         emu.stop()
         for s, h in previous.items():
             signal.signal(s, h)

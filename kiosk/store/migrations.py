@@ -266,12 +266,19 @@ def _v5(conn: sqlite3.Connection) -> None:
         )
 
 
+_V6 = """
+ALTER TABLE catalog_product ADD COLUMN chilled_max_c REAL
+    CHECK (chilled_max_c IS NULL OR chilled_max_c BETWEEN -30 AND 30);
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "settings, catalog, planogram, stock and stock log", _V1),
     Migration(2, "monotonic counters (boot number, transaction and order sequences)", _V2),
     Migration(3, "sync: outbox with per-priority stats, applied versions, command nonces", _V3),
     Migration(4, "sales: orders, reservations, ledger, refunds, alarms, test vends", _V4),
     Migration(5, "store identity: epoch in order ids, random counter bases", _v5),
+    Migration(6, "chilled goods: catalog_product.chilled_max_c", _V6),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

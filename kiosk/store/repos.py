@@ -44,6 +44,7 @@ _PRODUCT_COLUMNS = (
     "spec_en",
     "shelf_life_days",
     "image_ref",
+    "chilled_max_c",
 )
 
 
@@ -90,7 +91,7 @@ def _product_row(p: Product) -> tuple[object, ...]:
 
 
 def _product_from_row(r: tuple[object, ...]) -> Product:
-    (pid, nzh, nen, cert, czh, cen, area, pzh, pen, cat, price, szh, sen, life, img) = r
+    (pid, nzh, nen, cert, czh, cen, area, pzh, pen, cat, price, szh, sen, life, img, cold) = r
     return Product(
         product_id=str(pid),
         name_zh=str(nzh),
@@ -107,6 +108,7 @@ def _product_from_row(r: tuple[object, ...]) -> Product:
         spec_en=str(sen),
         shelf_life_days=_int(life),
         image_ref=str(img),
+        chilled_max_c=_opt_float(cold),
     )
 
 
@@ -114,6 +116,14 @@ def _int(v: object) -> int:
     if not isinstance(v, int):
         raise StoreError(f"expected an integer in the database, found {v!r}")
     return v
+
+
+def _opt_float(v: object) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise StoreError(f"expected a number or NULL in the database, found {v!r}")
+    return float(v)
 
 
 def _set_meta(conn: sqlite3.Connection, table: str, version: int, at: float) -> None:

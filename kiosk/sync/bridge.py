@@ -287,6 +287,9 @@ class SyncBridge:
             "mqtt_connected": s.connected,
             "outbox_depth": sum(self.kiosk.outbox.depth().values()),
             "clock_offset_s": self.clock_offset.offset(),
+            "temperature_c": view.service.temperature_c,
+            "humidity_pct": view.service.humidity_pct,
+            "chilled_stopped": len(view.service.chilled_stopped),
             **self._link_counters(),
         }
         self._append("telemetry", messages.telemetry(metrics), Priority.LOW, coalesce=True)

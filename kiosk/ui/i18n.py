@@ -12,6 +12,7 @@ import string
 from collections.abc import Mapping
 from typing import Literal
 
+from kiosk.contract import ProductView
 from kiosk.core.catalog import Product
 from kiosk.core.money import format_fen
 from kiosk.ui.locales import en, zh
@@ -47,6 +48,13 @@ class Translator:
 
     def money(self, fen: int) -> str:
         return format_fen(fen)
+
+    def stock(self, pv: ProductView) -> str:
+        """What a product's stock line says: paused for temperature (a chilled product, the
+        cabinet too warm), sold out, or how many are left."""
+        if pv.unavailable:
+            return self("catalog.too_warm")
+        return self("catalog.sold_out") if pv.sold_out else self("product.stock_n", n=pv.stock_left)
 
     def mmss(self, seconds: float) -> str:
         s = max(0, int(seconds + 0.999))

@@ -340,3 +340,18 @@ def test_demo_config_has_the_demo_technician() -> None:
 
     (tech,) = technicians(load_config(demo_config_path()))
     assert verify_pin(DEMO_PIN, tech.pin_hash)
+
+
+def test_modbus_and_chilled_sections(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.modbus.port == "" and not cfg.modbus.locks and cfg.modbus.sensor_unit == 0
+    assert cfg.chilled.too_warm_for_s == 300
+    text = with_section("modbus", 'port = "/dev/ttyUSB1"\nsensor_unit = 10\nbaud = 19200')
+    cfg = load_config(write(tmp_path, text + "\n[chilled]\nback_for_s = 600\n"))
+    assert (cfg.modbus.sensor_unit, cfg.modbus.baud, cfg.chilled.back_for_s) == (10, 19200, 600)
+    issues = issues_of(tmp_path, with_section("modbus", "locks = true\nsensor_unit = 300"))
+    assert any("modbus.sensor_unit = 300" in i for i in issues)
+    issues = issues_of(tmp_path, with_section("modbus", "locks = true"))
+    assert any("modbus.port" in i and "RS-485" in i for i in issues)
+    assert any("modbus.locks" in i and "locker" in i for i in issues)
+    assert issues_of(tmp_path, with_section("modbus", "baud = 1000"))

@@ -258,6 +258,25 @@ def _check_v5(store: Store) -> None:
 SEEDS[5] = (_seed_v5, _check_v5)
 
 
+# --- v6: chilled goods -----------------------------------------------------------------------
+
+
+def _seed_v6(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO catalog_product VALUES ('M', '酸奶', 'Yoghurt', 'FP-2', '金寨县', "
+        "'Jinzhai', '341524', '合作社', 'Co-op', 'health', 500, '200克', '200 g', 14, '', 6.5)"
+    )
+
+
+def _check_v6(store: Store) -> None:
+    cat = store.catalog.load()
+    assert cat["M"].chilled_max_c == 6.5
+    assert cat["A"].chilled_max_c is None  # a product from before v6 is not chilled
+
+
+SEEDS[6] = (_seed_v6, _check_v6)
+
+
 def test_v5_gives_a_new_store_a_random_epoch_and_counter_bases(tmp_path: Path) -> None:
     from kiosk.core.payment import is_store_epoch
     from kiosk.store.migrations import RANDOM_COUNTER_BASE

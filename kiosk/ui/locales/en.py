@@ -29,6 +29,7 @@ MESSAGES: dict[str, str] = {
     # catalog
     "catalog.title": "Choose a product",
     "catalog.sold_out": "Sold out",
+    "catalog.too_warm": "Too warm: paused",
     "catalog.page": "{page}/{pages}",
     "catalog.prev": "Previous",
     "catalog.next": "Next",

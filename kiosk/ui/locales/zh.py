@@ -29,6 +29,7 @@ MESSAGES: dict[str, str] = {
     # catalog
     "catalog.title": "请选择商品",
     "catalog.sold_out": "已售罄",
+    "catalog.too_warm": "温度过高，暂停销售",
     "catalog.page": "{page}/{pages}",
     "catalog.prev": "上一页",
     "catalog.next": "下一页",

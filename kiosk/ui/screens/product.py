@@ -112,7 +112,7 @@ class ProductScreen(Screen):
                 bold=True,
                 overflow="error",
             )
-        stock = t("catalog.sold_out") if pv.sold_out else t("product.stock_n", n=pv.stock_left)
+        stock = t.stock(pv)
         rows = [
             (t("product.origin"), product_text(p, "origin_county", lang)),
             (t("product.producer"), product_text(p, "producer", lang)),
