@@ -204,10 +204,12 @@ class CatalogScreen(Screen):
         ui.hit(tile, partial(self._open, p.product_id), f"tile-{p.product_id}")
 
     def _draw_stock(self, ui: Ui, img: pygame.Rect, pv: ProductView, max_w: int) -> None:
-        """已售罄 across a sold-out picture; 仅剩N件 at the foot of a picture running low."""
+        """已售罄 (or why it is paused, e.g. 温度过高) across a sold-out picture; 仅剩N件 at the
+        foot of a picture running low."""
         m, c, t = ui.m, ui.c, ui.t
         if pv.sold_out:
-            label, size, bg, fg = t("catalog.sold_out"), m.title, c.secondary, c.on_secondary
+            why = "catalog.too_warm" if pv.unavailable else "catalog.sold_out"
+            label, size, bg, fg = t(why), m.title, c.secondary, c.on_secondary
         elif pv.stock_left <= LOW_STOCK:
             label, size, bg, fg = t("catalog.low", n=pv.stock_left), m.small, c.warn, c.on_primary
         else:
