@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kiosk import contract as ui
-from kiosk import systemd
+from kiosk import exitcodes, systemd
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import KioskConfig, refuse_in_field
 from kiosk.controller import Controller
@@ -30,8 +30,9 @@ from kiosk.store import Store, open_store
 from kiosk.sync.apply import EXIT_RESTART
 from kiosk.sync.bridge import SyncBridge
 from kiosk.sync.clockoffset import ClockOffset
-from kiosk.sync.outbox import Outbox
+from kiosk.sync.outbox import Outbox, Priority
 from kiosk.sync.topics import Topics
+from kiosk.update.gate import UpdateGate
 
 __all__ = [
     "EXIT_RESTART",
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 Script = Callable[[Controller], int]  # a headless script: runs to its end, returns the exit code
+UPDATE_SEQ = "update.reported_seq"  # settings: the last update step sent as events/update
 UI_BEAT_S = 5.0  # the UI loop turns at least this often while a watchdog watches it
 
 
@@ -97,6 +99,7 @@ class App:
         self.exit_code = 0
         self.ui_beat: float | None = None  # monotonic time of the UI loop's last turn
         self.watchdog: systemd.Watchdog | None = None
+        self.update_gate: UpdateGate | None = None
         self._offline_since: float | None = None
         self.sync = sync(self) if sync is not None else None
         hooks: dict[str, Any] = {}
@@ -149,6 +152,51 @@ class App:
         }
         self.watchdog = systemd.Watchdog(checks, interval).start()
 
+    def start_update_gate(self, poll_s: float = 2.0) -> None:
+        """Switch to a staged version when idle; send update steps (kiosk/update/gate.py)."""
+        self.update_gate = UpdateGate(
+            self.config.update.root,
+            idle=self.idle_for_update,
+            leave=lambda: self.request_exit(exitcodes.RESTART),
+            emit=self._update_events,
+            reported_seq=lambda: int(self.store.settings.get(UPDATE_SEQ) or 0),
+            poll_s=poll_s,
+        ).start()
+
+    def idle_for_update(self) -> bool:
+        """No open order, no technician in the service menu, not dispensing, nobody shopping:
+        asked on the controller thread, so the answer holds until its next input."""
+        c = self.controller
+
+        def idle() -> bool:
+            mode = c.view().mode
+            return (
+                not c.sales.orders
+                and not c.access.technician
+                and mode
+                in (
+                    "idle",
+                    "out_of_service",
+                )
+            )
+
+        return c.call(idle, timeout=5.0) is True
+
+    def _update_events(self, steps: list[Mapping[str, Any]]) -> None:
+        """Each update step as an `events/update` record (HIGH), with the mark, in one
+        transaction (a step is sent once)."""
+        kiosk_id = self.config.identity.kiosk_id
+        with self.store.transaction() as conn:
+            for step in steps:
+                body = {"kiosk_id": kiosk_id, **step}
+                event_id = f"update-{kiosk_id}-{int(step['at'])}-{step['seq']}"
+                self.outbox.append("update", body, Priority.HIGH, event_id=event_id, conn=conn)
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (UPDATE_SEQ, str(max(int(s["seq"]) for s in steps))),
+            )
+
     def ui_heartbeat(self) -> None:
         """Called by the UI loop after every turn (from the UI thread)."""
         self.ui_beat = time.monotonic()
@@ -165,6 +213,8 @@ class App:
 
         if self.watchdog is not None:
             self.watchdog.stop()
+        if self.update_gate is not None:
+            self.update_gate.stop()
         if self.sync is not None:
             self.sync.stop(left())
         self.controller.stop(left())
