@@ -27,6 +27,7 @@ from kiosk.hardware.board import BoardDriver, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.log import register_secret
 from kiosk.store import Store, open_store
+from kiosk.sync import messages
 from kiosk.sync.apply import EXIT_RESTART
 from kiosk.sync.bridge import SyncBridge
 from kiosk.sync.clockoffset import ClockOffset
@@ -191,6 +192,14 @@ class App:
                 body = {"kiosk_id": kiosk_id, **step}
                 event_id = f"update-{kiosk_id}-{int(step['at'])}-{step['seq']}"
                 self.outbox.append("update", body, Priority.HIGH, event_id=event_id, conn=conn)
+                if step["step"] in ("rolled_back", "refused"):
+                    alarm = messages.alarm(
+                        "UPDATE_" + str(step["step"]).upper(),
+                        f"version {step.get('version')}: {step.get('reason', '')}".strip(),
+                        severity="critical" if step["step"] == "rolled_back" else "warning",
+                        version=step.get("version"),
+                    )
+                    self.outbox.append("alarm", alarm, Priority.HIGH, conn=conn)
             conn.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -308,7 +308,9 @@ class Supervisor:
                 "at": round(time.time(), 3),
             },
         )
-        add_step(state, "rolled_back", version, running=previous, store_restored=restored)
+        add_step(
+            state, "rolled_back", version, running=previous, store_restored=restored, reason=reason
+        )
         save_state(self.root, state)
         self.say("rolled_back", version=version, running=previous, store_restored=restored)
 
