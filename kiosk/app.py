@@ -33,7 +33,7 @@ from kiosk.sync.bridge import SyncBridge
 from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.outbox import Outbox, Priority
 from kiosk.sync.topics import Topics
-from kiosk.update.gate import UpdateGate
+from kiosk.update.gate import UpdateGate, software_report
 
 __all__ = [
     "EXIT_RESTART",
@@ -163,6 +163,11 @@ class App:
             reported_seq=lambda: int(self.store.settings.get(UPDATE_SEQ) or 0),
             poll_s=poll_s,
         ).start()
+
+    def update_report(self) -> Mapping[str, Any]:
+        from kiosk import __version__
+
+        return software_report(self.config.update.root, __version__)
 
     def idle_for_update(self) -> bool:
         """No open order, no technician in the service menu, not dispensing, nobody shopping:

@@ -75,6 +75,10 @@ class KioskPort(Protocol):
     @property
     def board(self) -> CabinetPort: ...
 
+    def update_report(self) -> Mapping[str, Any]:
+        """The software update state for `reported`: running, pending, phase, last result."""
+        ...
+
     def request_exit(self, code: int) -> None:
         """Leave the kiosk's run with `code` (a `restart_app` command)."""
         ...
