@@ -29,8 +29,10 @@ SIGKILL) at any point is finished or undone at the next start:
                 then idle with `last_result` "rolled_back"
 
 Health comes from the kiosk's own sd_notify messages: the supervisor is the kiosk's
-$NOTIFY_SOCKET (and forwards READY/WATCHDOG/STATUS to systemd's), and the kiosk pets its
-watchdog only while its UI loop, controller, board link and store are healthy (kiosk.systemd).
+$NOTIFY_SOCKET, and the kiosk pets its watchdog only while its UI loop, controller, board link
+and store are healthy (kiosk.systemd). To systemd the supervisor says READY=1 itself when it
+runs, forwards the kiosk's WATCHDOG=1 and STATUS= lines (a hung committed version is still
+restarted by WatchdogSec), and pets the watchdog itself during a trial, which it judges.
 Every step is also appended to `history`, which the kiosk sends as `events/update` records.
 """
 
@@ -238,7 +240,7 @@ class Supervisor:
         self.sock_name = f"@kiosk-supervisor-{os.getpid()}-{secrets.token_hex(4)}"
         self.sock.bind("\0" + self.sock_name[1:])
         self.parent_notify = os.environ.get("NOTIFY_SOCKET", "")
-        self.told_ready = False
+        self.last_own_pet = 0.0
 
     def say(self, event: str, **kv: Any) -> None:
         fields = " ".join(f"{k}={v}" for k, v in kv.items())
@@ -346,22 +348,20 @@ class Supervisor:
         return subprocess.Popen([str(exe), *self.args], env=env)
 
     def _forward(self, message: str) -> None:
-        if not self.parent_notify:
-            return
-        wanted = [
-            line
-            for line in message.splitlines()
-            if line.startswith(("WATCHDOG=", "STATUS="))
-            or (line == "READY=1" and not self.told_ready)
-        ]
-        if not wanted:
-            return
-        self.told_ready = self.told_ready or "READY=1" in wanted
+        """To systemd ($NOTIFY_SOCKET of the supervisor): the kiosk's watchdog pets and
+        status lines (READY=1 is the supervisor's own, sent once it runs)."""
+        wanted = [ln for ln in message.splitlines() if ln.startswith(("WATCHDOG=", "STATUS="))]
+        if wanted:
+            self.notify_parent("\n".join(wanted))
+
+    def notify_parent(self, message: str) -> None:
         addr = self.parent_notify
+        if not addr:
+            return
         addr = "\0" + addr[1:] if addr.startswith("@") else addr
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.connect(addr)
-            s.sendall("\n".join(wanted).encode())
+            s.sendall(message.encode())
 
     def _stop_child(self, child: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
         if child.poll() is None:
@@ -387,6 +387,11 @@ class Supervisor:
             except TimeoutError:
                 message = ""
             self._forward(message)
+            if state["phase"] == "trial" and time.monotonic() - self.last_own_pet > 1.0:
+                # a trial is the supervisor's to judge (health_timeout_s, max_boots): systemd's
+                # watchdog must not kill it meanwhile
+                self.last_own_pet = time.monotonic()
+                self.notify_parent("WATCHDOG=1")
             lines = message.splitlines()
             ready = ready or "READY=1" in lines
             if state["phase"] != "trial":
@@ -402,6 +407,7 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self.notify_parent("READY=1\nSTATUS=update supervisor running")
         while not self.stopping:
             state = self.prepare()
             if current_target(self.root) is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import os
+import socket
 import sqlite3
 import sys
 import time
@@ -84,14 +85,17 @@ def stage(root: Path, version: str, *, migrates: bool = False, phase: str = "swi
     save_state(root, state)
 
 
-def start(root: Path, data: Path, health_s: float = 20, boots: int = 3) -> Child:
+def start(root: Path, data: Path, health_s: float = 20, boots: int = 3, notify: str = "") -> Child:
     return Child(
         [
             *(sys.executable, "-I", str(SUPERVISOR), "--root", str(root)),
             *("--data-dir", str(data), "--health-timeout", str(health_s)),
             *("--max-boots", str(boots), "--restart-delay", "0.2", "--", "run"),
         ],
-        {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))},
+        {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))},
+            **({"NOTIFY_SOCKET": notify} if notify else {}),
+        },
         root,
     )
 
@@ -135,9 +139,16 @@ def test_a_healthy_version_is_committed(world: tuple[Path, Path]) -> None:
     root, data = world
     fake_version(root, "2.0", "healthy", data)
     stage(root, "2.0")
-    p = start(root, data)
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = f"@test-systemd-{os.getpid()}-{time.monotonic_ns()}"
+    systemd.bind("\0" + name[1:])
+    systemd.settimeout(30)
+    p = start(root, data, notify=name)
     try:
         wait_for("commit", lambda: load_state(root)["running"] == "2.0")
+        # systemd hears the supervisor's READY, then the kiosk's watchdog pets forwarded
+        said = [systemd.recv(4096).decode() for _ in range(3)]
+        assert said[0].startswith("READY=1") and "WATCHDOG=1" in said[1:], said
         state = load_state(root)
         assert state["phase"] == "idle" and state["last_result"]["result"] == "committed"
         assert state["previous"] == "1.0" and current_target(root) == "2.0"
