@@ -57,7 +57,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ap = us.add_parser(
         "apply", help="verify, install and stage a release (switches when idle)", parents=[common]
     )
-    ap.add_argument("dir", type=Path, help="the release directory (e.g. on a USB stick)")
+    ap.add_argument(
+        "dir",
+        help="the release directory (e.g. on a USB stick), or its https:// URL (fetched with "
+        "resume into UPDATE_ROOT/downloads, the signature checked first)",
+    )
     ap.add_argument(
         "--now",
         action="store_true",
@@ -152,7 +156,24 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
         min_free_mb=cfg.update.min_free_mb,
     )
     try:
-        state = stage_release(args.dir, s, switch_now=args.now)
+        source = Path(args.dir)
+        if args.dir.startswith(("https://", "http://")):
+            import hashlib
+
+            from kiosk.update.download import download_release
+
+            where = hashlib.sha256(args.dir.encode()).hexdigest()[:16]
+            source = download_release(
+                args.dir,
+                cfg.update.root / "downloads" / where,
+                s.public_key,
+                ca_file=cfg.sync.ca_file,
+                min_free_mb=cfg.update.min_free_mb,
+            ).path
+        state = stage_release(source, s, switch_now=args.now)
+    except ReleaseError as e:
+        print(f"REFUSED: {e}", file=sys.stderr)
+        return exitcodes.FAIL
     except InstallError as e:
         print(f"REFUSED: {e}", file=sys.stderr)
         return exitcodes.FAIL

@@ -52,8 +52,10 @@ __all__ = [
     "build_release",
     "generate_release_key",
     "load_release_public_key",
+    "read_signed",
     "release_key_id",
     "verify_release",
+    "write_manifest",
 ]
 
 FORMAT = "kiosk-release/1"
@@ -178,7 +180,7 @@ def build_release(
     store_schema_min: int = 0,
 ) -> Release:
     """Build and sign a release of the kiosk source tree `project` into `out` (must be new)."""
-    private = _load_private(key)  # before the slow part: a wrong key fails at once
+    _load_private(key)  # before the slow part: a wrong key fails at once
     out = out.resolve()
     if out.exists() and any(out.iterdir()):
         raise ReleaseError(f"{out}: exists and is not empty; a release directory is built once")
@@ -194,34 +196,54 @@ def build_release(
     versions = [v for (name, v) in wheels if name == "kiosk"]
     if len(versions) != 1:
         raise ReleaseError(f"expected one kiosk wheel in {out / WHEELS}, found {versions}")
-    schema_max = _store_schema_of(project)
+    return write_manifest(
+        out,
+        key,
+        version=versions[0],
+        store_schema=(store_schema_min, _store_schema_of(project)),
+        notes=notes,
+        python=python_version or f"{sys.version_info.major}.{sys.version_info.minor}",
+        platforms=list(platforms) or [sysconfig.get_platform().replace("-", "_")],
+    )
+
+
+def write_manifest(
+    out: Path,
+    key: Path,
+    *,
+    version: str,
+    store_schema: tuple[int, int],
+    notes: str = "",
+    python: str = "",
+    platforms: Sequence[str] = (),
+) -> Release:
+    """List and hash every file under `out`/wheels, write manifest.json and sign it with the
+    release key at `key` (manifest.sig); returns the release, verified."""
+    private = _load_private(key)
     pub = private.public_key().public_bytes_raw()
     files = []
     for p in sorted((out / WHEELS).iterdir()):
         files.append({"path": f"{WHEELS}/{p.name}", "sha256": sha256(p), "size": p.stat().st_size})
     manifest: dict[str, Any] = {
         "format": FORMAT,
-        "version": versions[0],
+        "version": version,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": python_version or f"{sys.version_info.major}.{sys.version_info.minor}",
-        "platforms": list(platforms) or [sysconfig.get_platform().replace("-", "_")],
-        "store_schema": {"min": store_schema_min, "max": schema_max},
+        "python": python,
+        "platforms": list(platforms),
+        "store_schema": {"min": store_schema[0], "max": store_schema[1]},
         "notes": notes,
         "key_id": release_key_id(pub),
         "files": files,
     }
     raw = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    sig = {
-        "alg": "ed25519",
-        "key_id": release_key_id(pub),
-        "sig": _b64(private.sign(SIG_DOMAIN + raw)),
-    }
+    signature = _b64(private.sign(SIG_DOMAIN + raw))
+    sig = {"alg": "ed25519", "key_id": release_key_id(pub), "sig": signature}
     (out / MANIFEST).write_bytes(raw)
     (out / SIGNATURE).write_text(json.dumps(sig) + "\n", encoding="utf-8")
     return verify_release(out, pub)
 
 
-def _read_signed(path: Path, public: bytes) -> dict[str, Any]:
+def read_signed(path: Path, public: bytes) -> dict[str, Any]:
     try:
         raw = (path / MANIFEST).read_bytes()
         sig = json.loads((path / SIGNATURE).read_text(encoding="utf-8"))
@@ -257,7 +279,7 @@ def verify_release(path: Path, public: bytes) -> Release:
     """Check the signature with the pinned key, then every file's size and SHA-256, and that
     the directory holds no file the manifest does not list. Raises ReleaseError."""
     path = path.resolve()
-    m = _read_signed(path, public)
+    m = read_signed(path, public)
     files: list[tuple[str, str, int]] = []
     for entry in m.get("files", []):
         rel, digest, size = str(entry["path"]), str(entry["sha256"]), int(entry["size"])
