@@ -12,6 +12,7 @@ needs it. Test features (the test payment signer, the scripted shopper) live in 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from kiosk.controller import Controller
 from kiosk.core.planogram import Planogram
 from kiosk.hardware.board import BoardDriver, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
-from kiosk.log import register_secret
+from kiosk.log import log_event, register_secret
 from kiosk.store import Store, open_store
 from kiosk.sync import messages
 from kiosk.sync.apply import EXIT_RESTART
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 Script = Callable[[Controller], int]  # a headless script: runs to its end, returns the exit code
+log = logging.getLogger("kiosk.app")
 UPDATE_SEQ = "update.reported_seq"  # settings: the last update step sent as events/update
 UI_BEAT_S = 5.0  # the UI loop turns at least this often while a watchdog watches it
 
@@ -101,6 +103,7 @@ class App:
         self.ui_beat: float | None = None  # monotonic time of the UI loop's last turn
         self.watchdog: systemd.Watchdog | None = None
         self.update_gate: UpdateGate | None = None
+        self._installing: threading.Thread | None = None
         self._offline_since: float | None = None
         self.sync = sync(self) if sync is not None else None
         hooks: dict[str, Any] = {}
@@ -168,6 +171,36 @@ class App:
         from kiosk import __version__
 
         return software_report(self.config.update.root, __version__)
+
+    def install_release(self, url: str) -> None:
+        """An `install_release` command: fetch, verify, install and stage in a thread (pip
+        takes minutes); the kiosk sells on meanwhile and switches when idle (the gate)."""
+        from kiosk.update.installer import InstallError, Staging, fetch_and_stage
+        from kiosk.update.release import ReleaseError, load_release_public_key
+
+        cfg = self.config
+
+        def work() -> None:
+            try:
+                if cfg.update.release_public_key is None:
+                    raise InstallError("update.release_public_key is not set")
+                staging = Staging(
+                    root=cfg.update.root,
+                    config=cfg.source.resolve(),
+                    data_dir=cfg.store.data_dir,
+                    public_key=load_release_public_key(cfg.update.release_public_key),
+                    min_free_mb=cfg.update.min_free_mb,
+                )
+                fetch_and_stage(url, staging, ca_file=cfg.sync.ca_file, say=lambda _t: None)
+                log_event(log, "update.staged", url=url)
+            except (InstallError, ReleaseError, OSError) as e:
+                log_event(log, "update.refused", logging.WARNING, url=url, reason=str(e)[:300])
+
+        if self._installing is not None and self._installing.is_alive():
+            log_event(log, "update.busy", logging.WARNING, url=url, reason="an install runs")
+            return
+        self._installing = threading.Thread(target=work, name="update-install", daemon=True)
+        self._installing.start()
 
     def idle_for_update(self) -> bool:
         """No open order, no technician in the service menu, not dispensing, nobody shopping:

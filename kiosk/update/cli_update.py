@@ -16,7 +16,7 @@ from typing import Any
 from kiosk import __version__, exitcodes
 from kiosk.config import KioskConfig, load_config, resolve_config_path
 from kiosk.update import supervisor
-from kiosk.update.installer import InstallError, Staging, stage_release
+from kiosk.update.installer import InstallError, Staging, fetch_and_stage
 from kiosk.update.release import (
     ReleaseError,
     build_release,
@@ -156,24 +156,7 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
         min_free_mb=cfg.update.min_free_mb,
     )
     try:
-        source = Path(args.dir)
-        if args.dir.startswith(("https://", "http://")):
-            import hashlib
-
-            from kiosk.update.download import download_release
-
-            where = hashlib.sha256(args.dir.encode()).hexdigest()[:16]
-            source = download_release(
-                args.dir,
-                cfg.update.root / "downloads" / where,
-                s.public_key,
-                ca_file=cfg.sync.ca_file,
-                min_free_mb=cfg.update.min_free_mb,
-            ).path
-        state = stage_release(source, s, switch_now=args.now)
-    except ReleaseError as e:
-        print(f"REFUSED: {e}", file=sys.stderr)
-        return exitcodes.FAIL
+        state = fetch_and_stage(args.dir, s, ca_file=cfg.sync.ca_file, switch_now=args.now)
     except InstallError as e:
         print(f"REFUSED: {e}", file=sys.stderr)
         return exitcodes.FAIL

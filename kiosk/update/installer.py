@@ -21,7 +21,7 @@ from typing import Any
 from kiosk.update.release import Release, ReleaseError, verify_release
 from kiosk.update.supervisor import add_step, load_state, save_state, store_schema
 
-__all__ = ["InstallError", "Staging", "stage_release"]
+__all__ = ["InstallError", "Staging", "fetch_and_stage", "stage_release"]
 
 INSTALLED_MARK = ".kiosk-installed"  # written last: a venv without it is half-installed
 BUSY_PHASES = ("switching", "trial", "rolling_back")
@@ -142,3 +142,34 @@ def stage_release(
         add_step(state, "refused", version, reason=reason[:500])
         save_state(s.root, state)
         raise InstallError(reason) from e
+
+
+def fetch_and_stage(
+    source: str,
+    s: Staging,
+    *,
+    ca_file: Path | None = None,
+    switch_now: bool = False,
+    say: Any = print,
+) -> dict[str, Any]:
+    """`source` a directory or an https:// URL (fetched into UPDATE_ROOT/downloads first, see
+    kiosk/update/download.py), then `stage_release`. A refused download is a `refused` step
+    too. Raises InstallError."""
+    path = Path(source)
+    if source.startswith(("https://", "http://")):
+        import hashlib
+
+        from kiosk.update.download import download_release
+
+        where = s.root / "downloads" / hashlib.sha256(source.encode()).hexdigest()[:16]
+        try:
+            path = download_release(
+                source, where, s.public_key, ca_file=ca_file, min_free_mb=s.min_free_mb, say=say
+            ).path
+        except (ReleaseError, OSError) as e:
+            state = load_state(s.root)
+            state["last_result"] = {"version": None, "result": "refused", "reason": str(e)}
+            add_step(state, "refused", None, reason=str(e)[:500], url=source)
+            save_state(s.root, state)
+            raise InstallError(str(e)) from e
+    return stage_release(path, s, switch_now=switch_now, say=say)

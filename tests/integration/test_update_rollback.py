@@ -13,14 +13,16 @@ once (its `kiosk config check` still passes, so it installs). The update root st
    `--no-index --require-hashes`, checks the config with the new version and stages it; the
    running kiosk, idle, switches; the new version reaches READY and pets its watchdog (UI loop,
    controller, board link, store): committed.
-3. `kiosk update apply BAD` with the good version's own command: staged, switched, three boots
-   that crash, rolled back to the good version by the supervisor, which the kiosk reports
-   (`events/update` steps and an `UPDATE_ROLLED_BACK` alarm at the province).
+3. The province sends a signed `install_release` command with the bad release's https:// URL:
+   the good version fetches it (signature first), installs and stages it, and switches when
+   idle; three boots that crash, rolled back to the good version by the supervisor, which the
+   kiosk reports (`events/update` steps and an `UPDATE_ROLLED_BACK` alarm at the province).
 4. Sales after, on the good version's venv: the store, the ledger and the outbox came through.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +32,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from kiosk import __version__
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.update.supervisor import current_target, load_state
@@ -37,6 +41,7 @@ from tests.support.child import Child
 from tests.support.fixtures import KioskWorld
 from tests.support.kiosk_node import KIOSK_A
 from tests.support.paths import ROOT, child_env
+from tests.support.release_server import serve_https
 from tests.support.releases import build_release, source_copy, source_version_root
 
 GOOD, BAD = f"{__version__}+good", f"{__version__}+bad"
@@ -81,7 +86,7 @@ def buy3(world: KioskWorld, exe: Path | None = None) -> None:
         world.config.parent,
     )
     try:
-        assert k.proc.wait(150) == 0, k.dump()
+        assert k.proc.wait(400) == 0, k.dump()
     finally:
         k.stop()
 
@@ -96,6 +101,7 @@ def orders(data: Path) -> int:
         conn.close()
 
 
+@pytest.mark.timeout(2400)  # three pip builds and installs on a loaded 2-core box
 def test_good_update_commits_and_bad_update_rolls_back(
     kiosk_world: KioskWorld, province: ProvinceSimulator, tmp_path: Path
 ) -> None:
@@ -103,16 +109,17 @@ def test_good_update_commits_and_bad_update_rolls_back(
     root = tmp_path / "opt-kiosk"
     key, pub = tmp_path / "release.pem", tmp_path / "release.pub"
     assert cli(None, "release", "keygen", str(key), str(pub)).returncode == 0
-    good = build_release(source_copy(tmp_path / "src-good", GOOD), tmp_path / "rel-good", key)
+    served = tmp_path / "served"
+    good = build_release(source_copy(tmp_path / "src-good", GOOD), served / "rel-good", key)
     assert good.returncode == 0, good.stderr[-3000:]
     bad_src = source_copy(tmp_path / "src-bad", BAD, crash_at_start=True)
-    bad = build_release(bad_src, tmp_path / "rel-bad", key)
+    bad = build_release(bad_src, served / "rel-bad", key)
     assert bad.returncode == 0, bad.stderr[-3000:]
     source_version_root(root)
     with world.config.open("a") as f:
         f.write(
             f'\n[update]\nrelease_public_key = "{pub}"\nroot = "{root}"\n'
-            "health_timeout_s = 60\nmax_boots = 3\n"
+            "health_timeout_s = 600\nmax_boots = 3\n"
         )
 
     # 1. sales before, on the version the cabinet was provisioned with
@@ -131,33 +138,35 @@ def test_good_update_commits_and_bad_update_rolls_back(
         installed_env(),
         world.config.parent,
     )
+    stack = contextlib.ExitStack()
     try:
-        sup.wait_line(lambda s: "running headless" in s, 60)
+        sup.wait_line(lambda s: "running headless" in s, 300)
         applied = cli(
-            None, "update", "apply", str(tmp_path / "rel-good"), "--config", str(world.config)
+            None, "update", "apply", str(served / "rel-good"), "--config", str(world.config)
         )
         assert applied.returncode == 0, applied.stdout + applied.stderr[-3000:]
         assert f"version {GOOD} staged" in applied.stdout
         wait_for(
             "the good version committed",
             lambda: load_state(root)["running"] == GOOD and load_state(root)["phase"] == "idle",
-            120,
+            600,
             sup.dump,
         )
         assert current_target(root) == GOOD
         assert load_state(root)["last_result"]["result"] == "committed"
 
-        # 3. the bad release, applied with the good version's own command, rolls back
-        exe = root / "current" / "bin" / "kiosk"
-        applied = cli(
-            exe, "update", "apply", str(tmp_path / "rel-bad"), "--config", str(world.config)
+        # 3. the bad release, sent by the province as a signed command: the good version
+        # fetches it over HTTPS, verifies, installs and stages it, and switches when idle
+        https = stack.enter_context(
+            serve_https(served, world.pki.server_cert_file, world.pki.server_key_file)
         )
-        assert applied.returncode == 0, applied.stdout + applied.stderr[-3000:]
+        url = f"https://localhost:{https.port}/rel-bad/"
+        province.send_command(KIOSK_A, "install_release", {"url": url})
         t0 = time.monotonic()
         wait_for(
             "the bad version rolled back",
             lambda: (load_state(root)["last_result"] or {}).get("result") == "rolled_back",
-            180,
+            900,
             sup.dump,
         )
         took = time.monotonic() - t0
@@ -174,15 +183,31 @@ def test_good_update_commits_and_bad_update_rolls_back(
                 e["kind"] == "alarm" and e["body"].get("code") == "UPDATE_ROLLED_BACK"
                 for e in province.events(KIOSK_A)
             ),
-            90,
+            300,
             sup.dump,
         )
         reported = [e["body"] for e in province.events(KIOSK_A) if e["kind"] == "update"]
         seen = {(b["step"], b["version"]) for b in reported}
-        assert {("committed", GOOD), ("switch", BAD), ("rolled_back", BAD)} <= seen, seen
+        assert {("committed", GOOD), ("staged", BAD), ("switch", BAD), ("rolled_back", BAD)} <= seen
+        assert not any(b["step"] == "refused" for b in reported), reported
+        # reported.update: the running version, nothing pending, the last result
+        wait_for(
+            "reported.update after the rollback",
+            lambda: any(
+                e["kind"] == "reported"
+                and e["body"].get("update", {}).get("last_result", {}).get("result")
+                == "rolled_back"
+                for e in province.events(KIOSK_A)
+            ),
+            300,
+            sup.dump,
+        )
+        last = [e["body"]["update"] for e in province.events(KIOSK_A) if e["kind"] == "reported"]
+        assert last[-1]["running"] == GOOD and last[-1]["pending"] is None, last[-1]
         print(f"bad version rolled back {took:.1f} s after it was applied")
     finally:
         sup.stop()
+        stack.close()
     assert sup.proc.returncode == 0, sup.dump()
 
     # 4. sales after, on the good version's own venv; nothing before was lost

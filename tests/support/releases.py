@@ -60,3 +60,24 @@ def source_version_root(root: Path, name: str = f"{__version__}-source") -> Path
     exe.chmod(0o755)
     os.symlink(Path("versions") / name, root / "current")
     return venv
+
+
+def small_release(
+    tmp_path: Path, version: str = "9.9.9", schema: tuple[int, int] = (0, 5)
+) -> tuple[Path, bytes, Path]:
+    """A hand-made release (random "wheels" and a lock) at tmp_path/served/kiosk-<version>,
+    signed by `write_manifest` (the code `kiosk release build` signs with), for tests of what
+    happens before pip: transfer, signature, schema and disk checks. Returns (dir, public key,
+    private key file)."""
+    from kiosk.update.release import generate_release_key, load_release_public_key, write_manifest
+
+    rel = tmp_path / "served" / f"kiosk-{version}"
+    (rel / "wheels").mkdir(parents=True)
+    (rel / "wheels" / f"kiosk-{version}-py3-none-any.whl").write_bytes(os.urandom(300_000))
+    (rel / "wheels" / "dep-1.0-py3-none-any.whl").write_bytes(os.urandom(50_000))
+    (rel / "wheels" / "requirements.lock").write_text("# test\n")
+    key, pub = tmp_path / "release.pem", tmp_path / "release.pub"
+    if not key.exists():
+        generate_release_key(key, pub)
+    write_manifest(rel, key, version=version, store_schema=schema, notes="small")
+    return rel, load_release_public_key(pub), key

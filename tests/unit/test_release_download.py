@@ -17,25 +17,9 @@ import pytest
 
 from kiosk.sim.broker import Pki
 from kiosk.update.download import download_release
-from kiosk.update.release import (
-    ReleaseError,
-    generate_release_key,
-    load_release_public_key,
-    write_manifest,
-)
+from kiosk.update.release import ReleaseError, generate_release_key, load_release_public_key
 from tests.support.release_server import ReleaseServer, serve_https
-
-
-def small_release(tmp_path: Path) -> tuple[Path, bytes, Path]:
-    rel = tmp_path / "served" / "kiosk-9.9.9"
-    (rel / "wheels").mkdir(parents=True)
-    (rel / "wheels" / "kiosk-9.9.9-py3-none-any.whl").write_bytes(os.urandom(300_000))
-    (rel / "wheels" / "dep-1.0-py3-none-any.whl").write_bytes(os.urandom(50_000))
-    (rel / "wheels" / "requirements.lock").write_text("# test\n")
-    key, pub = tmp_path / "release.pem", tmp_path / "release.pub"
-    generate_release_key(key, pub)
-    write_manifest(rel, key, version="9.9.9", store_schema=(0, 5), notes="small")
-    return rel, load_release_public_key(pub), key
+from tests.support.releases import small_release
 
 
 @pytest.fixture
