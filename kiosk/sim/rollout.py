@@ -10,9 +10,9 @@ the `install_release` command to now; it reads no clock, sends nothing and store
 says `update.running == version` and `last_result` committed it; failed when `last_result`
 says it rolled back or refused that version (the cabinet itself rolls back: kiosk/update).
 
-Not yet wired to `kiosk province-sim` (issue 16 req. 2): the commands `release publish`,
-`rollout start|pause|resume|abort|status` and the fleet-sim scenario are the next step;
-tests/unit/test_rollout.py runs the machine over 100 simulated cabinets.
+The shell is kiosk/sim/rollout_shell.py (`kiosk province-sim release publish`, `rollout
+start|pause|resume|abort|status`, the driver `province-sim run` ticks); tests/unit/test_rollout.py
+runs the machine over 100 simulated cabinets.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +124,81 @@ def test_pause_holds_the_next_wave_and_resume_goes_on() -> None:
     assert none == [] and paused.wave == 0
     _resumed, rest = step(dataclasses.replace(paused, status="running"), FLEET, reports, 2)
     assert len(rest) == 99
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, str, dict[str, object]]] = []
+
+    def send_command(
+        self, kiosk_id: str, command: str, args: dict[str, object] | None = None
+    ) -> object:
+        self.commands.append((kiosk_id, command, dict(args or {})))
+        return None
+
+
+def test_province_sim_rollout_commands_and_driver(tmp_path: Path) -> None:
+    """`province-sim release publish` / `rollout start|pause|resume|status` edit the data dir;
+    the driver of `province-sim run` reads each cabinet's newest `reported.update` from the
+    province's database and sends `install_release` wave by wave."""
+    from kiosk.cli import main
+    from kiosk.sim.province import open_db
+    from kiosk.sim.rollout_shell import RolloutDriver
+    from tests.support.releases import small_release
+
+    rel, _, _ = small_release(tmp_path, version="0.2.0")
+    data = tmp_path / "province"
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text(
+        "kiosk_id,site_type,county\n"
+        + "".join(f"{c.kiosk_id},{c.site_type},{c.county}\n" for c in FLEET)
+    )
+    dd = ("--data-dir", str(data))
+    assert (
+        main(
+            [
+                "province-sim",
+                "release",
+                "publish",
+                str(rel),
+                "--public-key",
+                str(tmp_path / "release.pub"),
+                *dd,
+            ]
+        )
+        == 0
+    )
+    start = [
+        "province-sim",
+        "rollout",
+        "start",
+        "0.2.0",
+        "--url",
+        "https://p.example/releases/0.2.0",
+        "--fleet",
+        str(fleet),
+        "--soak",
+        "0",
+        *dd,
+    ]
+    assert main(start) == 0
+    sender = Sent()
+    driver = RolloutDriver(sender, data)
+    first = driver.tick(now=1.0)
+    assert len(first) == 1 and sender.commands == [
+        (first[0], "install_release", {"url": "https://p.example/releases/0.2.0/"})
+    ]
+    # the cabinet reports the new version committed -> the next wave goes out
+    db = open_db(data)
+    db.execute(
+        "INSERT INTO events (event_id, kiosk_id, seq, kind, priority, boot, kiosk_time, body, "
+        "received_at) VALUES ('r1', ?, 1, 'reported', 'normal', 1, 0, ?, 0)",
+        (first[0], json.dumps({"update": committed("0.2.0")})),
+    )
+    db.close()
+    assert main(["province-sim", "rollout", "pause", *dd]) == 0
+    assert driver.tick(now=2.0) == []
+    assert main(["province-sim", "rollout", "resume", *dd]) == 0
+    assert len(driver.tick(now=3.0)) == 9
+    assert main(["province-sim", "rollout", "status", *dd]) == 0
+    assert main(start) == 1  # one rollout at a time
