@@ -225,6 +225,7 @@ class ServiceInfo:
     network: NetworkInfo = field(default_factory=lambda: NetworkInfo(online=False))
     slots: tuple[SlotView, ...] = ()
     last_result: str = ""  # short outcome of the last service action, shown as is
+    update_history: tuple[str, ...] = ()  # "MM-DD HH:MM <version> <step>", newest first
     pin: PinView = field(default_factory=PinView)
 
 

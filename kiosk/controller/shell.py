@@ -48,6 +48,7 @@ from kiosk.log import log_event
 from kiosk.store import Store
 from kiosk.store.orders import OrderRepo
 from kiosk.sync.ledger_head import HeadSigner
+from kiosk.update.gate import UpdateHistory
 
 log = logging.getLogger("kiosk.controller")
 
@@ -154,6 +155,7 @@ class Controller:
             query_retry_s=query_retry_s,
         )
         self.access = ServiceAccess(self.persist, self.clock, self.kiosk_id)
+        self._updates = UpdateHistory(self.config.update.root)  # the service menu's version list
         self.tech = Technician(
             self.store,
             self.repo,
@@ -481,6 +483,7 @@ class Controller:
             queue_depths=self._queue_depths(),
             last_result=self.tech.last_result,
             pin=self.access.view(self._mono_offset),
+            update_history=self._updates.lines(),
         )
 
     def _queue_depths(self) -> dict[str, int]:

@@ -53,6 +53,7 @@ class Snapshot:
     queue_depths: Mapping[str, int]
     last_result: str
     pin: ui.PinView = field(default_factory=ui.PinView)
+    update_history: tuple[str, ...] = ()
 
 
 def build_view(s: Snapshot) -> ui.ViewState:
@@ -195,6 +196,7 @@ def _service_info(s: Snapshot) -> ui.ServiceInfo:
         slots=slots,
         last_result=s.last_result,
         pin=s.pin,
+        update_history=s.update_history,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from kiosk.log import log_event
 from kiosk.update.supervisor import add_step, load_state, save_state
 
-__all__ = ["UpdateGate", "software_report"]
+__all__ = ["UpdateGate", "UpdateHistory", "software_report"]
 
 log = logging.getLogger("kiosk.update")
 
@@ -37,6 +38,38 @@ def software_report(root: Path, running: str) -> dict[str, Any]:
         "phase": state.get("phase"),
         "last_result": state.get("last_result"),
     }
+
+
+class UpdateHistory:
+    """The service menu's version history: the last update steps that changed what runs, as
+    short lines, newest first; the state file is read again only when it changed."""
+
+    STEPS = ("committed", "rolled_back", "refused", "staged")
+
+    def __init__(self, root: Path, keep: int = 6) -> None:
+        self.path = root / "state.json"
+        self.keep = keep
+        self._mtime: float | None = None
+        self._lines: tuple[str, ...] = ()
+
+    def lines(self) -> tuple[str, ...]:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return ()
+        if mtime != self._mtime:
+            try:
+                history = load_state(self.path.parent).get("history", [])
+            except (OSError, ValueError):
+                return self._lines
+            picked = [h for h in history if h.get("step") in self.STEPS][-self.keep :]
+            self._lines = tuple(
+                f"{time.strftime('%m-%d %H:%M', time.localtime(float(h.get('at', 0))))} "
+                f"{h.get('version') or '?'} {h['step']}"
+                for h in reversed(picked)
+            )
+            self._mtime = mtime
+        return self._lines
 
 
 class UpdateGate:

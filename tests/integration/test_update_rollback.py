@@ -195,7 +195,7 @@ def test_good_update_commits_and_bad_update_rolls_back(
             "reported.update after the rollback",
             lambda: any(
                 e["kind"] == "reported"
-                and e["body"].get("update", {}).get("last_result", {}).get("result")
+                and ((e["body"].get("update") or {}).get("last_result") or {}).get("result")
                 == "rolled_back"
                 for e in province.events(KIOSK_A)
             ),

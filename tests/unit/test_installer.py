@@ -84,3 +84,22 @@ def test_an_unsigned_or_altered_release_is_refused_before_anything(tmp_path: Pat
     rel, public, _ = small_release(tmp_path)
     (rel / "wheels" / "dep-1.0-py3-none-any.whl").write_bytes(b"altered")
     refused(staging(tmp_path, public), rel, "does not match the manifest")
+
+
+def test_the_service_menu_lists_the_update_history(tmp_path: Path) -> None:
+    from kiosk.update.gate import UpdateHistory
+
+    root = tmp_path / "opt"
+    history = UpdateHistory(root)
+    assert history.lines() == ()  # no update state yet
+    state = load_state(root)
+    for step, version in (("staged", "0.2.0"), ("switch", "0.2.0"), ("committed", "0.2.0")):
+        add_step(state, step, version)
+    add_step(state, "rolled_back", "0.2.1")
+    save_state(root, state)
+    lines = history.lines()
+    assert [ln.split(" ", 2)[2] for ln in lines] == [
+        "0.2.1 rolled_back",
+        "0.2.0 committed",
+        "0.2.0 staged",
+    ]

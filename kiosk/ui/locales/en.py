@@ -192,6 +192,7 @@ MESSAGES: dict[str, str] = {
     "service.broker": "Broker",
     "service.kiosk_id": "Kiosk ID",
     "service.sw": "Software",
+    "service.update_history": "Updates",
     "service.result": "Result",
     "service.no_doors": "This cabinet has no locker doors",
     "catalog.category": "Category: {name}",

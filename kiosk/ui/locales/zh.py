@@ -185,6 +185,7 @@ MESSAGES: dict[str, str] = {
     "service.broker": "服务器",
     "service.kiosk_id": "设备编号",
     "service.sw": "软件版本",
+    "service.update_history": "更新记录",
     "service.result": "结果",
     "service.no_doors": "本机没有储物柜门",
     "catalog.category": "分类：{name}",
