@@ -13,13 +13,14 @@ needs it. Test features (the test payment signer, the scripted shopper) live in 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kiosk import contract as ui
-from kiosk import systemd
+from kiosk import exitcodes, systemd
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import KioskConfig, refuse_in_field
 from kiosk.controller import Controller
@@ -29,13 +30,15 @@ from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.hardware.modbus_bus import BusSettings, ModbusBus
 from kiosk.hardware.modbus_locks import LockMap, ModbusLockBoard
 from kiosk.hardware.modbus_sensor import ModbusTemperatureSensor, SensorMap
-from kiosk.log import register_secret
+from kiosk.log import log_event, register_secret
 from kiosk.store import Store, open_store
+from kiosk.sync import messages
 from kiosk.sync.apply import EXIT_RESTART
 from kiosk.sync.bridge import SyncBridge
 from kiosk.sync.clockoffset import ClockOffset
-from kiosk.sync.outbox import Outbox
+from kiosk.sync.outbox import Outbox, Priority
 from kiosk.sync.topics import Topics
+from kiosk.update.gate import UpdateGate, software_report
 
 __all__ = [
     "EXIT_RESTART",
@@ -48,6 +51,8 @@ __all__ = [
 ]
 
 Script = Callable[[Controller], int]  # a headless script: runs to its end, returns the exit code
+log = logging.getLogger("kiosk.app")
+UPDATE_SEQ = "update.reported_seq"  # settings: the last update step sent as events/update
 UI_BEAT_S = 5.0  # the UI loop turns at least this often while a watchdog watches it
 
 
@@ -160,6 +165,8 @@ class App:
         self.exit_code = 0
         self.ui_beat: float | None = None  # monotonic time of the UI loop's last turn
         self.watchdog: systemd.Watchdog | None = None
+        self.update_gate: UpdateGate | None = None
+        self._installing: threading.Thread | None = None
         self._offline_since: float | None = None
         self.sync = sync(self) if sync is not None else None
         hooks: dict[str, Any] = {}
@@ -215,6 +222,94 @@ class App:
         }
         self.watchdog = systemd.Watchdog(checks, interval).start()
 
+    def start_update_gate(self, poll_s: float = 2.0) -> None:
+        """Switch to a staged version when idle; send update steps (kiosk/update/gate.py)."""
+        self.update_gate = UpdateGate(
+            self.config.update.root,
+            idle=self.idle_for_update,
+            leave=lambda: self.request_exit(exitcodes.RESTART),
+            emit=self._update_events,
+            reported_seq=lambda: int(self.store.settings.get(UPDATE_SEQ) or 0),
+            poll_s=poll_s,
+        ).start()
+
+    def update_report(self) -> Mapping[str, Any]:
+        from kiosk import __version__
+
+        return software_report(self.config.update.root, __version__)
+
+    def install_release(self, url: str) -> None:
+        """An `install_release` command: fetch, verify, install and stage in a thread (pip
+        takes minutes); the kiosk sells on meanwhile and switches when idle (the gate)."""
+        from kiosk.update.installer import InstallError, Staging, fetch_and_stage
+        from kiosk.update.release import ReleaseError, load_release_public_key
+
+        cfg = self.config
+
+        def work() -> None:
+            try:
+                if cfg.update.release_public_key is None:
+                    raise InstallError("update.release_public_key is not set")
+                staging = Staging(
+                    root=cfg.update.root,
+                    config=cfg.source.resolve(),
+                    data_dir=cfg.store.data_dir,
+                    public_key=load_release_public_key(cfg.update.release_public_key),
+                    min_free_mb=cfg.update.min_free_mb,
+                )
+                fetch_and_stage(url, staging, ca_file=cfg.sync.ca_file, say=lambda _t: None)
+                log_event(log, "update.staged", url=url)
+            except (InstallError, ReleaseError, OSError) as e:
+                log_event(log, "update.refused", logging.WARNING, url=url, reason=str(e)[:300])
+
+        if self._installing is not None and self._installing.is_alive():
+            log_event(log, "update.busy", logging.WARNING, url=url, reason="an install runs")
+            return
+        self._installing = threading.Thread(target=work, name="update-install", daemon=True)
+        self._installing.start()
+
+    def idle_for_update(self) -> bool:
+        """No open order, no technician in the service menu, not dispensing, nobody shopping:
+        asked on the controller thread, so the answer holds until its next input."""
+        c = self.controller
+
+        def idle() -> bool:
+            mode = c.view().mode
+            return (
+                not c.sales.orders
+                and not c.access.technician
+                and mode
+                in (
+                    "idle",
+                    "out_of_service",
+                )
+            )
+
+        return c.call(idle, timeout=5.0) is True
+
+    def _update_events(self, steps: list[Mapping[str, Any]]) -> None:
+        """Each update step as an `events/update` record (HIGH), with the mark, in one
+        transaction (a step is sent once)."""
+        kiosk_id = self.config.identity.kiosk_id
+        with self.store.transaction() as conn:
+            for step in steps:
+                body = {"kiosk_id": kiosk_id, **step}
+                event_id = f"update-{kiosk_id}-{int(step['at'])}-{step['seq']}"
+                self.outbox.append("update", body, Priority.HIGH, event_id=event_id, conn=conn)
+                if step["step"] in ("rolled_back", "refused"):
+                    alarm = messages.alarm(
+                        "UPDATE_" + str(step["step"]).upper(),
+                        f"version {step.get('version')}: {step.get('reason', '')}".strip(),
+                        severity="critical" if step["step"] == "rolled_back" else "warning",
+                        version=step.get("version"),
+                    )
+                    self.outbox.append("alarm", alarm, Priority.HIGH, conn=conn)
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (UPDATE_SEQ, str(max(int(s["seq"]) for s in steps))),
+            )
+
     def ui_heartbeat(self) -> None:
         """Called by the UI loop after every turn (from the UI thread)."""
         self.ui_beat = time.monotonic()
@@ -231,6 +326,8 @@ class App:
 
         if self.watchdog is not None:
             self.watchdog.stop()
+        if self.update_gate is not None:
+            self.update_gate.stop()
         if self.sync is not None:
             self.sync.stop(left())
         self.controller.stop(left())

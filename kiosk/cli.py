@@ -123,6 +123,7 @@ def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]
     from kiosk.hardware.cli_board import register as board
     from kiosk.sim.commands import registrars as sim_registrars
     from kiosk.sim.commands import test_run
+    from kiosk.update.cli_update import register as update_tools
 
     def run(sub: Any, common: argparse.ArgumentParser) -> None:
         register_run(sub, common, test_run)  # `kiosk run --test-payments / --script buy3`
@@ -130,7 +131,7 @@ def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]
     def board_tools(sub: Any, common: argparse.ArgumentParser) -> None:
         board(sub, common, on_selftest=_queue_board_selftest)
 
-    return [run, board_tools, *sim_registrars()]
+    return [run, board_tools, update_tools, *sim_registrars()]
 
 
 def _queue_board_selftest(

@@ -213,6 +213,7 @@ def run(
     unwatch = _watch_signals(app)
     app.start()
     app.start_watchdog()
+    app.start_update_gate()
     systemd.notify_ready(f"kiosk {config.identity.kiosk_id} up")
     try:
         if script is not None:

@@ -201,6 +201,19 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    """Software updates (docs/deploy.md, "Releases and updates")."""
+
+    # the release key's public half (PEM, Ed25519), pinned at provisioning; not the province's
+    # message key. None: this cabinet installs no release.
+    release_public_key: Path | None = None
+    root: Path = Path("/opt/kiosk")  # versions/, current, state.json, backups/
+    health_timeout_s: int = 120  # a new version must be ready and healthy within this
+    max_boots: int = 3  # trial starts before a crash-looping new version is rolled back
+    min_free_mb: int = 200  # left free on the update root's disk after an install
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     format: str = "kv"  # kv | json
@@ -219,6 +232,7 @@ class KioskConfig:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -232,6 +246,7 @@ SECTIONS: dict[str, type[Any]] = {
     "service": ServiceConfig,
     "store": StoreConfig,
     "logging": LoggingConfig,
+    "update": UpdateConfig,
 }
 REQUIRED_SECTIONS = ("identity",)
 
@@ -353,6 +368,9 @@ RULES: dict[str, Rule] = {
     "ui.dim_after_s": _range(10, 86400),
     "ui.service_pin_hash": _regex(f"({PIN_HASH_RE.pattern[1:-1]})?", "empty or " + PIN_HASH_FORMAT),
     "store.min_free_mb": _range(1, 100_000),
+    "update.health_timeout_s": _range(10, 3600),
+    "update.max_boots": _range(1, 20),
+    "update.min_free_mb": _range(0, 100_000),
     "logging.level": _choice("debug", "info", "warning", "error"),
     "logging.format": _choice("kv", "json"),
 }
@@ -660,6 +678,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
         ("sync.province_root_key", s.province_root_key),
         ("payments.device_secret_file", cfg.payments.device_secret_file),
         ("ui.font_path", cfg.ui.font_path),
+        ("update.release_public_key", cfg.update.release_public_key),
     ):
         if path is not None and not path.is_file():
             issues.append(ConfigIssue(name, key, str(path), "file does not exist"))

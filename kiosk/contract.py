@@ -241,6 +241,7 @@ class ServiceInfo:
     slots: tuple[SlotView, ...] = ()
     last_result: str = ""  # short outcome of the last service action (English, for logs)
     result: ServiceResult | None = None  # the same, for the screen to word (None: show as is)
+    update_history: tuple[str, ...] = ()  # "MM-DD HH:MM <version> <step>", newest first
     pin: PinView = field(default_factory=PinView)
     # the cabinet's temperature as chilled goods see it (None: no reading, or it is too old),
     # the humidity (Modbus sensor only) and the chilled products stopped for temperature

@@ -23,16 +23,29 @@ DEFAULT_DEST = Path("/etc/systemd/system")
 
 
 def render_unit(
-    config_path: Path, data_dir: Path, exe: str, user: str = "kiosk", watchdog_s: int = 30
+    config_path: Path,
+    data_dir: Path,
+    exe: str,
+    user: str = "kiosk",
+    watchdog_s: int = 30,
+    update_root: Path | None = None,
 ) -> str:
+    """The unit; with `update_root`, systemd runs the update supervisor (UPDATE_ROOT/
+    supervisor.py with the system Python, no kiosk code), which runs UPDATE_ROOT/current's
+    `kiosk run` and commits or rolls back new versions (docs/deploy.md)."""
     out = []
     for line in UNIT_TEMPLATE.read_text(encoding="utf-8").splitlines():
-        if line.startswith("ExecStart="):
+        if line.startswith("ExecStart=") and update_root is not None:
+            line = (
+                f"ExecStart=/usr/bin/python3 -I {update_root}/supervisor.py --config "
+                f"{config_path} -- run --config {config_path}"
+            )
+        elif line.startswith("ExecStart="):
             line = f"ExecStart={exe} run --config {config_path}"
         elif line.startswith("Environment=KIOSK_CONFIG="):
             line = f"Environment=KIOSK_CONFIG={config_path}"
         elif line.startswith("ReadWritePaths="):
-            line = f"ReadWritePaths={data_dir}"
+            line = f"ReadWritePaths={data_dir}" + (f" {update_root}" if update_root else "")
         elif line.startswith("User="):
             line = f"User={user}"
         elif line.startswith("Group="):
@@ -59,6 +72,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(default: `kiosk` next to this Python, else the first on PATH)",
     )
     p.add_argument("--watchdog", type=int, default=30, metavar="S", help="WatchdogSec")
+    p.add_argument(
+        "--supervised",
+        action="store_true",
+        help="run the update supervisor (update.root/supervisor.py: `kiosk update "
+        "install-supervisor`), which commits or rolls back new versions",
+    )
     p.set_defaults(func=cmd_install_service)
 
 
@@ -75,7 +94,8 @@ def cmd_install_service(args: argparse.Namespace) -> int:
         exe = str(Path(sys.executable).with_name("kiosk"))
         if not Path(exe).exists():
             exe = shutil.which("kiosk") or exe
-    unit = render_unit(path, cfg.store.data_dir, exe, args.user, args.watchdog)
+    root = cfg.update.root if args.supervised else None
+    unit = render_unit(path, cfg.store.data_dir, exe, args.user, args.watchdog, root)
     dest = Path(args.dest) / "kiosk.service"
     kept = backup(dest)
     try:
@@ -94,6 +114,9 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     print(f"  chown root:{u} {path} && chmod 0640 {path}   # the service reads its config")
     ident = f"{path.parent}/device-key.pem {path.parent}/device-secret"
     print(f"  chown {u}:{u} {ident}   # after register; they stay mode 0600")
+    if root is not None:
+        print(f"  {exe} update install-supervisor --config {path}   # writes {root}/supervisor.py")
+        print(f"  chown -R {u}:{u} {root}   # the kiosk switches versions there when idle")
     print("  systemctl daemon-reload && systemctl enable --now kiosk.service")
     print("  journalctl -u kiosk -f    # watch it start")
     return exitcodes.OK

@@ -50,6 +50,7 @@ from kiosk.log import log_event
 from kiosk.store import Store
 from kiosk.store.orders import OrderRepo
 from kiosk.sync.ledger_head import HeadSigner
+from kiosk.update.gate import UpdateHistory
 
 log = logging.getLogger("kiosk.controller")
 
@@ -165,6 +166,7 @@ class Controller:
             query_retry_s=query_retry_s,
         )
         self.access = ServiceAccess(self.persist, self.clock, self.kiosk_id)
+        self._updates = UpdateHistory(self.config.update.root)  # the service menu's version list
         self.tech = Technician(
             self.store,
             self.repo,
@@ -516,6 +518,7 @@ class Controller:
             result=self.tech.result,
             pin=self.access.view(self._mono_offset),
             province_online=None if self.province_online is None else self.province_online(),
+            update_history=self._updates.lines(),
         )
 
     def _queue_depths(self) -> dict[str, int]:

@@ -59,6 +59,7 @@ class Snapshot:
     pin: ui.PinView = field(default_factory=ui.PinView)
     province_online: bool | None = None  # the sync link; None: the kiosk runs without one
     result: ui.ServiceResult | None = None  # last_result, for the screen to word
+    update_history: tuple[str, ...] = ()
 
 
 def build_view(s: Snapshot) -> ui.ViewState:
@@ -209,6 +210,7 @@ def _service_info(s: Snapshot) -> ui.ServiceInfo:
         temperature_c=s.temperature_c,
         humidity_pct=s.humidity_pct,
         chilled_stopped=s.chilled_stopped,
+        update_history=s.update_history,
     )
 
 

@@ -103,6 +103,9 @@ def register(
     tok.set_defaults(func=cmd_issue_token)
     _rotate_parser(sub)
     _revoke_parser(sub)
+    from kiosk.sim.rollout_shell import add_rollout_parsers
+
+    add_rollout_parsers(sub, _data_dir_arg)  # release publish, rollout start|pause|...
 
 
 def _rotate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -364,6 +367,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     sim.start()
     if page is not None:
         page.start()
+    from kiosk.sim.rollout_shell import RolloutDriver
+
+    rollouts = RolloutDriver(sim, data_dir).start()  # <data>/rollout.json, if any
     print(f"province-sim: broker {url}, data {data_dir}", flush=True)
     print(
         f"  province public key: {data_dir / PUBLIC_KEY_FILE} (kid {sim.kid}) "
@@ -392,6 +398,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         done.wait()
     finally:
+        rollouts.stop()
         if page is not None:
             page.stop()
         sim.stop()

@@ -170,8 +170,9 @@ def apply_config(store: Store, body: dict[str, Any]) -> None:
 
 class Commands:
     """Carries out an accepted command (`lock_sales`, `unlock_sales`, `resync`, `restart_app`,
-    `upload_logs`, `open_door`). `report` appends the reported state, `append` an uplink record,
-    `log_lines` gives the last lines logged (for `upload_logs`)."""
+        `upload_logs`, `open_door`, `install_release`: fetch, verify, install and stage a release in
+    the background; kiosk/update). `report` appends the reported state, `append` an uplink record,
+        `log_lines` gives the last lines logged (for `upload_logs`)."""
 
     def __init__(
         self,
@@ -202,6 +203,11 @@ class Commands:
             self.kiosk.request_exit(EXIT_RESTART)
         elif command == "upload_logs":
             self._upload_logs(int(args.get("lines", 200)))
+        elif command == "install_release":
+            url = args.get("url")
+            if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+                raise TrustError(TrustReason.MALFORMED, "install_release needs args.url (https)")
+            self.kiosk.install_release(url)
         elif command == "open_door":
             slot = args.get("slot")
             if not isinstance(slot, int) or isinstance(slot, bool):

@@ -275,6 +275,7 @@ class SyncBridge:
             outbox_dropped={p.name.lower(): n for p, n in ob.dropped().items()},
             selling=view.mode != "out_of_service",
             out_of_service_reason=reason,
+            update=k.update_report(),
         )
         self._append("reported", body, Priority.NORMAL)
 

@@ -61,9 +61,13 @@ def reported_state(
     outbox_dropped: Mapping[str, int] | None = None,
     selling: bool = True,
     out_of_service_reason: str = "",
+    update: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Body of a `reported` record (NORMAL priority): what this kiosk actually runs now."""
+    """Body of a `reported` record (NORMAL priority): what this kiosk actually runs now.
+    `update`: the running version, the pending one, the update phase and the last update's
+    result (kiosk/update/gate.py `software_report`)."""
     return {
+        "update": dict(update or {}),
         "applied": dict(sorted(applied_versions.items())),
         "stock": {str(slot): level for slot, level in sorted(stock.items())},
         "software": software_version,

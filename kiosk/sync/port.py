@@ -75,6 +75,15 @@ class KioskPort(Protocol):
     @property
     def board(self) -> CabinetPort: ...
 
+    def update_report(self) -> Mapping[str, Any]:
+        """The software update state for `reported`: running, pending, phase, last result."""
+        ...
+
+    def install_release(self, url: str) -> None:
+        """Fetch, verify, install and stage the release at `url` in the background (an
+        `install_release` command); the outcome shows as update steps."""
+        ...
+
     def request_exit(self, code: int) -> None:
         """Leave the kiosk's run with `code` (a `restart_app` command)."""
         ...

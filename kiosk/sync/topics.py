@@ -69,6 +69,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "alarm",
     "technician",
     "selftest",
+    "update",
 )
 DESIRED_NAMES: tuple[str, ...] = ("planogram", "prices", "config")
 

@@ -125,3 +125,19 @@ def test_install_service_writes_the_exe_it_was_given_even_with_a_kiosk_on_path(
     assert main(argv) == 0
     unit = (dest / "kiosk.service").read_text()
     assert f"ExecStart={target} run --config {cfg.resolve()}" in unit.splitlines()
+
+
+def test_install_service_supervised_runs_the_update_supervisor(
+    make_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    cfg = make_config()
+    dest = tmp_path / "units"
+    argv = ["install-service", "--config", str(cfg), "--dest", str(dest), "--supervised"]
+    assert main(argv) == 0
+    unit = (dest / "kiosk.service").read_text().splitlines()
+    c = cfg.resolve()
+    want = (
+        f"ExecStart=/usr/bin/python3 -I /opt/kiosk/supervisor.py --config {c} -- run --config {c}"
+    )
+    assert want in unit
+    assert f"ReadWritePaths={tmp_path / 'data'} /opt/kiosk" in unit

@@ -223,6 +223,7 @@ MESSAGES: dict[str, str] = {
     "service.broker": "Broker",
     "service.kiosk_id": "Kiosk ID",
     "service.sw": "Software",
+    "service.update_history": "Updates",
     "service.result": "Result",
     "service.link_province": "Province",
     "service.link_board": "Board",

@@ -211,6 +211,7 @@ MESSAGES: dict[str, str] = {
     "service.broker": "服务器",
     "service.kiosk_id": "设备编号",
     "service.sw": "软件版本",
+    "service.update_history": "更新记录",
     "service.result": "结果",
     "service.link_province": "省平台",
     "service.link_board": "控制板",

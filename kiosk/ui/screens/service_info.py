@@ -90,6 +90,10 @@ class ServiceInfoScreen(Screen):
         return [
             (t("service.kiosk_id"), info.kiosk_id or "-"),
             (t("service.sw"), info.version or "-"),
+            *(
+                (t("service.update_history") if i == 0 else "", line)
+                for i, line in enumerate(info.update_history)
+            ),
         ]
 
     def draw(self, ui: Ui) -> None:
