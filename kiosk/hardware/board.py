@@ -603,6 +603,9 @@ class SerialBoard:
         try:
             self._ensure_identified()
         except BoardError as e:
+            if self.link.closed:  # the owner closed the link: nothing failed
+                log_event(log, "board.identify_skipped", logging.DEBUG, address=self.address)
+                return
             log_event(log, "board.identify_failed", logging.WARNING, address=self.address, why=why)
             log.debug("identify failed: %s", e)
 

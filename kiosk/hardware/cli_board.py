@@ -35,7 +35,7 @@ from kiosk.hardware.board import (
     SerialBoard,
     VendTimeout,
 )
-from kiosk.hardware.link import SerialLink
+from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.hardware.protocol import Outcome, WireSlotKind
 from kiosk.textfile import say
 
@@ -229,7 +229,10 @@ class _Unreachable(Exception):
 
 @contextlib.contextmanager
 def _connect(args: argparse.Namespace) -> Iterator[SerialBoard]:
-    link = SerialLink(args.port, args.baud, addresses=(args.address,))
+    # Probe quickly for as long as the technician waits (one lost answer must not cost 5 s).
+    window = max(LinkTiming().contact_window, args.connect_timeout)
+    timing = LinkTiming(contact_window=window)
+    link = SerialLink(args.port, args.baud, addresses=(args.address,), timing=timing)
     board = SerialBoard(link, args.address)
     link.start()
     try:

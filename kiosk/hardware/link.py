@@ -33,6 +33,11 @@ Timing constants (defaults of ``LinkTiming``, from docs/serial-protocol.md secti
   every 50 ms inside ``fast_poll()`` (a vend in progress: the VEND_RESULT is what the shopper is
   waiting for). A board that stopped answering is probed with a single POLL every 5 s (the
   spec's probe interval) instead of tying up the bus with full retransmit series.
+* First contact: a board that has not answered since the port was (re)opened is probed every
+  0.3 s (plus the RTO: about every 0.57 s before an RTT sample) for the first 10 s after the
+  open, then every 5 s. One lost answer to the first probe then costs half a second, not 5 s
+  (`kiosk board --connect-timeout 3` needs several tries within its 3 s); a board that never
+  answers costs no more of the bus than idle polling would.
 * Partial frame abandoned after 20 ms of line silence (spec 2.2). The idle read timeout is
   0.5 s: it only bounds how fast a closed link notices ``close()`` on transports without
   ``cancel_read``; it is not a polling period.
@@ -143,6 +148,8 @@ class LinkTiming:
     poll_busy: float = 0.05
     probe_interval: float = 5.0
     probe_transmissions: int = 1
+    contact_probe_interval: float = 0.3
+    contact_window: float = 10.0
     interbyte_gap: float = 0.02
     idle_read_timeout: float = 0.5
     write_timeout: float = 1.0
@@ -374,6 +381,12 @@ class SerialLink:
         """The port is open and a board has answered since it was (re)opened."""
         with self._lock:
             return self._online
+
+    @property
+    def closed(self) -> bool:
+        """``close()`` was called."""
+        with self._lock:
+            return self._closed
 
     @property
     def port_open(self) -> bool:
