@@ -31,8 +31,11 @@ Timing constants (defaults of ``LinkTiming``, from docs/serial-protocol.md secti
 * POLL every 150 ms when idle (the spec suggests ~100 ms; 150 ms keeps an idle kiosk at under
   7 tiny exchanges a second and still shows a door event well within a human's reaction time),
   every 50 ms inside ``fast_poll()`` (a vend in progress: the VEND_RESULT is what the shopper is
-  waiting for). A board that stopped answering is probed with a single POLL every 5 s (the
-  spec's probe interval) instead of tying up the bus with full retransmit series.
+  waiting for; entering it schedules the first POLL 50 ms on, not at once, so it does not delay
+  the VEND). Right after a TX_REPLY that accepted a tx, the vend's own thread sends one POLL
+  (board.py) and then ``poll_now``: a short tx's result is not left waiting for the next turn.
+  A board that stopped answering is probed with a single POLL every 5 s (the spec's probe
+  interval) instead of tying up the bus with full retransmit series.
 * First contact: a board that has not answered since the port was (re)opened is probed every
   0.3 s (plus the RTO: about every 0.57 s before an RTT sample) for the first 10 s after the
   open, then every 5 s. One lost answer to the first probe then costs half a second, not 5 s
@@ -427,6 +430,11 @@ class SerialLink:
         """Poll ``address`` at ``poll_busy`` while the block runs (e.g. a vend in progress)."""
         with self._poller.fast(address):
             yield
+
+    def poll_now(self, address: int) -> None:
+        """POLL ``address`` as soon as the bus is free instead of at its next turn (e.g. right
+        after a TX_REPLY: a short tx's VEND_RESULT is already waiting on the board)."""
+        self._poller.now(address)
 
     def request(self, address: int, msg: Message, *, transmissions: int | None = None) -> Message:
         """Send ``msg`` to board ``address`` and return its answer (reply, ``Ack`` or ``Nak``).

@@ -338,11 +338,20 @@ class Poller:
                 self._next_poll[a] = 0.0
         self.wake.set()
 
+    def now(self, address: int) -> None:
+        """POLL ``address`` as soon as the bus is free (its result may be waiting already)."""
+        with self._lock:
+            self._next_poll[address] = 0.0
+        self.wake.set()
+
     @contextlib.contextmanager
     def fast(self, address: int) -> Iterator[None]:
+        # Not a POLL at once: it would only delay the request the block is about to send (a
+        # VEND); the next one is due within poll_busy, or sooner through `now()`.
+        soon = self._clock.monotonic() + self.timing.poll_busy
         with self._lock:
             self._fast[address] = self._fast.get(address, 0) + 1
-            self._next_poll[address] = 0.0
+            self._next_poll[address] = min(self._next_poll[address], soon)
         self.wake.set()
         try:
             yield
