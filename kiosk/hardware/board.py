@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from kiosk.clock import Clock, SystemClock
-from kiosk.hardware.link import LinkError, LinkProtocolError, SerialLink
+from kiosk.hardware.link import LinkClosed, LinkError, LinkProtocolError, SerialLink
 from kiosk.hardware.protocol import (
     NO_SLOT,
     PROTOCOL_VERSION,
@@ -625,7 +625,7 @@ class SerialBoard:
         try:
             self._ensure_identified()
         except BoardError as e:
-            if self.link.closed:  # the owner closed the link: nothing failed
+            if isinstance(e.__cause__, LinkClosed):  # the owner closed the link: no failure
                 log_event(log, "board.identify_skipped", logging.DEBUG, address=self.address)
                 return
             log_event(log, "board.identify_failed", logging.WARNING, address=self.address, why=why)

@@ -386,12 +386,6 @@ class SerialLink:
             return self._online
 
     @property
-    def closed(self) -> bool:
-        """``close()`` was called."""
-        with self._lock:
-            return self._closed
-
-    @property
     def port_open(self) -> bool:
         with self._lock:
             return self._port_up
@@ -432,8 +426,7 @@ class SerialLink:
             yield
 
     def poll_now(self, address: int) -> None:
-        """POLL ``address`` as soon as the bus is free instead of at its next turn (e.g. right
-        after a TX_REPLY: a short tx's VEND_RESULT is already waiting on the board)."""
+        """POLL ``address`` as soon as the bus is free instead of at its next turn."""
         self._poller.now(address)
 
     def request(self, address: int, msg: Message, *, transmissions: int | None = None) -> Message:
