@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from kiosk.clock import Clock, SystemClock
-from kiosk.hardware.link import LinkError, LinkProtocolError, SerialLink
+from kiosk.hardware.link import LinkClosed, LinkError, LinkProtocolError, SerialLink
 from kiosk.hardware.protocol import (
     NO_SLOT,
     PROTOCOL_VERSION,
@@ -47,6 +47,7 @@ from kiosk.hardware.protocol import (
     Outcome,
     OutcomeQuery,
     OutcomeReply,
+    Poll,
     SlotGroup,
     Status,
     StatusReply,
@@ -527,6 +528,9 @@ class SerialBoard:
                 reply = self._tx_request(msg)
                 if reply.outcome.is_final:
                     return done(reply.outcome, "reply")
+                early = self._poll_for(tx)
+                if early is not None:
+                    return done(early.outcome, "event")
                 next_check = self._clock.monotonic() + self._check_interval
                 while True:
                     with self._cond:
@@ -559,6 +563,24 @@ class SerialBoard:
                 if self._waiting[tx] <= 0:
                     del self._waiting[tx]
                     self._results.pop(tx, None)
+
+    def _poll_for(self, tx: int) -> VendResult | None:
+        """One POLL right after the TX_REPLY, on this thread: a short tx's VEND_RESULT is then
+        here one exchange later, not at the poll thread's next turn and after two thread hops
+        (docs/performance.md, "Hardware link"). The answer also goes to the event listeners,
+        as any POLL answer does. Anything else (ACK, another event, no answer): the poll
+        thread's fast_poll cadence takes over."""
+        if self._push or not self.link.poll_events:
+            return None
+        try:
+            answer = self.link.request(self.address, Poll())
+        except LinkError:
+            return None  # counted and logged by the link; the wait loop sees any disruption
+        if isinstance(answer, VendResult) and answer.tx == tx:
+            self.link.poll_now(self.address)  # the board may hold more events
+            return answer
+        self.link.poll_now(self.address)
+        return None
 
     def _woken(self, tx: int, seen: int) -> bool:
         return tx in self._results or self._disruptions != seen
@@ -603,6 +625,9 @@ class SerialBoard:
         try:
             self._ensure_identified()
         except BoardError as e:
+            if isinstance(e.__cause__, LinkClosed):  # the owner closed the link: no failure
+                log_event(log, "board.identify_skipped", logging.DEBUG, address=self.address)
+                return
             log_event(log, "board.identify_failed", logging.WARNING, address=self.address, why=why)
             log.debug("identify failed: %s", e)
 

@@ -1,7 +1,10 @@
 """`kiosk board ...`: a technician's direct line to a cabinet control board.
 
 Owns: the ``board`` subcommand's arguments, its human and JSON output and its exit codes
-(0 ok, 1 the board answered and says not ok, 2 the board cannot be reached).
+(0 ok, 1 the board answered and says not ok, 3 the board cannot be reached). After a tx whose
+fate the driver could not learn (an answer lost, a reboot, a board that stopped answering) it
+waits for the board and asks OUTCOME, never sends the tx again; a tx the board then has no record
+of is reported as "outcome unknown, check the pickup port", never as "not run".
 `selftest` hands its result to the `on_selftest` hook given to `register` (kiosk/cli.py queues
 it as an `events/selftest` record in the kiosk's store: this layer knows no store nor outbox).
 Must never: decide anything itself (it calls the ``BoardDriver`` API and reports what the board
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
+import logging
 import os
 import sys
 import time
@@ -35,11 +40,14 @@ from kiosk.hardware.board import (
     SerialBoard,
     VendTimeout,
 )
-from kiosk.hardware.link import SerialLink
+from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.hardware.protocol import Outcome, WireSlotKind
+from kiosk.log import log_event
 from kiosk.textfile import say
 
-__all__ = ["SelftestHook", "describe", "register"]
+__all__ = ["SelftestHook", "describe", "describe_run", "register"]
+
+log = logging.getLogger("kiosk.hardware.cli_board")
 
 # (args, started_at, finished_at, results): results as in the JSON output (slot, outcome, ok,
 # description); returns a line for people, or None when nothing was done.
@@ -57,7 +65,10 @@ _DESCRIPTIONS: dict[Outcome, str] = {
     Outcome.DOOR_NOT_OPENED: "unlocked, but the door was not opened; relocked",
     Outcome.DOOR_NOT_CLOSED: "door opened, still open at the board's timeout",
     Outcome.BUSY: "another transaction is running; not started",
-    Outcome.UNKNOWN_TX: "the board has no record of this tx",
+    Outcome.UNKNOWN_TX: (
+        "the board has no record of this tx: never run if the board kept its memory through "
+        "every reset since, else unknown: check the pickup port"
+    ),
     Outcome.INVALID_SLOT: "no such slot on this board",
     Outcome.WRONG_SLOT_KIND: "wrong slot kind (vend is for spiral/belt slots, unlock for lockers)",
     Outcome.TX_CONFLICT: "this tx was already used for another command or slot",
@@ -65,6 +76,8 @@ _DESCRIPTIONS: dict[Outcome, str] = {
     Outcome.INTERRUPTED: "the board reset while running: the item may or may not have dropped",
     Outcome.LOCK_FAILED: "the lock did not release",
 }
+# How often an uncertain tx's OUTCOME is asked again while the board says IN_PROGRESS.
+_ASK_AGAIN = 0.5
 # A locker test passes when the lock released, whether or not someone opened the door.
 _TEST_OK = SUCCESSES | {Outcome.DOOR_NOT_OPENED}
 
@@ -229,7 +242,10 @@ class _Unreachable(Exception):
 
 @contextlib.contextmanager
 def _connect(args: argparse.Namespace) -> Iterator[SerialBoard]:
-    link = SerialLink(args.port, args.baud, addresses=(args.address,))
+    # Probe quickly for as long as the technician waits (one lost answer must not cost 5 s).
+    window = max(LinkTiming().contact_window, args.connect_timeout)
+    timing = LinkTiming(contact_window=window)
+    link = SerialLink(args.port, args.baud, addresses=(args.address,), timing=timing)
     board = SerialBoard(link, args.address)
     link.start()
     try:
@@ -332,19 +348,31 @@ def _status_json(st: BoardStatus) -> dict[str, Any]:
     }
 
 
+# A tx this command sent that the board then has no record of: the board lost its memory in a
+# reset (or never got the command). Whether the item dropped cannot be known from the board.
+_FORGOTTEN = "outcome unknown, check the pickup port (the board lost its record of this tx)"
+
+
+def describe_run(outcome: Outcome) -> str:
+    """`describe` for the result of a tx this command sent (vend, unlock, selftest)."""
+    return _FORGOTTEN if outcome is Outcome.UNKNOWN_TX else describe(outcome)
+
+
 def _result_json(r: BoardVendResult) -> dict[str, Any]:
     return {
         "slot": r.slot,
         "tx": r.tx,
         "outcome": r.outcome.name,
-        "description": describe(r.outcome),
+        "known": r.outcome is not Outcome.UNKNOWN_TX,
+        "description": describe_run(r.outcome),
         "seconds": round(r.seconds, 3),
         "source": r.source,
     }
 
 
 def _result_line(r: BoardVendResult) -> str:
-    return f"slot {r.slot}: {r.outcome.name} ({describe(r.outcome)}) tx={r.tx} in {r.seconds:.1f} s"
+    what = describe_run(r.outcome)
+    return f"slot {r.slot}: {r.outcome.name} ({what}) tx={r.tx} in {r.seconds:.1f} s"
 
 
 # ---------------------------------------------------------------------------- actions
@@ -404,7 +432,9 @@ def _cmd_tx_body(
     def body(board: SerialBoard) -> int:
         _say(args, f"slot {args.slot}: {args.board_command} with tx={tx}")
         try:
-            result = run(board, args.slot, tx)
+            result = _run_settled(
+                args, board, args.slot, tx, args.timeout, lambda: run(board, args.slot, tx)
+            )
         except VendTimeout as e:
             _emit(
                 args,
@@ -418,6 +448,54 @@ def _cmd_tx_body(
         return exitcodes.OK if ok else exitcodes.FAIL
 
     return _run(args, body)
+
+
+def _run_settled(
+    args: argparse.Namespace,
+    board: SerialBoard,
+    slot: int,
+    tx: int,
+    timeout: float,
+    run: Callable[[], BoardVendResult],
+) -> BoardVendResult:
+    """``run()`` the tx; if the driver could not learn its fate, ask the board (`_ask_outcome`)."""
+    started = time.monotonic()
+    try:
+        return run()
+    except BoardOffline as e:
+        if e.tx is None:  # refused before anything was sent
+            raise
+        _say(args, f"slot {slot}: {e.reason}; asking the board what tx={tx} did")
+        log_event(log, "board.asking_outcome", address=board.address, tx=tx, reason=e.reason)
+        return _ask_outcome(board, tx, slot, started, started + timeout, args.connect_timeout)
+
+
+def _ask_outcome(
+    board: SerialBoard, tx: int, slot: int, started: float, deadline: float, patience: float
+) -> BoardVendResult:
+    """After a tx whose fate the driver could not learn (its answer lost, the board rebooted or
+    stopped answering): wait for the board to answer again and ask OUTCOME(tx) (never send the
+    tx again), until the outcome is final or ``deadline`` (the command's --timeout; at least
+    ``patience``, the --connect-timeout, from now) has passed. Raises BoardOffline(tx) if the
+    board could not be asked, VendTimeout if it still says IN_PROGRESS."""
+    until = max(deadline, time.monotonic() + patience)
+    reason = "stopped answering"
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise BoardOffline(board.address, reason, tx)
+        if not board.link.wait_online(left):
+            continue
+        try:
+            outcome = board.outcome(tx)
+        except BoardOffline as e:
+            reason = e.reason
+            continue
+        if outcome.is_final:
+            return BoardVendResult(tx, slot, outcome, time.monotonic() - started, "query")
+        if time.monotonic() + _ASK_AGAIN >= until:
+            raise VendTimeout(board.address, tx, slot, outcome)
+        time.sleep(_ASK_AGAIN)  # the board is still running it
 
 
 def cmd_vend(args: argparse.Namespace) -> int:
@@ -462,7 +540,14 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         for slot in slots:
             tx = last_tx = tx_from_clock(clock, after=tx)
             try:
-                r = board.test_slot(slot, tx, args.timeout)
+                r = _run_settled(
+                    args,
+                    board,
+                    slot,
+                    tx,
+                    args.timeout,
+                    functools.partial(board.test_slot, slot, tx, args.timeout),
+                )
             except VendTimeout as e:
                 results.append({"slot": slot, "tx": tx, "outcome": e.outcome.name, "ok": False})
                 _say(args, f"slot {slot}: {e.outcome.name} after {args.timeout:g} s tx={tx}")

@@ -31,8 +31,16 @@ Timing constants (defaults of ``LinkTiming``, from docs/serial-protocol.md secti
 * POLL every 150 ms when idle (the spec suggests ~100 ms; 150 ms keeps an idle kiosk at under
   7 tiny exchanges a second and still shows a door event well within a human's reaction time),
   every 50 ms inside ``fast_poll()`` (a vend in progress: the VEND_RESULT is what the shopper is
-  waiting for). A board that stopped answering is probed with a single POLL every 5 s (the
-  spec's probe interval) instead of tying up the bus with full retransmit series.
+  waiting for; entering it schedules the first POLL 50 ms on, not at once, so it does not delay
+  the VEND). Right after a TX_REPLY that accepted a tx, the vend's own thread sends one POLL
+  (board.py) and then ``poll_now``: a short tx's result is not left waiting for the next turn.
+  A board that stopped answering is probed with a single POLL every 5 s (the spec's probe
+  interval) instead of tying up the bus with full retransmit series.
+* First contact: a board that has not answered since the port was (re)opened is probed every
+  0.3 s (plus the RTO: about every 0.57 s before an RTT sample) for the first 10 s after the
+  open, then every 5 s. One lost answer to the first probe then costs half a second, not 5 s
+  (`kiosk board --connect-timeout 3` needs several tries within its 3 s); a board that never
+  answers costs no more of the bus than idle polling would.
 * Partial frame abandoned after 20 ms of line silence (spec 2.2). The idle read timeout is
   0.5 s: it only bounds how fast a closed link notices ``close()`` on transports without
   ``cancel_read``; it is not a polling period.
@@ -143,6 +151,8 @@ class LinkTiming:
     poll_busy: float = 0.05
     probe_interval: float = 5.0
     probe_transmissions: int = 1
+    contact_probe_interval: float = 0.3
+    contact_window: float = 10.0
     interbyte_gap: float = 0.02
     idle_read_timeout: float = 0.5
     write_timeout: float = 1.0
@@ -414,6 +424,10 @@ class SerialLink:
         """Poll ``address`` at ``poll_busy`` while the block runs (e.g. a vend in progress)."""
         with self._poller.fast(address):
             yield
+
+    def poll_now(self, address: int) -> None:
+        """POLL ``address`` as soon as the bus is free instead of at its next turn."""
+        self._poller.now(address)
 
     def request(self, address: int, msg: Message, *, transmissions: int | None = None) -> Message:
         """Send ``msg`` to board ``address`` and return its answer (reply, ``Ack`` or ``Nak``).

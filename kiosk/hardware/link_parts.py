@@ -311,7 +311,9 @@ class PollSide(Protocol):
 class Poller:
     """The poll thread: POLL each board of ``link`` when it is due, ``poll_idle`` apart,
     ``poll_busy`` inside ``fast()``, every ``probe_interval`` (with ``probe_transmissions``)
-    while it is silent, and at once again when it answered with an event (it may hold more).
+    while it is silent (every ``contact_probe_interval`` while it has not answered since the
+    port opened, for ``contact_window``), and at once again when it answered with an event (it
+    may hold more).
     Requests that fail are the link's business (counted, logged there)."""
 
     def __init__(self, link: PollSide, clock: Clock, stop: threading.Event) -> None:
@@ -324,19 +326,32 @@ class Poller:
         self._lock = threading.Lock()
         self._next_poll = dict.fromkeys(self.addresses, 0.0)
         self._fast: dict[int, int] = dict.fromkeys(self.addresses, 0)
+        self._opened_at = clock.monotonic()
+        self._heard: set[int] = set()  # boards that answered a POLL since the port opened
 
     def restart(self) -> None:
-        """A port was (re)opened: poll every board now."""
+        """A port was (re)opened: poll every board now (first contact: probe them quickly)."""
         with self._lock:
+            self._opened_at = self._clock.monotonic()
+            self._heard.clear()
             for a in self.addresses:
                 self._next_poll[a] = 0.0
         self.wake.set()
 
+    def now(self, address: int) -> None:
+        """POLL ``address`` as soon as the bus is free (its result may be waiting already)."""
+        with self._lock:
+            self._next_poll[address] = 0.0
+        self.wake.set()
+
     @contextlib.contextmanager
     def fast(self, address: int) -> Iterator[None]:
+        # Not a POLL at once: it would only delay the request the block is about to send (a
+        # VEND); the next one is due within poll_busy, or sooner through `now()`.
+        soon = self._clock.monotonic() + self.timing.poll_busy
         with self._lock:
             self._fast[address] = self._fast.get(address, 0) + 1
-            self._next_poll[address] = 0.0
+            self._next_poll[address] = min(self._next_poll[address], soon)
         self.wake.set()
         try:
             yield
@@ -380,22 +395,32 @@ class Poller:
             else self.timing.probe_transmissions
         )
         more = False
+        answered = False
         try:
             answer = self._link.request(address, Poll(), transmissions=attempts)
             more = is_event(answer.CODE)  # the board may hold more: ask again at once
+            answered = True
         except LinkError:
             pass
         state = self._link._board_state(address)
+        now = self._clock.monotonic()
         with self._lock:
+            if answered:
+                self._heard.add(address)
+            first_contact = (
+                address not in self._heard and now - self._opened_at < self.timing.contact_window
+            )
             if more:
                 interval = 0.0
+            elif state is BoardState.SILENT and first_contact:
+                interval = self.timing.contact_probe_interval
             elif state is BoardState.SILENT:
                 interval = self.timing.probe_interval
             elif self._fast.get(address):
                 interval = self.timing.poll_busy
             else:
                 interval = self.timing.poll_idle
-            self._next_poll[address] = self._clock.monotonic() + interval
+            self._next_poll[address] = now + interval
 
 
 class Listeners:

@@ -98,6 +98,8 @@ class PeerBoard:
     complete_vends: bool = True
     lose_vend_results: bool = False
     garbage: Callable[[], bytes] | None = None  # bytes written before every reply
+    # called with each request after it was handled (and before its reply may be dropped)
+    after_request: Callable[[PeerBoard, Frame], None] | None = None
     accepted: threading.Event = field(default_factory=threading.Event)
 
     def commands(self, cmd: int) -> int:
@@ -136,6 +138,8 @@ class PeerBoard:
                 self.handed_out = False
             reply = self._execute(frame)
             self.last, self.last_reply = key, reply
+        if self.after_request is not None:
+            self.after_request(self, frame)
         if self.drop_replies[frame.command] > 0:
             self.drop_replies[frame.command] -= 1
             return None

@@ -7,6 +7,7 @@ kiosk/sim emulator).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import threading
@@ -450,3 +451,21 @@ def test_cli_unreachable(tmp_path: Path, peer: PtyPeer, capsys: pytest.CaptureFi
         and "no board has answered" in obj["error"]
     )
     assert peer.board.commands(Command.VEND) == 0
+
+
+def test_vend_fetches_its_result_right_after_the_tx_reply(peer: PtyPeer) -> None:
+    # Issue 15 req. 9: the result of a short tx must not wait for the poll thread's next turn.
+    # The poll thread here would POLL again only after an hour (and the driver would ask
+    # OUTCOME only after an hour), so the vend can end only through the POLL the vend sends
+    # itself right after the TX_REPLY. Before: the VEND_RESULT waited for that next turn.
+    slow = dataclasses.replace(FAST, poll_idle=3600.0, poll_busy=3600.0)
+    with SerialLink(str(peer.path), timing=slow) as link:
+        board = SerialBoard(link, 0, outcome_check_interval=3600.0)
+        assert link.wait_online(WAIT)
+        t, out = run_in_thread(lambda: board.vend(3, 4242, timeout=3600.0))
+        t.join(WAIT * 4)
+        assert not t.is_alive(), "the VEND_RESULT was left waiting for the next POLL turn"
+    [result] = out
+    assert isinstance(result, BoardVendResult), result
+    assert (result.outcome, result.source) == (Outcome.DELIVERED, "event")
+    assert peer.board.executions[4242] == 1
