@@ -23,8 +23,10 @@ from kiosk.clock import Clock, SystemClock
 from kiosk.config import KioskConfig
 from kiosk.controller import Controller
 from kiosk.core.planogram import Planogram
-from kiosk.hardware.board import BoardDriver, Cabinet, SerialBoard
+from kiosk.hardware.board import BoardDriver, BoardLink, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
+from kiosk.hardware.vmc_driver import VmcBoard, VmcCommandKind
+from kiosk.hardware.vmc_link import VmcLink
 from kiosk.store import Store, open_store
 from kiosk.sync.apply import EXIT_RESTART
 from kiosk.sync.bridge import SyncBridge
@@ -61,13 +63,25 @@ def build_cabinet(
     *,
     timing: LinkTiming | None = None,
     clock: Clock | None = None,
-) -> tuple[SerialLink, Cabinet]:
-    """The serial link and a Cabinet that speaks planogram slot numbers."""
+) -> tuple[BoardLink, Cabinet]:
+    """The serial link and a Cabinet that speaks planogram slot numbers. The protocol
+    (`hardware.protocol`) picks the link and the drivers; nothing above the Cabinet differs."""
     hw = config.hardware
+    slot_map = {s.slot_no: (s.board, s.address) for s in planogram}
+    if hw.protocol == "vmc":
+        vmc_link = VmcLink(hw.port, hw.baud, clock=clock)
+        vmc = VmcBoard(
+            vmc_link,
+            0,
+            selection_offset=hw.vmc_selection_offset,
+            command=VmcCommandKind(hw.vmc_command),
+            slots=(s.address for s in planogram),
+            clock=clock,
+        )
+        return vmc_link, Cabinet({0: vmc}, slot_map)
     addresses = tuple(sorted(set(hw.boards) | {s.board for s in planogram}))
     link = SerialLink(hw.port, hw.baud, addresses=addresses, timing=timing, clock=clock)
     boards: dict[int, BoardDriver] = {a: SerialBoard(link, a, clock=clock) for a in addresses}
-    slot_map = {s.slot_no: (s.board, s.address) for s in planogram}
     return link, Cabinet(boards, slot_map)
 
 
@@ -79,7 +93,7 @@ class App:
         self,
         config: KioskConfig,
         store: Store,
-        link: SerialLink,
+        link: BoardLink,
         board: Cabinet,
         outbox: Outbox,
         clock: Clock,

@@ -1,0 +1,162 @@
+"""The VMC driver (kiosk.hardware.vmc_driver) against the VMC emulator over a real pty.
+
+Exactly once without transaction ids (docs/boards/vmc.md section 8): whatever the wire does,
+one vend call runs the motor at most once, DELIVERED is only ever reported for a real run
+that dropped a product, and a vend whose result is not known ends INTERRUPTED (the sale
+machine refunds it and raises an alarm), never sent again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.hardware.board import BoardOffline, BoardVendResult
+from kiosk.hardware.protocol import BoardReset, Outcome, VendResult
+from kiosk.hardware.vmc_driver import dispense_outcome, selection_refusal
+from kiosk.hardware.vmc_protocol import DispenseCode, DispensingStatus, SelectionState
+from tests.support.vmc import VmcWorld, vmc_world
+
+UNKNOWN_TIMEOUT = 4.0  # the vend deadline in the tests where the final status never comes
+
+
+def vend_once(
+    w: VmcWorld, slot: int, tx: int, timeout: float = 30.0
+) -> tuple[BoardVendResult | None, list[dict[str, object]]]:
+    """One vend call, and the motor runs it caused (waiting until the VMC is idle again)."""
+    before = len(w.runs())
+    try:
+        result: BoardVendResult | None = w.board.vend(slot, tx, timeout)
+    except BoardOffline:
+        result = None
+    w.wait_idle()
+    return result, w.runs()[before:]
+
+
+def check_exactly_once(result: BoardVendResult | None, runs: list[dict[str, object]]) -> None:
+    assert len(runs) <= 1, f"one vend call ran the motor {len(runs)} times: {runs}"
+    if result is None:  # BoardOffline: the vend never left
+        assert runs == []
+        return
+    if result.outcome is Outcome.DELIVERED:
+        assert len(runs) == 1 and runs[0]["dropped"] is True
+    if result.outcome in (Outcome.SLOT_EMPTY, Outcome.INVALID_SLOT, Outcome.REFUSED_FAULT):
+        assert runs == []
+
+
+def test_status_tables_map_to_sale_outcomes() -> None:
+    def o(code: int) -> Outcome:
+        return dispense_outcome(DispensingStatus(code, 11))
+
+    assert o(DispenseCode.SUCCESS) is Outcome.DELIVERED
+    assert o(DispenseCode.JAMMED) is Outcome.JAMMED
+    assert o(DispenseCode.MOTOR_MISSING) is Outcome.MOTOR_MISSING
+    assert o(DispenseCode.DISPENSING) is Outcome.IN_PROGRESS
+    for code in (DispenseCode.MOTOR_DID_NOT_STOP, DispenseCode.PURCHASE_TERMINATED, 0x77):
+        assert o(code) is Outcome.INTERRUPTED
+    assert selection_refusal(SelectionState.NORMAL) is None
+    assert selection_refusal(SelectionState.OUT_OF_STOCK) is Outcome.SLOT_EMPTY
+    assert selection_refusal(SelectionState.ABSENT) is Outcome.INVALID_SLOT
+    assert selection_refusal(SelectionState.PAUSED) is Outcome.REFUSED_FAULT
+
+
+def test_vend_delivers_once_and_is_remembered(tmp_path: Path) -> None:
+    with vmc_world(tmp_path) as w:
+        info = w.board.identify()
+        assert info.slot_count == 10
+        assert w.board.outcome(101) is Outcome.UNKNOWN_TX  # fresh: may be sent
+        events: list[object] = []
+        w.board.subscribe(lambda _a, ev: events.append(ev))
+        result, runs = vend_once(w, 3, 101)
+        assert result is not None and result.outcome is Outcome.DELIVERED
+        check_exactly_once(result, runs)
+        assert runs[0]["selection"] == 4  # slot 3 is selection 4 (offset 1)
+        assert w.board.outcome(101) is Outcome.DELIVERED
+        assert any(isinstance(e, VendResult) and e.tx == 101 for e in events)
+        again, runs = vend_once(w, 3, 101)  # the same tx again: answered from the record
+        assert again is not None and again.source == "reply" and runs == []
+
+
+def test_refusals_and_failures_run_nothing_twice(tmp_path: Path) -> None:
+    with vmc_world(tmp_path, jammed="5", missing_motor="6") as w:
+        w.vmc.set_stock(2, 0)
+        result, runs = vend_once(w, 2, 201)
+        assert result is not None and result.outcome is Outcome.SLOT_EMPTY and runs == []
+        assert w.board.outcome(201) is Outcome.UNKNOWN_TX  # refused: nothing ran, tx is free
+        result, runs = vend_once(w, 5, 202)
+        assert result is not None and result.outcome is Outcome.JAMMED and len(runs) == 1
+        result, runs = vend_once(w, 6, 203)
+        assert result is not None and result.outcome is Outcome.MOTOR_MISSING
+        assert w.board.unlock(1, 204).outcome is Outcome.WRONG_SLOT_KIND
+        assert w.board.status().service_door_open is False
+        w.vmc.set_door(0xFFFF, True)
+        assert w.board.status().service_door_open is True
+
+
+def test_lost_status_makes_the_vend_unknown_and_it_is_never_resent(tmp_path: Path) -> None:
+    with vmc_world(tmp_path, lose_status="on") as w:
+        w.board.identify()  # the start-up sync is done
+        accepted = w.vmc.stats["commands_accepted"]
+        result, runs = vend_once(w, 1, 301, timeout=UNKNOWN_TIMEOUT)
+        assert result is not None and result.outcome is Outcome.INTERRUPTED
+        assert len(runs) == 1 and runs[0]["dropped"] is True  # it did drop: refund + alarm
+        assert w.board.outcome(301) is Outcome.INTERRUPTED
+        # check selection + the vend: nothing sent again for it
+        assert w.vmc.stats["commands_accepted"] - accepted == 2
+        again, runs = vend_once(w, 1, 301)
+        assert again is not None and again.outcome is Outcome.INTERRUPTED and runs == []
+
+
+def test_vmc_reset_mid_vend_is_unknown_with_one_motor_run(tmp_path: Path) -> None:
+    with vmc_world(tmp_path, reset_mid_vend="keep") as w:
+        resets: list[BoardReset] = []
+        w.board.subscribe(lambda _a, ev: resets.append(ev) if isinstance(ev, BoardReset) else None)
+        result, runs = vend_once(w, 4, 401)
+        assert result is not None and result.outcome is Outcome.INTERRUPTED
+        assert len(runs) == 1 and runs[0]["result"] == "INTERRUPTED"
+        assert [r.interrupted_tx for r in resets][-1] == 401  # (the first: its power-on)
+        result, runs = vend_once(w, 4, 402)  # after the VMC's reboot and a new sync
+        assert result is not None and result.outcome is Outcome.DELIVERED and len(runs) == 1
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"drop_byte_ratio": 0.01, "bit_flip_ratio": 0.005},
+        {"duplicate_frame_ratio": 1.0},
+        {"drop_response_ratio": 0.4},
+        {"response_delay_s": 0.7},
+    ],
+    ids=["loss+corruption", "duplicates", "lost-acks", "slow-ack"],
+)
+def test_hostile_wire_never_runs_a_vend_twice(tmp_path: Path, faults: dict[str, object]) -> None:
+    with vmc_world(tmp_path, stock=20, **faults) as w:
+        outcomes: list[Outcome | None] = []
+        for i in range(6):
+            result, runs = vend_once(w, i % 10, 500 + i, timeout=8.0)
+            check_exactly_once(result, runs)
+            outcomes.append(None if result is None else result.outcome)
+        stats = w.link.counters()
+        if "duplicate_frame_ratio" in faults:
+            assert stats["duplicates"] > 0
+            assert outcomes.count(Outcome.DELIVERED) == 6
+        if "drop_response_ratio" in faults or "response_delay_s" in faults:
+            assert stats["resends"] > 0  # the same number again ...
+            assert w.vmc.stats["commands_ignored"] > 0  # ... which the VMC did not run twice
+
+
+def test_kiosk_restart_does_not_lose_its_first_command(tmp_path: Path) -> None:
+    """The new session's first number is 1; a VMC whose last accepted number is 1 ignores
+    that command. The start-up sync burns it, so the first vend still runs."""
+    with vmc_world(tmp_path) as w:
+        result, _ = vend_once(w, 0, 601)
+        assert result is not None and result.outcome is Outcome.DELIVERED
+        w.link.close()
+        w.vmc.last_accepted_comm = 1
+        ignored = w.vmc.stats["commands_ignored"]
+        w.restart_kiosk()
+        assert w.board.outcome(601) is Outcome.UNKNOWN_TX  # nothing known after a restart
+        result, runs = vend_once(w, 0, 602)
+        assert result is not None and result.outcome is Outcome.DELIVERED and len(runs) == 1
+        assert w.vmc.stats["commands_ignored"] == ignored + 1  # the sync, not the vend
