@@ -66,6 +66,13 @@ def register(
     p.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the work directory at the end")
     p.add_argument("--timeout", type=float, default=40.0, help="headless: per-step timeout (s)")
+    p.add_argument(
+        "--board",
+        choices=("kiosk", "vmc"),
+        default="kiosk",
+        help="the emulated cabinet: kiosk (our own control board, default) or vmc (a vending "
+        "machine controller that polls the kiosk, docs/boards/vmc.md)",
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -88,7 +95,11 @@ class Demo:
         keep: bool = False,
         say: Say | None = None,
         timeout: float = 40.0,
+        board: str = "kiosk",
     ) -> None:
+        if board not in ("kiosk", "vmc"):
+            raise ValueError(f"unknown board {board!r}: kiosk or vmc")
+        self.board = board
         self.own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="kiosk-demo-")).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +213,8 @@ class Demo:
                 str(EMULATOR_TIME_SCALE),
                 "--stock",
                 "10",
+                "--protocol",
+                self.board,
             ],
             "emulator.log",
         )
@@ -232,9 +245,8 @@ class Demo:
         self.say(f"  broker          {self.broker.url} (TLS, client certificates, ACL)")
         self.say(f"  province        data {self.province_dir} (kid {self.sim.kid})")
         self.say(f"  pay page        {self.page.url}")
-        self.say(
-            f"  board emulator  {self.pty} (control {self.control}, time x{EMULATOR_TIME_SCALE})"
-        )
+        what = "VMC emulator  " if self.board == "vmc" else "board emulator"
+        self.say(f"  {what}  {self.pty} (control {self.control}, time x{EMULATOR_TIME_SCALE})")
         self.say(f"  kiosk           {KIOSK_ID}, config {self.config_file}")
         self.say(f"  kiosk data      {self.data_dir}")
         self.say(f"  ready in {time.monotonic() - t0:.1f} s")
@@ -254,6 +266,7 @@ class Demo:
             return json.dumps(str(v), ensure_ascii=False)  # a TOML basic string
 
         w, h = WINDOW
+        protocol, baud = ("vmc", 57600) if self.board == "vmc" else ("kiosk", 115200)
         self.config_file.write_text(
             f"""# written by `kiosk demo`: everything on this machine, in {self.dir}
 [identity]
@@ -265,8 +278,9 @@ address = "安徽省合肥市庐阳区淮河路390号"
 
 [hardware]
 driver = "serial"
+protocol = "{protocol}"
 port = {q(self.pty)}
-baud = 115200
+baud = {baud}
 cabinet = "spiral"
 boards = [0]
 rows = 6
@@ -503,7 +517,12 @@ format = "kv"
 
 
 def run_demo(
-    workdir: Path | None, *, headless: bool, keep: bool = False, timeout: float = 40.0
+    workdir: Path | None,
+    *,
+    headless: bool,
+    keep: bool = False,
+    timeout: float = 40.0,
+    board: str = "kiosk",
 ) -> int:
     headless = headless or not os.environ.get("DISPLAY")
 
@@ -515,7 +534,7 @@ def run_demo(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     demo: Demo | None = None
     try:
-        demo = Demo(workdir, headless=headless, keep=keep, timeout=timeout)
+        demo = Demo(workdir, headless=headless, keep=keep, timeout=timeout, board=board)
         print(f"demo pid {os.getpid()}", flush=True)
         demo.setup()
         code = demo.run_script() if headless else demo.run_kiosk_child()
@@ -556,7 +575,13 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(args.workdir, headless=args.headless, keep=args.keep, timeout=args.timeout)
+    return run_demo(
+        args.workdir,
+        headless=args.headless,
+        keep=args.keep,
+        timeout=args.timeout,
+        board=getattr(args, "board", "kiosk"),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.sim.board_emulator import read_physical_log
 from kiosk.sim.broker import find_mosquitto
 from kiosk.sim.province import chain_reports, open_db, sales_report
 
@@ -70,11 +71,22 @@ def _children_of_demo(workdir: Path, exclude: int = 0) -> list[int]:
     return pids
 
 
-def test_headless_demo_makes_three_sales(tmp_path: Path) -> None:
+@pytest.mark.parametrize("board", ["kiosk", "vmc"])
+def test_headless_demo_makes_three_sales(tmp_path: Path, board: str) -> None:
+    """The same demo and SUMMARY on our own board and on a VMC (`--board vmc`)."""
     work = tmp_path / "demo"
     t0 = time.monotonic()
     p = subprocess.run(
-        [sys.executable, "-m", "kiosk.sim.demo", "--headless", "--workdir", str(work)],
+        [
+            sys.executable,
+            "-m",
+            "kiosk.sim.demo",
+            "--headless",
+            "--workdir",
+            str(work),
+            "--board",
+            board,
+        ],
         cwd=tmp_path,
         env=_env(),
         capture_output=True,
@@ -107,6 +119,10 @@ def test_headless_demo_makes_three_sales(tmp_path: Path) -> None:
     assert chains[0].records == 3 and chains[0].ok
     assert rep.by_kiosk[0][1] == 3
     assert rep.refund_due_fen > 0
+
+    # The cabinet dropped exactly the three delivered products, one motor run each.
+    physical = read_physical_log(work / "board-physical.jsonl")
+    assert sum(1 for e in physical if e["event"] == "motor_run" and e["dropped"]) == 3, physical
 
     # Screenshots of the main screens.
     pngs = sorted(x.name for x in (work / "screens").glob("*.png"))
