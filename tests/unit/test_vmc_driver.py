@@ -131,16 +131,23 @@ def test_vmc_reset_mid_vend_is_unknown_with_one_motor_run(tmp_path: Path) -> Non
     ids=["loss+corruption", "duplicates", "lost-acks", "slow-ack"],
 )
 def test_hostile_wire_never_runs_a_vend_twice(tmp_path: Path, faults: dict[str, object]) -> None:
-    with vmc_world(tmp_path, stock=20, **faults) as w:
+    with vmc_world(tmp_path, stock=20) as w:
+        w.board.identify()  # synced on a clean wire; then the wire turns hostile
+        for name, value in faults.items():
+            w.emu.set_fault(name, value)
         outcomes: list[Outcome | None] = []
-        for i in range(6):
+        ran = 0
+        n = 2 if "response_delay_s" in faults else 4  # each slow-ACK vend costs ~5 s
+        for i in range(n):
             result, runs = vend_once(w, i % 10, 500 + i, timeout=8.0)
             check_exactly_once(result, runs)
             outcomes.append(None if result is None else result.outcome)
+            ran += len(runs)
+        assert ran >= 1, outcomes  # the wire let some vends through: the rules were exercised
         stats = w.link.counters()
         if "duplicate_frame_ratio" in faults:
             assert stats["duplicates"] > 0
-            assert outcomes.count(Outcome.DELIVERED) == 6
+            assert outcomes.count(Outcome.DELIVERED) == n
         if "drop_response_ratio" in faults or "response_delay_s" in faults:
             assert stats["resends"] > 0  # the same number again ...
             assert w.vmc.stats["commands_ignored"] > 0  # ... which the VMC did not run twice
