@@ -103,6 +103,7 @@ class _Job:
     slot: int
     selection: int
     generation: int
+    started_at: float = 0.0
     dropped: bool = False
 
 
@@ -253,11 +254,19 @@ class VmcEmulatedBoard:
         raise ValueError("the VMC emulator has no temperature model (use: alarm on|off)")
 
     def busy(self) -> dict[str, Any]:
+        """As the board emulator's ``busy``, but ``busy_tx`` is the number (comm) of the
+        command whose motor runs: a VMC has no tx. ``{"busy_tx": 0}`` when idle."""
         with self._lock:
             job = self._job
             if job is None:
-                return {"busy": False}
-            return {"busy": True, "slot": job.slot, "selection": job.selection, "comm": job.comm}
+                return {"busy_tx": 0}
+            return {
+                "busy_tx": job.comm,
+                "cmd": job.command,
+                "slot": job.slot,
+                "selection": job.selection,
+                "running_s": round(self.clock.monotonic() - job.started_at, 3),
+            }
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -303,7 +312,14 @@ class VmcEmulatedBoard:
         job = self._job
         if job is not None:
             self._physical(job, "INTERRUPTED")
-        self.log.append({"t": self.clock.time(), "event": "board_reset", "reason": reason})
+        self.log.append(
+            {
+                "t": self.clock.time(),
+                "event": "board_reset",
+                "reason": reason,
+                "interrupted_tx": 0 if job is None else job.comm,  # the comm: no tx on a VMC
+            }
+        )
         self._boot(first=False)
 
     # -- the master's cycle -------------------------------------------------------
@@ -418,7 +434,9 @@ class VmcEmulatedBoard:
         if slot is None:
             self._queue_data(DispensingStatus(DispenseCode.MOTOR_MISSING, msg.selection))
             return
-        job = _Job(comm, msg.CODE.name, slot, msg.selection, self._generation)
+        job = _Job(
+            comm, msg.CODE.name, slot, msg.selection, self._generation, self.clock.monotonic()
+        )
         self._job = job
         self._queue_data(DispensingStatus(DispenseCode.DISPENSING, msg.selection))
         f, rng = self.faults, self._phys_rng
