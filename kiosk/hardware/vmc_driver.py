@@ -83,6 +83,9 @@ log = logging.getLogger("kiosk.hardware.vmc")
 SYNC_TIMEOUT_S = 5.0  # the information sync at start must be ACKed within this
 CHECK_TIMEOUT_S = 3.0  # check selection / machine status answer
 MEMORY_SIZE = 4096
+# After a vend ended unknown, the next vend waits until the VMC has said nothing about any
+# dispensing for this long: a late status of the old vend must not be taken for the new one.
+SETTLE_S = 3.0
 _T = TypeVar("_T")
 
 
@@ -166,6 +169,7 @@ class VmcBoard:
         self._machine: tuple[int, MachineStatusReply] | None = None
         self._info: dict[int, SelectionInfo] = {}
         self._seq = 0
+        self._settle_until = 0.0
         self._listeners = EventFanout()
         link.add_listener(self._on_session)
 
@@ -252,6 +256,7 @@ class VmcBoard:
             if not 1 <= selection <= 0xFFFF:
                 return BoardVendResult(tx, slot, Outcome.INVALID_SLOT, 0.0, "host")
             self._ensure_synced()
+            self._settle(start + timeout)
             refusal = self._check_selection(selection)
             if refusal is not None:
                 log_event(
@@ -320,11 +325,20 @@ class VmcBoard:
             )
             with self._cond:
                 self._remember(vend.tx, Outcome.INTERRUPTED)
+                self._settle_until = self._clock.monotonic() + SETTLE_S
             return Outcome.INTERRUPTED, "host"
         finally:
             with self._cond:
                 if self._open is vend:
                     self._open = None
+
+    def _settle(self, deadline: float) -> None:
+        """Wait out the quiet period after an unknown vend (nothing is sent before it)."""
+        with self._cond:
+            while self._clock.monotonic() < self._settle_until:
+                if self._clock.monotonic() >= deadline:
+                    raise BoardOffline(self.address, "the VMC still reports an earlier vend")
+                self._cond.wait(0.1)
 
     def _remember(self, tx: int, outcome: Outcome) -> None:
         self._memory[tx] = outcome
@@ -448,6 +462,8 @@ class VmcBoard:
     def _on_dispensing(self, msg: DispensingStatus) -> None:
         v = self._open
         if v is None or v.stage is _Stage.QUEUED or v.selection != msg.selection:
+            # a status nobody waits for (an unknown vend's, late): quiet period again
+            self._settle_until = self._clock.monotonic() + SETTLE_S
             log_event(
                 log, "vmc.stray_status", logging.WARNING, selection=msg.selection, status=msg.status
             )
@@ -467,6 +483,8 @@ class VmcBoard:
         if v.result is not None:
             return
         v.result, v.source = outcome, source
+        if outcome is Outcome.INTERRUPTED:
+            self._settle_until = self._clock.monotonic() + SETTLE_S
         level = logging.WARNING if outcome is Outcome.INTERRUPTED else logging.INFO
         log_event(log, "vmc.vend_result", level, tx=v.tx, outcome=outcome.name, why=why)
 

@@ -167,3 +167,19 @@ def test_kiosk_restart_does_not_lose_its_first_command(tmp_path: Path) -> None:
         result, runs = vend_once(w, 0, 602)
         assert result is not None and result.outcome is Outcome.DELIVERED and len(runs) == 1
         assert w.vmc.stats["commands_ignored"] == ignored + 1  # the sync, not the vend
+
+
+def test_a_late_status_of_an_unknown_vend_is_not_taken_for_the_next(tmp_path: Path) -> None:
+    """The first vend's deadline passes while its motor still turns (-> INTERRUPTED); its
+    SUCCESS comes later. The next vend on the same selection waits until the VMC is quiet, so
+    that SUCCESS cannot be read as its own: it is reported only for its own motor run."""
+    with vmc_world(tmp_path) as w:
+        w.board.identify()
+        w.vmc.time_scale = 1.5  # turns of 2.25..4.5 s, longer than the first vend's deadline
+        first = w.board.vend(7, 701, timeout=1.0)
+        assert first.outcome is Outcome.INTERRUPTED
+        w.vmc.time_scale = 0.1
+        second, _ = vend_once(w, 7, 702)
+        assert second is not None and second.outcome is Outcome.DELIVERED
+        assert len(w.runs()) == 2, w.runs()  # each vend ran its own motor
+        assert w.board.outcome(701) is Outcome.INTERRUPTED  # the late SUCCESS changed nothing
