@@ -12,10 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.hardware.board import BoardOffline, BoardVendResult
+from kiosk.app import build_cabinet
+from kiosk.core.planogram import SlotKind
+from kiosk.hardware.board import BoardOffline, BoardVendResult, SerialBoard
+from kiosk.hardware.link import SerialLink
 from kiosk.hardware.protocol import BoardReset, Outcome, VendResult
-from kiosk.hardware.vmc_driver import dispense_outcome, selection_refusal
+from kiosk.hardware.vmc_driver import VmcBoard, dispense_outcome, selection_refusal
+from kiosk.hardware.vmc_link import VmcLink
 from kiosk.hardware.vmc_protocol import DispenseCode, DispensingStatus, SelectionState
+from kiosk.sim.demo_data import demo_planogram
+from tests.support.config import write_kiosk_config
 from tests.support.vmc import VmcWorld, vmc_world
 
 UNKNOWN_TIMEOUT = 4.0  # the vend deadline in the tests where the final status never comes
@@ -183,3 +189,24 @@ def test_a_late_status_of_an_unknown_vend_is_not_taken_for_the_next(tmp_path: Pa
         assert second is not None and second.outcome is Outcome.DELIVERED
         assert len(w.runs()) == 2, w.runs()  # each vend ran its own motor
         assert w.board.outcome(701) is Outcome.INTERRUPTED  # the late SUCCESS changed nothing
+
+
+def test_the_config_picks_the_driver_and_nothing_above_the_cabinet_changes(
+    tmp_path: Path,
+) -> None:
+    planogram = demo_planogram(SlotKind.SPIRAL)
+    some = next(iter(planogram))
+    vmc_cfg = write_kiosk_config(
+        tmp_path / "vmc.toml",
+        tmp_path / "tty",
+        tmp_path / "data",
+        hardware={"protocol": "vmc", "baud": 57600, "vmc_selection_offset": 11},
+    )
+    link, cabinet = build_cabinet(vmc_cfg, planogram)
+    assert isinstance(link, VmcLink)
+    vmc = cabinet.boards[0]
+    assert isinstance(vmc, VmcBoard) and vmc.selection_offset == 11
+    assert cabinet.route(some.slot_no) == (0, some.address)
+    own_cfg = write_kiosk_config(tmp_path / "own.toml", tmp_path / "tty", tmp_path / "data")
+    link2, cabinet2 = build_cabinet(own_cfg, planogram)
+    assert isinstance(link2, SerialLink) and isinstance(cabinet2.boards[0], SerialBoard)
