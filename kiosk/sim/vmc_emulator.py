@@ -333,8 +333,8 @@ class VmcEmulatedBoard:
         while self._timers and self._timers[0][0] <= now:
             _, _, action = heapq.heappop(self._timers)
             action()
-        if self.faults.unplugged or self.faults.mute or now < self._deaf_until:
-            self._next_action = max(now + 0.05, self._deaf_until)
+        if now < self._deaf_until:  # booting; unplugged or mute it talks into nothing
+            self._next_action = self._deaf_until
             return
         if self._awaiting is not None and now - self._sent_at >= ANSWER_WAIT_S:
             if self._awaiting == "data":

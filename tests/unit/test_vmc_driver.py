@@ -21,6 +21,7 @@ from kiosk.hardware.vmc_driver import VmcBoard, dispense_outcome, selection_refu
 from kiosk.hardware.vmc_link import VmcLink
 from kiosk.hardware.vmc_protocol import DispenseCode, DispensingStatus, SelectionState
 from kiosk.sim.demo_data import demo_planogram
+from tests.support.board_peer import wait_until as wait_for
 from tests.support.config import write_kiosk_config
 from tests.support.vmc import VmcWorld, vmc_world
 
@@ -210,3 +211,19 @@ def test_the_config_picks_the_driver_and_nothing_above_the_cabinet_changes(
     own_cfg = write_kiosk_config(tmp_path / "own.toml", tmp_path / "tty", tmp_path / "data")
     link2, cabinet2 = build_cabinet(own_cfg, planogram)
     assert isinstance(link2, SerialLink) and isinstance(cabinet2.boards[0], SerialBoard)
+
+
+def test_unplugged_cable_is_offline_and_nothing_is_sent_until_it_is_back(tmp_path: Path) -> None:
+    with vmc_world(tmp_path) as w:
+        w.board.identify()
+        w.emu.unplug()
+        assert wait_for(lambda: not w.link.online, 10.0)
+        with pytest.raises(BoardOffline):
+            w.board.status()
+        result, runs = vend_once(w, 2, 801)
+        assert result is None and runs == []  # BoardOffline before anything left
+        assert w.board.outcome(801) is Outcome.UNKNOWN_TX
+        w.emu.replug()
+        assert wait_for(lambda: w.link.online, 15.0)
+        result, runs = vend_once(w, 2, 802)
+        assert result is not None and result.outcome is Outcome.DELIVERED and len(runs) == 1
