@@ -169,6 +169,9 @@ class VmcEmulatedBoard:
             0,
         )
         self._generation = 0
+        # seconds from each POLL's first byte queued to its answer decoded (wire both ways
+        # included): what the 100 ms budget of docs/boards/vmc.md 3.1 is about
+        self.answer_times: deque[float] = deque(maxlen=10_000)
         self._deaf_until = 0.0
         self._last_rx = 0.0
         self._next_action = 0.0
@@ -284,6 +287,7 @@ class VmcEmulatedBoard:
                 "service_door_open": m.service_door_open,
                 "faults": self.faults.as_dict(),
                 "pending_data_frames": len(self._data),
+                "poll_answer_ms": _quantiles(self.answer_times),
                 "stats": dict(self.stats),
             }
 
@@ -365,6 +369,8 @@ class VmcEmulatedBoard:
 
     def _on_frame(self, frame: VmcFrame, now: float) -> None:
         if frame.command == VmcCommand.ACK:
+            if self._awaiting == "poll":
+                self.answer_times.append(now - self._sent_at)
             if self._awaiting == "data" and self._data:
                 self._data.popleft()
                 self._next_action = min(self._next_action, now + DATA_GAP_S)
@@ -378,6 +384,7 @@ class VmcEmulatedBoard:
             self.stats["bad_frames"] += 1
             return  # not ACKed: the kiosk resends
         if self._awaiting == "poll":
+            self.answer_times.append(now - self._sent_at)
             self._awaiting = None
         self._ack()
         if frame.comm == self._last_accepted:
@@ -514,8 +521,11 @@ class VmcEmulatedBoard:
         heapq.heappush(self._timers, (due, next(self._timer_ids), guarded))
 
     def _queue_data(self, msg: Message) -> None:
+        """A data frame goes out as soon as the wire is free (not at the next POLL slot)."""
         self._comm = next_comm(self._comm or None)
         self._data.append(_Out(msg, self._comm, encode(msg, self._comm)))
+        soon = self.clock.monotonic() + DATA_GAP_S
+        self._next_action = min(self._next_action, max(soon, self._deaf_until))
 
     def _send(self, raw: bytes, delay: float = 0.0, duplicate_ok: bool = False) -> None:
         copies = 1
@@ -548,3 +558,14 @@ class VmcEmulatedBoard:
                 self.stats["bits_flipped"] += 1
             out.append(b)
         return bytes(out)
+
+
+def _quantiles(values: deque[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return {"n": len(ordered), "p50": at(0.5), "p95": at(0.95), "max": at(1.0)}
