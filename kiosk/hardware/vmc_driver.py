@@ -199,7 +199,7 @@ class VmcBoard:
             raise BoardOffline(self.address, self.link.last_error)
         with self._cond:
             seen = self._seq
-        reply = self._ask(MachineStatusQuery(), lambda: self._machine_after(seen))
+        reply = self._ask(MachineStatusQuery(), lambda: self._machine_after(seen), CHECK_TIMEOUT_S)
         if reply is None:  # polling, but no answer: some VMCs lack 0x51; keep the last one
             with self._cond:
                 reply = self._machine[1] if self._machine else None
@@ -255,9 +255,10 @@ class VmcBoard:
             selection = slot + self.selection_offset
             if not 1 <= selection <= 0xFFFF:
                 return BoardVendResult(tx, slot, Outcome.INVALID_SLOT, 0.0, "host")
-            self._ensure_synced()
-            self._settle(start + timeout)
-            refusal = self._check_selection(selection)
+            before_send = start + timeout / 2  # leave the vend itself half the time
+            self._ensure_synced(before_send)
+            self._settle(before_send)
+            refusal = self._check_selection(selection, before_send)
             if refusal is not None:
                 log_event(
                     log, "vmc.refused", slot=slot, selection=selection, tx=tx, outcome=refusal.name
@@ -348,35 +349,53 @@ class VmcBoard:
 
     # ------------------------------------------------------------------ asking
 
-    def _ensure_synced(self) -> None:
-        with self._cond:
-            if self._synced:
-                return
-        if not self.link.wait_online(SYNC_TIMEOUT_S):
-            raise BoardOffline(self.address, self.link.last_error or "the VMC is not polling")
-        with self._cond:
-            if not self._synced and self._sync_handle is None:
-                self._sync_handle = self.link.queue(InfoSync()).handle
-            deadline = self._clock.monotonic() + SYNC_TIMEOUT_S
-            while not self._synced and self._clock.monotonic() < deadline:
-                self._cond.wait(0.1)
-            if not self._synced:
-                raise BoardOffline(self.address, "the VMC did not acknowledge the sync")
+    def _ensure_synced(self, until: float | None = None) -> None:
+        """An information sync ACKed since the last start, give-up, silence or VMC reboot.
+        Re-queued when given up, until ``until`` (default SYNC_TIMEOUT_S from now)."""
+        end = self._clock.monotonic() + SYNC_TIMEOUT_S if until is None else until
+        while True:
+            with self._cond:
+                if self._synced:
+                    return
+            left = end - self._clock.monotonic()
+            if left <= 0:
+                raise BoardOffline(self.address, self.link.last_error or "no sync with the VMC")
+            if not self.link.wait_online(min(left, SYNC_TIMEOUT_S)):
+                continue
+            with self._cond:
+                if not self._synced and self._sync_handle is None:
+                    self._sync_handle = self.link.queue(InfoSync()).handle
+                while (
+                    not self._synced
+                    and self._sync_handle is not None
+                    and self._clock.monotonic() < end
+                ):
+                    self._cond.wait(0.1)
 
-    def _check_selection(self, selection: int) -> Outcome | None:
-        with self._cond:
-            seen = self._seq
-        reply = self._ask(CheckSelection(selection), lambda: self._selection_after(selection, seen))
-        if reply is None:
-            raise BoardOffline(self.address, f"no answer to check selection {selection}")
-        return selection_refusal(reply.state)
+    def _check_selection(self, selection: int, until: float) -> Outcome | None:
+        """Check selection, asked again (a new command) while unanswered, until ``until``."""
+        while True:
+            with self._cond:
+                seen = self._seq
+            left = until - self._clock.monotonic()
+            reply = self._ask(
+                CheckSelection(selection),
+                lambda: self._selection_after(selection, seen),  # noqa: B023 (called at once)
+                max(0.5, min(CHECK_TIMEOUT_S, left)),
+            )
+            if reply is not None:
+                return selection_refusal(reply.state)
+            if self._clock.monotonic() >= until:
+                raise BoardOffline(self.address, f"no answer to check selection {selection}")
 
-    def _ask(self, message: UpperCommand, answer: Callable[[], _T | None]) -> _T | None:
+    def _ask(
+        self, message: UpperCommand, answer: Callable[[], _T | None], wait_s: float
+    ) -> _T | None:
         try:
             self.link.queue(message)
         except BadValue as e:
             raise BoardOffline(self.address, f"cannot queue {type(message).__name__}: {e}") from e
-        deadline = self._clock.monotonic() + CHECK_TIMEOUT_S
+        deadline = self._clock.monotonic() + wait_s
         with self._cond:
             while True:
                 found = answer()
