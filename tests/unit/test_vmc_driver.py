@@ -25,7 +25,7 @@ from tests.support.board_peer import wait_until as wait_for
 from tests.support.config import write_kiosk_config
 from tests.support.vmc import VmcWorld, vmc_world
 
-UNKNOWN_TIMEOUT = 4.0  # the vend deadline in the tests where the final status never comes
+UNKNOWN_TIMEOUT = 8.0  # the vend deadline in the tests where the final status never comes
 
 
 def vend_once(
@@ -182,11 +182,11 @@ def test_a_late_status_of_an_unknown_vend_is_not_taken_for_the_next(tmp_path: Pa
     that SUCCESS cannot be read as its own: it is reported only for its own motor run."""
     with vmc_world(tmp_path) as w:
         w.board.identify()
-        w.vmc.time_scale = 1.5  # turns of 2.25..4.5 s, longer than the first vend's deadline
-        first = w.board.vend(7, 701, timeout=1.0)
+        w.vmc.time_scale = 3.0  # turns of 4.5..9 s, longer than the first vend's deadline
+        first = w.board.vend(7, 701, timeout=4.0)
         assert first.outcome is Outcome.INTERRUPTED
         w.vmc.time_scale = 0.1
-        second, _ = vend_once(w, 7, 702)
+        second, _ = vend_once(w, 7, 702, timeout=60.0)
         assert second is not None and second.outcome is Outcome.DELIVERED
         assert len(w.runs()) == 2, w.runs()  # each vend ran its own motor
         assert w.board.outcome(701) is Outcome.INTERRUPTED  # the late SUCCESS changed nothing
