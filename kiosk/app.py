@@ -3,9 +3,10 @@
 Owns: the wiring only. Build order, so that nothing is patched after it exists: store ->
 clock offset -> outbox -> serial link -> boards/cabinet -> sync bridge (kiosk.sync.bridge) ->
 controller, which gets the bridge's hooks in its constructor (`on_commit`, `payment_query`,
-`province_time`); the bridge reads the App (its `KioskPort`) only once running. Also the
-App's lifecycle: start, the systemd watchdog, close. `kiosk run` (signals, readiness, UI or
-headless, degraded fallback) is kiosk/cli_run.py. Decides nothing about sales (the controller
+`province_time`, `province_keys`: confirmations are verified with the sync keyring); the
+bridge reads the App (its `KioskPort`) only once running. Also the App's lifecycle: start,
+the systemd watchdog, close. `kiosk run` (signals, readiness, UI or headless, degraded
+fallback) is kiosk/cli_run.py. Decides nothing about sales (the controller
 and the core do) and never reads a secret it does not hand straight to the component that
 needs it. Test features (the test payment signer, the scripted shopper) live in kiosk.sim.
 """
@@ -20,13 +21,14 @@ from typing import Any
 from kiosk import contract as ui
 from kiosk import systemd
 from kiosk.clock import Clock, SystemClock
-from kiosk.config import KioskConfig
+from kiosk.config import KioskConfig, refuse_in_field
 from kiosk.controller import Controller
 from kiosk.core.planogram import Planogram
 from kiosk.hardware.board import BoardDriver, BoardLink, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.hardware.vmc_driver import VmcBoard, VmcCommandKind
 from kiosk.hardware.vmc_link import VmcLink
+from kiosk.log import register_secret
 from kiosk.store import Store, open_store
 from kiosk.sync.apply import EXIT_RESTART
 from kiosk.sync.bridge import SyncBridge
@@ -50,11 +52,15 @@ UI_BEAT_S = 5.0  # the UI loop turns at least this often while a watchdog watche
 def load_device_secret(config: KioskConfig) -> bytes:
     """The device secret: the file's bytes exactly as stored, trailing newline included (see
     docs/payments.md); the province simulator reads its copy the same way
-    (`kiosk.sim.province.load_device_secret`)."""
+    (`kiosk.sim.province.load_device_secret`). The published demo secret in a field config is
+    refused here (ConfigError, kiosk.config.field_problems)."""
     path = config.payments.device_secret_file
     if path is None:
         raise ValueError("payments.device_secret_file is not set")
-    return path.read_bytes()
+    secret = path.read_bytes()
+    refuse_in_field(config, device_secret=secret)
+    register_secret(secret)  # never in a log line from here on (kiosk.log.redact)
+    return secret
 
 
 def build_cabinet(
@@ -114,6 +120,8 @@ class App:
                 "on_commit": self.sync.wake,
                 "payment_query": self.sync.payment_query,
                 "province_time": self.sync.clock_offset.province_now,
+                "province_keys": self.sync.province_keys,
+                "payment_rejected": self.sync.rejected,
             }
         self.controller = controller(**hooks)
 
@@ -197,23 +205,31 @@ def build_app(
     config's, which also seeds the sync bridge's keyring). `controller_options` go to
     `Controller` (timings such as tick_s, start_grace_s)."""
     clock = clock or SystemClock()
+    # refused before anything is opened: a test key or the demo secret with a real province
+    refuse_in_field(config, test_payments=province_public_key is not None)
+    secret = load_device_secret(config)
     store = open_store(config.store.data_dir, clock)
     try:
         store.counters.next_value("boot")
-        config_key = None
-        if config.sync.province_public_key is not None:
-            from kiosk.sync.signing import load_public_key_pem
+        from kiosk.sync.signing import load_public_key_pem
 
-            config_key = load_public_key_pem(config.sync.province_public_key)
+        s = config.sync
+        config_key = (
+            None if s.province_public_key is None else load_public_key_pem(s.province_public_key)
+        )
+        root_key = (
+            None if s.province_root_key is None else load_public_key_pem(s.province_root_key)
+        )  # signs key sets only (kiosk.sync.keyset)
         offset = ClockOffset() if sync else None
         outbox = Outbox(store, Topics(config.identity.kiosk_id), clock, clock_offset=offset)
         link, cabinet = build_cabinet(
             config, store.planogram.load(), timing=link_timing, clock=clock
         )
-        secret = load_device_secret(config)
         key = province_public_key if province_public_key is not None else config_key
 
         def controller(**hooks: Any) -> Controller:
+            if province_public_key is not None:  # an explicit trust key (test payments) wins
+                hooks.pop("province_keys", None)
             return Controller(
                 store,
                 cabinet,
@@ -229,7 +245,9 @@ def build_app(
 
         def bridge(app: App) -> SyncBridge:
             assert offset is not None
-            return SyncBridge(app, config_key, offset, **dict(sync_options or {}))
+            return SyncBridge(
+                app, config_key, offset, root_key=root_key, **dict(sync_options or {})
+            )
 
         return App(
             config, store, link, cabinet, outbox, clock, controller, bridge if sync else None

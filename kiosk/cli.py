@@ -8,6 +8,7 @@ Exit codes: 0 ok, 1 the thing checked is not ok, 2 usage or config error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import shutil
@@ -126,7 +127,45 @@ def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]
     def run(sub: Any, common: argparse.ArgumentParser) -> None:
         register_run(sub, common, test_run)  # `kiosk run --test-payments / --script buy3`
 
-    return [run, board, *sim_registrars()]
+    def board_tools(sub: Any, common: argparse.ArgumentParser) -> None:
+        board(sub, common, on_selftest=_queue_board_selftest)
+
+    return [run, board_tools, *sim_registrars()]
+
+
+def _queue_board_selftest(
+    args: argparse.Namespace, started_at: float, finished_at: float, results: list[Any]
+) -> str | None:
+    """`kiosk board selftest`'s result as an `events/selftest` record (source "cli") in the
+    store of the kiosk config (`--config`, $KIOSK_CONFIG or the default file; none: nothing
+    queued). Safe while the kiosk runs (it sends it); else sent at its next start."""
+    path = _config_path(args)
+    if not path.exists():
+        explicit = getattr(args, "config", None) is not None
+        return f"not queued for the province: no config at {path}" if explicit else None
+    try:
+        from kiosk.clock import SystemClock
+        from kiosk.sync.outbox import Outbox
+        from kiosk.sync.records import append_selftest, board_slot_results, selftest_body
+        from kiosk.sync.topics import Topics
+
+        cfg = load_config(path)
+        store = _open_store(cfg)
+        try:
+            slot_map = {(s.board, s.address): s.slot_no for s in store.planogram.load()}
+            body = selftest_body(
+                source="cli",
+                started_at=started_at,
+                finished_at=finished_at,
+                slots=board_slot_results(args.address, results, slot_map),
+            )
+            outbox = Outbox(store, Topics(cfg.identity.kiosk_id), SystemClock())
+            event_id = append_selftest(store, outbox, cfg.identity.kiosk_id, body)
+        finally:
+            store.close()
+    except Exception as e:  # the printed result stands; say why it was not queued
+        return f"not queued for the province: {type(e).__name__}: {e}"
+    return f"queued for the province as event {event_id}"
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -153,9 +192,18 @@ def _open_store(cfg: KioskConfig) -> Store:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from kiosk.config import field_problems
+
     path = _config_path(args)
     try:
         cfg = load_config(path)
+        secret = None  # unreadable (not root): `kiosk run` checks it again
+        if cfg.payments.device_secret_file is not None:
+            with contextlib.suppress(OSError):
+                secret = cfg.payments.device_secret_file.read_bytes()
+        issues = field_problems(cfg, device_secret=secret)
+        if issues:
+            raise ConfigError(issues)
     except ConfigError as e:
         print(say("config_problems", file=path, n=len(e.issues)), file=sys.stderr)
         for issue in e.issues:

@@ -30,7 +30,13 @@ from typing import Any
 
 from kiosk import exitcodes, systemd
 from kiosk.app import UI_BEAT_S, App, Script, build_app
-from kiosk.config import KioskConfig, load_config, resolve_config_path
+from kiosk.config import (
+    KioskConfig,
+    load_config,
+    refuse_in_field,
+    resolve_config_path,
+    technicians,
+)
 from kiosk.headless import print_views
 from kiosk.log import log_event, setup_logging
 from kiosk.store import StoreError
@@ -111,6 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (args.script or args.test_payments) and test_run is None:
         print("kiosk run: --script and --test-payments need the `kiosk` command", file=sys.stderr)
         return exitcodes.USAGE
+    # a real province's config: no test payment signer (ConfigError: exit 2, nothing started)
+    refuse_in_field(cfg, test_payments=args.test_payments)
     if args.test_payments:
         print("TEST PAYMENTS: confirmations are signed by a throwaway local key", file=sys.stderr)
 
@@ -185,6 +193,7 @@ def run(
     `sync`: None starts the province link when `config.sync` is usable (`sync_problem`), True
     requires it, False never starts it. A store that cannot be opened: kiosk/degraded.py.
     """
+    refuse_in_field(config, test_payments=trust_key is not None)
     problem = sync_problem(config.sync) if sync is not False else "switched off"
     try:
         app = build_app(config, province_public_key=trust_key, sync=problem is None)
@@ -326,6 +335,7 @@ def _run_ui(app: App) -> int:
         heartbeat=app.ui_heartbeat,
         heartbeat_every_s=UI_BEAT_S,
         stop=app.stop_requested,
+        technicians=technicians(app.config),
     )
     return app.exit_code
 

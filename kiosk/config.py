@@ -10,6 +10,8 @@ Relative paths in the file are resolved against the directory holding the file; 
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import os
 import re
 import tomllib
@@ -18,6 +20,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kiosk.textfile import TextFileError, read_text, say
 
@@ -27,10 +30,16 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "KioskConfig",
+    "ServiceConfig",
     "SiteType",
+    "TechnicianConfig",
     "demo_config_path",
+    "field_problems",
+    "is_field_config",
     "load_config",
+    "refuse_in_field",
     "resolve_config_path",
+    "technicians",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/kiosk.toml")
@@ -38,6 +47,11 @@ ENV_CONFIG = "KIOSK_CONFIG"
 
 KIOSK_ID_RE = re.compile(r"^AH-(?P<area>\d{6})-(?P<serial>[0-9A-Z]{4,8})$")
 KIOSK_ID_FORMAT = "AH-<6-digit GB/T 2260 area code>-<4 to 8 digits or capital letters>"
+TECHNICIAN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+PIN_HASH_RE = re.compile(r"^pbkdf2_sha256\$\d+\$[0-9a-f]+\$[0-9a-f]+$")
+PIN_HASH_FORMAT = "pbkdf2_sha256$<iterations>$<salt hex>$<hash hex> (kiosk-provision makes it)"
+#: The technician id a single `ui.service_pin_hash` (older configs) logs in as.
+LEGACY_TECHNICIAN_ID = "default"
 
 
 class SiteType(StrEnum):
@@ -96,9 +110,15 @@ class SyncConfig:
     cert_file: Path | None = None
     key_file: Path | None = None
     province_public_key: Path | None = None
+    province_root_key: Path | None = None  # signs key sets only (kiosk.sync.keyset)
     allow_plaintext: bool = False  # only for the demo and tests
     bootstrap_url: str = ""  # registration listener (server TLS only); "" = broker_url
+    # SHA-256 of the CA that signs this kiosk's certificate at registration, pinned at
+    # provisioning; "" = the CA certificate(s) in ca_file (kiosk-provision register)
+    client_ca_fingerprint: str = ""
     keepalive_s: int = 60
+    # at most one SYNC_REJECTED alarm per (topic kind, reason) per this many seconds
+    rejection_alarm_every_s: int = 600
 
 
 @dataclass(frozen=True)
@@ -126,6 +146,19 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class TechnicianConfig:
+    """One technician who may open the service menu: the PIN identifies them."""
+
+    id: str
+    pin_hash: str  # pbkdf2_sha256$<iterations>$<salt hex>$<hash hex> (kiosk-provision pin)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    technicians: tuple[TechnicianConfig, ...] = ()
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     data_dir: Path = Path("/var/lib/kiosk")
     min_free_mb: int = 50
@@ -145,6 +178,7 @@ class KioskConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -155,6 +189,7 @@ SECTIONS: dict[str, type[Any]] = {
     "sync": SyncConfig,
     "payments": PaymentsConfig,
     "ui": UiConfig,
+    "service": ServiceConfig,
     "store": StoreConfig,
     "logging": LoggingConfig,
 }
@@ -239,7 +274,12 @@ RULES: dict[str, Rule] = {
     "sync.broker_url": _url("mqtt", "mqtts"),
     "sync.mqtt_version": _choice("5", "3.1.1"),
     "sync.keepalive_s": _range(5, 1200),
+    "sync.rejection_alarm_every_s": _range(1, 86400),
     "sync.bootstrap_url": lambda v: None if v == "" else _url("mqtts")(v),
+    "sync.client_ca_fingerprint": _regex(
+        r"((?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64})?",
+        "empty or a SHA-256 fingerprint (64 hex digits, colons allowed)",
+    ),
     "payments.pay_url_base": _url("https", "http"),
     "payments.payment_window_s": _range(30, 900),
     "payments.max_extensions": _range(0, 10),
@@ -251,10 +291,7 @@ RULES: dict[str, Rule] = {
     "ui.language": _choice("zh", "en"),
     "ui.idle_timeout_s": _range(15, 3600),
     "ui.dim_after_s": _range(10, 86400),
-    "ui.service_pin_hash": _regex(
-        r"(pbkdf2_sha256\$\d+\$[0-9a-f]+\$[0-9a-f]+)?",
-        "empty or pbkdf2_sha256$<iterations>$<salt hex>$<hash hex> (kiosk-provision makes it)",
-    ),
+    "ui.service_pin_hash": _regex(f"({PIN_HASH_RE.pattern[1:-1]})?", "empty or " + PIN_HASH_FORMAT),
     "store.min_free_mb": _range(1, 100_000),
     "logging.level": _choice("debug", "info", "warning", "error"),
     "logging.format": _choice("kv", "json"),
@@ -405,6 +442,8 @@ def _convert(type_name: Any, value: Any, base: Path) -> tuple[Any, str | None]:
         if len(set(value)) != len(value):
             return None, "must not repeat an address"
         return tuple(value), None
+    if t == "tuple[TechnicianConfig, ...]":
+        return _technicians(value)
     if t == "Path":
         if not isinstance(value, str):
             return None, "must be a path string"
@@ -413,6 +452,78 @@ def _convert(type_name: Any, value: Any, base: Path) -> tuple[Any, str | None]:
         p = Path(value).expanduser()
         return (p if p.is_absolute() else base / p), None
     raise AssertionError(f"config schema uses unsupported type {t}")
+
+
+def _technicians(value: Any) -> tuple[Any, str | None]:
+    """`[[service.technicians]]` tables: id and pin_hash each, ids unique."""
+    if not isinstance(value, list):
+        return (
+            None,
+            'must be a list of tables: [[service.technicians]] id = "T0042" pin_hash = "..."',
+        )
+    out: list[TechnicianConfig] = []
+    for i, t in enumerate(value, 1):
+        if not isinstance(t, dict) or set(t) != {"id", "pin_hash"}:
+            return None, f"technician {i}: needs exactly the keys id and pin_hash"
+        tid, h = t["id"], t["pin_hash"]
+        if not isinstance(tid, str) or not TECHNICIAN_ID_RE.match(tid):
+            return None, f"technician {i}: id {tid!r} must be 1-32 letters, digits, . _ or -"
+        if not isinstance(h, str) or not PIN_HASH_RE.match(h):
+            return None, f"technician {i} ({tid}): pin_hash must be {PIN_HASH_FORMAT}"
+        if any(o.id == tid for o in out):
+            return None, f"technician {i}: id {tid} is listed twice"
+        out.append(TechnicianConfig(tid, h))
+    return tuple(out), None
+
+
+def technicians(cfg: KioskConfig) -> tuple[TechnicianConfig, ...]:
+    """Who may open the service menu: `[[service.technicians]]`, and an older config's single
+    `ui.service_pin_hash` as technician `default` (LEGACY_TECHNICIAN_ID)."""
+    legacy = legacy_technicians(cfg.ui)
+    return cfg.service.technicians + legacy
+
+
+def legacy_technicians(ui: UiConfig) -> tuple[TechnicianConfig, ...]:
+    if not ui.service_pin_hash:
+        return ()
+    return (TechnicianConfig(LEGACY_TECHNICIAN_ID, ui.service_pin_hash),)
+
+
+def _service_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
+    from kiosk.core.pin import is_demo_pin_hash
+
+    issues: list[ConfigIssue] = []
+    if cfg.ui.service_pin_hash and any(
+        t.id == LEGACY_TECHNICIAN_ID for t in cfg.service.technicians
+    ):
+        issues.append(
+            ConfigIssue(
+                name,
+                "service.technicians",
+                LEGACY_TECHNICIAN_ID,
+                f"id {LEGACY_TECHNICIAN_ID} is taken by ui.service_pin_hash; use another id "
+                "or move that PIN into [[service.technicians]]",
+            )
+        )
+    if not is_field_config(cfg):
+        return issues
+    for i, t in enumerate(technicians(cfg), 1):
+        if is_demo_pin_hash(t.pin_hash):
+            key = (
+                "ui.service_pin_hash"
+                if t.id == LEGACY_TECHNICIAN_ID and t.pin_hash == cfg.ui.service_pin_hash
+                else f"service.technicians[{i}].pin_hash"
+            )
+            issues.append(
+                ConfigIssue(
+                    name,
+                    key,
+                    f"(technician {t.id})",
+                    "is the published demo PIN, refused with a real province (a broker not on "
+                    "this machine): set the technician's own PIN with kiosk-provision pin",
+                )
+            )
+    return issues
 
 
 def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
@@ -462,6 +573,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
         ("sync.cert_file", s.cert_file),
         ("sync.key_file", s.key_file),
         ("sync.province_public_key", s.province_public_key),
+        ("sync.province_root_key", s.province_root_key),
         ("payments.device_secret_file", cfg.payments.device_secret_file),
         ("ui.font_path", cfg.ui.font_path),
     ):
@@ -484,6 +596,8 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name, "ui.dim_after_s", ui.dim_after_s, "must not be shorter than ui.idle_timeout_s"
             )
         )
+    issues.extend(_root_key_checks(name, s))
+    issues.extend(_service_checks(name, cfg))
     return issues
 
 
@@ -515,3 +629,110 @@ def _vmc_checks(name: str, hw: HardwareConfig) -> list[ConfigIssue]:
             )
         )
     return issues
+
+
+def _root_key_checks(name: str, s: SyncConfig) -> list[ConfigIssue]:
+    """The root key signs key sets only: it must not also be the signing key."""
+    root, signing = s.province_root_key, s.province_public_key
+    if root is None or signing is None or not root.is_file() or not signing.is_file():
+        return []
+    from cryptography.hazmat.primitives import serialization
+
+    def spki(path: Path) -> bytes:
+        return serialization.load_pem_public_key(path.read_bytes()).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    try:
+        same = spki(root) == spki(signing)
+    except (ValueError, TypeError) as e:
+        return [ConfigIssue(name, "sync.province_root_key", str(root), f"not a PEM key: {e}")]
+    if same:
+        return [
+            ConfigIssue(
+                name,
+                "sync.province_root_key",
+                str(root),
+                "is the same key as sync.province_public_key; the root key must be separate",
+            )
+        ]
+    return []
+
+
+# --- field configs: no test or demo paths -----------------------------------------------------
+
+# SHA-256 of the published demo device secret (kiosk/data/demo-device-secret), as stored and
+# without surrounding white space: that file is public, so a kiosk using it signs pay URLs and
+# offline codes anyone can forge (tests/unit/test_field_config.py checks the digests)
+DEMO_SECRET_SHA256 = frozenset(
+    {
+        "2511988f55c044621bc8baa42b2a3fc33fa4cff5bb5e2608c4df7d3eccc31b73",
+        "c93404090e3f1926fc2ea420828ce8e7fb7e9271f339971a5fa29d60e5f8ece2",
+    }
+)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_demo_secret(secret: bytes) -> bool:
+    digests = {hashlib.sha256(s).hexdigest() for s in (secret, secret.strip())}
+    return bool(digests & DEMO_SECRET_SHA256)
+
+
+def is_field_config(cfg: KioskConfig) -> bool:
+    """A config that points at a real province: its broker (sync.broker_url, whatever the
+    scheme) is not on this machine's loopback. The demo, the rehearsal of the technician's
+    guide and the tests run their broker on 127.0.0.1; a kiosk in a lobby never does."""
+    return not _is_loopback(urlsplit(cfg.sync.broker_url).hostname)
+
+
+def field_problems(
+    cfg: KioskConfig, *, test_payments: bool = False, device_secret: bytes | None = None
+) -> list[ConfigIssue]:
+    """The one rule for test and demo paths: in a field config (`is_field_config`) the test
+    payment signer (`kiosk run --test-payments`, or any other key than the province's for
+    payment confirmations) and the published demo device secret are refused. Empty for a
+    demo/test config, whatever is asked."""
+    if not is_field_config(cfg):
+        return []
+    name, url = str(cfg.source), cfg.sync.broker_url
+    issues: list[ConfigIssue] = []
+    if test_payments:
+        issues.append(
+            ConfigIssue(
+                name,
+                "sync.broker_url",
+                url,
+                "--test-payments is refused with a real province (a broker not on this "
+                "machine): payments must be confirmed by the province's key",
+            )
+        )
+    if device_secret is not None and _is_demo_secret(device_secret):
+        issues.append(
+            ConfigIssue(
+                name,
+                "payments.device_secret_file",
+                str(cfg.payments.device_secret_file),
+                "is the published demo secret, refused with a real province: register the "
+                "kiosk (kiosk-provision register) to get its own",
+            )
+        )
+    return issues
+
+
+def refuse_in_field(
+    cfg: KioskConfig, *, test_payments: bool = False, device_secret: bytes | None = None
+) -> None:
+    """Raise ConfigError with `field_problems` when there are any."""
+    issues = field_problems(cfg, test_payments=test_payments, device_secret=device_secret)
+    if issues:
+        raise ConfigError(issues)

@@ -48,6 +48,7 @@ __all__ = [
     "OpenDoor",
     "OutOfServiceView",
     "PaymentView",
+    "PinView",
     "ProblemView",
     "ProductView",
     "Restock",
@@ -196,6 +197,21 @@ class NetworkInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PinView:
+    """The service PIN's lockout as the controller keeps it (in the store, across restarts).
+
+    The UI checks a PIN only when `ready` (the controller has published its lockout) and not
+    `locked`; after posting a `ServiceLogin` it waits until `attempts` has grown, so every
+    attempt is counted before the next one is checked."""
+
+    ready: bool = False
+    attempts: int = 0  # ServiceLogin intents the controller has handled since it started
+    failures: int = 0  # wrong PINs in a row
+    locked_until: float | None = None  # on the UI's clock (`Clock.monotonic`)
+    tries_left: int = 0  # wrong PINs still free of a delay
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceInfo:
     """What the technician's service menu shows."""
 
@@ -209,6 +225,7 @@ class ServiceInfo:
     network: NetworkInfo = field(default_factory=lambda: NetworkInfo(online=False))
     slots: tuple[SlotView, ...] = ()
     last_result: str = ""  # short outcome of the last service action, shown as is
+    pin: PinView = field(default_factory=PinView)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +315,7 @@ class ServiceLogin:
 
     ok: bool
     locked_out: bool = False  # the attempt was refused because the menu is locked
+    technician: str = ""  # the id whose PIN matched ("" when none did)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk import __version__, systemd
 from kiosk import contract as ui
@@ -29,6 +29,9 @@ from kiosk.log import log_event
 from kiosk.store import SchemaTooNew, Store, StoreCorrupt
 from kiosk.store.connection import Database
 from kiosk.store.migrations import migrate
+
+if TYPE_CHECKING:
+    from kiosk.sync.acks import AckVerifier
 
 __all__ = ["StoreProblem", "classify_store_error", "run_degraded"]
 
@@ -102,6 +105,7 @@ def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> 
     from kiosk.sync import messages
     from kiosk.sync.client import SyncClient, sync_problem
     from kiosk.sync.outbox import Outbox, Priority
+    from kiosk.sync.records import alarm_severity
     from kiosk.sync.topics import Topics
 
     why = sync_problem(config.sync)
@@ -114,12 +118,13 @@ def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> 
     outbox = Outbox(store, topics, clock)
     # the same problem gives the same event id on every start: the province keeps one alarm
     digest = hashlib.sha256(f"{problem.code}|{problem.detail}".encode()).hexdigest()[:16]
-    alarm = {
-        "kind": problem.code.lower(),
-        "order_id": "",
-        "slot_no": None,
-        "detail": f"{problem.detail} -> technician: {problem.action}",
-    }
+    alarm = messages.alarm(
+        problem.code,
+        f"{problem.detail} -> technician: {problem.action}",
+        alarm_severity(problem.code),
+        reason=problem.reason_key,
+        action=problem.action,
+    )
     outbox.append("alarm", alarm, Priority.HIGH, event_id=f"alarm-{kiosk_id}-store-{digest}")
     outbox.append(
         "reported",
@@ -132,9 +137,35 @@ def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> 
         ),
         Priority.NORMAL,
     )
-    client = SyncClient(config.sync, kiosk_id, outbox, topics, clock, lambda _t, _b: None, 0)
+    client = SyncClient(
+        config.sync,
+        kiosk_id,
+        outbox,
+        topics,
+        clock,
+        lambda _t, _b: None,
+        0,
+        acks=_ack_verifier(config, kiosk_id),
+    )
     client.start()
     return client
+
+
+def _ack_verifier(config: KioskConfig, kiosk_id: str) -> AckVerifier | None:
+    """Acks checked with the province key of the config (the store and its keyring are out of
+    reach). Without a key (or one that does not load) no ack is trusted: the records are sent
+    again at the next start, and the province keeps one copy."""
+    from kiosk.sync.acks import AckVerifier
+    from kiosk.sync.signing import load_public_key_pem
+
+    path = config.sync.province_public_key
+    if path is None:
+        return None
+    try:
+        return AckVerifier.for_key(kiosk_id, load_public_key_pem(path))
+    except (OSError, ValueError) as e:
+        log_event(log, "sync.no_ack_key", logging.WARNING, error=repr(e))
+        return None
 
 
 def run_degraded(

@@ -68,9 +68,11 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
     ),
     "port_missing": (
         "串口 {port} 不存在：请检查控制板的 USB/串口线是否插好，"
-        "并用 `ls /dev/ttyUSB* /dev/ttyACM* /dev/ttyAMA*` 查看实际的设备名。",
+        "并用 `ls /dev/ttyUSB* /dev/ttyACM* /dev/ttyAMA*` 查看实际的设备名"
+        "（模拟控制板：`kiosk emulator` 是否在运行？）。",
         "serial port {port} does not exist: check the control board's USB/serial cable, and "
-        "list the real device names with `ls /dev/ttyUSB* /dev/ttyACM* /dev/ttyAMA*`.",
+        "list the real device names with `ls /dev/ttyUSB* /dev/ttyACM* /dev/ttyAMA*` (for a "
+        "simulated board: is `kiosk emulator` running?).",
     ),
 }
 

@@ -1,7 +1,7 @@
 """`kiosk-provision`: the field technician's tool to set a kiosk up.
 
-Owns: the technician-facing command line (init, keys, register, selftest, status, label,
-planogram, install-service) and nothing else: each subcommand lives in its own module, and
+Owns: the technician-facing command line (init, pin, keys, register, selftest, status,
+label, planogram, install-service) and nothing else: each subcommand lives in its own module, and
 subcommands that touch shared state (planogram, store) reuse the `kiosk` library functions;
 nothing is implemented twice.
 """
@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from kiosk import __version__, exitcodes
-from provisioning import init, keys, label, register, selftest, service, status
+from kiosk.log import formatter
+from provisioning import init, keys, label, pins, register, selftest, service, status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kiosk-provision {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     init.add_parser(sub)
+    pins.add_parser(sub)
     keys.add_parser(sub)
     register.add_parser(sub)
     selftest.add_parser(sub)
@@ -40,8 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # the technician reads our own messages; library warnings (link retries...) only clutter
-    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
+    # the technician reads our own messages; library warnings (link retries...) only clutter.
+    # The kiosk's redacted line format (kiosk.log): a token or key never reaches the screen
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter("kv"))
+    logging.basicConfig(level=logging.ERROR, handlers=[handler])
     if args.command == "planogram":
         from kiosk.cli import main as kiosk_main
 

@@ -5,13 +5,16 @@ prompt, default and parser), checking each answer on its own (re-asked when inte
 the whole config with `kiosk.config` before anything is written, and reporting every problem by
 the name the technician used (`--kiosk-id`, `kiosk_id in answers.toml`, or the prompt).
 The config is written atomically with mode 0600; an existing one is replaced only with --force,
-after a backup. Never echoes the service PIN and stores only its PBKDF2 hash.
+after a backup. Never echoes the service PIN and stores only its PBKDF2 hash, as the first
+`[[service.technicians]]` entry (id from --technician). The PIN never goes on a command line:
+it comes from a prompt, `--pin-file FILE`, $KIOSK_PROVISION_PIN or the answers file.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -26,6 +29,7 @@ from kiosk.config import (
     KIOSK_ID_FORMAT,
     KIOSK_ID_RE,
     RULES,
+    TECHNICIAN_ID_RE,
     ConfigError,
     SiteType,
     resolve_config_path,
@@ -34,7 +38,10 @@ from kiosk.core.pin import hash_pin
 from kiosk.sync.identity import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
 from provisioning.files import backup, write_config_checked
 
-__all__ = ["FIELDS", "Field", "add_parser", "cmd_init", "run_init"]
+__all__ = ["ENV_PIN", "FIELDS", "Field", "add_parser", "cmd_init", "read_pin_file", "run_init"]
+
+#: The service PIN from the environment (a script's secret store), never from a flag.
+ENV_PIN = "KIOSK_PROVISION_PIN"
 
 Parsed = dict[str, Any]  # config key -> value
 
@@ -45,12 +52,13 @@ class Field:
     prompt: str | None  # None: flag / answers file only, never asked
     parse: Callable[[str, Path], Parsed]  # (text, base dir for relative paths) -> config values
     default: str | Callable[[dict[str, str]], str] | None = None  # None: required
-    secret: bool = False
+    secret: bool = False  # asked without echo; never a flag (secrets stay off command lines)
     help: str = ""
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        """How the technician names it on the command line (a secret only by its file)."""
+        return "--" + self.name.replace("_", "-") + ("-file" if self.secret else "")
 
     def default_for(self, answers: dict[str, str]) -> str | None:
         return self.default(answers) if callable(self.default) else self.default
@@ -162,19 +170,26 @@ def _ca_file(text: str, base: Path) -> Parsed:
     return {"sync.ca_file": str(p)}
 
 
-def _province_key(text: str, base: Path) -> Parsed:
-    if not text.strip():
-        return {}
-    p = _path(text, base)
-    try:
-        from kiosk.sync.signing import load_public_key_pem
+def _ed25519_file(config_key: str) -> Callable[[str, Path], Parsed]:
+    def parse(text: str, base: Path) -> Parsed:
+        if not text.strip():
+            return {}
+        p = _path(text, base)
+        try:
+            from kiosk.sync.signing import load_public_key_pem
 
-        load_public_key_pem(p)
-    except OSError as e:
-        raise ValueError(f"cannot read {p}: {e.strerror}") from None
-    except ValueError:
-        raise ValueError(f"{p} is not an Ed25519 public key (PEM)") from None
-    return {"sync.province_public_key": str(p)}
+            load_public_key_pem(p)
+        except OSError as e:
+            raise ValueError(f"cannot read {p}: {e.strerror}") from None
+        except ValueError:
+            raise ValueError(f"{p} is not an Ed25519 public key (PEM)") from None
+        return {config_key: str(p)}
+
+    return parse
+
+
+_province_key = _ed25519_file("sync.province_public_key")
+_province_root_key = _ed25519_file("sync.province_root_key")  # signs key sets only
 
 
 def _fingerprint(text: str, _b: Path) -> Parsed:
@@ -182,6 +197,12 @@ def _fingerprint(text: str, _b: Path) -> Parsed:
     if v and (len(v) != 64 or any(c not in "0123456789ABCDEF" for c in v)):
         raise ValueError("must be a SHA-256 fingerprint (64 hex digits, colons allowed)")
     return {}
+
+
+def _client_ca_fingerprint(text: str, base: Path) -> Parsed:
+    _fingerprint(text, base)
+    v = text.strip().upper().replace(":", "")
+    return {"sync.client_ca_fingerprint": v} if v else {}
 
 
 def _data_dir(text: str, base: Path) -> Parsed:
@@ -192,9 +213,25 @@ def _data_dir(text: str, base: Path) -> Parsed:
 
 def _pin(text: str, _b: Path) -> Parsed:
     try:
-        return {"ui.service_pin_hash": hash_pin(text.strip())}
+        return {"service.pin_hash": hash_pin(text.strip())}
     except ValueError as e:
         raise ValueError(str(e)) from None
+
+
+def _technician(text: str, _b: Path) -> Parsed:
+    v = text.strip()
+    if not TECHNICIAN_ID_RE.match(v):
+        raise ValueError("must be 1-32 letters, digits, . _ or - (e.g. T0042)")
+    return {"service.id": v}
+
+
+def read_pin_file(path: Path) -> str:
+    """The PIN in the first line of `path` (ValueError naming the file when unreadable)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read the PIN file {path}: {e}") from None
+    return lines[0].strip() if lines else ""
 
 
 FIELDS: tuple[Field, ...] = (
@@ -256,6 +293,14 @@ FIELDS: tuple[Field, ...] = (
         help="expected SHA-256 of the CA certificate (checked when given)",
     ),
     Field(
+        "client_ca_fingerprint",
+        None,
+        _client_ca_fingerprint,
+        default="",
+        help="SHA-256 of the CA that signs the kiosk's certificate at registration, when it is "
+        "not the --ca-file CA (register refuses any other CA)",
+    ),
+    Field(
         "province_key",
         "Province public key 省平台公钥 (PEM, empty to skip)",
         _province_key,
@@ -268,10 +313,30 @@ FIELDS: tuple[Field, ...] = (
         default="",
         help="expected SHA-256 of the province public key (checked when given)",
     ),
+    Field(
+        "province_root_key",
+        "Province root key 省平台根公钥 (PEM; signs key changes; empty: keys frozen)",
+        _province_root_key,
+        default="",
+    ),
+    Field(
+        "province_root_key_fingerprint",
+        None,
+        _fingerprint,
+        default="",
+        help="expected SHA-256 of the province root key (checked when given)",
+    ),
     Field("language", "Language 语言 (zh, en)", _choice("ui.language", "zh", "en"), default="zh"),
     Field("screen", "Screen 屏幕 (WIDTHxHEIGHT)", _screen, default="1080x1920"),
     Field("data_dir", "Data directory 数据目录", _data_dir, default="/var/lib/kiosk"),
-    Field("pin", "Service PIN 维护密码 (4-12 digits)", _pin, secret=True),
+    Field(
+        "technician",
+        "Technician id 技术员编号 (e.g. T0042)",
+        _technician,
+        default="default",
+        help="the id the service PIN logs in as (every technician event carries it)",
+    ),
+    Field("pin", "Service PIN 维护密码 (6-12 digits)", _pin, secret=True),
 )
 BY_NAME = {f.name: f for f in FIELDS}
 # config keys filled by each field (for mapping kiosk.config's problems back to the technician)
@@ -293,13 +358,16 @@ KEY_OWNER: dict[str, str] = {
     "sync.broker_url": "broker_url",
     "sync.allow_plaintext": "allow_plaintext",
     "sync.ca_file": "ca_file",
+    "sync.client_ca_fingerprint": "client_ca_fingerprint",
     "sync.province_public_key": "province_key",
+    "sync.province_root_key": "province_root_key",
     "payments.pay_url_base": "pay_url",
     "ui.language": "language",
     "ui.width": "screen",
     "ui.height": "screen",
     "ui.orientation": "screen",
     "ui.service_pin_hash": "pin",
+    "service.technicians": "pin",
     "store.data_dir": "data_dir",
 }
 
@@ -335,8 +403,13 @@ def _fingerprints(
         want = answers.get("ca_fingerprint", "").strip().upper().replace(":", "")
         if want and want != fp.replace(":", ""):
             problems["ca_fingerprint"] = f"does not match the CA certificate ({fp})"
-    pk = values.get("province_key", {}).get("sync.province_public_key")
-    if pk:
+    for field, key, label in (
+        ("province_key", "sync.province_public_key", "Province public key"),
+        ("province_root_key", "sync.province_root_key", "Province root key  "),
+    ):
+        pk = values.get(field, {}).get(key)
+        if not pk:
+            continue
         from kiosk.sync.signing import key_id, load_public_key_pem
 
         raw = load_public_key_pem(pk)
@@ -344,10 +417,10 @@ def _fingerprints(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         fp = public_key_fingerprint(spki)
-        lines.append(f"Province public key SHA-256: {fp} (key id {key_id(raw)})")
-        want = answers.get("province_key_fingerprint", "").strip().upper().replace(":", "")
+        lines.append(f"{label} SHA-256: {fp} (key id {key_id(raw)})")
+        want = answers.get(f"{field}_fingerprint", "").strip().upper().replace(":", "")
         if want and want != fp.replace(":", ""):
-            problems["province_key_fingerprint"] = f"does not match the province key ({fp})"
+            problems[f"{field}_fingerprint"] = f"does not match the {label.strip().lower()} ({fp})"
     return lines, problems
 
 
@@ -360,10 +433,16 @@ def build_raw(values: dict[str, Parsed]) -> dict[str, dict[str, Any]]:
         "ui": {},
         "store": {},
     }
+    tech: dict[str, Any] = {}
     for parsed in values.values():
         for dotted, value in parsed.items():
             section, _, key = dotted.partition(".")
+            if section == "service":  # technician + pin: one [[service.technicians]] entry
+                tech[key] = value
+                continue
             raw[section][key] = value
+    if "pin_hash" in tech:
+        raw["service"] = {"technicians": [{"id": tech.get("id", "default"), **tech}]}
     return raw
 
 
@@ -421,7 +500,7 @@ def run_init(
         except ConfigError as e:
             bad: list[str] = []
             for issue in e.issues:
-                owner = KEY_OWNER.get(issue.key)
+                owner = KEY_OWNER.get(issue.key.partition("[")[0])
                 name = _label(owner, origin) if owner else issue.key
                 out(f"error: {name}: {issue.problem} (config key {issue.key})")
                 if owner:
@@ -438,7 +517,7 @@ def run_init(
         out(f"wrote {path} (mode 0600) for {cfg.identity.kiosk_id}")
         if kept is not None:
             out(f"previous config kept as {kept}")
-        out("next: kiosk-provision keys, then kiosk-provision register --token <token>")
+        out("next: kiosk-provision keys, then kiosk-provision register (it asks for the token)")
         return exitcodes.OK
     return exitcodes.USAGE
 
@@ -472,10 +551,21 @@ def _gather_answers(
             base[k] = apath.parent.resolve()
     for f in FIELDS:
         v = getattr(args, f.name, None)
-        if v is not None:
+        if v is not None and not f.secret:
             answers[f.name] = str(v)
             origin[f.name] = f.flag
             base[f.name] = Path.cwd()
+    env_pin = os.environ.get(ENV_PIN)
+    if env_pin is not None:
+        answers["pin"], origin["pin"] = env_pin, f"${ENV_PIN}"
+    pin_file = getattr(args, "pin_file", None)
+    if pin_file:
+        try:
+            answers["pin"] = read_pin_file(Path(pin_file))
+        except ValueError as e:
+            out(f"error: --pin-file: {e}")
+            return False
+        origin["pin"] = f"--pin-file {pin_file}"
     return True
 
 
@@ -546,6 +636,7 @@ def _ask_until_valid(
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "init",
+        allow_abbrev=False,  # `--pin 123456` must not pass for `--pin-file 123456`
         help="write the kiosk config (prompts, or flags / --answers FILE)",
         description="Without --non-interactive or --answers, asks each question on a terminal. "
         "Flags pre-fill answers; an answers file holds the same names as TOML keys "
@@ -562,11 +653,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     mode.add_argument("--interactive", action="store_true", help="prompt even without a tty")
     p.add_argument("--force", action="store_true", help="replace an existing config (backup kept)")
     for f in FIELDS:
+        if f.secret:
+            continue
         default = f.default if isinstance(f.default, str) else None
         extra = f" (default {default!r})" if default else ""
         p.add_argument(
             f.flag, dest=f.name, metavar="VALUE", help=(f.help or (f.prompt or f.name)) + extra
         )
+    p.add_argument(
+        "--pin-file",
+        metavar="FILE",
+        help=f"read the service PIN from the first line of FILE (or set ${ENV_PIN}; "
+        "else it is asked for; never a flag value)",
+    )
     p.set_defaults(func=cmd_init)
 
 

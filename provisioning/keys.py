@@ -104,5 +104,5 @@ def cmd_keys(args: argparse.Namespace) -> int:
     print(f"device key: {files.key} (mode 0600, never leaves this device)")
     print(f"CSR:        {files.csr} (CN = {cfg.identity.kiosk_id})")
     print(f"public key SHA-256: {fp}")
-    print("next: kiosk-provision register --token <bootstrap token from the province>")
+    print("next: kiosk-provision register (it asks for the one-time token from the province)")
     return exitcodes.OK

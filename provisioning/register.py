@@ -19,10 +19,17 @@ listener refuses it. `--bootstrap-url mqtts://host:port` names the broker's boot
 presented there. Without the flag the request goes to `sync.broker_url` with the config's TLS
 settings (a broker whose main listener also carries the register topics).
 
+The one-time token never comes from the command line (`read_token`: `--token-file`,
+$KIOSK_REGISTRATION_TOKEN, or a prompt that does not echo; `--token` is refused).
+
 On success the kiosk stores the certificate, the client CA and the payment secret (0600) beside
 its key and switches the config to mutual TLS (sync.cert_file/key_file,
-payments.device_secret_file). Never prints the key or the payment secret; never accepts a
-certificate that is not for its own key and kiosk id.
+payments.device_secret_file). Every registration and renewal brings a NEW payment secret
+(docs/payments.md, "Secret rotation and revocation"): the certificate is written before the
+secret, so a crash in between leaves a current certificate that can renew again.
+Never prints the key or the payment secret; never accepts a certificate that is not for its own
+key and kiosk id, nor a CA that is not the one pinned at provisioning (`pinned_ca`:
+sync.client_ca_fingerprint, else the CA in sync.ca_file).
 """
 
 from __future__ import annotations
@@ -30,20 +37,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import getpass
 import json
+import os
 import queue
 import secrets
 import ssl
+import sys
 import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiosk import exitcodes
 from kiosk.config import ConfigError, KioskConfig, SyncConfig
+from kiosk.log import register_secret
 from kiosk.sync.identity import (
     CryptoError,
     cert_cn,
@@ -69,10 +83,13 @@ __all__ = [
     "cert_days_left",
     "cmd_register",
     "parse_reply",
+    "pinned_ca",
+    "read_token",
     "store_registration",
 ]
 
 RENEW_BEFORE_DAYS = 30
+TOKEN_ENV = "KIOSK_REGISTRATION_TOKEN"  # the token, when not in a file nor typed at the prompt
 
 
 class RegisterError(Exception):
@@ -111,11 +128,39 @@ def build_request(
     return req
 
 
+def _hex(fingerprint: str) -> str:
+    return fingerprint.strip().upper().replace(":", "")
+
+
+def pinned_ca(cfg: KioskConfig) -> frozenset[str]:
+    """The registration CA pinned at provisioning, as SHA-256 fingerprints (64 hex digits):
+    `sync.client_ca_fingerprint` when set, else every CA certificate in `sync.ca_file` (whose
+    fingerprint `kiosk-provision init --ca-fingerprint` checked against the province's sheet).
+    Empty when neither is configured: registration is then refused."""
+    if cfg.sync.client_ca_fingerprint:
+        return frozenset({_hex(cfg.sync.client_ca_fingerprint)})
+    if cfg.sync.ca_file is None:
+        return frozenset()
+    try:
+        certs = x509.load_pem_x509_certificates(cfg.sync.ca_file.read_bytes())
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(_hex(cert_fingerprint(c)) for c in certs)
+
+
 def parse_reply(
-    payload: bytes, nonce: str, key: ec.EllipticCurvePrivateKey, kiosk_id: str
+    payload: bytes,
+    nonce: str,
+    key: ec.EllipticCurvePrivateKey,
+    kiosk_id: str,
+    *,
+    pinned: Collection[str],
 ) -> Registration | None:
     """The registration in a reply to our request; None when the reply answers another request.
-    Raises RegisterError when the province refused or the reply is not acceptable."""
+    `pinned`: the SHA-256 fingerprints of the CA pinned at provisioning (`pinned_ca`): the
+    reply's CA must be one of them and must have issued the certificate; the CA is never
+    trusted because the reply carries it. Raises RegisterError when the province refused or the
+    reply is not acceptable."""
     try:
         reply = json.loads(payload)
     except ValueError:
@@ -129,7 +174,18 @@ def parse_reply(
     try:
         cert = load_cert(str(reply["certificate"]).encode())
         ca = load_cert(str(reply["ca"]).encode())
-        cert.verify_directly_issued_by(ca)
+        if _hex(cert_fingerprint(ca)) not in {_hex(p) for p in pinned}:
+            raise RegisterError(
+                f"the reply's CA (SHA-256 {cert_fingerprint(ca)}) is not the CA pinned at "
+                "provisioning (sync.client_ca_fingerprint, else sync.ca_file): refused, "
+                "nothing stored"
+            )
+        try:
+            cert.verify_directly_issued_by(ca)
+        except InvalidSignature:
+            raise RegisterError(
+                "the certificate in the reply was not issued by the pinned CA: refused"
+            ) from None
         mine = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -287,9 +343,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("register", help="claim the kiosk with a one-time token, or renew")
     p.add_argument("--config", metavar="PATH")
     p.add_argument("--dir", metavar="DIR", help="identity files (default: the config's directory)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--token", help="one-time bootstrap token from the province")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the one-time token from the province (its first line). Without "
+        f"it: ${TOKEN_ENV}, else the token is asked for (not shown; or read from standard "
+        "input when that is not a terminal)",
+    )
     g.add_argument("--renew", action="store_true", help="renew the certificate (no token)")
+    # refused: a token on the command line is seen by every user (ps, /proc) and kept in the
+    # shell's history
+    p.add_argument("--token", help=argparse.SUPPRESS)
     p.add_argument(
         "--if-expiring-days",
         type=float,
@@ -308,7 +373,45 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=cmd_register)
 
 
+def read_token(
+    token_file: str | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdin: TextIO | None = None,
+    ask: Callable[[str], str] = getpass.getpass,
+) -> str:
+    """The one-time registration token, never from the command line: the first line of
+    `token_file` ("-": standard input), else ${TOKEN_ENV}, else asked for (not echoed) on a
+    terminal or read as one line from a piped standard input. Raises RegisterError."""
+    env = os.environ if environ is None else environ
+    stdin = stdin or sys.stdin
+    if token_file is not None:
+        try:
+            text = stdin.read() if token_file == "-" else Path(token_file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise RegisterError(f"cannot read the token file {token_file}: {e}") from None
+        where = f"the token file {token_file}"
+    elif env.get(TOKEN_ENV):
+        text, where = env[TOKEN_ENV], f"${TOKEN_ENV}"
+    elif stdin.isatty():
+        text, where = ask("One-time registration token 一次性注册码: "), "the prompt"
+    else:
+        text, where = stdin.readline(), "standard input"
+    token = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not token:
+        raise RegisterError(f"no registration token in {where}")
+    register_secret(token)  # never in a log line (kiosk.log.redact)
+    return token
+
+
 def cmd_register(args: argparse.Namespace) -> int:
+    if args.token is not None:
+        print(
+            "error: --token is refused: a token on the command line is visible to every user "
+            f"(ps) and kept in shell history. Use --token-file PATH, ${TOKEN_ENV}, or let "
+            "register ask for it"
+        )
+        return exitcodes.USAGE
     loaded = command_config(args.config)
     if loaded is None:
         return exitcodes.USAGE
@@ -323,20 +426,32 @@ def cmd_register(args: argparse.Namespace) -> int:
     current = None
     if args.renew:
         if not files.cert.exists():
-            print("error: nothing to renew (no certificate yet): register with --token")
+            print("error: nothing to renew (no certificate yet): register with a token first")
             return exitcodes.USAGE
         days = cert_days_left(files.cert)
         if args.if_expiring_days is not None and days is not None and days > args.if_expiring_days:
             print(f"certificate valid for {days:.0f} more days: no renewal needed")
             return exitcodes.OK
         current = files.cert.read_bytes()
-    req = build_request(kiosk_id, key, token=args.token, current_cert_pem=current)
+    try:
+        token = None if args.renew else read_token(args.token_file)
+    except RegisterError as e:
+        print(f"error: {e}")
+        return exitcodes.USAGE
+    pinned = pinned_ca(cfg)
+    if not pinned:
+        print(
+            "error: no registration CA pinned: give the province's CA at provisioning "
+            "(kiosk-provision init --ca-file, or sync.client_ca_fingerprint)"
+        )
+        return exitcodes.USAGE
+    req = build_request(kiosk_id, key, token=token, current_cert_pem=current)
     bootstrap_url = args.bootstrap_url or cfg.sync.bootstrap_url or None
     try:
         for payload in exchange(
-            cfg, req, token=args.token, timeout=args.timeout, bootstrap_url=bootstrap_url
+            cfg, req, token=token, timeout=args.timeout, bootstrap_url=bootstrap_url
         ):
-            reg = parse_reply(payload, req["nonce"], key, kiosk_id)
+            reg = parse_reply(payload, req["nonce"], key, kiosk_id, pinned=pinned)
             if reg is not None:
                 break
         else:
@@ -352,4 +467,6 @@ def cmd_register(args: argparse.Namespace) -> int:
     print(f"certificate SHA-256: {cert_fingerprint(load_cert(reg.cert_pem))}")
     print(f"valid until: {reg.not_after:%Y-%m-%d %H:%M} UTC")
     print(f"payment secret stored in {files.secret} (mode 0600); config switched to mutual TLS")
+    print("restart the kiosk now (systemctl restart kiosk): the payment secret is new, the old")
+    print("one works at the province only for orders already on screen (docs/payments.md)")
     return exitcodes.OK

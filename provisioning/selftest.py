@@ -2,8 +2,9 @@
 
 Owns: the list of checks (board identity and firmware, every slot's motor or lock one by one,
 drop/door sensors and faults, temperature, broker TLS, clock, free disk, CJK font, screen), the
-text progress bar, the report (a table for people, a JSON file in the data dir, and a `selftest`
-event queued in the outbox for the province) and the exit status (1 when anything failed).
+text progress bar, the report (a table for people, a JSON file in the data dir, and an
+`events/selftest` record queued in the store's outbox for the province: source "provisioning",
+one result per slot tested) and the exit status (1 when anything failed).
 Never sells, never touches stock or orders: slot runs are TEST_SLOT commands with fresh tx ids.
 A check that cannot run for a stated reason is "skip"; an unreachable device is a failure.
 """
@@ -31,6 +32,7 @@ from kiosk.hardware.board import SUCCESSES, BoardError, SerialBoard, VendTimeout
 from kiosk.hardware.cli_board import describe, hold_past, tx_from_clock
 from kiosk.hardware.link import SerialLink
 from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, WireSlotKind
+from kiosk.sync.records import board_slot_results
 from provisioning.files import command_config
 
 __all__ = [
@@ -416,28 +418,58 @@ def table(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def queue_event(cfg: KioskConfig, report: dict[str, Any]) -> str:
-    """Queue the report as a HIGH `selftest` event; returns a line for people."""
+def selftest_slots(
+    checks: list[Check], slot_map: dict[tuple[int, int], int]
+) -> list[dict[str, Any]]:
+    """The slot results of every board check as `events/selftest` slots
+    (kiosk.sync.records.board_slot_results)."""
+    out: list[dict[str, Any]] = []
+    for c in checks:
+        if c.name.endswith(".slots"):
+            board = int(c.name.split(".")[0].removeprefix("board"))
+            out += board_slot_results(board, c.data.get("results", []), slot_map)
+    return out
+
+
+def queue_event(
+    cfg: KioskConfig,
+    checks: list[Check],
+    started_at: float,
+    finished_at: float,
+    technician: str = "",
+) -> str:
+    """Queue the result as a HIGH `events/selftest` record (source "provisioning") in the
+    kiosk's store (kiosk.sync.records.append_selftest; the running kiosk, or its next start,
+    sends it); returns a line for people."""
     try:
         from kiosk.store import open_store
-        from kiosk.sync.outbox import Outbox, Priority
+        from kiosk.sync.outbox import Outbox
+        from kiosk.sync.records import append_selftest, selftest_body
         from kiosk.sync.topics import Topics
 
         store = open_store(cfg.store.data_dir)
         try:
-            body = dict(report)
-            if len(json.dumps(body)) > 48_000:  # keep the event under the payload limit
-                body["checks"] = [
-                    {k: c[k] for k in ("name", "status", "detail")} for c in report["checks"]
-                ]
-            rec = Outbox(store, Topics(cfg.identity.kiosk_id), SystemClock()).append(
-                "selftest", body, Priority.HIGH
+            slot_map = {(s.board, s.address): s.slot_no for s in store.planogram.load()}
+            board_failed = any(
+                c.status == FAIL and (c.name == "board" or c.name.removeprefix("board").isdigit())
+                for c in checks
             )
+            slots = selftest_slots(checks, slot_map)
+            body = selftest_body(
+                source="provisioning",
+                started_at=started_at,
+                finished_at=finished_at,
+                slots=slots,
+                technician=technician,
+                ok=not board_failed and all(s["result"] == "ok" for s in slots),
+            )
+            outbox = Outbox(store, Topics(cfg.identity.kiosk_id), SystemClock())
+            event_id = append_selftest(store, outbox, cfg.identity.kiosk_id, body)
         finally:
             store.close()
     except Exception as e:  # the report file is the fallback; say why it was not queued
         return f"not queued for the province: {type(e).__name__}: {e}"
-    return f"queued for the province as event seq {rec.seq}"
+    return f"queued for the province as event {event_id}"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -462,6 +494,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--report", metavar="FILE", help="also write the JSON report here")
     p.add_argument("--json", action="store_true", help="print the JSON report, not the table")
     p.add_argument("--no-queue", action="store_true", help="do not queue the selftest event")
+    p.add_argument("--technician", default="", help="who ran it (sent with the selftest event)")
     p.set_defaults(func=cmd_selftest)
 
 
@@ -470,6 +503,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     if loaded is None:
         return exitcodes.USAGE
     cfg = loaded[1]
+    started_at = time.time()
     checks = run_checks(
         cfg,
         port=args.port or cfg.hardware.port,
@@ -480,6 +514,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         progress=sys.stderr,
     )
+    finished_at = time.time()
     report = make_report(cfg, checks)
     text = json.dumps(report, ensure_ascii=False, indent=2)
     out_dir = cfg.store.data_dir / "selftest"
@@ -496,7 +531,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         Path(args.report).write_text(text, encoding="utf-8")
         notes.append(f"report: {args.report}")
     if not args.no_queue:
-        notes.append(queue_event(cfg, report))
+        notes.append(queue_event(cfg, checks, started_at, finished_at, args.technician))
     if args.json:
         print(text)
     else:

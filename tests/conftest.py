@@ -26,6 +26,7 @@ from tests.support.fixtures import (  # noqa: F401  (fixtures, registered here f
     pki,
     province,
     province_keys,
+    province_root,
     proxy,
 )
 
@@ -60,6 +61,8 @@ SLOW_UNIT = frozenset(
         "test_cli.py::test_seed_summary_and_planogram_round_trip",
         "test_cli.py::test_planogram_import_bad_rows_applies_nothing",
         "test_cli.py::test_provision_planogram_delegates",
+        "test_cli_store_modes.py",
+        "test_wheelhouse.py::test_build_install_with_require_hashes_and_refuse_a_tampered_wheel",
     }
 )
 

@@ -2,7 +2,11 @@
 
 Owns: the commit of a sale step (order, stock, reservations, ledger record, refund, alarm and
 their outbox records, the board's anchor tx), the checkout transaction, alarms, the slots taken
-out of service, and whether the store is writable. Calls `on_commit` after a transaction that
+out of service, and whether the store is writable. The outbox records of a step: `sale`,
+`refund_due`, `alarm` (kiosk.sync.records.controller_alarm), `order` when the order entered
+dispensing ("paid") or a final state, and `stock` for the stock log rows it wrote (the stock
+feed, kiosk.sync.stockfeed, pumped inside the step's transaction; `pump_stock` on every tick
+copies the rows other writers left). Calls `on_commit` after a transaction that
 may have appended outbox records (the sync client's `wake`).
 
 Never: carries out an action that is not a write (vends, queries and views are the shell's, and
@@ -18,7 +22,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from kiosk.clock import Clock
 from kiosk.core import cart as cartlib
@@ -32,12 +36,24 @@ from kiosk.store import Store, StoreError
 from kiosk.store.orders import ORDER_SEQ_LIMIT, OrderRepo
 from kiosk.sync.ledger_head import HeadSigner
 from kiosk.sync.outbox import OutboxError, Priority
+from kiosk.sync.records import RecordSink as RecordSink  # re-exported: kiosk.controller
+from kiosk.sync.records import (
+    append_selftest,
+    controller_alarm,
+    order_body,
+    order_event_id,
+)
+from kiosk.sync.stockfeed import StockFeed
 
 log = logging.getLogger("kiosk.controller")
 
 BAD_SLOTS = "slots.out_of_service"  # settings key: JSON list of slots taken out by alarms
 ANCHOR = "board.anchor_tx."  # settings key prefix + board address: last tx the board recorded
+FEED_BATCHES_PER_TICK = 5
 STORE_ERRORS = (StoreError, sqlite3.Error, OutboxError, OSError, LedgerError)
+
+# The order states a province hears of (events/order): paid = entered dispensing.
+_PAID_STATES = (sale.State.DISPENSING, sale.State.SUSPENDED)
 
 # Actions carried out after the commit, not written by it.
 _NOT_STORED = (sale.Vend, sale.Unlock, sale.QueryOutcome, sale.QueryPaymentStatus, sale.Show)
@@ -46,20 +62,6 @@ _NOT_STORED = (sale.Vend, sale.Unlock, sale.QueryOutcome, sale.QueryPaymentStatu
 def writes(actions: list[sale.Action], anchor: tuple[int, int] | None) -> bool:
     """Does committing this step write anything?"""
     return anchor is not None or any(not isinstance(a, _NOT_STORED) for a in actions)
-
-
-class RecordSink(Protocol):
-    """Where records for the province go (the sync outbox); `conn` joins our transaction."""
-
-    def append(
-        self,
-        kind: str,
-        body: Mapping[str, Any],
-        priority: Priority,
-        *,
-        event_id: str | None = None,
-        conn: sqlite3.Connection | None = None,
-    ) -> object: ...
 
 
 class Persistence:
@@ -81,6 +83,8 @@ class Persistence:
         self.writable = True
         self.bad_slots: set[int] = set(self._load_bad_slots())
         self.head_signer: HeadSigner | None = None  # signs sale records' heads (device key)
+        self.stock_feed = StockFeed(store, sink, kiosk_id) if sink is not None else None
+        self._feed_error = ""
 
     # --- a sale step --------------------------------------------------------------------
 
@@ -103,6 +107,8 @@ class Persistence:
                     self._store_action(conn, a, now, before)
                 if anchor is not None:
                     self._set(conn, f"{ANCHOR}{anchor[0]}", str(anchor[1]))
+                if any(isinstance(a, sale.StockDelivered) for a in stored):
+                    self._pump(conn)
         except STORE_ERRORS as e:
             self.failed(e, order.order_id)
             return False
@@ -114,6 +120,7 @@ class Persistence:
         self, conn: sqlite3.Connection, a: sale.Action, now: float, before: sale.Order | None
     ) -> None:
         if isinstance(a, sale.Persist):
+            self._order_event(conn, a.order, now)
             self.repo.save(conn, a.order, now)
         elif isinstance(a, sale.StockDelivered):
             self._stock_delivered(conn, a, now, before)
@@ -155,6 +162,39 @@ class Persistence:
         if isinstance(result, StockError):
             detail = f"delivered from slot {a.slot_no} (tx {a.tx}) but stock says: {result}"
             self.alarm(conn, sale.AlarmKind.STOCK_MISMATCH.value, a.order_id, detail, None)
+
+    def _order_event(self, conn: sqlite3.Connection, order: sale.Order, now: float) -> None:
+        """An `order` record (CRITICAL) when this write moves the order into dispensing (paid)
+        or into a final state; the state on disk before the write decides (a repeated write of
+        the same state, e.g. on recovery, adds nothing)."""
+        if self.sink is None:
+            return
+        row = conn.execute("SELECT state FROM orders WHERE order_id = ?", (order.order_id,))
+        found = row.fetchone()
+        old = None if found is None else str(found[0])
+        if order.state in _PAID_STATES:
+            if old in {s.value for s in _PAID_STATES}:
+                return
+            state, reason = "paid", ""
+        elif order.state in sale.FINAL_STATES and old != order.state.value:
+            state = order.state.value
+            reason = ""
+            if order.state is sale.State.CANCELLED and order.cancel_reason is not None:
+                reason = order.cancel_reason.value
+            elif order.state is not sale.State.COMPLETED and order.refund_reason is not None:
+                reason = order.refund_reason.value
+        else:
+            return
+        body = order_body(
+            order_id=order.order_id,
+            state=state,
+            reason=reason,
+            total_fen=order.total_fen,
+            paid_fen=order.paid_fen,
+            at=now,
+        )
+        event_id = order_event_id(order.order_id, state)
+        self.sink.append("order", body, Priority.CRITICAL, event_id=event_id, conn=conn)
 
     def _refund_due(self, conn: sqlite3.Connection, a: sale.RefundDue, now: float) -> None:
         if not self.repo.add_refund(conn, a.order_id, a.amount_fen, a.reason, a.provider_ref, now):
@@ -222,7 +262,7 @@ class Persistence:
             log, "alarm", logging.WARNING, kind=kind, order=order_id, slot=slot, detail=detail
         )
         if self.sink is not None:
-            body = {"kind": kind, "order_id": order_id, "slot_no": slot, "detail": detail}
+            body = controller_alarm(kind, order_id, slot, detail)
             self.sink.append(
                 "alarm", body, Priority.HIGH, event_id=self._alarm_event_id(n), conn=conn
             )
@@ -241,6 +281,43 @@ class Persistence:
         keeps the ids of two stores apart (the province deduplicates by event id)."""
         epoch = self.store.epoch
         return f"alarm-{self.kiosk_id}-{epoch}-{n}" if epoch else f"alarm-{self.kiosk_id}-{n}"
+
+    # --- the stock feed -----------------------------------------------------------------
+
+    def _pump(self, conn: sqlite3.Connection) -> None:
+        """Copy the step's stock log rows inside its transaction. A refused copy (outbox full)
+        leaves them for the next tick: the sale itself must not fail for a HIGH record."""
+        if self.stock_feed is None:
+            return
+        try:
+            self.stock_feed.pump(conn)
+        except OutboxError as e:
+            self._feed_failed(e)
+
+    def pump_stock(self) -> None:
+        """Copy stock log rows written by anyone (technician, a `kiosk` command in a shell,
+        a planogram from the province) into the outbox, in a transaction of its own; then
+        wake the sync client. Called on every tick and after a technician's stock change."""
+        if self.stock_feed is None:
+            return
+        copied = 0
+        try:
+            for _ in range(FEED_BATCHES_PER_TICK):  # a long backlog: a few batches per tick
+                if not self.stock_feed.pending():
+                    break
+                copied += self.stock_feed.pump()
+        except STORE_ERRORS as e:
+            self._feed_failed(e)
+        else:
+            self._feed_error = ""
+        if copied:
+            self.committed()
+
+    def _feed_failed(self, e: BaseException) -> None:
+        text = f"{type(e).__name__}: {e}"
+        if text != self._feed_error:  # once per distinct problem, not on every tick
+            self._feed_error = text
+            log_event(log, "stock_feed.failed", logging.ERROR, error=text)
 
     def slot_back(self, slot: int) -> None:
         """A restocked slot is back in service."""
@@ -279,6 +356,18 @@ class Persistence:
                 self.on_commit()
             except Exception:
                 log.exception("controller.on_commit_failed")
+
+    def selftest(self, body: Mapping[str, Any]) -> bool:
+        """A `selftest` record, numbered by the store, in a transaction of its own."""
+        if self.sink is None:
+            return False
+        try:
+            append_selftest(self.store, self.sink, self.kiosk_id, body)
+        except STORE_ERRORS as e:
+            self.failed(e, "selftest")
+            return False
+        self.committed()
+        return True
 
     def append(self, kind: str, body: Mapping[str, Any], priority: Priority) -> bool:
         """One outbox record in a transaction of its own (technician actions)."""

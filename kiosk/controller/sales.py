@@ -27,6 +27,7 @@ from kiosk.core.payment import (
     PaymentConfirmation,
     PaymentStatusQuery,
     PaymentStatusReply,
+    RejectReason,
     confirmation_from_dict,
     verify_confirmation,
     verify_status_reply,
@@ -67,6 +68,13 @@ class Sales:
         # province checks the pay URL's expiry against, and what confirmations are fresh by,
         # so a kiosk whose clock is years off still sells. Identity until sync sets it.
         self.province_time: Callable[[float], float] = lambda t: t
+        # the province signing keys confirmations are verified with: the sync layer's keyring
+        # (changed only by root-signed key sets, so a retired key is dead here too); without
+        # sync, or with an explicit trust key (test payments), `province_public_key` alone
+        self.province_keys: Callable[[], list[bytes]] | None = None
+        # a province message refused here: (what, reason, detail) -> the sync layer's count
+        # and rate-limited SYNC_REJECTED alarm (kiosk.sync.rejections). None until sync sets it.
+        self.payment_rejected: Callable[[str, str, str], None] | None = None
         self.orders: dict[str, sale.Order] = {}  # open orders
         self.inflight: set[int] = set()  # txs with a worker job
 
@@ -215,37 +223,58 @@ class Sales:
         c = raw if isinstance(raw, PaymentConfirmation) else confirmation_from_dict(raw)
         if isinstance(c, ConfirmationRejected):
             log_event(log, "payment.rejected", logging.WARNING, reason=c.reason.value)
+            self._rejected("payment/confirm", c.reason.value, c.detail)
             return
         order = self.load(c.order_id)
-        if self.province_public_key is None:
+        keys = self._trusted_keys()
+        if not keys:
             log_event(log, "payment.rejected", logging.WARNING, reason="no province key")
             return
         amounts = {} if order is None else {order.order_id: order.total_fen}
-        result = verify_confirmation(
-            c,
-            province_public_key=self.province_public_key,
-            kiosk_id=self.kiosk_id,
-            order_amounts=amounts,
-            now=self.province_time(self.clock.time()),
-            order_created_at=self._created_in_province_time(order),
-        )
-        self._pay(order, result, c.order_id)
+        for key in keys:  # confirmations carry no key id: at most a few keys are valid at once
+            result = verify_confirmation(
+                c,
+                province_public_key=key,
+                kiosk_id=self.kiosk_id,
+                order_amounts=amounts,
+                now=self.province_time(self.clock.time()),
+                order_created_at=self._created_in_province_time(order),
+            )
+            if not _bad_signature(result):
+                break
+        self._pay(order, result, c.order_id, "payment/confirm")
 
     def on_status_reply(self, reply: PaymentStatusReply) -> None:
-        if self.province_public_key is None:
+        keys = self._trusted_keys()
+        if not keys:
             return
         order = self.load(reply.order_id)
         amounts = {} if order is None else {order.order_id: order.total_fen}
-        result = verify_status_reply(
-            reply,
-            province_public_key=self.province_public_key,
-            kiosk_id=self.kiosk_id,
-            order_amounts=amounts,
-            now=self.province_time(self.clock.time()),
-            order_created_at=self._created_in_province_time(order),
-        )
+        for key in keys:
+            result = verify_status_reply(
+                reply,
+                province_public_key=key,
+                kiosk_id=self.kiosk_id,
+                order_amounts=amounts,
+                now=self.province_time(self.clock.time()),
+                order_created_at=self._created_in_province_time(order),
+            )
+            if not _bad_signature(result):
+                break
         if result is not None:
-            self._pay(order, result, reply.order_id)
+            self._pay(order, result, reply.order_id, "orders/status/reply")
+
+    def _rejected(self, what: str, reason: str, detail: str) -> None:
+        if self.payment_rejected is not None:
+            try:
+                self.payment_rejected(what, reason, detail)
+            except Exception:  # counting must never take the controller down
+                log.exception("payment_rejected hook failed")
+
+    def _trusted_keys(self) -> list[bytes]:
+        if self.province_keys is not None:
+            return self.province_keys()
+        return [] if self.province_public_key is None else [self.province_public_key]
 
     def _created_in_province_time(self, order: sale.Order | None) -> float | None:
         if order is None or not order.created_at:
@@ -253,11 +282,17 @@ class Sales:
         return self.province_time(order.created_at)
 
     def _pay(
-        self, order: sale.Order | None, result: Payment | ConfirmationRejected, order_id: str
+        self,
+        order: sale.Order | None,
+        result: Payment | ConfirmationRejected,
+        order_id: str,
+        what: str,
     ) -> None:
         if isinstance(result, ConfirmationRejected) or order is None:
             reason = result.reason.value if isinstance(result, ConfirmationRejected) else "?"
             log_event(log, "payment.rejected", logging.WARNING, order=order_id, reason=reason)
+            detail = result.detail if isinstance(result, ConfirmationRejected) else ""
+            self._rejected(what, reason if reason != "?" else "unknown_order", detail)
             return
         known = [p for p in (order.payment, *order.extra_payments) if p is not None]
         if any(p.provider_ref == result.provider_ref for p in known):
@@ -266,3 +301,8 @@ class Sales:
         else:
             log_event(log, "payment.confirmed", order=order_id, ref=result.provider_ref)
         self.feed(order, sale.PaymentConfirmed(result, self.clock.time()))
+
+
+def _bad_signature(result: object) -> bool:
+    """A rejection for the signature alone: the next trusted key may still verify it."""
+    return isinstance(result, ConfirmationRejected) and result.reason is RejectReason.BAD_SIGNATURE

@@ -28,6 +28,7 @@ from kiosk import config as _config
 from kiosk import contract as ui
 from kiosk.clock import Clock
 from kiosk.controller import inbox as ib
+from kiosk.controller.access import ServiceAccess
 from kiosk.controller.dispense import DispenseWorker
 from kiosk.controller.integrity import IntegrityCheck
 from kiosk.controller.monitor import Upkeep, run_board_monitor
@@ -71,6 +72,8 @@ class Controller:
         payment_query: Callable[[PaymentStatusQuery], None] | None = None,
         on_commit: Callable[[], None] | None = None,
         province_time: Callable[[float], float] | None = None,
+        province_keys: Callable[[], list[bytes]] | None = None,
+        payment_rejected: Callable[[str, str, str], None] | None = None,
         tick_s: float = 1.0,
         status_every_s: float = 1.0,
         start_grace_s: float = 5.0,
@@ -109,6 +112,8 @@ class Controller:
         self.payment_query = payment_query
         if province_time is not None:
             self.province_time = province_time
+        self.sales.province_keys = province_keys  # confirmations follow the sync keyring
+        self.sales.payment_rejected = payment_rejected  # (what, reason, detail): sync counts
 
     def _wire(
         self,
@@ -150,6 +155,7 @@ class Controller:
             unlock_timeout_s=unlock_timeout_s,
             query_retry_s=query_retry_s,
         )
+        self.access = ServiceAccess(self.persist, self.clock, self.kiosk_id)
         self.tech = Technician(
             self.store,
             self.repo,
@@ -158,6 +164,7 @@ class Controller:
             planogram,
             lambda: bool(self.sales.orders),
             self.worker.jobs.put,
+            who=lambda: self.access.technician,
         )
         if os.environ.get(_CRASH_ENV):  # testing only: kill-at-every-step
             from kiosk.controller import crashpoints
@@ -318,11 +325,18 @@ class Controller:
             self.tech.test_done(item)
         elif isinstance(item, ui.Restock | ui.TestVend | ui.OpenDoor | ui.LockSales):
             self.tech.handle(item)
+        elif isinstance(item, ui.ServiceLogin):
+            self.access.login(item)  # the lockout (and its alarm) on disk first
+            self._on_intent(item)
+        elif isinstance(item, ui.ServiceExit):
+            self._on_intent(item)  # logged with the technician's id
+            self.access.logout()
         else:
             self._on_intent(item)
 
     def _on_tick(self) -> None:
         self.sales.tick(self._board_online)
+        self.persist.pump_stock()  # stock log rows of other writers -> events/stock
         mono = self.clock.monotonic()
         idle = not self.sales.orders and not self.sales.inflight
         self.upkeep.checkpoint_when_idle(mono, idle and self.tech.test_running is None)
@@ -468,6 +482,7 @@ class Controller:
             board_online=self._board_online,
             queue_depths=self._queue_depths(),
             last_result=self.tech.last_result,
+            pin=self.access.view(self._mono_offset),
         )
 
     def _queue_depths(self) -> dict[str, int]:

@@ -23,6 +23,7 @@ from kiosk.log import log_event
 from kiosk.store import Store
 from kiosk.store.orders import OrderRepo
 from kiosk.sync.outbox import Priority
+from kiosk.sync.records import selftest_body, slot_result, slot_test_ok
 
 log = logging.getLogger("kiosk.controller")
 
@@ -41,6 +42,7 @@ class Technician:
         planogram: Callable[[], Planogram],
         orders_open: Callable[[], bool],
         put_job: Callable[[TestJob], None],
+        who: Callable[[], str] = lambda: "",
     ) -> None:
         self.store = store
         self.repo = repo
@@ -49,8 +51,10 @@ class Technician:
         self._planogram = planogram
         self._orders_open = orders_open
         self._put_job = put_job
+        self._who = who  # the technician logged in (kiosk.controller.access), "" if nobody
         self.last_result = ""
         self.test_running: int | None = None
+        self._test_started: tuple[str, float] | None = None  # (kind, kiosk time) of that test
         self.sales_locked = store.settings.get(SALES_LOCKED) == "1"
 
     def handle(self, it: TechnicianIntent) -> None:
@@ -62,6 +66,8 @@ class Technician:
             self.lock_sales(it.locked)
 
     def log(self, action: str, **fields: Any) -> None:
+        """Every record carries `technician`: who is logged in (a login says whose PIN it was)."""
+        fields = {"technician": self._who(), **fields}
         log_event(log, "technician", action=action, **fields)
         self.persist.append(
             "technician", {"action": action, **fields, "at": self.clock.time()}, Priority.HIGH
@@ -91,6 +97,7 @@ class Technician:
             self.last_result = f"slot {slot}: {e}"
             return
         self.persist.slot_back(slot)
+        self.persist.pump_stock()
         self.last_result = f"slot {slot}: {level}"
         self.log("restock", slot=slot, level=level)
 
@@ -107,7 +114,8 @@ class Technician:
             self.last_result = f"test vend refused: {e}"
             return
         self.test_running = tx
-        self.log("test_vend", slot=slot, tx=tx, kind=kind)
+        self._test_started = (kind, self.clock.time())
+        self.log("open_door" if kind == "unlock" else "test_vend", slot=slot, tx=tx, kind=kind)
         self._put_job(TestJob(tx, slot, kind))
 
     def test_done(self, d: TestDone) -> None:
@@ -123,5 +131,21 @@ class Technician:
                         )
         except STORE_ERRORS as e:
             self.persist.failed(e, "test_vend")
+        self.persist.pump_stock()
         self.last_result = f"slot {d.slot_no}: {d.outcome}"
         self.log("test_vend_done", slot=d.slot_no, tx=d.tx, outcome=d.outcome)
+        self._report_test(d, now)
+
+    def _report_test(self, d: TestDone, now: float) -> None:
+        """A slot test from the service menu (not a door opened for restocking) is a self test
+        of that one slot for the province (`events/selftest`, source "service_menu")."""
+        kind, started = self._test_started or ("test", now)
+        self._test_started = None
+        if kind != "test":
+            return
+        result = slot_result(d.outcome, slot_test_ok(d.outcome))
+        slot = {"slot_no": d.slot_no, "result": result, "detail": f"{d.outcome} (tx {d.tx})"}
+        body = selftest_body(
+            source="service_menu", started_at=started, finished_at=now, slots=[slot]
+        )
+        self.persist.selftest(body)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import kiosk
 from kiosk import contract as ui
@@ -52,6 +52,7 @@ class Snapshot:
     board_online: bool | None
     queue_depths: Mapping[str, int]
     last_result: str
+    pin: ui.PinView = field(default_factory=ui.PinView)
 
 
 def build_view(s: Snapshot) -> ui.ViewState:
@@ -193,6 +194,7 @@ def _service_info(s: Snapshot) -> ui.ServiceInfo:
         boards=(ui.BoardInfoView(connected=bool(s.board_online)),),
         slots=slots,
         last_result=s.last_result,
+        pin=s.pin,
     )
 
 

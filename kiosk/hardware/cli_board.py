@@ -2,6 +2,8 @@
 
 Owns: the ``board`` subcommand's arguments, its human and JSON output and its exit codes
 (0 ok, 1 the board answered and says not ok, 2 the board cannot be reached).
+`selftest` hands its result to the `on_selftest` hook given to `register` (kiosk/cli.py queues
+it as an `events/selftest` record in the kiosk's store: this layer knows no store nor outbox).
 Must never: decide anything itself (it calls the ``BoardDriver`` API and reports what the board
 said), reuse a tx (each vend gets a fresh one from the clock, printed before the motor turns), or
 run while the kiosk service owns the port (the port is opened exclusively, so that fails loudly).
@@ -37,7 +39,11 @@ from kiosk.hardware.link import SerialLink
 from kiosk.hardware.protocol import Outcome, WireSlotKind
 from kiosk.textfile import say
 
-__all__ = ["describe", "register"]
+__all__ = ["SelftestHook", "describe", "register"]
+
+# (args, started_at, finished_at, results): results as in the JSON output (slot, outcome, ok,
+# description); returns a line for people, or None when nothing was done.
+SelftestHook = Callable[[argparse.Namespace, float, float, list[dict[str, Any]]], str | None]
 
 _DESCRIPTIONS: dict[Outcome, str] = {
     Outcome.ACCEPTED: "started",
@@ -70,8 +76,10 @@ def describe(outcome: Outcome) -> str:
 def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common_parent: argparse.ArgumentParser,
+    on_selftest: SelftestHook | None = None,
 ) -> None:
-    """Add ``board`` with ``status|vend|unlock|outcome|selftest`` to the ``kiosk`` parser."""
+    """Add ``board`` with ``status|vend|unlock|outcome|selftest`` to the ``kiosk`` parser.
+    `on_selftest`: given every finished selftest's result (kiosk/cli.py: the outbox record)."""
     parents = [common_parent, _connection_options()]
 
     board = subparsers.add_parser(
@@ -131,7 +139,13 @@ def register(
         metavar="S",
         help=f"per slot (default {DEFAULT_TEST_TIMEOUT:g} s)",
     )
-    stt.set_defaults(func=cmd_selftest)
+    stt.add_argument(
+        "--no-queue",
+        action="store_true",
+        help="do not queue the result for the province (default: queued in the store of the "
+        "kiosk config, when there is one)",
+    )
+    stt.set_defaults(func=cmd_selftest, on_selftest=on_selftest)
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -436,6 +450,7 @@ def cmd_outcome(args: argparse.Namespace) -> int:
 def cmd_selftest(args: argparse.Namespace) -> int:
     clock = SystemClock()
     last_tx = 0
+    started_at = clock.time()
 
     def body(board: SerialBoard) -> int:
         nonlocal last_tx
@@ -464,6 +479,11 @@ def cmd_selftest(args: argparse.Namespace) -> int:
             _emit(args, obj, summary)
         else:
             print(summary)
+        hook: SelftestHook | None = getattr(args, "on_selftest", None)
+        if hook is not None and not getattr(args, "no_queue", False):
+            note = hook(args, started_at, clock.time(), results)
+            if note:
+                print(note, file=sys.stderr if args.json else sys.stdout)
         return exitcodes.FAIL if failed else exitcodes.OK
 
     try:

@@ -21,7 +21,9 @@ config of docs/broker.md is `production_conf()`, the same function). Listeners
   generated from kiosk.sync.topics): a kiosk writes only its own uplink and reads only its own
   downlink and the province broadcast.
 - backend (`backend_port`, `province_url`): TLS with a client certificate from the backend CA
-  (`Pki.backend_client()`); user `province` has everything.
+  (`Pki.backend_client()`); user `province` has everything; optional read-only monitoring
+  users (`audit_identities`, `backend_acl()`) read every topic and write none (the tests' and
+  the demo's MQTT recorder, kiosk/sim/mqtt_tap.py).
 - bootstrap (`bootstrap_port`, optional): TLS, server-auth only (`require_certificate false`),
   anonymous allowed ON THIS LISTENER ONLY; ACL: write `kiosk/v1/register/+/request`, read
   `kiosk/v1/register/+/reply`, nothing else. A kiosk without a certificate registers here. Reading
@@ -62,12 +64,14 @@ from kiosk.sim.certs import private_key_pem, self_signed_ca
 from kiosk.sync.topics import MAX_CATALOG_BYTES, PREFIX, Topics
 
 __all__ = [
+    "BACKEND_ACL",
     "BOOTSTRAP_ACL",
     "ClientCert",
     "Mosquitto",
     "MosquittoMissing",
     "Pki",
     "TcpProxy",
+    "backend_acl",
     "free_port",
     "main",
 ]
@@ -345,6 +349,22 @@ topic readwrite #
 topic read $SYS/#
 """
 
+
+def backend_acl(audit_identities: Sequence[str] = ()) -> str:
+    """The backend listener's ACL: `BACKEND_ACL`, plus one read-only block per monitoring
+    ("audit") identity, a backend-CA certificate CN that may read every topic and write none
+    (docs/broker.md, "A monitoring account"; the tests' recorder, kiosk.sim.mqtt_tap)."""
+    text = BACKEND_ACL
+    for name in audit_identities:
+        if not name or name == PROVINCE_USER or any(c.isspace() or c in "+#/" for c in name):
+            raise ValueError(f"bad audit identity {name!r}")
+        text += (
+            f"# Monitoring: {name!r} reads everything and may write nothing.\n"
+            f"user {name}\ntopic read #\ntopic read $SYS/#\n"
+        )
+    return text
+
+
 # The bootstrap listener's ACL. `pattern` lines apply to every client of the listener, anonymous
 # or with a user name (a registering kiosk sends its id as user name and the token as password,
 # which this broker does not check: the province does).
@@ -520,10 +540,13 @@ class Mosquitto:
         bootstrap: bool = False,
         bootstrap_port: int | None = None,
         backend_port: int | None = None,
+        audit_identities: Sequence[str] = (),
     ) -> None:
         """`bootstrap=True` (TLS only) adds the registration listener on `bootstrap_port`.
         `extra_conf` is appended to the kiosk listener's section. `tls=False` is a plain,
-        anonymous, ACL-less broker on `port` (nothing in the project uses it for trust)."""
+        anonymous, ACL-less broker on `port` (nothing in the project uses it for trust).
+        `audit_identities`: backend-CA certificate CNs that may read every topic on the backend
+        listener and write none (`backend_acl`; connect with `pki.backend_client(name)`)."""
         self.binary = find_mosquitto()
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -551,7 +574,7 @@ class Mosquitto:
         if tls:
             assert self.backend_port is not None
             self.acl_file.write_text(kiosk_acl())
-            self.backend_acl_file.write_text(BACKEND_ACL)
+            self.backend_acl_file.write_text(backend_acl(audit_identities))
             server = {"certfile": pki.server_cert_file, "keyfile": pki.server_key_file}
             kiosk_tls = TlsFiles(pki.ca_file, pki.crl_file, **server)
             if self.bootstrap_port is not None:

@@ -206,6 +206,7 @@ def child_main(argv: Sequence[str]) -> int:
     from kiosk.headless import changed
     from kiosk.sim.shopper import Shopper, TestPaymentSource
     from kiosk.store import StoreError
+    from kiosk.sync.acks import AckVerifier
     from kiosk.sync.client import SyncClient
     from kiosk.sync.topics import Topics
 
@@ -236,6 +237,7 @@ def child_main(argv: Sequence[str]) -> int:
         app.clock,
         on_message,
         app.store.counters.current("boot"),
+        acks=AckVerifier.for_key(kid, pay.public_key, app.store),
         backoff_base_s=0.1,
         backoff_cap_s=1.0,
         stable_after_s=2.0,
@@ -567,13 +569,19 @@ def run_chaos(
     time_scale: float = TIME_SCALE,
     say: Any = None,
     protocol: str = "kiosk",
+    record_mqtt: list[Any] | None = None,
 ) -> ChaosReport:
     """Run the chaos suite in `workdir` (created; left there for post-mortems).
+
+    `record_mqtt`: a list that receives every MQTT message that crossed the broker
+    (kiosk.sim.mqtt_tap.TappedMessage, a read-only audit subscriber on #; it reconnects after
+    each broker restart, so what the broker lost in a SIGKILL it does not see either).
 
     `fault_gap_s` None: the gaps spread what is left of the plan over the sales still to come.
     """
     from kiosk.sim.board_emulator import DROP_WINDOW_S, MOTOR_TURN_S, read_physical_log
     from kiosk.sim.broker import Mosquitto, Pki, TcpProxy
+    from kiosk.sim.mqtt_tap import AUDIT_USER, BrokerTap
     from kiosk.sim.province import BrokerSettings, ProvinceSimulator, load_device_secret
     from kiosk.store import CORRUPT_MARKER, DB_FILENAME, open_store
     from kiosk.store.orders import OrderRepo
@@ -597,8 +605,14 @@ def run_chaos(
     stop_file.unlink(missing_ok=True)
 
     pki = Pki(workdir / "pki")
-    broker = Mosquitto(workdir / "broker", pki, max_inflight=20)
+    audit = (AUDIT_USER,) if record_mqtt is not None else ()
+    broker = Mosquitto(workdir / "broker", pki, max_inflight=20, audit_identities=audit)
     broker.start()
+    tap = None
+    if record_mqtt is not None:
+        acert = pki.backend_client(AUDIT_USER)
+        assert broker.backend_port is not None
+        tap = BrokerTap(broker.backend_port, pki.ca_file, acert.cert_file, acert.key_file).start()
     proxy = TcpProxy(broker.port)
     private, _public = generate_keypair()
     pay_key = workdir / "province-signing.key"
@@ -920,6 +934,11 @@ def run_chaos(
             emu.close()
         province.stop()
         proxy.close()
+        if tap is not None and record_mqtt is not None:
+            if broker.running:
+                tap.drain()
+            tap.stop()
+            record_mqtt.extend(tap.messages())
         broker.stop()
 
     paid = [o for o in orders if o.paid_fen > 0]

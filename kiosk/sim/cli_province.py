@@ -1,7 +1,9 @@
 """`kiosk province-sim`: run the province simulator, or print what it has recorded.
 
-Owns: argument parsing for `province-sim run` (default), `province-sim report`,
-`province-sim sign-csr` and `province-sim issue-token`, and signal handling. `run` also answers
+Owns: argument parsing for `province-sim run` (default), `province-sim report` (`--reconcile`:
+kiosk/sim/province_reconcile.py), `province-sim sign-csr`, `province-sim issue-token`,
+`province-sim revoke` (kiosk/sim/province_revoke.py) and `province-sim rotate-keys` (a
+root-signed key set: kiosk.sim.province_keys), and signal handling. `run` also answers
 registrations (`kiosk/v1/register/+/request`) with the CA in `<data-dir>/ca` (the CA the broker
 must trust for client certificates); tokens and registrations live in
 `<data-dir>/provisioning/registrations.db`. Behaviour lives in kiosk.sim.province and
@@ -30,6 +32,8 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "cmd_issue_token",
     "cmd_report",
+    "cmd_revoke",
+    "cmd_rotate_keys",
     "cmd_run",
     "cmd_sign_csr",
     "main",
@@ -42,13 +46,15 @@ DEMO_KIOSK = "AH-340100-0001"
 DEMO_SECRET = Path(__file__).resolve().parent.parent / "data" / "demo-device-secret"
 CA_DIR = "ca"  # kiosk.sim.province.ProvinceCA: ca.key + ca.crt
 PROVISIONING_DIR = "provisioning"  # kiosk.sim.province_ca.ProvisioningCA: tokens, registrations
+DEFAULT_RECONCILE_S = 24 * 3600.0
 
 
 def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common_parent: argparse.ArgumentParser,
 ) -> None:
-    """Add `province-sim` (actions: run, report, sign-csr, issue-token) to the kiosk command."""
+    """Add `province-sim` (actions: run, report, sign-csr, issue-token, rotate-keys) to the
+    kiosk command."""
     p = subparsers.add_parser(
         "province-sim",
         help="run the province simulator (broker peer, payment page) or print its report",
@@ -66,6 +72,19 @@ def register(
     rep = sub.add_parser("report", help="sales by product, county and kiosk; chain check")
     _data_dir_arg(rep)
     rep.add_argument("--json", action="store_true", help="machine-readable output")
+    rep.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="match every sale to a payment instead (raises the alarms it finds)",
+    )
+    rep.add_argument(
+        "--reconcile-after",
+        type=float,
+        default=DEFAULT_RECONCILE_S,
+        metavar="S",
+        help="an offline-code sale without a payment this long after it arrived is an alarm "
+        "(default 24 h)",
+    )
     rep.set_defaults(func=cmd_report)
     csr = sub.add_parser("sign-csr", help="issue a kiosk client certificate (provisioning CA)")
     _data_dir_arg(csr)
@@ -82,6 +101,61 @@ def register(
         "--ttl", type=float, default=7 * 86400.0, metavar="S", help="valid for S seconds (7 days)"
     )
     tok.set_defaults(func=cmd_issue_token)
+    _rotate_parser(sub)
+    _revoke_parser(sub)
+
+
+def _rotate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rot = sub.add_parser(
+        "rotate-keys",
+        help="new signing key: the root key signs the new key set (published retained)",
+        description="One step (default): the set {new}. Two steps: --keep-old publishes "
+        "{old, new}; later --retire-old publishes {current}. Restart a running `run` after it "
+        "(it keeps signing with the key it loaded) and re-publish retained state.",
+    )
+    _data_dir_arg(rot)
+    _broker_args(rot)
+    how = rot.add_mutually_exclusive_group()
+    how.add_argument("--keep-old", action="store_true", help="publish {old, new} (step 1 of 2)")
+    how.add_argument("--retire-old", action="store_true", help="publish {current} (step 2 of 2)")
+    rot.set_defaults(func=cmd_rotate_keys)
+
+
+def _revoke_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rev = sub.add_parser(
+        "revoke",
+        help="decommission a kiosk: revoke its certificates (CRL), kill its payment secret",
+    )
+    _data_dir_arg(rev)
+    rev.add_argument("kiosk_id", metavar="KIOSK_ID")
+    rev.add_argument(
+        "--crl-out",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also write the CRL here, e.g. the broker's crlfile (always: <data-dir>/ca/ca.crl)",
+    )
+    rev.add_argument(
+        "--also-cert",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="a certificate of this kiosk issued outside the registration book (repeatable)",
+    )
+    rev.add_argument(
+        "--broker-pid", type=int, metavar="PID", help="send the broker SIGHUP (re-read the CRL)"
+    )
+    rev.add_argument(
+        "--kick",
+        metavar="URL",
+        help="cut the kiosk's live connection: mqtts:// backend listener, with --ca/--cert/--key",
+    )
+    rev.add_argument("--ca", type=Path, help="broker CA certificate (for --kick)")
+    rev.add_argument("--cert", type=Path, help="province backend client certificate (--kick)")
+    rev.add_argument("--key", type=Path, help="its private key (--kick)")
+    rev.set_defaults(func=cmd_revoke)
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -94,17 +168,7 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--broker", default=argparse.SUPPRESS, help="mqtt(s)://host:port")
-    p.add_argument("--mqtt-version", choices=("5", "3.1.1"), default=argparse.SUPPRESS)
-    p.add_argument("--ca", type=Path, default=argparse.SUPPRESS, help="broker CA certificate")
-    p.add_argument("--cert", type=Path, default=argparse.SUPPRESS, help="province client cert")
-    p.add_argument("--key", type=Path, default=argparse.SUPPRESS, help="its private key")
-    p.add_argument(
-        "--allow-plaintext",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="allow mqtt:// to a non-loopback broker (loopback is always allowed: demo)",
-    )
+    _broker_args(p)
     p.add_argument(
         "--kiosk",
         action="append",
@@ -115,10 +179,31 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, default=argparse.SUPPRESS, help="pay page port")
     p.add_argument("--no-http", action="store_true", default=argparse.SUPPRESS)
     p.add_argument(
+        "--reconcile-after",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="S",
+        help="reconciliation grace for offline-code sales (default 24 h; swept every minute)",
+    )
+    p.add_argument(
         "--publish-demo-catalog",
         action="store_true",
         default=argparse.SUPPRESS,
         help="publish the demo catalog, signed, at start",
+    )
+
+
+def _broker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", default=argparse.SUPPRESS, help="mqtt(s)://host:port")
+    p.add_argument("--mqtt-version", choices=("5", "3.1.1"), default=argparse.SUPPRESS)
+    p.add_argument("--ca", type=Path, default=argparse.SUPPRESS, help="broker CA certificate")
+    p.add_argument("--cert", type=Path, default=argparse.SUPPRESS, help="province client cert")
+    p.add_argument("--key", type=Path, default=argparse.SUPPRESS, help="its private key")
+    p.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="allow mqtt:// to a non-loopback broker (loopback is always allowed: demo)",
     )
 
 
@@ -138,6 +223,27 @@ def _is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _broker(args: argparse.Namespace, client_id: str = "province-sim") -> Any:
+    """The BrokerSettings of the command line, or a message saying what is wrong."""
+    from kiosk.sim.province import BrokerSettings
+
+    url = _opt(args, "broker", "mqtt://127.0.0.1:1883")
+    broker = BrokerSettings(
+        url=url,
+        ca_file=_opt(args, "ca", None),
+        cert_file=_opt(args, "cert", None),
+        key_file=_opt(args, "key", None),
+        allow_plaintext=bool(_opt(args, "allow_plaintext", False)) or _is_loopback(url),
+        mqtt_version=_opt(args, "mqtt_version", "5"),
+        client_id=client_id,
+    )
+    try:
+        broker.address()
+    except ValueError as e:
+        return str(e)
+    return broker
 
 
 def _kiosk_secrets(args: argparse.Namespace) -> dict[str, bytes] | str:
@@ -210,10 +316,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kiosk.sim.paypage import DEFAULT_PORT, PayPageServer
     from kiosk.sim.province import (
         PUBLIC_KEY_FILE,
-        BrokerSettings,
         ProvinceSimulator,
         load_or_create_signing_key,
     )
+    from kiosk.sim.province_keys import ROOT_PUBLIC_FILE, load_or_create_root_key
 
     setup_logging("debug" if _opt(args, "verbose", 0) else "info")
     url = _opt(args, "broker", "mqtt://127.0.0.1:1883")
@@ -222,22 +328,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(secrets, file=sys.stderr)
         return exitcodes.USAGE
     data_dir = _data_dir(args)
-    broker = BrokerSettings(
-        url=url,
-        ca_file=_opt(args, "ca", None),
-        cert_file=_opt(args, "cert", None),
-        key_file=_opt(args, "key", None),
-        allow_plaintext=bool(_opt(args, "allow_plaintext", False)) or _is_loopback(url),
-        mqtt_version=_opt(args, "mqtt_version", "5"),
-    )
-    try:
-        broker.address()
-    except ValueError as e:
-        print(f"province-sim: {e}", file=sys.stderr)
+    broker = _broker(args)
+    if isinstance(broker, str):
+        print(f"province-sim: {broker}", file=sys.stderr)
         return exitcodes.USAGE
     key = load_or_create_signing_key(data_dir)
+    root = load_or_create_root_key(data_dir)
     registrar = open_provisioning_ca(data_dir)
-    sim = ProvinceSimulator(broker, data_dir, secrets, key, provisioning_ca=registrar)
+    sim = ProvinceSimulator(
+        broker,
+        data_dir,
+        secrets,
+        key,
+        provisioning_ca=registrar,
+        reconcile_after_s=_opt(args, "reconcile_after", DEFAULT_RECONCILE_S),
+        root_key=root,
+    )
     page: PayPageServer | None = None
     if not _opt(args, "no_http", False):
         try:
@@ -262,6 +368,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(
         f"  province public key: {data_dir / PUBLIC_KEY_FILE} (kid {sim.kid}) "
         f"SHA-256 {_key_fingerprint(data_dir / PUBLIC_KEY_FILE)}",
+        flush=True,
+    )
+    print(
+        f"  province root key: {data_dir / ROOT_PUBLIC_FILE} (signs key sets only; "
+        f"sync.province_root_key) SHA-256 {_key_fingerprint(data_dir / ROOT_PUBLIC_FILE)}",
         flush=True,
     )
     print(f"  kiosks: {', '.join(sorted(sim.device_secrets))}", flush=True)
@@ -298,6 +409,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exitcodes.FAIL
+    if _opt(args, "reconcile", False):
+        return _report_reconcile(args, data_dir)
     db = open_db(data_dir)
     try:
         sales = sales_report(db)
@@ -355,6 +468,97 @@ def cmd_report(args: argparse.Namespace) -> int:
     return exitcodes.OK if all(c.ok for c in chains) and not alarms else exitcodes.FAIL
 
 
+def _revoked_kiosks(data_dir: Path) -> dict[str, float]:
+    """The revocations of `data_dir`'s registration book (none if there is no book)."""
+    import sqlite3
+
+    path = data_dir / PROVISIONING_DIR / "registrations.db"
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT kiosk_id, revoked_at FROM revoked_kiosks").fetchall()
+    except sqlite3.OperationalError:
+        rows = []  # a book from before revocations existed
+    finally:
+        conn.close()
+    return {k: float(t) for k, t in rows}
+
+
+def _report_reconcile(args: argparse.Namespace, data_dir: Path) -> int:
+    """`report --reconcile`: every sale against the payments; new alarms are recorded."""
+    import time
+
+    from kiosk.sim.province import open_db
+    from kiosk.sim.province_reconcile import raise_alarms, reconcile
+
+    if args.reconcile_after < 0:
+        print("province-sim report: --reconcile-after must be >= 0", file=sys.stderr)
+        return exitcodes.USAGE
+    db = open_db(data_dir)
+    try:
+        rep = reconcile(db, time.time(), args.reconcile_after, _revoked_kiosks(data_dir))
+        raise_alarms(db, rep)
+    finally:
+        db.close()
+    if _opt(args, "json", False):
+        print(json.dumps(rep.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(rep.format())
+        for m in rep.alarms:
+            print(f"ALARM {m.kiosk_id} {m.order_id}: {m.status}")
+    return exitcodes.FAIL if rep.alarms else exitcodes.OK
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """Decommission KIOSK_ID (kiosk/sim/province_revoke.py); prints what it did."""
+    from cryptography import x509
+
+    from kiosk.config import KIOSK_ID_RE
+    from kiosk.sim.province import BrokerSettings
+    from kiosk.sim.province_revoke import kick_client, reload_broker, revoke_kiosk
+
+    if not KIOSK_ID_RE.match(args.kiosk_id):
+        print(f"province-sim revoke: not a kiosk id: {args.kiosk_id!r}", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.kick and not (args.ca and args.cert and args.key):
+        print("province-sim revoke: --kick needs --ca, --cert and --key", file=sys.stderr)
+        return exitcodes.USAGE
+    data_dir = _data_dir(args)
+    registrar = open_provisioning_ca(data_dir)
+    try:
+        extra = [x509.load_pem_x509_certificate(p.read_bytes()) for p in args.also_cert]
+        done = revoke_kiosk(
+            registrar, args.kiosk_id, [data_dir / CA_DIR / "ca.crl", *args.crl_out], extra
+        )
+    except (OSError, ValueError) as e:
+        print(f"province-sim revoke: {e}", file=sys.stderr)
+        return exitcodes.FAIL
+    finally:
+        registrar.close()
+    print(f"revoked {done.kiosk_id}: payment secret dead, {len(done.serials)} certificate(s)")
+    for path in done.crl_files:
+        print(f"  CRL written: {path}")
+    try:
+        if args.broker_pid:
+            reload_broker(args.broker_pid)
+            print(f"  broker (pid {args.broker_pid}) told to re-read the CRL (SIGHUP)")
+        if args.kick:
+            settings = BrokerSettings(
+                url=args.kick, ca_file=args.ca, cert_file=args.cert, key_file=args.key
+            )
+            kicked = kick_client(settings, args.kiosk_id)
+            print(f"  live connection cut: {'yes' if kicked else 'NO (broker refused)'}")
+    except (OSError, ValueError) as e:
+        print(f"province-sim revoke: {e}", file=sys.stderr)
+        return exitcodes.FAIL
+    if not args.broker_pid:
+        print("  next: make the broker re-read the CRL (Mosquitto: SIGHUP; docs/broker.md)")
+    if not args.kick:
+        print("  next: cut the kiosk's live connection (--kick, or restart the broker)")
+    return exitcodes.OK
+
+
 def cmd_sign_csr(args: argparse.Namespace) -> int:
     from kiosk.sim.province import ProvinceCA
 
@@ -364,6 +568,13 @@ def cmd_sign_csr(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"province-sim sign-csr: {e}", file=sys.stderr)
         return exitcodes.FAIL
+    from cryptography import x509
+
+    registrar = open_provisioning_ca(_data_dir(args))
+    try:  # in the registration book, so `revoke` finds it
+        registrar.record_cert(x509.load_pem_x509_certificate(cert), args.kiosk_id)
+    finally:
+        registrar.close()
     args.out.write_bytes(cert)
     print(f"wrote {args.out} (CA {ca.cert_file})")
     return exitcodes.OK
@@ -385,6 +596,38 @@ def cmd_issue_token(args: argparse.Namespace) -> int:
     finally:
         registrar.close()
     print(token, flush=True)
+    return exitcodes.OK
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    """A new signing key, or the old one retired: a root-signed key set, published retained."""
+    from kiosk.sim.province import ProvinceSimulator, load_or_create_signing_key
+    from kiosk.sim.province_keys import load_or_create_root_key
+    from kiosk.sync.signing import key_id
+
+    broker = _broker(args, client_id="province-sim-keys")
+    if isinstance(broker, str):
+        print(f"province-sim rotate-keys: {broker}", file=sys.stderr)
+        return exitcodes.USAGE
+    data_dir = _data_dir(args)
+    key, root = load_or_create_signing_key(data_dir), load_or_create_root_key(data_dir)
+    sim = ProvinceSimulator(broker, data_dir, {}, key, root_key=root)
+    sim.start()
+    try:
+        if not sim.wait_connected(15) or sim.key_sets is None:
+            print(f"province-sim rotate-keys: cannot reach {broker.url}", file=sys.stderr)
+            return exitcodes.FAIL
+        old = sim.kid
+        if _opt(args, "retire_old", False):
+            version = sim.key_sets.publish([sim.public_key])
+        else:
+            _, version = sim.key_sets.rotate(keep_old=bool(_opt(args, "keep_old", False)))
+        kids = ", ".join(key_id(k) for k in sim.key_sets.current)
+        print(f"key set v{version} signed by the root {sim.key_sets.root_kid}: {kids}", flush=True)
+        if sim.kid != old:
+            print(f"signing key now {sim.kid} (was {old}); restart a running `run`", flush=True)
+    finally:
+        sim.stop()
     return exitcodes.OK
 
 

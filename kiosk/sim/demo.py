@@ -42,8 +42,10 @@ WINDOW = (540, 960)
 Say = Callable[[str], None]
 
 
-class Interrupted(Exception):
-    """SIGINT / SIGTERM arrived: stop everything."""
+class Interrupted(BaseException):
+    """SIGINT / SIGTERM arrived: stop everything. A BaseException, like KeyboardInterrupt, so
+    that no `except Exception` on the way (a screenshot that is "never worth failing the demo
+    for") swallows it and lets the demo run on to exit 0."""
 
 
 def register(
@@ -73,6 +75,14 @@ def register(
         help="the emulated cabinet: kiosk (our own control board, default) or vmc (a vending "
         "machine controller that polls the kiosk, docs/boards/vmc.md)",
     )
+    p.add_argument(
+        "--record-mqtt",
+        type=Path,
+        metavar="FILE",
+        help="record every MQTT message crossing the demo's broker (a read-only audit "
+        "subscriber on #) and write them to FILE as JSON lines at the end (the tests check "
+        "them against docs/mqtt-api.yaml)",
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -96,11 +106,14 @@ class Demo:
         say: Say | None = None,
         timeout: float = 40.0,
         board: str = "kiosk",
+        record_mqtt: Path | None = None,
     ) -> None:
         if board not in ("kiosk", "vmc"):
             raise ValueError(f"unknown board {board!r}: kiosk or vmc")
         self.board = board
         self.own_dir = workdir is None
+        self.record_mqtt = record_mqtt
+        self.tap: Any = None  # kiosk.sim.mqtt_tap.BrokerTap with --record-mqtt
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="kiosk-demo-")).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.headless = headless
@@ -154,6 +167,7 @@ class Demo:
     def setup(self) -> None:
         from kiosk.log import setup_logging
         from kiosk.sim.broker import Mosquitto, Pki
+        from kiosk.sim.mqtt_tap import AUDIT_USER, BrokerTap
 
         # This process's log lines (province, pay page, headless kiosk) go to a file; the
         # console is for what a person watching the demo wants to see.
@@ -166,20 +180,29 @@ class Demo:
             ProvinceSimulator,
             load_or_create_signing_key,
         )
+        from kiosk.sim.province_keys import ROOT_PUBLIC_FILE, load_or_create_root_key
 
         t0 = time.monotonic()
         # 1. PKI and broker
         pki = Pki(self.dir / "pki")
         kiosk_cert = pki.client(KIOSK_ID)
         prov_cert = pki.backend_client()
-        self.broker = Mosquitto(self.dir / "broker", pki)
+        audit = (AUDIT_USER,) if self.record_mqtt is not None else ()
+        self.broker = Mosquitto(self.dir / "broker", pki, audit_identities=audit)
         self.broker.start()
+        if self.record_mqtt is not None:  # before anyone else connects: every message
+            cert = pki.backend_client(AUDIT_USER)
+            assert self.broker.backend_port is not None
+            self.tap = BrokerTap(
+                self.broker.backend_port, pki.ca_file, cert.cert_file, cert.key_file
+            ).start()
         # 2. device secret shared by kiosk and province, province keys, simulator, pay page
         secret_file = self.dir / "device-secret"
         secret_file.write_text(secrets.token_hex(32) + "\n")
         secret_file.chmod(0o600)
         self.secret = secret_file.read_bytes()
         key = load_or_create_signing_key(self.province_dir)
+        root_key = load_or_create_root_key(self.province_dir)  # signs key sets only
         device_secrets = {KIOSK_ID: self.secret}
         self.sim = ProvinceSimulator(
             BrokerSettings(
@@ -192,6 +215,7 @@ class Demo:
             self.province_dir,
             device_secrets,
             key,
+            root_key=root_key,
         )
         self.page = PayPageServer(device_secrets, self.sim.confirm_payment, port=0)
         self.sim.start()
@@ -219,7 +243,12 @@ class Demo:
             "emulator.log",
         )
         # 4. the kiosk config and its store
-        self._write_config(kiosk_cert, pki.ca_file, self.province_dir / PUBLIC_KEY_FILE)
+        self._write_config(
+            kiosk_cert,
+            pki.ca_file,
+            self.province_dir / PUBLIC_KEY_FILE,
+            self.province_dir / ROOT_PUBLIC_FILE,
+        )
         seed = subprocess.run(
             [
                 sys.executable,
@@ -248,6 +277,9 @@ class Demo:
         what = "VMC emulator  " if self.board == "vmc" else "board emulator"
         self.say(f"  {what}  {self.pty} (control {self.control}, time x{EMULATOR_TIME_SCALE})")
         self.say(f"  kiosk           {KIOSK_ID}, config {self.config_file}")
+        self.say(
+            f"  service PIN     {self.service_pin} (technician demo; hold the top-left corner 3 s)"
+        )
         self.say(f"  kiosk data      {self.data_dir}")
         self.say(f"  ready in {time.monotonic() - t0:.1f} s")
 
@@ -261,12 +293,19 @@ class Demo:
                 raise RuntimeError(f"timed out waiting for {what}")
             time.sleep(0.05)
 
-    def _write_config(self, cert: Any, ca: Path, province_key: Path) -> None:
+    def _write_config(self, cert: Any, ca: Path, province_key: Path, root_key: Path) -> None:
         def q(v: object) -> str:
             return json.dumps(str(v), ensure_ascii=False)  # a TOML basic string
 
+        from kiosk.core.pin import DEMO_PIN, hash_pin
+
         w, h = WINDOW
         protocol, baud = ("vmc", 57600) if self.board == "vmc" else ("kiosk", 115200)
+        # A PIN of this demo's own: the config is mqtts://, which refuses the published demo PIN.
+        self.service_pin = DEMO_PIN
+        while self.service_pin == DEMO_PIN:
+            self.service_pin = f"{secrets.randbelow(10**6):06d}"
+        pin_hash = hash_pin(self.service_pin, iterations=10_000)
         self.config_file.write_text(
             f"""# written by `kiosk demo`: everything on this machine, in {self.dir}
 [identity]
@@ -294,6 +333,7 @@ ca_file = {q(ca)}
 cert_file = {q(cert.cert_file)}
 key_file = {q(cert.key_file)}
 province_public_key = {q(province_key)}
+province_root_key = {q(root_key)}
 keepalive_s = 10
 
 [payments]
@@ -310,6 +350,10 @@ language = "zh"
 fullscreen = false
 idle_timeout_s = 60
 dim_after_s = 300
+
+[[service.technicians]]
+id = "demo"
+pin_hash = {q(pin_hash)}
 
 [store]
 data_dir = {q(self.data_dir)}
@@ -493,6 +537,12 @@ format = "kv"
             with contextlib.suppress(Exception):
                 self.sim.stop()
             self.sim = None
+        if self.tap is not None and self.record_mqtt is not None:
+            with contextlib.suppress(Exception):
+                self.tap.drain()
+            self.tap.stop()
+            self.tap.dump(self.record_mqtt)
+            self.tap = None
         if self.broker is not None:
             self.broker.stop()
         with contextlib.suppress(FileNotFoundError):
@@ -523,6 +573,7 @@ def run_demo(
     keep: bool = False,
     timeout: float = 40.0,
     board: str = "kiosk",
+    record_mqtt: Path | None = None,
 ) -> int:
     headless = headless or not os.environ.get("DISPLAY")
 
@@ -534,7 +585,14 @@ def run_demo(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     demo: Demo | None = None
     try:
-        demo = Demo(workdir, headless=headless, keep=keep, timeout=timeout, board=board)
+        demo = Demo(
+            workdir,
+            headless=headless,
+            keep=keep,
+            timeout=timeout,
+            board=board,
+            record_mqtt=record_mqtt,
+        )
         print(f"demo pid {os.getpid()}", flush=True)
         demo.setup()
         code = demo.run_script() if headless else demo.run_kiosk_child()
@@ -581,6 +639,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         keep=args.keep,
         timeout=args.timeout,
         board=getattr(args, "board", "kiosk"),
+        record_mqtt=args.record_mqtt,
     )
 
 

@@ -34,25 +34,26 @@ from kiosk.contract import (
     OpenDoor,
     OutOfServiceView,
     PaymentView,
+    PinView,
     ProblemView,
     ProductView,
     Restock,
     ServiceInfo,
+    ServiceLogin,
     SetQuantity,
     SlotView,
     StartShopping,
     TestVend,
     ViewState,
 )
-from kiosk.core.pin import hash_pin
+from kiosk.core.pin import DEMO_PIN, DEMO_PIN_HASH, PinLockout
 from kiosk.core.planogram import Planogram, SlotKind
 from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
 
 __all__ = ["DEMO_PIN", "DEMO_PIN_HASH", "FakeController", "demo_view"]
 
-DEMO_PIN = "2468"
-#: Low iteration count: demo and tests only. Real hashes come from kiosk-provision.
-DEMO_PIN_HASH = hash_pin(DEMO_PIN, iterations=1000, salt=bytes.fromhex("6b696f736b2d64656d6f"))
+# DEMO_PIN, DEMO_PIN_HASH: kiosk.core.pin's (low iteration count: demo and tests only; real
+# hashes come from kiosk-provision, and a field config refuses this one).
 
 
 class FakeController:
@@ -101,6 +102,8 @@ class FakeController:
         self._oos: OutOfServiceView | None = None
         self._sales_locked = False
         self._last_result = ""
+        self._pin_lock = PinLockout()  # the controller's rule, on the monotonic clock here
+        self._pin_attempts = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()  # set on every state change: the pump thread re-plans
@@ -269,7 +272,13 @@ class FakeController:
             elif not intent.locked and mode == "out_of_service":
                 self._mode, self._oos = "idle", None
             self._last_result = "sales locked" if intent.locked else "sales unlocked"
-        # ServiceLogin / ServiceExit / ServiceViewed: recorded in `posted` only
+        elif isinstance(intent, ServiceLogin):
+            self._pin_attempts += 1
+            if intent.ok:
+                self._pin_lock = self._pin_lock.succeeded()
+            elif not intent.locked_out:
+                self._pin_lock = self._pin_lock.failed(self.clock.monotonic())
+        # ServiceExit / ServiceViewed: recorded in `posted` only
 
     def _checkout(self) -> None:
         self._orders += 1
@@ -394,6 +403,7 @@ class FakeController:
                 for s in self.planogram
             ),
             last_result=self._last_result,
+            pin=self._pin_view(),
         )
         return ViewState(
             seq=self._seq,
@@ -408,6 +418,16 @@ class FakeController:
             problem=self._problem if self._mode == "problem" else None,
             out_of_service=self._oos if self._mode == "out_of_service" else None,
             service=service,
+        )
+
+    def _pin_view(self) -> PinView:
+        mono, lock = self.clock.monotonic(), self._pin_lock
+        return PinView(
+            ready=True,
+            attempts=self._pin_attempts,
+            failures=lock.failures,
+            locked_until=lock.locked_until if lock.locked(mono) else None,
+            tries_left=lock.tries_left(mono),
         )
 
     def _publish(self) -> None:

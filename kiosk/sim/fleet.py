@@ -120,13 +120,21 @@ class _AckTimer:
 
     def ack(self, event_ids: Iterable[str]) -> int:
         ids = list(event_ids)
+        self._timed(ids)
+        return self._o.ack(ids)
+
+    def ack_records(self, records: Iterable[tuple[str, int]]) -> int:
+        pairs = list(records)
+        self._timed(e for e, _s in pairs)
+        return self._o.ack_records(pairs)
+
+    def _timed(self, event_ids: Iterable[str]) -> None:
         t = time.time()
-        for e in ids:
+        for e in event_ids:
             c = self._created.pop(e, None)
             if c is not None:
                 self._lat.append(t - c)
                 self.acked_sales += 1
-        return self._o.ack(ids)
 
     def depth(self) -> dict[Priority, int]:
         return self._o.depth()
@@ -136,11 +144,14 @@ class _AckTimer:
 
 
 class _SimKiosk:
-    def __init__(self, i: int, root: Path, pki: Any, url: str, lat: list[float]) -> None:
+    def __init__(
+        self, i: int, root: Path, pki: Any, url: str, lat: list[float], province_key: bytes
+    ) -> None:
         from kiosk.clock import SystemClock
         from kiosk.config import SyncConfig
         from kiosk.core.ledger import GENESIS_HASH
         from kiosk.store import open_store
+        from kiosk.sync.acks import AckVerifier
         from kiosk.sync.client import SyncClient
         from kiosk.sync.outbox import Outbox
         from kiosk.sync.topics import Topics
@@ -168,6 +179,7 @@ class _SimKiosk:
             clock,
             lambda t, b: None,
             boot,
+            acks=AckVerifier.for_key(self.kid, province_key, self.store),
             backoff_base_s=0.5,
             backoff_cap_s=10.0,
             poll_s=0.5,
@@ -196,7 +208,17 @@ class _SimKiosk:
 
         self.outbox.coalesce(
             "telemetry",
-            messages.telemetry({"cpu_temp_c": 48.5, "outbox_depth": 0, "uptime_s": 1}),
+            messages.telemetry(
+                {
+                    "mode": "idle",
+                    "board_online": True,
+                    "mqtt_connected": self.client.connected,
+                    "outbox_depth": self.pending(),
+                    "clock_offset_s": None,
+                    "cpu_temp_c": 48.5,
+                    "uptime_s": 1,
+                }
+            ),
         )
         self.telemetry += 1
         self.client.wake()
@@ -234,7 +256,7 @@ def _sale_body(kiosk_id: str, seq: int, prev_hash: str) -> dict[str, Any]:
                 "slot_no": (seq % 60) + 1,
                 "status": "delivered",
                 "tx": seq,
-                "outcome": "ok",
+                "outcome": "DELIVERED",
             }
         ],
         "payment_method": "wechat",
@@ -265,8 +287,12 @@ def run_fleet(
     seed: int = 1,
     drain_timeout_s: float = 60.0,
     say: Any = None,
+    record_mqtt: list[Any] | None = None,
 ) -> FleetResult:
+    """`record_mqtt`: a list that receives every MQTT message that crossed the broker
+    (kiosk.sim.mqtt_tap.TappedMessage, recorded by a read-only audit subscriber on #)."""
     from kiosk.sim.broker import Mosquitto, Pki
+    from kiosk.sim.mqtt_tap import AUDIT_USER, BrokerTap
     from kiosk.sim.province import BrokerSettings, ProvinceSimulator
     from kiosk.sync.signing import generate_keypair
 
@@ -280,10 +306,16 @@ def run_fleet(
     res = FleetResult(kiosks, duration_s, sale_rate_per_min, telemetry_s)
     rng = random.Random(seed)
     pki = Pki(root / "pki")
-    broker = Mosquitto(root / "broker", pki, max_inflight=20)
+    audit = (AUDIT_USER,) if record_mqtt is not None else ()
+    broker = Mosquitto(root / "broker", pki, max_inflight=20, audit_identities=audit)
     broker.start()
-    assert broker.proc is not None
+    assert broker.proc is not None and broker.backend_port is not None
+    tap = None
+    if record_mqtt is not None:
+        acert = pki.backend_client(AUDIT_USER)
+        tap = BrokerTap(broker.backend_port, pki.ca_file, acert.cert_file, acert.key_file).start()
     pcert = pki.backend_client()
+    signing_key = generate_keypair()[0]
     province = ProvinceSimulator(
         BrokerSettings(
             url=broker.province_url,
@@ -293,7 +325,7 @@ def run_fleet(
         ),
         root / "province",
         {},
-        generate_keypair()[0],
+        signing_key,
     )
     province.start()
     nodes: list[_SimKiosk] = []
@@ -302,7 +334,7 @@ def run_fleet(
         if not province.wait_connected(15):
             raise RuntimeError("province simulator did not connect")
         for i in range(kiosks):
-            n = _SimKiosk(i, root / "kiosks", pki, broker.url, lat)
+            n = _SimKiosk(i, root / "kiosks", pki, broker.url, lat, province.public_key)
             nodes.append(n)
             n.client.start()
         deadline = time.monotonic() + max(30.0, kiosks * 0.2)
@@ -375,6 +407,10 @@ def run_fleet(
             except Exception as e:  # a kiosk that cannot close cleanly must not hide results
                 res.notes.append(f"{n.kid} close: {e!r}")
         province.stop()
+        if tap is not None and record_mqtt is not None:
+            tap.drain()
+            tap.stop()
+            record_mqtt.extend(tap.messages())
         broker.stop()
         if own:
             shutil.rmtree(root, ignore_errors=True)

@@ -5,8 +5,11 @@ checks the pay URL exactly as the province would (kiosk.core.payment.parse_pay_u
 kiosk's device secret) and shows the order, the amount and two buttons; `POST /pay` with a
 method simulates WeChat Pay / Alipay success: it calls `on_paid(params, method)` (the province
 simulator signs and publishes the confirmation) and shows the offline confirmation code for a
-kiosk that has lost its connection. Must never confirm an URL whose signature does not check or
-whose payment window has passed, and never show an offline code for such an URL.
+kiosk that has lost its connection, made with the secret that signed the URL
+(kiosk.sim.province_secrets.verify_pay_url: a renewed kiosk's previous secret counts for orders
+shown before the rotation; a revoked kiosk has none). Must never confirm an URL whose signature
+does not check or whose payment window has passed, and never show an offline code for such an
+URL.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from kiosk.clock import Clock, SystemClock
-from kiosk.core.payment import PaymentMethod, PayUrlParams, offline_code, parse_pay_url
+from kiosk.core.payment import PaymentMethod, PayUrlParams, offline_code
 from kiosk.log import log_event
+from kiosk.sim.province_secrets import verify_pay_url
 
 __all__ = ["DEFAULT_PORT", "PayPageServer"]
 
@@ -117,12 +121,18 @@ class PayPageServer:
 
     def check(self, query: str) -> tuple[PayUrlParams | None, str]:
         """The verified pay-URL parameters, or None and why (Chinese / English)."""
-        params = parse_pay_url(f"{self.url}?{query}", self.device_secrets)
-        if params is None:
-            return None, "支付链接无效 · This payment link is not valid."
+        params, _, why = self._verified(query)
+        return params, why
+
+    def _verified(self, query: str) -> tuple[PayUrlParams | None, bytes, str]:
+        """As `check`, with the device secret that signed the URL."""
+        found = verify_pay_url(f"{self.url}?{query}", self.device_secrets)
+        if found is None:
+            return None, b"", "支付链接无效 · This payment link is not valid."
+        params, secret = found
         if params.expires_at < self.clock.time():
-            return None, "支付已超时,请在售货机上重新下单 · The payment window has closed."
-        return params, ""
+            return None, b"", "支付已超时,请在售货机上重新下单 · The payment window has closed."
+        return params, secret, ""
 
     def pay_page(self, query: str) -> tuple[int, bytes]:
         params, why = self.check(query)
@@ -158,7 +168,7 @@ class PayPageServer:
                 "无法支付", "Cannot pay", "<p class='bad'>未知支付方式 · Unknown method.</p>"
             )
         query = urlencode({k: form.get(k, "") for k in ("o", "a", "e", "s")})
-        params, why = self.check(query)
+        params, secret, why = self._verified(query)
         if params is None:
             return HTTPStatus.BAD_REQUEST, _page(
                 "无法支付", "Cannot pay", f"<p class='bad'>{html.escape(why)}</p>"
@@ -170,9 +180,7 @@ class PayPageServer:
             return HTTPStatus.INTERNAL_SERVER_ERROR, _page(
                 "支付失败", "Payment failed", f"<p class='bad'>{html.escape(str(e))}</p>"
             )
-        code = offline_code(
-            self.device_secrets[params.kiosk_id], params.order_id, params.amount_fen
-        )
+        code = offline_code(secret, params.order_id, params.amount_fen)
         zh, en, _ = _METHODS[method]
         body = (
             f"<p class='ok'>✔ {zh}成功 · {en} payment successful</p>"

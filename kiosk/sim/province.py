@@ -1,7 +1,8 @@
 """The province simulator: the kiosk's peer for demos and tests, small and honest.
 
-Owns: `province.db` (SQLite in the data dir: events deduplicated by event id, kiosk status,
-payments, published versions), the province's MQTT client, end-to-end acks, signing of
+Owns: `province.db` (SQLite in the data dir: events deduplicated by (kiosk, event id), kiosk
+status, payments, published versions), the province's MQTT client, end-to-end acks (signed per
+batch, never for a record naming another kiosk's order: kiosk.sim.province_acks), signing of
 everything sent down (catalog, desired state, commands with the province Ed25519 key; payment
 confirmations with the same key via kiosk.core.payment), answering order-status and image
 requests, the ledger chain check per kiosk, the sales report, and a small provisioning CA.
@@ -60,6 +61,11 @@ from kiosk.core.payment import (
 )
 from kiosk.log import log_event
 from kiosk.sim.certs import private_key_pem, self_signed_ca
+from kiosk.sim.province_acks import AckSigner, refuse_foreign
+from kiosk.sim.province_keys import KeySets
+from kiosk.sim.province_reconcile import Reconciler
+from kiosk.sim.province_secrets import SecretBook
+from kiosk.sim.province_views import OrderHistory, SlotStock, order_histories, stock_levels
 from kiosk.sync.signing import key_id, public_key_pem, sign_envelope
 from kiosk.sync.topics import (
     ALL_STATUS,
@@ -104,7 +110,6 @@ def load_device_secret(path: Path | str) -> bytes:
 DB_FILENAME = "province.db"
 SIGNING_KEY_FILE = "province-signing.key"  # raw Ed25519 private key, hex
 PUBLIC_KEY_FILE = "province-public.pem"  # what a kiosk's sync.province_public_key points at
-ACK_MAX_IDS = 1000  # topics.decode refuses more per ack message
 SHARE_GROUP = "province"
 REGISTER_TOPIC_PREFIX = REGISTER_PREFIX + "/"
 
@@ -394,21 +399,28 @@ class ProvinceSimulator:
         auto_ack: bool = True,
         provisioning_ca: ProvisioningCA | None = None,
         device_key: DeviceKeyLookup | None = None,
+        reconcile_after_s: float | None = None,
+        reconcile_every_s: float = 60.0,
+        root_key: bytes | None = None,
     ) -> None:
         """`provisioning_ca`: answer `kiosk/v1/register/+/request` with it (registration and
-        renewal); the payment secrets of kiosks it registered are added to `device_secrets`.
-        `device_key`: kiosk id -> public key of its certificate, to check the signed ledger
-        heads of sale records (kiosk/sim/province_heads.py)."""
+        renewal); the payment secrets of kiosks it registered (and its revocations) count in
+        `device_secrets` (a SecretBook). `device_key`: kiosk id -> public key of its
+        certificate, to check the signed ledger heads of sale records
+        (kiosk/sim/province_heads.py). `reconcile_after_s`: run the reconciliation sweep
+        (kiosk/sim/province_reconcile.py) every `reconcile_every_s` with that grace time for
+        offline-code sales; None: no sweep (`report --reconcile` still reconciles).
+        `root_key`: the root private key; `key_sets` (kiosk.sim.province_keys) signs with it."""
         self.broker = broker
         self.data_dir = Path(data_dir)
-        self.device_secrets = dict(device_secrets)
+        self.device_secrets = SecretBook(device_secrets, provisioning_ca)
         self.provisioning_ca = provisioning_ca
-        if provisioning_ca is not None:
-            self.device_secrets.update(provisioning_ca.registered_secrets())
         self.signing_key = signing_key
         self.public_key = _public_of(signing_key)
         self.kid = key_id(self.public_key)
         self.clock: Clock = clock or SystemClock()
+        self.acks = AckSigner(signing_key, self.kid, self.clock.time)  # province_acks
+        self.key_sets = None if root_key is None else KeySets(self, root_key, self.data_dir)
         self.shared_subscription = shared_subscription
         self.ack_batch_max = ack_batch_max
         self.auto_ack = auto_ack  # tests switch acks off to keep records in a kiosk's outbox
@@ -416,6 +428,16 @@ class ProvinceSimulator:
         self.heads = HeadCheck(device_key)
         self.db = open_db(self.data_dir)
         self._db_lock = threading.Lock()
+        self.reconciler: Reconciler | None = None
+        if reconcile_after_s is not None:
+            self.reconciler = Reconciler(
+                self.db,
+                self._db_lock,
+                self.device_secrets.revoked,
+                self.clock,
+                grace_s=reconcile_after_s,
+                every_s=reconcile_every_s,
+            )
         self._host, self._port, self._tls = broker.address()
         self._inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
         self._client: mqtt.Client | None = None
@@ -466,6 +488,8 @@ class ProvinceSimulator:
         else:
             client.connect_async(self._host, self._port, self.broker.keepalive_s)
         client.loop_start()
+        if self.reconciler is not None:
+            self.reconciler.start()
         log_event(log, "province.start", broker=self.broker.url, kid=self.kid)
 
     def stop(self) -> None:
@@ -477,6 +501,8 @@ class ProvinceSimulator:
             self._inbox.put(None)
             self._worker.join(10)
             self._worker = None
+        if self.reconciler is not None:
+            self.reconciler.stop()
         with self._db_lock:
             self.db.close()
 
@@ -601,23 +627,22 @@ class ProvinceSimulator:
         answer = self.provisioning_ca.handle_request(topic, payload)
         if answer is None:
             return False
-        kid = topic.split("/")[-2]
-        secret = self.provisioning_ca.payment_secret(kid)
-        if secret is not None:
-            self.device_secrets[kid] = secret  # dict shared with the pay page: updated in place
-        self._publish(answer[0], answer[1])
+        self._publish(answer[0], answer[1])  # device_secrets reads the CA's new secret
         return True
 
     def _store_events(
         self, events: list[tuple[str, dict[str, Any], float]]
-    ) -> dict[str, list[str]]:
-        """Insert (dedupe by event id) in one transaction; return every event id now on disk,
-        per kiosk (duplicates included: their earlier ack may have been lost)."""
-        acks: dict[str, list[str]] = {}
+    ) -> dict[str, list[tuple[str, int]]]:
+        """Insert (dedupe by (kiosk, event id)) in one transaction; return the (event id, seq)
+        of every record now on disk, per kiosk (duplicates included: their earlier ack may have
+        been lost). A record naming another kiosk's order is refused (province_acks)."""
+        acks: dict[str, list[tuple[str, int]]] = {}
         with self._db_lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for kid, b, received_at in events:
+                    if refuse_foreign(self.db, kid, b, received_at):
+                        continue  # not stored, not acked; a province alarm
                     if b["kind"] == "sale":
                         bad = self.heads.problem(kid, b["body"])
                         if bad is not None:  # refused: not stored, not acked
@@ -649,7 +674,7 @@ class ProvinceSimulator:
                         "duplicates = duplicates + ?",
                         (kid, int(new), int(not new), int(new), int(not new)),
                     )
-                    acks.setdefault(kid, []).append(b["event_id"])
+                    acks.setdefault(kid, []).append((b["event_id"], b["seq"]))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -699,21 +724,30 @@ class ProvinceSimulator:
             for k, t, d, b, a in rows
         ]
 
-    def _send_acks(self, acks: Mapping[str, list[str]]) -> None:
+    def _send_acks(self, acks: Mapping[str, list[tuple[str, int]]]) -> None:
+        """Signed acks, one signature per batch (kiosk.sim.province_acks)."""
         client = self._client
         if client is None:
             return
-        for kid, ids in acks.items():
-            topic = Topics(kid).acks
-            for i in range(0, len(ids), ACK_MAX_IDS):
-                payload = encode(
-                    {"event_ids": ids[i : i + ACK_MAX_IDS], "sent_at": self.clock.time()}
-                )
+        for kid, records in acks.items():
+            for topic, payload in self.acks.payloads(kid, records):
                 client.publish(topic, payload, qos=1)
 
     def ack(self, kiosk_id: str, event_ids: list[str]) -> None:
-        """Send acks by hand (tests that run with `auto_ack=False`)."""
-        self._send_acks({kiosk_id: event_ids})
+        """Send acks by hand (tests that run with `auto_ack=False`): for those of `event_ids`
+        the province holds for `kiosk_id` (with the seq they arrived with), nothing else."""
+        with self._db_lock:
+            rows = self.db.execute(
+                "SELECT event_id, seq FROM events WHERE kiosk_id = ? AND event_id IN "
+                "(SELECT value FROM json_each(?))",
+                (kiosk_id, json.dumps(list(event_ids))),
+            ).fetchall()
+        if rows:
+            self._send_acks({kiosk_id: [(str(e), int(s)) for e, s in rows]})
+
+    def ack_records(self, kiosk_id: str, records: list[tuple[str, int]]) -> None:
+        """Sign and send an ack for exactly these (event id, seq) pairs, stored or not (tests)."""
+        self._send_acks({kiosk_id: records})
 
     def _store_status(self, kid: str, body: dict[str, Any]) -> None:
         with self._lock:
@@ -739,7 +773,9 @@ class ProvinceSimulator:
     def confirm_payment(self, params: PayUrlParams, method: str) -> PaymentConfirmation:
         """What WeChat Pay / Alipay success means here: sign a confirmation for exactly the
         signed amount, remember it (one per order: paying twice gives the same provider
-        reference), and publish it to the kiosk."""
+        reference), and publish it to the kiosk. Never for a revoked kiosk."""
+        if self.device_secrets.revoked_at(params.kiosk_id) is not None:
+            raise PermissionError(f"kiosk {params.kiosk_id} is revoked: no payments")
         with self._db_lock:
             row = self.db.execute(
                 "SELECT confirmation FROM payments WHERE order_id = ?", (params.order_id,)
@@ -806,6 +842,8 @@ class ProvinceSimulator:
         c = self.payment_for(body["order_id"])
         if c is not None and c.kiosk_id != kid:
             c = None  # never tell a kiosk about another kiosk's order
+        if self.device_secrets.revoked_at(kid) is not None:
+            c = None  # a revoked kiosk's orders are never confirmed
         status = PaymentStatus.PAID if c is not None else PaymentStatus.NOT_PAID
         reply = {
             "order_id": body["order_id"],
@@ -846,6 +884,13 @@ class ProvinceSimulator:
                 (scope, v),
             )
         return int(v)
+
+    def use_signing_key(self, private: bytes) -> None:
+        """Sign everything from now on with `private` (a key rotation: KeySets.rotate)."""
+        self.signing_key, self.public_key = private, _public_of(private)
+        self.kid = key_id(self.public_key)
+        # acks too (one assignment: the worker never sees a new key with the old kid)
+        self.acks = AckSigner(private, self.kid, self.clock.time, batch=self.acks.batch)
 
     def sign(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return sign_envelope(self.signing_key, self.kid, body)
@@ -949,6 +994,16 @@ class ProvinceSimulator:
     def sales_report(self) -> SalesReport:
         with self._db_lock:
             return sales_report(self.db)
+
+    def stock(self, kiosk_id: str) -> dict[int, SlotStock]:
+        """Current stock per slot from events/stock (+ reported): kiosk.sim.province_views."""
+        with self._db_lock:
+            return stock_levels(self.db, kiosk_id)
+
+    def orders(self, kiosk_id: str) -> dict[str, OrderHistory]:
+        """Order histories from events/order: kiosk.sim.province_views."""
+        with self._db_lock:
+            return order_histories(self.db, kiosk_id)
 
 
 # --- the provisioning CA ----------------------------------------------------------------------

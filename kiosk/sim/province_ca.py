@@ -7,7 +7,13 @@ certificate issue, and the request/reply payloads of the register topics
 (`kiosk/v1/register/<kiosk_id>/request` -> `.../reply`, named in kiosk.sync.topics; see
 docs/technician-guide.md and provisioning/register.py). `handle_request` is the whole protocol
 step, so the province simulator only subscribes and publishes. Renewal needs no token: the
-request is signed with the key of a still-valid certificate this CA issued to the same kiosk.
+request is signed with the key of the kiosk's current certificate (the last one this CA issued
+to it, or one with the same key: a retry after a lost reply), never a superseded or revoked one.
+Secret lifecycle (docs/payments.md, "Secret rotation"): every registration and renewal issues a
+NEW payment secret; after a renewal the previous one stays valid for pay URLs of orders made
+before it (`PREVIOUS_SECRET_OVERLAP_S`), after a re-registration with a token it dies at once.
+`revoke()` kills the secret, marks every certificate of the kiosk revoked and `crl_pem()` gives
+the CRL the broker loads (kiosk/sim/province_revoke.py carries it out).
 Never sends the payment secret in clear (sealed to the CSR's key) and never logs a token.
 """
 
@@ -21,6 +27,8 @@ import os
 import secrets
 import sqlite3
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +51,9 @@ from kiosk.sync.topics import (
 )
 
 __all__ = [
+    "PREVIOUS_SECRET_OVERLAP_S",
     "REGISTER_PREFIX",
+    "KioskSecrets",
     "ProvisioningCA",
     "RegistrationRefused",
     "register_reply_topic",
@@ -55,6 +65,11 @@ log = logging.getLogger("kiosk.sim.province_ca")
 
 CERT_DAYS = 365
 TOKEN_TTL_S = 7 * 86400
+# After a renewal the previous payment secret still verifies pay URLs that expire at most this
+# long after the rotation: an order shown before it (120 s window + 10 extensions of 60 s, plus
+# 5 min of clock skew) can still be paid, a kiosk still signing with the old secret afterwards
+# cannot (restart the kiosk after a renewal: docs/payments.md, "Secret rotation").
+PREVIOUS_SECRET_OVERLAP_S = 720 + 300
 
 # Kept for existing callers; the names live in kiosk.sync.topics.
 register_request_topic = register_request
@@ -76,7 +91,40 @@ CREATE TABLE IF NOT EXISTS kiosks (
     not_after      REAL NOT NULL,
     registered_at  REAL NOT NULL
 );
+-- every certificate this CA issued (registration, renewal, sign-csr): the CRL is built from it
+CREATE TABLE IF NOT EXISTS certs (
+    serial      TEXT PRIMARY KEY,   -- hex
+    kiosk_id    TEXT NOT NULL,
+    spki_sha256 TEXT NOT NULL,
+    not_after   REAL NOT NULL,
+    issued_at   REAL NOT NULL,
+    revoked_at  REAL
+);
+-- decommissioned kiosks (`kiosk province-sim revoke`); a later registration with a token
+-- brings the id back (a replacement cabinet)
+CREATE TABLE IF NOT EXISTS revoked_kiosks (
+    kiosk_id    TEXT PRIMARY KEY,
+    revoked_at  REAL NOT NULL
+);
+-- renewal requests answered: a replayed one must not rotate the secret behind the kiosk's back
+CREATE TABLE IF NOT EXISTS renewal_nonces (
+    kiosk_id    TEXT NOT NULL,
+    nonce       TEXT NOT NULL,
+    PRIMARY KEY (kiosk_id, nonce)
+);
 """
+# columns added to `kiosks` after the first release (ALTER TABLE on an older database)
+_KIOSK_COLUMNS = {"prev_secret": "TEXT", "rotated_at": "REAL", "cert_spki": "TEXT"}
+
+
+@dataclass(frozen=True)
+class KioskSecrets:
+    """What the province holds for one kiosk's payment secret (file bytes, newline included)."""
+
+    current: bytes | None  # None: unknown to the CA, or revoked
+    previous: bytes | None  # valid for pay URLs expiring up to rotated_at + the overlap
+    rotated_at: float | None
+    revoked_at: float | None
 
 
 class RegistrationRefused(Exception):
@@ -88,6 +136,13 @@ class RegistrationRefused(Exception):
 
 def _sha(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _spki_sha256(public_key: Any) -> str:
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
 
 
 class ProvisioningCA:
@@ -126,6 +181,10 @@ class ProvisioningCA:
             self.directory / "registrations.db", check_same_thread=False, isolation_level=None
         )
         self._db.executescript(_SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(kiosks)")}
+        for col, kind in _KIOSK_COLUMNS.items():
+            if col not in have:
+                self._db.execute(f"ALTER TABLE kiosks ADD COLUMN {col} {kind}")
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
@@ -187,17 +246,126 @@ class ProvisioningCA:
     # --- secrets and certificates ----------------------------------------------------------
 
     def payment_secret(self, kiosk_id: str) -> bytes | None:
-        """The kiosk's payment signing secret, as its device secret file holds it."""
-        row = self._db.execute(
-            "SELECT payment_secret FROM kiosks WHERE kiosk_id = ?", (kiosk_id,)
-        ).fetchone()
-        return None if row is None else (row[0] + "\n").encode()
+        """The kiosk's current payment signing secret, as its device secret file holds it; None
+        when the kiosk is not registered here or is revoked."""
+        return self.secrets_of(kiosk_id).current
 
     def registered_secrets(self) -> dict[str, bytes]:
-        """Every registered kiosk's payment secret (the province needs them to confirm payments)."""
+        """Every registered, not revoked kiosk's current payment secret."""
         with self._lock:
-            rows = self._db.execute("SELECT kiosk_id, payment_secret FROM kiosks").fetchall()
+            rows = self._db.execute(
+                "SELECT kiosk_id, payment_secret FROM kiosks WHERE kiosk_id NOT IN "
+                "(SELECT kiosk_id FROM revoked_kiosks)"
+            ).fetchall()
         return {kid: (hexs + "\n").encode() for kid, hexs in rows}
+
+    def secrets_of(self, kiosk_id: str) -> KioskSecrets:
+        """Current and previous secret of `kiosk_id`, read from the database each time, so a
+        running province sees a rotation or a revocation made by another process at once."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT payment_secret, prev_secret, rotated_at FROM kiosks WHERE kiosk_id = ?",
+                (kiosk_id,),
+            ).fetchone()
+            rev = self._db.execute(
+                "SELECT revoked_at FROM revoked_kiosks WHERE kiosk_id = ?", (kiosk_id,)
+            ).fetchone()
+        revoked_at = None if rev is None else float(rev[0])
+        if row is None or revoked_at is not None:
+            return KioskSecrets(None, None, None, revoked_at)
+        cur, prev, rotated = row
+        return KioskSecrets(
+            (cur + "\n").encode(), (prev + "\n").encode() if prev else None, rotated, None
+        )
+
+    def revoked_kiosks(self) -> dict[str, float]:
+        """kiosk id -> when it was revoked."""
+        with self._lock:
+            rows = self._db.execute("SELECT kiosk_id, revoked_at FROM revoked_kiosks").fetchall()
+        return {k: float(t) for k, t in rows}
+
+    def record_cert(self, cert: x509.Certificate, kiosk_id: str) -> None:
+        """Remember a certificate issued to `kiosk_id` (so a revocation can list it)."""
+        with self._lock:
+            self._insert_cert(cert, kiosk_id)
+
+    def _insert_cert(self, cert: x509.Certificate, kiosk_id: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO certs (serial, kiosk_id, spki_sha256, not_after, issued_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                format(cert.serial_number, "x"),
+                kiosk_id,
+                _spki_sha256(cert.public_key()),
+                cert.not_valid_after_utc.timestamp(),
+                self.clock.time(),
+            ),
+        )
+
+    def revoke(self, kiosk_id: str, extra_certs: Sequence[x509.Certificate] = ()) -> list[str]:
+        """Decommission `kiosk_id`: its payment secret dies (current and previous), every
+        certificate issued to it (and `extra_certs`, e.g. issued outside this CA's book) is
+        revoked. Returns the serials now revoked for it (hex). Idempotent."""
+        now = self.clock.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for c in extra_certs:
+                    if cert_cn(c) != kiosk_id:
+                        raise ValueError(f"certificate names {cert_cn(c)!r}, not {kiosk_id!r}")
+                    self._insert_cert(c, kiosk_id)
+                self._db.execute(
+                    "INSERT INTO revoked_kiosks (kiosk_id, revoked_at) VALUES (?, ?) "
+                    "ON CONFLICT (kiosk_id) DO NOTHING",
+                    (kiosk_id, now),
+                )
+                self._db.execute(
+                    "UPDATE kiosks SET prev_secret = NULL, rotated_at = NULL WHERE kiosk_id = ?",
+                    (kiosk_id,),
+                )
+                self._db.execute(
+                    "UPDATE certs SET revoked_at = ? WHERE kiosk_id = ? AND revoked_at IS NULL",
+                    (now, kiosk_id),
+                )
+                serials = [
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT serial FROM certs WHERE kiosk_id = ? ORDER BY issued_at",
+                        (kiosk_id,),
+                    )
+                ]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        log_event(
+            log, "kiosk_revoked", _level=logging.WARNING, kiosk_id=kiosk_id, certs=len(serials)
+        )
+        return serials
+
+    def crl_pem(self, next_update_days: int = 30) -> bytes:
+        """The CA's CRL (PEM) with every revoked certificate that has not expired yet."""
+        now = self._now()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(now + dt.timedelta(days=next_update_days))
+        )
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT serial, revoked_at FROM certs WHERE revoked_at IS NOT NULL AND "
+                "not_after > ? ORDER BY serial",
+                (now.timestamp(),),
+            ).fetchall()
+        for serial, at in rows:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(int(serial, 16))
+                .revocation_date(dt.datetime.fromtimestamp(at, dt.UTC) - dt.timedelta(seconds=1))
+                .build()
+            )
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
     def sign_csr(self, csr: x509.CertificateSigningRequest, kiosk_id: str) -> x509.Certificate:
         now = self._now()
@@ -253,6 +421,34 @@ class ProvisioningCA:
             verify_request(req, key)
         except CryptoError as e:
             raise RegistrationRefused("bad_signature", str(e)) from None
+        self._check_current(cert, kiosk_id, str(req.get("nonce", "")))
+
+    def _check_current(self, cert: x509.Certificate, kiosk_id: str, nonce: str) -> None:
+        """Renewal needs the kiosk's current certificate: the last one issued to it, or one
+        with the same key (the kiosk retrying after the reply to its last renewal was lost).
+        A certificate of an earlier key (superseded by a re-registration) or of a revoked
+        kiosk is refused, and so is a replayed request (its nonce was answered already)."""
+        if self._db.execute(
+            "SELECT 1 FROM revoked_kiosks WHERE kiosk_id = ?", (kiosk_id,)
+        ).fetchone():
+            raise RegistrationRefused("revoked", "this kiosk was revoked: register with a token")
+        row = self._db.execute(
+            "SELECT cert_serial, cert_spki FROM kiosks WHERE kiosk_id = ?", (kiosk_id,)
+        ).fetchone()
+        serial, spki = format(cert.serial_number, "x"), _spki_sha256(cert.public_key())
+        if row is None or (serial != row[0] and spki != row[1]):
+            raise RegistrationRefused(
+                "cert_superseded", "not the kiosk's current certificate: register with a token"
+            )
+        if (
+            not nonce
+            or self._db.execute(
+                "INSERT INTO renewal_nonces (kiosk_id, nonce) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (kiosk_id, nonce),
+            ).rowcount
+            != 1
+        ):
+            raise RegistrationRefused("replayed", "this renewal request was answered already")
 
     def register(self, req: dict[str, Any]) -> dict[str, Any]:
         """Check one request and return the reply body (raises RegistrationRefused)."""
@@ -273,23 +469,7 @@ class ProvisioningCA:
                 else:
                     raise RegistrationRefused("bad_request", "a token (or a renewal sig) is needed")
                 cert = self.sign_csr(csr, kiosk_id)
-                row = self._db.execute(
-                    "SELECT payment_secret FROM kiosks WHERE kiosk_id = ?", (kiosk_id,)
-                ).fetchone()
-                secret_hex = row[0] if row else secrets.token_hex(32)
-                self._db.execute(
-                    "INSERT INTO kiosks (kiosk_id, payment_secret, cert_serial, not_after,"
-                    " registered_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (kiosk_id) DO UPDATE SET"
-                    " cert_serial = excluded.cert_serial, not_after = excluded.not_after,"
-                    " registered_at = excluded.registered_at",
-                    (
-                        kiosk_id,
-                        secret_hex,
-                        format(cert.serial_number, "x"),
-                        cert.not_valid_after_utc.timestamp(),
-                        self.clock.time(),
-                    ),
-                )
+                secret_hex = self._rotate(kiosk_id, cert, renewal=how == "renewal")
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -307,6 +487,40 @@ class ProvisioningCA:
             "not_after": int(cert.not_valid_after_utc.timestamp()),
             "payment_secret": seal((secret_hex + "\n").encode(), pub, kiosk_id),
         }
+
+    def _rotate(self, kiosk_id: str, cert: x509.Certificate, *, renewal: bool) -> str:
+        """Record `cert` as the kiosk's current certificate with a NEW payment secret (hex).
+        A renewal keeps the old secret as `prev_secret` for the overlap; a registration with a
+        token (a new cabinet, a new disk, or after a suspected theft) kills it at once and
+        lifts a revocation. Runs inside register()'s transaction."""
+        now = self.clock.time()
+        old = self._db.execute(
+            "SELECT payment_secret FROM kiosks WHERE kiosk_id = ?", (kiosk_id,)
+        ).fetchone()
+        secret_hex = secrets.token_hex(32)
+        prev = old[0] if old is not None and renewal else None
+        self._db.execute(
+            "INSERT INTO kiosks (kiosk_id, payment_secret, cert_serial, not_after,"
+            " registered_at, prev_secret, rotated_at, cert_spki) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (kiosk_id) DO UPDATE SET payment_secret = excluded.payment_secret,"
+            " cert_serial = excluded.cert_serial, not_after = excluded.not_after,"
+            " registered_at = excluded.registered_at, prev_secret = excluded.prev_secret,"
+            " rotated_at = excluded.rotated_at, cert_spki = excluded.cert_spki",
+            (
+                kiosk_id,
+                secret_hex,
+                format(cert.serial_number, "x"),
+                cert.not_valid_after_utc.timestamp(),
+                now,
+                prev,
+                now if old is not None else None,
+                _spki_sha256(cert.public_key()),
+            ),
+        )
+        self._insert_cert(cert, kiosk_id)
+        if not renewal:
+            self._db.execute("DELETE FROM revoked_kiosks WHERE kiosk_id = ?", (kiosk_id,))
+        return secret_hex
 
     def handle_request(self, topic: str, payload: bytes) -> tuple[str, bytes] | None:
         """One MQTT message on `kiosk/v1/register/<id>/request` -> (reply topic, payload);

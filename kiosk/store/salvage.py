@@ -204,6 +204,14 @@ def salvage_into(moved: Path, new_db: Path) -> SalvageReport:
                         _copy_table(old, new, name, has_rowid, r)
                 # the new store's books are checked in full at its first start
                 new.execute("DELETE FROM settings WHERE key = 'store.verified_through'")
+                # the stock feed's mark (kiosk.sync.stockfeed.MARK): never above the last stock
+                # log row carried, or rows written after a lost tail would reuse ids below it
+                # and never be sent (the carried rows up to the mark were sent already)
+                new.execute(
+                    "UPDATE settings SET value = CAST(MIN(CAST(value AS INTEGER), "
+                    "(SELECT COALESCE(MAX(id), 0) FROM stock_log)) AS TEXT) "
+                    "WHERE key = 'stock_feed.last_id'"
+                )
                 # reservations of orders that were not readable would hold stock forever
                 new.execute(
                     "DELETE FROM reservations WHERE order_id NOT IN (SELECT order_id FROM orders)"

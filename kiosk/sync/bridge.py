@@ -11,13 +11,23 @@ composition root builds the bridge first and hands its methods to the controller
 - payment confirmations and order-status replies go to the controller (it verifies them);
 - desired planogram / prices / config and the province catalog go through
   `TrustPolicy.accept_versioned` with the matching `apply_*`, then `controller.reload()`; key
-  rotations through `accept_keys`; commands through `accept_command(env, province_now)`;
+  sets through `accept_keys` (signed by the root key `root_key`, kiosk.sync.keyset); commands
+  through `accept_command(env, province_now)`;
 - product images (kiosk.sync.media): the catalog's sha256 image refs missing from
   `<data_dir>/media` are requested at start, on every (re)connect and after a catalog is
   applied; replies and retained province-wide images go to the fetcher (verified, stored
   within `media_budget_bytes`); each new image is handed to `image_listeners` (the UI's
   ProductImages.image_arrived) from the report thread, never paho's;
-- every TrustError (except a routine STALE_VERSION) becomes an alarm record and a log line;
+- acks are checked by `AckVerifier` (kiosk.sync.acks) inside the client, with the policy's
+  keyring and the per-key signed-time high-water marks (`SignedTime`, in the store) that also
+  bound commands; the clock offset observes only signed times (acks, accepted commands);
+- every rejected downlink message, at every stage (the client's topic and schema checks, the
+  policy's TrustErrors except a routine STALE_VERSION, a status reply with an unknown status, a
+  refused image, and, through the controller's `payment_rejected` hook = `rejected`, a payment
+  confirmation or status reply the sales core refuses) is counted per reason (`mqtt_rejected_*`
+  link counters) and raises a SYNC_REJECTED alarm, at most one per (topic kind, reason) per
+  `sync.rejection_alarm_every_s` carrying the count (kiosk.sync.rejections); paho's thread only
+  counts, the report thread appends the alarms, and a clean stop appends what is pending;
 - reported state on every (re)connect and every `report_every_s`; telemetry (LOW, coalesced)
   every `telemetry_every_s`.
 """
@@ -34,13 +44,15 @@ from typing import Any
 
 from kiosk import __version__
 from kiosk.core.payment import PaymentStatusQuery
-from kiosk.log import log_event
+from kiosk.log import formatter, log_event, redact
 from kiosk.sync import apply, messages
+from kiosk.sync.acks import AckVerifier, SignedTime
 from kiosk.sync.client import SyncClient
 from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.media import DEFAULT_BUDGET_BYTES, MediaCache, MediaFetcher, media_dir
 from kiosk.sync.outbox import Priority
 from kiosk.sync.port import KioskPort
+from kiosk.sync.rejections import RejectionLimiter, alarm_body, what_of_topic, what_of_trust
 from kiosk.sync.signing import Keyring, TrustError, TrustPolicy
 from kiosk.sync.topics import Topics, parse_topic
 
@@ -50,20 +62,17 @@ log = logging.getLogger("kiosk.sync.bridge")
 
 
 class _LogTail(logging.Handler):
-    """The last lines logged, for `upload_logs`."""
+    """The last lines logged, for `upload_logs`: the kiosk's own redacted line format
+    (kiosk.log.formatter), so a secret never reaches the tail nor the upload."""
 
     def __init__(self, lines: int = 500) -> None:
         super().__init__(logging.INFO)
         self.lines: collections.deque[str] = collections.deque(maxlen=lines)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        self.setFormatter(formatter("kv"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            kv = getattr(record, "kv", None)
-            text = self.format(record)
-            if isinstance(kv, dict) and kv:
-                text += " " + " ".join(f"{k}={v}" for k, v in kv.items())
-            self.lines.append(text)
+            self.lines.append(self.format(record))
         except Exception:  # never let logging take the kiosk down
             self.handleError(record)
 
@@ -82,6 +91,7 @@ class SyncBridge:
         client_options: Mapping[str, Any] | None = None,
         media_budget_bytes: int = DEFAULT_BUDGET_BYTES,
         media_options: Mapping[str, Any] | None = None,
+        root_key: bytes | None = None,
     ) -> None:
         self.kiosk = kiosk
         config, store, clock = kiosk.config, kiosk.store, kiosk.clock
@@ -95,8 +105,27 @@ class SyncBridge:
             keyring.add(province_public_key)
             keyring.save(store)
         self.policy = TrustPolicy(
-            keyring, store, kiosk_id=self.kiosk_id, on_reject=self._on_reject, clock=clock
+            keyring,
+            store,
+            kiosk_id=self.kiosk_id,
+            on_reject=self._on_reject,
+            clock=clock,
+            root_key=root_key,
         )
+        if root_key is None:  # an old provisioning: key sets are refused (NO_ROOT_KEY)
+            log_event(log, "sync.no_root_key", logging.WARNING, keys=",".join(keyring.ids()))
+        # signed time: per-key high-water marks for acks and commands (kiosk.sync.acks)
+        self.signed_time = SignedTime(store)
+        self.policy.signed_time = self.signed_time
+        acks = AckVerifier(
+            self.kiosk_id,
+            self.signing_keyring,  # the keyring in force: a key set applies to acks at once
+            self.signed_time,
+            on_reject=self._on_reject,
+        )
+        # rejected downlink messages: counted on paho's thread, alarms appended by _run
+        self.rejections = RejectionLimiter(clock, config.sync.rejection_alarm_every_s)
+        self._rejections_lock = threading.Lock()
         self.client = SyncClient(
             config.sync,
             self.kiosk_id,
@@ -106,6 +135,8 @@ class SyncBridge:
             self.on_message,
             store.counters.current("boot"),
             clock_offset=clock_offset,
+            acks=acks,
+            on_reject=self._on_bad_message,
             **dict(client_options or {}),
         )
         self.report_every_s = report_every_s
@@ -138,10 +169,12 @@ class SyncBridge:
         self._thread.start()
 
     def stop_reporting(self) -> None:
+        """Stop the report thread; rejection counts still pending go out as alarms now."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        self.raise_rejection_alarms(flush=True)
 
     def wait_drained(self, timeout: float, offline_grace_s: float = 2.0) -> int:
         """Wait until the province acknowledged every record (end to end), at most `timeout`,
@@ -169,6 +202,8 @@ class SyncBridge:
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_reporting()
         self.client.stop(timeout)
+        self.signed_time.flush()
+        self.raise_rejection_alarms(flush=True)  # counted since: in the outbox for next time
         logging.getLogger().removeHandler(self._log_tail)
 
     # --- the controller's hooks -----------------------------------------------------------
@@ -186,17 +221,24 @@ class SyncBridge:
     # --- uplink ---------------------------------------------------------------------------
 
     def _append(
-        self, kind: str, body: Mapping[str, Any], priority: Priority, *, coalesce: bool = False
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        priority: Priority,
+        *,
+        coalesce: bool = False,
+        event_id: str | None = None,
     ) -> None:
         try:
-            self.kiosk.outbox.append(kind, body, priority, coalesce=coalesce)
+            self.kiosk.outbox.append(kind, body, priority, coalesce=coalesce, event_id=event_id)
         except Exception as e:  # a full outbox must not take the link down
             log_event(log, "sync.append_failed", logging.ERROR, kind=kind, error=repr(e))
             return
         self.client.wake()
 
     def _log_lines(self) -> list[str]:
-        return list(self._log_tail.lines)
+        # again on the way out: a secret registered after its line was logged
+        return [redact(line) for line in self._log_tail.lines]
 
     def _link_counters(self) -> dict[str, int]:
         s = self.client.stats()
@@ -209,6 +251,10 @@ class SyncBridge:
             mqtt_bad_messages=s.bad_messages,
             mqtt_puback_failures=s.puback_failures,
         )
+        with self._rejections_lock:
+            counters["mqtt_rejected"] = self.rejections.total
+            by_reason = self.rejections.by_reason()
+        counters.update({f"mqtt_rejected_{r.lower()}": n for r, n in by_reason.items()})
         return counters
 
     def report(self) -> None:
@@ -265,6 +311,10 @@ class SyncBridge:
             except Exception:
                 log.exception("sync.report_failed")
             try:
+                self.raise_rejection_alarms()
+            except Exception:
+                log.exception("sync.rejection_alarms_failed")
+            try:
                 self._media_step()
             except Exception:
                 log.exception("media.step_failed")
@@ -297,20 +347,69 @@ class SyncBridge:
 
     # --- downlink: routing ----------------------------------------------------------------
 
+    def signing_keyring(self) -> Keyring:
+        """The keyring in force (swapped when a root-signed key set is applied), never with
+        the root key in it (even a keyring that predates the root): what acks are verified
+        with; the root signs key sets only."""
+        ring, root_kid = self.policy.keyring, self.policy.root_kid
+        if root_kid is None or root_kid not in ring.ids():
+            return ring
+        ring = ring.copy()
+        ring.retire(root_kid)
+        return ring
+
+    def province_keys(self) -> list[bytes]:
+        """The trusted province signing keys now (payment confirmations are verified with
+        them: a key a root-signed key set retired is dead for confirmations too)."""
+        ring = self.signing_keyring()
+        return [k for kid in ring.ids() if (k := ring.get(kid)) is not None]
+
+    # --- downlink: rejections ------------------------------------------------------------
+
+    def rejected(self, what: str, reason: str, detail: str = "") -> None:
+        """Count one rejected message (any thread; never touches the store). Also the
+        controller's `payment_rejected` hook: a payment confirmation or status reply whose
+        signature, kiosk, order, amount or age does not check out."""
+        with self._rejections_lock:
+            self.rejections.record(what, reason, detail)
+
+    def _on_bad_message(self, topic: str, reason: str, detail: str) -> None:
+        """SyncClient's hook (paho's thread): a message its topic or schema checks refused."""
+        self.rejected(what_of_topic(topic, self.topics.prefix), reason, detail)
+
     def _on_reject(self, what: str, err: TrustError) -> None:
+        """TrustPolicy's hook: a signed message refused (not a routine STALE_VERSION)."""
         log_event(
             log,
             "sync.rejected",
             logging.WARNING,
-            what=what,
+            what=what[:80],
             reason=err.reason.value,
-            detail=err.detail,
+            detail=err.detail[:200],
         )
-        self._append(
-            "alarm",
-            messages.trust_rejection_alarm(what, err.reason.value, err.detail),
-            Priority.HIGH,
-        )
+        self.rejected(what_of_trust(what), err.reason.value, err.detail)
+
+    def raise_rejection_alarms(self, *, flush: bool = False) -> int:
+        """Append the SYNC_REJECTED alarms that are due (all pending ones with `flush`); from
+        the report thread or a stopping thread, never paho's. Returns how many."""
+        with self._rejections_lock:
+            due = self.rejections.flush() if flush else self.rejections.take()
+        for a in due:
+            log_event(
+                log,
+                "sync.rejection_alarm",
+                logging.WARNING,
+                what=a.what,
+                reason=a.reason,
+                count=a.count,
+            )
+            self._append(
+                "alarm",
+                alarm_body(a),
+                Priority.HIGH,
+                event_id=f"alarm-{self.kiosk_id}-rej-{uuid.uuid4().hex}",
+            )
+        return len(due)
 
     def on_message(self, topic: str, body: dict[str, Any]) -> None:
         """SyncClient's handler (paho's network thread): decoded, schema-checked messages."""
@@ -323,7 +422,9 @@ class SyncBridge:
             elif kind == "order_status_reply":
                 reply = apply.status_reply_from_wire(body)
                 if reply is None:
-                    log_event(log, "sync.bad_status", logging.WARNING, status=body.get("status"))
+                    status = str(body.get("status"))[:40]
+                    log_event(log, "sync.bad_status", logging.WARNING, status=status)
+                    self.rejected("orders/status/reply", "BAD_VALUE", f"status {status!r}")
                 else:
                     controller.submit_status_reply(reply)
             elif kind == "desired" and parsed is not None:
@@ -335,11 +436,14 @@ class SyncBridge:
             elif kind == "command":
                 self._command(body)
             elif kind == "image":  # media: a reply or a retained province-wide image
+                refused = self.fetcher.rejected
                 self.fetcher.on_image(str(body["sha256"]), bytes(body["data"]))
+                if self.fetcher.rejected > refused:  # verified by hash, but not an image we take
+                    self.rejected(what_of_topic(topic, self.topics.prefix), "IMAGE_REFUSED", "")
             else:
                 log_event(log, "sync.ignored", topic=topic)
         except TrustError:
-            pass  # logged by the policy, alarm raised by _on_reject
+            pass  # logged by the policy, counted (and an alarm raised) by _on_reject
 
     def _versioned(self, name: str, env: dict[str, Any]) -> None:
         store = self.kiosk.store
@@ -356,8 +460,9 @@ class SyncBridge:
             self._want_catalog_images()  # media: the new catalog may name new images
 
     def _command(self, env: dict[str, Any]) -> None:
-        province_now = self.clock_offset.province_now(self.kiosk.clock.time())
-        body = self.policy.accept_command(env, province_now)
+        now = self.kiosk.clock.time()
+        body = self.policy.accept_command(env, self.clock_offset.province_now(now))
+        self.clock_offset.observe(body["issued_at"], now)  # signed, checked fresh by the policy
         try:
             self.commands.run(body)
         except TrustError as e:

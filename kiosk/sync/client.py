@@ -49,6 +49,7 @@ from kiosk.clock import Clock
 from kiosk.config import SyncConfig
 from kiosk.log import log_event
 from kiosk.sync import messages
+from kiosk.sync.acks import AckVerifier
 from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.connection import PUBACK_FAILURE, Connection, SyncStats
 from kiosk.sync.downlink import Downlink
@@ -155,6 +156,8 @@ class SyncClient:
     a round trip through the drain thread; default: max(one window, 512) for CRITICAL records,
     so the drain thread wakes once per a few hundred PUBACKs; other records never have more
     than one window queued ahead, so a new sale record is not stuck behind a queued backlog).
+    `acks` verifies the province's signed acks (kiosk.sync.acks); without it no ack is trusted
+    and records stay in the outbox.
     """
 
     def __init__(
@@ -184,6 +187,8 @@ class SyncClient:
         rng: random.Random | None = None,
         clock_offset: ClockOffset | None = None,
         reset_sent_on_connect: bool = True,
+        acks: AckVerifier | None = None,
+        on_reject: Callable[[str, str, str], None] | None = None,
     ) -> None:
         _check_settings(config, max_inflight, queue_ahead)
         self.config = config
@@ -216,9 +221,7 @@ class SyncClient:
         self._connected_once = False
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._downlink = Downlink(
-            kiosk_id, topics, outbox, clock, self._stats, self._lock, self._deliver, self._offset
-        )
+        self._downlink = self._new_downlink(acks, on_reject)
         self._drain = OutboxDrain(
             outbox,
             clock,
@@ -236,6 +239,25 @@ class SyncClient:
             prefetch=prefetch,
         )
         self._threads: list[threading.Thread] = []
+
+    def _new_downlink(
+        self, acks: AckVerifier | None, on_reject: Callable[[str, str, str], None] | None
+    ) -> Downlink:
+        """Signed acks only (kiosk.sync.acks; without a verifier every ack is refused);
+        `on_reject(topic, reason, detail)` hears of every bad message (paho's thread; the sync
+        bridge counts them, kiosk.sync.rejections)."""
+        return Downlink(
+            self.kiosk_id,
+            self.topics,
+            self.outbox,
+            self.clock,
+            self._stats,
+            self._lock,
+            self._deliver,
+            self._offset,
+            acks,
+            on_reject=on_reject,
+        )
 
     def _deliver(self, topic: str, body: dict[str, Any]) -> None:
         self.on_message(topic, body)

@@ -1,7 +1,9 @@
 """The kiosk's estimate of how far its clock is from the province's.
 
-Owns: the offset estimate (province time - kiosk time), from the `sent_at` / `issued_at`
-stamps of province messages. Pure: times come in as arguments. A kiosk whose clock is years off
+Owns: the offset estimate (province time - kiosk time). Pure: times come in as arguments; the
+callers pass only SIGNED province times that passed the signed-time high-water check
+(kiosk.sync.acks: verified acks' and accepted commands' `issued_at`), never an unsigned
+`sent_at`, which anyone able to publish on the broker could forge. A kiosk whose clock is years off
 still sells: records carry kiosk time AND this estimate, and expiry checks of province
 commands use `province_now()`. Robust to a single wild stamp (median of recent observations)
 and follows a real clock step (NTP fixing the kiosk clock) after `step_confirm` agreeing

@@ -17,7 +17,6 @@ __all__ = [
     "order_status_request",
     "reported_state",
     "telemetry",
-    "trust_rejection_alarm",
     "will",
 ]
 
@@ -84,11 +83,6 @@ def telemetry(metrics: Mapping[str, float | int | str | bool | None]) -> dict[st
 def alarm(code: str, detail: str = "", severity: str = "warning", **context: Any) -> dict[str, Any]:
     """Body of an `alarm` event (HIGH)."""
     return {"code": code, "severity": severity, "detail": detail, "context": context}
-
-
-def trust_rejection_alarm(what: str, reason: str, detail: str = "") -> dict[str, Any]:
-    """The alarm for a rejected downstream message (bad signature, stale, replayed, ...)."""
-    return alarm("SYNC_REJECTED", detail, "warning", what=what, reason=reason)
 
 
 def order_status_request(

@@ -512,6 +512,43 @@ class Outbox:
             )
         return removed
 
+    def ack_records(self, records: Iterable[tuple[str, int]]) -> int:
+        """A verified province ack (kiosk.sync.acks): delete each record whose event id AND seq
+        both match. A seq is never reused, so an old ack replayed cannot remove a newer record
+        that carries the same event id. Idempotent; returns how many records were removed."""
+        pairs = [(e, s) for e, s in records if isinstance(e, str) and isinstance(s, int)]
+        if not pairs:
+            return 0
+        self._uncache(s for _e, s in pairs)  # (forgetting an entry is always safe)
+        with self.store.transaction() as c:
+            self._note_sales(c, pairs)
+            removed = c.executemany(
+                "DELETE FROM outbox WHERE seq = ? AND event_id = ?", [(s, e) for e, s in pairs]
+            ).rowcount
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (LAST_ACK_SETTING, json.dumps(self.clock.time())),
+            )
+        return max(0, removed)
+
+    def _note_sales(self, c: sqlite3.Connection, pairs: list[tuple[str, int]]) -> None:
+        """The acknowledged sale records' heads: the anchor `kiosk ledger verify` checks
+        (kiosk.sync.ledger_head), in the ack's transaction."""
+        wanted = dict((s, e) for e, s in pairs)
+        sales: list[bytes] = []
+        seqs = list(wanted)
+        for i in range(0, len(seqs), _CHUNK):
+            chunk = seqs[i : i + _CHUNK]
+            rows = c.execute(
+                f"SELECT seq, event_id, payload FROM outbox WHERE kind = 'sale' "
+                f"AND seq IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            sales.extend(bytes(p) for seq, eid, p in rows if wanted.get(int(seq)) == eid)
+        if sales:
+            note_acked_sales(c, sales, self.clock.time())
+
     # --- inspection -----------------------------------------------------------------------
 
     def get(self, event_id: str) -> OutboxRecord | None:

@@ -1,10 +1,12 @@
 """Trust for everything the province sends down: signed envelopes, the keyring, the rules.
 
 Owns: the envelope format (`{"v":1, "kid", "body", "sig"}`, Ed25519 over a domain string plus
-the canonical JSON of `body`), the keyring of trusted province keys (installed at provisioning,
-rotated only by a message signed with a key already trusted), and `TrustPolicy`: versioned
-state (catalog, planogram, prices, config, keys) is applied only when newer than what is applied,
-atomically with the version bump; commands only when unexpired and their nonce unseen.
+the canonical JSON of `body`), the keyring of trusted province signing keys (installed at
+provisioning, replaced only by a key set signed by the province ROOT key: kiosk.sync.keyset),
+and `TrustPolicy`: versioned state (catalog, planogram, prices, config, keys) is applied only
+when newer than what is applied and at most MAX_VERSION_STEP ahead of it, atomically with the
+version bump; commands only when unexpired and their nonce unseen. The root key signs key sets
+and nothing else: an ordinary message under the root's key id is refused (ROOT_KEY_MISUSE).
 Never applies anything unsigned; never raises anything but TrustError for bad input.
 Every rejection is logged with its reason and passed to `on_reject` (the sync client turns it
 into an alarm event).
@@ -23,7 +25,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -36,10 +38,15 @@ from kiosk.clock import Clock, SystemClock
 from kiosk.log import log_event
 from kiosk.store import Store
 
+if TYPE_CHECKING:
+    from kiosk.sync.acks import SignedTime
+
 __all__ = [
     "COMMAND_MAX_TTL_S",
     "ENVELOPE_DOMAIN",
     "KEYRING_SETTING",
+    "MAX_VERSION",
+    "MAX_VERSION_STEP",
     "NONCE_STORE_MAX",
     "VERSIONED_NAMES",
     "Keyring",
@@ -65,6 +72,10 @@ PER_KIOSK_NAMES = ("planogram", "prices", "config")
 COMMAND_MAX_TTL_S = 24 * 3600.0  # a command may live at most this long (bounds the nonce store)
 NONCE_STORE_MAX = 10_000
 MAX_NONCE_LEN = 128
+# A version may move at most this far ahead of the applied one (a leaked key cannot jump a
+# version out of the province's reach), and never past 2^53 - 1 (exact in every JSON parser).
+MAX_VERSION_STEP = 1000
+MAX_VERSION = 2**53 - 1
 
 
 class TrustReason(StrEnum):
@@ -79,7 +90,12 @@ class TrustReason(StrEnum):
     REPLAYED = "REPLAYED"
     NONCE_STORE_FULL = "NONCE_STORE_FULL"
     BAD_ROTATION = "BAD_ROTATION"
+    VERSION_JUMP = "VERSION_JUMP"  # more than MAX_VERSION_STEP ahead of the applied version
+    NOT_ROOT_SIGNED = "NOT_ROOT_SIGNED"  # a key set signed by anything but the pinned root
+    ROOT_KEY_MISUSE = "ROOT_KEY_MISUSE"  # an ordinary message signed by the root key
+    NO_ROOT_KEY = "NO_ROOT_KEY"  # no root key pinned: the key set is frozen
     APPLY_FAILED = "APPLY_FAILED"
+    STALE_SIGNED_TIME = "STALE_SIGNED_TIME"  # signed before the key's high-water mark (acks.py)
 
 
 class TrustError(Exception):
@@ -190,6 +206,10 @@ class Keyring:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def replace_with(self, other: Keyring) -> None:
+        """Become `other` in one step (a key set applied): retired keys are gone at once."""
+        self._keys = dict(other._keys)
+
     def copy(self) -> Keyring:
         k = Keyring()
         k._keys = dict(self._keys)
@@ -275,14 +295,22 @@ class TrustPolicy:
         command_max_ttl_s: float = COMMAND_MAX_TTL_S,
         nonce_store_max: int = NONCE_STORE_MAX,
         clock: Clock | None = None,
+        root_key: bytes | None = None,
     ) -> None:
+        """`root_key`: the province root public key pinned at provisioning (None: not pinned,
+        key sets are refused). It verifies key sets only (kiosk.sync.keyset)."""
         self.clock: Clock = clock or SystemClock()
         self.keyring = keyring
+        self.root_key = root_key
+        self.root_kid = key_id(root_key) if root_key is not None else None
         self.store = store
         self.kiosk_id = kiosk_id
         self.on_reject = on_reject
         self.command_max_ttl_s = command_max_ttl_s
         self.nonce_store_max = nonce_store_max
+        # per-key high-water marks of signed time (kiosk.sync.acks); when set, a command
+        # signed before a key's mark minus the tolerance is refused (STALE_SIGNED_TIME)
+        self.signed_time: SignedTime | None = None
 
     # -- helpers
 
@@ -303,8 +331,15 @@ class TrustPolicy:
                 _log.exception("trust.on_reject failed")
         return err
 
+    def reject(self, what: str, err: TrustError) -> TrustError:
+        """Log and report a rejection (for kiosk.sync.keyset); returns `err` to raise."""
+        return self._reject(what, err)
+
     def _verify(self, what: str, env: object) -> dict[str, Any]:
         try:
+            if isinstance(env, Mapping) and env.get("kid", "") == self.root_kid:
+                # separation of duties: the root signs key sets, nothing else
+                raise TrustError(TrustReason.ROOT_KEY_MISUSE, "the root key signs key sets only")
             return verify_envelope(env, self.keyring)
         except TrustError as e:
             raise self._reject(what, e) from None
@@ -333,17 +368,34 @@ class TrustPolicy:
         """Verify, check `body["version"]` > the applied version of `name`, then run
         `apply(body)` and record the version in ONE transaction: both happen or neither.
 
-        Returns the body. Raises TrustError: MALFORMED, UNKNOWN_KEY, BAD_SIGNATURE, WRONG_NAME,
-        WRONG_KIOSK, STALE_VERSION (equal or older: ignored, logged quietly, no alarm) or
-        APPLY_FAILED (apply raised; nothing was changed).
+        Returns the body. Raises TrustError: MALFORMED, UNKNOWN_KEY, BAD_SIGNATURE,
+        ROOT_KEY_MISUSE, WRONG_NAME, WRONG_KIOSK, STALE_VERSION (equal or older: ignored, logged
+        quietly, no alarm), VERSION_JUMP (more than MAX_VERSION_STEP ahead of the applied
+        version) or APPLY_FAILED (apply raised; nothing was changed).
         """
         if name not in VERSIONED_NAMES:
             raise ValueError(f"not a versioned name: {name!r}")
         body = self._verify(name, env)
         kid = str(env["kid"]) if isinstance(env, Mapping) else ""
+        self.apply_versioned(name, body, kid, apply)
+        return body
+
+    def apply_versioned(
+        self,
+        name: str,
+        body: dict[str, Any],
+        kid: str,
+        apply: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """The version rules and the atomic apply of `accept_versioned`, for a body whose
+        signature the caller has verified (kiosk.sync.keyset verifies key sets by the root)."""
         version = body.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise self._reject(name, TrustError(TrustReason.MALFORMED, "version must be int >= 1"))
+        if version > MAX_VERSION:
+            raise self._reject(
+                name, TrustError(TrustReason.VERSION_JUMP, f"version {version} > 2^53 - 1")
+            )
         if body.get("name") != name:
             raise self._reject(
                 name, TrustError(TrustReason.WRONG_NAME, f"body is for {body.get('name')!r}")
@@ -364,6 +416,11 @@ class TrustPolicy:
                     raise TrustError(
                         TrustReason.STALE_VERSION, f"{name} v{version} <= applied v{current}"
                     )
+                if current > 0 and version - current > MAX_VERSION_STEP:
+                    raise TrustError(
+                        TrustReason.VERSION_JUMP,
+                        f"{name} v{version} is more than {MAX_VERSION_STEP} ahead of v{current}",
+                    )
                 if apply is not None:
                     try:
                         apply(body)
@@ -382,7 +439,6 @@ class TrustPolicy:
         except TrustError as e:
             raise self._reject(name, e) from None
         log_event(_log, "trust.applied", what=name, version=version, kid=kid)
-        return body
 
     @staticmethod
     def _applied_in(conn: sqlite3.Connection, name: str) -> int:
@@ -392,35 +448,13 @@ class TrustPolicy:
     def _now(self) -> float:
         return float(self.clock.time())
 
-    # -- key rotation
+    # -- key sets
 
     def accept_keys(self, env: object) -> Keyring:
-        """A key rotation: body `{"name":"keys", "version", "add":[base64url raw public key,..],
-        "retire":[kid,..]}` signed by a key trusted NOW. The new keyring and the version are
-        persisted together. At least one key must remain. Returns the new keyring."""
-        new_ring = self.keyring.copy()
+        """A key set signed by the pinned root key (kiosk.sync.keyset.accept_key_set)."""
+        from kiosk.sync.keyset import accept_key_set  # keyset builds on this module
 
-        def apply(body: dict[str, Any]) -> None:
-            add, retire = body.get("add", []), body.get("retire", [])
-            if not isinstance(add, list) or not all(isinstance(a, str) for a in add):
-                raise TrustError(TrustReason.BAD_ROTATION, "add must be a list of strings")
-            if not isinstance(retire, list) or not all(isinstance(r, str) for r in retire):
-                raise TrustError(TrustReason.BAD_ROTATION, "retire must be a list of key ids")
-            for text in add:
-                try:
-                    new_ring.add(_b64url_decode(text))
-                except (ValueError, binascii.Error) as e:
-                    raise TrustError(TrustReason.BAD_ROTATION, f"bad public key: {e}") from None
-            for kid in retire:
-                new_ring.retire(kid)
-            if len(new_ring) == 0:
-                raise TrustError(TrustReason.BAD_ROTATION, "rotation would leave no trusted key")
-            new_ring.save(self.store)  # same transaction as the version bump
-
-        self.accept_versioned("keys", env, apply)
-        self.keyring._keys = new_ring._keys  # only after the commit
-        log_event(_log, "trust.keys_rotated", keys=",".join(new_ring.ids()))
-        return self.keyring
+        return accept_key_set(self, env)
 
     # -- commands
 
@@ -446,6 +480,13 @@ class TrustPolicy:
             raise self._reject(
                 what, TrustError(TrustReason.WRONG_KIOSK, f"for {body.get('kiosk_id')!r}")
             )
+        kid = str(env["kid"]) if isinstance(env, Mapping) else ""
+        issued_at = None
+        if self.signed_time is not None:
+            try:
+                issued_at = self.signed_time.check(kid, body.get("issued_at"))
+            except TrustError as e:
+                raise self._reject(what, e) from None
         if expires_at <= now:
             raise self._reject(
                 what, TrustError(TrustReason.EXPIRED, f"expired {now - expires_at:.0f} s ago")
@@ -479,5 +520,7 @@ class TrustPolicy:
                 )
         except TrustError as e:
             raise self._reject(what, e) from None
+        if self.signed_time is not None and issued_at is not None:
+            self.signed_time.advance(kid, issued_at)
         log_event(_log, "trust.command", command=command, nonce=nonce)
         return body

@@ -217,7 +217,8 @@ class Topics:
 
     @property
     def acks(self) -> str:
-        """QoS 1: end-to-end acknowledgements of outbox records (by event id)."""
+        """QoS 1: end-to-end acknowledgements of outbox records: signed envelopes naming
+        (event id, seq) pairs (kiosk.sync.acks)."""
         return f"{self.base}/acks"
 
     def image_reply(self, sha256: str) -> str:
@@ -437,14 +438,13 @@ SCHEMAS: dict[str, _Schema] = {
         "confirmation": "object?",
         "sent_at": "number",
     },
-    "ack": {"event_ids": "list[str]", "sent_at": "number"},
+    "ack": _SIGNED,  # body: kiosk.sync.acks (name "ack", kiosk_id, issued_at, records)
     # registration (full contract: provisioning/register.py)
     "register_request": {"kiosk_id": "str", "nonce": "str", "csr": "str"},
     "register_reply": {"nonce": "str"},
 }
 
 _SIZE_LIMITS: dict[str, int] = {"catalog": MAX_CATALOG_BYTES, "image": MAX_IMAGE_BYTES}
-_MAX_ACK_IDS = 1000
 
 
 def max_bytes(kind: str) -> int:
@@ -528,8 +528,6 @@ def decode(topic_kind: str, payload: bytes) -> dict[str, Any]:
                 MessageErrorReason.BAD_TYPE,
                 f"{topic_kind}: {name} must be {t}, got {type(obj[name]).__name__}",
             )
-    if topic_kind == "ack" and len(obj["event_ids"]) > _MAX_ACK_IDS:
-        raise MessageError(MessageErrorReason.BAD_VALUE, f"ack: more than {_MAX_ACK_IDS} ids")
     if topic_kind == "status" and obj["state"] not in ("online", "offline"):
         raise MessageError(MessageErrorReason.BAD_VALUE, f"status: state {obj['state']!r}")
     return obj

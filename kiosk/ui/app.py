@@ -27,7 +27,7 @@ import pygame
 import pygame.freetype
 
 from kiosk.clock import Clock
-from kiosk.config import UiConfig
+from kiosk.config import TechnicianConfig, UiConfig, legacy_technicians
 from kiosk.contract import (
     BackToIdle,
     Intent,
@@ -41,7 +41,6 @@ from kiosk.contract import (
     UiControllerPort,
     ViewState,
 )
-from kiosk.core.pin import PinLockout
 from kiosk.log import log_event
 from kiosk.ui.events import BACKGROUND_DONE, IMAGES_CHANGED, VIEW_CHANGED, notify_view_changed
 from kiosk.ui.fonts import find_cjk_font, load_font
@@ -166,7 +165,12 @@ class UiApp:
         on_screen: Callable[[str], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
         heartbeat_every_s: float | None = None,
+        technicians: tuple[TechnicianConfig, ...] | None = None,
     ) -> None:
+        # technicians: who may open the service menu (kiosk.config.technicians); None: the
+        # single ui.service_pin_hash of `config`, as technician "default".
+        self.technicians = legacy_technicians(config) if technicians is None else technicians
+        self.pin_awaiting = 0  # kiosk.ui.screens.service_pin: no PIN checked before it shows
         # heartbeat: called after every loop turn, and the loop turns at least every
         # heartbeat_every_s even when nothing moves, so the systemd watchdog can tell a
         # sleeping loop (alive, cheap: one wake per few seconds) from a hung one.
@@ -192,7 +196,6 @@ class UiApp:
         if not display:
             self.images.preload(pv.product for pv in self.view.products)
         self.last_activity = self.now()
-        self.pin_lockout = PinLockout()
         self.stack: list[Screen] = [make_root(self, ROOT_FOR_MODE[self.view.mode])]
         self.hits: list[Hit] = []
         self.texts: list[TextRecord] = []
@@ -595,6 +598,7 @@ def run(
     heartbeat: Callable[[], None] | None = None,
     heartbeat_every_s: float | None = None,
     stop: threading.Event | None = None,
+    technicians: tuple[TechnicianConfig, ...] | None = None,
 ) -> None:
     """Run the UI until QUIT (only honoured outside kiosk mode) or a `request_stop`. Raises
     FontMissing first. `stop`: whoever sets it calls `request_stop()`; one set before the
@@ -615,6 +619,7 @@ def run(
         on_screen=on_screen,
         heartbeat=heartbeat,
         heartbeat_every_s=heartbeat_every_s,
+        technicians=technicians,
     )
     controller.set_notify(notify_view_changed)
     app.loop()

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from kiosk.sim.chaos import FAULT_KINDS, run_chaos
+from kiosk.sim.mqtt_tap import TappedMessage
+from tests.support.mqtt_record import check_messages, format_violations
 
 
 @pytest.mark.slow
@@ -21,9 +23,17 @@ from kiosk.sim.chaos import FAULT_KINDS, run_chaos
 @pytest.mark.parametrize("protocol", ["kiosk", "vmc"])
 def test_chaos_short(tmp_path: Path, protocol: str) -> None:
     """On our own board and on a VMC (docs/boards/vmc.md: no tx, so the physical log is
-    matched by slot, and a vend a SIGKILL or reset made unknown is refunded)."""
+    matched by slot, and a vend a SIGKILL or reset made unknown is refunded); every MQTT
+    message either way is checked against docs/mqtt-api.yaml."""
+    recorded: list[TappedMessage] = []
     rep = run_chaos(
-        12, seed=3, workdir=tmp_path / "chaos", n_faults=7, timeout_s=280, protocol=protocol
+        12,
+        seed=3,
+        workdir=tmp_path / "chaos",
+        n_faults=7,
+        timeout_s=280,
+        protocol=protocol,
+        record_mqtt=recorded,
     )
     print(rep.format())
     assert rep.finished, rep.format()
@@ -44,3 +54,7 @@ def test_chaos_short(tmp_path: Path, protocol: str) -> None:
     assert hit.get("kill9", 0) + hit.get("reset", 0) >= 1, rep.format()
     aimed = rep.faults["kill9"] + rep.faults["reset"]
     assert 3 * (hit.get("kill9", 0) + hit.get("reset", 0)) >= aimed, rep.format()
+    # every message that crossed the broker through all of it is what docs/mqtt-api.yaml says
+    assert any(m.topic.endswith("/events/sale") for m in recorded)
+    violations = check_messages(recorded)
+    assert violations == [], format_violations(violations, "in the chaos run")

@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 
 from kiosk.core.ledger import GENESIS_HASH
 from kiosk.sim.broker import MAX_PACKET_BYTES, ClientCert, Mosquitto, Pki
+from kiosk.sim.mqtt_tap import AUDIT_USER
 from kiosk.sim.province import ProvinceSimulator
 from kiosk.sync.topics import Topics, encode
 from tests.support.fixtures import running_broker
@@ -140,6 +141,7 @@ def record(kiosk_id: str, event_id: str) -> bytes:
             "kind": "sale",
             "priority": "critical",
             "kiosk_time": time.time(),
+            "clock_offset": None,
             "boot": 1,
             "body": sale_body(kiosk_id, 1, GENESIS_HASH, 1),
         }
@@ -239,7 +241,7 @@ def test_kiosk_cannot_ack_its_own_records(
     raw.subscribe(a.topics.acks)
     assert raw.publish(a.topics.acks, encode(fake), qos=0) == 0
     assert raw.publish(a.topics.acks, encode(fake), qos=1) == NOT_AUTHORIZED
-    province.ack(KIOSK_A, ["barrier"])  # after both on the broker; reaches the subscription
+    province.ack_records(KIOSK_A, [("barrier", 1)])  # after both; reaches the subscription
     assert wait_for(lambda: len(raw.on(a.topics.acks)) == 1)
     assert b"barrier" in raw.on(a.topics.acks)[0][0]
     raw.close()
@@ -295,7 +297,7 @@ def test_kiosk_cannot_publish_on_another_kiosks_uplink(
     watcher = backend(pki, mosquitto, "b-watcher")
     watcher.subscribe(f"kiosk/v1/{KIOSK_B}/#")
     raw = Raw(pki, pki.client(KIOSK_A), mosquitto.port, KIOSK_A).connect()
-    forged = record(KIOSK_B, "forged-b-1")
+    forged = record(KIOSK_B, "sale-forged-b-1")
     for topic in tb.uplink():
         assert raw.publish(topic, forged, qos=0) == 0
         assert raw.publish(topic, forged, qos=1) == NOT_AUTHORIZED, topic
@@ -303,7 +305,7 @@ def test_kiosk_cannot_publish_on_another_kiosks_uplink(
     assert raw.publish(tb.status, offline, qos=1, retain=True) == NOT_AUTHORIZED
     # Barrier: A's own record, after the forged ones on the same connection, reaches the
     # province; the forged ones would have been routed before it.
-    assert raw.publish(Topics(KIOSK_A).events("sale"), record(KIOSK_A, "own-a-1")) == 0
+    assert raw.publish(Topics(KIOSK_A).events("sale"), record(KIOSK_A, "sale-own-a-1")) == 0
     assert wait_for(lambda: province.receipts(KIOSK_A)[0] == 1)
     assert province.event_count(KIOSK_B) == 0
     assert province.receipts(KIOSK_B) == (0, 0, 0)
@@ -392,3 +394,47 @@ def test_oversized_packet_disconnects_the_kiosk(pki: Pki, mosquitto: Mosquitto) 
     raw.c.publish(Topics(KIOSK_A).telemetry, b"x" * MAX_PACKET_BYTES, qos=1)
     assert wait_for(lambda: raw.disconnects >= 1)
     raw.c.loop_stop()
+
+
+# --- the monitoring (audit) identity: reads everything, writes nothing --------------------------
+
+
+def test_audit_identity_reads_everything_and_cannot_publish_anything(
+    pki: Pki, mosquitto: Mosquitto, province: ProvinceSimulator, make_kiosk: MakeKiosk
+) -> None:
+    """The read-only monitoring account of docs/broker.md (the tests' recorder uses it): every
+    publish it tries, on every kind of topic, is refused (PUBACK 0x87) and reaches nobody."""
+    assert mosquitto.backend_port is not None
+    audit = Raw(pki, pki.backend_client(AUDIT_USER), mosquitto.backend_port, "audit-probe")
+    audit.connect()
+    audit.subscribe("#")
+    watcher = backend(pki, mosquitto, "audit-watcher")
+    watcher.subscribe("#")
+    ta = Topics(KIOSK_A)
+    targets = [
+        *ta.uplink(),
+        *(ta.desired(n) for n in ("planogram", "prices", "config")),
+        ta.payment_confirm,
+        ta.order_status_reply,
+        ta.commands,
+        ta.acks,
+        "kiosk/v1/province/catalog",
+        "kiosk/v1/province/keys",
+        f"kiosk/v1/province/images/{'0' * 64}",
+        ta.register_request,
+        ta.register_reply,
+        "audit/anything",
+        "$SYS/broker/uptime",
+    ]
+    for topic in targets:
+        assert audit.publish(topic, b"{}", qos=1) == NOT_AUTHORIZED, topic
+        assert audit.publish(topic, b"{}", qos=1, retain=True) == NOT_AUTHORIZED, topic
+    # it does read: a kiosk's birth and the province's acks of its records reach it
+    node = make_kiosk(KIOSK_A)
+    node.sell(1)
+    assert wait_for(lambda: audit.on(ta.acks) != [] and audit.on(ta.status) != [])
+    # barrier: the watcher heard the same kiosk traffic, and none of the audit's payloads
+    assert wait_for(lambda: any(t == ta.acks for t, _, _ in watcher.messages))
+    assert all(p != b"{}" for _, p, _ in watcher.messages), watcher.messages
+    audit.close()
+    watcher.close()

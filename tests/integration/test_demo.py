@@ -2,7 +2,9 @@
 
 Runs `python -m kiosk.sim.demo` as a child (real Mosquitto, province simulator, board emulator on a
 pty, the kiosk), then checks the printed summary, the province's database, the screenshots,
-and that no process the demo started is still alive (os.kill(pid, 0)).
+every MQTT message that crossed the demo's broker against docs/mqtt-api.yaml (`--record-mqtt`,
+tests/support/mqtt_record.py), and that no process the demo started is still alive
+(os.kill(pid, 0)).
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from kiosk.core.pin import DEMO_PIN, verify_pin
 from kiosk.sim.board_emulator import read_physical_log
 from kiosk.sim.broker import find_mosquitto
+from kiosk.sim.mqtt_tap import load_recording
 from kiosk.sim.province import chain_reports, open_db, sales_report
+from tests.support.mqtt_record import check_messages, format_violations
 
 ROOT = Path(__file__).parents[2]
 DEMO_TIMEOUT = 110.0
@@ -75,6 +81,7 @@ def _children_of_demo(workdir: Path, exclude: int = 0) -> list[int]:
 def test_headless_demo_makes_three_sales(tmp_path: Path, board: str) -> None:
     """The same demo and SUMMARY on our own board and on a VMC (`--board vmc`)."""
     work = tmp_path / "demo"
+    record = tmp_path / "mqtt.jsonl"
     t0 = time.monotonic()
     p = subprocess.run(
         [
@@ -86,6 +93,8 @@ def test_headless_demo_makes_three_sales(tmp_path: Path, board: str) -> None:
             str(work),
             "--board",
             board,
+            "--record-mqtt",
+            str(record),
         ],
         cwd=tmp_path,
         env=_env(),
@@ -107,6 +116,11 @@ def test_headless_demo_makes_three_sales(tmp_path: Path, board: str) -> None:
     assert (orders, refunds, offline, records, chain) == ("3", "1", "1", "3", "OK"), out
     assert "pay at http://127.0.0.1:" in out
     assert "nothing left running" in out, out
+    # a service PIN of its own (its config is mqtts://, which refuses the published demo PIN)
+    pin = re.search(r"service PIN\s+(\d{6}) ", out)
+    assert pin is not None and pin.group(1) != DEMO_PIN, out
+    techs = tomllib.loads((work / "kiosk.toml").read_text(encoding="utf-8"))["service"]
+    assert verify_pin(pin.group(1), techs["technicians"][0]["pin_hash"])
 
     # The province really has the three sale records, chained, with the jam's refund.
     db = open_db(work / "province")
@@ -130,6 +144,14 @@ def test_headless_demo_makes_three_sales(tmp_path: Path, board: str) -> None:
     for screen in ("payment", "dispensing", "done", "problem", "offline-code"):
         assert any(screen in n for n in pngs), (screen, pngs)
     assert all((work / "screens" / n).stat().st_size > 1000 for n in pngs)
+
+    # Every message the kiosk and the province exchanged is what docs/mqtt-api.yaml says.
+    messages = load_recording(record)
+    topics = {m.topic for m in messages}
+    for kind in ("events/sale", "events/refund_due", "status", "reported", "acks"):
+        assert f"kiosk/v1/{KIOSK_ID}/{kind}" in topics, (kind, sorted(topics))
+    violations = check_messages(messages)
+    assert violations == [], format_violations(violations, "in the headless demo")
 
     # Nothing left: no process, no pty symlink.
     assert _children_of_demo(work) == []

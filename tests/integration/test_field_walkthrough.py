@@ -6,8 +6,8 @@ order, changing only what must differ on a test machine: `/tmp/kiosk-demo` and
 (the broker and the province simulator get `--port/--bootstrap-port/--backend-port` and
 `--http-port` for them), and
 each `<...>` placeholder becomes what an earlier command printed (the CA and province key
-fingerprints, the one-time token). `kiosk` and `kiosk-provision` run as `python -m kiosk.cli`
-and `python -m provisioning.cli`.
+fingerprints); the one-time token is typed at `register`'s prompt (its standard input).
+`kiosk` and `kiosk-provision` run as `python -m kiosk.cli` and `python -m provisioning.cli`.
 
 Long-running commands (board emulator, broker with its mutual-TLS and bootstrap listeners,
 province simulator) stay up in the background. The kiosk registers over the bootstrap listener,
@@ -74,13 +74,15 @@ def guide_commands() -> list[str]:
 class Proc:
     """A child whose stdout/stderr lines are collected by threads."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], cwd: Path, typed: str | None = None
+    ) -> None:
         self.argv = argv
         self.proc = subprocess.Popen(
             argv,
             env=env,
             cwd=cwd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if typed is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -88,6 +90,10 @@ class Proc:
             errors="replace",
             start_new_session=True,
         )
+        if typed is not None:  # what the person types at the command's prompt
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(typed)
+            self.proc.stdin.close()
         self.out: list[str] = []
         self.err: list[str] = []
         self._lock = threading.Lock()
@@ -161,6 +167,9 @@ class Walkthrough:
             "8780": free_port(),
         }
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+        # what the guide has the technician do before `init` (`read -rs KIOSK_PROVISION_PIN`):
+        # the PIN is never on a command line
+        self.env["KIOSK_PROVISION_PIN"] = "802461"
         self.env["PYTHONPATH"] = str(ROOT)
         self.env["PYTHONUNBUFFERED"] = "1"
         self.placeholders: dict[str, str] = {}
@@ -204,9 +213,11 @@ class Walkthrough:
         self.background.append(p)
         return p
 
-    def run(self, command: str, expect: int = 0, timeout: float = 60) -> str:
+    def run(
+        self, command: str, expect: int = 0, timeout: float = 60, typed: str | None = None
+    ) -> str:
         self.log(f"run {command[:70]}")
-        p = Proc(self.argv(command), self.env, self.tmp)
+        p = Proc(self.argv(command), self.env, self.tmp, typed)
         rc = p.finish(timeout)
         assert rc == expect, f"exit {rc}, expected {expect}\n{p.dump()}"
         return p.text()
@@ -266,18 +277,24 @@ def test_guide_section_0_from_nothing_to_selling(walk: Walkthrough) -> None:
         time.sleep(0.05)
     prov = walk.start(province)
     key_fp = _fingerprint(prov.wait_for(lambda s: "province public key:" in s, 20))
+    root_fp = _fingerprint(prov.wait_for(lambda s: "province root key:" in s, 20))
     prov.wait_for(lambda s: "province.connected" in s, 20)
     token = walk.run(issue_token).strip().splitlines()[-1]
     assert re.fullmatch(r"[A-Za-z0-9_-]{16,}", token), token
     walk.placeholders.update(
-        {"--ca-fingerprint": ca_fp, "--province-key-fingerprint": key_fp, "--token": token}
+        {
+            "--ca-fingerprint": ca_fp,
+            "--province-key-fingerprint": key_fp,
+            "--province-root-key-fingerprint": root_fp,
+        }
     )
 
     # terminal 4: the technician
     out = walk.run(init)
-    assert ca_fp in out and key_fp in out
+    assert ca_fp in out and key_fp in out and root_fp in out
     walk.run(keys)
-    out = walk.run(register)
+    assert "--token" not in register  # typed at its prompt, never on the command line
+    out = walk.run(register, typed=token + "\n")
     assert f"registered {KIOSK_ID}" in out and token not in out
     out = walk.run(selftest_jammed, expect=1)
     assert re.search(r"board0\.slots\s+FAIL .*3 JAMMED", out), out

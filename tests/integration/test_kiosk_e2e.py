@@ -246,11 +246,17 @@ def test_corrupt_store_then_recover_then_sell(
         k.wait_line(lambda s: "kiosk store recover" in s, 5)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not [
-            a for a in _alarms(province) if a["body"].get("kind") == "store_corrupt"
+            a for a in _alarms(province) if a["body"].get("code") == "STORE_CORRUPT"
         ]:
             time.sleep(0.1)
-        alarm = [a for a in _alarms(province) if a["body"].get("kind") == "store_corrupt"]
+        alarm = [a for a in _alarms(province) if a["body"].get("code") == "STORE_CORRUPT"]
         assert alarm and "kiosk store recover" in alarm[0]["body"]["detail"], k.dump()
+        assert alarm[0]["body"]["severity"] == "critical"  # the one alarm shape
+        assert alarm[0]["body"]["context"] == {
+            "reason": "store_corrupt",
+            "action": "kiosk store recover",
+        }
+        assert alarm[0]["event_id"].startswith(f"alarm-{KIOSK_A}-store-")
         reported = [e for e in province.events(KIOSK_A) if e["kind"] == "reported"]
         assert any(r["body"]["out_of_service_reason"] == "store_corrupt" for r in reported)
         assert k.proc.poll() is None  # still up: no crash loop under systemd

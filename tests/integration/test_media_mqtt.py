@@ -40,10 +40,12 @@ from kiosk.store import open_store
 from kiosk.sync.bridge import SyncBridge
 from kiosk.sync.media import media_dir, media_path
 from kiosk.sync.signing import Keyring
+from kiosk.sync.topics import PROVINCE_CATALOG
 from kiosk.ui.images import ProductImages
 from tests.support.config import write_kiosk_config
 from tests.support.image_bomb import png_bomb
 from tests.support.kiosk_node import KIOSK_A, sync_config
+from tests.support.mqtt_record import recording
 from tests.support.store import seed_store
 
 FAST_MEDIA = {
@@ -187,14 +189,22 @@ def test_fetch_by_hash_cache_and_show(
 
 
 def test_tampered_and_missing_images_give_the_placeholder(
-    province: ProvinceSimulator, make_media_kiosk: Callable[[dict[str, str]], Kiosk]
+    mosquitto: Mosquitto,
+    province: ProvinceSimulator,
+    make_media_kiosk: Callable[[dict[str, str]], Kiosk],
 ) -> None:
     p_blue, p_missing = products(2)
     good = sha(BLUE)
+    recording(mosquitto).tolerate(
+        f"kiosk/v1/+/images/reply/{good}", "the province answers with the wrong bytes on purpose"
+    )
     province.images[good] = GREY  # the province answers with other bytes on the reply topic
     k = make_media_kiosk({p_blue: good, p_missing: sha(b"nobody has this image")})
 
     assert wait_for(lambda: k.bridge.client.bad_message_reasons().get("HASH_MISMATCH", 0) >= 2)
+    # counted as rejections (link counters) and alarmed once per window: SYNC_REJECTED
+    assert k.bridge._link_counters()["mqtt_rejected_hash_mismatch"] >= 2
+    assert wait_for(lambda: _rejection_alarms(province, "HASH_MISMATCH") >= 1)
     assert not media_path(k.media, good).exists()
     assert list(k.media.iterdir()) == []
     assert k.got() == []
@@ -213,7 +223,9 @@ def test_tampered_and_missing_images_give_the_placeholder(
 
 
 def test_signed_catalog_cannot_name_files_or_send_an_image_bomb(
-    province: ProvinceSimulator, make_media_kiosk: Callable[[dict[str, str]], Kiosk]
+    mosquitto: Mosquitto,
+    province: ProvinceSimulator,
+    make_media_kiosk: Callable[[dict[str, str]], Kiosk],
 ) -> None:
     p_passwd, p_file, p_bomb, p_red = products(4)
     bomb = png_bomb(20000, 20000)
@@ -233,6 +245,9 @@ def test_signed_catalog_cannot_name_files_or_send_an_image_bomb(
             for p in demo_catalog()
         ]
     }
+    recording(mosquitto).tolerate(
+        PROVINCE_CATALOG, "image refs that name files, on purpose (the kiosk refuses them)"
+    )
     v = province.publish_catalog(content, version=demo_catalog().version + 50)
     assert wait_for(lambda: k.app.store.catalog.load().version == v), "catalog not applied"
     cat = k.app.store.catalog.load().products
@@ -241,12 +256,25 @@ def test_signed_catalog_cannot_name_files_or_send_an_image_bomb(
 
     assert wait_for(lambda: sha(RED) in k.got()), k.got()
     assert wait_for(lambda: k.bridge.fetcher.rejected >= 1), "the bomb was never refused"
+    assert wait_for(lambda: _rejection_alarms(province, "IMAGE_REFUSED") == 1)
     assert not media_path(k.media, sha(bomb)).exists()
     assert sha(bomb) not in k.bridge.fetcher.pending()
     assert k.bridge.media.path_for(sha(bomb)) is None
     k.images.preload(k.app.store.catalog.load())
     assert k.colour(p_bomb) != (0, 0, 0)  # the placeholder tile, not the bomb's black
     assert wait_for(lambda: k.colour(p_red) == (255, 0, 0), 5)
+
+
+def _rejection_alarms(province: ProvinceSimulator, reason: str) -> int:
+    """SYNC_REJECTED alarms of images/reply with `reason` the province received from KIOSK_A."""
+    return sum(
+        1
+        for e in province.events(KIOSK_A)
+        if e["kind"] == "alarm"
+        and e["body"].get("code") == "SYNC_REJECTED"
+        and e["body"]["context"]["what"] == "images/reply"
+        and e["body"]["context"]["reason"] == reason
+    )
 
 
 @pytest.fixture(autouse=True, scope="module")

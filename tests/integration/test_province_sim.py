@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ def test_pay_page_confirms_and_the_kiosk_verifies(
 
     # order status: PAID with the confirmation; an unknown order NOT_PAID
     for oid in (order_id, make_order_id(KIOSK_A, 43)):
-        body = messages.order_status_request(KIOSK_A, oid, f"req-{oid}", time.time())
+        body = messages.order_status_request(KIOSK_A, oid, uuid.uuid4().hex, time.time())
         assert node.client.publish_direct(node.topics.order_status_request, body)
     assert wait_for(lambda: len(node.received("/orders/status/reply")) == 2, 5)
     replies = {r["order_id"]: r for r in node.received("/orders/status/reply")}

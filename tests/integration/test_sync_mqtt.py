@@ -25,6 +25,7 @@ import pytest
 import kiosk
 from kiosk.sim.broker import Mosquitto, Pki, TcpProxy
 from kiosk.sim.province import ProvinceSimulator
+from kiosk.sync import messages
 from kiosk.sync.outbox import Priority
 from tests.support.fixtures import running_broker
 from tests.support.kiosk_node import KIOSK_A, KIOSK_B, KioskNode, MakeKiosk
@@ -110,7 +111,8 @@ def test_live_sale_is_not_delayed_by_a_backlog(
     """1,000 NORMAL records wait (token bucket, 50/s: 20 s to drain); a sale made now still
     goes out at once, ahead of them."""
     node = make_kiosk(KIOSK_A, start=False, backlog_rate=50.0, backlog_burst=10)
-    items = [("reported", {"n": i}, Priority.NORMAL) for i in range(1000)]
+    body = messages.reported_state(applied_versions={}, stock={}, software_version="test")
+    items = [("reported", {**body, "n": i}, Priority.NORMAL) for i in range(1000)]
     node.outbox.append_many(items)
     node.start()
     assert wait_for(lambda: province.event_count(KIOSK_A, "reported") >= 10, 10)

@@ -21,6 +21,7 @@ from kiosk.sync.signing import Keyring, TrustError, TrustPolicy, generate_keypai
 from kiosk.sync.signing import sign_envelope as sign
 from kiosk.sync.topics import PROVINCE_CATALOG, Topics, encode
 from tests.support.kiosk_node import KIOSK_A, KIOSK_B, MakeKiosk, sync_config
+from tests.support.mqtt_record import recording
 
 
 def wait_for(cond: Any, timeout: float) -> bool:
@@ -65,8 +66,11 @@ class Verdicts:
 
 
 def test_forged_unsigned_replayed_and_outdated_messages_are_rejected(
-    province: ProvinceSimulator, make_kiosk: MakeKiosk
+    mosquitto: Mosquitto, province: ProvinceSimulator, make_kiosk: MakeKiosk
 ) -> None:
+    rec = recording(mosquitto)
+    for topic in (PROVINCE_CATALOG, Topics(KIOSK_A).desired("prices"), Topics(KIOSK_A).commands):
+        rec.tolerate(topic, "forged, unsigned, tampered and malformed messages, on purpose")
     node = make_kiosk(KIOSK_A)
     policy = TrustPolicy(Keyring([province.public_key]), node.store, kiosk_id=KIOSK_A)
     verdicts = Verdicts(policy)
@@ -170,6 +174,9 @@ def test_kiosk_a_cannot_publish_as_kiosk_b(
             "boot": 1,
             "body": {},
         }
+        recording(mosquitto).tolerate(
+            Topics(KIOSK_A).events("sale"), "a forged record, on purpose", encode(body)
+        )
         info = raw.publish(Topics(KIOSK_A).events("sale"), encode(body), qos=1)
         info.wait_for_publish(5)
         assert wait_for(lambda: province.receipts(KIOSK_A)[2] == 1, 5)

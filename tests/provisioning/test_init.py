@@ -11,21 +11,25 @@ import pytest
 
 from kiosk.config import load_config
 from kiosk.core.pin import verify_pin
+from kiosk.sync.signing import generate_keypair, public_key_pem
 from provisioning.cli import build_parser, main
 from provisioning.init import run_init
-from tests.support.provisioning import KIOSK_ID, base_args
+from tests.support.provisioning import KIOSK_ID, PIN, TECHNICIAN, base_args
 
 
 def test_non_interactive_happy_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], ca_file: Path, province_key_file: Path
 ) -> None:
     cfg_path = tmp_path / "kiosk.toml"
+    root_file = tmp_path / "province-root.pem"
+    root_file.write_bytes(public_key_pem(generate_keypair()[1]))
     args = base_args(
         tmp_path,
         broker_url="mqtts://broker.example:8883",
         allow_plaintext="no",
         ca_file=str(ca_file),
         province_key=str(province_key_file),
+        province_root_key=str(root_file),
         screen="1024x600",
     )
     assert main(["init", "--non-interactive", "--config", str(cfg_path), *args]) == 0
@@ -37,10 +41,14 @@ def test_non_interactive_happy_path(
     assert cfg.hardware.rows == 1 and cfg.hardware.cols == 4
     assert cfg.sync.ca_file == ca_file.resolve()
     assert cfg.ui.orientation == "landscape"
-    assert verify_pin("2468", cfg.ui.service_pin_hash)
+    (tech,) = cfg.service.technicians
+    assert tech.id == TECHNICIAN and verify_pin(PIN, tech.pin_hash)
+    assert cfg.ui.service_pin_hash == ""
     out = capsys.readouterr().out
     assert "CA certificate SHA-256" in out and "Province public key SHA-256" in out
-    assert "2468" not in out
+    assert "Province root key   SHA-256" in out
+    assert cfg.sync.province_root_key == root_file.resolve()
+    assert PIN not in out and PIN not in cfg_path.read_text(encoding="utf-8")
 
 
 BAD = [
@@ -63,12 +71,15 @@ BAD = [
     ("pay_url", "ftp://x", "--pay-url", "https://"),
     ("ca_file", "/nonexistent/ca.pem", "--ca-file", "cannot read"),
     ("province_key", "/nonexistent/p.pem", "--province-key", "cannot read"),
+    ("province_root_key", "/nonexistent/r.pem", "--province-root-key", "cannot read"),
     ("ca_fingerprint", "abc", "--ca-fingerprint", "SHA-256 fingerprint"),
     ("language", "fr", "--language", "zh, en"),
     ("screen", "big", "--screen", "WIDTHxHEIGHT"),
     ("screen", "100x100", "--screen", "between 320"),
     ("data_dir", "", "--data-dir", "must not be empty"),
-    ("pin", "12", "--pin", "4 to 12 digits"),
+    ("pin", "12", "--pin-file", "6 to 12 digits"),
+    ("pin", "2468", "--pin-file", "6 to 12 digits, not 4"),
+    ("technician", "T 42", "--technician", "letters, digits"),
 ]
 
 
@@ -94,6 +105,18 @@ def test_every_field_is_validated(
     out = capsys.readouterr().out
     assert rc == 2
     assert flag in out and problem in out
+    assert not cfg_path.exists()
+
+
+def test_the_root_key_must_not_be_the_signing_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], province_key_file: Path
+) -> None:
+    cfg_path = tmp_path / "kiosk.toml"
+    same = str(province_key_file)
+    args = base_args(tmp_path, province_key=same, province_root_key=same)
+    assert main(["init", "--non-interactive", "--config", str(cfg_path), *args]) == 2
+    out = capsys.readouterr().out
+    assert "--province-root-key" in out and "the root key must be separate" in out
     assert not cfg_path.exists()
 
 
@@ -162,7 +185,8 @@ def test_answers_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], ca_fil
     assert main(["init", "--answers", str(answers), "--config", str(cfg_path)]) == 0
     cfg = load_config(cfg_path)
     assert cfg.hardware.cabinet == "locker" and cfg.hardware.boards == (0, 1)
-    assert verify_pin("135790", cfg.ui.service_pin_hash)
+    assert cfg.service.technicians[0].id == "default"
+    assert verify_pin("135790", cfg.service.technicians[0].pin_hash)
     # errors name the answers-file key; flags override the file
     answers.write_text(
         answers.read_text(encoding="utf-8") + 'language = "fr"\ncolour = "red"\n', encoding="utf-8"
@@ -231,8 +255,10 @@ def test_interactive_reasks_until_valid(tmp_path: Path, ca_file: Path) -> None:
         "https://pay.example.invalid/p",
         "",  # ca file
         "",  # province key
+        "",  # province root key
         "en",
         "800x480",
+        "T0007",  # technician id (the data dir came as a flag)
         "mqtts://b.example:8883",  # re-asked after the whole-config check
         str(ca_file),  # mqtts needs a CA: re-asked
         "y",  # fingerprints confirmed
@@ -241,17 +267,19 @@ def test_interactive_reasks_until_valid(tmp_path: Path, ca_file: Path) -> None:
     rc = run_init(
         args,
         ask=_scripted(prompts),
-        ask_secret=_scripted(["12", "4321", "4321"]),
+        ask_secret=_scripted(["4321", "432100", "432100"]),
         out=out.append,
     )
     text = "\n".join(out)
     assert "AH-<6-digit" in text and "must not be empty" in text
     assert "must be one of spiral, locker" in text
-    assert "4 to 12 digits" in text
+    assert "6 to 12 digits, not 4" in text
     assert "Province broker URL" in text and "plaintext MQTT is refused" in text
     assert "CA certificate file" in text and "required with mqtts://" in text
     assert rc == 0
-    assert load_config(cfg_path).sync.broker_url == "mqtts://b.example:8883"
+    cfg = load_config(cfg_path)
+    assert cfg.sync.broker_url == "mqtts://b.example:8883"
+    assert cfg.service.technicians[0].id == "T0007"
 
 
 def test_interactive_success(tmp_path: Path) -> None:
@@ -287,9 +315,13 @@ def test_interactive_success(tmp_path: Path) -> None:
         "",
         "",
         "",
+        "",
     ]
     rc = run_init(
-        args, ask=_scripted(prompts), ask_secret=_scripted(["4321", "4321"]), out=lambda s: None
+        args,
+        ask=_scripted([*prompts, ""]),  # technician id: default
+        ask_secret=_scripted(["432100", "432100"]),
+        out=lambda s: None,
     )
     assert rc == 0
     cfg = load_config(cfg_path)

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from kiosk.config import load_config
 from kiosk.sim.province_ca import ProvisioningCA, register_reply_topic, register_request_topic
-from kiosk.sync.identity import cert_cn, load_private_key
+from kiosk.sync.identity import cert_cn, cert_fingerprint, load_private_key
 from provisioning.cli import main
 from provisioning.keys import IdentityFiles
 from provisioning.register import (
@@ -61,6 +61,11 @@ def device(make_config: Callable[..., Path]) -> tuple[Path, IdentityFiles]:
     return cfg, IdentityFiles(cfg.parent)
 
 
+def pin(ca: ProvisioningCA) -> set[str]:
+    """The CA pinned at provisioning: here the registrar's own."""
+    return {cert_fingerprint(ca.cert)}
+
+
 def _roundtrip(ca: ProvisioningCA, req: dict[str, object]) -> tuple[str, bytes]:
     answer = ca.handle_request(register_request_topic(KIOSK_ID), json.dumps(req).encode())
     assert answer is not None
@@ -83,7 +88,7 @@ def test_register_with_token_then_token_is_spent(
     secret = ca.payment_secret(KIOSK_ID)
     assert secret is not None and secret.decode().strip() not in payload.decode()  # sealed
 
-    reg = parse_reply(payload, req["nonce"], key, KIOSK_ID)
+    reg = parse_reply(payload, req["nonce"], key, KIOSK_ID, pinned=pin(ca))
     assert reg is not None
     cert = x509.load_pem_x509_certificate(reg.cert_pem)
     assert cert_cn(cert) == KIOSK_ID
@@ -101,7 +106,7 @@ def test_register_with_token_then_token_is_spent(
     _, payload2 = _roundtrip(ca, req2)
     assert json.loads(payload2)["error"] == "token_used"
     with pytest.raises(RegisterError, match="token_used"):
-        parse_reply(payload2, req2["nonce"], key, KIOSK_ID)
+        parse_reply(payload2, req2["nonce"], key, KIOSK_ID, pinned=pin(ca))
 
 
 def test_token_rules(ca: ProvisioningCA, device: tuple[Path, IdentityFiles]) -> None:
@@ -131,24 +136,25 @@ def test_reply_for_another_key_is_refused(
     req = build_request(KIOSK_ID, generate_device_key(), token=ca.issue_token())
     _, payload = _roundtrip(ca, req)
     with pytest.raises(RegisterError, match="not for this device's key"):
-        parse_reply(payload, req["nonce"], key, KIOSK_ID)
-    assert parse_reply(payload, "other-nonce", key, KIOSK_ID) is None
+        parse_reply(payload, req["nonce"], key, KIOSK_ID, pinned=pin(ca))
+    assert parse_reply(payload, "other-nonce", key, KIOSK_ID, pinned=pin(ca)) is None
 
 
 def test_renewal_without_token(ca: ProvisioningCA, device: tuple[Path, IdentityFiles]) -> None:
     cfg_path, files = device
     key = load_private_key(files.key.read_bytes())
     req = build_request(KIOSK_ID, key, token=ca.issue_token(KIOSK_ID))
-    reg = parse_reply(_roundtrip(ca, req)[1], req["nonce"], key, KIOSK_ID)
+    reg = parse_reply(_roundtrip(ca, req)[1], req["nonce"], key, KIOSK_ID, pinned=pin(ca))
     assert reg is not None
     store_registration(reg, files, cfg_path)
     secret = files.secret.read_bytes()
 
     renew = build_request(KIOSK_ID, key, current_cert_pem=files.cert.read_bytes())
     assert "token" not in renew and "sig" in renew
-    reg2 = parse_reply(_roundtrip(ca, renew)[1], renew["nonce"], key, KIOSK_ID)
+    reg2 = parse_reply(_roundtrip(ca, renew)[1], renew["nonce"], key, KIOSK_ID, pinned=pin(ca))
     assert reg2 is not None and reg2.cert_pem != reg.cert_pem
-    assert reg2.payment_secret == secret  # same kiosk, same payment secret
+    assert reg2.payment_secret != secret  # a renewal rotates the payment secret
+    assert ca.secrets_of(KIOSK_ID).previous == secret  # kept for the overlap
 
     tampered = dict(renew, nonce="beef")
     assert json.loads(_roundtrip(ca, tampered)[1])["error"] == "bad_signature"
@@ -162,6 +168,6 @@ def test_uses_an_existing_ca(tmp_path: Path, device: tuple[Path, IdentityFiles])
     _, files = device
     key = load_private_key(files.key.read_bytes())
     req = build_request(KIOSK_ID, key, token=ca.issue_token())
-    reg = parse_reply(_roundtrip(ca, req)[1], req["nonce"], key, KIOSK_ID)
+    reg = parse_reply(_roundtrip(ca, req)[1], req["nonce"], key, KIOSK_ID, pinned=pin(ca))
     assert reg is not None
     x509.load_pem_x509_certificate(reg.cert_pem).verify_directly_issued_by(province.cert)

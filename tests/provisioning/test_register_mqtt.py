@@ -27,7 +27,9 @@ from kiosk.sim.province_ca import ProvisioningCA
 from kiosk.sync.signing import generate_keypair
 from kiosk.sync.topics import Topics, register_reply, register_request
 from provisioning.cli import main
+from provisioning.register import TOKEN_ENV
 from tests.support.fixtures import running_broker, running_province
+from tests.support.mqtt_record import recording
 from tests.support.provisioning import KIOSK_ID
 
 OTHER = "AH-340102-0099"
@@ -139,6 +141,8 @@ def test_bootstrap_listener_allows_registration_topics_only(
     broker: Mosquitto, pki: Pki, probes: Callable[..., Probe]
 ) -> None:
     assert broker.bootstrap_port is not None
+    recording(broker).tolerate("#", "probes send `{}` and plain words on purpose", b"{}")
+    recording(broker).tolerate(register_reply(OTHER), "a probe's plain-word reply", b"reply")
     # the main listener still wants a client certificate
     anon_main = probes(broker.port, pki.ca_file, name="anon-main")
     assert not anon_main.connected(3)
@@ -170,20 +174,27 @@ def test_register_over_the_bootstrap_listener_then_mutual_tls(
     make_config: Callable[..., Path],
     probes: Callable[..., Probe],
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    for topic in (Topics(KIOSK_ID).telemetry, "kiosk/v1/+/acks"):
+        recording(broker).tolerate(topic, "probes send plain words to test the ACL, on purpose")
     assert province.provisioning_ca is not None
     cfg_path = make_config(broker_url=broker.url, ca_file=str(pki.ca_file), allow_plaintext="no")
     assert main(["keys", "--config", str(cfg_path)]) == 0
     token = province.provisioning_ca.issue_token(KIOSK_ID)
     boot = ["--bootstrap-url", broker.bootstrap_url]
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    from_file = ["--token-file", str(token_file)]
     capsys.readouterr()
+    # a token on the command line is refused before anything is sent
+    assert main(["register", "--config", str(cfg_path), "--token", token, *boot]) == 2
+    assert "--token is refused" in capsys.readouterr().out
     # without a client certificate the main listener is closed to the kiosk
-    assert main(["register", "--config", str(cfg_path), "--token", token, "--timeout", "2"]) == 1
+    assert main(["register", "--config", str(cfg_path), *from_file, "--timeout", "2"]) == 1
     capsys.readouterr()
-    assert (
-        main(["register", "--config", str(cfg_path), "--token", token, "--timeout", "5", *boot])
-        == 0
-    )
+    assert main(["register", "--config", str(cfg_path), *from_file, "--timeout", "5", *boot]) == 0
     out = capsys.readouterr().out
     assert f"registered {KIOSK_ID}" in out and token not in out
     cfg = load_config(cfg_path)
@@ -207,11 +218,10 @@ def test_register_over_the_bootstrap_listener_then_mutual_tls(
     watcher.publish(Topics(KIOSK_ID).acks, b"ours")
     assert kiosk.received(1.0) == [(Topics(KIOSK_ID).acks, b"ours")]
 
-    # the token is spent; renewal works without one (signed with the current key)
-    assert (
-        main(["register", "--config", str(cfg_path), "--token", token, "--timeout", "5", *boot])
-        == 1
-    )
+    # the token is spent (here given in the environment); renewal works without one (signed
+    # with the current key)
+    monkeypatch.setenv(TOKEN_ENV, token)
+    assert main(["register", "--config", str(cfg_path), "--timeout", "5", *boot]) == 1
     assert "token_used" in capsys.readouterr().out
     # renewal finds the bootstrap listener in the config: a timer needs no flag
     assert main(["register", "--config", str(cfg_path), "--renew", "--timeout", "5"]) == 0

@@ -59,7 +59,14 @@ def test_jammed_slot_fails_and_is_named(
     finally:
         store.close()
     assert [r.kind for r in recs] == ["selftest"]
-    assert json.loads(recs[0].payload)["body"]["failed_slots"][0]["slot"] == 2
+    record = json.loads(recs[0].payload)
+    assert record["event_id"].startswith(f"selftest-{cfg.identity.kiosk_id}-")
+    body = record["body"]
+    assert body["source"] == "provisioning" and body["ok"] is False
+    assert body["started_at"] <= body["finished_at"] and body["technician"] == ""
+    results = {s["slot_no"]: s["result"] for s in body["slots"]}
+    assert results == {0: "ok", 1: "ok", 2: "jammed", 3: "ok"}, body
+    assert "not in the planogram" in body["slots"][2]["detail"]  # no planogram in this store
 
 
 def test_all_good_passes(

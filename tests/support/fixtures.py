@@ -10,11 +10,13 @@
   test its log tail is printed.
 - `proxy`: a TCP proxy in front of the broker that a test can cut.
 - `province`: the province simulator connected as `province` on the backend listener; it knows
-  KIOSK_A (the demo device secret) and KIOSK_B.
-- `make_kiosk`: builds a KioskNode (store + outbox + SyncClient) with a client certificate.
+  KIOSK_A (the demo device secret) and KIOSK_B, and holds the root key (`province_root`):
+  `province.key_sets` publishes root-signed key sets and rotates its signing key.
+- `make_kiosk`: builds a KioskNode (store + outbox + SyncClient) with a client certificate; it
+  trusts the acks signed with the `province` fixture's key (`province_keys`).
 - `kiosk_world`: broker + PKI + province + the board emulator on a pty + a seeded kiosk store
-  and its config (mqtts://, client certificate, CA, the province's public key, the demo device
-  secret); `kiosk_world.run(*args)` starts `kiosk run --headless` on it.
+  and its config (mqtts://, client certificate, CA, the province's public and root keys, the
+  demo device secret); `kiosk_world.run(*args)` starts `kiosk run --headless` on it.
 
 A missing mosquitto binary is a failure, never a skip: scripts/test.sh installs it.
 """
@@ -44,6 +46,7 @@ from tests.support.kiosk_node import (
     MakeKiosk,
     sync_config,
 )
+from tests.support.mqtt_record import AUDIT_USER, format_violations, start_recording
 from tests.support.store import seed_store
 
 
@@ -57,19 +60,40 @@ def province_keys() -> tuple[bytes, bytes]:
     return generate_keypair()
 
 
+@pytest.fixture(scope="session")
+def province_root() -> tuple[bytes, bytes]:
+    """The province root key pair (signs key sets only: kiosk.sync.keyset)."""
+    return generate_keypair()
+
+
 @contextlib.contextmanager
 def running_broker(directory: Path, pki: Pki, **options: Any) -> Iterator[Mosquitto]:
     """A started Mosquitto (kiosk.sim.broker options, e.g. max_inflight, bootstrap); a missing
-    binary fails the test (scripts/test.sh installs it), never skips it."""
+    binary fails the test (scripts/test.sh installs it), never skips it.
+
+    Recorded (tests/support/mqtt_record.py): every message crossing it is checked against
+    docs/mqtt-api.yaml when the block ends; a violation fails the test."""
+    options.setdefault("audit_identities", (AUDIT_USER,))
     try:
         broker = Mosquitto(directory, pki, **options)
     except MosquittoMissing as e:
         pytest.fail(str(e), pytrace=False)
     broker.start()
     try:
-        yield broker
-    finally:
+        rec = start_recording(broker, pki)
+    except BaseException:
         broker.stop()
+        raise
+    try:
+        yield broker
+    except BaseException:
+        rec.tap.stop()
+        broker.stop()
+        raise
+    violations = rec.finish()
+    broker.stop()
+    if violations:
+        pytest.fail(format_violations(violations, f"on the broker in {directory}"), pytrace=False)
 
 
 @contextlib.contextmanager
@@ -121,15 +145,23 @@ def proxy(mosquitto: Mosquitto) -> Iterator[TcpProxy]:
 
 @pytest.fixture
 def province(
-    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province_keys: tuple[bytes, bytes]
+    tmp_path: Path,
+    pki: Pki,
+    mosquitto: Mosquitto,
+    province_keys: tuple[bytes, bytes],
+    province_root: tuple[bytes, bytes],
 ) -> Iterator[ProvinceSimulator]:
     secrets = {KIOSK_A: DEMO_SECRET, KIOSK_B: b"kiosk B secret"}
-    with running_province(tmp_path / "province", pki, mosquitto, secrets, province_keys[0]) as sim:
+    with running_province(
+        tmp_path / "province", pki, mosquitto, secrets, province_keys[0], root_key=province_root[0]
+    ) as sim:
         yield sim
 
 
 @pytest.fixture
-def make_kiosk(tmp_path: Path, pki: Pki, mosquitto: Mosquitto) -> Iterator[MakeKiosk]:
+def make_kiosk(
+    tmp_path: Path, pki: Pki, mosquitto: Mosquitto, province_keys: tuple[bytes, bytes]
+) -> Iterator[MakeKiosk]:
     nodes: list[KioskNode] = []
 
     def make(
@@ -150,6 +182,7 @@ def make_kiosk(tmp_path: Path, pki: Pki, mosquitto: Mosquitto) -> Iterator[MakeK
             cert.key_file,
             mqtt_version=mqtt_version,
         )
+        kw.setdefault("province_key", province_keys[1])  # checks the `province` fixture's acks
         node = KioskNode(kiosk_id, data_dir or tmp_path / f"kiosk-{kiosk_id}", cfg, **kw)
         nodes.append(node)
         if start:
@@ -191,6 +224,9 @@ def kiosk_world(
         cert = pki.client(KIOSK_A)
         pub = tmp_path / "province-public.pem"
         pub.write_bytes(public_key_pem(province.public_key))
+        assert province.key_sets is not None
+        root = tmp_path / "province-root.pem"
+        root.write_bytes(public_key_pem(province.key_sets.root_public))
         data = tmp_path / "kiosk-data"
         seed_store(data)
         cfg = kiosk_config(
@@ -204,6 +240,7 @@ def kiosk_world(
                 "cert_file": cert.cert_file,
                 "key_file": cert.key_file,
                 "province_public_key": pub,
+                "province_root_key": root,
                 "keepalive_s": 10,
             },
             payments={"pay_url_base": "http://127.0.0.1:9/pay"},

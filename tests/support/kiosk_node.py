@@ -20,6 +20,7 @@ from kiosk.config import SyncConfig
 from kiosk.core.ledger import GENESIS_HASH, record_hash
 from kiosk.sim.province import load_device_secret
 from kiosk.store import open_store
+from kiosk.sync.acks import AckVerifier
 from kiosk.sync.client import SyncClient
 from kiosk.sync.outbox import Outbox, OutboxItem, Priority
 from kiosk.sync.topics import Topics
@@ -55,7 +56,7 @@ def sale_body(kiosk_id: str, seq: int, prev_hash: str, order_no: int) -> dict[st
                 "slot_no": (seq % 60) + 1,
                 "status": "delivered",
                 "tx": seq,
-                "outcome": "ok",
+                "outcome": "DELIVERED",
             }
         ],
         "payment_method": "wechat",
@@ -95,6 +96,7 @@ class KioskNode:
         *,
         ack_timeout_s: float = 5.0,
         topics: Topics | None = None,
+        province_key: bytes | None = None,
         **client_kw: Any,
     ) -> None:
         self.kiosk_id = kiosk_id
@@ -113,6 +115,8 @@ class KioskNode:
             "stable_after_s": 1.0,
             "poll_s": 0.05,
         }
+        if province_key is not None:  # signed acks (kiosk.sync.acks); without a key none count
+            kw["acks"] = AckVerifier.for_key(kiosk_id, province_key, self.store)
         kw.update(client_kw)
         self.client = SyncClient(
             config,
@@ -185,7 +189,14 @@ def _child_main(argv: list[str]) -> None:
         Path(conf_json["cert"]),
         Path(conf_json["key"]),
     )
-    node = KioskNode(kiosk_id, Path(data_dir), cfg, ack_timeout_s=conf_json.get("ack_timeout", 5))
+    key = conf_json.get("province_key")
+    node = KioskNode(
+        kiosk_id,
+        Path(data_dir),
+        cfg,
+        ack_timeout_s=conf_json.get("ack_timeout", 5),
+        province_key=bytes.fromhex(key) if key else None,
+    )
     queue_n = int(conf_json.get("queue", 0))
     if queue_n:
         node.sell(queue_n)

@@ -1,10 +1,13 @@
-"""Helpers shared by the kiosk-provision tests: the kiosk id, `kiosk-provision init` arguments."""
+"""Helpers shared by the kiosk-provision tests: the kiosk id, `kiosk-provision init` arguments
+(the service PIN goes in a file, `--pin-file`: a PIN is never a flag value)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 KIOSK_ID = "AH-340102-0007"
+TECHNICIAN = "T0042"
+PIN = "802461"
 
 
 def base_args(tmp: Path, **over: str) -> list[str]:
@@ -27,10 +30,16 @@ def base_args(tmp: Path, **over: str) -> list[str]:
         "language": "zh",
         "screen": "1080x1920",
         "data_dir": str(tmp / "data"),
-        "pin": "2468",
+        "technician": TECHNICIAN,
+        "pin": PIN,
     }
     values.update(over)
     out: list[str] = []
     for k, v in values.items():
+        if k == "pin":
+            pin_file = tmp / "pin.txt"
+            pin_file.write_text(v + "\n", encoding="utf-8")
+            out += ["--pin-file", str(pin_file)]
+            continue
         out += ["--" + k.replace("_", "-"), v]
     return out

@@ -4,11 +4,11 @@ never a skip (scripts/test.sh installs xvfb and xdotool)."""
 
 from __future__ import annotations
 
+import os
+import select
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,30 +20,33 @@ def need(tool: str, package: str) -> str:
     return path
 
 
-def free_display() -> int:
-    for n in range(90, 190):
-        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
-            return n
-    pytest.fail("no free X display number in :90-:189")
-
-
 @pytest.fixture
 def xvfb() -> Iterator[str]:
+    """Xvfb picks its own free display and tells us (`-displayfd`): no race with other test
+    processes starting an X server at the same moment (two of them once took the same number,
+    and the second's UI died with "x11 not available" when the first one's server stopped)."""
     exe = need("Xvfb", "xvfb")
-    n = free_display()
+    read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        [exe, f":{n}", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        [exe, "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        pass_fds=(write_fd,),
     )
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{n}").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"Xvfb :{n} did not start")
-        time.sleep(0.05)
+    os.close(write_fd)
     try:
+        with os.fdopen(read_fd, "rb") as r:
+            ready, _, _ = select.select([r], [], [], 30)
+            line = r.readline().strip() if ready else b""
+        if not line.isdigit():
+            proc.kill()
+            pytest.fail("Xvfb did not start (no display number within 30 s)")
+        n = int(line)
         yield f":{n}"
     finally:
         proc.terminate()
-        proc.wait(timeout=5)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

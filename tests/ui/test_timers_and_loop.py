@@ -17,6 +17,7 @@ from kiosk.contract import (
     ServiceViewed,
 )
 from kiosk.contract import TestVend as VendTest
+from kiosk.core.pin import DEMO_PIN
 from kiosk.ui.app import FRAME_S, LONG_PRESS_S, SERVICE_TIMEOUT_S
 
 
@@ -165,8 +166,8 @@ def test_service_menu_login_actions_and_exit(make_driver) -> None:
     d = make_driver()
     _long_press(d, LONG_PRESS_S + 0.1)
     assert d.screen == "service_pin"
-    _enter_pin(d, "2468")
-    assert ServiceLogin(ok=True) in d.fc.posted
+    _enter_pin(d, DEMO_PIN)
+    assert ServiceLogin(ok=True, technician="default") in d.fc.posted
     assert d.screen == "service_menu"
     d.tap("slots:restock")
     d.tap("fill-10")
@@ -195,25 +196,56 @@ def test_service_menu_login_actions_and_exit(make_driver) -> None:
     assert d.screen == "attract"
 
 
-def test_five_wrong_pins_lock_for_five_minutes(make_driver) -> None:
-    d = make_driver()
+def test_wrong_pins_lock_with_growing_delays(make_driver) -> None:
+    """2 wrong PINs are free, the 3rd locks for 30 s, the 4th for 60 s; the lock is the
+    controller's (the view's), and the screen says how long to wait."""
+    d = make_driver(lang="en")
     _long_press(d, LONG_PRESS_S + 0.1)
-    for _ in range(5):
-        _enter_pin(d, "0000")
-    assert d.fc.posted.count(ServiceLogin(ok=False)) == 5
-    assert d.app.pin_lockout.locked(d.app.now())
-    assert any("5" in r.text and ("分钟" in r.text) for r in d.app.texts)
-    _enter_pin(d, "2468")  # right PIN, but locked: refused without checking
+    for _ in range(3):
+        _enter_pin(d, "000000")
+    assert d.fc.posted.count(ServiceLogin(ok=False)) == 3
+    pin = d.app.view.service.pin
+    assert pin.failures == 3 and pin.locked_until == pytest.approx(d.app.now() + 30, abs=1)
+    d.run()
+    assert any("try again in 30 s" in r.text for r in d.app.texts)
+    _enter_pin(d, DEMO_PIN)  # right PIN, but locked: refused without checking
     assert ServiceLogin(ok=False, locked_out=True) in d.fc.posted
     assert d.screen == "service_pin"
-    d.advance(290.0)  # the idle service session closed meanwhile; the lock stays
-    assert d.screen == "attract"
-    _long_press(d, LONG_PRESS_S + 0.1)  # 293.1 s after the fifth wrong PIN
-    _enter_pin(d, "2468")
-    assert d.screen == "service_pin"
-    d.advance(7.0)
-    _enter_pin(d, "2468")
+    d.advance(10.0)
+    assert any("try again in 20 s" in r.text for r in d.app.texts)
+    d.advance(21.0)
+    _enter_pin(d, "111111")  # the 4th wrong PIN: 60 s
+    assert any("try again in 1 min 0 s" in r.text for r in d.app.texts)
+    d.advance(61.0)
+    _enter_pin(d, DEMO_PIN)
     assert d.screen == "service_menu"
+    assert d.app.view.service.pin.failures == 0
+
+
+def test_short_pin_is_never_checked(make_driver) -> None:
+    d = make_driver()
+    _long_press(d, LONG_PRESS_S + 0.1)
+    for digit in DEMO_PIN[:5]:
+        d.tap(f"pin-{digit}")
+    assert "pin-ok" not in [h.name for h in d.app.hits]  # no OK below 6 digits
+    d.tap(f"pin-{DEMO_PIN[5]}")
+    assert "pin-ok" in [h.name for h in d.app.hits]
+
+
+def test_pin_waits_for_the_controller(make_driver) -> None:
+    """No PIN is checked before the controller has published its lockout."""
+    from dataclasses import replace
+
+    d = make_driver()
+    _long_press(d, LONG_PRESS_S + 0.1)
+    view = d.app.view
+    d.app.view = replace(
+        view, service=replace(view.service, pin=replace(view.service.pin, ready=False))
+    )
+    for digit in DEMO_PIN:
+        d.tap(f"pin-{digit}")
+    assert "pin-ok" not in [h.name for h in d.app.hits]
+    assert any(r.text == "请稍候……" for r in d.app.texts)
 
 
 def test_service_session_times_out(make_driver) -> None:

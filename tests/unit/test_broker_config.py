@@ -6,7 +6,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kiosk.sim.broker import BACKEND_ACL, BOOTSTRAP_ACL, kiosk_acl, production_conf
+import pytest
+
+from kiosk.sim.broker import (
+    BACKEND_ACL,
+    BOOTSTRAP_ACL,
+    backend_acl,
+    kiosk_acl,
+    production_conf,
+)
 from kiosk.sync.topics import Topics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "broker.md"
@@ -14,7 +22,8 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "broker.md"
 
 def test_docs_show_the_generated_config() -> None:
     doc = DOC.read_text()
-    for text in (production_conf(), kiosk_acl(), BACKEND_ACL, BOOTSTRAP_ACL):
+    audit = backend_acl(("monitor",))
+    for text in (production_conf(), kiosk_acl(), BACKEND_ACL, BOOTSTRAP_ACL, audit):
         assert f"```conf\n{text}```" in doc
 
 
@@ -55,3 +64,15 @@ def test_kiosk_acl_is_exactly_uplink_write_and_downlink_read() -> None:
     assert not write & read
     assert all(p.startswith("kiosk/v1/%u/") for p in write)
     assert all("#" not in p for p in write | read)
+
+
+def test_audit_identities_read_everything_and_write_nothing() -> None:
+    acl = backend_acl(("audit", "monitor"))
+    assert acl.startswith(BACKEND_ACL) and backend_acl() == BACKEND_ACL
+    for name in ("audit", "monitor"):
+        block = acl.split(f"user {name}\n", 1)[1].split("\nuser ", 1)[0]
+        rules = [ln for ln in block.splitlines() if ln.startswith("topic")]
+        assert rules == ["topic read #", "topic read $SYS/#"], rules
+    for bad in ("", "province", "a b", "x/#", "+"):
+        with pytest.raises(ValueError):
+            backend_acl((bad,))

@@ -212,6 +212,30 @@ def test_tls_files_resolved(tmp_path: Path) -> None:
     assert cfg.sync.province_public_key == tmp_path / "province.pub"
 
 
+def test_the_root_key_is_separate_from_the_signing_key(tmp_path: Path) -> None:
+    from kiosk.sync.signing import generate_keypair, public_key_pem
+
+    signing, root = generate_keypair()[1], generate_keypair()[1]
+    (tmp_path / "province.pub").write_bytes(public_key_pem(signing))
+    (tmp_path / "root.pem").write_bytes(public_key_pem(root))
+    (tmp_path / "same.pem").write_bytes(public_key_pem(signing))
+    (tmp_path / "junk.pem").write_text("x")
+
+    def with_root(name: str) -> str:
+        return GOOD.replace(
+            "[sync]", f'[sync]\nprovince_public_key = "province.pub"\nprovince_root_key = "{name}"'
+        )
+
+    cfg = load_config(write(tmp_path, with_root("root.pem")))
+    assert cfg.sync.province_root_key == tmp_path / "root.pem"
+    with pytest.raises(ConfigError, match="root key must be separate"):
+        load_config(write(tmp_path, with_root("same.pem")))
+    with pytest.raises(ConfigError, match=r"province_root_key.*not a PEM key"):
+        load_config(write(tmp_path, with_root("junk.pem")))
+    with pytest.raises(ConfigError, match=r"province_root_key.*file does not exist"):
+        load_config(write(tmp_path, with_root("absent.pem")))
+
+
 def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "absent.toml")
@@ -271,3 +295,78 @@ def test_protocol_vmc_refuses_what_a_vmc_cannot_be(tmp_path: Path) -> None:
     bad = issues_of(tmp_path, with_section("hardware", 'protocol = "mdb"\nvmc_command = "x"'))
     assert any("hardware.protocol = 'mdb': must be one of kiosk, vmc" in i for i in bad)
     assert any("hardware.vmc_command = 'x': must be one of select, drive" in i for i in bad)
+
+
+def test_technicians(tmp_path: Path) -> None:
+    from kiosk.config import technicians
+    from kiosk.core.pin import hash_pin
+
+    h1, h2 = hash_pin("802461", iterations=10), hash_pin("135792", iterations=10)
+    text = with_section("ui", f'service_pin_hash = "{h2}"') + (
+        f'\n[[service.technicians]]\nid = "T0042"\npin_hash = "{h1}"\n'
+    )
+    cfg = load_config(write(tmp_path, text))
+    assert [(t.id, t.pin_hash) for t in technicians(cfg)] == [("T0042", h1), ("default", h2)]
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        ('id = "T 1"\npin_hash = "{h}"', r"technician 1: id 'T 1' must be 1-32 letters"),
+        ('id = "T1"\npin_hash = "2468"', r"technician 1 \(T1\): pin_hash must be pbkdf2_sha256"),
+        ('id = "T1"', r"technician 1: needs exactly the keys id and pin_hash"),
+        (
+            'id = "T1"\npin_hash = "{h}"\n[[service.technicians]]\nid = "T1"\npin_hash = "{h}"',
+            r"technician 2: id T1 is listed twice",
+        ),
+    ],
+)
+def test_bad_technicians(tmp_path: Path, entries: str, expected: str) -> None:
+    from kiosk.core.pin import hash_pin
+
+    text = (
+        GOOD + "\n[[service.technicians]]\n" + entries.format(h=hash_pin("802461", iterations=10))
+    )
+    found = issues_of(tmp_path, text)
+    assert any(re.search(r"service\.technicians = .*" + expected, f) for f in found), found
+
+
+def test_legacy_id_clash(tmp_path: Path) -> None:
+    from kiosk.core.pin import hash_pin
+
+    h = hash_pin("802461", iterations=10)
+    text = with_section("ui", f'service_pin_hash = "{h}"') + (
+        f'\n[[service.technicians]]\nid = "default"\npin_hash = "{h}"\n'
+    )
+    found = issues_of(tmp_path, text)
+    assert any("id default is taken by ui.service_pin_hash" in f for f in found), found
+
+
+def test_field_config_refuses_the_demo_pin(tmp_path: Path) -> None:
+    """The demo PIN (any salt) is refused with a real province (a broker not on this machine,
+    kiosk.config.is_field_config), named."""
+    from kiosk.core.pin import DEMO_PIN, DEMO_PIN_HASH, hash_pin
+
+    (tmp_path / "ca.pem").write_text("x")
+    field = GOOD.replace("mqtt://127.0.0.1:1883", "mqtts://broker.province.example:8883")
+    field = field.replace("[sync]", '[sync]\nca_file = "ca.pem"')
+    mine = hash_pin("802461", iterations=10)
+    demo = hash_pin(DEMO_PIN, iterations=20)
+    text = with_section("ui", f'service_pin_hash = "{demo}"') + "".join(
+        f'\n[[service.technicians]]\nid = "T{i}"\npin_hash = "{h}"\n'
+        for i, h in enumerate((mine, DEMO_PIN_HASH, hash_pin(DEMO_PIN, iterations=10)), 1)
+    )
+    found = "\n".join(issues_of(tmp_path, text.replace(GOOD, field)))
+    assert "service.technicians[1]" not in found
+    assert "service.technicians[2].pin_hash = '(technician T2)': is the published demo PIN" in found
+    assert "service.technicians[3].pin_hash = '(technician T3)'" in found
+    assert "ui.service_pin_hash = '(technician default)': is the published demo PIN" in found
+    load_config(write(tmp_path, text))  # the demo (a broker on 127.0.0.1) accepts it
+
+
+def test_demo_config_has_the_demo_technician() -> None:
+    from kiosk.config import technicians
+    from kiosk.core.pin import DEMO_PIN, verify_pin
+
+    (tech,) = technicians(load_config(demo_config_path()))
+    assert verify_pin(DEMO_PIN, tech.pin_hash)

@@ -7,6 +7,7 @@ time_scale 0.01 and the whole app (kiosk.app.build_app) with the test payment so
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -501,3 +502,39 @@ def test_a_replayed_confirmation_logs_as_a_duplicate_not_a_payment(
     assert text.count("payment.confirmed") == 1, text
     assert text.count("payment.duplicate") == 1, text
     assert len(kiosk.runs()) == 1  # and nothing was dispensed twice
+
+
+def test_technician_records_carry_the_logged_in_technician(kiosk: Kiosk) -> None:
+    """The PIN's owner goes on every technician record until the menu is left; wrong PINs are
+    kept in the store and the third raises one PIN_LOCKOUT alarm (the one alarm shape)."""
+    from kiosk.controller.access import PIN_LOCKOUT_KEY
+
+    kiosk.wait(lambda v: v.mode == "idle")
+    c = kiosk.c
+    for _ in range(3):
+        c.post(ui.ServiceLogin(ok=False))
+    c.post(ui.ServiceLogin(ok=False, locked_out=True))  # refused unchecked: not counted
+    v = kiosk.wait(lambda v: v.service.pin.attempts == 4)
+    assert v.service.pin.failures == 3 and v.service.pin.locked_until is not None
+    assert kiosk.app.store.settings.get_json(PIN_LOCKOUT_KEY)["failures"] == 3  # type: ignore[index]
+    (alarm,) = [r for r in kiosk.app.outbox.records() if r.kind == "alarm"]
+    assert alarm.priority is Priority.HIGH
+    body = json.loads(alarm.payload)["body"]
+    assert body["code"] == "PIN_LOCKOUT" and body["severity"] == "warning"
+    assert body["context"]["failures"] == 3
+    assert set(body) == {"code", "severity", "detail", "context"}
+    c.post(ui.ServiceLogin(ok=True, technician="T0042"))
+    c.post(ui.Restock(48, 3))
+    c.post(ui.ServiceExit())
+    c.post(ui.Restock(48, 4))
+    kiosk.wait(lambda v: v.service.last_result == "slot 48: 4")
+    tech = [
+        json.loads(r.payload)["body"] for r in kiosk.app.outbox.records() if r.kind == "technician"
+    ]
+    assert [(b["action"], b["technician"]) for b in tech[-4:]] == [
+        ("ServiceLogin", "T0042"),
+        ("restock", "T0042"),
+        ("ServiceExit", "T0042"),
+        ("restock", ""),
+    ]
+    assert kiosk.wait(lambda v: v.service.pin.failures == 0).service.pin.locked_until is None

@@ -37,7 +37,7 @@ from kiosk.core.payment import (
     RejectReason,
 )
 from kiosk.sim.province import load_device_secret as province_load_device_secret
-from kiosk.sync import identity, ledger_head, signing, topics
+from kiosk.sync import acks, identity, keyset, ledger_head, signing, topics
 from kiosk.sync.signing import Keyring, TrustError, TrustReason
 from tests.support.paths import ROOT
 
@@ -132,8 +132,39 @@ def _device_secret(v: Vector) -> None:
     assert len(data) == int(v.one("key_length"))
     key_hex = v.one("key_hex")
     assert province_load_device_secret(path).hex() == key_hex
-    config: Any = SimpleNamespace(payments=SimpleNamespace(device_secret_file=path))
+    config: Any = SimpleNamespace(
+        payments=SimpleNamespace(device_secret_file=path),
+        sync=SimpleNamespace(broker_url="mqtt://127.0.0.1:1883"),  # not a field config
+    )
     assert kiosk_load_device_secret(config).hex() == key_hex
+
+
+@check("device-secret-sealing")
+def _device_secret_sealing(v: Vector) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    kiosk_id = v.one("kiosk_id")
+    secret = (v.one("secret_text_without_newline") + "\n").encode("ascii")
+    dev = ec.derive_private_key(int(v.one("device_private_scalar_hex"), 16), ec.SECP256R1())
+    eph = ec.derive_private_key(int(v.one("ephemeral_private_scalar_hex"), 16), ec.SECP256R1())
+    point = serialization.PublicFormat.UncompressedPoint
+    pub = dev.public_key().public_bytes(serialization.Encoding.X962, point)
+    assert pub.hex() == v.one("device_public_point")
+    shared = eph.exchange(ec.ECDH(), dev.public_key())
+    assert shared.hex() == v.one("shared_x")
+    key = identity._kdf(shared, kiosk_id)
+    assert key.hex() == v.one("aes_key")
+    sealed = {k: v.one(k) for k in ("alg", "epk", "nonce", "ct")}
+    epk = eph.public_key().public_bytes(serialization.Encoding.X962, point)
+    assert base64.b64decode(sealed["epk"], validate=True) == epk
+    nonce = base64.b64decode(sealed["nonce"], validate=True)
+    assert (
+        base64.b64encode(AESGCM(key).encrypt(nonce, secret, kiosk_id.encode())).decode()
+        == (sealed["ct"])
+    )
+    assert identity.unseal(sealed, dev, kiosk_id) == secret  # the kiosk opens it
 
 
 @check("order-id")
@@ -343,6 +374,56 @@ def _envelope_vector(v: Vector, kind: str) -> None:
 
 check("envelope-prices")(lambda v: _envelope_vector(v, "desired"))
 check("envelope-command")(lambda v: _envelope_vector(v, "command"))
+
+
+@check("keyset")
+def _keyset(v: Vector) -> None:
+    root_private = bytes.fromhex(v.one("root_private_key_hex"))
+    root = raw_public(root_private)
+    assert root.hex() == v.one("root_public_key_hex")
+    assert signing.key_id(root) == v.one("root_kid")
+    keys = [bytes.fromhex(h) for h in v.all("key_public_hex")]
+    kids = [signing.key_id(k) for k in keys]
+    assert kids == v.one("key_kids").split()
+    body = json.loads(v.one("body"))
+    assert body == keyset.key_set_body(body["version"], keys, body["issued_at"])
+    signed_bytes = signed_text_bytes(v.one("signed_text"))
+    assert keyset.KEYSET_DOMAIN + signing.canonical_body(body) == signed_bytes
+    env = keyset.sign_key_set(root_private, body)
+    assert env["sig"] == v.one("sig")
+    wire = v.one("wire").encode("utf-8")
+    assert topics.encode(env) == wire
+    # what the kiosk does with the wire form: the root's signature, the full set
+    received = topics.decode("keys", wire)
+    assert keyset.verify_key_set(received, root, Keyring(keys[:1])) == body
+    assert keyset.parse_key_set(body, root).ids() == sorted(kids)
+    # the same body signed by a signing key, under either domain, is refused
+    other_hex, reason = v.one("refuse_signed_by").split()
+    other = bytes.fromhex(other_hex)
+    other_kid = signing.key_id(raw_public(other))
+    forged = [signing.sign_envelope(other, other_kid, body), keyset.sign_key_set(other, body)]
+    for env in forged:
+        with pytest.raises(TrustError) as e:
+            keyset.verify_key_set(env, root, Keyring(keys))
+        assert e.value.reason is TrustReason(reason)
+
+
+@check("envelope-ack")
+def _envelope_ack(v: Vector) -> None:
+    _envelope_vector(v, "ack")
+    private = bytes.fromhex(v.one("private_key_hex"))
+    body = json.loads(v.one("body"))
+    pairs = [(str(e), int(s)) for e, s in body["records"]]
+    env = acks.sign_ack(private, v.one("kid"), body["kiosk_id"], pairs, body["issued_at"])
+    assert topics.encode(env) == v.one("wire").encode("utf-8")
+    # what the kiosk does with it: signature, name, kiosk, pairs, freshness
+    wire = topics.decode("ack", v.one("wire").encode("utf-8"))
+    verifier = acks.AckVerifier.for_key(DEMO_KIOSK, raw_public(private))
+    got = verifier.verify(wire)
+    assert got.records == pairs and got.issued_at == body["issued_at"]
+    with pytest.raises(TrustError) as e:
+        acks.AckVerifier.for_key("AH-340100-0002", raw_public(private)).verify(wire)
+    assert e.value.reason is TrustReason.WRONG_KIOSK
 
 
 def _record(body: dict[str, Any], prev_hash: str) -> ledger.SaleRecord:

@@ -128,3 +128,26 @@ def test_a_moved_aside_store_without_its_marker_is_refused(tmp_path: Path) -> No
     with pytest.raises(StoreCorrupt, match="marker"):
         open_store(data)
     assert not (data / DB_FILENAME).exists()
+
+
+def test_recover_keeps_the_stock_feed_mark_below_the_rows_carried(tmp_path: Path) -> None:
+    """The stock feed copied rows up to its mark; if the tail of the stock log is lost, new
+    rows reuse those ids: the mark comes down to the last row carried, so they are sent."""
+    data = tmp_path / "data"
+    _store_with_history(data)
+    with open_store(data) as s, s.transaction() as conn:
+        for n in range(3):
+            conn.execute(
+                "INSERT INTO stock_log (slot_no, delta, level_after, reason, ref, at) "
+                "VALUES (1, 1, ?, 'restock', '', 1.0)",
+                (n + 1,),
+            )
+        # as if rows 4..9 had been copied and then lost with the database's tail
+        conn.execute("INSERT INTO settings (key, value) VALUES ('stock_feed.last_id', '9')")
+    db = data / DB_FILENAME
+    _smash_page(db, _index_page(db))
+    with pytest.raises(StoreCorrupt):
+        open_store(data)
+    assert recover_store(data) is not None
+    with open_store(data) as s:
+        assert s.settings.get("stock_feed.last_id") == "3"

@@ -14,6 +14,8 @@ import pytest
 from kiosk.clock import ManualClock
 from kiosk.store import Store, open_store
 from kiosk.sync.signing import (
+    MAX_VERSION,
+    MAX_VERSION_STEP,
     Keyring,
     TrustError,
     TrustPolicy,
@@ -195,38 +197,51 @@ def test_a_broken_alarm_hook_does_not_crash(store: Store, keys: tuple[bytes, byt
         tp.accept_versioned("config", {"nonsense": 1})
 
 
-def test_key_rotation(tmp_path: Path, keys: tuple[bytes, bytes, str]) -> None:
+def test_an_ordinary_key_cannot_change_the_key_set(
+    tmp_path: Path, keys: tuple[bytes, bytes, str]
+) -> None:
+    """The issue 14 attack: a still-trusted signing key retires every other key and jumps the
+    key-set version. Key sets are signed by the root key only (tests/unit/test_keyset.py)."""
     priv, pub, kid = keys
-    new_priv, new_pub = generate_keypair()
-    new_kid = key_id(new_pub)
+    other_pub = generate_keypair()[1]
+    root_pub = generate_keypair()[1]
     store = open_store(tmp_path, ManualClock(NOW))
-    Keyring([pub]).save(store)
-    tp = TrustPolicy(Keyring.load(store), store, kiosk_id=KIOSK)
-    # a rotation signed by an unknown key is rejected and changes nothing
-    with pytest.raises(TrustError) as ei:
-        tp.accept_keys(versioned(new_priv, new_kid, "keys", 1, add=[b64(new_pub)], retire=[kid]))
-    assert ei.value.reason is TrustReason.UNKNOWN_KEY
-    assert Keyring.load(store).ids() == [kid]
-    # a rotation that would leave no key is rejected
-    with pytest.raises(TrustError) as ei:
-        tp.accept_keys(versioned(priv, kid, "keys", 1, retire=[kid]))
-    assert ei.value.reason is TrustReason.BAD_ROTATION
-    # signed with the current key: new key in, old key out, persisted
-    ring = tp.accept_keys(versioned(priv, kid, "keys", 1, add=[b64(new_pub)], retire=[kid]))
-    assert ring.ids() == [new_kid] and tp.keyring.ids() == [new_kid]
+    Keyring([pub, other_pub]).save(store)
+    rej = Rejections()
+    tp = TrustPolicy(Keyring.load(store), store, kiosk_id=KIOSK, on_reject=rej, root_key=root_pub)
+    for env in (
+        versioned(priv, kid, "keys", 2**63 - 1, retire=[key_id(other_pub)]),  # the old format
+        versioned(priv, kid, "keys", 2, keys=[b64(pub)]),  # a full set, but not root-signed
+    ):
+        with pytest.raises(TrustError) as ei:
+            tp.accept_keys(env)
+        assert ei.value.reason is TrustReason.NOT_ROOT_SIGNED
+    assert rej.seen == [("keys", TrustReason.NOT_ROOT_SIGNED)] * 2  # each one an alarm
+    assert sorted(Keyring.load(store).ids()) == sorted([kid, key_id(other_pub)])
+    assert tp.applied_version("keys") == 0
     store.close()
-    store = open_store(tmp_path, ManualClock(NOW))
-    tp = TrustPolicy(Keyring.load(store), store, kiosk_id=KIOSK)
-    assert tp.keyring.ids() == [new_kid]
-    with pytest.raises(TrustError) as ei:  # the retired key no longer signs anything
-        tp.accept_versioned("prices", versioned(priv, kid, "prices", 1))
-    assert ei.value.reason is TrustReason.UNKNOWN_KEY
-    tp.accept_versioned("prices", versioned(new_priv, new_kid, "prices", 1))
-    # the retained old rotation message, replayed, is stale
+
+
+def test_versions_move_by_bounded_steps(store: Store, keys: tuple[bytes, bytes, str]) -> None:
+    priv, pub, kid = keys
+    rej = Rejections()
+    tp = policy(store, pub, rej)
+    tp.accept_versioned("catalog", versioned(priv, kid, "catalog", 5))
+    for v in (5 + MAX_VERSION_STEP + 1, 2**63 - 1):
+        with pytest.raises(TrustError) as ei:
+            tp.accept_versioned("catalog", versioned(priv, kid, "catalog", v))
+        assert ei.value.reason is TrustReason.VERSION_JUMP
+    assert tp.applied_version("catalog") == 5
+    tp.accept_versioned("catalog", versioned(priv, kid, "catalog", 5 + MAX_VERSION_STEP))
+    assert tp.applied_version("catalog") == 5 + MAX_VERSION_STEP
+    # a first version is free (a kiosk joins a province whose catalog is at v12345), but never
+    # past 2^53 - 1
+    tp.accept_versioned("prices", versioned(priv, kid, "prices", 12_345))
     with pytest.raises(TrustError) as ei:
-        tp.accept_keys(versioned(new_priv, new_kid, "keys", 1, add=[b64(pub)]))
-    assert ei.value.reason is TrustReason.STALE_VERSION
-    store.close()
+        tp.accept_versioned("config", versioned(priv, kid, "config", MAX_VERSION + 1))
+    assert ei.value.reason is TrustReason.VERSION_JUMP
+    tp.accept_versioned("config", versioned(priv, kid, "config", MAX_VERSION))
+    assert [r for _, r in rej.seen] == [TrustReason.VERSION_JUMP] * 3  # each one an alarm
 
 
 def command(priv: bytes, kid: str, nonce: str, expires_at: float, **extra: Any) -> dict[str, Any]:

@@ -145,14 +145,15 @@ def test_encode_is_compact_sorted_utf8_with_version() -> None:
 
 
 def _ack(**over: object) -> bytes:
-    d: dict[str, object] = {"v": SCHEMA_VERSION, "event_ids": ["a", "b"], "sent_at": 1.5e9}
+    """An ack's shape on the wire: a signed envelope (the signature is kiosk.sync.acks' job)."""
+    d: dict[str, object] = {"v": SCHEMA_VERSION, "kid": "k", "body": {"name": "ack"}, "sig": "s"}
     d.update(over)
     return json.dumps(d).encode()
 
 
 def test_decode_valid_and_unknown_fields_tolerated() -> None:
     got = decode("ack", _ack(future_field={"x": 1}))
-    assert got["event_ids"] == ["a", "b"] and got["future_field"] == {"x": 1}
+    assert got["body"] == {"name": "ack"} and got["future_field"] == {"x": 1}
 
 
 @pytest.mark.parametrize(
@@ -161,18 +162,18 @@ def test_decode_valid_and_unknown_fields_tolerated() -> None:
         (b"x" * (MAX_PAYLOAD_BYTES + 1), MessageErrorReason.TOO_BIG),
         (b"\xff\xfe{}", MessageErrorReason.NOT_UTF8),
         (b"{not json", MessageErrorReason.NOT_JSON),
-        (b'{"v":1,"event_ids":[],"sent_at":NaN}', MessageErrorReason.NOT_JSON),
+        (b'{"v":1,"kid":"k","body":{"t":NaN},"sig":"s"}', MessageErrorReason.NOT_JSON),
         (b"[1,2]", MessageErrorReason.NOT_OBJECT),
-        (b'{"event_ids":[],"sent_at":1}', MessageErrorReason.BAD_VERSION),
+        (b'{"kid":"k","body":{},"sig":"s"}', MessageErrorReason.BAD_VERSION),
         (_ack(v=2), MessageErrorReason.BAD_VERSION),
         (_ack(v="1"), MessageErrorReason.BAD_VERSION),
         (_ack(v=True), MessageErrorReason.BAD_VERSION),
-        (b'{"v":1,"sent_at":1}', MessageErrorReason.MISSING_FIELD),
-        (_ack(event_ids="a"), MessageErrorReason.BAD_TYPE),
-        (_ack(event_ids=[1]), MessageErrorReason.BAD_TYPE),
-        (_ack(sent_at="now"), MessageErrorReason.BAD_TYPE),
-        (_ack(sent_at=True), MessageErrorReason.BAD_TYPE),
-        (_ack(event_ids=["x"] * 1001), MessageErrorReason.BAD_VALUE),
+        (b'{"v":1,"body":{},"sig":"s"}', MessageErrorReason.MISSING_FIELD),
+        (b'{"v":1,"event_ids":["a"],"sent_at":1}', MessageErrorReason.MISSING_FIELD),
+        (_ack(kid=1), MessageErrorReason.BAD_TYPE),
+        (_ack(body="a"), MessageErrorReason.BAD_TYPE),
+        (_ack(body=[1]), MessageErrorReason.BAD_TYPE),
+        (_ack(sig=True), MessageErrorReason.BAD_TYPE),
     ],
 )
 def test_decode_rejections(payload: bytes, reason: MessageErrorReason) -> None:
@@ -186,10 +187,10 @@ def test_decode_unknown_kind_and_deep_nesting() -> None:
     with pytest.raises(MessageError) as ei:
         decode("nope", b"{}")
     assert ei.value.reason is MessageErrorReason.UNKNOWN_KIND
-    deep = b'{"v":1,"sent_at":1,"event_ids":[],"x":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    deep = b'{"v":1,"kid":"k","body":{},"sig":"s","x":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     with pytest.raises(MessageError):  # too big here; nesting never crashes anyway
         decode("ack", deep)
-    deep_small = b'{"v":1,"sent_at":1,"event_ids":[],"x":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    deep_small = b'{"v":1,"kid":"k","body":{},"sig":"s","x":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
     with pytest.raises(MessageError) as ei:
         decode("ack", deep_small)
     assert ei.value.reason is MessageErrorReason.NOT_JSON

@@ -104,15 +104,16 @@ def test_refusals_and_failures_run_nothing_twice(tmp_path: Path) -> None:
 def test_lost_status_makes_the_vend_unknown_and_it_is_never_resent(tmp_path: Path) -> None:
     with vmc_world(tmp_path, lose_status="on") as w:
         w.board.identify()  # the start-up sync is done
-        accepted = w.vmc.stats["commands_accepted"]
         result, runs = vend_once(w, 1, 301, timeout=UNKNOWN_TIMEOUT)
         assert result is not None and result.outcome is Outcome.INTERRUPTED
         assert len(runs) == 1 and runs[0]["dropped"] is True  # it did drop: refund + alarm
         assert w.board.outcome(301) is Outcome.INTERRUPTED
-        # check selection + the vend: nothing sent again for it
-        assert w.vmc.stats["commands_accepted"] - accepted == 2
+        # one motor run: the vend went once (a loaded machine may ask the check selection
+        # again before it, docs/boards/vmc.md steps 2-3, so commands are not counted exactly)
+        accepted = w.vmc.stats["commands_accepted"]
         again, runs = vend_once(w, 1, 301)
         assert again is not None and again.outcome is Outcome.INTERRUPTED and runs == []
+        assert w.vmc.stats["commands_accepted"] == accepted  # nothing sent for it after that
 
 
 def test_vmc_reset_mid_vend_is_unknown_with_one_motor_run(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ I/O and never change controller state except by `app.post(intent)`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar
 
 import pygame
 
@@ -16,10 +16,10 @@ from kiosk.contract import Intent, ViewState
 from kiosk.ui.widgets import Action, Ui, line_height
 
 if TYPE_CHECKING:
-    from kiosk.config import UiConfig
-    from kiosk.core.pin import PinLockout
+    from kiosk.config import TechnicianConfig, UiConfig
     from kiosk.ui.images import ProductImages
 
+T = TypeVar("T")
 IdlePolicy = Literal["none", "prompt", "return", "service"]
 
 
@@ -30,7 +30,8 @@ class AppApi(Protocol):
     lang: str
     config: UiConfig
     images: ProductImages
-    pin_lockout: PinLockout
+    technicians: tuple[TechnicianConfig, ...]  # who may log in (the PIN says which one)
+    pin_awaiting: int  # the controller's PIN attempt count once it has counted ours
     last_activity: float
 
     def post(self, intent: Intent) -> None: ...
@@ -42,7 +43,7 @@ class AppApi(Protocol):
     @property
     def dimmed(self) -> bool: ...
     def mark_dirty(self) -> None: ...
-    def run_in_background(self, work: Callable[[], bool], done: Callable[[bool], None]) -> None: ...
+    def run_in_background(self, work: Callable[[], T], done: Callable[[T], None]) -> None: ...
     def exit_service(self, reason: Literal["exit", "timeout"]) -> None: ...
 
 

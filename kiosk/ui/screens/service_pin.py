@@ -1,20 +1,41 @@
 """Technician login: the PIN keypad behind the hidden corner long-press.
 
-Owns: the digits typed (never logged). Verification (PBKDF2, slow on purpose) runs on a
-background thread so the loop keeps drawing; every attempt is logged and posted as
-`ServiceLogin`. After 5 wrong PINs the menu is locked for 5 minutes (kiosk.core.pin).
+Owns: the digits typed (never logged). The PIN identifies the technician: it is checked
+against each configured technician's hash (PBKDF2, slow on purpose) on a background thread so
+the loop keeps drawing; every attempt is logged and posted as `ServiceLogin` with the id whose
+PIN matched. The lockout is the controller's (kept in the store across restarts, growing
+delays, kiosk.core.pin): a PIN is checked only when the view says the menu is not locked, and
+the next one only once the controller has counted this one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pygame
 
-from kiosk.contract import ServiceLogin
-from kiosk.core.pin import verify_pin
-from kiosk.ui.screens.base import AppApi, Screen, header
+from kiosk.config import TechnicianConfig
+from kiosk.contract import PinView, ServiceLogin
+from kiosk.core.pin import MAX_PIN_DIGITS, MIN_PIN_DIGITS, verify_pin
+from kiosk.ui.screens.base import AppApi, Screen, header, until_next_second
 from kiosk.ui.widgets import Ui, line_height
 
-MAX_PIN = 12
+MAX_PIN = MAX_PIN_DIGITS
+
+
+def identify(pin: str, technicians: Sequence[TechnicianConfig]) -> str:
+    """The id of the technician whose PIN this is ("" when none). Every hash is tried, so the
+    time taken does not tell which one matched."""
+    found = ""
+    for t in technicians:
+        if verify_pin(pin, t.pin_hash) and not found:
+            found = t.id
+    return found
+
+
+def locked_left(pin: PinView, now: float) -> float:
+    """Seconds the menu stays locked (0: not locked); `now` on the UI's clock."""
+    return 0.0 if pin.locked_until is None else max(0.0, pin.locked_until - now)
 
 
 class ServicePinScreen(Screen):
@@ -37,26 +58,38 @@ class ServicePinScreen(Screen):
         self.digits = self.digits[:-1]
         self.app.mark_dirty()
 
+    @property
+    def busy(self) -> bool:
+        """A PIN is being checked, or the controller has not counted the last one yet."""
+        pin = self.app.view.service.pin
+        return self.checking or not pin.ready or pin.attempts < self.app.pin_awaiting
+
+    def _post(self, login: ServiceLogin) -> None:
+        """Every ServiceLogin adds one to the controller's count: wait for it to show."""
+        self.app.pin_awaiting = max(self.app.pin_awaiting, self.app.view.service.pin.attempts) + 1
+        self.app.post(login)
+
     def _ok(self) -> None:
-        now = self.app.now()
-        if self.app.pin_lockout.locked(now):
-            self.app.post(ServiceLogin(ok=False, locked_out=True))
+        if self.busy:
+            return
+        if locked_left(self.app.view.service.pin, self.app.now()) > 0:
+            self._post(ServiceLogin(ok=False, locked_out=True))
             self.digits = ""
             self.app.mark_dirty()
             return
-        encoded = self.app.config.service_pin_hash
+        technicians = tuple(self.app.technicians)
         pin, self.digits = self.digits, ""
         self.checking = True
-        self.app.run_in_background(lambda: verify_pin(pin, encoded), self._checked)
+        self.app.run_in_background(lambda: identify(pin, technicians), self._checked)
         self.app.mark_dirty()
 
-    def _checked(self, ok: bool) -> None:
+    def _checked(self, technician: str) -> None:
         """The PIN check finished (called on the UI thread)."""
         if not self.checking:
             return
         self.checking = False
-        self.app.pin_lockout = self.app.pin_lockout.record(ok, self.app.now())
-        self.app.post(ServiceLogin(ok=ok))
+        ok = bool(technician)
+        self._post(ServiceLogin(ok=ok, technician=technician))
         if ok:
             from kiosk.ui.screens.service_menu import ServiceMenuScreen
 
@@ -65,6 +98,12 @@ class ServicePinScreen(Screen):
             self.wrong = True
             self.app.mark_dirty()
 
+    def next_frame(self, now: float) -> float | None:
+        pin = self.app.view.service.pin
+        if pin.locked_until is None or locked_left(pin, now) <= 0:
+            return None
+        return until_next_second(pin.locked_until, now)
+
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
         ui.surface.fill(c.bg)
@@ -72,9 +111,10 @@ class ServicePinScreen(Screen):
             ui, self.app, t("service.pin_title"), back=lambda: self.app.exit_service("exit")
         )
         body = area.inflate(-2 * m.pad, -2 * m.pad)
-        enabled = bool(self.app.config.service_pin_hash)
-        lock = self.app.pin_lockout
+        enabled = bool(self.app.technicians)
+        pin_view = self.app.view.service.pin
         now = ui.now
+        left = locked_left(pin_view, now)
         if m.portrait:
             top = pygame.Rect(body.x, body.y, body.w, body.h * 35 // 100)
             pad = pygame.Rect(
@@ -109,16 +149,25 @@ class ServicePinScreen(Screen):
         y = field.bottom + m.gap
         if not enabled:
             msg, color = t("service.pin_unset"), c.error
-        elif lock.locked(now):
-            mins = max(1, int(lock.remaining_s(now) / 60 + 0.999))
-            msg, color = t("service.pin_locked", m=mins), c.error
-        elif self.checking:
+        elif left > 0:
+            secs = int(left + 0.999)
+            if secs < 60:
+                msg = t("service.pin_locked_s", s=secs)
+            else:
+                msg = t("service.pin_locked", m=secs // 60, s=secs % 60)
+            color = c.error
+        elif self.checking or (pin_view.ready and self.busy):
             msg, color = t("service.pin_checking"), c.muted
+        elif not pin_view.ready:
+            msg, color = t("service.pin_wait"), c.muted
+        elif self.wrong and pin_view.tries_left > 0:
+            msg, color = t("service.pin_wrong", n=pin_view.tries_left), c.error
         elif self.wrong:
-            msg, color = t("service.pin_wrong", n=lock.tries_left(now)), c.error
+            msg, color = t("service.pin_wrong_last"), c.error
         else:
             msg, color = "", c.text
         if msg:
             ui.text(msg, pygame.Rect(top.x, y, top.w, top.bottom - y), color=color, max_lines=4)
-        ok = self._ok if enabled and len(self.digits) >= 4 and not self.checking else None
+        ready = enabled and len(self.digits) >= MIN_PIN_DIGITS and not self.busy
+        ok = self._ok if ready else None
         ui.keypad(pad, self._digit, self._delete, ok, name="pin")
