@@ -25,11 +25,13 @@ from kiosk.clock import Clock, SystemClock
 from kiosk.config import KioskConfig, refuse_in_field
 from kiosk.controller import Controller
 from kiosk.core.planogram import Planogram
-from kiosk.hardware.board import BoardDriver, Cabinet, SerialBoard
+from kiosk.hardware.board import BoardDriver, BoardLink, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.hardware.modbus_bus import BusSettings, ModbusBus
 from kiosk.hardware.modbus_locks import LockMap, ModbusLockBoard
 from kiosk.hardware.modbus_sensor import ModbusTemperatureSensor, SensorMap
+from kiosk.hardware.vmc_driver import VmcBoard, VmcCommandKind
+from kiosk.hardware.vmc_link import VmcLink
 from kiosk.log import log_event, register_secret
 from kiosk.store import Store, open_store
 from kiosk.sync import messages
@@ -76,15 +78,28 @@ def build_cabinet(
     *,
     timing: LinkTiming | None = None,
     clock: Clock | None = None,
-) -> tuple[SerialLink | ModbusBus, Cabinet]:
-    """The serial link and a Cabinet that speaks planogram slot numbers."""
+) -> tuple[BoardLink | ModbusBus, Cabinet]:
+    """The serial link and a Cabinet that speaks planogram slot numbers. The protocol
+    (`hardware.protocol`, or Modbus lock boards with `[modbus] locks`) picks the link and the
+    drivers; nothing above the Cabinet differs."""
     if config.modbus.locks:
         return _modbus_lock_cabinet(config, planogram, clock)
     hw = config.hardware
+    slot_map = {s.slot_no: (s.board, s.address) for s in planogram}
+    if hw.protocol == "vmc":
+        vmc_link = VmcLink(hw.port, hw.baud, clock=clock)
+        vmc = VmcBoard(
+            vmc_link,
+            0,
+            selection_offset=hw.vmc_selection_offset,
+            command=VmcCommandKind(hw.vmc_command),
+            slots=(s.address for s in planogram),
+            clock=clock,
+        )
+        return vmc_link, Cabinet({0: vmc}, slot_map)
     addresses = tuple(sorted(set(hw.boards) | {s.board for s in planogram}))
     link = SerialLink(hw.port, hw.baud, addresses=addresses, timing=timing, clock=clock)
     boards: dict[int, BoardDriver] = {a: SerialBoard(link, a, clock=clock) for a in addresses}
-    slot_map = {s.slot_no: (s.board, s.address) for s in planogram}
     return link, Cabinet(boards, slot_map)
 
 
@@ -124,7 +139,7 @@ def _modbus_lock_cabinet(
 
 
 def build_sensor(
-    config: KioskConfig, link: SerialLink | ModbusBus | None = None
+    config: KioskConfig, link: BoardLink | ModbusBus | None = None
 ) -> ModbusTemperatureSensor | None:
     """The temperature sensor on the Modbus line (`[modbus] sensor_unit`), sharing the lock
     boards' line when there is one (`link`), else on a line of its own that it closes."""
@@ -152,7 +167,7 @@ class App:
         self,
         config: KioskConfig,
         store: Store,
-        link: SerialLink | ModbusBus,
+        link: BoardLink | ModbusBus,
         board: Cabinet,
         outbox: Outbox,
         clock: Clock,

@@ -90,6 +90,7 @@ class IdentityConfig:
 @dataclass(frozen=True)
 class HardwareConfig:
     driver: str = "serial"  # serial: our protocol over serial_for_url
+    protocol: str = "kiosk"  # kiosk: docs/serial-protocol.md; vmc: docs/boards/vmc.md
     port: str = "/dev/ttyUSB0"  # anything serial.serial_for_url opens
     baud: int = 115200
     cabinet: str = "spiral"  # spiral | locker
@@ -99,6 +100,8 @@ class HardwareConfig:
     default_capacity: int = 10
     chilled: bool = False
     max_temperature_c: float = 8.0  # chilled compartment alarm threshold
+    vmc_selection_offset: int = 1  # protocol vmc: selection number = planogram address + this
+    vmc_command: str = "select"  # protocol vmc: select (0x03) | drive (0x06, drop sensor on)
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,9 @@ RULES: dict[str, Rule] = {
     "identity.latitude": _range(-90, 90),
     "identity.longitude": _range(-180, 180),
     "hardware.driver": _choice("serial"),
+    "hardware.protocol": _choice("kiosk", "vmc"),
+    "hardware.vmc_selection_offset": _range(0, 65535),
+    "hardware.vmc_command": _choice("select", "drive"),
     "hardware.port": lambda v: None if v.strip() else "must name a serial port or URL",
     "hardware.baud": _choice(*(str(b) for b in (9600, 19200, 38400, 57600, 115200, 230400))),
     "hardware.cabinet": _choice("spiral", "locker"),
@@ -653,6 +659,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
             )
         )
     issues.extend(_modbus_checks(name, cfg))
+    issues += _vmc_checks(name, hw)
     s = cfg.sync
     if s.broker_url.startswith("mqtt://") and not s.allow_plaintext:
         issues.append(
@@ -701,6 +708,36 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
         )
     issues.extend(_root_key_checks(name, s))
     issues.extend(_service_checks(name, cfg))
+    return issues
+
+
+def _vmc_checks(name: str, hw: HardwareConfig) -> list[ConfigIssue]:
+    """A VMC (docs/boards/vmc.md) is one spiral controller on its own RS-232 port at 57600."""
+    if hw.protocol != "vmc":
+        return []
+    issues: list[ConfigIssue] = []
+    if hw.baud != 57600:
+        issues.append(
+            ConfigIssue(name, "hardware.baud", hw.baud, "a VMC speaks 57600 baud: use 57600")
+        )
+    if hw.cabinet != "spiral":
+        issues.append(
+            ConfigIssue(
+                name,
+                "hardware.cabinet",
+                hw.cabinet,
+                "protocol vmc drives spiral/belt cabinets only: use spiral",
+            )
+        )
+    if hw.boards != (0,):
+        issues.append(
+            ConfigIssue(
+                name,
+                "hardware.boards",
+                list(hw.boards),
+                "protocol vmc has one VMC per serial port: use [0]",
+            )
+        )
     return issues
 
 

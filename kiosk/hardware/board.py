@@ -72,12 +72,14 @@ __all__ = [
     "BoardEvent",
     "BoardEventListener",
     "BoardInfo",
+    "BoardLink",
     "BoardOffline",
     "BoardProtocolError",
     "BoardRejected",
     "BoardStatus",
     "BoardVendResult",
     "Cabinet",
+    "EventFanout",
     "SerialBoard",
     "SlotRef",
     "VendTimeout",
@@ -298,7 +300,25 @@ class BoardDriver(Protocol):
         ...
 
 
-class _Listeners:
+class BoardLink(Protocol):
+    """The wire under a cabinet's drivers, as the composition root starts, watches and closes
+    it: ``SerialLink`` (the kiosk polls) or ``VmcLink`` (the VMC polls the kiosk)."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def online(self) -> bool: ...
+
+    def add_state_listener(self, fn: Callable[[bool, str], None]) -> None: ...
+
+    def counters(self) -> dict[str, int]: ...
+
+
+class EventFanout:
+    """Board event listeners: add, remove, emit (a failing listener is logged, not raised)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fns: list[BoardEventListener] = []
@@ -358,7 +378,7 @@ class SerialBoard:
         self._disruptions = 0  # bumped when the board went away or rebooted
         self._waiting: collections.Counter[int] = collections.Counter()
         self._results: dict[int, VendResult] = {}
-        self._listeners = _Listeners()
+        self._listeners = EventFanout()
         link.add_event_listener(self._on_link_event)
         link.add_board_state_listener(self._on_board_state)
         link.add_state_listener(self._on_link_state)
@@ -659,7 +679,7 @@ class Cabinet:
         self._main = next(iter(self.boards))
         self._tx_board: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._lock = threading.Lock()
-        self._listeners = _Listeners()
+        self._listeners = EventFanout()
         for board in self.boards.values():
             board.subscribe(self._forward)
 

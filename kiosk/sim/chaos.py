@@ -47,7 +47,12 @@ and the report gives: records lost, duplicates after dedupe, double dispenses, o
 paid != delivered + refunded, hash-chain breaks (all goal 0) and sales completed per minute.
 
 CLI: `python -m kiosk.sim.chaos --sales N --seed S [--fault-kinds kill9,reset,store,...]
-[--time-scale X] [--workdir DIR] [--json]`.
+[--time-scale X] [--workdir DIR] [--json] [--protocol kiosk|vmc]`.
+
+`--protocol vmc` runs the same suite on the VMC emulator (docs/boards/vmc.md). A VMC's log has
+no tx, so double dispenses are counted per slot (drops beyond the lines delivered or left
+unknown there, motor runs beyond the vends issued); a vend a SIGKILL or reset made unknown is
+refunded and may have dropped, so physical drops may exceed delivered lines by those.
 """
 
 from __future__ import annotations
@@ -339,7 +344,9 @@ def _seed_store(data_dir: Path) -> None:
 
 
 class _Emulator:
-    def __init__(self, d: Path, seed: int, time_scale: float = TIME_SCALE) -> None:
+    def __init__(
+        self, d: Path, seed: int, time_scale: float = TIME_SCALE, protocol: str = "kiosk"
+    ) -> None:
         self.pty, self.control, self.log = d / "board", d / "ctl.sock", d / "physical.jsonl"
         self.out = open(d / "emulator.out", "ab")  # noqa: SIM115
         self._conn: tuple[socket.socket, Any] | None = None
@@ -362,6 +369,8 @@ class _Emulator:
                 "50",
                 "--seed",
                 str(seed),
+                "--protocol",
+                protocol,
             ],
             env=_env(),
             stdout=self.out,
@@ -425,7 +434,10 @@ class _Emulator:
         self.out.close()
 
 
-def _write_config(path: Path, pty: Path, data: Path, url: str, pki: Any, cert: Any) -> None:
+def _write_config(
+    path: Path, pty: Path, data: Path, url: str, pki: Any, cert: Any, protocol: str = "kiosk"
+) -> None:
+    baud = 57600 if protocol == "vmc" else 115200
     path.write_text(
         f"""
 [identity]
@@ -435,6 +447,8 @@ site_type = "hospital"
 area_code = "340100"
 [hardware]
 port = "{pty}"
+protocol = "{protocol}"
+baud = {baud}
 [sync]
 broker_url = "{url}"
 ca_file = "{pki.ca_file}"
@@ -554,6 +568,7 @@ def run_chaos(
     fault_kinds: Sequence[str] = FAULT_KINDS,
     time_scale: float = TIME_SCALE,
     say: Any = None,
+    protocol: str = "kiosk",
     record_mqtt: list[Any] | None = None,
 ) -> ChaosReport:
     """Run the chaos suite in `workdir` (created; left there for post-mortems).
@@ -624,11 +639,17 @@ def run_chaos(
             raise RuntimeError("province simulator did not connect")
         data = workdir / "kiosk-data"
         _seed_store(data)
-        em = _Emulator(workdir, seed, time_scale)
+        em = _Emulator(workdir, seed, time_scale, protocol)
         emu = em
         cfg = workdir / "kiosk.toml"
         _write_config(
-            cfg, emu.pty, data, f"mqtts://127.0.0.1:{proxy.port}", pki, pki.client(KIOSK_ID)
+            cfg,
+            emu.pty,
+            data,
+            f"mqtts://127.0.0.1:{proxy.port}",
+            pki,
+            pki.client(KIOSK_ID),
+            protocol,
         )
 
         started_at = [0]
@@ -897,6 +918,7 @@ def run_chaos(
             ledger = repo.ledger()
             problems = repo.verify_ledger()
             refunds = repo.refunds()
+            board_slot = {n: sl.address for n, sl in store.planogram.load().slots.items()}
         finally:
             store.close()
         prov_events = [e for e in province.events(KIOSK_ID) if e["kind"] == "sale"]
@@ -954,19 +976,25 @@ def run_chaos(
     drops = [e for e in runs if e.get("dropped")]
     rep.physical_drops = len(drops)
     delivered = [ln for o in orders for ln in o.lines if ln.status.value == "delivered"]
+    if protocol == "vmc":  # no tx in a VMC's log: match by slot (see _vmc_dispense_check)
+        vmc_twice, vmc_missing, vmc_details = _vmc_dispense_check(runs, orders, board_slot)
+        rep.double_dispenses = vmc_twice
+        rep.records_lost += vmc_missing
+        rep.details += vmc_details
+        per_tx, twice, drops = Counter(), 0, []
     rep.kiosk_delivered_lines = len(delivered)
     rep.refunded_lines = sum(
         1 for o in orders for ln in o.lines if ln.status.value in ("failed", "unknown")
     )
     rep.refunded_fen = sum(x.amount_fen for x in refunds)
-    extra = max(0, len(drops) - len(delivered))
-    rep.double_dispenses = twice + extra
+    extra = max(0, len(drops) - len(delivered)) if protocol != "vmc" else 0
+    rep.double_dispenses += twice + extra
     if twice:
         rep.details.append(f"motor ran more than once for a tx: {twice}")
     if extra:
         rep.details.append(f"{extra} physical drops more than kiosk-delivered lines")
     dropped_tx = {e["tx"] for e in drops}
-    missing = [ln for ln in delivered if ln.tx not in dropped_tx]
+    missing = [ln for ln in delivered if ln.tx not in dropped_tx] if protocol != "vmc" else []
     if missing:
         rep.records_lost += len(missing)
         rep.details.append(f"{len(missing)} delivered lines without a physical drop")
@@ -1006,6 +1034,38 @@ def run_chaos(
 _CLOSED = frozenset({"completed", "partly_delivered", "refund_due", "cancelled"})
 
 
+def _vmc_dispense_check(
+    runs: list[dict[str, Any]], orders: list[Any], board_slot: dict[int, int]
+) -> tuple[int, int, list[str]]:
+    """Double dispenses and delivered lines without a drop, for a VMC's physical log (no tx:
+    a VMC has none). Per slot, products that dropped may not exceed the lines delivered or left
+    unknown there (an unknown line is refunded, and may have dropped: docs/boards/vmc.md 8);
+    in all, motor runs may not exceed the vends the kiosk issued (one per line attempt).
+    ``board_slot``: planogram slot number -> the emulator's slot (the planogram address)."""
+    lines = [ln for o in orders for ln in o.lines]
+    drops = Counter(e["slot"] for e in runs if e.get("dropped"))
+    may_drop = Counter(
+        board_slot.get(ln.slot_no, -1)
+        for ln in lines
+        if ln.status.value in ("delivered", "unknown")
+    )
+    delivered = Counter(
+        board_slot.get(ln.slot_no, -1) for ln in lines if ln.status.value == "delivered"
+    )
+    attempts = sum(ln.attempts for ln in lines)
+    extra = sum(max(0, n - may_drop[slot]) for slot, n in drops.items())
+    over_runs = max(0, len(runs) - attempts)
+    missing = sum(max(0, n - drops[slot]) for slot, n in delivered.items())
+    details = []
+    if extra:
+        details.append(f"{extra} physical drops more than delivered or unknown lines on a slot")
+    if over_runs:
+        details.append(f"{len(runs)} motor runs for {attempts} vend attempts")
+    if missing:
+        details.append(f"{missing} delivered lines without a physical drop on their slot")
+    return extra + over_runs, missing, details
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["child"]:
@@ -1028,6 +1088,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"emulator physical time factor (default {TIME_SCALE}: a motor turn 0.3-0.6 s)",
     )
     p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument(
+        "--protocol", choices=("kiosk", "vmc"), default="kiosk", help="the emulated board"
+    )
     p.add_argument("--timeout", type=float, default=1800.0)
     p.add_argument("--json", action="store_true", help="print the report as JSON too")
     a = p.parse_args(argv)
@@ -1047,6 +1110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fault_kinds=kinds,
         time_scale=a.time_scale,
         say=print,
+        protocol=a.protocol,
     )
     print(rep.format())
     print(f"workdir: {workdir}")

@@ -27,6 +27,7 @@ from kiosk.sim.emulator_transports import (
     Transport,
     send_control,
 )
+from kiosk.sim.vmc_emulator import VmcEmulatedBoard, VmcFaults
 
 __all__ = ["build_emulator", "cmd_emulator", "cmd_emulator_ctl", "main", "register"]
 
@@ -48,12 +49,21 @@ def register(
         "--pty", metavar="PATH", help=f"pseudo-terminal behind this symlink (default {DEFAULT_PTY})"
     )
     where.add_argument("--tcp", metavar="PORT", type=int, help="listen on 127.0.0.1:PORT")
+    p.add_argument(
+        "--protocol",
+        choices=("kiosk", "vmc"),
+        default="kiosk",
+        help="kiosk: docs/serial-protocol.md (default); vmc: a VMC that polls the kiosk "
+        "(docs/boards/vmc.md, 57600 baud, spiral only)",
+    )
     p.add_argument("--cabinet", choices=("spiral", "locker"), default="spiral")
     p.add_argument("--rows", type=int, help="rows (default 6 spiral, 4 locker)")
     p.add_argument("--cols", type=int, help="columns (default 10 spiral, 6 locker)")
     p.add_argument("--stock", type=int, default=5, help="products per slot (locker: 0 or 1)")
     p.add_argument("--chilled", action="store_true", help="chilled compartment with a sensor")
-    p.add_argument("--baud", type=int, default=115200, help="wire speed for pacing (bits/s)")
+    p.add_argument(
+        "--baud", type=int, help="wire speed for pacing (bits/s; default 115200, vmc 57600)"
+    )
     p.add_argument(
         "--time-scale", type=float, default=1.0, help="physical time factor (0.01: 100x faster)"
     )
@@ -85,7 +95,8 @@ def register(
 
 def build_emulator(args: argparse.Namespace) -> Emulator:
     """Build (not start) the emulator described by parsed `kiosk emulator` arguments."""
-    faults = Faults(seed=args.seed)
+    vmc = getattr(args, "protocol", "kiosk") == "vmc"
+    faults = VmcFaults(seed=args.seed) if vmc else Faults(seed=args.seed)
     for item in args.fault:
         name, sep, value = item.partition("=")
         if not sep:
@@ -99,6 +110,19 @@ def build_emulator(args: argparse.Namespace) -> Emulator:
         model = BoardModel.spiral(
             args.rows or 6, args.cols or 10, stock=args.stock, chilled=args.chilled
         )
+    transport: Transport
+    if args.tcp is not None:
+        transport = TcpTransport(args.tcp)
+    else:
+        transport = PtyTransport(args.pty or DEFAULT_PTY)
+    if vmc:
+        if args.cabinet != "spiral":
+            raise ValueError("--protocol vmc emulates a spiral cabinet only")
+        assert isinstance(faults, VmcFaults)
+        vmc_board = VmcEmulatedBoard(
+            model, faults=faults, time_scale=args.time_scale, physical_log=args.log
+        )
+        return Emulator(vmc_board, transport, baud=args.baud or 57600, control=args.control)
     board = EmulatedBoard(
         model,
         address=args.address,
@@ -108,12 +132,7 @@ def build_emulator(args: argparse.Namespace) -> Emulator:
         physical_log=args.log,
         serial=args.serial,
     )
-    transport: Transport
-    if args.tcp is not None:
-        transport = TcpTransport(args.tcp)
-    else:
-        transport = PtyTransport(args.pty or DEFAULT_PTY)
-    return Emulator(board, transport, baud=args.baud, control=args.control)
+    return Emulator(board, transport, baud=args.baud or 115200, control=args.control)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -138,8 +157,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
             return exitcodes.FAIL
         control = f", control {emu.control.address}" if emu.control else ""
         m = emu.board.model
+        what = "VMC emulator" if isinstance(emu.board, VmcEmulatedBoard) else "board emulator"
         print(
-            f"board emulator listening on {emu.describe()} ({m.kind.name.lower()} "
+            f"{what} listening on {emu.describe()} ({m.kind.name.lower()} "
             f"{m.rows}x{m.cols}, address {emu.board.address}, {emu.baud} baud{control})",
             flush=True,
         )

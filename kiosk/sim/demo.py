@@ -69,6 +69,13 @@ def register(
     p.add_argument("--keep", action="store_true", help="keep the work directory at the end")
     p.add_argument("--timeout", type=float, default=40.0, help="headless: per-step timeout (s)")
     p.add_argument(
+        "--board",
+        choices=("kiosk", "vmc"),
+        default="kiosk",
+        help="the emulated cabinet: kiosk (our own control board, default) or vmc (a vending "
+        "machine controller that polls the kiosk, docs/boards/vmc.md)",
+    )
+    p.add_argument(
         "--record-mqtt",
         type=Path,
         metavar="FILE",
@@ -98,8 +105,12 @@ class Demo:
         keep: bool = False,
         say: Say | None = None,
         timeout: float = 40.0,
+        board: str = "kiosk",
         record_mqtt: Path | None = None,
     ) -> None:
+        if board not in ("kiosk", "vmc"):
+            raise ValueError(f"unknown board {board!r}: kiosk or vmc")
+        self.board = board
         self.own_dir = workdir is None
         self.record_mqtt = record_mqtt
         self.tap: Any = None  # kiosk.sim.mqtt_tap.BrokerTap with --record-mqtt
@@ -226,6 +237,8 @@ class Demo:
                 str(EMULATOR_TIME_SCALE),
                 "--stock",
                 "10",
+                "--protocol",
+                self.board,
             ],
             "emulator.log",
         )
@@ -261,9 +274,8 @@ class Demo:
         self.say(f"  broker          {self.broker.url} (TLS, client certificates, ACL)")
         self.say(f"  province        data {self.province_dir} (kid {self.sim.kid})")
         self.say(f"  pay page        {self.page.url}")
-        self.say(
-            f"  board emulator  {self.pty} (control {self.control}, time x{EMULATOR_TIME_SCALE})"
-        )
+        what = "VMC emulator  " if self.board == "vmc" else "board emulator"
+        self.say(f"  {what}  {self.pty} (control {self.control}, time x{EMULATOR_TIME_SCALE})")
         self.say(f"  kiosk           {KIOSK_ID}, config {self.config_file}")
         self.say(
             f"  service PIN     {self.service_pin} (technician demo; hold the top-left corner 3 s)"
@@ -288,6 +300,7 @@ class Demo:
         from kiosk.core.pin import DEMO_PIN, hash_pin
 
         w, h = WINDOW
+        protocol, baud = ("vmc", 57600) if self.board == "vmc" else ("kiosk", 115200)
         # A PIN of this demo's own: the config is mqtts://, which refuses the published demo PIN.
         self.service_pin = DEMO_PIN
         while self.service_pin == DEMO_PIN:
@@ -304,8 +317,9 @@ address = "安徽省合肥市庐阳区淮河路390号"
 
 [hardware]
 driver = "serial"
+protocol = "{protocol}"
 port = {q(self.pty)}
-baud = 115200
+baud = {baud}
 cabinet = "spiral"
 boards = [0]
 rows = 6
@@ -558,6 +572,7 @@ def run_demo(
     headless: bool,
     keep: bool = False,
     timeout: float = 40.0,
+    board: str = "kiosk",
     record_mqtt: Path | None = None,
 ) -> int:
     headless = headless or not os.environ.get("DISPLAY")
@@ -570,7 +585,14 @@ def run_demo(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     demo: Demo | None = None
     try:
-        demo = Demo(workdir, headless=headless, keep=keep, timeout=timeout, record_mqtt=record_mqtt)
+        demo = Demo(
+            workdir,
+            headless=headless,
+            keep=keep,
+            timeout=timeout,
+            board=board,
+            record_mqtt=record_mqtt,
+        )
         print(f"demo pid {os.getpid()}", flush=True)
         demo.setup()
         code = demo.run_script() if headless else demo.run_kiosk_child()
@@ -616,6 +638,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         headless=args.headless,
         keep=args.keep,
         timeout=args.timeout,
+        board=getattr(args, "board", "kiosk"),
         record_mqtt=args.record_mqtt,
     )
 

@@ -35,6 +35,7 @@ import serial
 
 from kiosk.hardware.protocol import SERVICE_DOOR, ResetReason
 from kiosk.sim.board_emulator import EmulatedBoard, parse_bool
+from kiosk.sim.vmc_emulator import VmcEmulatedBoard
 
 __all__ = [
     "DEFAULT_PTY",
@@ -418,12 +419,13 @@ class PtyTransport:
 
 
 class Emulator:
-    """Runs an `EmulatedBoard` behind a transport in real time (one thread), pacing bytes at
-    `baud` both ways. Python API for tests; `command()` is the control channel's language."""
+    """Runs an `EmulatedBoard` (or a `VmcEmulatedBoard`: the same shape, but the master)
+    behind a transport in real time (one thread), pacing bytes at `baud` both ways. Python API
+    for tests; `command()` is the control channel's language."""
 
     def __init__(
         self,
-        board: EmulatedBoard,
+        board: EmulatedBoard | VmcEmulatedBoard,
         transport: Transport,
         *,
         baud: int = 115200,

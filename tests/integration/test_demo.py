@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.core.pin import DEMO_PIN, verify_pin
+from kiosk.sim.board_emulator import read_physical_log
 from kiosk.sim.broker import find_mosquitto
 from kiosk.sim.mqtt_tap import load_recording
 from kiosk.sim.province import chain_reports, open_db, sales_report
@@ -76,7 +77,9 @@ def _children_of_demo(workdir: Path, exclude: int = 0) -> list[int]:
     return pids
 
 
-def test_headless_demo_makes_three_sales(tmp_path: Path) -> None:
+@pytest.mark.parametrize("board", ["kiosk", "vmc"])
+def test_headless_demo_makes_three_sales(tmp_path: Path, board: str) -> None:
+    """The same demo and SUMMARY on our own board and on a VMC (`--board vmc`)."""
     work = tmp_path / "demo"
     record = tmp_path / "mqtt.jsonl"
     t0 = time.monotonic()
@@ -88,6 +91,8 @@ def test_headless_demo_makes_three_sales(tmp_path: Path) -> None:
             "--headless",
             "--workdir",
             str(work),
+            "--board",
+            board,
             "--record-mqtt",
             str(record),
         ],
@@ -128,6 +133,10 @@ def test_headless_demo_makes_three_sales(tmp_path: Path) -> None:
     assert chains[0].records == 3 and chains[0].ok
     assert rep.by_kiosk[0][1] == 3
     assert rep.refund_due_fen > 0
+
+    # The cabinet dropped exactly the three delivered products, one motor run each.
+    physical = read_physical_log(work / "board-physical.jsonl")
+    assert sum(1 for e in physical if e["event"] == "motor_run" and e["dropped"]) == 3, physical
 
     # Screenshots of the main screens.
     pngs = sorted(x.name for x in (work / "screens").glob("*.png"))

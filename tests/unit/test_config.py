@@ -267,6 +267,36 @@ def test_every_key_is_documented() -> None:
             assert f"`{f.name}`" in doc, f"{section}.{f.name} missing from docs/configuration.md"
 
 
+def test_protocol_vmc_is_accepted_with_its_settings(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(
+            tmp_path,
+            with_section(
+                "hardware",
+                'protocol = "vmc"\nbaud = 57600\nvmc_selection_offset = 11\nvmc_command = "drive"',
+            ),
+        )
+    )
+    assert cfg.hardware.protocol == "vmc"
+    assert cfg.hardware.vmc_selection_offset == 11
+    assert cfg.hardware.vmc_command == "drive"
+    assert load_config(write(tmp_path, GOOD)).hardware.protocol == "kiosk"
+
+
+def test_protocol_vmc_refuses_what_a_vmc_cannot_be(tmp_path: Path) -> None:
+    found = issues_of(
+        tmp_path,
+        with_section("hardware", 'protocol = "vmc"\ncabinet = "locker"\nboards = [0, 1]'),
+    )
+    text = "\n".join(found)
+    assert "hardware.baud = 115200: a VMC speaks 57600 baud" in text
+    assert "hardware.cabinet = 'locker': protocol vmc drives spiral" in text
+    assert "hardware.boards = [0, 1]: protocol vmc has one VMC per serial port" in text
+    bad = issues_of(tmp_path, with_section("hardware", 'protocol = "mdb"\nvmc_command = "x"'))
+    assert any("hardware.protocol = 'mdb': must be one of kiosk, vmc" in i for i in bad)
+    assert any("hardware.vmc_command = 'x': must be one of select, drive" in i for i in bad)
+
+
 def test_technicians(tmp_path: Path) -> None:
     from kiosk.config import technicians
     from kiosk.core.pin import hash_pin
