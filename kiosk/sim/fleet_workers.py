@@ -289,13 +289,18 @@ class ProcHandle:
         self.proc = ctx.Process(target=target, args=(child, spec), name=name, daemon=True)
         self.proc.start()
         child.close()
+        self.last_cmd = ""
 
     @property
     def pid(self) -> int:
         return int(self.proc.pid or 0)
 
     def send(self, cmd: str, **args: Any) -> None:
+        self.last_cmd = cmd
         self.conn.send((cmd, args))
+
+    def _closed(self) -> bool:
+        return self.last_cmd == "close"
 
     def reply(self, timeout: float) -> dict[str, Any]:
         if not self.conn.poll(timeout):
@@ -310,7 +315,8 @@ class ProcHandle:
         return self.reply(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        if self.proc.is_alive():
+        """Ask the process to close (unless it already replied to a `close`), then end it."""
+        if self.proc.is_alive() and not self._closed():
             with contextlib.suppress(OSError, EOFError, TimeoutError, RuntimeError):
                 self.call("close", timeout)
             self.proc.join(5)

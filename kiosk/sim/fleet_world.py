@@ -11,6 +11,7 @@ the client's own full-jitter backoff. Everything else is measured from here: bro
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -163,7 +164,12 @@ class FleetWorld:
         return self
 
     def close(self) -> None:
+        for h in self.workers:  # every worker closes its kiosks at the same time
+            with contextlib.suppress(OSError):
+                h.send("close")
         for h in self.workers:
+            with contextlib.suppress(OSError, EOFError, TimeoutError, RuntimeError):
+                h.reply(60)
             h.close()
         self.workers = []
         if self.province is not None:
