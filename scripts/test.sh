@@ -13,7 +13,7 @@ ensure_venv "test,dev"
 KIOSK_VENV="$VENV" bash "$KIOSK_ROOT/scripts/lint.sh"
 say "pytest"
 set +e
-"$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest --durations=25 "$@"  # the slowest tests, for the 20-minute budget
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

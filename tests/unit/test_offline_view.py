@@ -56,6 +56,7 @@ def test_the_app_gives_the_controller_the_sync_link_state() -> None:
         payment_query=lambda q: None,
         clock_offset=SimpleNamespace(province_now=lambda t: t),
         rejected=lambda *a: None,
+        province_keys=lambda: [],
     )
     hooks: dict[str, Any] = {}
 
