@@ -25,7 +25,6 @@ base64url without padding, in the sale record's `head_sig` field (not part of `r
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import sqlite3
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiosk.core.ledger import canonical_json
+from kiosk.sync.signing import _b64url, _b64url_decode
 
 __all__ = [
     "ACKED_HEAD",
@@ -55,17 +55,6 @@ ACKED_HEAD = "ledger.acked_head"  # settings key: {"seq", "record_hash", "at"} (
 def head_bytes(kiosk_id: str, seq: int, record_hash: str) -> bytes:
     """The bytes signed for the head `seq` / `record_hash` of `kiosk_id`'s chain."""
     return canonical_json({"kiosk_id": kiosk_id, "record_hash": record_hash, "seq": seq})
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    if _b64url(data) != text:  # padding, or non-canonical trailing bits
-        raise ValueError("not canonical base64url without padding")
-    return data
 
 
 class HeadSigner:
