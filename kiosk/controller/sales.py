@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from kiosk.clock import Clock
@@ -88,6 +89,9 @@ class Sales:
     ) -> sale.Order:
         """One step: commit what it decided, then carry out the rest. Returns the new order
         (the old one when the step was refused or could not be committed)."""
+        if isinstance(inp, sale.PaymentConfirmed | sale.OfflineCodeEntered):
+            # goods stopped for temperature since checkout are not dispensed (refunded)
+            inp = replace(inp, withheld=self.persist.chilled_slots)
         try:
             new, actions = sale.step(order, inp)
         except sale.SaleError as e:
@@ -192,7 +196,7 @@ class Sales:
                 self.store.stock.levels(),
                 self.repo.reserved(),
                 exclude=ln.tried_slots,
-                out_of_service=self.persist.bad_slots | {r.slot_no},
+                out_of_service=self.persist.bad_slots | self.persist.chilled_slots | {r.slot_no},
             )
         slot = planogram.slots.get(r.slot_no)
         anchor = (slot.board, r.tx) if r.recorded and slot is not None else None

@@ -310,10 +310,14 @@ class CheckoutStarted:
 
 @dataclass(frozen=True, slots=True)
 class PaymentConfirmed:
-    """A payment verified by `payment.verify_confirmation` (or the status query)."""
+    """A payment verified by `payment.verify_confirmation` (or the status query).
+
+    `withheld`: slots that must not dispense now (chilled goods stopped for temperature since
+    checkout, kiosk.core.chilled): their lines fail before any vend and are refunded."""
 
     payment: Payment
     now: float
+    withheld: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +325,7 @@ class OfflineCodeEntered:
     code: str
     now: float
     secret: bytes = field(repr=False)  # device secret; never logged
+    withheld: frozenset[int] = frozenset()  # as PaymentConfirmed.withheld
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,6 +633,12 @@ def _pay(order: Order, inp: Input, payment: Payment, now: float) -> Result:
             order.state, inp, f"paid {payment.amount_fen} fen, order is {order.total_fen} fen"
         )
     paid = replace(order, state=State.DISPENSING, payment=payment)
+    withheld = inp.withheld if isinstance(inp, PaymentConfirmed | OfflineCodeEntered) else ()
+    for k, ln in enumerate(paid.lines):
+        if ln.status is LineStatus.PENDING and ln.slot_no in withheld:
+            # stopped for temperature between checkout and payment: never dispensed, refunded
+            failed = replace(ln, status=LineStatus.FAILED, outcome=VendOutcome.NOT_ATTEMPTED)
+            paid = _set_line(paid, k, failed)
     return _advance(paid, now)
 
 

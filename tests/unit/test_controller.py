@@ -7,6 +7,7 @@ time_scale 0.01 and the whole app (kiosk.app.build_app) with the test payment so
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -15,16 +16,20 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from kiosk import contract as ui
-from kiosk.app import App
+from kiosk.app import App, build_app
 from kiosk.controller import ServiceFacts, out_of_service_reasons
+from kiosk.core.catalog import Catalog
 from kiosk.core.payment import offline_code
-from kiosk.core.sale import State
+from kiosk.core.sale import LineStatus, State
 from kiosk.core.stock import StockReason
-from kiosk.sim.emulator_transports import Emulator
+from kiosk.sim.board_emulator import BoardModel, EmulatedBoard
+from kiosk.sim.emulator_transports import Emulator, InProcessTransport
 from kiosk.sim.shopper import TestPaymentSource
 from kiosk.store import open_store
 from kiosk.store.orders import TEST_TX_BASE
 from kiosk.sync.outbox import Priority
+from tests.support.board_peer import FAST
+from tests.support.config import write_kiosk_config
 from tests.support.kiosk_app import MULTI, OTHER, SINGLE, WAIT, Kiosk, emulator_name, start_app
 from tests.support.paths import SECRET_FILE
 from tests.support.store import seed_store
@@ -538,3 +543,59 @@ def test_technician_records_carry_the_logged_in_technician(kiosk: Kiosk) -> None
         ("restock", ""),
     ]
     assert kiosk.wait(lambda v: v.service.pin.failures == 0).service.pin.locked_until is None
+
+
+def test_chilled_goods_stopped_after_checkout_are_refunded_not_dispensed(tmp_path: Path) -> None:
+    """The cabinet warms up between checkout and payment: the chilled line is never vended
+    (docs/sales.md, chilled goods) and the shopper's money for it is refunded."""
+    levels = seed_store(tmp_path / "data")
+    s = open_store(tmp_path / "data")
+    try:  # SINGLE becomes a chilled product (max 8 °C), as a signed catalog would say
+        s.catalog.replace(
+            Catalog.of(
+                s.catalog.load().version,
+                [
+                    dataclasses.replace(p, chilled_max_c=8.0) if p.product_id == SINGLE else p
+                    for p in s.catalog.load()
+                ],
+            )
+        )
+    finally:
+        s.close()
+    name = emulator_name()
+    board = EmulatedBoard(BoardModel.spiral(6, 10, stock=5, chilled=True), time_scale=0.01)
+    board.set_temperature(4.0)
+    emu = Emulator(board, InProcessTransport(name)).start()
+    pay = TestPaymentSource()
+    cfg = write_kiosk_config(
+        tmp_path / "kiosk.toml",
+        f"emu://{name}",
+        tmp_path / "data",
+        hardware={"chilled": True, "max_temperature_c": 20.0},
+        chilled={"too_warm_for_s": 0, "back_for_s": 600},
+    )
+    app = build_app(cfg, province_public_key=pay.public_key, link_timing=FAST, tick_s=0.2)
+    app.start()
+    try:
+        kiosk = Kiosk(app, emu, board, pay, levels)
+        order = kiosk.checkout(SINGLE, OTHER)
+        board.set_temperature(12.0)  # too warm: SINGLE stops selling at once (too_warm_for_s 0)
+        kiosk.wait(
+            lambda v: any(p.unavailable for p in v.products if p.product.product_id == SINGLE)
+        )
+        kiosk.pay_for(order)
+        done = kiosk.closed(order.order_id)
+        single = next(ln for ln in done.lines if ln.product_id == SINGLE)
+        assert single.status is LineStatus.FAILED and single.attempts == 0
+        assert done.state is State.PARTLY_DELIVERED and done.refund_due_fen == single.price_fen
+        assert [r["result"] for r in kiosk.runs()] == ["DELIVERED"]  # only the other product
+        (refund,) = kiosk.c.repo.refunds(order.order_id)
+        assert (refund.reason, refund.amount_fen) == ("not_delivered", single.price_fen)
+        assert app.store.stock.levels()[single.slot_no] == levels[single.slot_no]
+    finally:
+        app.close()
+        emu.stop()
+
+
+def _is(pv: ui.ProductView, product_id: str) -> bool:
+    return pv.product.product_id == product_id

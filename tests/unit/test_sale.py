@@ -526,3 +526,22 @@ def test_diagram_names_every_state() -> None:
     d = s.render_state_diagram()
     for st in State:
         assert st.name in d
+
+
+def test_goods_stopped_for_temperature_after_checkout_are_refunded_not_dispensed() -> None:
+    """A chilled product stopped between checkout and payment: its lines never vend."""
+    o = awaiting(line("milk", 1200, 31), line("tea", 3800, 11))
+    stopped = paid(5000)
+    o, acts = s.step(o, replace(stopped, withheld=frozenset({31})))
+    assert o.lines[0].status is LineStatus.FAILED
+    assert o.lines[0].outcome is VendOutcome.NOT_ATTEMPTED
+    (v,) = vends(acts)
+    assert v.slot_no == 11
+    o, acts = s.step(o, VendReported(v.tx, VendOutcome.DELIVERED, T0 + 20))
+    assert o.state is State.PARTLY_DELIVERED and o.refund_due_fen == 1200
+    assert RefundDue(o.order_id, 1200, RefundReason.NOT_DELIVERED, "wx-1") in acts
+    # every line withheld (offline code path too): a full refund, nothing vended
+    o = awaiting(line("milk", 1200, 31))
+    code = offline_code(SECRET, o.order_id, o.total_fen)
+    o, acts = s.step(o, OfflineCodeEntered(code, T0 + 5, SECRET, frozenset({31})))
+    assert not vends(acts) and o.state is State.REFUND_DUE and o.refund_due_fen == 1200
