@@ -216,6 +216,10 @@ class Demo:
             device_secrets,
             key,
             root_key=root_key,
+            # One consumer: a plain subscription. Mosquitto restores it after the demo's broker
+            # restart while a shared one is lost (docs/scale.md), which left the third sale
+            # waiting ~30 s for the kiosk's resend.
+            shared_subscription=False,
         )
         self.page = PayPageServer(device_secrets, self.sim.confirm_payment, port=0)
         self.sim.start()
