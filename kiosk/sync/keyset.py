@@ -26,11 +26,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
-    Ed25519PublicKey,
 )
 
 from kiosk.log import log_event
@@ -43,6 +41,8 @@ from kiosk.sync.signing import (
     _b64url,
     _b64url_decode,
     canonical_body,
+    check_signature,
+    envelope_parts,
     key_id,
 )
 
@@ -86,13 +86,7 @@ def sign_key_set(root_private: bytes, body: Mapping[str, Any]) -> dict[str, Any]
 def verify_key_set(env: object, root_public: bytes | None, keyring: Keyring) -> dict[str, Any]:
     """The body of a key set signed by `root_public`; TrustError otherwise (MALFORMED,
     NO_ROOT_KEY, NOT_ROOT_SIGNED, BAD_SIGNATURE)."""
-    if not isinstance(env, Mapping):
-        raise TrustError(TrustReason.MALFORMED, "envelope is not an object")
-    kid, body, sig = env.get("kid"), env.get("body"), env.get("sig")
-    if not isinstance(kid, str) or not isinstance(body, dict) or not isinstance(sig, str):
-        raise TrustError(TrustReason.MALFORMED, "envelope needs kid (str), body (obj), sig (str)")
-    if env.get("v", ENVELOPE_VERSION) != ENVELOPE_VERSION:
-        raise TrustError(TrustReason.MALFORMED, f"envelope v {env.get('v')!r}")
+    kid, body, sig = envelope_parts(env)
     if root_public is None:
         raise TrustError(
             TrustReason.NO_ROOT_KEY,
@@ -104,18 +98,7 @@ def verify_key_set(env: object, root_public: bytes | None, keyring: Keyring) -> 
         raise TrustError(
             TrustReason.NOT_ROOT_SIGNED, f"signed by {role} ({kid}), not the root ({root_kid})"
         )
-    try:
-        raw_sig = _b64url_decode(sig)
-        signed = KEYSET_DOMAIN + canonical_body(body)
-    except (ValueError, binascii.Error) as e:
-        raise TrustError(TrustReason.MALFORMED, f"sig or body not encodable: {e}") from None
-    try:
-        Ed25519PublicKey.from_public_bytes(root_public).verify(raw_sig, signed)
-    except InvalidSignature:
-        raise TrustError(
-            TrustReason.BAD_SIGNATURE, f"signature does not verify (root {kid})"
-        ) from None
-    return body
+    return check_signature(root_public, KEYSET_DOMAIN, body, sig, f"root {kid}")
 
 
 def parse_key_set(body: Mapping[str, Any], root_public: bytes) -> Keyring:

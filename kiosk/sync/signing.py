@@ -54,6 +54,8 @@ __all__ = [
     "TrustPolicy",
     "TrustReason",
     "canonical_body",
+    "check_signature",
+    "envelope_parts",
     "generate_keypair",
     "key_id",
     "load_public_key_pem",
@@ -241,8 +243,8 @@ class Keyring:
         store.settings.set_json(KEYRING_SETTING, self.to_json())
 
 
-def verify_envelope(env: object, keyring: Keyring) -> dict[str, Any]:
-    """The envelope's body if it is well formed and signed by a key in `keyring`."""
+def envelope_parts(env: object) -> tuple[str, dict[str, Any], str]:
+    """(kid, body, sig) of a well-formed envelope; TrustError MALFORMED otherwise."""
     if not isinstance(env, Mapping):
         raise TrustError(TrustReason.MALFORMED, "envelope is not an object")
     kid, body, sig = env.get("kid"), env.get("body"), env.get("sig")
@@ -250,21 +252,33 @@ def verify_envelope(env: object, keyring: Keyring) -> dict[str, Any]:
         raise TrustError(TrustReason.MALFORMED, "envelope needs kid (str), body (obj), sig (str)")
     if env.get("v", ENVELOPE_VERSION) != ENVELOPE_VERSION:
         raise TrustError(TrustReason.MALFORMED, f"envelope v {env.get('v')!r}")
-    public = keyring.get(kid)
-    if public is None:
-        raise TrustError(TrustReason.UNKNOWN_KEY, f"kid {kid!r} is not trusted")
+    return kid, body, sig
+
+
+def check_signature(
+    public: bytes, domain: bytes, body: dict[str, Any], sig: str, who: str
+) -> dict[str, Any]:
+    """`body` if `sig` is `public`'s Ed25519 signature over `domain` + canonical body;
+    TrustError MALFORMED / BAD_SIGNATURE (naming `who`) otherwise."""
     try:
         raw_sig = _b64url_decode(sig)
-        signed = ENVELOPE_DOMAIN + canonical_body(body)
+        signed = domain + canonical_body(body)
     except (ValueError, binascii.Error) as e:
         raise TrustError(TrustReason.MALFORMED, f"sig or body not encodable: {e}") from None
     try:
         Ed25519PublicKey.from_public_bytes(public).verify(raw_sig, signed)
     except InvalidSignature:
-        raise TrustError(
-            TrustReason.BAD_SIGNATURE, f"signature does not verify (kid {kid})"
-        ) from None
+        raise TrustError(TrustReason.BAD_SIGNATURE, f"signature does not verify ({who})") from None
     return body
+
+
+def verify_envelope(env: object, keyring: Keyring) -> dict[str, Any]:
+    """The envelope's body if it is well formed and signed by a key in `keyring`."""
+    kid, body, sig = envelope_parts(env)
+    public = keyring.get(kid)
+    if public is None:
+        raise TrustError(TrustReason.UNKNOWN_KEY, f"kid {kid!r} is not trusted")
+    return check_signature(public, ENVELOPE_DOMAIN, body, sig, f"kid {kid}")
 
 
 # --- the policy -------------------------------------------------------------------------
