@@ -1,13 +1,15 @@
 """A protocol per board (`[[board]]`, docs/configuration.md): the whole kiosk (build_app, the
 real controller and sale machine) with board 0 a VMC (the VMC emulator, it polls the kiosk) and
 board 1 our own board (the board emulator, the kiosk polls it), each on its own real pty. One
-paid order with a line on each board is delivered by each board's own motor, once."""
+paid order with a line on each board is delivered by each board's own motor, once; the VMC
+unplugged takes the whole kiosk out of service (the link group is offline) until it is back."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+from kiosk import contract as ui
 from kiosk.app import build_app
 from kiosk.config import load_config
 from kiosk.core.planogram import Planogram
@@ -89,6 +91,21 @@ def test_one_order_sold_from_a_vmc_and_from_our_board(tmp_path: Path) -> None:
         assert [e["slot"] for e in our_runs] == [by_board[1].address]
         counters = app.link.counters()
         assert counters["frames_sent"] > 0 and counters["frames_ok"] > 0  # ours and the VMC's
+
+        # one part of the cabinet gone takes the kiosk out of service; back, it sells again
+        app.controller.post(ui.BackToIdle())
+        vmc_emu.unplug()
+        v = app.controller.wait_view(
+            lambda v: (
+                v.out_of_service is not None and v.out_of_service.reason_key == "board_offline"
+            ),
+            WAIT,
+        )
+        assert v is not None, f"the VMC unplugged, still selling: {app.controller.view()}"
+        assert not app.link.online
+        vmc_emu.replug()
+        v = app.controller.wait_view(lambda v: v.mode == "idle" and app.link.online, WAIT)
+        assert v is not None, f"the VMC back, not selling: {app.controller.view()}"
     finally:
         app.close()
         vmc_emu.stop()

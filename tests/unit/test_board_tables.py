@@ -221,6 +221,12 @@ def test_build_cabinet_makes_one_link_per_port(tmp_path: Path) -> None:
     sensor = build_sensor(cfg, link)  # the sensor shares the lock boards' line
     assert sensor is not None and sensor.bus is parts["/dev/ttyUSB1"]
     link.close()
+    one_bus = load(
+        tmp_path,
+        '[[board]]\naddress = 0\nprotocol = "kiosk"\n[[board]]\naddress = 1\nprotocol = "kiosk"',
+    )
+    link, cabinet = build_cabinet(one_bus, _planogram((1, 0, 0, SlotKind.SPIRAL)))
+    assert isinstance(link, SerialLink) and list(cabinet.boards) == [0, 1]  # no group of one
 
 
 class _Link:
