@@ -22,11 +22,18 @@ from typing import Any
 from kiosk import contract as ui
 from kiosk import exitcodes, systemd
 from kiosk.clock import Clock, SystemClock
-from kiosk.config import KioskConfig, refuse_in_field
+from kiosk.config import (
+    BoardConfig,
+    ConfigError,
+    KioskConfig,
+    planogram_board_issues,
+    refuse_in_field,
+)
 from kiosk.controller import Controller
 from kiosk.core.planogram import Planogram
 from kiosk.hardware.board import BoardDriver, BoardLink, Cabinet, SerialBoard
 from kiosk.hardware.link import LinkTiming, SerialLink
+from kiosk.hardware.link_group import LinkGroup
 from kiosk.hardware.modbus_bus import BusSettings, ModbusBus
 from kiosk.hardware.modbus_locks import LockMap, ModbusLockBoard
 from kiosk.hardware.modbus_sensor import ModbusTemperatureSensor, SensorMap
@@ -81,7 +88,11 @@ def build_cabinet(
 ) -> tuple[BoardLink | ModbusBus, Cabinet]:
     """The serial link and a Cabinet that speaks planogram slot numbers. The protocol
     (`hardware.protocol`, or Modbus lock boards with `[modbus] locks`) picks the link and the
-    drivers; nothing above the Cabinet differs."""
+    drivers; nothing above the Cabinet differs. With `[[board]]` tables each board has its
+    own protocol and port (`_per_board_cabinet`): one link per port, and a `LinkGroup` over
+    them when there are several. ConfigError: the planogram does not fit the [[board]] tables."""
+    if config.boards:
+        return _per_board_cabinet(config, planogram, timing, clock)
     if config.modbus.locks:
         return _modbus_lock_cabinet(config, planogram, clock)
     hw = config.hardware
@@ -103,13 +114,89 @@ def build_cabinet(
     return link, Cabinet(boards, slot_map)
 
 
+# --- [[board]]: a protocol per board (docs/configuration.md) ----------------------------------
+
+
+def _per_board_cabinet(
+    config: KioskConfig, planogram: Planogram, timing: LinkTiming | None, clock: Clock | None
+) -> tuple[BoardLink | ModbusBus, Cabinet]:
+    issues = planogram_board_issues(config, planogram)
+    if issues:
+        raise ConfigError(issues)
+    slots: dict[int, list[int]] = {}
+    for s in planogram:
+        slots.setdefault(s.board, []).append(s.address)
+    ports: dict[str, list[BoardConfig]] = {}
+    for b in sorted(config.boards, key=lambda b: b.address):
+        ports.setdefault(b.port, []).append(b)
+    links: dict[str, BoardLink | ModbusBus] = {}
+    boards: dict[int, BoardDriver] = {}
+    for port, group in ports.items():
+        first = group[0]
+        if first.protocol == "kiosk":
+            link = SerialLink(
+                port,
+                first.baud,
+                addresses=tuple(b.address for b in group),
+                timing=timing,
+                clock=clock,
+            )
+            boards.update({b.address: SerialBoard(link, b.address, clock=clock) for b in group})
+            links[port] = link
+        elif first.protocol == "vmc":  # one VMC per port (kiosk.config._board_checks)
+            vmc_link = VmcLink(port, first.baud, clock=clock)
+            boards[first.address] = VmcBoard(
+                vmc_link,
+                first.address,
+                selection_offset=first.vmc_selection_offset,
+                command=VmcCommandKind(first.vmc_command),
+                slots=slots.get(first.address, ()),
+                clock=clock,
+            )
+            links[port] = vmc_link
+        else:
+            bus = _modbus_bus(config, [b.unit for b in group], port=port, baud=first.baud)
+            boards.update({b.address: _lock_board(bus, b, clock) for b in group})
+            links[port] = bus
+    cabinet = Cabinet(boards, {s.slot_no: (s.board, s.address) for s in planogram})
+    if len(links) == 1:
+        return next(iter(links.values())), cabinet
+    return LinkGroup(links), cabinet
+
+
 # --- Modbus (docs/boards/modbus.md): lock boards instead of our board, an optional sensor ----
 
 
-def _modbus_bus(config: KioskConfig, watch_units: Iterable[int] | None = None) -> ModbusBus:
+def _modbus_bus(
+    config: KioskConfig,
+    watch_units: Iterable[int] | None = None,
+    *,
+    port: str | None = None,
+    baud: int | None = None,
+) -> ModbusBus:
+    """A Modbus line with the [modbus] settings (`port`, `baud`: a [[board]]'s own)."""
     m = config.modbus
-    settings = BusSettings(m.port, m.baud, m.parity, m.stopbits, m.timeout_s, m.retries)
+    settings = BusSettings(
+        m.port if port is None else port,
+        m.baud if baud is None else baud,
+        m.parity,
+        m.stopbits,
+        m.timeout_s,
+        m.retries,
+    )
     return ModbusBus(settings, watch_units)
+
+
+def _lock_board(bus: ModbusBus, b: BoardConfig, clock: Clock | None) -> ModbusLockBoard:
+    lock_map = LockMap(
+        unit=b.unit,
+        locks=b.locks_per_board,
+        coil_base=b.lock_coil_base,
+        door_base=b.door_input_base,
+        door_open_value=bool(b.door_open_value),
+        door_poll_s=b.door_poll_s,
+    )
+    return ModbusLockBoard(bus, b.address, lock_map, clock=clock)
 
 
 def _modbus_lock_cabinet(
@@ -146,7 +233,10 @@ def build_sensor(
     m = config.modbus
     if not m.sensor_unit:
         return None
-    shared = link if isinstance(link, ModbusBus) else None
+    parts = link.links.values() if isinstance(link, LinkGroup) else [link]
+    shared = next(
+        (p for p in parts if isinstance(p, ModbusBus) and p.settings.port == m.port), None
+    )
     bus = shared or _modbus_bus(config)
     sensor_map = SensorMap(
         unit=m.sensor_unit,

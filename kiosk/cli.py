@@ -216,10 +216,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"  kiosk {ident.kiosk_id} at {ident.site_name} "
         f"({ident.site_type.value}, {ident.area_code})"
     )
-    print(
-        f"  cabinet {cfg.hardware.cabinet} {cfg.hardware.rows}x{cfg.hardware.cols} on "
-        f"{cfg.hardware.port} @ {cfg.hardware.baud} baud; boards {list(cfg.hardware.boards)}"
-    )
+    if cfg.boards:  # [[board]]: a protocol and port per board
+        print(f"  cabinet {cfg.hardware.cabinet} {cfg.hardware.rows}x{cfg.hardware.cols}")
+        for b in sorted(cfg.boards, key=lambda b: b.address):
+            print(f"  board {b.address}: {b.protocol} on {b.port} @ {b.baud} baud")
+    else:
+        print(
+            f"  cabinet {cfg.hardware.cabinet} {cfg.hardware.rows}x{cfg.hardware.cols} on "
+            f"{cfg.hardware.port} @ {cfg.hardware.baud} baud; boards {list(cfg.hardware.boards)}"
+        )
     print(f"  broker {cfg.sync.broker_url} (MQTT {cfg.sync.mqtt_version})")
     print(
         f"  screen {cfg.ui.width}x{cfg.ui.height} {cfg.ui.orientation}, language {cfg.ui.language}"

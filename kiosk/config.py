@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kiosk.core.planogram import Planogram, SlotKind
 from kiosk.textfile import TextFileError, read_text, say
 
 __all__ = [
+    "BOARD_PROTOCOLS",
     "DEFAULT_CONFIG_PATH",
     "ENV_CONFIG",
+    "BoardConfig",
     "ChilledConfig",
     "ConfigError",
     "ConfigIssue",
@@ -35,10 +38,12 @@ __all__ = [
     "ServiceConfig",
     "SiteType",
     "TechnicianConfig",
+    "board_addresses",
     "demo_config_path",
     "field_problems",
     "is_field_config",
     "load_config",
+    "planogram_board_issues",
     "refuse_in_field",
     "resolve_config_path",
     "technicians",
@@ -129,6 +134,50 @@ class ModbusConfig:
     humidity_scale: float = 0.1
     temperature_signed: bool = True
     sensor_every_s: float = 5.0
+
+
+#: `[[board]] protocol` values: our boards (the kiosk polls, docs/serial-protocol.md), a VMC
+#: (it polls the kiosk, docs/boards/vmc.md), Modbus RTU lock boards (docs/boards/modbus.md).
+BOARD_PROTOCOLS = ("kiosk", "vmc", "modbus-locks")
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """One `[[board]]` table: the protocol, port and settings of planogram board `address`.
+    Every key left out is resolved at load time from [hardware] or [modbus] (documented in
+    docs/configuration.md), so the values here are the ones in force."""
+
+    address: int  # the planogram's board number, 0..15
+    protocol: str  # one of BOARD_PROTOCOLS
+    port: str  # kiosk, vmc: hardware.port; modbus-locks: modbus.port
+    baud: int  # kiosk: hardware.baud; vmc: 57600; modbus-locks: modbus.baud
+    vmc_selection_offset: int = 1  # vmc: hardware.vmc_selection_offset
+    vmc_command: str = "select"  # vmc: hardware.vmc_command
+    unit: int = 1  # modbus-locks: modbus.lock_unit_base + address
+    locks_per_board: int = 16  # modbus-locks: the [modbus] key of that name, and the next ones
+    lock_coil_base: int = 0
+    door_input_base: int = 0
+    door_open_value: int = 1
+    door_poll_s: float = 0.2
+
+
+#: The keys a `[[board]]` table may have besides address, protocol, port and baud, per protocol,
+#: each with the [hardware] or [modbus] key that gives its default and its rule.
+BOARD_KEYS: dict[str, dict[str, str]] = {
+    "kiosk": {},
+    "vmc": {
+        "vmc_selection_offset": "hardware.vmc_selection_offset",
+        "vmc_command": "hardware.vmc_command",
+    },
+    "modbus-locks": {
+        "unit": "modbus.lock_unit_base",
+        "locks_per_board": "modbus.locks_per_board",
+        "lock_coil_base": "modbus.lock_coil_base",
+        "door_input_base": "modbus.door_input_base",
+        "door_open_value": "modbus.door_open_value",
+        "door_poll_s": "modbus.door_poll_s",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -236,6 +285,8 @@ class KioskConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    # `[[board]]`: a protocol per board; () = [hardware] protocol / [modbus] locks for all
+    boards: tuple[BoardConfig, ...] = ()
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -348,6 +399,9 @@ RULES: dict[str, Rule] = {
     "modbus.temperature_scale": lambda v: None if 0 < v <= 10 else "must be above 0, at most 10",
     "modbus.humidity_scale": lambda v: None if 0 < v <= 10 else "must be above 0, at most 10",
     "modbus.sensor_every_s": _range(0.5, 600),
+    "board.address": _range(0, 15),
+    "board.protocol": _choice(*BOARD_PROTOCOLS),
+    "board.port": lambda v: None if v.strip() else "must name a serial port or URL",
     "chilled.too_warm_for_s": _range(0, 86400),
     "chilled.back_for_s": _range(0, 86400),
     "chilled.hysteresis_c": _range(0, 10),
@@ -426,10 +480,11 @@ def parse_config(raw: Mapping[str, Any], source: Path) -> KioskConfig:
     issues: list[ConfigIssue] = []
     built: dict[str, Any] = {}
     for key, value in raw.items():
+        if key == "board":
+            continue  # [[board]] tables: _board_tables, once [hardware] and [modbus] are known
         if key not in SECTIONS:
-            issues.append(
-                ConfigIssue(name, key, value, f"unknown section; allowed: {', '.join(SECTIONS)}")
-            )
+            allowed = ", ".join((*SECTIONS, "[[board]]"))
+            issues.append(ConfigIssue(name, key, value, f"unknown section; allowed: {allowed}"))
         elif not isinstance(value, dict):
             issues.append(ConfigIssue(name, key, value, "must be a [section] table"))
     for section, cls in SECTIONS.items():
@@ -441,6 +496,14 @@ def parse_config(raw: Mapping[str, Any], source: Path) -> KioskConfig:
         if not isinstance(table, dict):
             continue
         built[section] = _build_section(name, base, section, cls, table, issues)
+    if "board" in raw:
+        built["boards"] = _board_tables(
+            name,
+            raw["board"],
+            built.get("hardware") or HardwareConfig(),
+            built.get("modbus") or ModbusConfig(),
+            issues,
+        )
     cfg: KioskConfig | None = None
     if not issues:
         cfg = KioskConfig(source=source, **built)
@@ -573,6 +636,288 @@ def legacy_technicians(ui: UiConfig) -> tuple[TechnicianConfig, ...]:
     return (TechnicianConfig(LEGACY_TECHNICIAN_ID, ui.service_pin_hash),)
 
 
+# --- [[board]]: a protocol per board -----------------------------------------------------------
+
+
+def _board_tables(
+    name: str, value: Any, hw: HardwareConfig, m: ModbusConfig, issues: list[ConfigIssue]
+) -> tuple[BoardConfig, ...]:
+    """Each `[[board]]` table, its left-out keys resolved from [hardware] / [modbus]."""
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        issues.append(
+            ConfigIssue(
+                name,
+                "board",
+                value,
+                'must be [[board]] tables: [[board]] address = 0 protocol = "kiosk"',
+            )
+        )
+        return ()
+    out: list[BoardConfig] = []
+    for i, table in enumerate(value, 1):
+        board = _board_table(name, f"board[{i}]", table, hw, m, issues)
+        if board is not None:
+            out.append(board)
+    return tuple(out)
+
+
+def _board_table(
+    name: str,
+    where: str,
+    table: dict[str, Any],
+    hw: HardwareConfig,
+    m: ModbusConfig,
+    issues: list[ConfigIssue],
+) -> BoardConfig | None:
+    head: dict[str, Any] = {}
+    for key, type_name in (("address", "int"), ("protocol", "str")):
+        got = (
+            ConfigIssue(name, f"{where}.{key}", _MISSING, "required key is missing")
+            if key not in table
+            else _board_value(name, f"{where}.{key}", type_name, f"board.{key}", table[key])
+        )
+        if isinstance(got, ConfigIssue):
+            issues.append(got)
+        else:
+            head[key] = got
+    if len(head) < 2:
+        return None
+    protocol: str = head["protocol"]
+    address = int(head["address"])
+    defaults = _board_defaults(protocol, address, hw, m)
+    extra = BOARD_KEYS[protocol]
+    allowed = ("address", "protocol", "port", "baud", *extra)
+    types = {f.name: str(f.type) for f in fields(BoardConfig)}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        dotted = f"{where}.{key}"
+        if key not in allowed:
+            problem = f"unknown key for protocol {protocol}; allowed: {', '.join(allowed)}"
+            issues.append(ConfigIssue(name, dotted, raw, problem))
+        elif key not in ("address", "protocol"):
+            rule = extra.get(key) or _board_baud_rule(protocol, key)
+            got = _board_value(name, dotted, types[key], rule, raw)
+            if isinstance(got, ConfigIssue):
+                issues.append(got)
+            else:
+                values[key] = got
+    resolved = {**defaults, **values}
+    if not str(resolved["port"]).strip():
+        issues.append(
+            ConfigIssue(
+                name,
+                f"{where}.port",
+                _MISSING,
+                "required: the serial port of this board (or set modbus.port for all "
+                "modbus-locks boards)",
+            )
+        )
+        return None
+    return BoardConfig(address=address, protocol=protocol, **resolved)
+
+
+def _board_defaults(protocol: str, address: int, hw: HardwareConfig, m: ModbusConfig) -> Any:
+    if protocol == "kiosk":
+        return {"port": hw.port, "baud": hw.baud}
+    if protocol == "vmc":
+        return {
+            "port": hw.port,
+            "baud": 57600,
+            "vmc_selection_offset": hw.vmc_selection_offset,
+            "vmc_command": hw.vmc_command,
+        }
+    return {
+        "port": m.port,
+        "baud": m.baud,
+        "unit": min(247, m.lock_unit_base + address),
+        "locks_per_board": m.locks_per_board,
+        "lock_coil_base": m.lock_coil_base,
+        "door_input_base": m.door_input_base,
+        "door_open_value": m.door_open_value,
+        "door_poll_s": m.door_poll_s,
+    }
+
+
+def _board_baud_rule(protocol: str, key: str) -> str:
+    if key == "baud":
+        return "modbus.baud" if protocol == "modbus-locks" else "hardware.baud"
+    return f"board.{key}"
+
+
+def _board_value(name: str, dotted: str, type_name: str, rule_key: str, raw: Any) -> Any:
+    """The converted value, or a ConfigIssue."""
+    converted, problem = _convert(type_name, raw, Path("."))
+    if problem is None:
+        rule = RULES.get(rule_key)
+        checked = str(converted) if rule_key.endswith(".baud") else converted
+        problem = rule(checked) if rule is not None else None
+    return converted if problem is None else ConfigIssue(name, dotted, raw, problem)
+
+
+def board_addresses(cfg: KioskConfig) -> tuple[int, ...]:
+    """The planogram board numbers the config knows: the `[[board]]` addresses, or (without
+    [[board]]) `hardware.boards`."""
+    if cfg.boards:
+        return tuple(sorted(b.address for b in cfg.boards))
+    return cfg.hardware.boards
+
+
+def planogram_board_issues(cfg: KioskConfig, planogram: Planogram) -> list[ConfigIssue]:
+    """With [[board]]: every planogram board has a table, whose protocol drives its slots'
+    kind (a VMC spiral/belt slots, Modbus lock boards locker doors). Empty without [[board]]."""
+    if not cfg.boards:
+        return []
+    name = str(cfg.source)
+    issues: list[ConfigIssue] = []
+    entries = {b.address: (i, b) for i, b in enumerate(cfg.boards, 1)}
+    missing = sorted({s.board for s in planogram} - set(entries))
+    if missing:
+        issues.append(
+            ConfigIssue(
+                name,
+                "board",
+                missing,
+                f"the planogram has slots on board(s) {', '.join(map(str, missing))}, which no "
+                "[[board]] table names: add one per board (address, protocol, port)",
+            )
+        )
+    must = {"vmc": SlotKind.SPIRAL, "modbus-locks": SlotKind.LOCKER}
+    for address, (i, b) in sorted(entries.items()):
+        kind = must.get(b.protocol)
+        wrong = sorted(s.slot_no for s in planogram if s.board == address and s.kind != kind)
+        if kind is not None and wrong:
+            more = " ..." if len(wrong) > 10 else ""
+            issues.append(
+                ConfigIssue(
+                    name,
+                    f"board[{i}].protocol",
+                    b.protocol,
+                    f"drives {kind.value} slots only; the planogram's slots "
+                    f"{', '.join(map(str, wrong[:10]))}{more} on board {address} are not",
+                )
+            )
+    return issues
+
+
+def _board_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
+    """[[board]] against itself and the sections it replaces: addresses once, one protocol
+    per port (several kiosk boards share one bus port, several lock boards one RS-485 line,
+    a VMC has its port alone), a VMC at 57600."""
+    if not cfg.boards:
+        return []
+    issues: list[ConfigIssue] = []
+    seen: dict[int, int] = {}
+    on_port: dict[str, tuple[int, BoardConfig]] = {}
+    units: dict[tuple[str, int], int] = {}
+    for i, b in enumerate(cfg.boards, 1):
+        where = f"board[{i}]"
+        if b.address in seen:
+            issues.append(
+                ConfigIssue(
+                    name,
+                    f"{where}.address",
+                    b.address,
+                    f"board[{seen[b.address]}] has this address already: one table per board",
+                )
+            )
+        seen.setdefault(b.address, i)
+        if b.protocol == "vmc" and b.baud != 57600:
+            issues.append(
+                ConfigIssue(name, f"{where}.baud", b.baud, "a VMC speaks 57600 baud: use 57600")
+            )
+        first = on_port.setdefault(b.port, (i, b))
+        if first[0] != i:
+            problem = _shared_port_problem(first[0], first[1], b)
+            if problem is not None:
+                issues.append(ConfigIssue(name, f"{where}.port", b.port, problem))
+        if b.protocol == "modbus-locks":
+            other = units.setdefault((b.port, b.unit), i)
+            if other != i:
+                issues.append(
+                    ConfigIssue(
+                        name,
+                        f"{where}.unit",
+                        b.unit,
+                        f"board[{other}] on {b.port} is Modbus unit {b.unit} already",
+                    )
+                )
+    issues.extend(_board_section_checks(name, cfg, units))
+    return issues
+
+
+def _shared_port_problem(j: int, first: BoardConfig, b: BoardConfig) -> str | None:
+    if first.protocol != b.protocol:
+        return (
+            f"board[{j}] (protocol {first.protocol}) is on this port already; a port carries "
+            "one protocol: give this board its own port"
+        )
+    if b.protocol == "vmc":
+        return f"board[{j}] is a VMC on this port already: one VMC per serial port"
+    if first.baud != b.baud:
+        return f"board[{j}] on this port runs at {first.baud} baud: one bus, one baud rate"
+    return None
+
+
+def _board_section_checks(
+    name: str, cfg: KioskConfig, units: Mapping[tuple[str, int], int]
+) -> list[ConfigIssue]:
+    """The [hardware] / [modbus] keys that [[board]] replaces, and the sensor's line."""
+    issues: list[ConfigIssue] = []
+    hw, m = cfg.hardware, cfg.modbus
+    if hw.protocol != "kiosk":
+        issues.append(
+            ConfigIssue(
+                name,
+                "hardware.protocol",
+                hw.protocol,
+                "with [[board]] each board names its protocol: leave hardware.protocol out",
+            )
+        )
+    addresses = {b.address for b in cfg.boards}
+    if hw.boards != (0,) and set(hw.boards) != addresses:
+        issues.append(
+            ConfigIssue(
+                name,
+                "hardware.boards",
+                list(hw.boards),
+                f"differs from the [[board]] addresses {sorted(addresses)}: leave it out",
+            )
+        )
+    if m.locks:
+        issues.append(
+            ConfigIssue(
+                name,
+                "modbus.locks",
+                m.locks,
+                'with [[board]] lock boards are [[board]] protocol = "modbus-locks": '
+                "leave modbus.locks out",
+            )
+        )
+    if m.sensor_unit and m.port.strip():
+        users = [b for b in cfg.boards if b.port == m.port and b.protocol != "modbus-locks"]
+        if users:
+            issues.append(
+                ConfigIssue(
+                    name,
+                    "modbus.port",
+                    m.port,
+                    f"the sensor's Modbus line is board {users[0].address}'s "
+                    f"{users[0].protocol} port: one port carries one protocol",
+                )
+            )
+        if (m.port, m.sensor_unit) in units:
+            issues.append(
+                ConfigIssue(
+                    name,
+                    "modbus.sensor_unit",
+                    m.sensor_unit,
+                    f"board[{units[m.port, m.sensor_unit]}] (a lock board) is this unit on "
+                    f"{m.port}",
+                )
+            )
+    return issues
+
+
 def _modbus_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
     m = cfg.modbus
     issues: list[ConfigIssue] = []
@@ -659,7 +1004,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
             )
         )
     issues.extend(_modbus_checks(name, cfg))
-    issues += _vmc_checks(name, hw)
+    issues += _vmc_checks(name, hw) if not cfg.boards else _board_checks(name, cfg)
     s = cfg.sync
     if s.broker_url.startswith("mqtt://") and not s.allow_plaintext:
         issues.append(

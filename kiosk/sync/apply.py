@@ -18,6 +18,7 @@ from typing import Any
 
 from kiosk import contract as ui
 from kiosk import exitcodes
+from kiosk.config import board_addresses, planogram_board_issues
 from kiosk.core.catalog import Catalog, Category, Product
 from kiosk.core.payment import (
     PaymentConfirmation,
@@ -147,10 +148,15 @@ def apply_planogram(kiosk: KioskPort, body: dict[str, Any]) -> None:
         raise TrustError(TrustReason.MALFORMED, "planogram: csv must be a string")
     store = kiosk.store
     pg = planogram_from_csv(text, int(body["version"]), store.catalog.load().products)
-    boards = set(kiosk.config.hardware.boards) | {s.board for s in store.planogram.load()}
+    boards = set(board_addresses(kiosk.config))  # with [[board]]: exactly the tables' boards
+    if not kiosk.config.boards:
+        boards |= {s.board for s in store.planogram.load()}
     missing = {s.board for s in pg} - boards
     if missing:
         raise TrustError(TrustReason.MALFORMED, f"planogram: unknown boards {sorted(missing)}")
+    misfit = planogram_board_issues(kiosk.config, pg)  # a locker door on a VMC, ...
+    if misfit:
+        raise TrustError(TrustReason.MALFORMED, f"planogram: {misfit[0].key} {misfit[0].problem}")
     store.planogram.replace(pg)
     # the cabinet routes slot numbers to (board, address): follow the new layout
     try:
