@@ -52,7 +52,7 @@ class WaveRow:
     updated: int  # running the version at the end
     failed: int
     seconds: float  # first command of the wave -> next wave's first command (or the end)
-    after_healthy_s: float | None = None  # previous wave all healthy -> this wave's 1st command
+    after_healthy_s: float | None = None  # earlier waves all healthy -> this wave's 1st command
     kiosk_ids: list[str] = field(default_factory=list)
 
 
@@ -95,6 +95,7 @@ class RolloutScenario:
             and all(
                 w.after_healthy_s is not None and w.after_healthy_s >= self.soak_s
                 for w in g.waves[1:]
+                if w.targeted
             )
             and b.status == "aborted"
             and len(b.waves) == 1
@@ -233,15 +234,16 @@ def _measure(
             got[rep["kiosk_id"]] = min(times)
     run.status, run.reason = r.status, r.reason
     run.received_outside = sum(1 for k in got if k not in r.sent)
-    n_waves = max(r.sent.values()) + 1 if r.sent else 0
-    members = [[k for k, w in r.sent.items() if w == i] for i in range(n_waves)]
-    starts = [min((got[k] for k in m if k in got), default=end) for m in members]
+    n_waves = r.wave + 1 if r.sent else 0  # a wave may add nobody (1 % and 10 % of 5 kiosks)
+    members = [sorted(k for k, w in r.sent.items() if w == i) for i in range(n_waves)]
+    starts = [min((got[k] for k in m if k in got), default=None) for m in members]
     for i, m in enumerate(members):
-        gap = None
-        if i > 0:
-            prev = [healthy.get(k) for k in members[i - 1] if k not in r.failed]
-            if prev and all(t is not None for t in prev):
-                gap = starts[i] - max(t for t in prev if t is not None)
+        start, gap = starts[i], None
+        # waves are cumulative: every kiosk commanded before must have soaked healthy
+        earlier = [healthy.get(k) for j in range(i) for k in members[j] if k not in r.failed]
+        if start is not None and earlier and all(t is not None for t in earlier):
+            gap = start - max(t for t in earlier if t is not None)
+        nxt = next((t for t in starts[i + 1 :] if t is not None), end)
         run.waves.append(
             WaveRow(
                 wave=i + 1,
@@ -249,9 +251,9 @@ def _measure(
                 received=sum(1 for k in m if k in got),
                 updated=sum(1 for k in m if running.get(k) == run.version),
                 failed=sum(1 for k in m if k in r.failed),
-                seconds=(starts[i + 1] if i + 1 < n_waves else end) - starts[i],
+                seconds=0.0 if start is None else nxt - start,
                 after_healthy_s=gap,
-                kiosk_ids=sorted(m),
+                kiosk_ids=m,
             )
         )
 
@@ -274,8 +276,13 @@ def _one_rollout(
     end_wall = time.time()
     run.seconds = time.monotonic() - t0
     time.sleep(3 * (world.rollout_tick_s or 1.0))  # a few more ticks: nothing else is sent
+    deadline = time.monotonic() + 120  # every commanded kiosk committed or rolled back
+    reports = world.reports()
+    while any((k["update"] or {}).get("busy") for k in reports) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        reports = world.reports()
     run.sales_during = world.status()["sold"] - sold0
-    _measure(run, r, world.reports(), _healthy_at(d, version), end_wall)
+    _measure(run, r, reports, _healthy_at(d, version), end_wall)
     return run
 
 

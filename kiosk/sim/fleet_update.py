@@ -209,4 +209,10 @@ class SimUpdater:
     def report(self) -> dict[str, Any]:
         with self.lock:
             cmds = list(self.commands)
-        return {"running": self.running, "commands": cmds, "rejected_commands": self.rejected}
+            busy = self._busy is not None and self._busy.is_alive()
+        return {
+            "running": self.running,
+            "commands": cmds,
+            "rejected_commands": self.rejected,
+            "busy": busy,  # an update under way (not yet committed or rolled back)
+        }

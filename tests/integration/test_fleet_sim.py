@@ -111,9 +111,9 @@ def test_rollout_good_release_wave_by_wave_bad_release_stops_after_wave_one(
         soak="1s",
         sale_rate_per_min=30.0,
         telemetry_s=5.0,
-        install_s=0.3,
-        switch_s=0.2,
-        health_s=0.3,
+        install_s=0.2,
+        switch_s=0.1,
+        health_s=0.2,
         tick_s=0.25,
         workdir=tmp_path / "rollout",
         record_mqtt=recorded,
@@ -135,7 +135,8 @@ def test_rollout_good_release_wave_by_wave_bad_release_stops_after_wave_one(
         assert w.after_healthy_s is not None and w.after_healthy_s >= 1.0, res.format()
     # the bad release: wave 1 rolled back by itself, the rollout aborted, nobody else got it
     assert bad.status == "aborted" and "failed" in bad.reason, res.format()
-    assert len(bad.waves) == 1 and bad.waves[0].failed == 2 and bad.waves[0].updated == 0
+    # (the first failure may already abort it: 1 of 2 is over 2 %)
+    assert len(bad.waves) == 1 and bad.waves[0].failed >= 1 and bad.waves[0].updated == 0
     assert bad.received_outside == 0
     wave1 = set(bad.waves[0].kiosk_ids)
     got_bad = {
