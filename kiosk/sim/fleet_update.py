@@ -16,7 +16,9 @@ after a rollback, and a `reported` record whose `update` is `software_report` of
   version runs again, the alarm is raised).
 
 The release version is the last path segment of the command's URL (`.../releases/<version>/`,
-the layout `kiosk province-sim release publish` serves).
+the layout `kiosk province-sim release publish` serves). Not simulated: the download and the
+release's signature and hash checks (the real kiosk's, tests/integration/test_update_rollback.py),
+and the restart's reconnection (the kiosk keeps its MQTT connection; it only stops selling).
 """
 
 from __future__ import annotations
