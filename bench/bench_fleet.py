@@ -10,7 +10,9 @@ processes, the province in its own, one Mosquitto with the production config.
 3. reconnect storm: the broker stopped for --broker-outage s under load, then started;
 4. the province down for --province-outage s while the broker stays up (--province-kiosks:
    the resends of a long outage make this one slow at large N, docs/scale.md);
-5. the province down for a day, accelerated into --day-s (a day's sales and telemetry).
+5. the province down for a day, accelerated into --day-s (a day's sales and telemetry);
+6. a staged rollout over --rollout-kiosks (kiosk.sim.fleet_rollout): a good release in waves
+   1%,10%,50%,100% with a 5 s soak, then a bad one that must stop after its first wave.
 
     python bench/bench_fleet.py [--quick] [--sizes 100,250,500,1000] [--duration 30]
 """
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, figure, machine
 
 from kiosk.sim.fleet import FleetResult, run_fleet
+from kiosk.sim.fleet_rollout import run_rollout_scenario
 from kiosk.sim.fleet_storm import run_day_outage, run_outage
 from kiosk.sim.fleet_tls import handshake_rate
 
@@ -51,12 +54,14 @@ def _args() -> argparse.Namespace:
     p.add_argument("--day-kiosks", type=int, default=100)
     p.add_argument("--day-s", type=float, default=120.0, help="the accelerated day, seconds")
     p.add_argument("--sales-per-day", type=int, default=150)
+    p.add_argument("--rollout-kiosks", type=int, default=100)
     a = p.parse_args()
     if a.quick:
         a.sizes, a.duration, a.baseline, a.handshake_s = "50", 15.0, 10, 3.0
         a.storm_kiosks, a.broker_outage, a.province_outage = 20, 10.0, 20.0
         a.province_kiosks = 20
         a.day_kiosks, a.day_s = 10, 20.0
+        a.rollout_kiosks = 20
     return a
 
 
@@ -297,6 +302,52 @@ def _outages(a: argparse.Namespace, best: int, cmd: str) -> list[Any]:
     return figs
 
 
+def _rollout(a: argparse.Namespace, cmd: str) -> list[Any]:
+    r = run_rollout_scenario(a.rollout_kiosks)
+    print(r.format(), flush=True)
+    figs = []
+    label = f"rollout over {r.kiosks} kiosks (waves {r.waves}, soak {r.soak_s:g} s)"
+    if r.good is not None:
+        for w in (w for w in r.good.waves if w.targeted):
+            figs.append(
+                figure(
+                    "fleet",
+                    f"{label}: good release, wave {w.wave} ({w.targeted} kiosks, {w.updated} "
+                    f"updated, {w.failed} failed)",
+                    round(w.seconds, 1),
+                    "s",
+                    baseline=r.soak_s,
+                    baseline_name="soak",
+                    command=cmd,
+                )
+            )
+    if r.bad is not None:
+        figs.append(
+            figure(
+                "fleet",
+                f"{label}: bad release, kiosks commanded (it must stop after wave 1; "
+                f"{r.bad.status})",
+                sum(w.targeted for w in r.bad.waves) + r.bad.received_outside,
+                "kiosks",
+                goal="the first wave only",
+                met=r.bad.status == "aborted" and len(r.bad.waves) == 1,
+                command=cmd,
+            )
+        )
+    figs.append(
+        figure(
+            "fleet",
+            f"{label}: records lost ({r.sales} sales during both rollouts)",
+            r.lost + r.duplicates_after_dedupe,
+            "records",
+            goal="0",
+            met=r.ok,
+            command=cmd,
+        )
+    )
+    return figs
+
+
 def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
 
@@ -309,6 +360,7 @@ def main() -> int:
     figs = _sweep_figures(base, rows, best, cmd)
     figs += _handshakes(a, cmd)
     figs += _outages(a, best, cmd)
+    figs += _rollout(a, cmd)
     emit(figs)
     return 0
 

@@ -15,7 +15,9 @@ The kiosks are spread over several worker processes and the province runs in its
 Measures: messages/s through the broker (uplink records + downlink acks), sale->ack latency on
 the kiosk (p50/p99), loss (sales a kiosk made that the province does not hold at the end),
 broker CPU and RSS (/proc/<mosquitto pid>), the workers' CPU and RSS (memory per kiosk against
-an idle worker), reconnects. Scenarios (reconnect storm, province outages): kiosk.sim.fleet_storm.
+an idle worker), reconnects. Scenarios (reconnect storm, province outages): kiosk.sim.fleet_storm;
+`--scenario rollout` (a good and a bad release rolled out in waves by the province):
+kiosk.sim.fleet_rollout.
 
 `register(subparsers, common_parent)` adds the `fleet-sim` command; `python -m kiosk.sim.fleet`
 runs it standalone.
@@ -196,7 +198,15 @@ def summarize(res: FleetResult, world: FleetWorld) -> list[dict[str, Any]]:
 
 
 def _add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kiosks", type=int, default=10, help="number of simulated kiosks")
+    p.add_argument(
+        "--scenario",
+        choices=("load", "rollout"),
+        default="load",
+        help="load: steady sales (default); rollout: a good and a bad release in waves",
+    )
+    p.add_argument(
+        "--kiosks", type=int, default=None, help="simulated kiosks (10; 100 for rollout)"
+    )
     p.add_argument("--duration", type=float, default=60.0, help="load duration, seconds")
     p.add_argument("--sale-rate", type=float, default=2.0, help="sales per kiosk per minute")
     p.add_argument("--telemetry-s", type=float, default=60.0, help="telemetry period, seconds")
@@ -206,6 +216,11 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--per-worker", type=int, default=125, help="kiosks per worker process")
     p.add_argument("--json", action="store_true", help="also print FLEET_JSON {...}")
+    r = p.add_argument_group("rollout scenario (seconds, scaled down for the simulation)")
+    r.add_argument("--waves", default="1%,10%,50%,100%", help="cumulative shares of the fleet")
+    r.add_argument("--soak", default="5s", help="healthy this long before the next wave")
+    r.add_argument("--max-failures", default="2%", help="abort above this share failed")
+    r.add_argument("--install-s", type=float, default=2.0, help="simulated install time")
 
 
 def register(
@@ -224,8 +239,10 @@ def register(
 
 
 def cmd_fleet_sim(args: argparse.Namespace) -> int:
+    if args.scenario == "rollout":
+        return _cmd_rollout(args)
     res = run_fleet(
-        args.kiosks,
+        args.kiosks or 10,
         args.duration,
         sale_rate_per_min=args.sale_rate,
         telemetry_s=args.telemetry_s,
@@ -238,6 +255,28 @@ def cmd_fleet_sim(args: argparse.Namespace) -> int:
     if args.json:
         print("FLEET_JSON " + json.dumps(res.as_dict()))
     return 0 if res.zero_loss else 1
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    from kiosk.sim.fleet_rollout import rollout_json, run_rollout_scenario
+
+    res = run_rollout_scenario(
+        args.kiosks or 100,
+        waves=args.waves,
+        soak=args.soak,
+        max_failures=args.max_failures,
+        sale_rate_per_min=args.sale_rate,
+        telemetry_s=args.telemetry_s,
+        install_s=args.install_s,
+        per_worker=args.per_worker,
+        connect_rate=args.connect_rate,
+        seed=args.seed,
+        say=print,
+    )
+    print(res.format())
+    if args.json:
+        print(rollout_json(res))
+    return 0 if res.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

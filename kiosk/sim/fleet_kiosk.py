@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kiosk.sim.fleet_update import SimUpdater, SimUpdates
     from kiosk.sync.outbox import Outbox, OutboxRecord, Priority
 
 __all__ = ["KioskSpec", "SimKiosk", "kiosk_id_of", "sale_body"]
@@ -89,8 +90,16 @@ class SimKiosk:
     """Store + Outbox + SyncClient of one simulated kiosk; `sell()` and `tele()` add records."""
 
     def __init__(
-        self, spec: KioskSpec, ca_file: Path, url: str, province_key: bytes, tune: ClientTuning
+        self,
+        spec: KioskSpec,
+        ca_file: Path,
+        url: str,
+        province_key: bytes,
+        tune: ClientTuning,
+        updates: SimUpdates | None = None,
     ) -> None:
+        """`updates`: take `install_release` commands (kiosk.sim.fleet_update); None: commands
+        are ignored."""
         from kiosk.clock import SystemClock
         from kiosk.config import SyncConfig
         from kiosk.core.ledger import GENESIS_HASH
@@ -123,30 +132,54 @@ class SimKiosk:
         self.created: dict[str, float] = {}  # unacked sale event id -> creation time
         self.latencies: list[float] = []  # seconds, sale created -> its ack arrived
         self.timer = _AckTimer(self.outbox, self)
+        self.stopping = threading.Event()
+        self.updater: SimUpdater | None = None
+        commands_topic = Topics(self.kid).commands
         self.client = SyncClient(
             cfg,
             self.kid,
             self.timer,
             Topics(self.kid),
             clock,
-            lambda t, b: None,
+            lambda t, b: self._downlink(commands_topic, t, b),
             boot,
             acks=AckVerifier.for_key(self.kid, province_key, self.store),
             backoff_base_s=tune.backoff_base_s,
             backoff_cap_s=tune.backoff_cap_s,
             poll_s=tune.poll_s,
         )
+        if updates is not None:
+            from kiosk.sim.fleet_update import SimUpdater
+
+            self.updater = SimUpdater(
+                self.kid,
+                spec.data_dir / "update",
+                self.store,
+                self.outbox,
+                updates,
+                self.client.wake,
+                self.stopping,
+            )
         self.seq = 0
         self.prev = GENESIS_HASH
         self.sold = 0
+        self.not_selling = 0  # sales that did not happen: the kiosk was switching versions
         self.acked = 0
         self.telemetry = 0
         self.connected_at: float | None = None  # first connection, time.time()
         self.started = False
 
     def start(self) -> None:
+        if self.updater is not None:  # what it runs, as a kiosk reports after each start
+            from kiosk.sync.outbox import Priority
+
+            self.outbox.append("reported", self.updater.reported(), Priority.NORMAL)
         self.client.start()
         self.started = True
+
+    def _downlink(self, commands_topic: str, topic: str, body: dict[str, Any]) -> None:
+        if topic == commands_topic and self.updater is not None:
+            self.updater.command(body)
 
     def acked_now(self, event_ids: Iterable[str]) -> None:
         t = time.time()
@@ -160,6 +193,9 @@ class SimKiosk:
     def sell(self) -> None:
         from kiosk.sync.outbox import Priority
 
+        if self.updater is not None and self.updater.switching:
+            self.not_selling += 1  # stopped for the switch: nobody can buy
+            return
         with self.lock:
             self.seq += 1
             body = sale_body(self.kid, self.seq, self.prev)
@@ -227,9 +263,12 @@ class SimKiosk:
             "outbox_bytes": self.outbox.size_bytes(),
             "budget_bytes": self.outbox.budget_bytes,
             "disk_bytes": self.disk_bytes(),
+            "not_selling": self.not_selling,
+            "update": None if self.updater is None else self.updater.report(),
         }
 
     def close(self) -> None:
+        self.stopping.set()
         self.client.stop(2.0)
         self.store.close()
 

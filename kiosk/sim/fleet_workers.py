@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.sim.fleet_kiosk import ClientTuning, KioskSpec, SimKiosk, kiosk_id_of
+from kiosk.sim.fleet_update import SimUpdates
 
 __all__ = ["ProcHandle", "ProvinceSpec", "WorkerSpec", "province_main", "worker_main"]
 
@@ -64,6 +65,7 @@ class WorkerSpec:
     province_key: bytes
     tune: ClientTuning = field(default_factory=ClientTuning)
     log_file: Path | None = None
+    updates: SimUpdates | None = None  # take install_release commands (kiosk.sim.fleet_update)
 
 
 class _KioskWorker:
@@ -73,6 +75,7 @@ class _KioskWorker:
         self.load_done = True
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._load_stop = threading.Event()
 
     def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         if cmd == "hello":
@@ -80,14 +83,20 @@ class _KioskWorker:
             return {"pid": os.getpid(), "rss_kib": _rss_kib()}
         if cmd == "build":
             s = self.spec
-            self.nodes = [SimKiosk(k, s.ca_file, s.url, s.province_key, s.tune) for k in s.kiosks]
+            self.nodes = [
+                SimKiosk(k, s.ca_file, s.url, s.province_key, s.tune, s.updates) for k in s.kiosks
+            ]
             return {"built": len(self.nodes), "rss_kib": _rss_kib()}
         if cmd == "start":
             self._spawn(self._start_paced, list(args["offsets"]))
             return {}
         if cmd == "load":
             self.load_done = False
+            self._load_stop.clear()
             self._spawn(self._load, args)
+            return {}
+        if cmd == "load_stop":  # end the running load now
+            self._load_stop.set()
             return {}
         if cmd == "status":
             return self.status()
@@ -135,7 +144,7 @@ class _KioskWorker:
         t0 = time.monotonic()
         try:
             for t, i, sale in events:
-                if self._stop.wait(max(0.0, t0 + t - time.monotonic())):
+                if self._stop.wait(max(0.0, t0 + t - time.monotonic())) or self._load_stop.is_set():
                     return
                 if sale:
                     self.nodes[i].sell()
@@ -203,12 +212,14 @@ class ProvinceSpec:
     data_dir: Path
     signing_key: bytes
     log_file: Path | None = None
+    rollout_tick_s: float | None = None  # tick <data>/rollout.json as `province-sim run` does
 
 
 class _ProvinceWorker:
     def __init__(self, spec: ProvinceSpec) -> None:
         self.spec = spec
         self.sim: Any = None
+        self.rollouts: Any = None
 
     def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         from kiosk.sim.province import BrokerSettings, ProvinceSimulator
@@ -226,8 +237,15 @@ class _ProvinceWorker:
             self.sim.start()
             if not self.sim.wait_connected(float(args.get("timeout", 30))):
                 raise RuntimeError("province simulator did not connect")
+            if s.rollout_tick_s is not None:
+                from kiosk.sim.rollout_shell import RolloutDriver
+
+                self.rollouts = RolloutDriver(self.sim, s.data_dir, s.rollout_tick_s).start()
             return {"public_key": self.sim.public_key, "pid": os.getpid()}
         if cmd in ("stop", "close"):
+            if self.rollouts is not None:
+                self.rollouts.stop()
+                self.rollouts = None
             if self.sim is not None:
                 self.sim.stop()
                 self.sim = None

@@ -12,6 +12,7 @@ the client's own full-jitter backoff. Everything else is measured from here: bro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import random
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.sim.fleet_kiosk import ClientTuning, KioskSpec, kiosk_id_of
+from kiosk.sim.fleet_update import SimUpdates
 from kiosk.sim.fleet_workers import (
     ProcHandle,
     ProvinceSpec,
@@ -100,11 +102,17 @@ class FleetWorld:
         seed: int = 1,
         say: Callable[[str], None] | None = None,
         record_mqtt: list[Any] | None = None,
+        updates: SimUpdates | None = None,
+        rollout_tick_s: float | None = None,
     ) -> None:
         """`record_mqtt`: a list that receives every MQTT message that crossed the broker
         (kiosk.sim.mqtt_tap.TappedMessage, recorded by a read-only audit subscriber on #),
-        filled when the world closes."""
+        filled when the world closes. `updates`: the kiosks take `install_release` commands
+        (kiosk.sim.fleet_update); `rollout_tick_s`: the province ticks `<province
+        dir>/rollout.json` (kiosk/sim/rollout_shell.py) this often."""
         self.n = kiosks
+        self.updates = updates
+        self.rollout_tick_s = rollout_tick_s
         self.record_mqtt = record_mqtt
         self._tap: Any = None
         self.root = Path(root)
@@ -157,9 +165,13 @@ class FleetWorld:
                 self.root / "province",
                 generate_keypair()[0],
                 self.root / "logs" / "province.log",
+                self.rollout_tick_s,
             ),
         )
         self.province_key = self.province.call("start", 60)["public_key"]
+        updates = self.updates
+        if updates is not None:
+            updates = dataclasses.replace(updates, province_key=self.province_key)
         for w in range(self.w):
             spec = WorkerSpec(
                 specs[w :: self.w],
@@ -168,6 +180,7 @@ class FleetWorld:
                 self.province_key,
                 self.tune,
                 self.root / "logs" / f"worker-{w}.log",
+                updates,
             )
             self.workers.append(ProcHandle(f"kiosk-worker-{w}", worker_main, spec))
         hello = self._all("hello", 120)
@@ -233,6 +246,14 @@ class FleetWorld:
             )
         for h in self.workers:
             h.reply(60)
+
+    def load_stop(self) -> None:
+        """End the running load in every worker now."""
+        self._all("load_stop", 60)
+
+    @property
+    def province_dir(self) -> Path:
+        return self.root / "province"
 
     def status(self) -> dict[str, Any]:
         """Counts summed over the workers; `oldest_unacked`: the oldest unacked sale's time."""

@@ -36,7 +36,7 @@ from kiosk.sim.rollout import (
     step,
 )
 
-__all__ = ["RolloutDriver", "add_rollout_parsers"]
+__all__ = ["RolloutDriver", "add_rollout_parsers", "read_rollout"]
 
 ROLLOUT_FILE = "rollout.json"
 TICK_S = 5.0
@@ -71,6 +71,11 @@ def _load(data_dir: Path) -> tuple[Rollout, list[FleetCabinet]] | None:
     raw["failed"] = frozenset(raw["failed"])
     raw["waves"] = tuple(raw["waves"])
     return Rollout(**raw), fleet
+
+
+def read_rollout(data_dir: Path) -> tuple[Rollout, list[FleetCabinet]] | None:
+    """The rollout in `<data>/rollout.json` and its fleet (None: no rollout)."""
+    return _load(data_dir)
 
 
 def latest_updates(data_dir: Path) -> dict[str, dict[str, Any]]:

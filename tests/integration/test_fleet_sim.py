@@ -1,16 +1,19 @@
 """`kiosk fleet-sim` in miniature: kiosks spread over worker processes (store + outbox +
 SyncClient each, own client certificate, production pacing) and the province in its own
 process, against a real Mosquitto with the production config: zero loss in steady load, through
-a reconnect storm (the broker stopped and started) and through a province outage. No timing
+a reconnect storm (the broker stopped and started) and through a province outage; a staged
+rollout (a good release wave by wave, a bad one aborted after its first wave). No timing
 assertions: zero loss, no duplicates after dedupe and a full drain within generous timeouts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from kiosk.sim.fleet import run_fleet
+from kiosk.sim.fleet_rollout import run_rollout_scenario
 from kiosk.sim.fleet_storm import run_day_outage, run_outage
 from kiosk.sim.mqtt_tap import TappedMessage
 from tests.support.mqtt_record import check_messages, format_violations
@@ -93,3 +96,67 @@ def test_a_day_without_the_province_drops_nothing_critical(tmp_path: Path) -> No
     assert day.drain_s is not None, day.format()
     assert day.lost == 0 and day.duplicates_after_dedupe == 0, day.format()
     assert day.ok and not day.notes, day.format()
+
+
+@pytest.mark.timeout(300)
+def test_rollout_good_release_wave_by_wave_bad_release_stops_after_wave_one(
+    tmp_path: Path,
+) -> None:
+    """`kiosk fleet-sim --scenario rollout` at 12 kiosks: the province process ticks the real
+    rollout driver; `rollout start` (the real command) for a good release, then a bad one."""
+    recorded: list[TappedMessage] = []
+    res = run_rollout_scenario(
+        12,
+        waves="10%,50%,100%",
+        soak="1s",
+        sale_rate_per_min=30.0,
+        telemetry_s=5.0,
+        install_s=0.2,
+        switch_s=0.1,
+        health_s=0.2,
+        tick_s=0.25,
+        workdir=tmp_path / "rollout",
+        record_mqtt=recorded,
+    )
+    print(res.format())
+    good, bad = res.good, res.bad
+    assert good is not None and bad is not None
+    assert res.connected == 12
+    # the good release reached every kiosk, wave by wave (cumulative 10 %, 50 %, 100 %)
+    assert good.status == "done", res.format()
+    assert [(w.targeted, w.received, w.updated, w.failed) for w in good.waves] == [
+        (2, 2, 2, 0),
+        (4, 4, 4, 0),
+        (6, 6, 6, 0),
+    ], res.format()
+    # each wave's first command came after every kiosk of the previous wave had reported
+    # healthy on the new version (province's clock of arrival) for the soak time
+    for w in good.waves[1:]:
+        assert w.after_healthy_s is not None and w.after_healthy_s >= 1.0, res.format()
+    # the bad release: wave 1 rolled back by itself, the rollout aborted, nobody else got it
+    assert bad.status == "aborted" and "failed" in bad.reason, res.format()
+    # (the first failure may already abort it: 1 of 2 is over 2 %)
+    assert len(bad.waves) == 1 and bad.waves[0].failed >= 1 and bad.waves[0].updated == 0
+    assert bad.received_outside == 0
+    wave1 = set(bad.waves[0].kiosk_ids)
+    got_bad = {
+        env["body"]["kiosk_id"]
+        for m in recorded
+        if m.topic.endswith("/commands")
+        for env in [json.loads(m.payload)]
+        if env["body"]["command"] == "install_release" and bad.version in env["body"]["args"]["url"]
+    }
+    assert got_bad == wave1, (got_bad, wave1)
+    rolled_back = {
+        json.loads(m.payload)["kiosk_id"]
+        for m in recorded
+        if m.topic.endswith("/events/alarm")
+        and json.loads(m.payload)["body"]["code"] == "UPDATE_ROLLED_BACK"
+    }
+    assert rolled_back == wave1
+    # sales went on through both rollouts; nothing lost
+    assert good.sales_during > 0 and bad.sales_during > 0
+    assert res.lost == 0 and res.duplicates_after_dedupe == 0, res.format()
+    assert res.ok and not res.notes, res.format()
+    violations = check_messages(recorded)
+    assert violations == [], format_violations(violations, "in the rollout simulation")

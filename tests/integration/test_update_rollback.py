@@ -13,10 +13,13 @@ once (its `kiosk config check` still passes, so it installs). The update root st
    `--no-index --require-hashes`, checks the config with the new version and stages it; the
    running kiosk, idle, switches; the new version reaches READY and pets its watchdog (UI loop,
    controller, board link, store): committed.
-3. The province sends a signed `install_release` command with the bad release's https:// URL:
-   the good version fetches it (signature first), installs and stages it, and switches when
+3. The province rolls the bad release out (`release publish`, `rollout start --waves 10%,100%`
+   over ten cabinets of which this kiosk alone is the first wave; the rollout driver sends the
+   signed `install_release` command with the bad release's https:// URL): the good version
+   fetches it (signature first), installs and stages it, and switches when
    idle; three boots that crash, rolled back to the good version by the supervisor, which the
-   kiosk reports (`events/update` steps and an `UPDATE_ROLLED_BACK` alarm at the province).
+   kiosk reports (`events/update` steps and an `UPDATE_ROLLED_BACK` alarm at the province); the
+   rollout aborts after its first wave (no other cabinet is commanded).
 4. Sales after, on the good version's venv: the store, the ledger and the outbox came through.
 """
 
@@ -29,13 +32,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from kiosk import __version__
 from kiosk.sim.province import ProvinceSimulator
+from kiosk.sim.rollout import FleetCabinet, Rollout, wave_members
+from kiosk.sim.rollout_shell import RolloutDriver, read_rollout
 from kiosk.update.supervisor import current_target, load_state
 from tests.support.child import Child
 from tests.support.fixtures import KioskWorld
@@ -89,6 +94,46 @@ def buy3(world: KioskWorld, exe: Path | None = None) -> None:
         assert k.proc.wait(400) == 0, k.dump()
     finally:
         k.stop()
+
+
+def rollout(province: ProvinceSimulator) -> Rollout:
+    loaded = read_rollout(province.data_dir)
+    assert loaded is not None
+    return loaded[0]
+
+
+@contextlib.contextmanager
+def rollout_to_wave_one(
+    province: ProvinceSimulator, release: Path, pub: Path, url: str, tmp_path: Path
+) -> Iterator[None]:
+    """The bad release reaches the kiosk through a real rollout: `release publish`, `rollout
+    start` over a fleet of ten where this kiosk alone is the first wave (10 %; the nine others
+    do not exist), ticked by the province's rollout driver."""
+    data = ["--data-dir", str(province.data_dir)]
+    others = (f"AH-340100-{9000 + i}" for i in range(1000))
+    probe = Rollout(version=BAD, url=url)
+    later = [
+        k
+        for k in others
+        if wave_members(probe, [FleetCabinet(KIOSK_A), FleetCabinet(k)], 0)[0] == KIOSK_A
+    ]
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text("\n".join([KIOSK_A, *later[:9]]) + "\n", encoding="utf-8")
+    published = cli(
+        None, "province-sim", "release", "publish", str(release), "--public-key", str(pub), *data
+    )
+    assert published.returncode == 0, published.stdout + published.stderr
+    started = cli(
+        None,
+        *("province-sim", "rollout", "start", BAD, "--url", url, "--fleet", str(fleet)),
+        *("--waves", "10%,100%", "--soak", "1s", "--max-failures", "0%", *data),
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    driver = RolloutDriver(province, province.data_dir, tick_s=0.5).start()
+    try:
+        yield
+    finally:
+        driver.stop()
 
 
 def orders(data: Path) -> int:
@@ -161,7 +206,7 @@ def test_good_update_commits_and_bad_update_rolls_back(
             serve_https(served, world.pki.server_cert_file, world.pki.server_key_file)
         )
         url = f"https://localhost:{https.port}/rel-bad/"
-        province.send_command(KIOSK_A, "install_release", {"url": url})
+        stack.enter_context(rollout_to_wave_one(province, served / "rel-bad", pub, url, tmp_path))
         t0 = time.monotonic()
         wait_for(
             "the bad version rolled back",
@@ -204,6 +249,12 @@ def test_good_update_commits_and_bad_update_rolls_back(
         )
         last = [e["body"]["update"] for e in province.events(KIOSK_A) if e["kind"] == "reported"]
         assert last[-1]["running"] == GOOD and last[-1]["pending"] is None, last[-1]
+        # ... and the rollout it came in stopped after its first wave: nobody else gets it
+        wait_for(
+            "the rollout aborted", lambda: rollout(province).status == "aborted", 120, sup.dump
+        )
+        assert dict(rollout(province).sent) == {KIOSK_A: 0}, rollout(province)
+        assert rollout(province).failed == {KIOSK_A}
         print(f"bad version rolled back {took:.1f} s after it was applied")
     finally:
         sup.stop()
