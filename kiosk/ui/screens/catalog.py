@@ -22,26 +22,34 @@ from kiosk.ui.widgets import Style, Ui, line_height
 LOW_STOCK = 5
 
 
+def name_h(ui: Ui) -> int:
+    """A tile's name box: two lines of body text (a longer name shrinks towards the 4.8 mm
+    floor before anything is cut)."""
+    return 2 * line_height(ui.m.text)
+
+
 def tile_text_h(ui: Ui) -> int:
-    """The words under a tile's picture: name (2 lines), spec (1 line), price."""
+    """The words under a tile's picture: name, spec (1 line), price."""
     m = ui.m
-    return 2 * line_height(m.text) + line_height(m.small) + line_height(m.title) + 2 * m.gap
+    return name_h(ui) + line_height(m.small) + line_height(m.title) + 2 * m.gap
 
 
 def grid_for(ui: Ui, area: pygame.Rect) -> tuple[int, int]:
-    """Columns and rows of tiles that fit `area` with a picture at least 60% of the tile."""
+    """Columns and rows of tiles that fit `area` with a picture at least 60% of the tile;
+    in large-text mode at most 2 columns (3 on a landscape screen)."""
     m = ui.m
     text_h = tile_text_h(ui)
     best = (1, 1)
     best_key = (0, 0)
-    for cols in range(1, 9):
+    max_cols = (2 if m.portrait else 3) if m.large else 8
+    for cols in range(1, max_cols + 1):
         tw = (area.w - (cols - 1) * m.gap) // cols
         if tw < m.text * 6.5 or tw < m.touch * 2:
             break
         for rows in range(1, 7):
             th = (area.h - (rows - 1) * m.gap) // rows
             img = min(tw - 2 * m.pad, th - text_h - 2 * m.pad)
-            if img < 0.6 * (tw - 2 * m.pad) or img < m.touch * 1.5:
+            if img < (0.5 if m.large else 0.6) * (tw - 2 * m.pad) or img < m.touch * 1.5:
                 break
             key = (cols * rows, img)
             if key > best_key:
@@ -86,7 +94,7 @@ class CatalogScreen(Screen):
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
         ui.surface.fill(c.bg)
-        area = header(ui, self.app, t("catalog.title"))
+        area = header(ui, self.app, t("catalog.title"), large=True)
         content, foot = footer_rect(ui, area)
         content = content.inflate(-2 * m.pad, -2 * m.gap)
         y = self._draw_chips(ui, content)
@@ -179,10 +187,10 @@ class CatalogScreen(Screen):
         name = product_text(p, "name", t.lang)
         r = ui.text(
             name,
-            pygame.Rect(inner.x, y, inner.w, 2 * line_height(m.text)),
+            pygame.Rect(inner.x, y, inner.w, name_h(ui)),
             max_lines=2,
             color=c.muted if pv.sold_out else c.text,
-            min_size=m.text,
+            role="name",
         )
         ui.text(
             product_text(p, "spec", t.lang),
@@ -200,6 +208,7 @@ class CatalogScreen(Screen):
             bold=True,
             color=c.muted if pv.sold_out else c.price,
             overflow="error",
+            role="price",
         )
         ui.hit(tile, partial(self._open, p.product_id), f"tile-{p.product_id}")
 
@@ -238,37 +247,48 @@ class CatalogScreen(Screen):
         pygame.draw.line(ui.surface, ui.c.disabled, foot.topleft, foot.topright, 1)
         y = foot.y + m.pad
         x = foot.x + m.pad
-        pw = max(round(m.touch * 1.8), ui.measure(t("catalog.prev"), m.text, True) + 2 * m.pad)
+        view = self.app.view
+        # the cart's total always shows: shorter page buttons, then no page number, first
+        need = ui.measure(t.money(view.cart_total_fen), m.text, True) + 3 * m.pad
+        prev, nxt, page_no = t("catalog.prev"), t("catalog.next"), True
+        for prev, nxt, page_no in (
+            (t("catalog.prev"), t("catalog.next"), True),
+            (t("catalog.prev_short"), t("catalog.next_short"), True),
+            (t("catalog.prev_short"), t("catalog.next_short"), False),
+        ):
+            pw = max(round(m.touch * 1.8), ui.measure(prev, m.text, True) + 2 * m.pad)
+            pw = max(pw, ui.measure(nxt, m.text, True) + 2 * m.pad)
+            lw = ui.measure(f"{pages}/{pages}", m.text) + m.pad if page_no else -m.gap
+            if pages <= 1 or foot.right - m.pad - (x + 2 * pw + lw + 3 * m.gap) >= need:
+                break
         if pages > 1:
             ui.button(
                 pygame.Rect(x, y, pw, m.touch),
-                t("catalog.prev"),
+                prev,
                 (lambda: self._turn(-1)) if self.page > 0 else None,
                 name="prev",
                 style="outline",
                 max_lines=1,
             )
             x += pw + m.gap
-            label = t("catalog.page", page=self.page + 1, pages=pages)
-            lw = ui.measure(f"{pages}/{pages}", m.text) + m.pad
-            ui.text(
-                label,
-                pygame.Rect(x, y, lw, m.touch),
-                align="center",
-                valign="middle",
-                overflow="error",
-            )
+            if page_no:
+                ui.text(
+                    t("catalog.page", page=self.page + 1, pages=pages),
+                    pygame.Rect(x, y, lw, m.touch),
+                    align="center",
+                    valign="middle",
+                    overflow="error",
+                )
             x += lw + m.gap
             ui.button(
                 pygame.Rect(x, y, pw, m.touch),
-                t("catalog.next"),
+                nxt,
                 (lambda: self._turn(1)) if self.page < pages - 1 else None,
                 name="next",
                 style="outline",
                 max_lines=1,
             )
             x += pw + m.gap
-        view = self.app.view
         count = view.cart_count
         room = foot.right - m.pad - x
         label = t("catalog.cart_empty")
