@@ -25,9 +25,9 @@ RGB = tuple[int, int, int]
 MIN_TOUCH_MM = 9.0
 MIN_TEXT_MM = 4.8
 MIN_TOUCH_PX = 48  # never smaller, whatever the density estimate says
-#: Large-text mode (大字模式, for older shoppers): body, title and headline text times this;
-#: touch targets grow with the text; the floor (`small`, 4.8 mm) stays, so a label where
-#: room is short shrinks towards the normal size before anything is cut.
+#: Large-text mode (大字模式, for older shoppers): every text size times this; touch targets
+#: grow with the text; the floor (`Metrics.floor`, 4.8 mm) stays, so a label where room is
+#: short shrinks towards the normal size before anything is cut.
 LARGE_SCALE = 1.35
 
 
@@ -101,6 +101,7 @@ class Metrics:
     gap: int  # space between widgets
     radius: int
     large: bool = False  # large-text mode: fewer, bigger catalog tiles too
+    floor: int = 0  # no text smaller (4.8 mm): `small` in normal mode, below it in large
 
     @property
     def portrait(self) -> bool:
@@ -131,8 +132,9 @@ def metrics_for(
     u = min(width, height) / 100
     k = LARGE_SCALE if large else 1.0
     # the floor stays the legal 4.8 mm: where room is short, large text shrinks towards it
-    small = max(mm(MIN_TEXT_MM), round(2.6 * u))
-    text = round(k * max(small, round(3.1 * u)))
+    floor = max(mm(MIN_TEXT_MM), round(2.6 * u))
+    small = round(k * floor)
+    text = round(k * max(floor, round(3.1 * u)))
     touch = max(MIN_TOUCH_PX, mm(MIN_TOUCH_MM), round(7.5 * u), round(text * 1.9))
     return Metrics(
         width=width,
@@ -147,6 +149,7 @@ def metrics_for(
         gap=max(6, round(1.2 * u)),
         radius=max(4, round(1.2 * u)),
         large=large,
+        floor=floor,
     )
 
 

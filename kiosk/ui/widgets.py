@@ -199,7 +199,7 @@ class Ui:
         min_size: int | None = None,
     ) -> tuple[list[str], int, bool]:
         """Lines, the size used and whether it fits (before any ellipsis)."""
-        floor = min(size, min_size if min_size is not None else self.m.small)
+        floor = min(size, min_size if min_size is not None else self.m.floor or self.m.small)
         key = (id(self.font), text, width, height, size, max_lines, bold, floor)
         got = _LAYOUT_CACHE.get(key)
         if got is None:

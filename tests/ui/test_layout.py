@@ -27,8 +27,9 @@ def text_faults(app: UiApp) -> list[str]:
         where = f"{r.role or 'text'} {r.text!r} drawn as {r.lines}"
         if (r.role in NEVER_CUT or "¥" in r.text) and (r.truncated or not r.fits):
             faults.append(f"cut: {where}")
-        if r.role == "name" and r.truncated and r.size > app.m.small:
-            faults.append(f"name cut at {r.size}px before shrinking to {app.m.small}px: {where}")
+        floor = app.frame_m.floor
+        if r.role == "name" and r.truncated and r.size > floor:
+            faults.append(f"name cut at {r.size}px before shrinking to {floor}px: {where}")
         if orphan_lines(r.text, r.lines):
             faults.append(f"orphan {orphan_lines(r.text, r.lines)}: {where}")
     return faults
@@ -60,7 +61,7 @@ def test_screen_fits(screen: str, size: tuple[int, int], lang: str, large: bool)
         assert r.fits, f"does not fit: {where}"
         assert r.box.contains(r.drawn), f"overflows: {where}"
         assert bounds.contains(r.box), f"off screen: {where}"
-        assert r.size >= m.small, f"text {r.size}px < {m.small}px (4.8 mm): {where}"
+        assert r.size >= m.floor, f"text {r.size}px < {m.floor}px (4.8 mm): {where}"
     for h in app.hits:
         assert h.rect.w >= m.touch and h.rect.h >= m.touch, f"small target {h.name} {h.rect}"
         assert bounds.contains(h.rect), f"target off screen {h.name} {h.rect}"
@@ -70,7 +71,7 @@ def test_screen_fits(screen: str, size: tuple[int, int], lang: str, large: bool)
 def test_metrics_meet_physical_minimums(size: tuple[int, int]) -> None:
     m = metrics_for(*size)
     assert m.touch >= 48 and m.touch >= m.mm(9)
-    assert m.small >= m.mm(4.8)
+    assert m.small >= m.mm(4.8) and m.floor >= m.mm(4.8)
 
 
 def test_the_check_fails_on_a_cut_label(monkeypatch: pytest.MonkeyPatch) -> None:
