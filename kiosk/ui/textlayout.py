@@ -120,12 +120,35 @@ def _fix_orphans(lines: list[list[str]], width: int, measure: Callable[[str], in
             lines[i] = candidate
 
 
+def _is_cjk(tok: str) -> bool:
+    t = tok.strip()
+    return bool(t) and all("\u2e80" <= ch <= "\u9fff" or ch in NO_LINE_START for ch in t)
+
+
+def _keep_words(lines: list[list[str]], width: int, measure: Callable[[str], int]) -> None:
+    """A Chinese word the text sets apart with a space (六安瓜片 随手装) moves whole to the
+    next line rather than break inside (六安瓜片 随/手装), when that line has the room."""
+    for i in range(len(lines) - 1):
+        line, below = lines[i], lines[i + 1]
+        spaces = [k for k, tok in enumerate(line) if tok[-1:].isspace()]
+        if not spaces or not below or not _is_cjk(below[0]):
+            continue
+        run = line[spaces[-1] + 1 :]
+        if not run or not all(_is_cjk(tok) for tok in run):
+            continue
+        if measure("".join(run + below).rstrip()) <= width:
+            lines[i] = line[: spaces[-1] + 1]
+            lines[i + 1] = run + below
+
+
 def wrap_text(text: str, width: int, measure: Callable[[str], int]) -> list[str]:
-    """Wrap into lines no wider than `width`: greedy, then the orphan rule (a unit wider than
-    the line is split by characters). Paragraphs are separated by "\\n"."""
+    """Wrap into lines no wider than `width`: greedy, a spaced Chinese word kept whole, then
+    the orphan rule (a unit wider than the line is split by characters). Paragraphs are
+    separated by "\\n"."""
     out: list[str] = []
     for para in text.split("\n"):
         lines = _greedy(tokens(para), width, measure)
+        _keep_words(lines, width, measure)
         _fix_orphans(lines, width, measure)
         out.extend("".join(ln).rstrip() for ln in lines)
     return out

@@ -47,3 +47,8 @@ def test_orphans_are_found() -> None:
 def test_tokens_glue_punctuation() -> None:
     assert tokens("《茶经》，好") == ["《茶", "经》，", "好"]
     assert tokens("Tea, 100 g") == ["Tea, ", "100 ", "g"]
+
+
+def test_a_spaced_chinese_word_stays_whole() -> None:
+    assert wrap_text("六安瓜片 随手装", 12, width) == ["六安瓜片", "随手装"]
+    assert wrap_text("六安瓜片随手装", 12, width) == ["六安瓜片随", "手装"]

@@ -171,9 +171,12 @@ def header(
             max_lines=1,
         )
         x1 -= bw + m.gap
+    room = pygame.Rect(x0, m.pad, x1 - x0, m.touch)
+    if large and ui.measure(title, m.floor, True) > room.w:
+        return pygame.Rect(0, h, ui.rect.w, ui.rect.h - h)  # the buttons leave no room
     ui.text(
         title,
-        pygame.Rect(x0, m.pad, x1 - x0, m.touch),
+        room,
         size=m.title,
         color=ui.c.on_header,
         align="center" if back or lang else "left",
