@@ -35,18 +35,22 @@ def text_faults(app: UiApp) -> list[str]:
     return faults
 
 
-# the service screens are a technician's: always the normal size, so drawn once
-SCREEN_MODES = [
-    pytest.param(screen, large, id=f"{screen}-{'large' if large else 'normal'}")
+# Large text at the four sizes; the service screens are a technician's, always the
+# normal size, so drawn once.
+LARGE_SIZES = [(1080, 1920), (1920, 1080), (800, 480), (540, 960)]
+CASES = [
+    pytest.param(
+        screen, large, size, id=f"{screen}-{'large' if large else 'normal'}-{size[0]}x{size[1]}"
+    )
     for screen in SCREEN_NAMES
     for large in (False, True)
+    for size in (LARGE_SIZES if large else SIZES)
     if not (large and screen.startswith("service_"))
 ]
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize(("screen", "large"), SCREEN_MODES)
+@pytest.mark.parametrize(("screen", "large", "size"), CASES)
 def test_screen_fits(screen: str, size: tuple[int, int], lang: str, large: bool) -> None:
     app = render_app(screen, size, lang, large=large)
     assert app.large is large
