@@ -31,7 +31,8 @@ def name_h(ui: Ui) -> int:
 def name_extra(ui: Ui, shown: list[ProductView], width: int) -> int:
     """Height the names of this page need beyond two lines: a name that two lines cannot hold
     even at the floor size gets a third line, and every picture of the page gives up the same
-    room (so the pictures stay one size). 0 when every name fits in two lines."""
+    room (so the pictures stay one size; unless that leaves them smaller than 3/4 of their size
+    or 1.5 touch targets, see draw()). 0 when every name fits in two lines."""
     m = ui.m
     for pv in shown:
         name = product_text(pv.product, "name", ui.t.lang)
@@ -169,6 +170,9 @@ class CatalogScreen(Screen):
         tw = (grid_area.w - (cols - 1) * m.gap) // cols
         th = (grid_area.h - (rows - 1) * m.gap) // rows
         extra = 0 if beside else name_extra(ui, shown, tw - 2 * m.pad)
+        side = min(tw, th - tile_text_h(ui)) - 2 * m.pad  # the pictures without it
+        if side - extra < max(m.touch * 1.5, side * 3 // 4):
+            extra = 0  # the pictures stay recognisable: a name is cut (at the floor) instead
         for i, pv in enumerate(shown):
             r, col = divmod(i, cols)
             tile = pygame.Rect(
