@@ -1,5 +1,6 @@
 """`kiosk screenshot`: render any screen with demo data to a PNG, offscreen; or, with
-`--docs DIR`, the whole set docs/ui.md shows (`DOCS_SET`, scaled down and palette-compressed).
+`--docs DIR`, the whole set docs/ui.md shows (`DOCS_SET`, and `DOCS_SET_LARGE` in large-text
+mode; scaled down and palette-compressed).
 
 Owns: the subcommand's arguments and the docs set. Renders with the SDL dummy driver (no display
 needed) and the same code the kiosk runs; exit 2 for a bad argument, 1 when no CJK font is
@@ -13,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["DOCS_SET", "register"]
+__all__ = ["DOCS_SET", "DOCS_SET_LARGE", "docs_name", "register"]
 
 _PORTRAIT = (
     "attract",
@@ -40,6 +41,17 @@ DOCS_SET: tuple[tuple[str, tuple[int, int], float], ...] = (
     *((name, (1080, 1920), 0.5) for name in _PORTRAIT),
     *((name, (800, 480), 0.75) for name in _SMALL),
 )
+_LARGE = ("attract", "catalog", "product", "cart", "payment", "done")
+#: The same in large-text mode: `<screen>-<W>x<H>-<lang>-large.png`
+DOCS_SET_LARGE: tuple[tuple[str, tuple[int, int], float], ...] = (
+    *((name, (1080, 1920), 0.5) for name in _LARGE),
+    *((name, (800, 480), 0.75) for name in _LARGE[1:]),
+)
+
+
+def docs_name(screen: str, size: tuple[int, int], lang: str, large: bool = False) -> str:
+    """The file name of one docs screenshot."""
+    return f"{screen}-{size[0]}x{size[1]}-{lang}{'-large' if large else ''}.png"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -71,6 +83,7 @@ def register(
     )
     p.add_argument("--size", type=_size, default=(1080, 1920), help="WxH (default 1080x1920)")
     p.add_argument("--lang", choices=("zh", "en"), default="zh")
+    p.add_argument("--large", action="store_true", help="in large-text mode (大字模式)")
     p.add_argument("--out", type=Path, help="PNG file to write (with --screen)")
     p.add_argument(
         "--docs",
@@ -92,12 +105,13 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.docs is not None:
-            for screen, size, scale in DOCS_SET:
-                for lang in ("zh", "en"):
-                    out = args.docs / f"{screen}-{size[0]}x{size[1]}-{lang}.png"
-                    _write(screen, size, lang, out, args.font, scale)
+            for large, docs_set in ((False, DOCS_SET), (True, DOCS_SET_LARGE)):
+                for screen, size, scale in docs_set:
+                    for lang in ("zh", "en"):
+                        out = args.docs / docs_name(screen, size, lang, large)
+                        _write(screen, size, lang, out, args.font, scale, large)
             return 0
-        _write(args.screen, args.size, args.lang, args.out, args.font, 1.0)
+        _write(args.screen, args.size, args.lang, args.out, args.font, 1.0, args.large)
     except FontMissing as e:
         print(f"kiosk screenshot: {e}", file=sys.stderr)
         return 1
@@ -105,7 +119,13 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
 
 def _write(
-    screen: str, size: tuple[int, int], lang: str, out: Path, font: str | None, scale: float
+    screen: str,
+    size: tuple[int, int],
+    lang: str,
+    out: Path,
+    font: str | None,
+    scale: float,
+    large: bool = False,
 ) -> None:
     """One screenshot; a scaled one (the docs) is smoothed and stored with a 256-colour
     palette, which keeps the repository small."""
@@ -113,7 +133,7 @@ def _write(
 
     from kiosk.sim.render import render_once
 
-    surface = render_once(screen, size, lang, font_path=font)
+    surface = render_once(screen, size, lang, font_path=font, large=large)
     out.parent.mkdir(parents=True, exist_ok=True)
     if scale == 1.0:
         pygame.image.save(surface, str(out))
@@ -126,4 +146,5 @@ def _write(
         raw = pygame.image.tobytes(small, "RGB")
         image = Image.frombytes("RGB", small.get_size(), raw)
         image.quantize(256, dither=Image.Dither.NONE).save(out, optimize=True)
-    print(f"wrote {out} ({screen}, {size[0]}x{size[1]}, {lang})")
+    mode = ", large text" if large else ""
+    print(f"wrote {out} ({screen}, {size[0]}x{size[1]}, {lang}{mode})")

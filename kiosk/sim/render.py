@@ -47,9 +47,10 @@ def render_once(
     view: ViewState | None = None,
     *,
     font_path: str | None = None,
+    large: bool = False,
 ) -> pygame.Surface:
-    """Draw one screen offscreen with demo data (or `view`)."""
-    return render_app(screen_name, size, lang, view, font_path=font_path).surface
+    """Draw one screen offscreen with demo data (or `view`); `large`: in large-text mode."""
+    return render_app(screen_name, size, lang, view, font_path=font_path, large=large).surface
 
 
 def render_app(
@@ -60,9 +61,10 @@ def render_app(
     *,
     font_path: str | None = None,
     clock: ManualClock | None = None,
+    large: bool = False,
 ) -> UiApp:
     """Like render_once, but returns the app: its `texts` and `hits` record every text box and
-    tap target of the frame (what the layout tests check)."""
+    tap target of the frame (what the layout tests check). `large`: in large-text mode."""
     if not pygame.display.get_init():
         pygame.display.init()
     pygame.freetype.init()
@@ -85,6 +87,7 @@ def render_app(
         surface=pygame.Surface(size),
         font=default_font(font_path),
     )
+    app.set_large(large)
     show(app, screen_name)
     app.render()
     return app

@@ -128,6 +128,12 @@ def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
     return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
 
 
+def _laid_out(ui: Ui) -> bool:
+    """Every text of the frame fits its box, and every box is on the screen."""
+    bounds = ui.rect
+    return all(r.fits and bounds.contains(r.box) for r in ui.texts)
+
+
 def make_root(app: UiApp, name: str) -> Screen:
     from kiosk.ui.screens.attract import AttractScreen
     from kiosk.ui.screens.catalog import CatalogScreen
@@ -188,8 +194,13 @@ class UiApp:
         self.display = display
         self.wait = wait or pygame.event.wait
         self.on_screen = on_screen
-        self.m: Metrics = metrics_for(*surface.get_size())
+        self._metrics = {
+            large: metrics_for(*surface.get_size(), large=large) for large in (False, True)
+        }
         self.lang: str = config.language
+        self.large = False  # large-text mode (大字模式): off again at idle, like the language
+        self.large_fallback = False  # the last frame: large asked for, drawn normal (render)
+        self.frame_m = self._metrics[False]  # the sizes the last full frame was drawn at
         self.view: ViewState = controller.view()
         # Offscreen (screenshots, tests): every picture now. On a display the pictures are
         # drawn by a background thread after the first frame (loop()); a picture needed
@@ -246,6 +257,27 @@ class UiApp:
         self.lang = "en" if self.lang == "zh" else "zh"
         self.dirty = True
 
+    @property
+    def m(self) -> Metrics:
+        """The sizes of this frame: large text for a shopper who asked for it; the service
+        screens (a technician's) always at the normal size."""
+        return self._metrics[self.large and not self.in_service]
+
+    def set_large(self, large: bool) -> None:
+        """Large-text mode on or off: bigger type, fewer and bigger tiles on every shopper
+        screen."""
+        if large != self.large:
+            self.large = large
+            self.dirty = True
+
+    def toggle_large(self) -> None:
+        self.set_large(not self.large)
+
+    def _reset_shopper(self) -> None:
+        """Back at idle: the configured language and normal text for the next shopper."""
+        self.lang = self.config.language
+        self.set_large(False)
+
     def mark_dirty(self) -> None:
         self.dirty = True
 
@@ -298,7 +330,7 @@ class UiApp:
             self.stack = [make_root(self, root), *service_part]
             self.last_activity = self.now()
             if root == "attract":
-                self.lang = self.config.language
+                self._reset_shopper()
         for s in self.stack:
             s.on_view(view)
         self.dirty = True
@@ -431,7 +463,7 @@ class UiApp:
 
     def _back_to_idle(self) -> None:
         self.post(BackToIdle("timeout"))
-        self.lang = self.config.language
+        self._reset_shopper()
         self.last_activity = self.now()  # retry only after another full timeout
         self.dirty = True
 
@@ -461,7 +493,27 @@ class UiApp:
     # --- drawing --------------------------------------------------------------------------
     def render(self) -> Ui:
         now = self.now()
-        ui = Ui(self.surface, self.m, self.font, self._translators[self.lang], now)
+        m = self.m
+        ui, visible = self._paint(now, m)
+        self.large_fallback = False
+        if m.large and not _laid_out(ui):
+            # large text does not fit this screen on this panel (a 7" landscape one): the
+            # frame is drawn at the normal size rather than cut or spilled
+            self.large_fallback = True
+            m = self._metrics[False]
+            ui, visible = self._paint(now, m)
+        self.hits, self.texts = ui.hits, ui.texts
+        self.dirty = False
+        self._drawn = (*visible, self.lang, m, self.surface.get_size())
+        self.frame_m = m
+        self._finish_frame(now, visible)
+        if self.display:
+            pygame.display.flip()
+        self._report()
+        return ui
+
+    def _paint(self, now: float, m: Metrics) -> tuple[Ui, list[Screen]]:
+        ui = Ui(self.surface, m, self.font, self._translators[self.lang], now)
         start = max(i for i, s in enumerate(self.stack) if not s.overlay or i == 0)
         visible = self.stack[start:]
         below, top = visible[:-1], visible[-1]
@@ -469,7 +521,7 @@ class UiApp:
             # A dialog over static screens: the layers below are drawn once into a backdrop
             # and reused while the stack below, the view and the language stay the same.
             # identity, not ids: a new screen may reuse a dead one's id
-            key = (*below, self.view, self.lang, self.surface.get_size())
+            key = (*below, self.view, self.lang, m, self.surface.get_size())
             if self._backdrop is None or not _same(self._backdrop[0], key):
                 for s in below:
                     s.draw(ui)
@@ -484,14 +536,7 @@ class UiApp:
             for s in visible:
                 ui.hits.clear()  # only the top-most layer takes touches
                 s.draw(ui)
-        self.hits, self.texts = ui.hits, ui.texts
-        self.dirty = False
-        self._drawn = (*visible, self.lang, self.surface.get_size())
-        self._finish_frame(now, visible)
-        if self.display:
-            pygame.display.flip()
-        self._report()
-        return ui
+        return ui, visible
 
     def render_update(self) -> Ui:
         """An animation frame: only time moved since the last frame. A lone screen that can
@@ -499,10 +544,11 @@ class UiApp:
         anything else gets a full `render()`."""
         now = self.now()
         visible = self.stack[-1:]
-        key = (*visible, self.lang, self.surface.get_size())
+        m = self.frame_m
+        key = (*visible, self.lang, m, self.surface.get_size())
         if self._drawn is None or len(self.stack) != 1 or not _same(self._drawn, key):
             return self.render()
-        ui = Ui(self.surface, self.m, self.font, self._translators[self.lang], now)
+        ui = Ui(self.surface, m, self.font, self._translators[self.lang], now)
         rects = self.top.update(ui)
         if rects is None:
             return self.render()

@@ -10,13 +10,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["THEME", "Colors", "Metrics", "contrast_ratio", "estimate_diagonal_in", "metrics_for"]
+__all__ = [
+    "LARGE_SCALE",
+    "THEME",
+    "Colors",
+    "Metrics",
+    "contrast_ratio",
+    "estimate_diagonal_in",
+    "metrics_for",
+]
 
 RGB = tuple[int, int, int]
 
 MIN_TOUCH_MM = 9.0
 MIN_TEXT_MM = 4.8
 MIN_TOUCH_PX = 48  # never smaller, whatever the density estimate says
+#: Large-text mode (大字模式, for older shoppers): every text size times this; touch targets
+#: grow with the text; the floor (`Metrics.floor`, 4.8 mm) stays, so a label where room is
+#: short shrinks towards the normal size before anything is cut.
+LARGE_SCALE = 1.35
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class Metrics:
     pad: int  # inner padding
     gap: int  # space between widgets
     radius: int
+    large: bool = False  # large-text mode: fewer, bigger catalog tiles too
+    floor: int = 0  # no text smaller (4.8 mm): `small` in normal mode, below it in large
 
     @property
     def portrait(self) -> bool:
@@ -105,7 +119,10 @@ class Metrics:
         return round(self.text * 1.3)
 
 
-def metrics_for(width: int, height: int, diagonal_in: float | None = None) -> Metrics:
+def metrics_for(
+    width: int, height: int, diagonal_in: float | None = None, *, large: bool = False
+) -> Metrics:
+    """Sizes for a `width` x `height` screen; `large`: the large-text mode (LARGE_SCALE)."""
     diag = diagonal_in or estimate_diagonal_in(width, height)
     dpi = math.hypot(width, height) / diag
 
@@ -113,8 +130,11 @@ def metrics_for(width: int, height: int, diagonal_in: float | None = None) -> Me
         return math.ceil(v * dpi / 25.4)
 
     u = min(width, height) / 100
-    small = max(mm(MIN_TEXT_MM), round(2.6 * u))
-    text = max(small, round(3.1 * u))
+    k = LARGE_SCALE if large else 1.0
+    # the floor stays the legal 4.8 mm: where room is short, large text shrinks towards it
+    floor = max(mm(MIN_TEXT_MM), round(2.6 * u))
+    small = round(k * floor)
+    text = round(k * max(floor, round(3.1 * u)))
     touch = max(MIN_TOUCH_PX, mm(MIN_TOUCH_MM), round(7.5 * u), round(text * 1.9))
     return Metrics(
         width=width,
@@ -128,6 +148,8 @@ def metrics_for(width: int, height: int, diagonal_in: float | None = None) -> Me
         pad=max(6, round(1.4 * u)),
         gap=max(6, round(1.2 * u)),
         radius=max(4, round(1.2 * u)),
+        large=large,
+        floor=floor,
     )
 
 

@@ -8,7 +8,6 @@ Never posts intents itself (actions are callbacks from screens), never does I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -18,10 +17,12 @@ import pygame
 import pygame.freetype
 
 from kiosk.ui.i18n import Translator
+from kiosk.ui.textlayout import orphan_lines, wrap_text
 from kiosk.ui.theme import RGB, THEME, Colors, Metrics
 
 __all__ = [
     "Hit",
+    "Role",
     "TextRecord",
     "Ui",
     "qr_modules",
@@ -33,13 +34,12 @@ Align = Literal["left", "center", "right"]
 VAlign = Literal["top", "middle", "bottom"]
 Overflow = Literal["ellipsis", "error"]
 Style = Literal["primary", "secondary", "outline", "ghost", "disabled", "header"]
+#: What a piece of text is, for the checks: a price, a total or a button label is never cut
+#: (the tests fail on it); a product name shrinks first and is cut only as the last resort.
+Role = Literal["", "price", "total", "button", "name"]
 Action = Callable[[], None]
 
 ELLIPSIS = "…"
-# Latin words stay whole; each CJK character is a break opportunity.
-_TOKEN = re.compile(r"[^\s\u2e80-\u9fff\uff00-\uffef]+\s*|\s+|.", re.S)
-# Closing punctuation never starts a line (simple 禁则 rule).
-_NO_LINE_START = set("，。！？、；：）》」』”’,.!?;:)…%")
 
 
 _LINE_CACHE: dict[tuple[int, str, int, RGB, int], tuple[pygame.Surface, pygame.Rect]] = {}
@@ -70,6 +70,8 @@ class TextRecord:
     size: int
     truncated: bool
     fits: bool  # False: it could not be made to fit (overflow="error") and spills or clips
+    role: Role = ""
+    lines: tuple[str, ...] = ()  # as drawn (an ellipsis included)
 
 
 @dataclass(frozen=True)
@@ -81,47 +83,6 @@ class Hit:
 
 def line_height(size: int) -> int:
     return round(size * 1.28)
-
-
-def _tokens(text: str) -> list[str]:
-    toks = _TOKEN.findall(text)
-    merged: list[str] = []
-    for t in toks:
-        if merged and t[0] in _NO_LINE_START:
-            merged[-1] += t
-        else:
-            merged.append(t)
-    return merged
-
-
-def wrap_text(text: str, width: int, measure: Callable[[str], int]) -> list[str]:
-    """Greedy wrap into lines no wider than `width` (a too-long word is split by characters)."""
-    lines: list[str] = []
-    for para in text.split("\n"):
-        line = ""
-        for tok in _tokens(para):
-            candidate = line + tok
-            if measure(candidate.rstrip()) <= width:
-                line = candidate
-                continue
-            if line.strip():
-                lines.append(line.rstrip())
-                line = tok.lstrip()
-                if measure(line.rstrip()) <= width:
-                    continue
-            else:
-                line = tok.lstrip()
-            # one token wider than the line: split it by characters
-            part = ""
-            for ch in line:
-                if measure((part + ch).rstrip()) <= width or not part:
-                    part += ch
-                else:
-                    lines.append(part.rstrip())
-                    part = ch
-            line = part
-        lines.append(line.rstrip())
-    return lines
 
 
 @lru_cache(maxsize=64)
@@ -238,7 +199,7 @@ class Ui:
         min_size: int | None = None,
     ) -> tuple[list[str], int, bool]:
         """Lines, the size used and whether it fits (before any ellipsis)."""
-        floor = min(size, min_size if min_size is not None else self.m.small)
+        floor = min(size, min_size if min_size is not None else self.m.floor or self.m.small)
         key = (id(self.font), text, width, height, size, max_lines, bold, floor)
         got = _LAYOUT_CACHE.get(key)
         if got is None:
@@ -253,7 +214,11 @@ class Ui:
         s = size
         while True:
             lines = wrap_text(text, width, partial(self._measure_at, size=s, bold=bold))
-            if len(lines) <= max_lines and len(lines) * line_height(s) <= height:
+            if (
+                len(lines) <= max_lines
+                and len(lines) * line_height(s) <= height
+                and (not orphan_lines(text, lines) or s <= floor)
+            ):
                 return lines, s, True
             if s <= floor:
                 return lines, s, False
@@ -272,6 +237,7 @@ class Ui:
         bold: bool = False,
         overflow: Overflow = "ellipsis",
         min_size: int | None = None,
+        role: Role = "",
     ) -> pygame.Rect:
         """Draw `text` inside `box`: wrap, then shrink (down to the 4.8 mm floor), then
         ellipsize (or, with overflow="error", record that it does not fit). Returns the rect
@@ -324,7 +290,7 @@ class Ui:
             used.w = max(x + w for x, w in zip(xs, widths, strict=True)) - used.x
         if not box.contains(used):
             fits = False
-        self.texts.append(TextRecord(text, box, used, s, truncated, fits))
+        self.texts.append(TextRecord(text, box, used, s, truncated, fits, role, tuple(lines)))
         return used
 
     # --- shapes -----------------------------------------------------------------------
@@ -375,6 +341,7 @@ class Ui:
             valign="middle",
             max_lines=max_lines,
             bold=style in ("primary", "secondary"),
+            role="button",
         )
         if action is not None:
             self.hit(rect, action, name)

@@ -1,31 +1,71 @@
-"""Every screen, at every supported size, in both languages: nothing overflows its box, no
-text below 4.8 mm, every tap target at least 9 mm (>= 48 px), everything on screen."""
+"""Every screen, at every supported size, in both languages, in normal and large-text mode:
+nothing overflows its box, no text below 4.8 mm, every tap target at least 9 mm (>= 48 px),
+everything on screen; no price, total or button label cut, a product name cut only at the
+smallest size, and no orphan (one character, or only punctuation, alone on a line)."""
 
 from __future__ import annotations
 
 import pytest
 
 from kiosk.sim.render import render_app
-from kiosk.ui.app import SCREEN_NAMES
+from kiosk.ui.app import SCREEN_NAMES, UiApp
+from kiosk.ui.i18n import CATALOGS
+from kiosk.ui.textlayout import orphan_lines
 from kiosk.ui.theme import THEME, contrast_ratio, metrics_for
 
 SIZES = [(1080, 1920), (1920, 1080), (1024, 600), (800, 480), (540, 960)]  # 540x960: the demo
 
 
+NEVER_CUT = ("price", "total", "button")
+
+
+def text_faults(app: UiApp) -> list[str]:
+    """What the frame drew wrong: a price, total or button label cut (or anything with a
+    money amount), a name cut before it shrank to the floor, an orphan line."""
+    faults = []
+    for r in app.texts:
+        where = f"{r.role or 'text'} {r.text!r} drawn as {r.lines}"
+        if (r.role in NEVER_CUT or "¥" in r.text) and (r.truncated or not r.fits):
+            faults.append(f"cut: {where}")
+        floor = app.frame_m.floor
+        if r.role == "name" and r.truncated and r.size > floor:
+            faults.append(f"name cut at {r.size}px before shrinking to {floor}px: {where}")
+        if orphan_lines(r.text, r.lines):
+            faults.append(f"orphan {orphan_lines(r.text, r.lines)}: {where}")
+    return faults
+
+
+# Large text at the issue's four sizes; the service screens are a technician's, always the
+# normal size, so drawn once.
+LARGE_SIZES = [(1080, 1920), (1920, 1080), (800, 480), (540, 960)]
+CASES = [
+    pytest.param(
+        screen, large, size, id=f"{screen}-{'large' if large else 'normal'}-{size[0]}x{size[1]}"
+    )
+    for screen in SCREEN_NAMES
+    for large in (False, True)
+    for size in (LARGE_SIZES if large else SIZES)
+    if not (large and screen.startswith("service_"))
+]
+
+
 @pytest.mark.parametrize("lang", ["zh", "en"])
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("screen", SCREEN_NAMES)
-def test_screen_fits(screen: str, size: tuple[int, int], lang: str) -> None:
-    app = render_app(screen, size, lang)
+@pytest.mark.parametrize(("screen", "large", "size"), CASES)
+def test_screen_fits(screen: str, size: tuple[int, int], lang: str, large: bool) -> None:
+    app = render_app(screen, size, lang, large=large)
+    assert app.large is large
+    assert not text_faults(app)
     bounds = app.surface.get_rect()
-    m = app.m
+    m = app.frame_m  # large, or normal where large text does not fit a 7" panel
+    assert m.large is (large and not app.large_fallback and not app.in_service)
+    assert not app.large_fallback or min(size) <= 600, "large text falls back on a big panel"
     assert app.texts, "nothing drawn"
     for r in app.texts:
         where = f"{r.text!r} box={r.box} drawn={r.drawn}"
         assert r.fits, f"does not fit: {where}"
         assert r.box.contains(r.drawn), f"overflows: {where}"
         assert bounds.contains(r.box), f"off screen: {where}"
-        assert r.size >= m.small, f"text {r.size}px < {m.small}px (4.8 mm): {where}"
+        assert r.size >= m.floor, f"text {r.size}px < {m.floor}px (4.8 mm): {where}"
     for h in app.hits:
         assert h.rect.w >= m.touch and h.rect.h >= m.touch, f"small target {h.name} {h.rect}"
         assert bounds.contains(h.rect), f"target off screen {h.name} {h.rect}"
@@ -35,7 +75,27 @@ def test_screen_fits(screen: str, size: tuple[int, int], lang: str) -> None:
 def test_metrics_meet_physical_minimums(size: tuple[int, int]) -> None:
     m = metrics_for(*size)
     assert m.touch >= 48 and m.touch >= m.mm(9)
-    assert m.small >= m.mm(4.8)
+    assert m.small >= m.mm(4.8) and m.floor >= m.mm(4.8)
+
+
+def test_the_check_fails_on_a_cut_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(CATALOGS["en"], "payment.cancel", "Cancel this order and go back")
+    faults = text_faults(render_app("payment", (540, 960), "en"))
+    assert any("Cancel this order" in f and f.startswith("cut: button") for f in faults), faults
+
+
+def test_the_check_fails_on_an_orphan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Greedy breaking alone (the old layout) leaves 货。 alone on the last line."""
+    import kiosk.ui.textlayout as textlayout
+
+    app = render_app("payment_cancel", (800, 480), "zh")
+    assert not text_faults(app)
+    import kiosk.ui.widgets as widgets
+
+    monkeypatch.setattr(textlayout, "_fix_orphans", lambda *a: None)
+    monkeypatch.setattr(widgets, "_LAYOUT_CACHE", {})
+    faults = text_faults(render_app("payment_cancel", (800, 480), "zh"))
+    assert any(f.startswith("orphan ['货。']") for f in faults), faults
 
 
 def test_prices_and_names_are_never_cut_on_the_detail_screen() -> None:

@@ -4,6 +4,7 @@ MESSAGES: dict[str, str] = {
     # shared
     "app.title": "Poverty-Alleviation Smart Cabinet",
     "lang.switch": "中文",
+    "large.toggle": "Large text",
     "common.back": "Back",
     "common.cancel": "Cancel",
     "common.ok": "OK",
@@ -33,6 +34,8 @@ MESSAGES: dict[str, str] = {
     "catalog.page": "{page}/{pages}",
     "catalog.prev": "Previous",
     "catalog.next": "Next",
+    "catalog.prev_short": "Prev",
+    "catalog.next_short": "Next",
     "catalog.cart": "Cart: {count} · {total}",
     "catalog.cart_empty": "Cart",
     "catalog.cart_short": "{count} · {total}",
@@ -41,7 +44,7 @@ MESSAGES: dict[str, str] = {
     # product detail
     "product.origin": "Origin",
     "product.producer": "Producer",
-    "product.cert": "Certificate no.",
+    "product.cert": "Cert. no.",
     "product.spec": "Size",
     "product.shelf_life": "Shelf life",
     "product.shelf_life_days": "{days} days",
@@ -110,10 +113,10 @@ MESSAGES: dict[str, str] = {
     "done.sub": "Every purchase helps farming families in Anhui's poor counties",
     "done.receipt": "Scan for your receipt",
     "done.finish": "Finish",
-    "done.auto": "Back to start in {s} s",
+    "done.auto": "Start page in {s} s",
     "done.paid": "Paid {amount}",
     # problem
-    "problem.title": "Sorry, something went wrong",
+    "problem.title": "Something went wrong",
     "problem.vend_failed": "{count} item(s) could not be dispensed.",
     "problem.partly_delivered": "{delivered} item(s) dispensed, {failed} could not be.",
     "problem.payment_timeout": "Payment timed out and the order was cancelled.",
@@ -157,8 +160,8 @@ MESSAGES: dict[str, str] = {
     # inactivity prompt
     "idle.title": "Need more time?",
     "idle.body": "In {s} s we go back to the start and empty your cart",
-    "idle.more": "Yes, keep shopping",
-    "idle.leave": "No, start over",
+    "idle.more": "Keep shopping",
+    "idle.leave": "Start over",
     # service
     "service.pin_title": "Technician login",
     "service.pin_hint": "Enter your service PIN (6 to 12 digits)",

@@ -4,6 +4,7 @@ MESSAGES: dict[str, str] = {
     # shared
     "app.title": "消费扶贫智能专柜",
     "lang.switch": "English",
+    "large.toggle": "大字模式",
     "common.back": "返回",
     "common.cancel": "取消",
     "common.ok": "确定",
@@ -33,6 +34,8 @@ MESSAGES: dict[str, str] = {
     "catalog.page": "{page}/{pages}",
     "catalog.prev": "上一页",
     "catalog.next": "下一页",
+    "catalog.prev_short": "上页",
+    "catalog.next_short": "下页",
     "catalog.cart": "购物车 {count}件 {total}",
     "catalog.cart_empty": "购物车",
     "catalog.cart_short": "{count}件 {total}",

@@ -14,20 +14,21 @@ few px/s, at most FPS), and such a frame repaints only the old and new card area
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pygame
 
 from kiosk.contract import ProductView, StartShopping
 from kiosk.ui.i18n import product_text
-from kiosk.ui.screens.base import AppApi, Screen
-from kiosk.ui.widgets import Align, TextRecord, Ui, line_height
+from kiosk.ui.screens.base import AppApi, Screen, large_toggle, large_toggle_w
+from kiosk.ui.widgets import Align, Role, TextRecord, Ui, line_height
 
 if TYPE_CHECKING:
     from kiosk.core.catalog import Product
 
-# (text, size, max lines, colour, bold, required)
-_Block = tuple[str, int, int, tuple[int, int, int], bool, bool]
+# (text, size, max lines, colour, bold, required, role)
+_Block = tuple[str, int, int, tuple[int, int, int], bool, bool, Role]
 
 FEATURE_S = 6.0  # each featured product stays this long
 DRIFT_PERIOD_S = 240.0  # the card crosses its range in minutes: burn-in safe, ~1-2 frames/s
@@ -43,6 +44,15 @@ class AttractScreen(Screen):
     def _start_other_lang(self) -> None:
         self.app.toggle_lang()
         self.app.post(StartShopping())
+
+    def _start_large(self) -> None:
+        """The large-text switch: one tap, and shopping starts in large text."""
+        self.app.toggle_large()
+        self.app.post(StartShopping())
+
+    def _large_rect(self, ui: Ui) -> pygame.Rect:
+        m = ui.m
+        return pygame.Rect(m.pad, m.pad, large_toggle_w(ui), m.touch)
 
     def __init__(self, app: AppApi) -> None:
         super().__init__(app)
@@ -114,6 +124,7 @@ class AttractScreen(Screen):
             style="header",
             max_lines=1,
         )
+        large_toggle(ui, self.app, self._large_rect(ui), self._start_large)
         self._static_texts = ui.texts[n:]
         self._lang_rect = lang_rect
         self._shown, self._shown_state = card, state
@@ -141,6 +152,7 @@ class AttractScreen(Screen):
             changed = [old.union(card)]
         ui.texts.extend(self._static_texts)
         ui.hit(lang_rect, self._start_other_lang, "lang")
+        ui.hit(self._large_rect(ui), self._start_large, "large")
         self._shown, self._shown_state = card, state
         return changed
 
@@ -171,16 +183,16 @@ class AttractScreen(Screen):
         pill_h = m.touch + m.pad
         landscape = card.w > card.h * 1.3
         head: list[_Block] = [
-            (t("attract.headline"), m.title if landscape else m.huge, 2, c.on_dark, True, True),
-            (t("attract.sub"), m.text, 3, c.on_dark, False, False),
+            (t("attract.headline"), m.title if landscape else m.huge, 2, c.on_dark, True, True, ""),
+            (t("attract.sub"), m.text, 3, c.on_dark, False, False, ""),
         ]
         prod: list[_Block] = []
         if product is not None:
             county = product_text(product, "origin_county", t.lang)
             prod = [
-                (product_text(product, "name", t.lang), m.title, 2, c.on_dark, True, True),
-                (t("attract.from", county=county), m.text, 1, c.on_dark, False, False),
-                (t.money(product.price_fen), m.huge, 1, c.on_dark_accent, True, True),
+                (product_text(product, "name", t.lang), m.title, 2, c.on_dark, True, True, "name"),
+                (t("attract.from", county=county), m.text, 1, c.on_dark, False, False, ""),
+                (t.money(product.price_fen), m.huge, 1, c.on_dark_accent, True, True, "price"),
             ]
         if landscape:
             side = min(card.h, card.w * 2 // 5) if product else 0
@@ -220,10 +232,11 @@ class AttractScreen(Screen):
             align="center",
             valign="middle",
             bold=True,
+            role="button",
         )
 
     def _needed(self, ui: Ui, width: int, block: _Block) -> int:
-        text, size, max_lines, _, bold, _ = block
+        text, size, max_lines, _, bold, _, _ = block
         lines = ui.layout(text, width, 10**6, size, max_lines, bold)[0]
         return min(max_lines, len(lines)) * line_height(size)
 
@@ -244,12 +257,19 @@ class AttractScreen(Screen):
         for b, h, k in zip(blocks, needed, keep, strict=True):
             if not k:
                 continue
-            text, size, max_lines, color, bold, _ = b
+            text, size, max_lines, color, bold, _, role = b
             box = pygame.Rect(area.x, y, area.w, min(h, max(0, area.bottom - y)))
             if box.h < line_height(ui.m.small):
                 break
             r = ui.text(
-                text, box, size=size, color=color, align=align, bold=bold, max_lines=max_lines
+                text,
+                box,
+                size=size,
+                color=color,
+                align=align,
+                bold=bold,
+                max_lines=max_lines,
+                role=role,
             )
             y = r.bottom + ui.m.gap
         return y
@@ -272,10 +292,7 @@ class AttractScreen(Screen):
 
 
 def _moved(records: list[TextRecord], dx: int, dy: int) -> list[TextRecord]:
-    return [
-        TextRecord(r.text, r.box.move(dx, dy), r.drawn.move(dx, dy), r.size, r.truncated, r.fits)
-        for r in records
-    ]
+    return [replace(r, box=r.box.move(dx, dy), drawn=r.drawn.move(dx, dy)) for r in records]
 
 
 def _uncovered(old: pygame.Rect, new: pygame.Rect) -> list[pygame.Rect]:

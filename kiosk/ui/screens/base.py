@@ -28,6 +28,7 @@ class AppApi(Protocol):
 
     view: ViewState
     lang: str
+    large: bool  # large-text mode (大字模式)
     config: UiConfig
     images: ProductImages
     technicians: tuple[TechnicianConfig, ...]  # who may log in (the PIN says which one)
@@ -39,6 +40,7 @@ class AppApi(Protocol):
     def pop(self, screen: Screen | None = None) -> None: ...
     def replace_top(self, screen: Screen) -> None: ...
     def toggle_lang(self) -> None: ...
+    def toggle_large(self) -> None: ...
     def now(self) -> float: ...
     @property
     def dimmed(self) -> bool: ...
@@ -84,16 +86,71 @@ def until_next_second(deadline: float, now: float) -> float:
     return frac if frac > 0.01 else 1.0
 
 
+def large_toggle_w(ui: Ui) -> int:
+    """The width of the large-text toggle: its label, the tick and padding, in either state."""
+    m = ui.m
+    return max(
+        round(m.touch * 1.9), ui.measure(ui.t("large.toggle"), m.text, True) + m.text + 3 * m.pad
+    )
+
+
+def large_toggle(ui: Ui, app: AppApi, rect: pygame.Rect, action: Action) -> None:
+    """The large-text switch (大字模式) of the attract and catalog screens, top left: an
+    outline on the red bar when off; filled white with a tick when on."""
+    m, c = ui.m, ui.c
+    on = app.large
+    ui.fill(rect, c.on_header if on else c.header, m.radius)
+    ui.frame(rect, c.on_header, max(2, m.radius // 4), m.radius)
+    fg = c.header if on else c.on_header
+    tick = pygame.Rect(rect.x + m.pad, rect.centery - m.text // 3, m.text * 2 // 3, m.text * 2 // 3)
+    if on:
+        pygame.draw.lines(
+            ui.surface,
+            fg,
+            False,
+            [
+                (tick.x, tick.centery),
+                (tick.x + tick.w * 2 // 5, tick.bottom),
+                (tick.right, tick.y),
+            ],
+            max(3, m.pad // 2),
+        )
+    else:
+        ui.frame(tick, fg, max(2, m.pad // 4), 2)
+    label = pygame.Rect(tick.right + m.pad, rect.y, rect.right - tick.right - 2 * m.pad, rect.h)
+    ui.text(
+        ui.t("large.toggle"),
+        label,
+        color=fg,
+        align="center",
+        valign="middle",
+        bold=True,
+        role="button",
+    )
+    ui.hit(rect, action, "large")
+
+
 def header(
-    ui: Ui, app: AppApi, title: str, *, back: Action | None = None, lang: bool = True
+    ui: Ui,
+    app: AppApi,
+    title: str,
+    *,
+    back: Action | None = None,
+    lang: bool = True,
+    large: bool = False,
 ) -> pygame.Rect:
-    """The red title bar; returns the rectangle below it."""
+    """The red title bar; returns the rectangle below it. `large`: the large-text toggle at
+    the left (the attract and catalog screens, which have no back button)."""
     m = ui.m
     h = m.touch + 2 * m.pad
     bar = pygame.Rect(0, 0, ui.rect.w, h)
     ui.fill(bar, ui.c.header)
     x0, x1 = m.pad, ui.rect.w - m.pad
     bw = max(round(m.touch * 1.9), m.text * 5)
+    if large and back is None:
+        lw = large_toggle_w(ui)
+        large_toggle(ui, app, pygame.Rect(x0, m.pad, lw, m.touch), app.toggle_large)
+        x0 += lw + m.gap
     if back is not None:
         ui.button(
             pygame.Rect(x0, m.pad, bw, m.touch),
@@ -114,9 +171,12 @@ def header(
             max_lines=1,
         )
         x1 -= bw + m.gap
+    room = pygame.Rect(x0, m.pad, x1 - x0, m.touch)
+    if large and ui.measure(title, m.floor, True) > room.w:
+        return pygame.Rect(0, h, ui.rect.w, ui.rect.h - h)  # the buttons leave no room
     ui.text(
         title,
-        pygame.Rect(x0, m.pad, x1 - x0, m.touch),
+        room,
         size=m.title,
         color=ui.c.on_header,
         align="center" if back or lang else "left",

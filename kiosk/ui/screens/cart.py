@@ -76,6 +76,7 @@ class CartScreen(Screen):
             valign="middle",
             bold=True,
             overflow="error",
+            role="total",
         )
         bar = foot.inflate(-2 * m.pad, 0)
         half = (bar.w - m.gap) // 2
@@ -94,9 +95,19 @@ class CartScreen(Screen):
             name="checkout",
         )
 
+    def _narrow(self, ui: Ui, width: int) -> bool:
+        """Too narrow for one row (name beside - qty + and the total): the name goes on top."""
+        m = ui.m
+        total_w = ui.measure(ui.t.money(99999), m.text, True) + m.pad
+        return width - 3 * m.touch - total_w - 2 * m.gap < 8 * m.text
+
     def _draw_lines(self, ui: Ui, area: pygame.Rect, cart: tuple[CartLine, ...]) -> None:
         m = ui.m
-        row_h = max(m.touch + 2 * m.pad, 2 * line_height(m.text) + 2 * m.pad)
+        lh = line_height(m.text)
+        if self._narrow(ui, area.w - 2 * m.pad):
+            row_h = 2 * lh + m.touch + 2 * m.pad + m.gap // 2
+        else:
+            row_h = max(m.touch + 2 * m.pad, 2 * lh + 2 * m.pad)
         pager_h = m.touch + m.gap
         per_page = max(1, (area.h + m.gap) // (row_h + m.gap))
         if len(cart) > per_page:
@@ -111,34 +122,57 @@ class CartScreen(Screen):
             self._draw_pager(ui, area, pages)
 
     def _draw_line(self, ui: Ui, row: pygame.Rect, line: CartLine) -> None:
-        """One cart line: picture, name and unit price, - qty +, line total."""
+        """One cart line: picture, name and unit price, - qty +, line total. Narrow: name and
+        unit price on top, - qty + and the line total below."""
         m, c, t = ui.m, ui.c, ui.t
         view = self.app.view
         pv = view.product(line.product_id)
         ui.fill(row, c.surface, m.radius)
         inner = row.inflate(-2 * m.pad, -2 * m.pad)
         x = inner.x
-        if pv is not None and inner.w > 8 * m.touch:
+        narrow = self._narrow(ui, inner.w)
+        if pv is not None and inner.w > 8 * m.touch and not narrow:
             side = inner.h
             ui.image(self.app.images.surface(pv.product, side), pygame.Rect(x, inner.y, side, side))
             x += side + m.gap
         total_w = ui.measure(t.money(line.total_fen), m.text, True) + m.pad
         step_w = 3 * m.touch
-        name_w = inner.right - x - step_w - total_w - 2 * m.gap
         name = product_text(pv.product, "name", t.lang) if pv else line.product_id
+        each = t("common.yuan_each", price=t.money(line.price_fen))
         lh = line_height(m.text)
-        ui.text(name, pygame.Rect(x, inner.y, name_w, inner.h - lh), max_lines=2)
+        if narrow:
+            each_w = ui.measure(each, m.text) + m.pad
+            each_box = pygame.Rect(inner.right - each_w, inner.y, each_w, lh)
+            name_box = pygame.Rect(x, inner.y, each_box.x - m.gap - x, 2 * lh)
+            sx, sy = x, inner.bottom - m.touch
+        else:
+            name_w = inner.right - x - step_w - total_w - 2 * m.gap
+            name_box = pygame.Rect(x, inner.y, name_w, inner.h - lh)
+            each_box = pygame.Rect(x, inner.bottom - lh, name_w, lh)
+            sx, sy = x + name_w + m.gap, row.centery - m.touch // 2
+        ui.text(name, name_box, max_lines=2, role="name")
+        ui.text(each, each_box, color=c.muted, align="right" if narrow else "left", role="price")
+        self._draw_stepper(ui, pygame.Rect(sx, sy, step_w, m.touch), line)
         ui.text(
-            t("common.yuan_each", price=t.money(line.price_fen)),
-            pygame.Rect(x, inner.bottom - lh, name_w, lh),
-            color=c.muted,
+            t.money(line.total_fen),
+            pygame.Rect(inner.right - total_w, sy, total_w, m.touch),
+            align="right",
+            valign="middle",
+            bold=True,
+            overflow="error",
+            role="total",
         )
-        sx = x + name_w + m.gap
-        sy = row.centery - m.touch // 2
+
+    def _draw_stepper(self, ui: Ui, at: pygame.Rect, line: CartLine) -> None:
+        """- qty + in `at` (three touch-size squares)."""
+        m = ui.m
+        view = self.app.view
+        pv = view.product(line.product_id)
         can_more = (
             pv is not None and line.qty < pv.stock_left and view.cart_count < view.max_cart_items
         )
         pid = line.product_id
+        sx, sy = at.x, at.y
         ui.button(
             pygame.Rect(sx, sy, m.touch, m.touch),
             "−",
@@ -165,14 +199,6 @@ class CartScreen(Screen):
             style="outline",
             size=m.title,
             max_lines=1,
-        )
-        ui.text(
-            t.money(line.total_fen),
-            pygame.Rect(inner.right - total_w, inner.y, total_w, inner.h),
-            align="right",
-            valign="middle",
-            bold=True,
-            overflow="error",
         )
 
     def _draw_pager(self, ui: Ui, area: pygame.Rect, pages: int) -> None:

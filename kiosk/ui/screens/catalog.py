@@ -22,26 +22,96 @@ from kiosk.ui.widgets import Style, Ui, line_height
 LOW_STOCK = 5
 
 
-def tile_text_h(ui: Ui) -> int:
-    """The words under a tile's picture: name (2 lines), spec (1 line), price."""
+def name_h(ui: Ui) -> int:
+    """A tile's name box: two lines of body text (a longer name shrinks towards the 4.8 mm
+    floor before anything is cut)."""
+    return 2 * line_height(ui.m.text)
+
+
+def name_extra(ui: Ui, shown: list[ProductView], width: int) -> int:
+    """Height the names of this page need beyond two lines: a name that two lines cannot hold
+    even at the floor size gets a third line, and every picture of the page gives up the same
+    room (so the pictures stay one size; unless that leaves them smaller than 3/4 of their size
+    or 1.5 touch targets, see draw()). 0 when every name fits in two lines."""
     m = ui.m
-    return 2 * line_height(m.text) + line_height(m.small) + line_height(m.title) + 2 * m.gap
+    for pv in shown:
+        name = product_text(pv.product, "name", ui.t.lang)
+        if not ui.layout(name, width, name_h(ui), m.text, 2, False)[2]:
+            return max(0, 3 * line_height(m.floor) - name_h(ui))
+    return 0
 
 
-def grid_for(ui: Ui, area: pygame.Rect) -> tuple[int, int]:
-    """Columns and rows of tiles that fit `area` with a picture at least 60% of the tile."""
+def tile_text_h(ui: Ui) -> int:
+    """The words under a tile's picture: name, spec (1 line), price."""
+    m = ui.m
+    return name_h(ui) + line_height(m.small) + line_height(m.title) + 2 * m.gap
+
+
+def grid_for(ui: Ui, area: pygame.Rect) -> tuple[int, int, bool]:
+    """Columns and rows of tiles that fit `area` with a picture at least 60% of the tile;
+    in large-text mode at most 2 columns (3 on a landscape screen), and where that leaves one
+    tile with a small picture (a 7" panel, 540x960), tiles with the picture beside the words
+    (the third value: True)."""
+    cols, rows = _grid(ui, area)
+    if ui.m.large:
+        n = cols * rows if _picture(ui, area, cols, rows) > 0 else 0
+        if n < 2:
+            side = _side_grid(ui, area)
+            if side is not None:
+                return (*side, True)
+    return cols, rows, False
+
+
+def _tile_size(ui: Ui, area: pygame.Rect, cols: int, rows: int) -> tuple[int, int]:
+    m = ui.m
+    return (area.w - (cols - 1) * m.gap) // cols, (area.h - (rows - 1) * m.gap) // rows
+
+
+def _picture(ui: Ui, area: pygame.Rect, cols: int, rows: int) -> int:
+    """The picture side of a tile with the words below (0: too small for that)."""
+    m = ui.m
+    tw, th = _tile_size(ui, area, cols, rows)
+    img = min(tw - 2 * m.pad, th - tile_text_h(ui) - 2 * m.pad)
+    ok = img >= (0.5 if m.large else 0.6) * (tw - 2 * m.pad) and img >= m.touch * 1.5
+    return img if ok else 0
+
+
+def side_picture(ui: Ui, tile: pygame.Rect) -> int:
+    """The picture side of a tile with the words beside it (0: the words do not fit)."""
+    m = ui.m
+    inner = tile.inflate(-2 * m.pad, -2 * m.pad)
+    img = min(inner.h, inner.w * 45 // 100)
+    fits = inner.w - img - m.gap >= m.text * 5 and inner.h >= tile_text_h(ui)
+    return img if fits and img >= m.touch * 1.5 else 0
+
+
+def _side_grid(ui: Ui, area: pygame.Rect) -> tuple[int, int] | None:
+    m = ui.m
+    best: tuple[int, int] | None = None
+    best_key = (0, 0)
+    for cols in range(1, (2 if m.portrait else 3) + 1):
+        for rows in range(1, 7):
+            tw, th = _tile_size(ui, area, cols, rows)
+            img = side_picture(ui, pygame.Rect(0, 0, tw, th))
+            if img and (cols * rows, img) > best_key:
+                best, best_key = (cols, rows), (cols * rows, img)
+    return best
+
+
+def _grid(ui: Ui, area: pygame.Rect) -> tuple[int, int]:
     m = ui.m
     text_h = tile_text_h(ui)
     best = (1, 1)
     best_key = (0, 0)
-    for cols in range(1, 9):
+    max_cols = (2 if m.portrait else 3) if m.large else 8
+    for cols in range(1, max_cols + 1):
         tw = (area.w - (cols - 1) * m.gap) // cols
         if tw < m.text * 6.5 or tw < m.touch * 2:
             break
         for rows in range(1, 7):
             th = (area.h - (rows - 1) * m.gap) // rows
             img = min(tw - 2 * m.pad, th - text_h - 2 * m.pad)
-            if img < 0.6 * (tw - 2 * m.pad) or img < m.touch * 1.5:
+            if img < (0.5 if m.large else 0.6) * (tw - 2 * m.pad) or img < m.touch * 1.5:
                 break
             key = (cols * rows, img)
             if key > best_key:
@@ -86,25 +156,29 @@ class CatalogScreen(Screen):
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
         ui.surface.fill(c.bg)
-        area = header(ui, self.app, t("catalog.title"))
+        area = header(ui, self.app, t("catalog.title"), large=True)
         content, foot = footer_rect(ui, area)
         content = content.inflate(-2 * m.pad, -2 * m.gap)
         y = self._draw_chips(ui, content)
         grid_area = pygame.Rect(content.x, y, content.w, content.bottom - y)
         pvs = self._products()
-        cols, rows = grid_for(ui, grid_area)
+        cols, rows, beside = grid_for(ui, grid_area)
         per_page = cols * rows
         pages = max(1, -(-len(pvs) // per_page))
         self.page = min(max(0, self.page), pages - 1)
         shown = pvs[self.page * per_page : (self.page + 1) * per_page]
         tw = (grid_area.w - (cols - 1) * m.gap) // cols
         th = (grid_area.h - (rows - 1) * m.gap) // rows
+        extra = 0 if beside else name_extra(ui, shown, tw - 2 * m.pad)
+        side = min(tw, th - tile_text_h(ui)) - 2 * m.pad  # the pictures without it
+        if side - extra < max(m.touch * 1.5, side * 3 // 4):
+            extra = 0  # the pictures stay recognisable: a name is cut (at the floor) instead
         for i, pv in enumerate(shown):
             r, col = divmod(i, cols)
             tile = pygame.Rect(
                 grid_area.x + col * (tw + m.gap), grid_area.y + r * (th + m.gap), tw, th
             )
-            self._draw_tile(ui, tile, pv)
+            self._draw_tile(ui, tile, pv, beside, extra)
         if not shown:
             ui.text(
                 t("catalog.empty"),
@@ -164,25 +238,41 @@ class CatalogScreen(Screen):
             )
         return y + m.touch + m.gap
 
-    def _draw_tile(self, ui: Ui, tile: pygame.Rect, pv: ProductView) -> None:
+    def _draw_tile(
+        self, ui: Ui, tile: pygame.Rect, pv: ProductView, beside: bool, extra: int = 0
+    ) -> None:
         m, c, t = ui.m, ui.c, ui.t
         p = pv.product
         ui.fill(tile, c.surface, m.radius)
         ui.frame(tile, c.disabled, 1, m.radius)
         inner = tile.inflate(-2 * m.pad, -2 * m.pad)
-        side = max(0, min(inner.w, inner.h - tile_text_h(ui)))
-        img = pygame.Rect(inner.centerx - side // 2, inner.y, side, side)
+        if beside:  # the picture at the left, the words beside it
+            side = side_picture(ui, tile)
+            img = pygame.Rect(inner.x, inner.centery - side // 2, side, side)
+            words = pygame.Rect(img.right + m.gap, inner.y, inner.right - img.right - m.gap, 0)
+            words.h = inner.h
+            y = inner.y
+        else:
+            side = max(0, min(inner.w, inner.h - tile_text_h(ui) - extra))
+            img = pygame.Rect(inner.centerx - side // 2, inner.y, side, side)
+            words = pygame.Rect(inner.x, img.bottom + m.gap, inner.w, inner.bottom - img.bottom)
+            y = img.bottom + m.gap
         ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
-        ui.badge(t("badge.fupin"), inner.x, img.y + m.pad // 2, inner.w)
-        self._draw_stock(ui, img, pv, inner.w)
-        y = img.bottom + m.gap
+        left, room = (img.x, img.w) if beside else (inner.x, inner.w)
+        ui.badge(t("badge.fupin"), left, img.y + m.pad // 2, room)
+        self._draw_stock(ui, img, pv, room)
+        inner = pygame.Rect(words.x, inner.y, words.w, inner.h)
         name = product_text(p, "name", t.lang)
+        # the name may use what the spec and the price leave (a long English name then
+        # wraps into a third line instead of shrinking or being cut)
+        room = inner.bottom - line_height(m.title) - line_height(m.small) - m.gap - y
+        name_box = pygame.Rect(inner.x, y, inner.w, max(name_h(ui), room))
         r = ui.text(
             name,
-            pygame.Rect(inner.x, y, inner.w, 2 * line_height(m.text)),
-            max_lines=2,
+            name_box,
+            max_lines=max(2, name_box.h // line_height(m.floor)),
             color=c.muted if pv.sold_out else c.text,
-            min_size=m.text,
+            role="name",
         )
         ui.text(
             product_text(p, "spec", t.lang),
@@ -200,6 +290,7 @@ class CatalogScreen(Screen):
             bold=True,
             color=c.muted if pv.sold_out else c.price,
             overflow="error",
+            role="price",
         )
         ui.hit(tile, partial(self._open, p.product_id), f"tile-{p.product_id}")
 
@@ -238,37 +329,48 @@ class CatalogScreen(Screen):
         pygame.draw.line(ui.surface, ui.c.disabled, foot.topleft, foot.topright, 1)
         y = foot.y + m.pad
         x = foot.x + m.pad
-        pw = max(round(m.touch * 1.8), ui.measure(t("catalog.prev"), m.text, True) + 2 * m.pad)
+        view = self.app.view
+        # the cart's total always shows: shorter page buttons, then no page number, first
+        need = ui.measure(t.money(view.cart_total_fen), m.text, True) + 3 * m.pad
+        prev, nxt, page_no = t("catalog.prev"), t("catalog.next"), True
+        for prev, nxt, page_no in (
+            (t("catalog.prev"), t("catalog.next"), True),
+            (t("catalog.prev_short"), t("catalog.next_short"), True),
+            (t("catalog.prev_short"), t("catalog.next_short"), False),
+        ):
+            pw = max(round(m.touch * 1.8), ui.measure(prev, m.text, True) + 2 * m.pad)
+            pw = max(pw, ui.measure(nxt, m.text, True) + 2 * m.pad)
+            lw = ui.measure(f"{pages}/{pages}", m.text) + m.pad if page_no else -m.gap
+            if pages <= 1 or foot.right - m.pad - (x + 2 * pw + lw + 3 * m.gap) >= need:
+                break
         if pages > 1:
             ui.button(
                 pygame.Rect(x, y, pw, m.touch),
-                t("catalog.prev"),
+                prev,
                 (lambda: self._turn(-1)) if self.page > 0 else None,
                 name="prev",
                 style="outline",
                 max_lines=1,
             )
             x += pw + m.gap
-            label = t("catalog.page", page=self.page + 1, pages=pages)
-            lw = ui.measure(f"{pages}/{pages}", m.text) + m.pad
-            ui.text(
-                label,
-                pygame.Rect(x, y, lw, m.touch),
-                align="center",
-                valign="middle",
-                overflow="error",
-            )
+            if page_no:
+                ui.text(
+                    t("catalog.page", page=self.page + 1, pages=pages),
+                    pygame.Rect(x, y, lw, m.touch),
+                    align="center",
+                    valign="middle",
+                    overflow="error",
+                )
             x += lw + m.gap
             ui.button(
                 pygame.Rect(x, y, pw, m.touch),
-                t("catalog.next"),
+                nxt,
                 (lambda: self._turn(1)) if self.page < pages - 1 else None,
                 name="next",
                 style="outline",
                 max_lines=1,
             )
             x += pw + m.gap
-        view = self.app.view
         count = view.cart_count
         room = foot.right - m.pad - x
         label = t("catalog.cart_empty")

@@ -61,6 +61,7 @@ class DoneScreen(Screen):
                 align="center",
                 bold=True,
                 overflow="error",
+                role="total",
             )
             y = r.bottom + m.gap
         return y

@@ -119,6 +119,7 @@ class PaymentScreen(Screen):
             bold=True,
             align="center",
             overflow="error",
+            role="total",
         )
         y += line_height(m.huge) + m.gap
         ui.countdown(

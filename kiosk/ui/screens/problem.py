@@ -74,7 +74,13 @@ class ProblemScreen(Screen):
                 box = pygame.Rect(body.x, y, body.w, line_height(m.title) * 4 + 2 * m.pad)
                 ui.fill(box, c.surface, m.radius)
                 ui.frame(box, c.primary, 3, m.radius)
-                r = ui.text(refund, box.inflate(-2 * m.pad, -2 * m.pad), size=m.title, max_lines=4)
+                r = ui.text(
+                    refund,
+                    box.inflate(-2 * m.pad, -2 * m.pad),
+                    size=m.title,
+                    max_lines=4,
+                    role="total",
+                )
                 y = box.bottom + 2 * m.gap
             else:
                 r = ui.text(

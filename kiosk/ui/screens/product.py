@@ -10,6 +10,7 @@ from __future__ import annotations
 import pygame
 
 from kiosk.contract import AddToCart, ViewState
+from kiosk.core.catalog import Product
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, kv_rows
 from kiosk.ui.widgets import Ui, line_height
@@ -84,34 +85,7 @@ class ProductScreen(Screen):
             )
         ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
         ui.badge(t("badge.fupin"), img.x + m.pad // 2, img.y + m.pad // 2, img.w - m.pad)
-        name = product_text(p, "name", lang)
-        price = t.money(p.price_fen)
-        if m.portrait:
-            r = ui.text(
-                name,
-                pygame.Rect(words.x, words.y, words.w, line_height(m.title) * 3),
-                size=m.title,
-                bold=True,
-                max_lines=3,
-            )
-            ui.text(
-                price,
-                pygame.Rect(words.x, r.bottom + m.gap, words.w, line_height(m.huge)),
-                size=m.huge,
-                color=c.price,
-                bold=True,
-                overflow="error",
-            )
-        else:
-            ui.text(name, words, size=m.title, bold=True, max_lines=2)
-            ui.text(
-                price,
-                pygame.Rect(img.x, img.bottom + m.gap, img.w, line_height(m.huge)),
-                size=m.huge,
-                color=c.price,
-                bold=True,
-                overflow="error",
-            )
+        self._draw_name_price(ui, p, words, img)
         stock = t.stock(pv)
         rows = [
             (t("product.origin"), product_text(p, "origin_county", lang)),
@@ -125,6 +99,42 @@ class ProductScreen(Screen):
         self._draw_actions(ui, foot)
         if ui.now < self.toast_until:
             self._draw_toast(ui, foot)
+
+    def _draw_name_price(self, ui: Ui, p: Product, words: pygame.Rect, img: pygame.Rect) -> None:
+        """The name (shrinks, then wraps) and the price (never cut): beside the picture on a
+        portrait screen, the price under it on a landscape one."""
+        m, c, t = ui.m, ui.c, ui.t
+        name = product_text(p, "name", t.lang)
+        price = t.money(p.price_fen)
+        if m.portrait:
+            r = ui.text(
+                name,
+                pygame.Rect(words.x, words.y, words.w, line_height(m.title) * 3),
+                size=m.title,
+                bold=True,
+                max_lines=3,
+                role="name",
+            )
+            ui.text(
+                price,
+                pygame.Rect(words.x, r.bottom + m.gap, words.w, line_height(m.huge)),
+                size=m.huge,
+                color=c.price,
+                bold=True,
+                overflow="error",
+                role="price",
+            )
+        else:
+            ui.text(name, words, size=m.title, bold=True, max_lines=2, role="name")
+            ui.text(
+                price,
+                pygame.Rect(img.x, img.bottom + m.gap, img.w, line_height(m.huge)),
+                size=m.huge,
+                color=c.price,
+                bold=True,
+                overflow="error",
+                role="price",
+            )
 
     def _draw_toast(self, ui: Ui, foot: pygame.Rect) -> None:
         """A dark band with a tick just above the buttons: 已加入购物车 and the cart's count."""

@@ -1,0 +1,54 @@
+"""Line breaking (kiosk.ui.textlayout), pure: no window, a width per character (a CJK character
+2 units, anything else 1)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from kiosk.ui.textlayout import is_orphan, orphan_lines, tokens, wrap_text
+
+
+def width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def test_no_single_character_on_the_last_line() -> None:
+    lines = wrap_text("石台富硒绿茶", 10, width)  # greedy: 石台富硒绿 / 茶
+    assert lines == ["石台富硒", "绿茶"]
+    assert wrap_text("利辛五香花生", 10, width) == ["利辛五香", "花生"]
+    assert wrap_text("金寨猕猴桃果干", 12, width) == ["金寨猕猴桃", "果干"]
+
+
+def test_closing_punctuation_never_starts_a_line_opening_never_ends_one() -> None:
+    lines = wrap_text("如果已经付款，请不要取消，商品会自动出货。", 36, width)
+    assert not any(ln[0] in "，。" for ln in lines)
+    assert lines[-1] == "出货。" or len(lines[-1].rstrip("。，")) >= 2
+    lines = wrap_text("岳西翠兰（100克）", 10, width)
+    assert not any(ln.endswith("（") for ln in lines), lines
+    assert not any(ln.startswith(("）", "》")) for ln in lines), lines
+    assert "".join(lines) == "岳西翠兰（100克）"
+
+
+def test_latin_words_stay_whole_and_a_lone_letter_is_avoided() -> None:
+    lines = wrap_text("Lu'an Guapian green tea", 14, width)
+    assert lines == ["Lu'an Guapian", "green tea"]
+    parts = wrap_text("Xiaolanhua", 9, width)  # one word wider than the line
+    assert parts == ["Xiaolanh", "ua"] and not any(is_orphan(p) for p in parts)
+
+
+def test_orphans_are_found() -> None:
+    assert orphan_lines("石台富硒绿茶", ["石台富硒绿", "茶"]) == ["茶"]
+    assert orphan_lines("abc - def", ["abc", "-", "def"]) == ["-"]
+    assert orphan_lines("茶\n好茶", ["茶", "好茶"]) == []  # a one-character paragraph
+    assert orphan_lines("石台富硒绿茶叶", ["石台富硒绿茶", "叶…"]) == ["叶…"]
+    assert orphan_lines("石台富硒绿茶", ["石台富硒绿茶"]) == []
+
+
+def test_tokens_glue_punctuation() -> None:
+    assert tokens("《茶经》，好") == ["《茶", "经》，", "好"]
+    assert tokens("Tea, 100 g") == ["Tea, ", "100 ", "g"]
+
+
+def test_a_spaced_chinese_word_stays_whole() -> None:
+    assert wrap_text("六安瓜片 随手装", 12, width) == ["六安瓜片", "随手装"]
+    assert wrap_text("六安瓜片随手装", 12, width) == ["六安瓜片随", "手装"]
