@@ -13,7 +13,10 @@ ensure_venv "test,dev"
 KIOSK_VENV="$VENV" bash "$KIOSK_ROOT/scripts/lint.sh"
 say "pytest"
 set +e
-"$VENV/bin/python" -m pytest --durations=25 "$@"  # the slowest tests, for the 20-minute budget
+# Two workers (pytest-xdist), a test file per worker at a time (module fixtures stay shared):
+# most of the suite's wall time is waiting (brokers, ptys, outages, motors at time scale), so two
+# files overlap on 2 cores. KIOSK_TEST_WORKERS=0 runs in this process (e.g. to debug).
+"$VENV/bin/python" -m pytest -n "${KIOSK_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
