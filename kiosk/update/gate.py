@@ -153,7 +153,9 @@ class UpdateGate:
             return False
         state = load_state(self.root)
         if self.trial is not None:
-            if state["phase"] != "idle" or state.get("running") != self.trial:
+            # committed: running this version, and no trial or rollback under way (a next
+            # release may already be staged)
+            if state.get("running") != self.trial or state["phase"] not in ("idle", "staged"):
                 return False  # still on trial (or being rolled back): closed, nothing sent
             log_event(log, "update.open", version=self.trial)
             self.trial = None
