@@ -47,7 +47,13 @@ from kiosk.sync.bridge import SyncBridge
 from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.outbox import Outbox, Priority
 from kiosk.sync.topics import Topics
-from kiosk.update.gate import UpdateGate, gate_province, software_report, trial_version
+from kiosk.update.gate import (
+    UpdateGate,
+    gate_province,
+    software_report,
+    supervised,
+    trial_version,
+)
 
 __all__ = [
     "EXIT_RESTART",
@@ -347,6 +353,7 @@ class App:
             reported_seq=lambda: int(self.store.settings.get(UPDATE_SEQ) or 0),
             trial=self.trial,
             province_online=None if sync is None else lambda: sync.client.connected,
+            switches=supervised(),
             poll_s=poll_s,
         ).start()
 

@@ -6,9 +6,10 @@ When the state is `staged` and the kiosk is idle (no open order, no technician i
 menu, not dispensing), `close()` (asked of the controller) takes it out of service with the
 reason `updating` in the same step, it writes `switching` (on disk first) and asks the kiosk to
 leave its run (`leave()`); the supervisor then backs the store up if needed and starts the new
-version. A version started on trial (the supervisor sets TRIAL_ENV) stays closed and sends no
-step until the supervisor commits it (the state says `idle`, running this version): then
-`open()`. Never decides what idle means, never starts a version.
+version (only under the supervisor, SUPERVISED_ENV: under the plain unit a staged release
+stays staged and the kiosk sells on). A version started on trial (the supervisor sets
+TRIAL_ENV) stays closed and sends no step until the supervisor commits it (the state says
+it runs this version): then `open()`. Never decides what idle means, never starts a version.
 """
 
 from __future__ import annotations
@@ -24,10 +25,25 @@ from typing import Any
 from kiosk.log import log_event
 from kiosk.update.supervisor import add_step, load_state, save_state
 
-__all__ = ["TRIAL_ENV", "UpdateGate", "UpdateHistory", "software_report", "trial_version"]
+__all__ = [
+    "SUPERVISED_ENV",
+    "TRIAL_ENV",
+    "UpdateGate",
+    "UpdateHistory",
+    "software_report",
+    "supervised",
+    "trial_version",
+]
 
 log = logging.getLogger("kiosk.update")
 TRIAL_ENV = "KIOSK_UPDATE_TRIAL"  # set by the supervisor for a version it tries: its version
+SUPERVISED_ENV = "KIOSK_UPDATE_SUPERVISED"  # set by the supervisor for every kiosk it runs
+
+
+def supervised(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the update supervisor runs this kiosk: only then is there anyone to switch
+    (under the plain unit a staged release stays staged)."""
+    return (os.environ if env is None else env).get(SUPERVISED_ENV) == "1"
 
 
 def trial_version(root: Path, env: Mapping[str, str] | None = None) -> str | None:
@@ -114,15 +130,20 @@ class UpdateGate:
         reported_seq: Callable[[], int],
         trial: str | None = None,
         province_online: Callable[[], bool] | None = None,
+        switches: bool = False,
         poll_s: float = 2.0,
     ) -> None:
         """`close()`: if idle, out of service for the update (True), else nothing (False);
         `open_()`: back in service; `trial`: this kiosk's version when it runs on trial;
-        `province_online`: the province link's state, noted at the switch (`gate_province`)."""
+        `province_online`: the province link's state, noted at the switch (`gate_province`);
+        `switches`: a supervisor runs this kiosk (`supervised()`): without one, leaving for a
+        staged release would only restart the same version."""
         self.root = root
         self.close, self.open, self.leave, self.emit = close, open_, leave, emit
         self.reported_seq = reported_seq
         self.trial = trial
+        self.switches = switches
+        self._told_unsupervised = False
         self.province_online = province_online
         self.poll_s = poll_s
         self._stop = threading.Event()
@@ -164,7 +185,20 @@ class UpdateGate:
         new = [h for h in state.get("history", []) if int(h.get("seq", 0)) > done]
         if new:
             self.emit(new)
-        if state["phase"] != "staged" or not self.close():
+        if state["phase"] != "staged":
+            return False
+        if not self.switches:
+            if not self._told_unsupervised:  # once: the unit to install is the supervised one
+                log_event(
+                    log,
+                    "update.staged_unsupervised",
+                    logging.WARNING,
+                    version=state["pending"]["version"],
+                    fix="kiosk-provision install-service (the supervised unit)",
+                )
+                self._told_unsupervised = True
+            return False
+        if not self.close():
             return False
         try:
             province = self.province_online is not None and self.province_online()

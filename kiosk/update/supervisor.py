@@ -77,6 +77,7 @@ DB_FILENAME = "kiosk.db"  # kiosk/store/db.py
 # (table, name column, value column) of the numbers a store hands out (kiosk/store/migrations.py)
 RAISED = (("counters", "name", "value"), ("sqlite_sequence", "name", "seq"))
 TRIAL_ENV = "KIOSK_UPDATE_TRIAL"  # kiosk/update/gate.py: the version started on trial
+SUPERVISED_ENV = "KIOSK_UPDATE_SUPERVISED"  # kiosk/update/gate.py: only then does it switch
 EXIT_CONFIG = 2
 
 
@@ -413,6 +414,7 @@ class Supervisor:
             if k not in ("WATCHDOG_PID", "WATCHDOG_USEC", TRIAL_ENV)
         }
         env.update(NOTIFY_SOCKET=self.sock_name, WATCHDOG_USEC=str(self.watchdog_usec))
+        env[SUPERVISED_ENV] = "1"
         if state["phase"] == "trial":  # it sells nothing until committed (kiosk/update/gate.py)
             env[TRIAL_ENV] = str(state["pending"]["version"])
         self.say("start", exe=exe, target=current_target(self.root), phase=state["phase"])

@@ -40,6 +40,7 @@ def notify(msg):
         s.connect(addr); s.sendall(msg.encode())
 print("fake kiosk {version} " + BEHAVIOUR, flush=True)
 print("trial=" + os.environ.get("KIOSK_UPDATE_TRIAL", ""), flush=True)
+print("supervised=" + os.environ.get("KIOSK_UPDATE_SUPERVISED", ""), flush=True)
 if BEHAVIOUR == "migrate_then_crash":
     c = sqlite3.connect(DATA + "/kiosk.db")
     c.execute("INSERT OR REPLACE INTO schema_version VALUES (99, 0, 'new version migrated')")
@@ -163,6 +164,7 @@ def test_a_healthy_version_is_committed(world: tuple[Path, Path]) -> None:
         assert state["previous"] == "1.0" and current_target(root) == "2.0"
         assert [h["step"] for h in state["history"]][-3:] == ["switch", "trial_boot", "committed"]
         p.wait_line(lambda s: s == "trial=2.0", 30)  # started on trial: sells nothing yet
+        p.wait_line(lambda s: s == "supervised=1", 30)  # (its gate switches: someone will)
     finally:
         out = stop(p)
     assert p.proc.returncode == 0, out

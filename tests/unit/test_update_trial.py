@@ -18,7 +18,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from kiosk import contract as ui
-from kiosk.update.gate import TRIAL_ENV, UpdateGate, gate_province, trial_version
+from kiosk.update.gate import (
+    SUPERVISED_ENV,
+    TRIAL_ENV,
+    UpdateGate,
+    gate_province,
+    supervised,
+    trial_version,
+)
 from kiosk.update.supervisor import add_step, load_state, save_state
 from tests.support.kiosk_app import OTHER, Kiosk
 
@@ -32,7 +39,14 @@ def write_state(root: Path, phase: str, version: str, **more: Any) -> None:
     save_state(root, state)
 
 
-def gate(kiosk: Kiosk, root: Path, left: threading.Event, trial: str | None = None) -> UpdateGate:
+def gate(
+    kiosk: Kiosk,
+    root: Path,
+    left: threading.Event,
+    trial: str | None = None,
+    *,
+    switches: bool = True,
+) -> UpdateGate:
     app = kiosk.app
     app.config = replace(app.config, update=replace(app.config.update, root=root))
     return UpdateGate(
@@ -44,6 +58,7 @@ def gate(kiosk: Kiosk, root: Path, left: threading.Event, trial: str | None = No
         reported_seq=lambda: int(app.store.settings.get("update.reported_seq") or 0),
         trial=trial,
         province_online=lambda: True,
+        switches=switches,
     )
 
 
@@ -57,8 +72,12 @@ def test_switch_only_when_idle_and_updating_on_screen(kiosk: Kiosk, tmp_path: Pa
     root = tmp_path / "opt"
     write_state(root, "staged", "9.9")
     left = threading.Event()
-    g = gate(kiosk, root, left)
     kiosk.wait(lambda v: v.mode == "idle")
+    # under the plain unit nobody would switch: it stays staged, the kiosk sells on
+    assert gate(kiosk, root, left, switches=False).tick() is False
+    assert load_state(root)["phase"] == "staged" and kiosk.c.view().mode == "idle"
+    assert supervised({SUPERVISED_ENV: "1"}) and not supervised({})
+    g = gate(kiosk, root, left)
     kiosk.c.post(ui.AddToCart(OTHER))  # a shopper is choosing: no switch
     kiosk.wait(lambda v: v.mode == "shopping")
     assert g.tick() is False and not left.is_set()
