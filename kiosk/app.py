@@ -47,7 +47,13 @@ from kiosk.sync.bridge import SyncBridge
 from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.outbox import Outbox, Priority
 from kiosk.sync.topics import Topics
-from kiosk.update.gate import UpdateGate, software_report
+from kiosk.update.gate import (
+    UpdateGate,
+    gate_province,
+    software_report,
+    supervised,
+    trial_version,
+)
 
 __all__ = [
     "EXIT_RESTART",
@@ -286,6 +292,9 @@ class App:
                 "payment_rejected": self.sync.rejected,
             }
         self.controller = controller(**hooks)
+        # a version on trial sells nothing until the supervisor commits it (docs/deploy.md)
+        self.trial = trial_version(config.update.root)
+        self.controller.updating = self.trial is not None
 
     def start(self) -> None:
         self.link.add_state_listener(self._link_state)
@@ -325,18 +334,34 @@ class App:
             "board_link": board_link,
             "store": store_writable,
         }
+        sync = self.sync
+        if self.trial is not None and sync is not None and gate_province(self.config.update.root):
+            # the health gate of a version on trial also wants the province link (it came
+            # through it); once committed, a province outage never restarts the kiosk
+            checks["province_link"] = lambda: self.trial is None or sync.client.connected
         self.watchdog = systemd.Watchdog(checks, interval).start()
 
     def start_update_gate(self, poll_s: float = 2.0) -> None:
         """Switch to a staged version when idle; send update steps (kiosk/update/gate.py)."""
+        sync = self.sync
         self.update_gate = UpdateGate(
             self.config.update.root,
-            idle=self.idle_for_update,
+            close=self.close_for_update,
+            open_=self._open_after_update,
             leave=lambda: self.request_exit(exitcodes.RESTART),
             emit=self._update_events,
             reported_seq=lambda: int(self.store.settings.get(UPDATE_SEQ) or 0),
+            trial=self.trial,
+            province_online=None if sync is None else lambda: sync.client.connected,
+            switches=supervised(),
             poll_s=poll_s,
         ).start()
+
+    def _open_after_update(self) -> None:
+        """The supervisor committed this version (or a switch did not happen): sell."""
+        self.trial = None
+        c = self.controller
+        c.call(lambda: setattr(c, "updating", False), timeout=5.0)
 
     def update_report(self) -> Mapping[str, Any]:
         from kiosk import __version__
@@ -373,24 +398,24 @@ class App:
         self._installing = threading.Thread(target=work, name="update-install", daemon=True)
         self._installing.start()
 
-    def idle_for_update(self) -> bool:
-        """No open order, no technician in the service menu, not dispensing, nobody shopping:
-        asked on the controller thread, so the answer holds until its next input."""
+    def close_for_update(self) -> bool:
+        """If idle (no open order, no technician in the service menu, not dispensing, nobody
+        shopping), out of service `updating` ("维护中 / updating" on screen) in the same step on
+        the controller thread, so no order can start in between. True when closed."""
         c = self.controller
 
-        def idle() -> bool:
+        def close() -> bool:
             mode = c.view().mode
-            return (
+            idle = (
                 not c.sales.orders
                 and not c.access.technician
-                and mode
-                in (
-                    "idle",
-                    "out_of_service",
-                )
+                and mode in ("idle", "out_of_service")
             )
+            if idle:
+                c.updating = True
+            return idle
 
-        return c.call(idle, timeout=5.0) is True
+        return c.call(close, timeout=5.0) is True
 
     def _update_events(self, steps: list[Mapping[str, Any]]) -> None:
         """Each update step as an `events/update` record (HIGH), with the mark, in one

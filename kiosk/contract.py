@@ -82,6 +82,7 @@ PROBLEM_KEYS = (
 )
 #: Reasons for mode "out_of_service" (`OutOfServiceView.reason_key`), in catalogs as `oos.<key>`.
 OUT_OF_SERVICE_KEYS = (
+    "updating",
     "sales_locked",
     "sold_out",
     "board_offline",

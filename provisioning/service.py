@@ -1,7 +1,8 @@
 """`kiosk-provision install-service`: put the systemd unit in place and say what else to run.
 
 Owns: turning provisioning/kiosk.service into the unit for this kiosk (config path, data dir,
-executable, user) and the instructions (service user in the dialout group, data dir ownership,
+executable, user; by default the update supervisor runs the kiosk, `--plain` runs the
+executable itself) and the instructions (service user in the dialout group, data dir ownership,
 enable). Never runs systemctl, useradd or chown itself: it prints them for the technician, so it
 is safe to run anywhere and in tests (--dest).
 """
@@ -72,11 +73,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(default: `kiosk` next to this Python, else the first on PATH)",
     )
     p.add_argument("--watchdog", type=int, default=30, metavar="S", help="WatchdogSec")
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--supervised",
+        dest="plain",
+        action="store_false",
+        default=False,
+        help="the default: systemd runs the update supervisor (update.root/supervisor.py: "
+        "`kiosk update install-supervisor`), which runs update.root/current and commits or "
+        "rolls back new versions",
+    )
+    mode.add_argument(
+        "--plain",
         action="store_true",
-        help="run the update supervisor (update.root/supervisor.py: `kiosk update "
-        "install-supervisor`), which commits or rolls back new versions",
+        help="systemd runs --exe itself: no update ever switches (a staged release stays "
+        "staged); for a bench or a cabinet that is never updated in place",
     )
     p.set_defaults(func=cmd_install_service)
 
@@ -94,7 +105,7 @@ def cmd_install_service(args: argparse.Namespace) -> int:
         exe = str(Path(sys.executable).with_name("kiosk"))
         if not Path(exe).exists():
             exe = shutil.which("kiosk") or exe
-    root = cfg.update.root if args.supervised else None
+    root = None if args.plain else cfg.update.root
     unit = render_unit(path, cfg.store.data_dir, exe, args.user, args.watchdog, root)
     dest = Path(args.dest) / "kiosk.service"
     kept = backup(dest)
@@ -105,6 +116,8 @@ def cmd_install_service(args: argparse.Namespace) -> int:
         return exitcodes.FAIL
     u, d = args.user, cfg.store.data_dir
     print(f"wrote {dest}" + (f" (previous kept as {kept})" if kept else ""))
+    if root is None:
+        print("note: the plain unit never switches versions: a staged release stays staged")
     print("now run, as root:")
     print(
         f"  useradd --system --home-dir {d} --shell /usr/sbin/nologin --groups "
@@ -115,6 +128,11 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     ident = f"{path.parent}/device-key.pem {path.parent}/device-secret"
     print(f"  chown {u}:{u} {ident}   # after register; they stay mode 0600")
     if root is not None:
+        if not (root / "current").exists():
+            print(
+                f"  ln -sfn versions/<version> {root}/current   # the venv installed as "
+                f"{root}/versions/<version>"
+            )
         print(f"  {exe} update install-supervisor --config {path}   # writes {root}/supervisor.py")
         print(f"  chown -R {u}:{u} {root}   # the kiosk switches versions there when idle")
     print("  systemctl daemon-reload && systemctl enable --now kiosk.service")

@@ -54,6 +54,7 @@ from kiosk.update.gate import UpdateHistory
 
 log = logging.getLogger("kiosk.controller")
 
+TECHNICIAN_INPUTS = (ui.ServiceLogin, ui.Restock, ui.TestVend, ui.OpenDoor, ui.LockSales)
 _CRASH_ENV = "KIOSK_CRASH_AT"  # kiosk.controller.crashpoints: the kill-at-every-step tests
 
 
@@ -124,6 +125,9 @@ class Controller:
         self.sales.province_keys = province_keys  # confirmations follow the sync keyring
         self.sales.payment_rejected = payment_rejected  # (what, reason, detail): sync counts
         self.province_online = province_online  # the sync link's state, read for every view
+        # a software update (kiosk/update/gate.py): no order, no technician; set before start
+        # or on the controller thread (`call`)
+        self.updating = False
 
     def _wire(
         self,
@@ -343,6 +347,8 @@ class Controller:
             self.sales.on_status_reply(item.reply)
         elif isinstance(item, ib.TestDone):
             self.tech.test_done(item)
+        elif self.updating and isinstance(item, TECHNICIAN_INPUTS):
+            self._refuse_for_update(item)
         elif isinstance(item, ui.Restock | ui.TestVend | ui.OpenDoor | ui.LockSales):
             self.tech.handle(item)
         elif isinstance(item, ui.ServiceLogin):
@@ -353,6 +359,14 @@ class Controller:
             self.access.logout()
         else:
             self._on_intent(item)
+
+    def _refuse_for_update(self, item: object) -> None:
+        """While updating, no technician session: a login is counted (the UI waits for the
+        count) but opens nothing; the shopping session refuses orders by itself (the
+        out-of-service reason `updating`)."""
+        if isinstance(item, ui.ServiceLogin):
+            self.access.attempts += 1
+        log_event(log, "service.refused", logging.WARNING, kind=type(item).__name__, why="update")
 
     def _on_tick(self) -> None:
         self.sales.tick(self._board_online)
@@ -471,6 +485,7 @@ class Controller:
             max_temperature_c=hw.max_temperature_c if hw.chilled else None,
             sales_locked=self.tech.sales_locked,
             chilled_stopped=chilled_stopped,
+            updating=self.updating,
         )
 
     def _snapshot(self) -> Snapshot:

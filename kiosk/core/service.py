@@ -35,11 +35,14 @@ class ServiceFacts:
     sales_locked: bool = False
     store_damaged: bool = False  # the start-up integrity check found a damaged record
     chilled_stopped: bool = False  # chilled products with stock are stopped for temperature
+    updating: bool = False  # a software update: switching, or a new version on trial
 
 
 def out_of_service_reasons(f: ServiceFacts) -> list[str]:
     """Every reason not to start a new order, most important first (`ui.OUT_OF_SERVICE_KEYS`)."""
     out: list[str] = []
+    if f.updating:
+        out.append("updating")
     if f.sales_locked:
         out.append("sales_locked")
     if f.store_damaged:

@@ -470,6 +470,9 @@ class UiApp:
     def open_service(self) -> None:
         if self.in_service or self.stack[0].name in ("payment", "dispensing"):
             return
+        oos = self.view.out_of_service
+        if oos is not None and oos.reason_key == "updating":
+            return  # no technician session during an update (the controller refuses one too)
         from kiosk.ui.screens.service_pin import ServicePinScreen
 
         log_event(log, "ui.service.entry")

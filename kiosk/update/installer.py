@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kiosk.core.sale import FINAL_STATES
 from kiosk.update.release import Release, ReleaseError, verify_release
 from kiosk.update.supervisor import add_step, load_state, save_state, store_schema
 
@@ -81,6 +83,26 @@ def _check(rel: Release, s: Staging, state: dict[str, Any]) -> int:
     return schema
 
 
+def _open_orders(data_dir: Path) -> list[str]:
+    """Orders of the stopped kiosk that are not closed (`--now`): a version on trial would
+    resume them (a vend, a ledger record) into a store a rollback may put back."""
+    db = data_dir / "kiosk.db"
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        closed = sorted(str(st) for st in FINAL_STATES)
+        marks = ", ".join("?" * len(closed))
+        rows = conn.execute(
+            f"SELECT order_id, state FROM orders WHERE state NOT IN ({marks})", closed
+        ).fetchall()
+    except sqlite3.Error:
+        return []  # no orders table yet
+    finally:
+        conn.close()
+    return [f"{order_id} ({state})" for order_id, state in rows]
+
+
 def _install(rel: Release, venv: Path) -> None:
     if venv.exists():  # a half-installed try (no mark) or a reinstall: start clean
         shutil.rmtree(venv)
@@ -107,6 +129,11 @@ def stage_release(
         version = rel.version
         say(f"release {rel.version}: signature and {len(rel.files)} file hashes OK")
         schema = _check(rel, s, state)
+        if switch_now and (open_orders := _open_orders(s.data_dir)):
+            raise InstallError(
+                f"order {', '.join(open_orders[:3])} is still open: start the kiosk so it "
+                "finishes it; then the update switches when idle (without --now)"
+            )
         add_step(state, "verified", version, key_id=rel.key_id)
         save_state(s.root, state)
         venv = s.root / "versions" / rel.version

@@ -21,18 +21,22 @@ SIGKILL) at any point is finished or undone at the next start:
     staged      `pending` is installed and checked; the running kiosk switches when idle
     switching   the kiosk stopped for the switch: back up the store if `pending` migrates it,
                 then trial
-    trial       `current` -> pending; each start counts a boot (on disk before the start);
-                READY and one healthy watchdog report within `health_timeout_s` commit it
-                (phase idle, running = pending); a start that crashes, or a boot count of
-                `max_boots`, or no health in time: rolling_back
-    rolling_back  `current` -> previous, the store backup put back if the trial migrated it,
-                then idle with `last_result` "rolled_back"
+    trial       `current` -> pending; each start counts a boot (on disk before the start)
+                and gets TRIAL_ENV=<version>: the kiosk then sells nothing until committed
+                (kiosk/update/gate.py); READY and one healthy watchdog report within
+                `health_timeout_s` commit it (phase idle, running = pending); a start that
+                crashes, or a boot count of `max_boots`, or no health in time: rolling_back
+    rolling_back  `current` -> previous, the store backup put back if the trial migrated it
+                (its counters raised to the trial's first, kept in the state as
+                `counter_floor`: no seq or id is handed out twice), then idle with
+                `last_result` "rolled_back"
 
 Health comes from the kiosk's own sd_notify messages: the supervisor is the kiosk's
 $NOTIFY_SOCKET, and the kiosk pets its watchdog only while its UI loop, controller, board link
-and store are healthy (kiosk.systemd). To systemd the supervisor says READY=1 itself when it
-runs, forwards the kiosk's WATCHDOG=1 and STATUS= lines (a hung committed version is still
-restarted by WatchdogSec), and pets the watchdog itself during a trial, which it judges.
+and store are healthy, and on trial its province link (kiosk.systemd, kiosk/app.py). To
+systemd the supervisor says READY=1 itself when it runs, forwards the kiosk's WATCHDOG=1 and
+STATUS= lines (a hung committed version is still restarted by WatchdogSec), and pets the
+watchdog itself during a trial, which it judges.
 Every step is also appended to `history`, which the kiosk sends as `events/update` records.
 """
 
@@ -70,6 +74,10 @@ STATE = "state.json"
 PHASES = ("idle", "staged", "switching", "trial", "rolling_back")
 HISTORY_KEEP = 100
 DB_FILENAME = "kiosk.db"  # kiosk/store/db.py
+# (table, name column, value column) of the numbers a store hands out (kiosk/store/migrations.py)
+RAISED = (("counters", "name", "value"), ("sqlite_sequence", "name", "seq"))
+TRIAL_ENV = "KIOSK_UPDATE_TRIAL"  # kiosk/update/gate.py: the version started on trial
+SUPERVISED_ENV = "KIOSK_UPDATE_SUPERVISED"  # kiosk/update/gate.py: only then does it switch
 EXIT_CONFIG = 2
 
 
@@ -195,11 +203,63 @@ def _backup_store(data_dir: Path, dest: Path) -> None:
     _fsync_dir(dest.parent)
 
 
-def _restore_store(backup: Path, data_dir: Path) -> None:
+def _counters(db: Path) -> dict[tuple[str, str], int]:
+    """Every number the store hands out, {(table, name): value}: `counters` (outbox seq, boot,
+    order seq, test vend tx, ...) and `sqlite_sequence` (AUTOINCREMENT ids: alarm numbers,
+    stock log ids). Empty when the file cannot be read (a trial that broke it sent nothing)."""
+    out: dict[tuple[str, str], int] = {}
+    if not db.exists():
+        return out
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return out
+    try:
+        for table, name_col, value_col in RAISED:
+            with contextlib.suppress(sqlite3.Error):
+                for name, value in conn.execute(f"SELECT {name_col}, {value_col} FROM {table}"):
+                    with contextlib.suppress(TypeError, ValueError):
+                        out[(table, str(name))] = int(value)
+    finally:
+        conn.close()
+    return out
+
+
+def _raise_counters(db: Path, floor: dict[tuple[str, str], int]) -> None:
+    """No number is ever handed out twice: a restored store's counters end at least where
+    the tried version left them (it may have sent records with them). Repeatable."""
+    if not floor:
+        return
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            for (table, name), value in sorted(floor.items()):
+                _, name_col, value_col = next(r for r in RAISED if r[0] == table)
+                with contextlib.suppress(sqlite3.Error):  # (a table the old schema lacks)
+                    done = conn.execute(
+                        f"UPDATE {table} SET {value_col} = ? WHERE {name_col} = ? "
+                        f"AND {value_col} < ?",
+                        (value, name, value),
+                    ).rowcount
+                    have = conn.execute(
+                        f"SELECT 1 FROM {table} WHERE {name_col} = ?", (name,)
+                    ).fetchone()
+                    if not done and have is None:
+                        conn.execute(
+                            f"INSERT INTO {table} ({name_col}, {value_col}) VALUES (?, ?)",
+                            (name, value),
+                        )
+    finally:
+        conn.close()
+
+
+def _restore_store(backup: Path, data_dir: Path, floor: dict[tuple[str, str], int]) -> None:
     """Put the backup back: WAL and SHM removed first (a stale WAL must never be replayed
-    onto the restored file), then the copy renamed over kiosk.db. Repeatable."""
+    onto the restored file), then the copy renamed over kiosk.db. Repeatable. The copy's
+    counters are raised to `floor` first (`_raise_counters`)."""
     tmp = data_dir / f".{DB_FILENAME}.restore"
     shutil.copyfile(backup, tmp)
+    _raise_counters(tmp, floor)
     os.chmod(tmp, 0o600)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -295,8 +355,14 @@ class Supervisor:
             switch_link(self.root, previous)
         restored = False
         if pending.get("migrates") and backup_path(self.root, version).exists():
-            _restore_store(backup_path(self.root, version), self.data_dir)
+            if "counter_floor" not in state:  # read once, before the trial's store is gone
+                floor = _counters(self.data_dir / DB_FILENAME)
+                state["counter_floor"] = [[t, n, v] for (t, n), v in sorted(floor.items())]
+                save_state(self.root, state)
+            floor = {(str(t), str(n)): int(v) for t, n, v in state["counter_floor"]}
+            _restore_store(backup_path(self.root, version), self.data_dir, floor)
             restored = True
+        state.pop("counter_floor", None)
         reason = state.pop("rollback_reason", "")
         state.update(
             phase="idle",
@@ -342,8 +408,15 @@ class Supervisor:
             add_step(state, "trial_boot", state["pending"]["version"], boot=state["boots"])
             save_state(self.root, state)  # counted before the start: a hang or a cut counts
         exe = self.root / "current" / "bin" / "kiosk"
-        env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_PID", "WATCHDOG_USEC")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("WATCHDOG_PID", "WATCHDOG_USEC", TRIAL_ENV)
+        }
         env.update(NOTIFY_SOCKET=self.sock_name, WATCHDOG_USEC=str(self.watchdog_usec))
+        env[SUPERVISED_ENV] = "1"
+        if state["phase"] == "trial":  # it sells nothing until committed (kiosk/update/gate.py)
+            env[TRIAL_ENV] = str(state["pending"]["version"])
         self.say("start", exe=exe, target=current_target(self.root), phase=state["phase"])
         return subprocess.Popen([str(exe), *self.args], env=env)
 

@@ -11,8 +11,9 @@ once (its `kiosk config check` still passes, so it installs). The update root st
 2. The supervisor (copied out of the package, run with `python -I`: it imports no kiosk code)
    runs the kiosk headless. `kiosk update apply GOOD` verifies, installs into a new venv with
    `--no-index --require-hashes`, checks the config with the new version and stages it; the
-   running kiosk, idle, switches; the new version reaches READY and pets its watchdog (UI loop,
-   controller, board link, store): committed.
+   running kiosk, idle, shows "updating" and switches; the new version starts on trial (still
+   "updating", no sale), reaches READY and pets its watchdog (UI loop, controller, board link,
+   store, province link): committed, and it opens for sale without a restart.
 3. The province rolls the bad release out (`release publish`, `rollout start --waves 10%,100%`
    over ten cabinets of which this kiosk alone is the first wave; the rollout driver sends the
    signed `install_release` command with the bad release's https:// URL): the good version
@@ -199,6 +200,10 @@ def test_good_update_commits_and_bad_update_rolls_back(
         )
         assert current_target(root) == GOOD
         assert load_state(root)["last_result"]["result"] == "committed"
+        # the switch and the trial were one "updating" screen; committed, it opens for sale
+        # without a restart
+        n, _ = sup.wait_line(lambda s: s == "out of service: updating", 60)
+        sup.wait_line(lambda s: s.startswith("idle:"), 120, start=n + 1)
 
         # 3. the bad release, sent by the province as a signed command: the good version
         # fetches it over HTTPS, verifies, installs and stages it, and switches when idle

@@ -91,6 +91,7 @@ def test_install_service(make_config: Callable[..., Path], tmp_path: Path) -> No
                 str(dest),
                 "--exe",
                 "/opt/kiosk/venv/bin/kiosk",
+                "--plain",
             ]
         )
         == 0
@@ -122,17 +123,23 @@ def test_install_service_writes_the_exe_it_was_given_even_with_a_kiosk_on_path(
     dest = tmp_path / "units"
     target = "/opt/kiosk/releases/9.9.9/venv/bin/kiosk"  # not there yet
     argv = ["install-service", "--config", str(cfg), "--dest", str(dest), "--exe", target]
-    assert main(argv) == 0
+    assert main([*argv, "--plain"]) == 0
     unit = (dest / "kiosk.service").read_text()
     assert f"ExecStart={target} run --config {cfg.resolve()}" in unit.splitlines()
 
 
-def test_install_service_supervised_runs_the_update_supervisor(
-    make_config: Callable[..., Path], tmp_path: Path
+@pytest.mark.parametrize("flag", [[], ["--supervised"]])
+def test_install_service_runs_the_update_supervisor_by_default(
+    make_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: list[str],
 ) -> None:
+    """Under the plain unit a staged release would stay staged: the supervised unit is the
+    default (`--supervised` still accepted), `--plain` the exception."""
     cfg = make_config()
     dest = tmp_path / "units"
-    argv = ["install-service", "--config", str(cfg), "--dest", str(dest), "--supervised"]
+    argv = ["install-service", "--config", str(cfg), "--dest", str(dest), *flag]
     assert main(argv) == 0
     unit = (dest / "kiosk.service").read_text().splitlines()
     c = cfg.resolve()
@@ -141,3 +148,8 @@ def test_install_service_supervised_runs_the_update_supervisor(
     )
     assert want in unit
     assert f"ReadWritePaths={tmp_path / 'data'} /opt/kiosk" in unit
+    out = capsys.readouterr().out
+    assert "update install-supervisor" in out and "/opt/kiosk/current" in out
+    if flag:
+        with pytest.raises(SystemExit):  # one or the other
+            main([*argv, "--plain"])

@@ -162,6 +162,21 @@ def test_short_press_in_corner_does_not_open_service(make_driver) -> None:
     assert d.screen == "catalog"  # a plain tap on the attract screen starts shopping
 
 
+def test_no_service_menu_while_updating(make_driver) -> None:
+    """The "维护中 / updating" screen of a software update: the corner opens nothing (the
+    controller refuses a login too, tests/unit/test_update_trial.py)."""
+    d = make_driver()
+    d.fc.set_out_of_service("updating")
+    d.run()
+    assert d.screen == "out_of_service"
+    _long_press(d, LONG_PRESS_S + 0.1)
+    assert d.screen == "out_of_service"
+    d.fc.set_out_of_service(None)
+    d.run()
+    _long_press(d, LONG_PRESS_S + 0.1)
+    assert d.screen == "service_pin"
+
+
 def test_service_menu_login_actions_and_exit(make_driver) -> None:
     d = make_driver()
     _long_press(d, LONG_PRESS_S + 0.1)

@@ -80,6 +80,21 @@ def test_no_second_update_while_one_is_on_trial(tmp_path: Path) -> None:
     assert after["phase"] == "trial" and after["pending"]["version"] == "9.9.8"
 
 
+def test_now_with_an_order_still_open_is_refused(tmp_path: Path) -> None:
+    """`update apply --now` on a stopped kiosk: a version on trial must not resume an order
+    (a vend, a ledger record) into a store a rollback may put back."""
+    rel, public, _ = small_release(tmp_path)
+    s = staging(tmp_path, public)
+    c = sqlite3.connect(s.data_dir / "kiosk.db")
+    c.execute("CREATE TABLE orders (order_id TEXT, seq INTEGER, state TEXT)")
+    c.execute("INSERT INTO orders VALUES ('K-0001', 1, 'completed'), ('K-0002', 2, 'dispensing')")
+    c.commit()
+    c.close()
+    with pytest.raises(InstallError, match=r"order K-0002 \(dispensing\) is still open"):
+        stage_release(rel, s, switch_now=True, say=lambda _t: None)
+    assert load_state(s.root)["last_result"]["result"] == "refused"
+
+
 def test_an_unsigned_or_altered_release_is_refused_before_anything(tmp_path: Path) -> None:
     rel, public, _ = small_release(tmp_path)
     (rel / "wheels" / "dep-1.0-py3-none-any.whl").write_bytes(b"altered")

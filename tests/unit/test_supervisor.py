@@ -39,9 +39,15 @@ def notify(msg):
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.connect(addr); s.sendall(msg.encode())
 print("fake kiosk {version} " + BEHAVIOUR, flush=True)
+print("trial=" + os.environ.get("KIOSK_UPDATE_TRIAL", ""), flush=True)
+print("supervised=" + os.environ.get("KIOSK_UPDATE_SUPERVISED", ""), flush=True)
 if BEHAVIOUR == "migrate_then_crash":
     c = sqlite3.connect(DATA + "/kiosk.db")
     c.execute("INSERT OR REPLACE INTO schema_version VALUES (99, 0, 'new version migrated')")
+    # it handed out numbers (boot, outbox seq, an alarm id) in records it may have sent
+    c.execute("UPDATE counters SET value = value + 100")
+    c.execute("INSERT INTO counters VALUES ('selftest_seq', 7)")
+    c.execute("INSERT INTO alarms (kind) VALUES ('trial')")
     c.commit(); c.close()
     sys.exit(1)
 if BEHAVIOUR == "crash":
@@ -74,6 +80,10 @@ def make_store(data: Path, schema: int = 5) -> None:
     c.executemany("INSERT INTO schema_version VALUES (?, 0, 'v')", [(v,) for v in range(1, 6)])
     c.execute("CREATE TABLE sales (n INTEGER)")
     c.execute("INSERT INTO sales VALUES (42)")
+    c.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    c.executemany("INSERT INTO counters VALUES (?, ?)", [("boot", 3), ("outbox_seq", 40)])
+    c.execute("CREATE TABLE alarms (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT)")
+    c.execute("INSERT INTO alarms (kind) VALUES ('before')")
     c.commit()
     c.close()
 
@@ -153,9 +163,17 @@ def test_a_healthy_version_is_committed(world: tuple[Path, Path]) -> None:
         assert state["phase"] == "idle" and state["last_result"]["result"] == "committed"
         assert state["previous"] == "1.0" and current_target(root) == "2.0"
         assert [h["step"] for h in state["history"]][-3:] == ["switch", "trial_boot", "committed"]
+        p.wait_line(lambda s: s == "trial=2.0", 30)  # started on trial: sells nothing yet
+        p.wait_line(lambda s: s == "supervised=1", 30)  # (its gate switches: someone will)
     finally:
         out = stop(p)
     assert p.proc.returncode == 0, out
+    p = start(root, data)  # a plain restart of the committed version is no trial
+    try:
+        p.wait_line(lambda s: s == "trial=", 30)
+        assert "trial=2.0" not in p.lines()
+    finally:
+        stop(p)
 
 
 def test_a_crash_loop_rolls_back_and_restores_the_migrated_store(
@@ -179,8 +197,15 @@ def test_a_crash_loop_rolls_back_and_restores_the_migrated_store(
         c = sqlite3.connect(data / "kiosk.db")
         assert c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 5
         assert c.execute("SELECT n FROM sales").fetchall() == [(42,)]
+        # no number the trial handed out is handed out again by the restored store
+        counters = dict(c.execute("SELECT name, value FROM counters").fetchall())
+        assert counters == {"boot": 103, "outbox_seq": 140, "selftest_seq": 7}, counters
+        assert c.execute("SELECT kind FROM alarms").fetchall() == [("before",)]
+        c.execute("INSERT INTO alarms (kind) VALUES ('after')")
+        assert c.execute("SELECT MAX(id) FROM alarms").fetchone()[0] == 3
         c.close()
         p.wait_line(lambda s: s == "fake kiosk 1.0 healthy", 30)
+        p.wait_line(lambda s: s == "trial=2.0", 30)  # the trial was told it is one
     finally:
         stop(p)
 

@@ -139,6 +139,7 @@ MESSAGES: dict[str, str] = {
     "channel.original": "payment account",
     # out of service
     "oos.title": "Out of service",
+    "oos.updating": "Under maintenance: updating. Please wait a minute.",
     "oos.sales_locked": "Staff are servicing this kiosk. Please come back later.",
     "oos.sold_out": "Everything is sold out. New stock is on its way.",
     "oos.board_offline": "The dispensing machine has a fault and cannot deliver items now.",

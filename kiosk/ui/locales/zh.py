@@ -131,6 +131,7 @@ MESSAGES: dict[str, str] = {
     "channel.original": "付款账户",
     # out of service
     "oos.title": "暂停服务",
+    "oos.updating": "维护中：正在更新，请稍候片刻。",
     "oos.sales_locked": "工作人员正在维护本机，请稍后再来。",
     "oos.sold_out": "商品已经全部售完，正在等待补货。",
     "oos.board_offline": "出货设备出了故障，暂时不能出货。",
