@@ -129,7 +129,9 @@ def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]
         register_run(sub, common, test_run)  # `kiosk run --test-payments / --script buy3`
 
     def board_tools(sub: Any, common: argparse.ArgumentParser) -> None:
-        board(sub, common, on_selftest=_queue_board_selftest)
+        from kiosk.app import build_cabinet  # the kiosk's own composition, any protocol
+
+        board(sub, common, on_selftest=_queue_board_selftest, build_cabinet=build_cabinet)
 
     return [run, board_tools, update_tools, *sim_registrars()]
 
