@@ -550,11 +550,16 @@ def _cmd_tx(args: argparse.Namespace) -> int:
             hold_past(clock, tx)
 
 
+# A VMC drives spirals and belts only, a lock board lockers only: no need to ask them.
+_KIND_BY_PROTOCOL = {"vmc": WireSlotKind.SPIRAL, "modbus": WireSlotKind.LOCKER}
+
+
 def _slot_kind(t: Target, slot: int) -> WireSlotKind | None:
     ref = t.ref(slot)
     if ref is None:
         return None
-    return t.cabinet.boards[ref[0]].identify().slot_kind(ref[1])
+    known = _KIND_BY_PROTOCOL.get(t.protocol(ref[0]))
+    return known or t.cabinet.boards[ref[0]].identify().slot_kind(ref[1])
 
 
 def _tx_body(args: argparse.Namespace, tx: int, t: Target) -> int:
@@ -697,6 +702,8 @@ def _ask_every(boards: list[BoardDriver], tx: int) -> Outcome:
 
 
 def _selftest_slots(args: argparse.Namespace, t: Target) -> tuple[list[int], dict[int, Any]]:
+    if args.slots is not None and "kiosk" not in t.protocols():
+        return args.slots, {s: _slot_kind(t, s) for s in args.slots}
     kinds = t.cabinet.identify().slot_kinds
     return (args.slots if args.slots is not None else sorted(kinds)), kinds
 

@@ -20,6 +20,7 @@ from kiosk.sim.emulator_transports import Emulator, PtyTransport
 from kiosk.sim.modbus_devices import LockBoardModel, ModbusDevices, socat_pair
 from kiosk.sim.vmc_emulator import VmcEmulatedBoard
 from kiosk.store import open_store
+from provisioning.cli import main as provision_main
 from tests.support.config import write_kiosk_config
 from tests.support.store import seed_store
 
@@ -30,6 +31,15 @@ def _run(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tuple[
     code = cli_main(["board", *argv, "--config", str(config), "--connect-timeout", "10"])
     out, err = capsys.readouterr()
     return code, out + err
+
+
+def _provision_selftest(capsys: pytest.CaptureFixture[str], config: Path) -> dict[str, str]:
+    """`kiosk-provision selftest` (no --drop): each board check's status by name."""
+    skip = ["--skip", "broker", "--skip", "font", "--skip", "screen"]
+    code = provision_main(["selftest", "--config", str(config), "--json", "--no-queue", *skip])
+    report = json.loads(capsys.readouterr().out)
+    assert code == exitcodes.OK, report
+    return {c["name"]: c["detail"] for c in report["checks"]}
 
 
 def _test_vends(data: Path) -> tuple[dict[int, int], list[int]]:
@@ -97,6 +107,10 @@ def test_board_commands_on_a_vmc(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
         code, out = _run(capsys, config, "outcome", "--tx", "4242")
         assert code == exitcodes.FAIL and "a VMC keeps no record of vends" in out
+
+        checks = _provision_selftest(capsys, config)
+        assert checks["board0"].startswith("VMC: ")
+        assert "checked without running" in checks["board0.slots"]
     finally:
         emu.stop()
     assert [r["slot"] for r in vmc.log.runs()] == [1, 2]  # board addresses: one run each
@@ -148,6 +162,11 @@ def test_board_commands_on_modbus_lock_boards(
 
             code, out = _run(capsys, config, "outcome", "--tx", "5")
             assert code == exitcodes.FAIL and "lock board keeps no record" in out
+
+            checks = _provision_selftest(capsys, config)
+            assert checks["board0"].startswith("Modbus lock board: ")
+            assert "checked without running" in checks["board0.slots"]
+            assert len(board.releases) == 1  # the check released nothing
         finally:
             devices.stop()
     levels, test_vends = _test_vends(data)
