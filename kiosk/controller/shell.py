@@ -343,7 +343,7 @@ class Controller:
             self.sales.on_status_reply(item.reply)
         elif isinstance(item, ib.TestDone):
             self.tech.test_done(item)
-        elif isinstance(item, ui.Restock | ui.TestVend | ui.OpenDoor | ui.LockSales):
+        elif isinstance(item, ui.Restock | ui.TestVend | ui.CheckSlot | ui.OpenDoor | ui.LockSales):
             self.tech.handle(item)
         elif isinstance(item, ui.ServiceLogin):
             self.access.login(item)  # the lockout (and its alarm) on disk first

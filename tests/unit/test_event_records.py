@@ -323,6 +323,17 @@ def test_service_menu_slot_test_is_a_selftest_and_a_stock_change(kiosk: Kiosk) -
     )
     (vend,) = [b for _, b in bodies(recs, "stock") if b["reason"] == "test_vend"]
     assert (vend["slot_no"], vend["delta"], vend["level"]) == (48, -1, kiosk.levels0[48] - 1)
+    # issue 17 req. 6: a check runs nothing and changes no count, and is a self test too
+    kiosk.wait(lambda v: v.service.last_result == "slot 50: WRONG_SLOT_KIND")  # the door's
+    kiosk.c.post(ui.CheckSlot(47))
+    kiosk.wait(lambda v: v.service.result is not None and v.service.result.key == "checked")
+    assert kiosk.c.view().service.last_result == "slot 47: READY"
+    recs = kiosk.app.outbox.records()
+    check = bodies(recs, "selftest")[-1][1]
+    assert check["slots"] == [
+        {"slot_no": 47, "result": "ok", "detail": "checked without running: READY"}
+    ]
+    assert kiosk.app.store.stock.level(47) == kiosk.levels0[47]
 
 
 # --- the province simulator's views ---------------------------------------------------------
