@@ -44,7 +44,14 @@ from kiosk.hardware.board import (
     VendTimeout,
 )
 from kiosk.hardware.cli_board import describe, hold_past, tx_from_clock
-from kiosk.hardware.cli_target import PROTOCOL_NAMES, load_planogram, protocol_of, record_drop
+from kiosk.hardware.cli_target import (
+    PROTOCOL_NAMES,
+    load_planogram,
+    ports_of,
+    protocol_of,
+    record_drop,
+    wait_links,
+)
 from kiosk.hardware.link import LinkTiming
 from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, WireSlotKind
 from kiosk.store import Store
@@ -135,14 +142,13 @@ def board_checks(
     link, cabinet = build_cabinet(
         dataclasses.replace(cfg, hardware=hw), planogram, timing=LinkTiming(contact_window=window)
     )
-    where = cfg.modbus.port if cfg.modbus.locks else port
+    where = port if not (cfg.boards or cfg.modbus.locks) else ports_of(cfg)
     clock = SystemClock()
     last_tx = 0
     link.start()
     try:
-        wait = getattr(link, "wait_online", None)
-        if wait is not None and not wait(connect_timeout):
-            error = getattr(link, "last_error", "") or "no answer"
+        error = wait_links(link, connect_timeout)
+        if error is not None:
             return [
                 Check("board", FAIL, f"cannot reach the board at {where}: {error}", {"port": where})
             ]

@@ -674,6 +674,10 @@ def cmd_outcome(args: argparse.Namespace) -> int:
             return exitcodes.FAIL
         outcome = _ask_every(ours, args.tx)
         ok = outcome in SUCCESSES
+        others = sorted(t.protocols() - {"kiosk"})
+        text = f"tx {args.tx}: {outcome.name} ({describe(outcome)})"
+        if others and outcome is Outcome.UNKNOWN_TX:  # it may have been a tx on one of those
+            text += "\n" + "\n".join(_NO_MEMORY[p].format(tx=args.tx) for p in others)
         _emit(
             args,
             {
@@ -683,7 +687,7 @@ def cmd_outcome(args: argparse.Namespace) -> int:
                 "answerable": True,
                 "description": describe(outcome),
             },
-            f"tx {args.tx}: {outcome.name} ({describe(outcome)})",
+            text,
         )
         return exitcodes.OK if ok else exitcodes.FAIL
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class Target:
     numbered: bool  # cabinet slots are the planogram's slot numbers
     store: Store | None = None  # the kiosk's store: counts of test drops
     config_path: Path | None = None
+    error: str | None = dataclasses.field(default=None, init=False)  # why not online
 
     def protocol(self, address: int) -> str:
         return protocol_of(self.cabinet.boards[address])
@@ -90,18 +92,39 @@ class Target:
         return f"board {address} address {index}"
 
     def wait_online(self, timeout: float) -> bool:
-        wait = getattr(self.link, "wait_online", None)
-        return True if wait is None else bool(wait(timeout))
+        self.error = wait_links(self.link, timeout)
+        return self.error is None
 
     @property
     def last_error(self) -> str:
-        return str(getattr(self.link, "last_error", "") or "no answer")
+        return self.error or str(getattr(self.link, "last_error", "") or "no answer")
 
     def record_drop(self, slot: int, tx: int) -> tuple[int | None, str]:
         """A test that dropped an item from `slot`: one item off the kiosk's count."""
         if self.store is None or not self.numbered:
             return None, "no kiosk store (give --config): the kiosk's count was not changed"
         return record_drop(self.store, slot, tx)
+
+
+def wait_links(link: Any, timeout: float) -> str | None:
+    """Wait until every link that can say so is online (a `LinkGroup` of several ports: each
+    of them; a Modbus line cannot: its first request tells). None, or why one is not."""
+    deadline = time.monotonic() + timeout
+    group = getattr(link, "links", None)
+    for part in group.values() if isinstance(group, dict) else [link]:
+        wait = getattr(part, "wait_online", None)
+        if wait is not None and not wait(max(0.0, deadline - time.monotonic())):
+            name = getattr(part, "port_name", "") or getattr(part, "port", "")
+            error = str(getattr(part, "last_error", "") or "no answer")
+            return f"{name}: {error}" if name and len(group or {}) > 1 else error
+    return None
+
+
+def ports_of(cfg: KioskConfig) -> str:
+    """The port(s) of the kiosk's boards, for messages."""
+    if cfg.boards:
+        return ", ".join(sorted({b.port for b in cfg.boards}))
+    return cfg.modbus.port if cfg.modbus.locks else cfg.hardware.port
 
 
 def record_drop(store: Store, slot_no: int, tx: int) -> tuple[int | None, str]:
@@ -159,12 +182,14 @@ def open_target(args: Any, build: BuildCabinet | None) -> Iterator[Target]:
             port = args.port or (cfg.hardware.port if cfg is not None else "")
             target = _direct(args, port, planogram, timing)
         else:
-            link, cab = build(cfg, planogram, timing=timing)
+            try:
+                link, cab = build(cfg, planogram, timing=timing)
+            except ConfigError as e:  # the planogram does not fit the [[board]] tables
+                raise TargetError(str(e)) from e
             numbered = len(planogram) > 0
             if not numbered and len(cab.boards) == 1:
                 cab = Cabinet(cab.boards, None)  # no planogram: the board's own numbers
-            where = cfg.modbus.port if cfg.modbus.locks else cfg.hardware.port
-            target = Target(cab, link, where, numbered)
+            target = Target(cab, link, ports_of(cfg), numbered)
         target.store, target.config_path = store, path if cfg is not None else None
         target.link.start()
         try:

@@ -6,14 +6,17 @@ serial server behind a socat pty pair. One rig per protocol, every command on it
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kiosk import exitcodes
 from kiosk.cli import main as cli_main
-from kiosk.core.planogram import SlotKind
+from kiosk.core.planogram import Planogram, SlotKind
 from kiosk.core.stock import StockReason
 from kiosk.sim.board_emulator import BoardModel, EmulatedBoard
 from kiosk.sim.emulator_transports import Emulator, PtyTransport
@@ -21,10 +24,21 @@ from kiosk.sim.modbus_devices import LockBoardModel, ModbusDevices, socat_pair
 from kiosk.sim.vmc_emulator import VmcEmulatedBoard
 from kiosk.store import open_store
 from provisioning.cli import main as provision_main
-from tests.support.config import write_kiosk_config
+from tests.support.config import kiosk_config, write_config, write_kiosk_config
 from tests.support.store import seed_store
 
 BAUD = 19200
+
+
+@pytest.fixture(autouse=True)
+def _root_handlers() -> Iterator[None]:
+    """`kiosk` (cli_main) points the root logger at this test's captured stderr: put the
+    handlers back, so later tests do not log into a closed stream."""
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = saved
+    root.setLevel(level)
 
 
 def _run(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tuple[int, str]:
@@ -79,7 +93,9 @@ def test_board_commands_on_our_own_board_from_the_config(
 def test_board_commands_on_a_vmc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     levels0 = seed_store(data)  # demo planogram: slot 11 is board 0 address 1 = selection 2
-    vmc = VmcEmulatedBoard(BoardModel.spiral(6, 10, stock=5), time_scale=0.05)
+    # one row is enough (slots 10-19): a VMC announces every selection after a sync, one per
+    # poll, and identify waits for the last one
+    vmc = VmcEmulatedBoard(BoardModel.spiral(1, 10, stock=5), time_scale=0.05)
     emu = Emulator(vmc, PtyTransport(tmp_path / "vmc"), baud=57600).start()
     config = tmp_path / "kiosk.toml"
     write_kiosk_config(config, tmp_path / "vmc", data, hardware={"protocol": "vmc", "baud": 57600})
@@ -87,7 +103,7 @@ def test_board_commands_on_a_vmc(tmp_path: Path, capsys: pytest.CaptureFixture[s
         code, out = _run(capsys, config, "status")
         assert code == exitcodes.OK, out
         assert "VMC at " in out and "outcome memory: none" in out
-        assert "slots (as on the screen): 10-" in out
+        assert "selections reported: 10" in out and "slots (as on the screen): 10-" in out
 
         code, out = _run(capsys, config, "selftest", "--slots", "11-12,99")
         assert code == exitcodes.FAIL, out  # 99 is not in the planogram
@@ -171,3 +187,46 @@ def test_board_commands_on_modbus_lock_boards(
             devices.stop()
     levels, test_vends = _test_vends(data)
     assert test_vends == [stocked] and levels[stocked] == levels0[stocked] - 1
+
+
+def test_board_commands_on_a_vmc_and_our_board_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`[[board]]` tables: board 0 a VMC, board 1 our own board, each on its own pty; each
+    board answers what its protocol can, in one command."""
+    data = tmp_path / "data"
+    seed_store(data)
+    store = open_store(data)
+    try:  # rows 4..6 of the demo planogram on board 1 (slot 67 among them)
+        pg = store.planogram.load()
+        moved = [
+            dataclasses.replace(s, board=1, address=s.address - 30) if s.row >= 4 else s for s in pg
+        ]
+        store.planogram.replace(Planogram.of(pg.version + 1, moved))
+    finally:
+        store.close()
+    vmc = VmcEmulatedBoard(BoardModel.spiral(1, 10, stock=5), time_scale=0.05)
+    ours = EmulatedBoard(BoardModel.spiral(3, 10, stock=5), address=1, time_scale=0.01)
+    vmc_emu = Emulator(vmc, PtyTransport(tmp_path / "vmc"), baud=57600).start()
+    our_emu = Emulator(ours, PtyTransport(tmp_path / "board")).start()
+    cfg = kiosk_config(port=tmp_path / "unused", data_dir=data)
+    cfg["board"] = [  # type: ignore[assignment]  # an array of tables
+        {"address": 0, "protocol": "vmc", "port": str(tmp_path / "vmc")},
+        {"address": 1, "protocol": "kiosk", "port": str(tmp_path / "board")},
+    ]
+    config = write_config(tmp_path / "kiosk.toml", cfg)
+    try:
+        code, out = _run(capsys, config, "status")
+        assert code == exitcodes.OK, out
+        assert "VMC at " in out and "board 1 at " in out
+        code, out = _run(capsys, config, "selftest", "--slots", "11,67", "--no-queue")
+        assert code == exitcodes.OK, out
+        assert "slot 11 (VMC selection 2): READY" in out
+        assert "slot 67 (board 1 address " in out and "READY" in out
+        code, out = _run(capsys, config, "outcome", "--tx", "77")
+        assert code == exitcodes.FAIL and "tx 77: UNKNOWN_TX" in out, out  # our board answers
+        assert "a VMC keeps no record of vends" in out  # and the VMC cannot
+    finally:
+        vmc_emu.stop()
+        our_emu.stop()
+    assert vmc.log.runs() == [] and ours.log.runs() == []
