@@ -153,10 +153,11 @@ def slot_result(outcome: str, ok: bool) -> str:
 def board_slot_results(
     board: int, results: Iterable[Mapping[str, Any]], slot_map: Mapping[tuple[int, int], int]
 ) -> list[dict[str, Any]]:
-    """A board's slot test results ({slot, outcome, ok[, description]} each, the board's own
-    slot numbers, as `kiosk board selftest --json` prints them) as self test slots: the
-    planogram's slot number where `slot_map` ((board, address) -> slot_no) has that slot,
-    else the board's own number, and the detail says so."""
+    """A board's slot test results ({slot, outcome, ok[, description, slot_no, board, address,
+    mode]} each, as `kiosk board selftest --json` prints them) as self test slots: the
+    result's own `slot_no` when the tool named it (with its `address`), else the planogram's
+    slot number where `slot_map` ((board, address) -> slot_no) has that slot, else the board's
+    own number, and the detail says so; a slot checked without running says so too."""
     out: list[dict[str, Any]] = []
     for r in results:
         if r.get("slot_no") is not None and "address" in r:  # numbered by the tool already
