@@ -129,9 +129,17 @@ def _plugin_registrars() -> list[Callable[[Any, argparse.ArgumentParser], None]]
         register_run(sub, common, test_run)  # `kiosk run --test-payments / --script buy3`
 
     def board_tools(sub: Any, common: argparse.ArgumentParser) -> None:
-        board(sub, common, on_selftest=_queue_board_selftest)
+        board(sub, common, on_selftest=_queue_board_selftest, build_cabinet=_build_cabinet)
 
     return [run, board_tools, update_tools, *sim_registrars()]
+
+
+def _build_cabinet(*args: Any, **kwargs: Any) -> Any:
+    """kiosk.app.build_cabinet, imported when `kiosk board` needs it: the kiosk's own
+    composition of links and drivers, whatever the protocol."""
+    from kiosk.app import build_cabinet
+
+    return build_cabinet(*args, **kwargs)
 
 
 def _queue_board_selftest(

@@ -35,6 +35,7 @@ __all__ = [
     "BoardInfoView",
     "CancelOrder",
     "CartLine",
+    "CheckSlot",
     "Checkout",
     "DispenseItem",
     "DispensingView",
@@ -373,6 +374,13 @@ class TestVend:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckSlot:
+    """Check a slot without running it (nothing drops; what the board can look at)."""
+
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
 class OpenDoor:
     slot: int
 
@@ -396,6 +404,7 @@ Intent = (
     | ServiceViewed
     | Restock
     | TestVend
+    | CheckSlot
     | OpenDoor
     | LockSales
 )

@@ -5,13 +5,19 @@ drop/door sensors and faults, temperature, broker TLS, clock, free disk, CJK fon
 text progress bar, the report (a table for people, a JSON file in the data dir, and an
 `events/selftest` record queued in the store's outbox for the province: source "provisioning",
 one result per slot tested) and the exit status (1 when anything failed).
-Never sells, never touches stock or orders: slot runs are TEST_SLOT commands with fresh tx ids.
+The board part is the kiosk's own cabinet (kiosk.app.build_cabinet: our board, a VMC or Modbus
+lock boards). Slots are checked without running them by default (what each protocol can look
+at: STATUS, check selection, door inputs); `--drop` runs each slot once (TEST_SLOT with a fresh
+tx), says so before the first motor turns, and takes every item that dropped off the kiosk's
+count as a TEST_VEND stock change (the kiosk sends it as `events/stock`). Never sells, never
+touches an order.
 A check that cannot run for a stated reason is "skip"; an unreachable device is a failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -26,12 +32,29 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kiosk import __version__, exitcodes
+from kiosk.app import build_cabinet
 from kiosk.clock import SystemClock
 from kiosk.config import KioskConfig
-from kiosk.hardware.board import SUCCESSES, BoardError, SerialBoard, VendTimeout
+from kiosk.hardware.board import (
+    SUCCESSES,
+    BoardDriver,
+    BoardError,
+    SlotCheck,
+    SlotChecker,
+    VendTimeout,
+)
 from kiosk.hardware.cli_board import describe, hold_past, tx_from_clock
-from kiosk.hardware.link import SerialLink
+from kiosk.hardware.cli_target import (
+    PROTOCOL_NAMES,
+    load_planogram,
+    ports_of,
+    protocol_of,
+    record_drop,
+    wait_links,
+)
+from kiosk.hardware.link import LinkTiming
 from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, WireSlotKind
+from kiosk.store import Store
 from kiosk.sync.records import board_slot_results
 from provisioning.files import command_config
 
@@ -47,6 +70,13 @@ __all__ = [
 CHECK_NAMES = ("board", "slots", "broker", "clock", "disk", "font", "screen")
 OK, FAIL, SKIP, WARN = "ok", "fail", "skip", "warn"
 _LOCKER_OK = SUCCESSES | {Outcome.DOOR_NOT_OPENED}  # the lock released: that is what we test
+
+
+DROP_WARNING = (
+    "selftest --drop: every slot runs once: ONE ITEM DROPS FROM EACH spiral slot (collect them "
+    "at the pickup port), each locker releases (open and close its door); every item that "
+    "dropped is taken off the kiosk's count as a test vend"
+)
 
 
 @dataclass
@@ -94,85 +124,135 @@ def board_checks(
     baud: int,
     *,
     test_slots: bool = True,
+    drop: bool = False,
     slot_timeout: float = 60.0,
     connect_timeout: float = 3.0,
     progress: TextIO | None = None,
     slot_map: Mapping[tuple[int, int], int] | None = None,
 ) -> list[Check]:
-    """`slot_map`: (board, address) -> planogram slot number, what a technician reads on the
-    screen and in the guide; results and lines name that number (and the address)."""
-    hw = cfg.hardware
-    checks: list[Check] = []
-    link = SerialLink(port, baud, addresses=hw.boards)
-    link.start()
+    """The kiosk's cabinet as `kiosk run` builds it (kiosk.app.build_cabinet: our board, a VMC
+    or Modbus lock boards), `port`/`baud` in place of `[hardware]`'s. `slot_map`: (board,
+    address) -> planogram slot number, what a technician reads on the screen and in the guide;
+    results and lines name that number (and the address). Slots are checked without running
+    them, unless `drop`: then each runs once and every item that dropped comes off the
+    kiosk's count (a TEST_VEND stock change, as the service menu's test vend)."""
+    hw = dataclasses.replace(cfg.hardware, port=port, baud=baud)
+    store, planogram = load_planogram(cfg)
+    window = max(LinkTiming().contact_window, connect_timeout)
+    link, cabinet = build_cabinet(
+        dataclasses.replace(cfg, hardware=hw), planogram, timing=LinkTiming(contact_window=window)
+    )
+    where = port if not (cfg.boards or cfg.modbus.locks) else ports_of(cfg)
     clock = SystemClock()
     last_tx = 0
+    link.start()
     try:
-        if not link.wait_online(connect_timeout):
+        error = wait_links(link, connect_timeout)
+        if error is not None:
             return [
-                Check(
-                    "board",
-                    FAIL,
-                    f"cannot reach the board at {port}: {link.last_error}",
-                    {"port": port},
-                )
+                Check("board", FAIL, f"cannot reach the board at {where}: {error}", {"port": where})
             ]
-        for addr in hw.boards:
-            board = SerialBoard(link, addr)
-            name = f"board{addr}"
-            try:
-                info = board.identify()
-                st = board.status()
-            except BoardError as e:
-                checks.append(Check(name, FAIL, f"board {addr} does not answer: {e}"))
-                continue
-            want = CabinetKind.LOCKER if hw.cabinet == "locker" else CabinetKind.SPIRAL
-            ident = (
-                f"{info.model} serial {info.serial} firmware {info.firmware_version} "
-                f"protocol {info.protocol_version}, {info.cabinet.name.lower()} "
-                f"{info.slot_count} slots"
+        checks: list[Check] = []
+        for addr, board in cabinet.boards.items():
+            numbers = {a: n for (b, a), n in (slot_map or {}).items() if b == addr}
+            found, last_tx = _one_board(
+                cfg,
+                addr,
+                board,
+                test_slots,
+                drop,
+                slot_timeout,
+                clock,
+                last_tx,
+                progress,
+                numbers,
+                store,
             )
-            ok = info.cabinet == want
-            checks.append(
-                Check(
-                    name,
-                    OK if ok else FAIL,
-                    ident if ok else f"{ident}; config says {hw.cabinet}",
-                    {
-                        "model": info.model,
-                        "serial": info.serial,
-                        "firmware": info.firmware_version,
-                        "slots": info.slot_count,
-                    },
-                )
-            )
-            checks.extend(_sensor_checks(cfg, name, info.chilled, st))
-            if test_slots:
-                numbers = {a: n for (b, a), n in (slot_map or {}).items() if b == addr}
-                chk, last_tx = _slot_check(
-                    board, name, info.slot_kinds, slot_timeout, clock, last_tx, progress, numbers
-                )
-                checks.append(chk)
-            else:
-                checks.append(Check(f"{name}.slots", SKIP, "skipped (--skip slots)"))
+            checks += found
+        return checks
     finally:
         link.close()
+        if store is not None:
+            store.close()
         if last_tx:
             hold_past(clock, last_tx)
-    return checks
 
 
-def _sensor_checks(cfg: KioskConfig, name: str, chilled: bool, st: Any) -> list[Check]:
+def _one_board(
+    cfg: KioskConfig,
+    addr: int,
+    board: BoardDriver,
+    test_slots: bool,
+    drop: bool,
+    slot_timeout: float,
+    clock: SystemClock,
+    last_tx: int,
+    progress: TextIO | None,
+    numbers: Mapping[int, int],
+    store: Store | None,
+) -> tuple[list[Check], int]:
+    name = f"board{addr}"
+    proto = protocol_of(board)
+    try:
+        info = board.identify()
+        st = board.status()
+    except BoardError as e:
+        return [Check(name, FAIL, f"board {addr} does not answer: {e}")], last_tx
+    want = CabinetKind.LOCKER if cfg.hardware.cabinet == "locker" else CabinetKind.SPIRAL
+    ident = (
+        f"{PROTOCOL_NAMES[proto]}: {info.model} serial {info.serial or '-'} firmware "
+        f"{info.firmware_version} protocol {info.protocol_version}, "
+        f"{info.cabinet.name.lower()} {info.slot_count} slots"
+    )
+    ok = info.cabinet == want
+    checks = [
+        Check(
+            name,
+            OK if ok else FAIL,
+            ident if ok else f"{ident}; config says {cfg.hardware.cabinet}",
+            {
+                "protocol": proto,
+                "model": info.model,
+                "serial": info.serial,
+                "firmware": info.firmware_version,
+                "slots": info.slot_count,
+            },
+        )
+    ]
+    checks.extend(_sensor_checks(cfg, name, info.chilled, st, proto))
+    if not test_slots:
+        checks.append(Check(f"{name}.slots", SKIP, "skipped (--skip slots)"))
+    elif drop:
+        chk, last_tx = _slot_check(
+            board, name, info.slot_kinds, slot_timeout, clock, last_tx, progress, numbers, store
+        )
+        checks.append(chk)
+    else:
+        checks.append(_slot_look(board, name, info.slot_kinds, progress, numbers))
+    return checks, last_tx
+
+
+def _sensor_checks(
+    cfg: KioskConfig, name: str, chilled: bool, st: Any, proto: str = "kiosk"
+) -> list[Check]:
     out: list[Check] = []
     faults = sorted(f.name for f in st.faults)
     drop_bad = FaultCode.DROP_SENSOR in st.faults
-    out.append(
-        Check(
-            f"{name}.drop_sensor",
-            FAIL if drop_bad else OK,
-            "drop sensor fault" if drop_bad else "no drop sensor fault",
+    if proto == "kiosk":
+        out.append(
+            Check(
+                f"{name}.drop_sensor",
+                FAIL if drop_bad else OK,
+                "drop sensor fault" if drop_bad else "no drop sensor fault",
+            )
         )
-    )
+    else:
+        what = (
+            "a VMC reports its drop sensor only in a vend's result"
+            if proto == "vmc"
+            else ("a lock board has no drop sensor")
+        )
+        out.append(Check(f"{name}.drop_sensor", SKIP, what))
     doors = sorted(st.open_doors)
     door_detail = f"service door {'OPEN' if st.service_door_open else 'closed'}" + (
         f", open locker doors: {', '.join(map(str, doors))}" if doors else ""
@@ -227,8 +307,46 @@ def _failed_name(r: Mapping[str, Any]) -> str:
     return f"{r['slot_no']} {r['outcome']} (address {r['slot']})"
 
 
+def _slot_look(
+    board: BoardDriver,
+    name: str,
+    kinds: dict[int, WireSlotKind],
+    progress: TextIO | None,
+    numbers: Mapping[int, int],
+) -> Check:
+    """Every slot of one board checked without running it (what its protocol can look at)."""
+    slots = sorted(kinds)
+    bar = ProgressBar(len(slots), f"{name} slots", progress)
+    if isinstance(board, SlotChecker):
+        looked = board.check_slots(slots, 5.0)
+    else:
+        looked = [SlotCheck(s, "NO_ANSWER", "this board cannot check slots") for s in slots]
+    results: list[dict[str, Any]] = []
+    for c in looked:
+        results.append(
+            {
+                "slot": c.slot,
+                "slot_no": numbers.get(c.slot),
+                "ok": c.ok,
+                "outcome": c.state,
+                "description": c.detail,
+                "mode": "check",
+            }
+        )
+        bar.update(f"{_slot_name(c.slot, numbers)}: {c.state}")
+    bar.finish()
+    failed = [r for r in results if not r["ok"]]
+    detail = f"{len(results) - len(failed)}/{len(results)} ready, checked without running " + (
+        "(--drop runs each slot once)"
+    )
+    if failed:
+        detail += "; failed: " + ", ".join(_failed_name(r) for r in failed)
+    data = {"results": results, "failed": [r["slot"] for r in failed], "mode": "check"}
+    return Check(f"{name}.slots", FAIL if failed else OK, detail, data)
+
+
 def _slot_check(
-    board: SerialBoard,
+    board: BoardDriver,
     name: str,
     kinds: dict[int, WireSlotKind],
     timeout: float,
@@ -236,8 +354,10 @@ def _slot_check(
     last_tx: int,
     progress: TextIO | None,
     numbers: Mapping[int, int],
+    store: Store | None = None,
 ) -> tuple[Check, int]:
-    """Test every slot of one board; `numbers`: address -> planogram slot number."""
+    """Run every slot of one board once; `numbers`: address -> planogram slot number. Each
+    item that dropped (or locker opened and closed) comes off the count of its slot."""
     slots = sorted(kinds)
     bar = ProgressBar(len(slots), f"{name} slots", progress)
     results: list[dict[str, Any]] = []
@@ -264,14 +384,20 @@ def _slot_check(
             continue
         good = _LOCKER_OK if kinds[slot] is WireSlotKind.LOCKER else SUCCESSES
         ok = outcome in good
+        slot_no = numbers.get(slot)
+        level: int | None = None
+        if outcome in SUCCESSES and store is not None and slot_no is not None:
+            level, _ = record_drop(store, slot_no, tx)
         results.append(
             {
                 "slot": slot,
-                "slot_no": numbers.get(slot),
+                "slot_no": slot_no,
                 "tx": tx,
                 "ok": ok,
                 "outcome": outcome.name,
                 "description": describe(outcome),
+                "count": level,
+                "mode": "drop",
             }
         )
         bar.update(f"{_slot_name(slot, numbers)}: {outcome.name}")
@@ -390,6 +516,7 @@ def run_checks(
     connect_timeout: float = 3.0,
     progress: TextIO | None = None,
     slot_map: Mapping[tuple[int, int], int] | None = None,
+    drop: bool = False,
 ) -> list[Check]:
     checks: list[Check] = []
     if "board" in skip:
@@ -401,6 +528,7 @@ def run_checks(
                 port,
                 baud,
                 test_slots="slots" not in skip,
+                drop=drop,
                 slot_timeout=slot_timeout,
                 connect_timeout=connect_timeout,
                 progress=progress,
@@ -541,6 +669,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="leave a check out (repeatable)",
     )
     p.add_argument("--headless", action="store_true", help="no screen on this kiosk")
+    p.add_argument(
+        "--drop",
+        action="store_true",
+        help="run every slot once: one item drops from each spiral slot (each locker releases); "
+        "every item dropped is taken off the kiosk's count (default: check without running)",
+    )
     p.add_argument("--slot-timeout", type=float, default=60.0, metavar="S")
     p.add_argument("--connect-timeout", type=float, default=3.0, metavar="S")
     p.add_argument("--report", metavar="FILE", help="also write the JSON report here")
@@ -555,6 +689,8 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     if loaded is None:
         return exitcodes.USAGE
     cfg = loaded[1]
+    if args.drop and "slots" not in args.skip and "board" not in args.skip:
+        print(DROP_WARNING, file=sys.stderr if args.json else sys.stdout, flush=True)
     started_at = time.time()
     checks = run_checks(
         cfg,
@@ -566,6 +702,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         progress=sys.stderr,
         slot_map=planogram_slots(cfg),
+        drop=args.drop,
     )
     finished_at = time.time()
     report = make_report(cfg, checks)

@@ -37,6 +37,7 @@ from kiosk.hardware.board import (
     BoardOffline,
     BoardProtocolError,
     BoardRejected,
+    SlotChecker,
     VendTimeout,
 )
 from kiosk.hardware.board import BoardVendResult as BoardResult
@@ -198,6 +199,9 @@ class DispenseWorker:
             return None
 
     def _test(self, job: TestJob) -> None:
+        if job.kind == "check":
+            self._post(TestDone(job.tx, job.slot_no, self._check(job.slot_no), False))
+            return
         try:
             if job.kind == "unlock":
                 r = self.board.unlock(job.slot_no, job.tx, self.unlock_timeout_s)
@@ -207,3 +211,14 @@ class DispenseWorker:
         except BoardError as e:
             outcome, delivered = f"error: {e}", False
         self._post(TestDone(job.tx, job.slot_no, outcome, delivered))
+
+    def _check(self, slot_no: int) -> str:
+        """A slot looked at without running it: READY or why not (SlotCheck.state)."""
+        if not isinstance(self.board, SlotChecker):
+            return "NO_ANSWER"
+        try:
+            (found,) = self.board.check_slots([slot_no], 5.0)
+        except BoardError as e:
+            log_event(log, "dispense.check_failed", logging.WARNING, slot=slot_no, error=str(e))
+            return "NO_ANSWER"
+        return found.state

@@ -118,7 +118,7 @@ class QueryJob:
 class TestJob:
     tx: int
     slot_no: int
-    kind: str  # "test" (test_slot) or "unlock" (open a locker door)
+    kind: str  # "test" (test_slot), "unlock" (open a locker door), "check" (nothing runs)
 
 
 Job = VendJob | QueryJob | TestJob

@@ -54,7 +54,14 @@ from kiosk.update.gate import UpdateHistory
 
 log = logging.getLogger("kiosk.controller")
 
-TECHNICIAN_INPUTS = (ui.ServiceLogin, ui.Restock, ui.TestVend, ui.OpenDoor, ui.LockSales)
+TECHNICIAN_INPUTS = (
+    ui.ServiceLogin,
+    ui.Restock,
+    ui.TestVend,
+    ui.CheckSlot,
+    ui.OpenDoor,
+    ui.LockSales,
+)
 _CRASH_ENV = "KIOSK_CRASH_AT"  # kiosk.controller.crashpoints: the kill-at-every-step tests
 
 
@@ -349,7 +356,7 @@ class Controller:
             self.tech.test_done(item)
         elif self.updating and isinstance(item, TECHNICIAN_INPUTS):
             self._refuse_for_update(item)
-        elif isinstance(item, ui.Restock | ui.TestVend | ui.OpenDoor | ui.LockSales):
+        elif isinstance(item, ui.Restock | ui.TestVend | ui.CheckSlot | ui.OpenDoor | ui.LockSales):
             self.tech.handle(item)
         elif isinstance(item, ui.ServiceLogin):
             self.access.login(item)  # the lockout (and its alarm) on disk first

@@ -1,5 +1,7 @@
-"""Technician actions from the service menu: restock, test vend / open a locker door, lock
-sales, and the technician log (every action also goes to the province as a record).
+"""Technician actions from the service menu: restock, test vend / open a locker door, check a
+slot without running it, lock sales, and the technician log (every action also goes to the
+province as a record). A test vend that delivered takes the item off the count (TEST_VEND); a
+check drops nothing and changes no count.
 
 Owns: the last result shown in the service menu, the running test vend, the sales lock.
 Never: starts a test vend while an order is open (the board serves one tx at a time), or
@@ -29,7 +31,7 @@ log = logging.getLogger("kiosk.controller")
 
 SALES_LOCKED = "sales.locked"  # settings key: "1" = the province (or a technician) locked sales
 
-TechnicianIntent = ui.Restock | ui.TestVend | ui.OpenDoor | ui.LockSales
+TechnicianIntent = ui.Restock | ui.TestVend | ui.CheckSlot | ui.OpenDoor | ui.LockSales
 
 
 class Technician:
@@ -63,6 +65,8 @@ class Technician:
             self.restock(it.slot, it.count)
         elif isinstance(it, ui.TestVend | ui.OpenDoor):
             self.test_vend(it.slot, "unlock" if isinstance(it, ui.OpenDoor) else "test")
+        elif isinstance(it, ui.CheckSlot):
+            self.check_slot(it.slot)
         else:
             self.lock_sales(it.locked)
 
@@ -132,9 +136,29 @@ class Technician:
         self.log("open_door" if kind == "unlock" else "test_vend", slot=slot, tx=tx, kind=kind)
         self._put_job(TestJob(tx, slot, kind))
 
+    def check_slot(self, slot: int) -> None:
+        """Look at a slot without running it (no tx, nothing drops, no count changes)."""
+        if self._orders_open() or self.test_running is not None:
+            self._said("busy: an order is running", "busy")
+            return
+        if slot not in self._planogram().slots:
+            self._said(f"slot {slot} is not in the planogram", "no_slot", slot=slot)
+            return
+        self.test_running = 0
+        self._test_started = ("check", self.clock.time())
+        self.log("check_slot", slot=slot)
+        self._put_job(TestJob(0, slot, "check"))
+
     def test_done(self, d: TestDone) -> None:
         self.test_running = None
         now = self.clock.time()
+        if self._test_started is not None and self._test_started[0] == "check":
+            self._said(
+                f"slot {d.slot_no}: {d.outcome}", "checked", slot=d.slot_no, outcome=d.outcome
+            )
+            self.log("check_slot_done", slot=d.slot_no, outcome=d.outcome)
+            self._report_test(d, now)
+            return
         try:
             with self.store.transaction() as conn:
                 self.repo.finish_test_vend(conn, d.tx, d.outcome, now)
@@ -157,10 +181,16 @@ class Technician:
         of that one slot for the province (`events/selftest`, source "service_menu")."""
         kind, started = self._test_started or ("test", now)
         self._test_started = None
-        if kind != "test":
+        if kind == "check":
+            ok = d.outcome == "READY"
+            detail = f"checked without running: {d.outcome}"
+        elif kind == "test":
+            ok = slot_test_ok(d.outcome)
+            detail = f"{d.outcome} (tx {d.tx})"
+        else:
             return
-        result = slot_result(d.outcome, slot_test_ok(d.outcome))
-        slot = {"slot_no": d.slot_no, "result": result, "detail": f"{d.outcome} (tx {d.tx})"}
+        result = slot_result(d.outcome, ok)
+        slot = {"slot_no": d.slot_no, "result": result, "detail": detail}
         body = selftest_body(
             source="service_menu", started_at=started, finished_at=now, slots=[slot]
         )

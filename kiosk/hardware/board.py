@@ -23,9 +23,9 @@ import dataclasses
 import functools
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from kiosk.clock import Clock, SystemClock
 from kiosk.hardware.link import LinkClosed, LinkError, LinkProtocolError, SerialLink
@@ -81,6 +81,8 @@ __all__ = [
     "Cabinet",
     "EventFanout",
     "SerialBoard",
+    "SlotCheck",
+    "SlotChecker",
     "SlotRef",
     "VendTimeout",
 ]
@@ -259,6 +261,33 @@ class BoardVendResult:
         return self.outcome in REFUSALS
 
 
+@dataclass(frozen=True, slots=True)
+class SlotCheck:
+    """A slot looked at without running its motor or lock (a self test that drops nothing).
+
+    ``state``: READY, or why the slot could not sell: an ``Outcome`` name (SLOT_EMPTY,
+    INVALID_SLOT, REFUSED_FAULT), DOOR_OPEN (a locker door stands open) or NO_ANSWER.
+    ``detail``: what was looked at, in the protocol's own terms (English, for logs and the CLI).
+    """
+
+    slot: int
+    state: str
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "READY"
+
+
+@runtime_checkable
+class SlotChecker(Protocol):
+    """A driver that can check slots without running them (every driver of this package)."""
+
+    def check_slots(self, slots: Sequence[int], timeout: float) -> list[SlotCheck]:
+        """One ``SlotCheck`` per slot, in order; nothing turns, nothing drops, nothing opens."""
+        ...
+
+
 class BoardDriver(Protocol):
     """What the kiosk needs from the cabinet's boards, whatever their protocol."""
 
@@ -424,6 +453,36 @@ class SerialBoard:
 
     def subscribe(self, listener: BoardEventListener) -> Callable[[], None]:
         return self._listeners.add(listener)
+
+    def check_slots(self, slots: Sequence[int], timeout: float = 0.0) -> list[SlotCheck]:
+        """Our protocol has no motor test that drops nothing: a slot is checked from IDENTIFY
+        (it exists) and one STATUS (board faults, presence sensors, open locker doors)."""
+        info = self.info or self.identify()
+        st = self.status()
+        kinds = info.slot_kinds
+        faults = ", ".join(sorted(f.name for f in st.faults))
+        out: list[SlotCheck] = []
+        for slot in slots:
+            kind = kinds.get(slot)
+            if kind is None:
+                out.append(SlotCheck(slot, Outcome.INVALID_SLOT.name, "no such slot on the board"))
+            elif faults:
+                out.append(SlotCheck(slot, Outcome.REFUSED_FAULT.name, f"board faults: {faults}"))
+            elif kind is WireSlotKind.LOCKER and slot in st.open_doors:
+                out.append(SlotCheck(slot, "DOOR_OPEN", "the locker door is open"))
+            elif st.present is not None and slot not in st.present:
+                out.append(SlotCheck(slot, Outcome.SLOT_EMPTY.name, "presence sensor: empty"))
+            else:
+                seen = "presence sensor: product there, " if st.present is not None else ""
+                out.append(
+                    SlotCheck(
+                        slot,
+                        "READY",
+                        f"{seen}no board fault; motor not run (this board has no motor "
+                        "check that drops nothing)",
+                    )
+                )
+        return out
 
     # -------------------------------------------------------------- internals
 
@@ -697,6 +756,10 @@ class Cabinet:
             reverse[addr, idx] = cab_slot
         self._map, self._reverse = forward, reverse
 
+    def slot_map(self) -> dict[int, SlotRef]:
+        """Cabinet slot -> (address, board slot); {} without a map (board slots as they are)."""
+        return dict(self._map or {})
+
     def route(self, slot: int) -> SlotRef | None:
         if self._map is None:
             return (self._main, slot)
@@ -799,6 +862,30 @@ class Cabinet:
             if found is not Outcome.UNKNOWN_TX:
                 return found
         return Outcome.UNKNOWN_TX
+
+    def check_slots(self, slots: Sequence[int], timeout: float = 5.0) -> list[SlotCheck]:
+        """Each cabinet slot checked by its board without running it (``SlotChecker``)."""
+        by_board: dict[int, list[tuple[int, int]]] = {}
+        found: dict[int, SlotCheck] = {}
+        for slot in slots:
+            ref = self.route(slot)
+            if ref is None:
+                found[slot] = SlotCheck(slot, Outcome.INVALID_SLOT.name, "not in the planogram")
+            else:
+                by_board.setdefault(ref[0], []).append((slot, ref[1]))
+        for addr, pairs in by_board.items():
+            board = self.boards[addr]
+            if not isinstance(board, SlotChecker):
+                for slot, _ in pairs:
+                    found[slot] = SlotCheck(slot, "NO_ANSWER", "this board cannot check slots")
+                continue
+            try:
+                checks = board.check_slots([idx for _, idx in pairs], timeout)
+            except BoardOffline as e:
+                checks = [SlotCheck(idx, "NO_ANSWER", e.reason) for _, idx in pairs]
+            for (slot, _), c in zip(pairs, checks, strict=True):
+                found[slot] = dataclasses.replace(c, slot=slot)
+        return [found[s] for s in slots]
 
     def subscribe(self, listener: BoardEventListener) -> Callable[[], None]:
         return self._listeners.add(listener)

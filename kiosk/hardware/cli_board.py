@@ -1,7 +1,14 @@
-"""`kiosk board ...`: a technician's direct line to a cabinet control board.
+"""`kiosk board ...`: a technician's direct line to the cabinet's boards, whatever their protocol.
 
 Owns: the ``board`` subcommand's arguments, its human and JSON output and its exit codes
-(0 ok, 1 the board answered and says not ok, 3 the board cannot be reached). After a tx whose
+(0 ok, 1 the board answered and says not ok, 2 no config / bad config, 3 the board cannot be
+reached). The target is the kiosk's own cabinet from its config (our protocol, a VMC, Modbus
+lock boards: kiosk/hardware/cli_target.py, built by the composition root's `build_cabinet`), or
+with `--port` one board of our own protocol. Slots are the planogram's numbers, as on the
+screen, whenever the kiosk's store has a planogram; each protocol answers what it can (a VMC
+and a lock board keep no outcome memory: `outcome` says so). `selftest` checks slots without
+running them; `selftest --drop` runs them, says first that items will drop, and takes every
+item that dropped off the kiosk's count (a TEST_VEND stock change). After a tx whose
 fate the driver could not learn (an answer lost, a reboot, a board that stopped answering) it
 waits for the board and asks OUTCOME, never sends the tx again; a tx the board then has no record
 of is reported as "outcome unknown, check the pickup port", never as "not run".
@@ -15,14 +22,13 @@ run while the kiosk service owns the port (the port is opened exclusively, so th
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from kiosk import exitcodes
@@ -32,15 +38,22 @@ from kiosk.hardware.board import (
     DEFAULT_UNLOCK_TIMEOUT,
     DEFAULT_VEND_TIMEOUT,
     SUCCESSES,
+    BoardDriver,
     BoardError,
     BoardInfo,
     BoardOffline,
     BoardStatus,
     BoardVendResult,
-    SerialBoard,
+    SlotCheck,
     VendTimeout,
 )
-from kiosk.hardware.link import LinkTiming, SerialLink
+from kiosk.hardware.cli_target import (
+    PROTOCOL_NAMES,
+    BuildCabinet,
+    Target,
+    TargetError,
+    open_target,
+)
 from kiosk.hardware.protocol import Outcome, WireSlotKind
 from kiosk.log import log_event
 from kiosk.textfile import say
@@ -73,13 +86,29 @@ _DESCRIPTIONS: dict[Outcome, str] = {
     Outcome.WRONG_SLOT_KIND: "wrong slot kind (vend is for spiral/belt slots, unlock for lockers)",
     Outcome.TX_CONFLICT: "this tx was already used for another command or slot",
     Outcome.REFUSED_FAULT: "refused: the board has an active fault (service door open?)",
-    Outcome.INTERRUPTED: "the board reset while running: the item may or may not have dropped",
+    Outcome.INTERRUPTED: (
+        "how it ended is not known (a reset or a lost report): the item may or may not have "
+        "dropped, check the pickup port"
+    ),
     Outcome.LOCK_FAILED: "the lock did not release",
 }
 # How often an uncertain tx's OUTCOME is asked again while the board says IN_PROGRESS.
 _ASK_AGAIN = 0.5
 # A locker test passes when the lock released, whether or not someone opened the door.
 _TEST_OK = SUCCESSES | {Outcome.DOOR_NOT_OPENED}
+
+
+# What a protocol without outcome memory says to `kiosk board outcome`.
+_NO_MEMORY = {
+    "vmc": (
+        "a VMC keeps no record of vends (its protocol has no transaction ids): "
+        "`kiosk board outcome` cannot tell what tx {tx} did; check the pickup port"
+    ),
+    "modbus": (
+        "a Modbus lock board keeps no record of releases: "
+        "`kiosk board outcome` cannot tell what tx {tx} did; check the door"
+    ),
+}
 
 
 def describe(outcome: Outcome) -> str:
@@ -90,14 +119,18 @@ def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common_parent: argparse.ArgumentParser,
     on_selftest: SelftestHook | None = None,
+    build_cabinet: BuildCabinet | None = None,
 ) -> None:
     """Add ``board`` with ``status|vend|unlock|outcome|selftest`` to the ``kiosk`` parser.
-    `on_selftest`: given every finished selftest's result (kiosk/cli.py: the outbox record)."""
+    `on_selftest`: given every finished selftest's result (kiosk/cli.py: the outbox record).
+    `build_cabinet`: kiosk.app.build_cabinet (the kiosk's cabinet from its config); without
+    it only `--port` works."""
     parents = [common_parent, _connection_options()]
 
     board = subparsers.add_parser(
-        "board", help="talk to a cabinet control board directly", parents=[common_parent]
+        "board", help="talk to the cabinet's boards directly", parents=[common_parent]
     )
+    board.set_defaults(build_cabinet=build_cabinet)
     sub = board.add_subparsers(dest="board_command", metavar="ACTION", required=True)
 
     st = sub.add_parser(
@@ -108,7 +141,8 @@ def register(
     for name, helptext, default_timeout, handler in (
         (
             "vend",
-            "run one spiral/belt slot (exit 1 unless delivered)",
+            "run one slot: a spiral/belt drops one item, a locker releases its lock "
+            "(exit 1 unless delivered)",
             DEFAULT_VEND_TIMEOUT,
             cmd_vend,
         ),
@@ -120,7 +154,12 @@ def register(
         ),
     ):
         p = sub.add_parser(name, help=helptext, parents=parents)
-        p.add_argument("--slot", type=int, required=True, help="slot number on the board")
+        p.add_argument(
+            "--slot",
+            type=int,
+            required=True,
+            help="slot number as on the screen (the board's own number without a planogram)",
+        )
         p.add_argument(
             "--tx", type=_tx, help="transaction id (default: a fresh one from the clock)"
         )
@@ -141,10 +180,26 @@ def register(
     oc.add_argument("--tx", type=_tx, required=True)
     oc.set_defaults(func=cmd_outcome)
 
+    _selftest_parser(sub, parents, on_selftest)
+
+
+def _selftest_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+    on_selftest: SelftestHook | None,
+) -> None:
     stt = sub.add_parser(
-        "selftest", help="test-run every slot (or --slots) and report each", parents=parents
+        "selftest",
+        help="check every slot (or --slots) without running it; --drop runs each once",
+        parents=parents,
     )
     stt.add_argument("--slots", type=_slot_list, help="e.g. 10-19 or 1,3,5-7 (default: all)")
+    stt.add_argument(
+        "--drop",
+        action="store_true",
+        help="run each slot's motor (drops one item per slot) or lock; every item dropped "
+        "is taken off the kiosk's count",
+    )
     stt.add_argument(
         "--timeout",
         type=float,
@@ -166,13 +221,16 @@ def _connection_options() -> argparse.ArgumentParser:
     conn = argparse.ArgumentParser(add_help=False)
     conn.add_argument(
         "--port",
-        required=True,
         metavar="URL",
-        help="serial device or pyserial URL: /dev/ttyUSB0, a pty path, socket://host:port",
+        help="a board of our own protocol at this serial device or pyserial URL: "
+        "/dev/ttyUSB0, a pty path, socket://host:port (default: the kiosk's cabinet from "
+        "its config, any protocol)",
     )
-    conn.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
     conn.add_argument(
-        "--address", type=_address, default=0, help="board address: 0 main, 1..15 expansion"
+        "--baud", type=int, default=115200, help="with --port: baud rate (default 115200)"
+    )
+    conn.add_argument(
+        "--address", type=_address, default=0, help="with --port: board address, 0 main, 1..15"
     )
     conn.add_argument("--json", action="store_true", help="print one JSON object")
     conn.add_argument(
@@ -240,55 +298,53 @@ class _Unreachable(Exception):
     pass
 
 
-@contextlib.contextmanager
-def _connect(args: argparse.Namespace) -> Iterator[SerialBoard]:
-    # Probe quickly for as long as the technician waits (one lost answer must not cost 5 s).
-    window = max(LinkTiming().contact_window, args.connect_timeout)
-    timing = LinkTiming(contact_window=window)
-    link = SerialLink(args.port, args.baud, addresses=(args.address,), timing=timing)
-    board = SerialBoard(link, args.address)
-    link.start()
-    try:
-        if not link.wait_online(args.connect_timeout):
-            raise _Unreachable(link.last_error)
-        yield board
-    finally:
-        link.close()
-
-
-def _run(args: argparse.Namespace, body: Callable[[SerialBoard], int]) -> int:
-    if "://" not in args.port and not os.path.exists(args.port):
+def _run(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
+    if args.port is not None and "://" not in args.port and not os.path.exists(args.port):
         # said once, at once: no link started, no retries logging the same errno
         msg = say("port_missing", port=args.port)
         _emit(args, {"ok": False, "reachable": False, "port": args.port, "error": msg}, msg, True)
         return exitcodes.UNREACHABLE
+    where = args.port or "the kiosk config's port"
     try:
-        with _connect(args) as board:
-            return body(board)
+        with open_target(args, getattr(args, "build_cabinet", None)) as target:
+            where = target.where
+            if not target.wait_online(args.connect_timeout):
+                raise _Unreachable(target.last_error)
+            return body(target)
+    except TargetError as e:
+        _emit(args, {"ok": False, "error": str(e)}, f"error: {e}", err=True)
+        return exitcodes.USAGE
     except (_Unreachable, BoardOffline) as e:
         reason = e.reason if isinstance(e, BoardOffline) else str(e)
         tx = e.tx if isinstance(e, BoardOffline) else None
-        _unreachable(args, reason, tx)
+        _unreachable(args, where, reason, tx)
         return exitcodes.UNREACHABLE
     except BoardError as e:
         _emit(args, {"ok": False, "error": str(e)}, f"error: {e}", err=True)
         return exitcodes.FAIL
 
 
-def _unreachable(args: argparse.Namespace, reason: str, tx: int | None) -> None:
-    lines = [f"cannot reach board {args.address} at {args.port}: {reason}"]
+def _unreachable(args: argparse.Namespace, where: str, reason: str, tx: int | None) -> None:
+    lines = [f"cannot reach the board at {where}: {reason}"]
     if tx is not None:
         lines.append(
-            f"tx={tx} may or may not have run: check with "
-            f"`kiosk board outcome --port {args.port} --address {args.address} --tx {tx}`"
+            f"tx={tx} may or may not have run: check the pickup port (a board of our own "
+            f"protocol: `kiosk board outcome --tx {tx}` asks it)"
         )
-    lines.append(
-        "check: the cable and the board's power; the baud rate (--baud, now "
-        f"{args.baud}) matches the board; the board address (--address, now {args.address}); "
-        "nothing else holds the port (stop the kiosk service first); "
-        "for a simulated board: is `kiosk emulator` running?"
-    )
-    obj: dict[str, Any] = {"ok": False, "reachable": False, "port": args.port, "error": reason}
+    if args.port is not None:
+        lines.append(
+            "check: the cable and the board's power; the baud rate (--baud, now "
+            f"{args.baud}) matches the board; the board address (--address, now "
+            f"{args.address}); nothing else holds the port (stop the kiosk service first); "
+            "for a simulated board: is `kiosk emulator` running?"
+        )
+    else:
+        lines.append(
+            "check: the cable and the board's power; the port and baud rate in the kiosk "
+            "config ([hardware], or [modbus] for lock boards); nothing else holds the port "
+            "(stop the kiosk service first); for a simulated board: is `kiosk emulator` running?"
+        )
+    obj: dict[str, Any] = {"ok": False, "reachable": False, "port": where, "error": reason}
     if tx is not None:
         obj["tx"] = tx
     _emit(args, obj, "\n".join(lines), err=True)
@@ -358,9 +414,18 @@ def describe_run(outcome: Outcome) -> str:
     return _FORGOTTEN if outcome is Outcome.UNKNOWN_TX else describe(outcome)
 
 
-def _result_json(r: BoardVendResult) -> dict[str, Any]:
+def _slot_json(t: Target, slot: int) -> dict[str, Any]:
+    """Where a slot is: `slot` as typed, `slot_no` (planogram) and the bus place."""
+    ref = t.ref(slot)
+    where: dict[str, Any] = {"slot": slot, "slot_no": slot if t.numbered else None}
+    if ref is not None:
+        where.update(board=ref[0], address=ref[1], protocol=t.protocol(ref[0]))
+    return where
+
+
+def _result_json(t: Target, r: BoardVendResult) -> dict[str, Any]:
     return {
-        "slot": r.slot,
+        **_slot_json(t, r.slot),
         "tx": r.tx,
         "outcome": r.outcome.name,
         "known": r.outcome is not Outcome.UNKNOWN_TX,
@@ -370,22 +435,45 @@ def _result_json(r: BoardVendResult) -> dict[str, Any]:
     }
 
 
-def _result_line(r: BoardVendResult) -> str:
+def _result_line(t: Target, r: BoardVendResult) -> str:
     what = describe_run(r.outcome)
-    return f"slot {r.slot}: {r.outcome.name} ({what}) tx={r.tx} in {r.seconds:.1f} s"
+    return f"{t.name(r.slot)}: {r.outcome.name} ({what}) tx={r.tx} in {r.seconds:.1f} s"
 
 
-# ---------------------------------------------------------------------------- actions
+def _counted(t: Target, r: BoardVendResult, obj: dict[str, Any]) -> str | None:
+    """An item known to have left the slot comes off the kiosk's count (a test vend)."""
+    if r.outcome not in SUCCESSES:
+        return None
+    level, note = t.record_drop(r.slot, r.tx)
+    obj["count"] = level
+    return note
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    def body(board: SerialBoard) -> int:
-        info = board.identify()
-        st = board.status()
-        ok = not st.faults
-        temp = "no sensor" if st.temperature_c is None else f"{st.temperature_c:.1f} °C"
+# ---------------------------------------------------------------------------- status
+
+
+def _board_lines(t: Target, addr: int, info: BoardInfo, st: BoardStatus) -> list[str]:
+    proto = t.protocol(addr)
+    temp = "no sensor" if st.temperature_c is None else f"{st.temperature_c:.1f} °C"
+    doors = sorted(st.open_doors)
+    door_names = [t.name(t.cabinet.cabinet_slot(addr, d) or d) for d in doors]
+    if proto == "vmc":
         lines = [
-            f"board {info.address} at {args.port}: {info.model}, serial {info.serial}, "
+            f"VMC at {t.where} (the kiosk answers its polls): {info.model}",
+            f"selections reported: {info.slot_count} ({_ranges(info)})",
+            "outcome memory: none (a VMC keeps no record of vends)",
+            "temperature: not reported by the VMC protocol",
+            f"door: {'OPEN' if st.service_door_open else 'closed'}",
+        ]
+    elif proto == "modbus":
+        lines = [
+            f"lock board {addr} ({info.serial}) at {t.where}: {info.slot_count} locks",
+            "outcome memory: none (a lock board keeps no record of releases)",
+            "open doors: " + (", ".join(door_names) or "none"),
+        ]
+    else:
+        lines = [
+            f"board {info.address} at {t.where}: {info.model}, serial {info.serial}, "
             f"firmware {info.firmware_version}, protocol {info.protocol_version}",
             f"cabinet: {info.cabinet.name.lower()}, {info.slot_count} slots ({_ranges(info)})"
             + (", chilled" if info.chilled else ""),
@@ -393,19 +481,55 @@ def cmd_status(args: argparse.Namespace) -> int:
             + ("kept across reboots" if info.nonvolatile_outcomes else "lost on reboot"),
             f"temperature: {temp}",
             f"service door: {'OPEN' if st.service_door_open else 'closed'}",
-            f"busy: {f'yes, tx={st.busy_tx}' if st.busy else 'no'}",
-            "faults: " + (", ".join(sorted(f.name for f in st.faults)) or "none"),
-            "open doors: " + (", ".join(str(d) for d in sorted(st.open_doors)) or "none"),
+            "open doors: " + (", ".join(door_names) or "none"),
         ]
         if st.present is not None:
             lines.append(
                 "slots with product: " + (", ".join(map(str, sorted(st.present))) or "none")
             )
+    lines.append(f"busy: {f'yes, tx={st.busy_tx}' if st.busy else 'no'}")
+    lines.append("faults: " + (", ".join(sorted(f.name for f in st.faults)) or "none"))
+    if t.numbered:
+        mine = [s for s in _planogram_slots(t) if (r := t.ref(s)) is not None and r[0] == addr]
+        lines.append("slots (as on the screen): " + (_span(mine) or "none"))
+    return lines
+
+
+def _planogram_slots(t: Target) -> list[int]:
+    return sorted(t.cabinet.slot_map()) if t.numbered else []
+
+
+def _span(numbers: list[int]) -> str:
+    parts: list[str] = []
+    for n in numbers:
+        if parts and "-" not in parts[-1] and int(parts[-1]) == n - 1:
+            parts[-1] = f"{parts[-1]}-{n}"
+        elif parts and "-" in parts[-1] and int(parts[-1].split("-")[1]) == n - 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
+        else:
+            parts.append(str(n))
+    return ", ".join(parts)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    def body(t: Target) -> int:
+        lines: list[str] = []
+        boards: list[dict[str, Any]] = []
+        ok = True
+        for addr, drv in t.cabinet.boards.items():
+            info, st = drv.identify(), drv.status()
+            ok = ok and not st.faults
+            lines += _board_lines(t, addr, info, st)
+            boards.append(
+                {"protocol": t.protocol(addr), **_info_json(info), "status": _status_json(st)}
+            )
+        first = boards[0]
         obj = {
             "ok": ok,
-            "port": args.port,
-            "board": _info_json(info),
-            "status": _status_json(st),
+            "port": t.where,
+            "board": {k: v for k, v in first.items() if k != "status"},
+            "status": first["status"],
+            "boards": boards,
         }
         _emit(args, obj, "\n".join(lines))
         return exitcodes.OK if ok else exitcodes.FAIL
@@ -413,46 +537,72 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
-def _cmd_tx(
-    args: argparse.Namespace, run: Callable[[SerialBoard, int, int], BoardVendResult]
-) -> int:
+# ---------------------------------------------------------------------------- vend / unlock
+
+
+def _cmd_tx(args: argparse.Namespace) -> int:
     clock = SystemClock()
     tx = args.tx or tx_from_clock(clock)
     try:
-        return _cmd_tx_body(args, run, tx)
+        return _run(args, functools.partial(_tx_body, args, tx))
     finally:
         if not args.tx:
             hold_past(clock, tx)
 
 
-def _cmd_tx_body(
-    args: argparse.Namespace, run: Callable[[SerialBoard, int, int], BoardVendResult], tx: int
-) -> int:
+# A VMC drives spirals and belts only, a lock board lockers only: no need to ask them.
+_KIND_BY_PROTOCOL = {"vmc": WireSlotKind.SPIRAL, "modbus": WireSlotKind.LOCKER}
 
-    def body(board: SerialBoard) -> int:
-        _say(args, f"slot {args.slot}: {args.board_command} with tx={tx}")
-        try:
-            result = _run_settled(
-                args, board, args.slot, tx, args.timeout, lambda: run(board, args.slot, tx)
-            )
-        except VendTimeout as e:
-            _emit(
-                args,
-                {"ok": False, "slot": args.slot, "tx": tx, "outcome": e.outcome.name},
-                f"slot {args.slot}: {e.outcome.name} after {args.timeout:g} s, tx={tx}: "
-                f"ask again later with `kiosk board outcome --port {args.port} --tx {tx}`",
-            )
-            return exitcodes.FAIL
-        ok = result.outcome in SUCCESSES
-        _emit(args, {"ok": ok, **_result_json(result)}, _result_line(result))
-        return exitcodes.OK if ok else exitcodes.FAIL
 
-    return _run(args, body)
+def _slot_kind(t: Target, slot: int) -> WireSlotKind | None:
+    ref = t.ref(slot)
+    if ref is None:
+        return None
+    known = _KIND_BY_PROTOCOL.get(t.protocol(ref[0]))
+    return known or t.cabinet.boards[ref[0]].identify().slot_kind(ref[1])
+
+
+def _tx_body(args: argparse.Namespace, tx: int, t: Target) -> int:
+    slot = args.slot
+    if t.ref(slot) is None:
+        msg = f"slot {slot} is not in the planogram (slots: {_span(_planogram_slots(t))})"
+        _emit(args, {"ok": False, "slot": slot, "error": msg}, f"error: {msg}", err=True)
+        return exitcodes.FAIL
+    unlock = args.board_command == "unlock" or _slot_kind(t, slot) is WireSlotKind.LOCKER
+    what = (
+        "releases the lock and watches the door: open it, check the item, close it"
+        if unlock
+        else "runs the motor once: one item drops"
+    )
+    _say(args, f"{t.name(slot)}: {args.board_command} with tx={tx}: {what}")
+    cab = t.cabinet
+    try:
+        result = _run_settled(
+            args,
+            t,
+            slot,
+            tx,
+            args.timeout,
+            functools.partial(cab.unlock if unlock else cab.vend, slot, tx, args.timeout),
+        )
+    except VendTimeout as e:
+        _emit(
+            args,
+            {"ok": False, "slot": slot, "tx": tx, "outcome": e.outcome.name},
+            f"{t.name(slot)}: {e.outcome.name} after {args.timeout:g} s, tx={tx}: "
+            f"ask again later with `kiosk board outcome --tx {tx}`",
+        )
+        return exitcodes.FAIL
+    ok = result.outcome in SUCCESSES
+    obj = {"ok": ok, **_result_json(t, result)}
+    note = _counted(t, result, obj)
+    _emit(args, obj, _result_line(t, result) + (f"\n{note}" if note else ""))
+    return exitcodes.OK if ok else exitcodes.FAIL
 
 
 def _run_settled(
     args: argparse.Namespace,
-    board: SerialBoard,
+    t: Target,
     slot: int,
     tx: int,
     timeout: float,
@@ -465,64 +615,175 @@ def _run_settled(
     except BoardOffline as e:
         if e.tx is None:  # refused before anything was sent
             raise
-        _say(args, f"slot {slot}: {e.reason}; asking the board what tx={tx} did")
-        log_event(log, "board.asking_outcome", address=board.address, tx=tx, reason=e.reason)
-        return _ask_outcome(board, tx, slot, started, started + timeout, args.connect_timeout)
+        _say(args, f"{t.name(slot)}: {e.reason}; asking the board what tx={tx} did")
+        log_event(log, "board.asking_outcome", address=e.address, tx=tx, reason=e.reason)
+        return _ask_outcome(t, tx, slot, started, started + timeout, args.connect_timeout)
 
 
 def _ask_outcome(
-    board: SerialBoard, tx: int, slot: int, started: float, deadline: float, patience: float
+    t: Target, tx: int, slot: int, started: float, deadline: float, patience: float
 ) -> BoardVendResult:
     """After a tx whose fate the driver could not learn (its answer lost, the board rebooted or
     stopped answering): wait for the board to answer again and ask OUTCOME(tx) (never send the
     tx again), until the outcome is final or ``deadline`` (the command's --timeout; at least
     ``patience``, the --connect-timeout, from now) has passed. Raises BoardOffline(tx) if the
-    board could not be asked, VendTimeout if it still says IN_PROGRESS."""
+    board could not be asked, VendTimeout if it still says IN_PROGRESS. (A VMC or a lock board
+    answers from this run's own record of the tx.)"""
     until = max(deadline, time.monotonic() + patience)
     reason = "stopped answering"
+    ref = t.ref(slot)
+    address = ref[0] if ref is not None else 0
     while True:
         left = until - time.monotonic()
         if left <= 0:
-            raise BoardOffline(board.address, reason, tx)
-        if not board.link.wait_online(left):
+            raise BoardOffline(address, reason, tx)
+        if not t.wait_online(left):
             continue
         try:
-            outcome = board.outcome(tx)
+            outcome = t.cabinet.outcome(tx)
         except BoardOffline as e:
             reason = e.reason
+            time.sleep(min(_ASK_AGAIN, max(0.0, until - time.monotonic())))
             continue
         if outcome.is_final:
             return BoardVendResult(tx, slot, outcome, time.monotonic() - started, "query")
         if time.monotonic() + _ASK_AGAIN >= until:
-            raise VendTimeout(board.address, tx, slot, outcome)
+            raise VendTimeout(address, tx, slot, outcome)
         time.sleep(_ASK_AGAIN)  # the board is still running it
 
 
 def cmd_vend(args: argparse.Namespace) -> int:
-    return _cmd_tx(args, lambda b, slot, tx: b.vend(slot, tx, args.timeout))
+    return _cmd_tx(args)
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
-    return _cmd_tx(args, lambda b, slot, tx: b.unlock(slot, tx, args.timeout))
+    return _cmd_tx(args)
+
+
+# ---------------------------------------------------------------------------- outcome
 
 
 def cmd_outcome(args: argparse.Namespace) -> int:
-    def body(board: SerialBoard) -> int:
-        outcome = board.outcome(args.tx)
+    def body(t: Target) -> int:
+        ours = [b for a, b in t.cabinet.boards.items() if t.protocol(a) == "kiosk"]
+        if not ours:
+            proto = sorted(t.protocols())[0]
+            msg = _NO_MEMORY[proto].format(tx=args.tx)
+            obj = {"ok": False, "tx": args.tx, "answerable": False, "protocol": proto}
+            _emit(args, {**obj, "error": msg}, msg)
+            return exitcodes.FAIL
+        outcome = _ask_every(ours, args.tx)
         ok = outcome in SUCCESSES
+        others = sorted(t.protocols() - {"kiosk"})
+        text = f"tx {args.tx}: {outcome.name} ({describe(outcome)})"
+        if others and outcome is Outcome.UNKNOWN_TX:  # it may have been a tx on one of those
+            text += "\n" + "\n".join(_NO_MEMORY[p].format(tx=args.tx) for p in others)
         _emit(
             args,
             {
                 "ok": ok,
                 "tx": args.tx,
                 "outcome": outcome.name,
+                "answerable": True,
                 "description": describe(outcome),
             },
-            f"tx {args.tx}: {outcome.name} ({describe(outcome)})",
+            text,
         )
         return exitcodes.OK if ok else exitcodes.FAIL
 
     return _run(args, body)
+
+
+def _ask_every(boards: list[BoardDriver], tx: int) -> Outcome:
+    for board in boards:
+        found = board.outcome(tx)
+        if found is not Outcome.UNKNOWN_TX:
+            return found
+    return Outcome.UNKNOWN_TX
+
+
+# ---------------------------------------------------------------------------- selftest
+
+
+def _selftest_slots(args: argparse.Namespace, t: Target) -> tuple[list[int], dict[int, Any]]:
+    if args.slots is not None and "kiosk" not in t.protocols():
+        return args.slots, {s: _slot_kind(t, s) for s in args.slots}
+    kinds = t.cabinet.identify().slot_kinds
+    return (args.slots if args.slots is not None else sorted(kinds)), kinds
+
+
+def _check_results(args: argparse.Namespace, t: Target, slots: list[int]) -> list[dict[str, Any]]:
+    """Every slot looked at without running it (what each protocol can look at)."""
+    protos = ", ".join(PROTOCOL_NAMES[p] for p in sorted(t.protocols()))
+    _say(args, f"selftest: checking {len(slots)} slots without running them ({protos})")
+    results: list[dict[str, Any]] = []
+    for c in t.cabinet.check_slots(slots, args.connect_timeout):
+        results.append(_check_json(t, c))
+        _say(args, f"{t.name(c.slot)}: {c.state} ({c.detail})" + ("" if c.ok else "  <-- FAIL"))
+    return results
+
+
+def _check_json(t: Target, c: SlotCheck) -> dict[str, Any]:
+    return {
+        **_slot_json(t, c.slot),
+        "ok": c.ok,
+        "outcome": c.state,
+        "description": c.detail,
+        "mode": "check",
+    }
+
+
+def _drop_warning(t: Target, slots: list[int], kinds: dict[int, Any]) -> str:
+    lockers = [s for s in slots if kinds.get(s) is WireSlotKind.LOCKER]
+    spirals = [s for s in slots if s not in lockers]
+    parts = []
+    if spirals:
+        parts.append(
+            f"runs the motor of {len(spirals)} slots ({_span(sorted(spirals))}) once each: "
+            "ONE ITEM DROPS FROM EACH, collect them at the pickup port"
+        )
+    if lockers:
+        parts.append(
+            f"releases the lock of {len(lockers)} lockers ({_span(sorted(lockers))}) one by "
+            "one: open each door and close it again"
+        )
+    counted = (
+        "every item that dropped (and every locker opened and closed) is taken off the "
+        "kiosk's count as a test vend"
+        if t.store is not None and t.numbered
+        else "no kiosk store (give --config): the kiosk's counts are NOT changed"
+    )
+    return "selftest --drop: " + "; ".join(parts) + f"; {counted}"
+
+
+def _drop_results(
+    args: argparse.Namespace, t: Target, slots: list[int], kinds: dict[int, Any], clock: Clock
+) -> tuple[list[dict[str, Any]], int]:
+    results: list[dict[str, Any]] = []
+    tx = 0
+    for slot in slots:
+        tx = tx_from_clock(clock, after=tx)
+        try:
+            r = _run_settled(
+                args,
+                t,
+                slot,
+                tx,
+                args.timeout,
+                functools.partial(t.cabinet.test_slot, slot, tx, args.timeout),
+            )
+        except VendTimeout as e:
+            results.append({**_slot_json(t, slot), "tx": tx, "outcome": e.outcome.name})
+            results[-1].update(ok=False, mode="drop")
+            _say(args, f"{t.name(slot)}: {e.outcome.name} after {args.timeout:g} s tx={tx}")
+            continue
+        ok = r.outcome in (_TEST_OK if kinds.get(slot) is WireSlotKind.LOCKER else SUCCESSES)
+        obj = {"ok": ok, **_result_json(t, r), "mode": "drop"}
+        note = _counted(t, r, obj)
+        results.append(obj)
+        line = _result_line(t, r) + ("" if ok else "  <-- FAIL")
+        _say(args, line + (f"; {note}" if note else ""))
+    return results, tx
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
@@ -530,36 +791,28 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     last_tx = 0
     started_at = clock.time()
 
-    def body(board: SerialBoard) -> int:
+    def body(t: Target) -> int:
         nonlocal last_tx
-        info = board.identify()
-        kinds = info.slot_kinds
-        slots = args.slots if args.slots is not None else sorted(kinds)
-        results: list[dict[str, Any]] = []
-        tx = 0
-        for slot in slots:
-            tx = last_tx = tx_from_clock(clock, after=tx)
-            try:
-                r = _run_settled(
-                    args,
-                    board,
-                    slot,
-                    tx,
-                    args.timeout,
-                    functools.partial(board.test_slot, slot, tx, args.timeout),
-                )
-            except VendTimeout as e:
-                results.append({"slot": slot, "tx": tx, "outcome": e.outcome.name, "ok": False})
-                _say(args, f"slot {slot}: {e.outcome.name} after {args.timeout:g} s tx={tx}")
-                continue
-            ok = r.outcome in (_TEST_OK if kinds.get(slot) is WireSlotKind.LOCKER else SUCCESSES)
-            results.append({"ok": ok, **_result_json(r)})
-            _say(args, _result_line(r) + ("" if ok else "  <-- FAIL"))
+        slots, kinds = _selftest_slots(args, t)
+        if args.drop:
+            warning = _drop_warning(t, slots, kinds)
+            _say(args, warning)  # before the first motor turns
+            log_event(log, "board.selftest_drop", slots=len(slots))
+            results, last_tx = _drop_results(args, t, slots, kinds, clock)
+        else:
+            results = _check_results(args, t, slots)
         failed = [r["slot"] for r in results if not r["ok"]]
-        summary = f"selftest: {len(results) - len(failed)}/{len(results)} slots ok" + (
+        mode = "run" if args.drop else "checked without running (`--drop` runs each slot)"
+        summary = f"selftest: {len(results) - len(failed)}/{len(results)} slots ok ({mode})" + (
             f", failed: {', '.join(map(str, failed))}" if failed else ""
         )
-        obj = {"ok": not failed, "port": args.port, "address": args.address, "slots": results}
+        obj = {
+            "ok": not failed,
+            "port": t.where,
+            "address": args.address,
+            "mode": "drop" if args.drop else "check",
+            "slots": results,
+        }
         if args.json:
             _emit(args, obj, summary)
         else:

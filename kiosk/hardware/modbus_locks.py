@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kiosk.clock import Clock, SystemClock
@@ -35,6 +35,7 @@ from kiosk.hardware.board import (
     BoardOffline,
     BoardStatus,
     BoardVendResult,
+    SlotCheck,
 )
 from kiosk.hardware.modbus_bus import ModbusBus, ModbusError, ModbusRefused
 from kiosk.hardware.protocol import CabinetKind, DoorEvent, Outcome, SlotGroup, WireSlotKind
@@ -150,6 +151,19 @@ class ModbusLockBoard:
                     self._listeners.remove(listener)
 
         return remove
+
+    def check_slots(self, slots: Sequence[int], timeout: float = 0.0) -> list[SlotCheck]:
+        """The door inputs, read once: a lock board has nothing else to ask; no lock opens."""
+        open_doors = self._doors()
+        out: list[SlotCheck] = []
+        for slot in slots:
+            if not 0 <= slot < self.map.locks:
+                out.append(SlotCheck(slot, Outcome.INVALID_SLOT.name, "no such lock"))
+            elif slot in open_doors:
+                out.append(SlotCheck(slot, "DOOR_OPEN", "door input: open"))
+            else:
+                out.append(SlotCheck(slot, "READY", "door input: closed; lock not released"))
+        return out
 
     def close(self) -> None:
         """Stop a running unlock's door watch (at shutdown)."""

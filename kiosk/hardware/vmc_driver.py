@@ -22,7 +22,7 @@ import dataclasses
 import enum
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -38,6 +38,7 @@ from kiosk.hardware.board import (
     BoardStatus,
     BoardVendResult,
     EventFanout,
+    SlotCheck,
 )
 from kiosk.hardware.protocol import (
     BoardReset,
@@ -121,6 +122,13 @@ def selection_refusal(state: int) -> Outcome | None:
     if state == SelectionState.ABSENT:
         return Outcome.INVALID_SLOT
     return Outcome.REFUSED_FAULT  # paused, elevator / door / combo faults, unpublished
+
+
+def _state_name(state: int) -> str:
+    try:
+        return SelectionState(state).name.lower().replace("_", " ")
+    except ValueError:
+        return f"state 0x{state:02X}"
 
 
 class _Stage(enum.Enum):
@@ -252,6 +260,41 @@ class VmcBoard:
 
     def subscribe(self, listener: BoardEventListener) -> Callable[[], None]:
         return self._listeners.add(listener)
+
+    def check_slots(
+        self, slots: Sequence[int], timeout: float = CHECK_TIMEOUT_S
+    ) -> list[SlotCheck]:
+        """Check selection (0x01) for each slot: the VMC's own view of the selection (normal,
+        out of stock, does not exist, paused, a fault). No motor runs; it proves nothing about
+        the motor itself beyond what the VMC knows."""
+        out: list[SlotCheck] = []
+        with self._vend_lock:
+            self._ensure_synced()
+            for slot in slots:
+                selection = slot + self.selection_offset
+                if not 1 <= selection <= 0xFFFF:
+                    out.append(SlotCheck(slot, Outcome.INVALID_SLOT.name, "no such selection"))
+                    continue
+                try:
+                    state = self._selection_state(selection, timeout)
+                except BoardOffline as e:
+                    out.append(SlotCheck(slot, "NO_ANSWER", e.reason))
+                    continue
+                refusal = selection_refusal(state)
+                name = _state_name(state)
+                what = f"check selection {selection}: {name}; motor not run"
+                out.append(SlotCheck(slot, "READY" if refusal is None else refusal.name, what))
+        return out
+
+    def _selection_state(self, selection: int, timeout: float) -> int:
+        with self._cond:
+            seen = self._seq
+        reply = self._ask(
+            CheckSelection(selection), lambda: self._selection_after(selection, seen), timeout
+        )
+        if reply is None:
+            raise BoardOffline(self.address, f"no answer to check selection {selection}")
+        return reply.state
 
     # ------------------------------------------------------------------ the vend
 

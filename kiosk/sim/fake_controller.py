@@ -22,6 +22,7 @@ from kiosk.contract import (
     CancelOrder,
     CartLine,
     Checkout,
+    CheckSlot,
     DispenseItem,
     DispensingView,
     DoneView,
@@ -281,6 +282,8 @@ class FakeController:
                     slot=intent.slot,
                     outcome="SLOT_EMPTY",
                 )
+        elif isinstance(intent, CheckSlot):
+            self._said(f"slot {intent.slot}: READY", "checked", slot=intent.slot, outcome="READY")
         elif isinstance(intent, OpenDoor):
             self._said(f"door {intent.slot} opened", "door_opened", slot=intent.slot)
         elif isinstance(intent, LockSales):

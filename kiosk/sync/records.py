@@ -145,7 +145,7 @@ def slot_result(outcome: str, ok: bool) -> str:
     no_drop, motor_missing, board_offline (no answer), else the outcome name in lower case."""
     if ok:
         return "ok"
-    if outcome in ("ERROR", "OFFLINE", "BOARD_OFFLINE") or outcome.startswith("error"):
+    if outcome in ("ERROR", "OFFLINE", "BOARD_OFFLINE", "NO_ANSWER") or outcome.startswith("error"):
         return "board_offline"
     return _RESULT_OF.get(outcome, outcome.lower())
 
@@ -153,24 +153,32 @@ def slot_result(outcome: str, ok: bool) -> str:
 def board_slot_results(
     board: int, results: Iterable[Mapping[str, Any]], slot_map: Mapping[tuple[int, int], int]
 ) -> list[dict[str, Any]]:
-    """A board's slot test results ({slot, outcome, ok[, description]} each, the board's own
-    slot numbers, as `kiosk board selftest --json` prints them) as self test slots: the
-    planogram's slot number where `slot_map` ((board, address) -> slot_no) has that slot,
-    else the board's own number, and the detail says so."""
+    """A board's slot test results ({slot, outcome, ok[, description, slot_no, board, address,
+    mode]} each, as `kiosk board selftest --json` prints them) as self test slots: the
+    result's own `slot_no` when the tool named it (with its `address`), else the planogram's
+    slot number where `slot_map` ((board, address) -> slot_no) has that slot, else the board's
+    own number, and the detail says so; a slot checked without running says so too."""
     out: list[dict[str, Any]] = []
     for r in results:
-        address = int(r["slot"])
-        slot = slot_map.get((board, address))
-        where = "" if slot is not None else f"board {board} slot {address}, not in the planogram: "
-        text = str(r["outcome"]) + (f" ({r['description']})" if r.get("description") else "")
-        out.append(
-            {
-                "slot_no": slot if slot is not None else address,
-                "result": slot_result(str(r["outcome"]), bool(r["ok"])),
-                "detail": where + text,
-            }
-        )
+        if r.get("slot_no") is not None and "address" in r:  # numbered by the tool already
+            out.append(_slot_row(int(r["slot_no"]), "", r))
+            continue
+        address = int(r.get("address", r["slot"]))
+        found = slot_map.get((int(r.get("board", board)), address))
+        where = "" if found is not None else f"board {board} slot {address}, not in the planogram: "
+        out.append(_slot_row(found if found is not None else address, where, r))
     return out
+
+
+def _slot_row(slot_no: int, where: str, r: Mapping[str, Any]) -> dict[str, Any]:
+    text = str(r["outcome"]) + (f" ({r['description']})" if r.get("description") else "")
+    if r.get("mode") == "check":
+        text = "checked without running: " + text
+    return {
+        "slot_no": slot_no,
+        "result": slot_result(str(r["outcome"]), bool(r["ok"])),
+        "detail": where + text,
+    }
 
 
 def selftest_body(

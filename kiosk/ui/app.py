@@ -30,6 +30,7 @@ from kiosk.clock import Clock
 from kiosk.config import TechnicianConfig, UiConfig, legacy_technicians
 from kiosk.contract import (
     BackToIdle,
+    CheckSlot,
     Intent,
     LockSales,
     OpenDoor,
@@ -82,6 +83,7 @@ _SERVICE_INTENTS = (
     ServiceViewed,
     Restock,
     TestVend,
+    CheckSlot,
     OpenDoor,
     LockSales,
 )

@@ -41,6 +41,7 @@ def test_jammed_slot_fails_and_is_named(
             "5",
             "--report",
             str(report),
+            "--drop",
             *SKIP,
         ]
     )
@@ -131,9 +132,43 @@ def test_jammed_slot_is_named_by_its_planogram_number(
     """The number on the restock screen (12号) is the number the self-test says (issue 17)."""
     url = emulator(jammed={2})
     cfg_path = make_config(port="/dev/null-not-used")
-    seed_store(load_config(cfg_path).store.data_dir)  # demo planogram: address 2 is slot 12
-    rc = main(["selftest", "--config", str(cfg_path), "--port", url, "--slot-timeout", "5", *SKIP])
+    data = load_config(cfg_path).store.data_dir
+    levels0 = seed_store(data)  # demo planogram: address 2 is slot 12
+    argv = ["selftest", "--config", str(cfg_path), "--port", url, "--slot-timeout", "5", *SKIP]
+    rc = main([*argv, "--drop"])
     out = capsys.readouterr()
     assert rc == 1
     assert "failed: 12 JAMMED (address 2)" in out.out, out.out
     assert "slot 12 (address 2): JAMMED" in out.err  # the progress line
+    assert "ONE ITEM DROPS FROM EACH" in out.out  # said before the first slot ran
+    # issue 17 req. 6: every item that dropped came off the kiosk's count (a test vend)
+    store = open_store(data)
+    try:
+        levels = store.stock.levels()
+    finally:
+        store.close()
+    changed = {n: levels0[n] - levels[n] for n in levels0 if levels[n] != levels0[n]}
+    assert changed == {n: 1 for n in (10, 11, 13) if levels0[n] > 0}, changed
+
+
+def test_default_checks_slots_without_running_them(
+    make_config: Callable[..., Path],
+    emulator: Callable[..., str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = emulator(jammed={2})  # a jam shows only when the motor runs
+    cfg_path = make_config(port=url)
+    seed_store(load_config(cfg_path).store.data_dir)
+    capsys.readouterr()
+    rc = main(["selftest", "--config", str(cfg_path), "--json", "--no-queue", *SKIP])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0, data
+    (slots,) = [c for c in data["checks"] if c["name"] == "board0.slots"]
+    assert "checked without running" in slots["detail"] and slots["data"]["mode"] == "check"
+    results = slots["data"]["results"]
+    assert [(r["slot_no"], r["outcome"]) for r in results] == [
+        (10, "READY"),
+        (11, "READY"),
+        (12, "READY"),
+        (13, "READY"),
+    ]

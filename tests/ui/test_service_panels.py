@@ -97,9 +97,39 @@ def test_results_are_worded_in_the_ui_language(make_driver, lang: str) -> None: 
     assert t("result.restocked", slot=11, level=3) in [r.text for r in d.app.texts]
     d.tap("back")
     d.tap("slots:test_vend")
-    d.tap("vend-12")
+    d.tap("check-12")  # issue 17 req. 6: a check that drops nothing
+    assert t("result.checked", slot=12, outcome=t("outcome.READY")) in [r.text for r in d.app.texts]
+    d.tap("vend-12")  # drops an item: asked first
+    assert d.screen == "service_confirm"
+    assert t("service.vend_title", slot=12) in [r.text for r in d.app.texts]
+    d.tap("confirm-yes")
     want = t("result.tested", slot=12, outcome=t("outcome.DELIVERED"))
     assert want in [r.text for r in d.app.texts]
     d.tap("back")
     assert want in [r.text for r in d.app.texts]  # the menu says it too
     assert not any("DELIVERED" in r.text for r in d.app.texts)
+
+
+@pytest.mark.parametrize("size", [(1080, 1920), (1920, 1080), (800, 480), (540, 960)])
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_test_vend_offers_a_check_and_asks_before_a_drop(make_driver, size, lang) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 req. 6: each row has 检查 (nothing drops) and 出货, which says first that an
+    item drops and the count goes down; both fit at every size."""
+    from kiosk.ui.app import show
+
+    d = make_driver(size, lang=lang)
+    t = Translator(lang)
+    show(d.app, "service_menu")
+    d.run()
+    d.tap("slots:test_vend")
+    labels = {r.text: r for r in d.app.texts}
+    for key in ("service.check", "service.vend"):
+        assert labels[t(key)].fits and not labels[t(key)].truncated, (key, labels[t(key)])
+    d.tap("vend-12")
+    shown = {r.text: r for r in d.app.texts}
+    body = t("service.vend_body")
+    assert body in shown and shown[body].fits and not shown[body].truncated, shown.get(body)
+    d.tap("confirm-no")
+    assert d.screen == "service_slots" and not any(
+        type(p).__name__ == "TestVend" for p in d.fc.posted
+    )

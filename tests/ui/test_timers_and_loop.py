@@ -196,6 +196,8 @@ def test_service_menu_login_actions_and_exit(make_driver) -> None:
     d.tap("back")
     d.tap("slots:test_vend")
     d.tap("vend-12")
+    assert VendTest(12) not in d.fc.posted  # a test vend drops an item: confirmed first
+    d.tap("confirm-yes")
     assert VendTest(12) in d.fc.posted
     d.tap("back")
     d.tap("info:sync")

@@ -393,7 +393,8 @@ def test_cli_vend_unlock_outcome(peer: PtyPeer, capsys: pytest.CaptureFixture[st
     port = ("--port", str(peer.path))
     code, out, _ = run_cli(capsys, "board", "vend", *port, "--slot", "3")
     assert code == 0
-    line = out.strip().splitlines()[-1]
+    *_, line, note = out.strip().splitlines()
+    assert "count was not changed" in note  # no kiosk store: nothing to count down
     m = re.fullmatch(r"slot 3: DELIVERED \(drop sensor confirmed\) tx=(\d+) in \d+\.\d s", line)
     assert m, line
     tx = int(m.group(1))
@@ -409,21 +410,28 @@ def test_cli_vend_unlock_outcome(peer: PtyPeer, capsys: pytest.CaptureFixture[st
 
 def test_cli_selftest(peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(
-        capsys, "board", "selftest", "--port", str(peer.path), "--slots", "0-1,11"
+        capsys, "board", "selftest", "--port", str(peer.path), "--slots", "0-1,11", "--drop"
     )
     assert code == 0
+    assert out.index("ONE ITEM DROPS") < out.index("DELIVERED")  # said before it starts
     assert out.count("DELIVERED") == 2 and "slot 11: DOOR_OPENED_AND_CLOSED" in out
     assert "selftest: 3/3 slots ok" in out
     code, out, _ = run_cli(
-        capsys, "board", "selftest", "--port", str(peer.path), "--slots", "1,99", "--json"
+        capsys, "board", "selftest", "--port", str(peer.path), "--slots", "1,99", "--json", "--drop"
     )
     obj = json.loads(out)
     assert code == 1 and obj["ok"] is False
     assert [(s["slot"], s["ok"]) for s in obj["slots"]] == [(1, True), (99, False)]
     txs = [s["tx"] for s in obj["slots"]]
     assert txs[0] < txs[1]
-    code, out, _ = run_cli(capsys, "board", "selftest", "--port", str(peer.path))
+    code, out, _ = run_cli(capsys, "board", "selftest", "--port", str(peer.path), "--drop")
     assert code == 0 and "selftest: 12/12 slots ok" in out
+    runs = len(peer.board.executions)
+    # without --drop: every slot checked, nothing runs
+    code, out, _ = run_cli(capsys, "board", "selftest", "--port", str(peer.path))
+    assert code == 0 and "selftest: 12/12 slots ok (checked without running" in out, out
+    assert "slot 3: READY (no board fault; motor not run" in out
+    assert len(peer.board.executions) == runs
 
 
 def test_cli_unreachable(tmp_path: Path, peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:

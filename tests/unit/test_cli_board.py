@@ -164,3 +164,12 @@ def test_vend_waits_for_a_board_that_stopped_answering_and_asks(
     assert code == exitcodes.OK, out + err
     assert f"DELIVERED (drop sensor confirmed) tx={tx}" in out
     assert peer.board.executions[tx] == 1
+
+
+def test_without_port_or_config_says_which_to_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "kiosk.toml"
+    code, out, err = run_cli(capsys, "board", "status", "--config", str(missing))
+    assert code == exitcodes.USAGE
+    assert f"no kiosk config at {missing}" in err and "--port" in err, out + err

@@ -264,18 +264,26 @@ def test_selftest_body_and_numbered_ids(store: Store) -> None:
 def test_board_selftest_command_queues_the_result(
     tmp_path: Path, peer: PtyPeer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`kiosk board selftest --config ...`: the result goes into that kiosk's store (source
-    "cli"), board slot numbers translated to the planogram's (demo: board 0 address 0 = 10)."""
+    """`kiosk board selftest --config ...`: slots named by the planogram (demo: board 0
+    address 1 = 11), the result goes into that kiosk's store (source "cli"), and each item a
+    `--drop` run dropped comes off the count as a test vend (issue 17 req. 6)."""
     seed_store(tmp_path / "data")
     cfg = write_kiosk_config(tmp_path / "kiosk.toml", peer.path, tmp_path / "data")
+    store = open_store(cfg.store.data_dir)
+    before = store.stock.levels()
+    store.close()
     argv = ["board", "selftest", "--config", str(tmp_path / "kiosk.toml")]
-    code = cli_main([*argv, "--port", str(peer.path), "--slots", "0-1"])
+    code = cli_main([*argv, "--port", str(peer.path), "--slots", "11-12", "--drop"])
     out = capsys.readouterr().out
     assert code == 0 and "queued for the province as event selftest-" in out, out
-    code = cli_main([*argv, "--port", str(peer.path), "--slots", "0", "--no-queue", "--json"])
+    assert "slot 11 (board 0 address 1): DELIVERED" in out
+    assert out.index("taken off the kiosk's count") < out.index("DELIVERED")
+    code = cli_main([*argv, "--port", str(peer.path), "--slots", "10", "--no-queue", "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["ok"] is True
     store = open_store(cfg.store.data_dir)
     try:
+        after = store.stock.levels()
+        drops = [e for e in store.stock.log() if e.reason == StockReason.TEST_VEND]
         got = bodies(
             Outbox(store, Topics(cfg.identity.kiosk_id), ManualClock(0.0)).records(), "selftest"
         )
@@ -285,8 +293,10 @@ def test_board_selftest_command_queues_the_result(
     ((event_id, body),) = got  # --no-queue queued nothing
     assert event_id == f"selftest-{cfg.identity.kiosk_id}-{epoch}-1"
     assert (body["source"], body["ok"], body["technician"]) == ("cli", True, "")
-    assert [(s["slot_no"], s["result"]) for s in body["slots"]] == [(10, "ok"), (11, "ok")]
+    assert [(s["slot_no"], s["result"]) for s in body["slots"]] == [(11, "ok"), (12, "ok")]
     assert body["started_at"] <= body["finished_at"]
+    assert {n: before[n] - after[n] for n in before if before[n] != after[n]} == {11: 1, 12: 1}
+    assert sorted(e.slot_no for e in drops) == [11, 12]
 
 
 def test_service_menu_slot_test_is_a_selftest_and_a_stock_change(kiosk: Kiosk) -> None:
@@ -313,6 +323,17 @@ def test_service_menu_slot_test_is_a_selftest_and_a_stock_change(kiosk: Kiosk) -
     )
     (vend,) = [b for _, b in bodies(recs, "stock") if b["reason"] == "test_vend"]
     assert (vend["slot_no"], vend["delta"], vend["level"]) == (48, -1, kiosk.levels0[48] - 1)
+    # issue 17 req. 6: a check runs nothing and changes no count, and is a self test too
+    kiosk.wait(lambda v: v.service.last_result == "slot 50: WRONG_SLOT_KIND")  # the door's
+    kiosk.c.post(ui.CheckSlot(47))
+    kiosk.wait(lambda v: v.service.result is not None and v.service.result.key == "checked")
+    assert kiosk.c.view().service.last_result == "slot 47: READY"
+    recs = kiosk.app.outbox.records()
+    check = bodies(recs, "selftest")[-1][1]
+    assert check["slots"] == [
+        {"slot_no": 47, "result": "ok", "detail": "checked without running: READY"}
+    ]
+    assert kiosk.app.store.stock.level(47) == kiosk.levels0[47]
 
 
 # --- the province simulator's views ---------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Literal, TypeGuard
 
 import pygame
 
-from kiosk.contract import OpenDoor, Restock, ServiceViewed, SlotView, TestVend
+from kiosk.contract import CheckSlot, OpenDoor, Restock, ServiceViewed, SlotView, TestVend
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, result_text
 from kiosk.ui.widgets import Action, Ui, line_height, pager
@@ -106,6 +106,22 @@ class ServiceSlotsScreen(Screen):
                 no="common.cancel",
                 on_yes=lambda: self._fill(todo),
                 params={"n": len(todo), "items": sum(s.capacity - s.count for s in todo)},
+            )
+        )
+
+    def _ask_vend(self, s: SlotView) -> None:
+        """A test vend drops an item and takes it off the count: say so first."""
+        from kiosk.ui.screens.confirm import ServiceConfirmScreen
+
+        self.app.push(
+            ServiceConfirmScreen(
+                self.app,
+                title="service.vend_title",
+                body="service.vend_body",
+                yes="service.vend",
+                no="common.cancel",
+                on_yes=lambda: self.app.post(TestVend(s.slot_no)),
+                params={"slot": s.slot_no},
             )
         )
 
@@ -221,7 +237,12 @@ class ServiceSlotsScreen(Screen):
             ]
         if self.mode == "test_vend" and s.product_id:
             return [
-                (t("service.vend"), lambda: self.app.post(TestVend(s.slot_no)), f"vend-{s.slot_no}")
+                (
+                    t("service.check"),
+                    lambda: self.app.post(CheckSlot(s.slot_no)),
+                    f"check-{s.slot_no}",
+                ),
+                (t("service.vend"), lambda: self._ask_vend(s), f"vend-{s.slot_no}"),
             ]
         if self.mode == "door":
             return [
@@ -232,7 +253,8 @@ class ServiceSlotsScreen(Screen):
     def _two_lines(self, ui: Ui, width: int) -> bool:
         """A narrow row puts the name on a second line instead of cutting it to a stub."""
         m = ui.m
-        fixed = self._fixed_w(ui) + self._button_w(ui) * (2 if self.mode == "restock" else 1)
+        two = self.mode in ("restock", "test_vend")
+        fixed = self._fixed_w(ui) + self._button_w(ui) * (2 if two else 1)
         return self.mode != "stock" and width - fixed < m.text * 7
 
     def _fixed_w(self, ui: Ui) -> int:
@@ -242,7 +264,10 @@ class ServiceSlotsScreen(Screen):
 
     def _button_w(self, ui: Ui) -> int:
         m, t = ui.m, ui.t
-        labels = {"restock": ("service.fill", "service.set"), "test_vend": ("service.vend",)}
+        labels = {
+            "restock": ("service.fill", "service.set"),
+            "test_vend": ("service.check", "service.vend"),
+        }
         keys = labels.get(self.mode, ("service.open",))
         widest = max(ui.measure(t(k), m.text, True) for k in keys)
         return max(round(m.touch * 1.6), widest + 2 * m.pad) + m.gap
