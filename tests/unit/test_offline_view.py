@@ -3,6 +3,8 @@ offline kiosk from it, and the service panels show it. Real controller, real sto
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kiosk import contract as ui
 from kiosk.hardware.protocol import Outcome
 from kiosk.ui.i18n import CATALOGS, LANGS
@@ -62,9 +64,10 @@ def test_the_app_gives_the_controller_the_sync_link_state() -> None:
 
     def controller(**given: Any) -> object:
         hooks.update(given)
-        return object()
+        return SimpleNamespace()
 
-    App(None, None, None, None, None, None, controller, lambda app: bridge)  # type: ignore[arg-type]
+    config = SimpleNamespace(update=SimpleNamespace(root=Path("/nonexistent/kiosk-updates")))
+    App(config, None, None, None, None, None, controller, lambda app: bridge)  # type: ignore[arg-type]
     assert hooks["province_online"]() is False
     client.connected = True
     assert hooks["province_online"]() is True
