@@ -96,23 +96,39 @@ def _when(ts: float | None) -> str:
 
 
 def _board(cfg: KioskConfig, port: str, timeout: float) -> str:
-    from kiosk.hardware.board import BoardError, SerialBoard
-    from kiosk.hardware.link import SerialLink
+    """Each board of the kiosk's cabinet as `kiosk run` builds it (kiosk.app.build_cabinet:
+    our board, a VMC, Modbus lock boards, or a mix under [[board]]), `port` in place of
+    `[hardware] port`."""
+    import dataclasses
 
-    addr = cfg.hardware.boards[0]
+    from kiosk.app import build_cabinet
+    from kiosk.hardware.board import BoardError
+    from kiosk.hardware.cli_target import load_planogram, ports_of, protocol_of, wait_links
+    from kiosk.hardware.link import LinkTiming
+
+    conf = dataclasses.replace(cfg, hardware=dataclasses.replace(cfg.hardware, port=port))
+    where = port if not (cfg.boards or cfg.modbus.locks) else ports_of(cfg)
     try:
-        link = SerialLink(port, cfg.hardware.baud, addresses=cfg.hardware.boards)
+        store, planogram = load_planogram(cfg)
+        if store is not None:
+            store.close()
+        timing = LinkTiming(contact_window=max(LinkTiming().contact_window, timeout))
+        link, cabinet = build_cabinet(conf, planogram, timing=timing)
     except Exception as e:
         return f"offline ({e})"
     link.start()
     try:
-        if not link.wait_online(timeout):
-            return f"offline ({link.last_error}) at {port}"
-        info = SerialBoard(link, addr).identify()
-        return (
-            f"online at {port}: {info.model} serial {info.serial} firmware "
-            f"{info.firmware_version}, {info.slot_count} slots"
-        )
+        error = wait_links(link, timeout)
+        if error is not None:
+            return f"offline ({error}) at {where}"
+        parts = []
+        for addr, board in sorted(cabinet.boards.items()):
+            info = board.identify()
+            parts.append(
+                f"board {addr} ({protocol_of(board)}): {info.model} serial {info.serial} "
+                f"firmware {info.firmware_version}, {info.slot_count} slots"
+            )
+        return f"online at {where}: " + "; ".join(parts)
     except BoardError as e:
         return f"offline ({e})"
     finally:

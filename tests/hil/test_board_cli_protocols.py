@@ -127,6 +127,12 @@ def test_board_commands_on_a_vmc(tmp_path: Path, capsys: pytest.CaptureFixture[s
         checks = _provision_selftest(capsys, config)
         assert checks["board0"].startswith("VMC: ")
         assert "checked without running" in checks["board0.slots"]
+
+        # `kiosk-provision status` names the VMC too (the kiosk's own cabinet, not our protocol)
+        code = provision_main(["status", "--config", str(config), "--timeout", "10", "--json"])
+        board = json.loads(capsys.readouterr().out)["board"]
+        assert code == exitcodes.OK and board.startswith("online at "), board
+        assert "board 0 (vmc): " in board and "10 slots" in board, board
     finally:
         emu.stop()
     assert [r["slot"] for r in vmc.log.runs()] == [1, 2]  # board addresses: one run each
