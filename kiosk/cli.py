@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk import __version__, exitcodes
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
-from kiosk.textfile import TextFileError, read_text, say, say_os_error
+from kiosk.textfile import TextFileError, read_text, say, say_csv_row, say_os_error
 
 if TYPE_CHECKING:
     from kiosk.store import Store
@@ -280,7 +280,9 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
         except PlanogramCsvError as e:
             print(say("csv_rejected", file=args.csv), file=sys.stderr)
             for err in e.errors:
-                print(f"  {err}", file=sys.stderr)
+                print(
+                    f"  {say_csv_row(err.row, err.message, err.key, err.params)}", file=sys.stderr
+                )
             return exitcodes.FAIL
         try:
             store.planogram.replace(planogram, allow_drop_stocked=args.allow_drop_stocked)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ __all__ = [
     "pick_lang",
     "read_text",
     "say",
+    "say_csv_row",
     "say_os_error",
 ]
 
@@ -193,6 +194,42 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "cannot read the token file {file}: {reason}",
     ),
     "not_utf8_short": ("不是 UTF-8 文字", "not UTF-8 text"),
+    # planogram CSV rows (kiosk.core.planogram.CsvRowError keys)
+    "csv_row": ("第 {row} 行：{message}", "row {row}: {message}"),
+    "csv_header": (
+        "第一行必须写出这些列名：{columns}（顺序不限；其他列如 product_name 或备注会被忽略）。"
+        "缺少的列：{missing}；重复的列：{twice}",
+        "header must name the columns {columns} (any order; other columns such as "
+        "product_name or notes are ignored): missing {missing}; twice {twice}",
+    ),
+    "csv_more_cells": ("格子比列名多（共 {n} 列）", "more cells than header columns ({n})"),
+    "csv_fewer_cells": ("格子比列名少（共 {n} 列）", "fewer cells than header columns ({n})"),
+    "csv_int": ("{name} 必须是整数，这里是 {got}", "{name} must be a whole number, got {got}"),
+    "csv_range": (
+        "{name} 必须在 {lo} 到 {hi} 之间，这里是 {got}",
+        "{name} must be {lo}..{hi}, got {got}",
+    ),
+    "csv_locker_capacity": (
+        "格子柜门只能放 1 件，这里容量写的是 {got}",
+        "a locker door holds exactly 1 item, capacity {got} given",
+    ),
+    "csv_kind": (
+        "kind 只能是 spiral 或 locker，这里是 {got}",
+        "kind must be spiral or locker, got {got}",
+    ),
+    "csv_unknown_product": (
+        "商品编号 {product} 不在商品目录里",
+        "product_id {product} is not in the catalog",
+    ),
+    "csv_slot_twice": (
+        "{slot} 号货道在第 {at} 行已经写过",
+        "slot {slot} already defined on row {at}",
+    ),
+    "csv_hw_twice": (
+        "{board} 号控制板的地址 {address} 在第 {at} 行已经用过",
+        "board {board} address {address} already used on row {at}",
+    ),
+    "csv_no_slots": ("文件里没有任何货道", "the file has no slots"),
     "config_unchanged": ("错误：配置没有改动：", "error: the config was not changed:"),
 }
 
@@ -241,6 +278,16 @@ def say_os_error(e: OSError, lang: str | None = None) -> str:
     """An OSError as `os_error`: the file it names and why, in the user's language."""
     name = e.filename if e.filename is not None else "?"
     return say("os_error", lang, file=name, reason=os_reason(e, lang))
+
+
+def say_csv_row(row: int, message: str, key: str, params: Iterable[tuple[str, object]]) -> str:
+    """One rejected planogram CSV row (kiosk.core.planogram.CsvRowError) in the user's
+    language: in English the row's own message, in Chinese its key worded (a row error
+    without a key keeps its English message)."""
+    lang = pick_lang()
+    zh = lang == "zh" and key in _MESSAGES
+    text = say(key, lang, **dict(params)) if zh else message
+    return say("csv_row", lang, row=row, message=text)
 
 
 @dataclass

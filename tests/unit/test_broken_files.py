@@ -179,10 +179,13 @@ def test_every_command_says_its_errors_in_the_users_language(tmp_path: Path) -> 
     junk = tmp_path / "junk.txt"
     junk.write_text("not a key\n", encoding="utf-8")
     none, k, p = str(tmp_path / "none"), "kiosk.cli", "provisioning.cli"
-    out_csv = f"{none}/x.csv"
+    out_csv, bad_csv = f"{none}/x.csv", tmp_path / "bad.csv"
+    bad_csv.write_text("slot,board\n1,0\n", encoding="utf-8")
+    header = "row 1: header must name the columns"
     cases: list[tuple[str, tuple[str, ...], str, str]] = [
         (k, ("planogram", "export", "--config", str(cfg), "--out", out_csv), "不存在", "no such"),
         (k, ("run", "--script", "buy3", "--config", str(cfg)), "--headless", "needs --headless"),
+        (k, ("planogram", "import", str(bad_csv), "--config", str(cfg)), "第 1 行：第一行", header),
         (k, ("release", "verify", str(tmp_path), "--public-key", str(junk)), "已拒绝", "REFUSED"),
         (p, ("keys", "--config", f"{none}.toml"), "请先运行", "run `kiosk-provision init` first"),
         (p, ("pin", "--id", "bad id!"), "技术员编号", "must be 1-32 letters"),
