@@ -172,6 +172,59 @@ def _int_field(raw: dict[str, str], name: str, errs: list[PlanogramProblem]) -> 
     return int(text)
 
 
+def _header_error(header: tuple[str, ...]) -> CsvRowError | None:
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if not (missing or twice):
+        return None
+    why = f"missing column(s) {', '.join(missing)}" if missing else ""
+    why += ("; " if why else "") + (f"column(s) {', '.join(twice)} twice" if twice else "")
+    return CsvRowError(
+        1,
+        f"header must name the columns {','.join(CSV_COLUMNS)} (any order; other "
+        f"columns such as product_name or notes are ignored): {why}",
+        "csv_header",
+        (
+            ("columns", ",".join(CSV_COLUMNS)),
+            ("missing", ", ".join(missing) or "-"),
+            ("twice", ", ".join(twice) or "-"),
+        ),
+    )
+
+
+def _row_slot(raw: dict[str, str], known: set[str], errs: list[PlanogramProblem]) -> Slot | None:
+    """The slot one CSV row describes, or None with `errs` saying why."""
+    slot_no = _int_field(raw, "slot", errs)
+    board = _int_field(raw, "board", errs)
+    address = _int_field(raw, "address", errs)
+    row = _int_field(raw, "row", errs)
+    col = _int_field(raw, "col", errs)
+    capacity = _int_field(raw, "capacity", errs)
+    kind_text = raw["kind"].strip().lower()
+    try:
+        kind = SlotKind(kind_text)
+    except ValueError:
+        got = (("got", repr(kind_text)),)
+        errs.append(
+            PlanogramProblem(f"kind must be spiral or locker, got {kind_text!r}", "csv_kind", got)
+        )
+        kind = SlotKind.SPIRAL
+    pid = raw["product_id"].strip() or None
+    if pid is not None and pid not in known:
+        errs.append(
+            PlanogramProblem(
+                f"product_id {pid!r} is not in the catalog",
+                "csv_unknown_product",
+                (("product", pid),),
+            )
+        )
+    if errs:
+        return None
+    slot = Slot(slot_no, board, address, kind, capacity, pid, row, col)
+    errs.extend(slot.keyed_problems())
+    return None if errs else slot
+
+
 def planogram_from_csv(
     text: str, version: int, known_products: Iterable[str] | Mapping[str, object]
 ) -> Planogram:
@@ -181,103 +234,51 @@ def planogram_from_csv(
         text = text[1:]
     reader = csv.DictReader(io.StringIO(text))
     header = tuple(h.strip().lower() for h in (reader.fieldnames or ()))
-    missing = [c for c in CSV_COLUMNS if c not in header]
-    twice = sorted({c for c in header if c and header.count(c) > 1})
-    if missing or twice:
-        why = f"missing column(s) {', '.join(missing)}" if missing else ""
-        why += ("; " if why else "") + (f"column(s) {', '.join(twice)} twice" if twice else "")
-        raise PlanogramCsvError(
-            [
-                CsvRowError(
-                    1,
-                    f"header must name the columns {','.join(CSV_COLUMNS)} (any order; other "
-                    f"columns such as product_name or notes are ignored): {why}",
-                    "csv_header",
-                    (
-                        ("columns", ",".join(CSV_COLUMNS)),
-                        ("missing", ", ".join(missing) or "-"),
-                        ("twice", ", ".join(twice) or "-"),
-                    ),
-                )
-            ]
-        )
+    bad_header = _header_error(header)
+    if bad_header is not None:
+        raise PlanogramCsvError([bad_header])
     reader.fieldnames = list(header)  # look rows up by the stripped names
     errors: list[CsvRowError] = []
     slots: list[Slot] = []
     first_row: dict[int, int] = {}
     hw_row: dict[tuple[int, int], int] = {}
+    n = (("n", len(header)),)
     for raw in reader:
         line = reader.line_num
         if None in raw:
-            n = (("n", len(header)),)
-            errors.append(
-                CsvRowError(
-                    line, f"more cells than header columns ({len(header)})", "csv_more_cells", n
-                )
-            )
+            more = f"more cells than header columns ({len(header)})"
+            errors.append(CsvRowError(line, more, "csv_more_cells", n))
             continue
         if any(raw.get(c) is None for c in CSV_COLUMNS):
-            n = (("n", len(header)),)
-            errors.append(
-                CsvRowError(
-                    line, f"fewer cells than header columns ({len(header)})", "csv_fewer_cells", n
-                )
-            )
+            fewer = f"fewer cells than header columns ({len(header)})"
+            errors.append(CsvRowError(line, fewer, "csv_fewer_cells", n))
             continue
         if not any((raw.get(c) or "").strip() for c in CSV_COLUMNS):
             continue  # blank line (or only notes)
         errs: list[PlanogramProblem] = []
-        slot_no = _int_field(raw, "slot", errs)
-        board = _int_field(raw, "board", errs)
-        address = _int_field(raw, "address", errs)
-        row = _int_field(raw, "row", errs)
-        col = _int_field(raw, "col", errs)
-        capacity = _int_field(raw, "capacity", errs)
-        kind_text = raw["kind"].strip().lower()
-        try:
-            kind = SlotKind(kind_text)
-        except ValueError:
-            errs.append(
-                PlanogramProblem(
-                    f"kind must be spiral or locker, got {kind_text!r}",
-                    "csv_kind",
-                    (("got", repr(kind_text)),),
-                )
-            )
-            kind = SlotKind.SPIRAL
-        pid = raw["product_id"].strip() or None
-        if pid is not None and pid not in known:
-            errs.append(
-                PlanogramProblem(
-                    f"product_id {pid!r} is not in the catalog",
-                    "csv_unknown_product",
-                    (("product", pid),),
-                )
-            )
-        if not errs:
-            slot = Slot(slot_no, board, address, kind, capacity, pid, row, col)
-            errs.extend(slot.keyed_problems())
-            if slot_no in first_row:
-                at = first_row[slot_no]
+        slot = _row_slot(raw, known, errs)
+        if slot is not None:
+            if slot.slot_no in first_row:
+                at = first_row[slot.slot_no]
                 errs.append(
                     PlanogramProblem(
-                        f"slot {slot_no} already defined on row {at}",
+                        f"slot {slot.slot_no} already defined on row {at}",
                         "csv_slot_twice",
-                        (("slot", slot_no), ("at", at)),
+                        (("slot", slot.slot_no), ("at", at)),
                     )
                 )
-            if (board, address) in hw_row:
-                at = hw_row[(board, address)]
+            hw = (slot.board, slot.address)
+            if hw in hw_row:
                 errs.append(
                     PlanogramProblem(
-                        f"board {board} address {address} already used on row {at}",
+                        f"board {hw[0]} address {hw[1]} already used on row {hw_row[hw]}",
                         "csv_hw_twice",
-                        (("board", board), ("address", address), ("at", at)),
+                        (("board", hw[0]), ("address", hw[1]), ("at", hw_row[hw])),
                     )
                 )
             if not errs:
-                first_row[slot_no] = line
-                hw_row[(board, address)] = line
+                first_row[slot.slot_no] = line
+                hw_row[hw] = line
                 slots.append(slot)
         errors.extend(CsvRowError(line, e.message, e.key, e.params) for e in errs)
     if errors:
