@@ -198,7 +198,7 @@ def test_every_command_says_its_errors_in_the_users_language(tmp_path: Path) -> 
         for lang, expect in (("zh", zh), ("en", en))
     ]
     for args, lang, expect, proc in runs:
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=300)  # generous: 16 processes on a loaded 2-core box
         assert "Traceback" not in out, (args, out)
         assert proc.returncode != 0 and expect in out, (lang, args, out)
         assert _has_cjk(out) == (lang == "zh"), (lang, args, out)
