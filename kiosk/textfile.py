@@ -230,6 +230,32 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "board {board} address {address} already used on row {at}",
     ),
     "csv_no_slots": ("文件里没有任何货道", "the file has no slots"),
+    "board_unreachable": (
+        "连不上 {where} 上的控制板：{reason}",
+        "cannot reach the board at {where}: {reason}",
+    ),
+    "board_tx_unknown": (
+        "tx={tx} 可能执行了，也可能没有：请查看取货口（我们自己协议的控制板："
+        "`kiosk board outcome --tx {tx}` 可以查询）",
+        "tx={tx} may or may not have run: check the pickup port (a board of our own "
+        "protocol: `kiosk board outcome --tx {tx}` asks it)",
+    ),
+    "board_check": (
+        "请检查：连接线和控制板电源；波特率（--baud，现在是 {baud}）是否与控制板一致；"
+        "控制板地址（--address，现在是 {address}）；有没有别的程序占着串口（先停 kiosk 服务）；"
+        "模拟控制板：`kiosk emulator` 是否在运行？",
+        "check: the cable and the board's power; the baud rate (--baud, now {baud}) matches "
+        "the board; the board address (--address, now {address}); nothing else holds the port "
+        "(stop the kiosk service first); for a simulated board: is `kiosk emulator` running?",
+    ),
+    "config_port": ("kiosk 配置里的串口", "the kiosk config's port"),
+    "board_check_config": (
+        "请检查：连接线和控制板电源；kiosk 配置里的串口和波特率（[hardware]，锁控板在 [modbus]）；"
+        "有没有别的程序占着串口（先停 kiosk 服务）；模拟控制板：`kiosk emulator` 是否在运行？",
+        "check: the cable and the board's power; the port and baud rate in the kiosk config "
+        "([hardware], or [modbus] for lock boards); nothing else holds the port (stop the kiosk "
+        "service first); for a simulated board: is `kiosk emulator` running?",
+    ),
     "config_unchanged": ("错误：配置没有改动：", "error: the config was not changed:"),
 }
 
