@@ -1,11 +1,11 @@
 """Tap -> next frame presented, for every screen transition a shopper makes (bench_ui.py).
 
-Runs inside ONE process on a real X window (Xvfb, SDL x11 driver), in rounds. Each round:
-
-- baseline: a bare pygame loop (`pygame.event.wait()`, on FINGERUP blit a prepared full-screen
-  surface and `pygame.display.flip()`) gets `TAPS_PER_ROUND` taps;
-- kiosk: the real `UiApp.loop()` on the fake controller (SystemClock, its pump thread) gets one
-  whole shopper journey (see JOURNEY).
+Runs inside ONE process on a real X window (Xvfb, SDL x11 driver), in rounds. Each round is
+one whole shopper journey (JOURNEY) on the real `UiApp.loop()` over the fake controller
+(SystemClock, its pump thread), and right before each of its transitions one baseline tap on a
+bare pygame loop in the same window (`pygame.event.wait()`, on FINGERUP blit a prepared
+full-screen surface and `pygame.display.flip()`): the main thread switches between the two
+loops, so load on a shared machine falls on both alike.
 
 A driver thread injects each tap as the touch screen would: FINGERDOWN, 100 ms later FINGERUP,
 into pygame's queue (`pygame.event.post`) while the main thread sleeps in its loop. The time runs
@@ -17,6 +17,7 @@ the intents of that tap (`post()`, under its lock) is measured too: the goal all
 
 from __future__ import annotations
 
+import queue
 import statistics
 import threading
 import time
@@ -26,7 +27,6 @@ from typing import Any
 
 import pygame
 
-TAPS_PER_ROUND = 12
 DOWN_TO_UP_S = 0.10  # a finger rests ~100 ms on the glass
 SETTLE_S = 0.12  # after the frame: let the loop go back to sleep before the next tap
 TIMEOUT_S = 10.0
@@ -148,39 +148,25 @@ def _tap(pres: Presenter, pos: tuple[int, int], size: tuple[int, int], pred: Pre
     return ms
 
 
-def _baseline_round(pres: Presenter, surf: pygame.Surface, out: list[float]) -> None:
-    size = surf.get_size()
-    frames = [pygame.Surface(size).convert(), pygame.Surface(size).convert()]
-    frames[0].fill((250, 245, 235))
-    frames[1].fill((235, 240, 250))
-    stop = pygame.event.custom_type()
-    pres.app = None
-
-    def drive() -> None:
-        time.sleep(SETTLE_S)
-        for _ in range(TAPS_PER_ROUND):
-            out.append(_tap(pres, (size[0] // 2, size[1] // 2), size, lambda _a: True))
-        pygame.event.post(pygame.event.Event(stop))
-
-    th = threading.Thread(target=drive, daemon=True)
-    th.start()
+def _bare_loop(surf: pygame.Surface, frames: list[pygame.Surface], stop: int) -> None:
+    """The baseline: a bare pygame loop that flips a prepared full-screen frame on FINGERUP."""
     n = 0
     while True:
         ev = pygame.event.wait()
         if ev.type == stop:
-            break
+            return
         if ev.type == pygame.FINGERUP:
             n += 1
             surf.blit(frames[n % 2], (0, 0))
             pygame.display.flip()
-    th.join()
 
 
-def _kiosk_round(pres: Presenter, surf: pygame.Surface, s: Samples) -> None:
+def _make_app(surf: pygame.Surface) -> tuple[Any, Any, list[float]]:
+    """The real UiApp on the fake controller; the controller's post() timed into [0]."""
     from kiosk.clock import SystemClock
     from kiosk.config import UiConfig
     from kiosk.sim.fake_controller import FakeController
-    from kiosk.ui.app import UiApp, default_font, request_stop
+    from kiosk.ui.app import UiApp, default_font
     from kiosk.ui.events import notify_view_changed
 
     size = surf.get_size()
@@ -207,23 +193,59 @@ def _kiosk_round(pres: Presenter, surf: pygame.Surface, s: Samples) -> None:
     fc.start()
     app = UiApp(fc, cfg, clock, surface=surf, font=default_font(), kiosk_mode=False, display=True)
     fc.set_notify(notify_view_changed)
-    pres.app = app
+    return app, fc, ctrl_s
+
+
+def _round(pres: Presenter, surf: pygame.Surface, s: Samples) -> None:
+    """One shopper journey on the kiosk, each transition paired with a baseline tap just
+    before it: the main thread runs the kiosk's loop or the bare loop, as the driver says, so
+    a burst of load on a shared machine hits both alike."""
+    from kiosk.ui.app import request_stop
+    from kiosk.ui.events import notify_view_changed
+
+    size = surf.get_size()
+    app, fc, ctrl_s = _make_app(surf)
+    frames = [pygame.Surface(size).convert(), pygame.Surface(size).convert()]
+    frames[0].fill((250, 245, 235))
+    frames[1].fill((235, 240, 250))
+    stop = pygame.event.custom_type()
+    phases: queue.Queue[str] = queue.Queue()
+    bare_ready = threading.Event()
     failure: list[str] = []
+
+    def kiosk_phase() -> None:  # the kiosk's loop again: its first frame redraws the screen
+        pres.app = app
+        pres.expect(lambda _a: True)
+        phases.put("kiosk")
+        notify_view_changed()  # what the controller said while the bare loop ran
+        pres.wait()
+        time.sleep(SETTLE_S)
+
+    def baseline_tap() -> None:
+        request_stop()
+        pres.app = None
+        bare_ready.clear()
+        phases.put("bare")
+        bare_ready.wait(TIMEOUT_S)
+        time.sleep(SETTLE_S)
+        s.baseline.append(_tap(pres, (size[0] // 2, size[1] // 2), size, lambda _a: True))
+        pygame.event.post(pygame.event.Event(stop))
 
     def drive() -> None:
         try:
-            deadline = time.monotonic() + TIMEOUT_S  # the first frame, then the warm-up
+            kiosk_phase()
+            deadline = time.monotonic() + TIMEOUT_S  # the warm-up thread: imports, pictures
             while not (app.threads and app.threads[0].ident) and time.monotonic() < deadline:
                 time.sleep(0.01)
             for th in list(app.threads):
                 th.join(TIMEOUT_S)
-            time.sleep(SETTLE_S)
             for name, target, pred in JOURNEY:
                 if target == "finish":  # dispensing -> done runs on the controller's clock
                     deadline = time.monotonic() + TIMEOUT_S
                     while app.top.name != "done" and time.monotonic() < deadline:
                         time.sleep(0.02)
-                    time.sleep(SETTLE_S)
+                baseline_tap()
+                kiosk_phase()
                 ctrl_s[0] = 0.0
                 if target == "!pay":
                     pres.expect(pred)
@@ -241,10 +263,17 @@ def _kiosk_round(pres: Presenter, surf: pygame.Surface, s: Samples) -> None:
             failure.append(f"{type(e).__name__}: {e} (on {app.top.name})")
         finally:
             request_stop()
+            phases.put("end")
 
     th = threading.Thread(target=drive, daemon=True)
     th.start()
-    app.loop()
+    while (phase := phases.get()) != "end":
+        if phase == "kiosk":
+            app.running = True
+            app.loop()
+        else:
+            bare_ready.set()
+            _bare_loop(surf, frames, stop)
     th.join()
     fc.stop()
     if failure:
@@ -269,10 +298,9 @@ def run_taps(size: tuple[int, int], rounds: int) -> dict[str, Any]:
     default_font()
     pres = Presenter()
     cold, s = Samples(), Samples()
-    _kiosk_round(pres, surf, cold)  # the first journey after start: reported, not counted
+    _round(pres, surf, cold)  # the first journey after start: reported, not counted
     for _ in range(rounds):
-        _baseline_round(pres, surf, s.baseline)
-        _kiosk_round(pres, surf, s)
+        _round(pres, surf, s)
     out: dict[str, Any] = {
         "driver": pygame.display.get_driver(),
         "size": list(size),

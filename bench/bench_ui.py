@@ -176,7 +176,7 @@ def taps(rounds: int) -> dict[str, Any] | None:
             env=env,
             capture_output=True,
             text=True,
-            timeout=120 + 30 * rounds,
+            timeout=300 + 60 * rounds,
         )
         for line in out.stdout.splitlines():
             if line.startswith("TAPS "):
@@ -348,7 +348,7 @@ def process_figures(seconds: float, cmd: str) -> list[dict[str, Any]]:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=30.0, help="idle CPU window")
-    p.add_argument("--rounds", type=int, default=15, help="shopper journeys for tap latency")
+    p.add_argument("--rounds", type=int, default=12, help="shopper journeys for tap latency")
     p.add_argument("--only", choices=("process", "frames", "taps"), help="one part only")
     p.add_argument("--child", choices=("attract", "catalog", "naive", "taps"))
     a = p.parse_args()
