@@ -32,7 +32,7 @@ BENCHES: dict[str, tuple[list[str], list[str], float]] = {
     "bench_codec.py": ([], [], 300),
     "bench_integrity.py": ([], ["--records", "10000"], 600),
     "bench_qr.py": ([], ["--n", "100"], 300),
-    "bench_ui.py": ([], ["--seconds", "10"], 300),
+    "bench_ui.py": ([], ["--seconds", "10", "--rounds", "4"], 1200),
     "bench_outbox_drain.py": ([], [], 900),
     "bench_vend_roundtrip.py": ([], [], 600),
     "bench_link_idle.py": ([], [], 300),

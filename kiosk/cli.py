@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk import __version__, exitcodes
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
-from kiosk.textfile import TextFileError, read_text, say
+from kiosk.textfile import TextFileError, read_text, say, say_csv_row, say_os_error
 
 if TYPE_CHECKING:
     from kiosk.store import Store
@@ -256,7 +256,7 @@ def cmd_catalog_summary(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if len(catalog) == 0:
-        print("the store holds no catalog yet (try: kiosk store seed-demo, or --demo)")
+        print(say("no_catalog"))
         return exitcodes.FAIL
     print(catalog_summary(catalog))
     return exitcodes.OK
@@ -280,12 +280,14 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
         except PlanogramCsvError as e:
             print(say("csv_rejected", file=args.csv), file=sys.stderr)
             for err in e.errors:
-                print(f"  {err}", file=sys.stderr)
+                print(
+                    f"  {say_csv_row(err.row, err.message, err.key, err.params)}", file=sys.stderr
+                )
             return exitcodes.FAIL
         try:
             store.planogram.replace(planogram, allow_drop_stocked=args.allow_drop_stocked)
         except (PlanogramError, ValueError) as e:
-            print(f"{args.csv}: rejected, nothing applied: {e}", file=sys.stderr)
+            print(say("csv_rejected_why", file=args.csv, error=e), file=sys.stderr)
             return exitcodes.FAIL
     finally:
         store.close()
@@ -322,14 +324,8 @@ def cmd_store_seed_demo(args: argparse.Namespace) -> int:
     except (StoreError, sqlite3.Error, OSError) as e:
         free = _free_mb(cfg.store.data_dir)
         full = "full" in str(e).lower() or getattr(e, "errno", None) in (errno.ENOSPC, errno.EFBIG)
-        what = "the disk is full" if full else "the store cannot be written"
-        print(
-            f"kiosk store seed-demo: {what} in {cfg.store.data_dir} "
-            f"({free} MB free): {e}\n"
-            "Free some space (or fix the directory) and run it again; it is safe to repeat "
-            "(each part is all or nothing).",
-            file=sys.stderr,
-        )
+        key = "seed_disk_full" if full else "seed_unwritable"
+        print(say(key, dir=cfg.store.data_dir, free=free, error=e), file=sys.stderr)
         return exitcodes.FAIL
 
 
@@ -400,7 +396,7 @@ def cmd_store_recover(args: argparse.Namespace) -> int:
     try:
         moved = recover_store(cfg.store.data_dir)
     except (StoreError, OSError) as e:
-        print(f"kiosk store recover: {e}", file=sys.stderr)
+        print(say("recover_failed", error=e), file=sys.stderr)
         return exitcodes.FAIL
     if moved is None:
         print("the store is not marked corrupt; nothing to do")
@@ -450,6 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
         return exitcodes.USAGE
+    except OSError as e:  # a path the user gave that cannot be read or written: no traceback
+        if verbose:
+            raise
+        print(say_os_error(e), file=sys.stderr)
+        return exitcodes.FAIL
     except KeyboardInterrupt:
         return 130
 

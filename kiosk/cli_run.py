@@ -41,6 +41,7 @@ from kiosk.headless import print_views
 from kiosk.log import log_event, setup_logging
 from kiosk.store import StoreError
 from kiosk.sync.client import SyncConfigError, sync_problem
+from kiosk.textfile import say as say_msg
 
 __all__ = ["TestRun", "cmd_ledger_verify", "cmd_run", "register", "run"]
 
@@ -105,22 +106,19 @@ def _load(args: argparse.Namespace) -> KioskConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.script and not args.headless:
-        print("kiosk run: --script needs --headless", file=sys.stderr)
+        print(say_msg("run_script_headless"), file=sys.stderr)
         return exitcodes.USAGE
     if args.pay_via_province and (args.test_payments or not args.script):
-        print(
-            "kiosk run: --pay-via-province needs --script and excludes --test-payments",
-            file=sys.stderr,
-        )
+        print(say_msg("run_pay_via"), file=sys.stderr)
         return exitcodes.USAGE
     test_run: TestRun | None = getattr(args, "test_run", None)
     if (args.script or args.test_payments) and test_run is None:
-        print("kiosk run: --script and --test-payments need the `kiosk` command", file=sys.stderr)
+        print(say_msg("run_script_cmd"), file=sys.stderr)
         return exitcodes.USAGE
     # a real province's config: no test payment signer (ConfigError: exit 2, nothing started)
     refuse_in_field(cfg, test_payments=args.test_payments)
     if args.test_payments:
-        print("TEST PAYMENTS: confirmations are signed by a throwaway local key", file=sys.stderr)
+        print(say_msg("test_payments"), file=sys.stderr)
 
     def say(text: str) -> None:
         print(text, flush=True)

@@ -12,16 +12,20 @@ refused with a clear message, not read as mojibake).
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "TextFileError",
+    "os_reason",
     "pick_lang",
     "read_text",
     "say",
+    "say_csv_row",
+    "say_os_error",
 ]
 
 BOM = "\ufeff"
@@ -74,6 +78,185 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "list the real device names with `ls /dev/ttyUSB* /dev/ttyACM* /dev/ttyAMA*` (for a "
         "simulated board: is `kiosk emulator` running?).",
     ),
+    # --- the commands' own errors (kiosk, kiosk-provision) --------------------------------
+    "os_error": (
+        "{file}：{reason}。请检查路径是否正确、是否有权限。",
+        "{file}: {reason}. Check the path and the permissions.",
+    ),
+    "config_unusable": (
+        "错误：配置无法使用{hint}：\n{error}",
+        "error: the config is not usable{hint}:\n{error}",
+    ),
+    "hint_init_first": (
+        "（请先运行 `kiosk-provision init`）",
+        " (run `kiosk-provision init` first)",
+    ),
+    "refused": ("REFUSED（已拒绝）：{error}", "REFUSED: {error}"),
+    "no_release_key": (
+        "没有发布公钥：请用 --public-key 指定，或在配置里设置 update.release_public_key。",
+        "no release key: give --public-key or set update.release_public_key",
+    ),
+    "release_key_unset": (
+        "配置里没有设置 update.release_public_key：这台柜机不会安装任何新版本。",
+        "update.release_public_key is not set: this cabinet installs no release",
+    ),
+    "release_key_exists": (
+        "{file} 已存在：发布密钥只生成一次。",
+        "{file} exists; a release key is made once",
+    ),
+    "release_build_failed": ("kiosk release build 失败：{error}", "kiosk release build: {error}"),
+    "run_script_headless": (
+        "kiosk run：--script 必须和 --headless 一起用。",
+        "kiosk run: --script needs --headless",
+    ),
+    "run_pay_via": (
+        "kiosk run：--pay-via-province 需要 --script，并且不能和 --test-payments 一起用。",
+        "kiosk run: --pay-via-province needs --script and excludes --test-payments",
+    ),
+    "run_script_cmd": (
+        "kiosk run：--script 和 --test-payments 只能通过 `kiosk` 命令使用。",
+        "kiosk run: --script and --test-payments need the `kiosk` command",
+    ),
+    "test_payments": (
+        "测试支付：付款确认由临时生成的本地密钥签名，不是省平台。",
+        "TEST PAYMENTS: confirmations are signed by a throwaway local key",
+    ),
+    "no_catalog": (
+        "存储里还没有商品目录（可先运行 kiosk store seed-demo，或加 --demo）。",
+        "the store holds no catalog yet (try: kiosk store seed-demo, or --demo)",
+    ),
+    "csv_rejected_why": (
+        "{file}：已拒绝，未做任何更改：{error}",
+        "{file}: rejected, nothing applied: {error}",
+    ),
+    "seed_disk_full": (
+        "kiosk store seed-demo：{dir} 所在磁盘已满（剩余 {free} MB）：{error}\n"
+        "请腾出空间后再运行一次；重复运行是安全的（每一部分要么全部完成，要么什么都不做）。",
+        "kiosk store seed-demo: the disk is full in {dir} ({free} MB free): {error}\n"
+        "Free some space (or fix the directory) and run it again; it is safe to repeat "
+        "(each part is all or nothing).",
+    ),
+    "seed_unwritable": (
+        "kiosk store seed-demo：无法写入 {dir} 中的存储（剩余 {free} MB）：{error}\n"
+        "请修好该目录（权限、磁盘）后再运行一次；重复运行是安全的（每一部分要么全部完成，"
+        "要么什么都不做）。",
+        "kiosk store seed-demo: the store cannot be written in {dir} ({free} MB free): {error}\n"
+        "Free some space (or fix the directory) and run it again; it is safe to repeat "
+        "(each part is all or nothing).",
+    ),
+    "recover_failed": ("kiosk store recover 失败：{error}", "kiosk store recover: {error}"),
+    "emulator_ctl_failed": (
+        "kiosk emulator ctl：{file}：{reason}",
+        "kiosk emulator ctl: {file}: {reason}",
+    ),
+    "key_exists": (
+        "错误：{file} 已存在，这台柜机已经有私钥。要换新私钥请加 --force（之后必须重新注册）。",
+        "error: {file} exists; the kiosk already has a key. Use --force to make a new one (the "
+        "kiosk must then register again).",
+    ),
+    "no_device_key": (
+        "错误：{file} 处没有设备私钥：请先运行 `kiosk-provision keys`。",
+        "error: no device key at {file}: run `kiosk-provision keys` first",
+    ),
+    "nothing_to_renew": (
+        "错误：还没有证书，无法续期：请先用注册码注册。",
+        "error: nothing to renew (no certificate yet): register with a token first",
+    ),
+    "no_pinned_ca": (
+        "错误：没有固定注册用的 CA：初始化时请给出省平台的 CA"
+        "（kiosk-provision init --ca-file，或 sync.client_ca_fingerprint）。",
+        "error: no registration CA pinned: give the province's CA at provisioning "
+        "(kiosk-provision init --ca-file, or sync.client_ca_fingerprint)",
+    ),
+    "error": ("错误：{error}", "error: {error}"),
+    "registration_failed": ("错误：注册失败：{error}", "error: registration failed: {error}"),
+    "unit_unwritable": (
+        "错误：无法写入 {file}：请用 sudo 运行，或用 --dest 指定目录。",
+        "error: cannot write {file}: run with sudo, or use --dest DIR",
+    ),
+    "bad_technician_id": (
+        "错误：--id {id}：技术员编号须为 1–32 个字母、数字或 . _ -（例如 T0042）。",
+        "error: --id {id}: must be 1-32 letters, digits, . _ or - (e.g. T0042)",
+    ),
+    "pin_file_error": ("错误：--pin-file：{error}", "error: --pin-file: {error}"),
+    "no_usable_pin": ("错误：没有得到可用的维护密码。", "error: no usable PIN given"),
+    "pin_no_terminal": (
+        "错误：没有终端可以提问：请用 --pin-file 文件 或环境变量 ${env} 给出维护密码。",
+        "error: give the PIN with --pin-file FILE or ${env} (no terminal to ask on)",
+    ),
+    "pin_problem": ("错误：{where}：{problem}", "error: {where}: {problem}"),
+    "pin_file_unreadable": (
+        "无法读取维护密码文件 {file}：{reason}",
+        "cannot read the PIN file {file}: {reason}",
+    ),
+    "token_file_unreadable": (
+        "无法读取注册码文件 {file}：{reason}",
+        "cannot read the token file {file}: {reason}",
+    ),
+    "not_utf8_short": ("不是 UTF-8 文字", "not UTF-8 text"),
+    # planogram CSV rows (kiosk.core.planogram.CsvRowError keys)
+    "csv_row": ("第 {row} 行：{message}", "row {row}: {message}"),
+    "csv_header": (
+        "第一行必须写出这些列名：{columns}（顺序不限；其他列如 product_name 或备注会被忽略）。"
+        "缺少的列：{missing}；重复的列：{twice}",
+        "header must name the columns {columns} (any order; other columns such as "
+        "product_name or notes are ignored): missing {missing}; twice {twice}",
+    ),
+    "csv_more_cells": ("格子比列名多（共 {n} 列）", "more cells than header columns ({n})"),
+    "csv_fewer_cells": ("格子比列名少（共 {n} 列）", "fewer cells than header columns ({n})"),
+    "csv_int": ("{name} 必须是整数，这里是 {got}", "{name} must be a whole number, got {got}"),
+    "csv_range": (
+        "{name} 必须在 {lo} 到 {hi} 之间，这里是 {got}",
+        "{name} must be {lo}..{hi}, got {got}",
+    ),
+    "csv_locker_capacity": (
+        "格子柜门只能放 1 件，这里容量写的是 {got}",
+        "a locker door holds exactly 1 item, capacity {got} given",
+    ),
+    "csv_kind": (
+        "kind 只能是 spiral 或 locker，这里是 {got}",
+        "kind must be spiral or locker, got {got}",
+    ),
+    "csv_unknown_product": (
+        "商品编号 {product} 不在商品目录里",
+        "product_id {product} is not in the catalog",
+    ),
+    "csv_slot_twice": (
+        "{slot} 号货道在第 {at} 行已经写过",
+        "slot {slot} already defined on row {at}",
+    ),
+    "csv_hw_twice": (
+        "{board} 号控制板的地址 {address} 在第 {at} 行已经用过",
+        "board {board} address {address} already used on row {at}",
+    ),
+    "csv_no_slots": ("文件里没有任何货道", "the file has no slots"),
+    "board_unreachable": (
+        "连不上 {where} 上的控制板：{reason}",
+        "cannot reach the board at {where}: {reason}",
+    ),
+    "board_tx_unknown": (
+        "tx={tx} 可能执行了，也可能没有：请查看取货口（我们自己协议的控制板："
+        "`kiosk board outcome --tx {tx}` 可以查询）",
+        "tx={tx} may or may not have run: check the pickup port (a board of our own "
+        "protocol: `kiosk board outcome --tx {tx}` asks it)",
+    ),
+    "board_check": (
+        "请检查：连接线和控制板电源；波特率（--baud，现在是 {baud}）是否与控制板一致；"
+        "控制板地址（--address，现在是 {address}）；有没有别的程序占着串口（先停 kiosk 服务）；"
+        "模拟控制板：`kiosk emulator` 是否在运行？",
+        "check: the cable and the board's power; the baud rate (--baud, now {baud}) matches "
+        "the board; the board address (--address, now {address}); nothing else holds the port "
+        "(stop the kiosk service first); for a simulated board: is `kiosk emulator` running?",
+    ),
+    "config_port": ("kiosk 配置里的串口", "the kiosk config's port"),
+    "board_check_config": (
+        "请检查：连接线和控制板电源；kiosk 配置里的串口和波特率（[hardware]，锁控板在 [modbus]）；"
+        "有没有别的程序占着串口（先停 kiosk 服务）；模拟控制板：`kiosk emulator` 是否在运行？",
+        "check: the cable and the board's power; the port and baud rate in the kiosk config "
+        "([hardware], or [modbus] for lock boards); nothing else holds the port (stop the kiosk "
+        "service first); for a simulated board: is `kiosk emulator` running?",
+    ),
+    "config_unchanged": ("错误：配置没有改动：", "error: the config was not changed:"),
 }
 
 
@@ -95,6 +278,42 @@ def say(key: str, lang: str | None = None, **fields: object) -> str:
     """The message `key` in `lang` (default: `pick_lang()`), fields filled in."""
     zh, en = _MESSAGES[key]
     return (zh if (lang or pick_lang()) == "zh" else en).format(**fields)
+
+
+_OS_REASONS: Mapping[int, tuple[str, str]] = {
+    errno.ENOENT: ("文件或目录不存在", "no such file or directory"),
+    errno.EACCES: ("没有权限", "permission denied"),
+    errno.EPERM: ("不允许这样操作", "operation not permitted"),
+    errno.ENOSPC: ("磁盘已满", "no space left on the disk"),
+    errno.EISDIR: ("这是一个目录，不是文件", "is a directory, not a file"),
+    errno.ENOTDIR: ("路径中有一段不是目录", "a part of the path is not a directory"),
+    errno.EROFS: ("文件系统是只读的", "read-only file system"),
+    errno.EEXIST: ("已经存在", "already exists"),
+}
+
+
+def os_reason(e: OSError, lang: str | None = None) -> str:
+    """Why an OS call failed, in the user's language (the errno's own words otherwise)."""
+    pair = _OS_REASONS.get(e.errno or 0)
+    if pair is None:
+        return str(e.strerror or e)
+    return pair[0] if (lang or pick_lang()) == "zh" else pair[1]
+
+
+def say_os_error(e: OSError, lang: str | None = None) -> str:
+    """An OSError as `os_error`: the file it names and why, in the user's language."""
+    name = e.filename if e.filename is not None else "?"
+    return say("os_error", lang, file=name, reason=os_reason(e, lang))
+
+
+def say_csv_row(row: int, message: str, key: str, params: Iterable[tuple[str, object]]) -> str:
+    """One rejected planogram CSV row (kiosk.core.planogram.CsvRowError) in the user's
+    language: in English the row's own message, in Chinese its key worded (a row error
+    without a key keeps its English message)."""
+    lang = pick_lang()
+    zh = lang == "zh" and key in _MESSAGES
+    text = say(key, lang, **dict(params)) if zh else message
+    return say("csv_row", lang, row=row, message=text)
 
 
 @dataclass

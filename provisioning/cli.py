@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from kiosk import __version__, exitcodes
 from kiosk.log import formatter
+from kiosk.textfile import say_os_error
 from provisioning import init, keys, label, pins, register, selftest, service, status
 
 
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.USAGE
     try:
         return int(func(args))
+    except OSError as e:  # a path the technician gave that cannot be used: no traceback
+        print(say_os_error(e), file=sys.stderr)
+        return exitcodes.FAIL
     except KeyboardInterrupt:
         print("\ninterrupted")
         return exitcodes.INTERRUPTED

@@ -21,6 +21,7 @@ from typing import Any
 import tomli_w
 
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
+from kiosk.textfile import say
 
 __all__ = ["backup", "command_config", "update_config", "write_atomic", "write_config_checked"]
 
@@ -34,7 +35,7 @@ def command_config(config_arg: str | None, hint: str = "") -> tuple[Path, KioskC
     try:
         return path, load_config(path)
     except ConfigError as e:
-        print(f"error: the config is not usable{hint}:\n{e}")
+        print(say("config_unusable", hint=hint, error=e))
         return None
 
 

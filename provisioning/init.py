@@ -36,6 +36,7 @@ from kiosk.config import (
 )
 from kiosk.core.pin import hash_pin
 from kiosk.sync.identity import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
+from kiosk.textfile import os_reason, say
 from provisioning.files import backup, write_config_checked
 
 __all__ = ["ENV_PIN", "FIELDS", "Field", "add_parser", "cmd_init", "read_pin_file", "run_init"]
@@ -230,7 +231,8 @@ def read_pin_file(path: Path) -> str:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read the PIN file {path}: {e}") from None
+        why = os_reason(e) if isinstance(e, OSError) else say("not_utf8_short")
+        raise ValueError(say("pin_file_unreadable", file=path, reason=why)) from None
     return lines[0].strip() if lines else ""
 
 

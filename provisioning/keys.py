@@ -21,6 +21,7 @@ from kiosk.sync.identity import (
     private_key_pem,
     public_key_fingerprint,
 )
+from kiosk.textfile import say
 from provisioning.files import backup, command_config, write_atomic
 
 __all__ = ["IdentityFiles", "add_parser", "cmd_keys", "make_keys"]
@@ -88,7 +89,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    loaded = command_config(args.config, " (run `kiosk-provision init` first)")
+    loaded = command_config(args.config, say("hint_init_first"))
     if loaded is None:
         return exitcodes.USAGE
     path, cfg = loaded
@@ -96,10 +97,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     try:
         fp = make_keys(cfg.identity.kiosk_id, files, force=args.force)
     except FileExistsError:
-        print(
-            f"error: {files.key} exists; the kiosk already has a key. Use --force to make a new "
-            "one (the kiosk must then register again)."
-        )
+        print(say("key_exists", file=files.key))
         return exitcodes.FAIL
     print(f"device key: {files.key} (mode 0600, never leaves this device)")
     print(f"CSR:        {files.csr} (CN = {cfg.identity.kiosk_id})")

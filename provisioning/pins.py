@@ -21,6 +21,7 @@ from typing import Any
 from kiosk import exitcodes
 from kiosk.config import LEGACY_TECHNICIAN_ID, TECHNICIAN_ID_RE, ConfigError
 from kiosk.core.pin import hash_pin, pin_problem
+from kiosk.textfile import say
 from provisioning.files import backup, command_config, write_config_checked
 from provisioning.init import ENV_PIN, read_pin_file
 
@@ -35,7 +36,7 @@ def _new_pin(
         try:
             pin, where = read_pin_file(Path(args.pin_file)), f"--pin-file {args.pin_file}"
         except ValueError as e:
-            out(f"error: --pin-file: {e}")
+            out(say("pin_file_error", error=e))
             return None
     elif os.environ.get(ENV_PIN) is not None:
         pin, where = os.environ[ENV_PIN].strip(), f"${ENV_PIN}"
@@ -50,14 +51,14 @@ def _new_pin(
                 out("  the PINs differ, try again 两次输入不一致")
                 continue
             return pin
-        out("error: no usable PIN given")
+        out(say("no_usable_pin"))
         return None
     else:
-        out(f"error: give the PIN with --pin-file FILE or ${ENV_PIN} (no terminal to ask on)")
+        out(say("pin_no_terminal", env=ENV_PIN))
         return None
     problem = pin_problem(pin)
     if problem is not None:
-        out(f"error: {where}: {problem}")
+        out(say("pin_problem", where=where, problem=problem))
         return None
     return pin
 
@@ -69,7 +70,7 @@ def run_pin(
     out: Callable[[str], None] = print,
 ) -> int:
     if not TECHNICIAN_ID_RE.match(args.id):
-        out(f"error: --id {args.id!r}: must be 1-32 letters, digits, . _ or - (e.g. T0042)")
+        out(say("bad_technician_id", id=repr(args.id)))
         return exitcodes.USAGE
     loaded = command_config(args.config)
     if loaded is None:
@@ -95,7 +96,7 @@ def run_pin(
     except ConfigError as e:
         if kept is not None:
             kept.unlink(missing_ok=True)
-        out("error: the config was not changed:")
+        out(say("config_unchanged"))
         for issue in e.issues:
             out(f"  {issue.key}: {issue.problem}")
         return exitcodes.USAGE

@@ -69,6 +69,7 @@ from kiosk.sync.identity import (
     unseal,
 )
 from kiosk.sync.topics import register_reply, register_request
+from kiosk.textfile import os_reason, say
 
 if TYPE_CHECKING:
     from kiosk.sync.client import BrokerAddress
@@ -389,7 +390,8 @@ def read_token(
         try:
             text = stdin.read() if token_file == "-" else Path(token_file).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise RegisterError(f"cannot read the token file {token_file}: {e}") from None
+            why = os_reason(e) if isinstance(e, OSError) else say("not_utf8_short")
+            raise RegisterError(say("token_file_unreadable", file=token_file, reason=why)) from None
         where = f"the token file {token_file}"
     elif env.get(TOKEN_ENV):
         text, where = env[TOKEN_ENV], f"${TOKEN_ENV}"
@@ -420,13 +422,13 @@ def cmd_register(args: argparse.Namespace) -> int:
     try:
         key = load_private_key(files.key.read_bytes())
     except (OSError, CryptoError):
-        print(f"error: no device key at {files.key}: run `kiosk-provision keys` first")
+        print(say("no_device_key", file=files.key))
         return exitcodes.USAGE
     kiosk_id = cfg.identity.kiosk_id
     current = None
     if args.renew:
         if not files.cert.exists():
-            print("error: nothing to renew (no certificate yet): register with a token first")
+            print(say("nothing_to_renew"))
             return exitcodes.USAGE
         days = cert_days_left(files.cert)
         if args.if_expiring_days is not None and days is not None and days > args.if_expiring_days:
@@ -436,14 +438,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     try:
         token = None if args.renew else read_token(args.token_file)
     except RegisterError as e:
-        print(f"error: {e}")
+        print(say("error", error=e))
         return exitcodes.USAGE
     pinned = pinned_ca(cfg)
     if not pinned:
-        print(
-            "error: no registration CA pinned: give the province's CA at provisioning "
-            "(kiosk-provision init --ca-file, or sync.client_ca_fingerprint)"
-        )
+        print(say("no_pinned_ca"))
         return exitcodes.USAGE
     req = build_request(kiosk_id, key, token=token, current_cert_pem=current)
     bootstrap_url = args.bootstrap_url or cfg.sync.bootstrap_url or None
@@ -461,7 +460,7 @@ def cmd_register(args: argparse.Namespace) -> int:
             )
         store_registration(reg, files, path, bootstrap_url)
     except (RegisterError, ConfigError) as e:
-        print(f"error: registration failed: {e}")
+        print(say("registration_failed", error=e))
         return exitcodes.FAIL
     print(f"registered {kiosk_id}: certificate {files.cert}")
     print(f"certificate SHA-256: {cert_fingerprint(load_cert(reg.cert_pem))}")

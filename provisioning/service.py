@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from kiosk import exitcodes
+from kiosk.textfile import say
 from provisioning.files import backup, command_config, write_atomic
 
 __all__ = ["UNIT_TEMPLATE", "add_parser", "cmd_install_service", "render_unit"]
@@ -112,7 +113,7 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     try:
         write_atomic(dest, unit.encode(), 0o644)
     except PermissionError:
-        print(f"error: cannot write {dest}: run with sudo, or use --dest DIR")
+        print(say("unit_unwritable", file=dest))
         return exitcodes.FAIL
     u, d = args.user, cfg.store.data_dir
     print(f"wrote {dest}" + (f" (previous kept as {kept})" if kept else ""))

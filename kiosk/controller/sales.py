@@ -158,7 +158,7 @@ class Sales:
         cart: cartlib.Cart,
         catalog: Catalog,
         rules: sale.SaleRules,
-    ) -> str | None:
+    ) -> cartlib.CartError | None:
         """The session's PlaceOrder. Returns why the cart was refused (None: placed, or the
         store failed and is marked unwritable)."""
         try:
@@ -167,7 +167,7 @@ class Sales:
             )
         except cartlib.CartError as e:
             log_event(log, "cart.checkout_refused", reason=str(e))
-            return str(e)
+            return e
         if placed is None:
             return None
         new, actions = placed

@@ -461,7 +461,7 @@ class Controller:
             elif isinstance(c, session.PlaceOrder):
                 self._place_order(c.cart)
             elif isinstance(c, session.Note):
-                self.tech.note(c.text)
+                self.tech.note(c.text, c.key, dict(c.params))
                 log_event(log, "cart.refused", reason=c.text)
             else:
                 self.tech.log(c.action, **c.fields)
@@ -469,11 +469,11 @@ class Controller:
     def _place_order(self, cart: cartlib.Cart) -> None:
         self.upkeep.measure_disk()  # on every order, not only every few seconds
         if self.upkeep.disk_low:
-            self.tech.note("disk below store.min_free_mb")
+            self.tech.note("disk below store.min_free_mb", "disk_low")
             return
         refused = self.sales.checkout(cart, self.catalog, self.rules)
         if refused is not None:
-            self.tech.note(refused)
+            self.tech.note(str(refused), refused.key, refused.params)
 
     # --- the view -----------------------------------------------------------------------
 

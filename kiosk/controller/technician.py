@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kiosk import contract as ui
@@ -84,10 +84,11 @@ class Technician:
         self.last_result = text
         self.result = ui.ServiceResult(key, params)
 
-    def note(self, text: str) -> None:
-        """An outcome the screen shows as is (a refused cart, from the session)."""
+    def note(self, text: str, key: str = "", params: Mapping[str, str | int] | None = None) -> None:
+        """A refused cart (from the session): `text` for logs, `key` + `params` for the screen
+        to word (`result.<key>`); without a key the screen shows `text` as it is."""
         self.last_result = text
-        self.result = None
+        self.result = ui.ServiceResult(key, dict(params or {})) if key else None
 
     def lock_sales(self, locked: bool) -> None:
         self.log("lock_sales", locked=locked)

@@ -32,7 +32,13 @@ DEFAULT_MAX_UNITS = 5
 
 
 class CartError(ValueError):
-    """The cart change or checkout is not possible; the message can be shown to a technician."""
+    """The cart change or checkout is not possible. The message is for logs; `key` and
+    `params` let a screen word it in its own language (`result.<key>` in the UI catalogs)."""
+
+    def __init__(self, message: str, key: str = "cart_refused", **params: str | int) -> None:
+        super().__init__(message)
+        self.key = key
+        self.params = params
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +95,25 @@ def add_item(
     out_of_service: Collection[int] = frozenset(),
 ) -> Cart:
     if qty < 1:
-        raise CartError(f"quantity must be at least 1, got {qty}")
+        raise CartError(f"quantity must be at least 1, got {qty}", "cart_qty", qty=qty)
     if product_id not in catalog:
-        raise CartError(f"product {product_id!r} is not in the catalog")
+        raise CartError(
+            f"product {product_id!r} is not in the catalog", "cart_unknown", product=product_id
+        )
     if cart.units + qty > cart.max_units:
-        raise CartError(f"a cart holds at most {cart.max_units} items")
+        raise CartError(
+            f"a cart holds at most {cart.max_units} items", "cart_full", max=cart.max_units
+        )
     want = cart.qty_of(product_id) + qty
     have = available_units(product_id, planogram, stock_levels, reserved, out_of_service)
     if want > have:
-        raise CartError(f"only {have} of {product_id!r} available, {want} asked")
+        raise CartError(
+            f"only {have} of {product_id!r} available, {want} asked",
+            "cart_short",
+            product=product_id,
+            have=have,
+            want=want,
+        )
     items = list(cart.items)
     for n, it in enumerate(items):
         if it.product_id == product_id:
@@ -162,15 +178,21 @@ def checkout(
     cart.
     """
     if not cart.items:
-        raise CartError("the cart is empty")
+        raise CartError("the cart is empty", "cart_empty")
     if cart.units > min(cart.max_units, MAX_LINES):
-        raise CartError(f"a cart holds at most {cart.max_units} items")
+        raise CartError(
+            f"a cart holds at most {cart.max_units} items", "cart_full", max=cart.max_units
+        )
     taken: dict[int, int] = {}
     lines: list[Line] = []
     for item in cart.items:
         product = catalog.get(item.product_id)
         if product is None:
-            raise CartError(f"product {item.product_id!r} is not in the catalog")
+            raise CartError(
+                f"product {item.product_id!r} is not in the catalog",
+                "cart_unknown",
+                product=item.product_id,
+            )
         slots = _usable_slots(item.product_id, planogram, out_of_service)
         for _ in range(item.qty):
             best: Slot | None = None
@@ -180,7 +202,12 @@ def checkout(
                 if free > best_free:
                     best, best_free = s, free
             if best is None:
-                raise CartError(f"{item.product_id!r} is sold out ({item.qty} asked)")
+                raise CartError(
+                    f"{item.product_id!r} is sold out ({item.qty} asked)",
+                    "cart_sold_out",
+                    product=item.product_id,
+                    want=item.qty,
+                )
             taken[best.slot_no] = taken.get(best.slot_no, 0) + 1
             lines.append(
                 Line(

@@ -41,6 +41,16 @@ class SlotKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class PlanogramProblem:
+    """A problem found in a planogram: `message` in English for logs, `key` + `params` for a
+    reader's language (kiosk.textfile words CSV problems)."""
+
+    message: str
+    key: str = ""
+    params: tuple[tuple[str, str | int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Slot:
     """One selling position. `slot_no` is the number technicians and shoppers see."""
 
@@ -54,17 +64,33 @@ class Slot:
     col: int = 0
 
     def problems(self) -> list[str]:
-        errs: list[str] = []
-        if not 1 <= self.slot_no <= 9999:
-            errs.append(f"slot must be 1..9999, got {self.slot_no}")
-        if not 0 <= self.board <= MAX_BOARD:
-            errs.append(f"board must be 0..{MAX_BOARD}, got {self.board}")
-        if not 0 <= self.address <= 255:
-            errs.append(f"address must be 0..255, got {self.address}")
-        if not 1 <= self.capacity <= MAX_CAPACITY:
-            errs.append(f"capacity must be 1..{MAX_CAPACITY}, got {self.capacity}")
+        return [p.message for p in self.keyed_problems()]
+
+    def keyed_problems(self) -> list[PlanogramProblem]:
+        """`problems()` with a message key and params, for a reader's language."""
+        errs: list[PlanogramProblem] = []
+        for name, value, lo, hi in (
+            ("slot", self.slot_no, 1, 9999),
+            ("board", self.board, 0, MAX_BOARD),
+            ("address", self.address, 0, 255),
+            ("capacity", self.capacity, 1, MAX_CAPACITY),
+        ):
+            if not lo <= value <= hi:
+                errs.append(
+                    PlanogramProblem(
+                        f"{name} must be {lo}..{hi}, got {value}",
+                        "csv_range",
+                        (("name", name), ("lo", lo), ("hi", hi), ("got", value)),
+                    )
+                )
         if self.kind is SlotKind.LOCKER and self.capacity != 1:
-            errs.append(f"a locker door holds exactly 1 item, capacity {self.capacity} given")
+            errs.append(
+                PlanogramProblem(
+                    f"a locker door holds exactly 1 item, capacity {self.capacity} given",
+                    "csv_locker_capacity",
+                    (("got", self.capacity),),
+                )
+            )
         return errs
 
 
@@ -117,6 +143,8 @@ CSV_COLUMNS = ("slot", "board", "address", "kind", "row", "col", "capacity", "pr
 class CsvRowError:
     row: int  # 1-based line number in the file, header is line 1
     message: str
+    key: str = ""  # the message for a reader's language (kiosk.textfile), "" for none
+    params: tuple[tuple[str, str | int], ...] = ()
 
     def __str__(self) -> str:
         return f"row {self.row}: {self.message}"
@@ -130,12 +158,71 @@ class PlanogramCsvError(ValueError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
-def _int_field(raw: dict[str, str], name: str, errs: list[str]) -> int:
+def _int_field(raw: dict[str, str], name: str, errs: list[PlanogramProblem]) -> int:
     text = (raw.get(name) or "").strip()
     if not _DIGITS.fullmatch(text):
-        errs.append(f"{name} must be a whole number, got {text!r}")
+        errs.append(
+            PlanogramProblem(
+                f"{name} must be a whole number, got {text!r}",
+                "csv_int",
+                (("name", name), ("got", repr(text))),
+            )
+        )
         return 0
     return int(text)
+
+
+def _header_error(header: tuple[str, ...]) -> CsvRowError | None:
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if not (missing or twice):
+        return None
+    why = f"missing column(s) {', '.join(missing)}" if missing else ""
+    why += ("; " if why else "") + (f"column(s) {', '.join(twice)} twice" if twice else "")
+    return CsvRowError(
+        1,
+        f"header must name the columns {','.join(CSV_COLUMNS)} (any order; other "
+        f"columns such as product_name or notes are ignored): {why}",
+        "csv_header",
+        (
+            ("columns", ",".join(CSV_COLUMNS)),
+            ("missing", ", ".join(missing) or "-"),
+            ("twice", ", ".join(twice) or "-"),
+        ),
+    )
+
+
+def _row_slot(raw: dict[str, str], known: set[str], errs: list[PlanogramProblem]) -> Slot | None:
+    """The slot one CSV row describes, or None with `errs` saying why."""
+    slot_no = _int_field(raw, "slot", errs)
+    board = _int_field(raw, "board", errs)
+    address = _int_field(raw, "address", errs)
+    row = _int_field(raw, "row", errs)
+    col = _int_field(raw, "col", errs)
+    capacity = _int_field(raw, "capacity", errs)
+    kind_text = raw["kind"].strip().lower()
+    try:
+        kind = SlotKind(kind_text)
+    except ValueError:
+        got = (("got", repr(kind_text)),)
+        errs.append(
+            PlanogramProblem(f"kind must be spiral or locker, got {kind_text!r}", "csv_kind", got)
+        )
+        kind = SlotKind.SPIRAL
+    pid = raw["product_id"].strip() or None
+    if pid is not None and pid not in known:
+        errs.append(
+            PlanogramProblem(
+                f"product_id {pid!r} is not in the catalog",
+                "csv_unknown_product",
+                (("product", pid),),
+            )
+        )
+    if errs:
+        return None
+    slot = Slot(slot_no, board, address, kind, capacity, pid, row, col)
+    errs.extend(slot.keyed_problems())
+    return None if errs else slot
 
 
 def planogram_from_csv(
@@ -147,70 +234,57 @@ def planogram_from_csv(
         text = text[1:]
     reader = csv.DictReader(io.StringIO(text))
     header = tuple(h.strip().lower() for h in (reader.fieldnames or ()))
-    missing = [c for c in CSV_COLUMNS if c not in header]
-    twice = sorted({c for c in header if c and header.count(c) > 1})
-    if missing or twice:
-        why = f"missing column(s) {', '.join(missing)}" if missing else ""
-        why += ("; " if why else "") + (f"column(s) {', '.join(twice)} twice" if twice else "")
-        raise PlanogramCsvError(
-            [
-                CsvRowError(
-                    1,
-                    f"header must name the columns {','.join(CSV_COLUMNS)} (any order; other "
-                    f"columns such as product_name or notes are ignored): {why}",
-                )
-            ]
-        )
+    bad_header = _header_error(header)
+    if bad_header is not None:
+        raise PlanogramCsvError([bad_header])
     reader.fieldnames = list(header)  # look rows up by the stripped names
     errors: list[CsvRowError] = []
     slots: list[Slot] = []
     first_row: dict[int, int] = {}
     hw_row: dict[tuple[int, int], int] = {}
+    n = (("n", len(header)),)
     for raw in reader:
         line = reader.line_num
         if None in raw:
-            errors.append(CsvRowError(line, f"more cells than header columns ({len(header)})"))
+            more = f"more cells than header columns ({len(header)})"
+            errors.append(CsvRowError(line, more, "csv_more_cells", n))
             continue
         if any(raw.get(c) is None for c in CSV_COLUMNS):
-            errors.append(CsvRowError(line, f"fewer cells than header columns ({len(header)})"))
+            fewer = f"fewer cells than header columns ({len(header)})"
+            errors.append(CsvRowError(line, fewer, "csv_fewer_cells", n))
             continue
         if not any((raw.get(c) or "").strip() for c in CSV_COLUMNS):
             continue  # blank line (or only notes)
-        errs: list[str] = []
-        slot_no = _int_field(raw, "slot", errs)
-        board = _int_field(raw, "board", errs)
-        address = _int_field(raw, "address", errs)
-        row = _int_field(raw, "row", errs)
-        col = _int_field(raw, "col", errs)
-        capacity = _int_field(raw, "capacity", errs)
-        kind_text = raw["kind"].strip().lower()
-        try:
-            kind = SlotKind(kind_text)
-        except ValueError:
-            errs.append(f"kind must be spiral or locker, got {kind_text!r}")
-            kind = SlotKind.SPIRAL
-        pid = raw["product_id"].strip() or None
-        if pid is not None and pid not in known:
-            errs.append(f"product_id {pid!r} is not in the catalog")
-        if not errs:
-            slot = Slot(slot_no, board, address, kind, capacity, pid, row, col)
-            errs.extend(slot.problems())
-            if slot_no in first_row:
-                errs.append(f"slot {slot_no} already defined on row {first_row[slot_no]}")
-            if (board, address) in hw_row:
+        errs: list[PlanogramProblem] = []
+        slot = _row_slot(raw, known, errs)
+        if slot is not None:
+            if slot.slot_no in first_row:
+                at = first_row[slot.slot_no]
                 errs.append(
-                    f"board {board} address {address} already used "
-                    f"on row {hw_row[(board, address)]}"
+                    PlanogramProblem(
+                        f"slot {slot.slot_no} already defined on row {at}",
+                        "csv_slot_twice",
+                        (("slot", slot.slot_no), ("at", at)),
+                    )
+                )
+            hw = (slot.board, slot.address)
+            if hw in hw_row:
+                errs.append(
+                    PlanogramProblem(
+                        f"board {hw[0]} address {hw[1]} already used on row {hw_row[hw]}",
+                        "csv_hw_twice",
+                        (("board", hw[0]), ("address", hw[1]), ("at", hw_row[hw])),
+                    )
                 )
             if not errs:
-                first_row[slot_no] = line
-                hw_row[(board, address)] = line
+                first_row[slot.slot_no] = line
+                hw_row[hw] = line
                 slots.append(slot)
-        errors.extend(CsvRowError(line, e) for e in errs)
+        errors.extend(CsvRowError(line, e.message, e.key, e.params) for e in errs)
     if errors:
         raise PlanogramCsvError(errors)
     if not slots:
-        raise PlanogramCsvError([CsvRowError(1, "the file has no slots")])
+        raise PlanogramCsvError([CsvRowError(1, "the file has no slots", "csv_no_slots")])
     return Planogram.of(version, slots)
 
 

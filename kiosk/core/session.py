@@ -251,9 +251,12 @@ class PlaceOrder:
 
 @dataclass(frozen=True, slots=True)
 class Note:
-    """A refused cart change: shown to the technician as the last result, and logged."""
+    """A refused cart change: shown to the technician as the last result, and logged.
+    `key`/`params`: the screen's wording (`result.<key>`), "" for the text as it is."""
 
     text: str
+    key: str = ""
+    params: tuple[tuple[str, str | int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +303,7 @@ def _set(s: Session, product_id: str, qty: int, shelf: Shelf) -> Result:
             shelf.bad_slots,
         )
     except cartlib.CartError as e:
-        return s, [Note(str(e))]
+        return s, [Note(str(e), e.key, tuple(e.params.items()))]
     prices[product_id] = shelf.catalog.products[product_id].price_fen
     return replace(s, cart=cart, prices=prices), []
 

@@ -304,7 +304,7 @@ def _run(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
         msg = say("port_missing", port=args.port)
         _emit(args, {"ok": False, "reachable": False, "port": args.port, "error": msg}, msg, True)
         return exitcodes.UNREACHABLE
-    where = args.port or "the kiosk config's port"
+    where = args.port or say("config_port")
     try:
         with open_target(args, getattr(args, "build_cabinet", None)) as target:
             where = target.where
@@ -312,7 +312,7 @@ def _run(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
                 raise _Unreachable(target.last_error)
             return body(target)
     except TargetError as e:
-        _emit(args, {"ok": False, "error": str(e)}, f"error: {e}", err=True)
+        _emit(args, {"ok": False, "error": str(e)}, say("error", error=e), err=True)
         return exitcodes.USAGE
     except (_Unreachable, BoardOffline) as e:
         reason = e.reason if isinstance(e, BoardOffline) else str(e)
@@ -320,30 +320,18 @@ def _run(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
         _unreachable(args, where, reason, tx)
         return exitcodes.UNREACHABLE
     except BoardError as e:
-        _emit(args, {"ok": False, "error": str(e)}, f"error: {e}", err=True)
+        _emit(args, {"ok": False, "error": str(e)}, say("error", error=e), err=True)
         return exitcodes.FAIL
 
 
 def _unreachable(args: argparse.Namespace, where: str, reason: str, tx: int | None) -> None:
-    lines = [f"cannot reach the board at {where}: {reason}"]
+    lines = [say("board_unreachable", where=where, reason=reason)]
     if tx is not None:
-        lines.append(
-            f"tx={tx} may or may not have run: check the pickup port (a board of our own "
-            f"protocol: `kiosk board outcome --tx {tx}` asks it)"
-        )
+        lines.append(say("board_tx_unknown", tx=tx))
     if args.port is not None:
-        lines.append(
-            "check: the cable and the board's power; the baud rate (--baud, now "
-            f"{args.baud}) matches the board; the board address (--address, now "
-            f"{args.address}); nothing else holds the port (stop the kiosk service first); "
-            "for a simulated board: is `kiosk emulator` running?"
-        )
+        lines.append(say("board_check", baud=args.baud, address=args.address))
     else:
-        lines.append(
-            "check: the cable and the board's power; the port and baud rate in the kiosk "
-            "config ([hardware], or [modbus] for lock boards); nothing else holds the port "
-            "(stop the kiosk service first); for a simulated board: is `kiosk emulator` running?"
-        )
+        lines.append(say("board_check_config"))
     obj: dict[str, Any] = {"ok": False, "reachable": False, "port": where, "error": reason}
     if tx is not None:
         obj["tx"] = tx

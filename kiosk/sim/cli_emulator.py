@@ -28,6 +28,7 @@ from kiosk.sim.emulator_transports import (
     send_control,
 )
 from kiosk.sim.vmc_emulator import VmcEmulatedBoard, VmcFaults
+from kiosk.textfile import os_reason, say
 
 __all__ = ["build_emulator", "cmd_emulator", "cmd_emulator_ctl", "main", "register"]
 
@@ -180,7 +181,9 @@ def cmd_emulator_ctl(args: argparse.Namespace) -> int:
     try:
         reply = send_control(args.ctl_control, " ".join(args.words))
     except OSError as e:
-        print(f"kiosk emulator ctl: {args.ctl_control}: {e}", file=sys.stderr)
+        print(
+            say("emulator_ctl_failed", file=args.ctl_control, reason=os_reason(e)), file=sys.stderr
+        )
         return exitcodes.FAIL
     print(reply)
     return exitcodes.OK if reply.startswith("ok") else exitcodes.FAIL

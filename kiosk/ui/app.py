@@ -21,7 +21,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import pygame
 import pygame.freetype
@@ -51,6 +51,9 @@ from kiosk.ui.screens import ROOT_FOR_MODE
 from kiosk.ui.screens.base import Screen
 from kiosk.ui.theme import Metrics, metrics_for
 from kiosk.ui.widgets import Hit, TextRecord, Ui
+
+if TYPE_CHECKING:
+    from kiosk.core.catalog import Product
 
 __all__ = [
     "FRAME_S",
@@ -346,7 +349,9 @@ class UiApp:
         now = self.now()
         self._presses[key] = _Press(pos, now)
         self.last_activity = now
-        self.dirty = True
+        # No frame for a finger landing: nothing is drawn pressed, and tick() redraws what the
+        # activity changes (undimming, the idle prompt). A frame here was still being
+        # presented when the finger lifted and delayed the tap's own frame (bench_ui taps).
 
     def _press_up(self, key: object, pos: tuple[int, int]) -> None:
         press = self._presses.pop(key, None)
@@ -606,12 +611,36 @@ class UiApp:
             self._preload_pending = False
             products = [pv.product for pv in self.view.products]
             th = threading.Thread(
-                target=self.images.preload, args=(products,), name="ui-preload", daemon=True
+                target=_warm_up, args=(self.images, products), name="ui-preload", daemon=True
             )
             self.threads.append(th)
             th.start()
         while self.running:
             self.step()
+
+
+def _warm_up(images: ProductImages, products: list[Product]) -> None:
+    """After the first frame, off the loop: import what the first tap of each screen would
+    otherwise import on the UI thread (the screens, the QR encoder; ~100 ms at the first
+    shopper's taps), then draw the product pictures."""
+    import importlib
+
+    for mod in (
+        "kiosk.ui.screens.catalog",
+        "kiosk.ui.screens.category_picker",
+        "kiosk.ui.screens.product",
+        "kiosk.ui.screens.cart",
+        "kiosk.ui.screens.payment",
+        "kiosk.ui.screens.confirm",
+        "kiosk.ui.screens.offline_code",
+        "kiosk.ui.screens.dispensing",
+        "kiosk.ui.screens.done",
+        "kiosk.ui.screens.problem",
+        "kiosk.ui.screens.idle_prompt",
+        "qrcode",
+    ):
+        importlib.import_module(mod)
+    images.preload(products)
 
 
 # --- production entry -------------------------------------------------------------------

@@ -149,6 +149,8 @@ class ProductImages:
                 self._base[p.product_id] = base
                 self._made_from[p.product_id] = (p, True)
             got = pygame.transform.smoothscale(base, (side, side))
+            if pygame.display.get_surface() is not None:
+                got = got.convert()  # display format: a tile blit ~7x cheaper every frame
             self._scaled[key] = got
         return got
 

@@ -86,36 +86,36 @@ def line_height(size: int) -> int:
 
 
 @lru_cache(maxsize=64)
-def qr_modules(data: str) -> int:
-    """Modules across the QR code of `data`, quiet zone included (what `qr_surface` draws)."""
-    import qrcode
-    import qrcode.constants
-
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
-    qr.add_data(data)
-    qr.make(fit=True)
-    return len(qr.get_matrix())
-
-
-@lru_cache(maxsize=64)
-def qr_surface(data: str, side: int) -> pygame.Surface:
-    """A crisp QR code (quiet zone included), integer module size, at most `side` px square."""
+def _qr_matrix(data: str) -> tuple[tuple[bool, ...], ...]:
+    """The QR code of `data`, quiet zone included: computed once per payload (qrcode's fit
+    and mask search cost ~10 ms on the UI thread, and both functions below need it)."""
     import qrcode  # only the payment/receipt screens need it: not on the start-up path
     import qrcode.constants
 
     qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
     qr.add_data(data)
     qr.make(fit=True)
-    matrix = qr.get_matrix()
+    return tuple(tuple(bool(v) for v in row) for row in qr.get_matrix())
+
+
+def qr_modules(data: str) -> int:
+    """Modules across the QR code of `data`, quiet zone included (what `qr_surface` draws)."""
+    return len(_qr_matrix(data))
+
+
+@lru_cache(maxsize=64)
+def qr_surface(data: str, side: int) -> pygame.Surface:
+    """A crisp QR code (quiet zone included), integer module size, at most `side` px square."""
+    matrix = _qr_matrix(data)
     n = len(matrix)
     module = max(1, side // n)
-    surf = pygame.Surface((n * module, n * module))
-    surf.fill((255, 255, 255))
+    one = pygame.Surface((n, n))  # one pixel per module, then an integer nearest-pixel scale
+    one.fill((255, 255, 255))
     for y, row in enumerate(matrix):
         for x, on in enumerate(row):
             if on:
-                surf.fill((0, 0, 0), (x * module, y * module, module, module))
-    return surf
+                one.set_at((x, y), (0, 0, 0))
+    return pygame.transform.scale(one, (n * module, n * module))
 
 
 _FLAT: dict[tuple[tuple[int, int], RGB], pygame.Surface] = {}

@@ -15,6 +15,7 @@ from typing import Any
 
 from kiosk import __version__, exitcodes
 from kiosk.config import KioskConfig, load_config, resolve_config_path
+from kiosk.textfile import say
 from kiosk.update import supervisor
 from kiosk.update.installer import InstallError, Staging, fetch_and_stage
 from kiosk.update.release import (
@@ -94,7 +95,7 @@ def cmd_release_keygen(args: argparse.Namespace) -> int:
     try:
         kid = generate_release_key(args.private, args.public)
     except FileExistsError:
-        print(f"{args.private} exists; a release key is made once", file=sys.stderr)
+        print(say("release_key_exists", file=args.private), file=sys.stderr)
         return exitcodes.USAGE
     print(f"release key {kid}: private {args.private} (keep offline), public {args.public}")
     return exitcodes.OK
@@ -114,7 +115,7 @@ def cmd_release_build(args: argparse.Namespace) -> int:
             no_index=args.no_index,
         )
     except (ReleaseError, WheelhouseError) as e:
-        print(f"kiosk release build: {e}", file=sys.stderr)
+        print(say("release_build_failed", error=e), file=sys.stderr)
         return exitcodes.FAIL
     print(
         f"release {rel.version} in {rel.path}: {len(rel.files)} files, "
@@ -128,11 +129,11 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
     try:
         path = args.public_key or _cfg(args).update.release_public_key
         if path is None:
-            print("no release key: give --public-key or set update.release_public_key")
+            print(say("no_release_key"))
             return exitcodes.USAGE
         rel = verify_release(args.dir, load_release_public_key(path))
     except ReleaseError as e:
-        print(f"REFUSED: {e}", file=sys.stderr)
+        print(say("refused", error=e), file=sys.stderr)
         return exitcodes.FAIL
     print(
         f"release {rel.version} OK: signed by {rel.key_id}, {len(rel.files)} files match, "
@@ -146,7 +147,7 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
 def cmd_update_apply(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
     if cfg.update.release_public_key is None:
-        print("update.release_public_key is not set: this cabinet installs no release")
+        print(say("release_key_unset"))
         return exitcodes.USAGE
     s = Staging(
         root=cfg.update.root,
@@ -158,7 +159,7 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
     try:
         state = fetch_and_stage(args.dir, s, ca_file=cfg.sync.ca_file, switch_now=args.now)
     except InstallError as e:
-        print(f"REFUSED: {e}", file=sys.stderr)
+        print(say("refused", error=e), file=sys.stderr)
         return exitcodes.FAIL
     version = state["pending"]["version"]
     when = "at the supervisor's next start" if args.now else "when the kiosk is idle"

@@ -151,3 +151,54 @@ def test_a_missing_serial_port_is_said_once(tmp_path: Path) -> None:
     assert "ls /dev/ttyUSB*" in lines[0]
     r = kiosk("board", "status", "--port", "/dev/nonexistent-kiosk-port", lang="zh_CN.UTF-8")
     assert "串口 /dev/nonexistent-kiosk-port 不存在" in r.stderr, r.stderr
+
+
+def _start(module: str, *args: str, kiosk_lang: str) -> subprocess.Popen[str]:
+    """`kiosk` / `kiosk-provision` with $KIOSK_LANG deciding the language (the locale says C)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KIOSK_CONFIG", "LANGUAGE")}
+    env.update(PYTHONPATH=str(ROOT), LANG="C.UTF-8", LC_ALL="C.UTF-8", KIOSK_LANG=kiosk_lang)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def test_every_command_says_its_errors_in_the_users_language(tmp_path: Path) -> None:
+    """Bad input to `kiosk` and `kiosk-provision` subcommands (issue 17 req. 8): the kiosk's
+    own message in Chinese with KIOSK_LANG=zh and in English with KIOSK_LANG=en, a failure
+    exit status, never a traceback (a path that cannot be written included)."""
+    cfg = write_config(tmp_path / "kiosk.toml", _config(tmp_path))
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not a key\n", encoding="utf-8")
+    none, k, p = str(tmp_path / "none"), "kiosk.cli", "provisioning.cli"
+    out_csv, bad_csv = f"{none}/x.csv", tmp_path / "bad.csv"
+    bad_csv.write_text("slot,board\n1,0\n", encoding="utf-8")
+    header = "row 1: header must name the columns"
+    cases: list[tuple[str, tuple[str, ...], str, str]] = [
+        (k, ("planogram", "export", "--config", str(cfg), "--out", out_csv), "不存在", "no such"),
+        (k, ("run", "--script", "buy3", "--config", str(cfg)), "--headless", "needs --headless"),
+        (k, ("planogram", "import", str(bad_csv), "--config", str(cfg)), "第 1 行：第一行", header),
+        (k, ("release", "verify", str(tmp_path), "--public-key", str(junk)), "已拒绝", "REFUSED"),
+        (p, ("keys", "--config", f"{none}.toml"), "请先运行", "run `kiosk-provision init` first"),
+        (p, ("pin", "--id", "bad id!"), "技术员编号", "must be 1-32 letters"),
+        (p, ("register", "--config", str(cfg)), "没有设备私钥", "no device key"),
+        (p, ("install-service", "--config", str(cfg), "--dest", f"{junk}/d"), "目录", "directory"),
+    ]
+    runs = [  # all at once: each is a short process, mostly Python start-up
+        (args, lang, expect, _start(module, *args, kiosk_lang=lang))
+        for module, args, zh, en in cases
+        for lang, expect in (("zh", zh), ("en", en))
+    ]
+    for args, lang, expect, proc in runs:
+        out, _ = proc.communicate(timeout=300)  # generous: 16 processes on a loaded 2-core box
+        assert "Traceback" not in out, (args, out)
+        assert proc.returncode != 0 and expect in out, (lang, args, out)
+        assert _has_cjk(out) == (lang == "zh"), (lang, args, out)

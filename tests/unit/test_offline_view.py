@@ -71,3 +71,20 @@ def test_the_app_gives_the_controller_the_sync_link_state() -> None:
     assert hooks["province_online"]() is False
     client.connected = True
     assert hooks["province_online"]() is True
+
+
+def test_a_refused_cart_is_worded_in_the_ui_language(kiosk: Kiosk) -> None:
+    """A refused cart's service line (issue 17 req. 8): the controller gives the reason as a
+    message key, so the Chinese service panel does not show the English log text."""
+    from kiosk.ui.i18n import Translator
+
+    kiosk.wait(lambda v: v.mode == "idle")
+    kiosk.c.post(ui.AddToCart("NO-SUCH-PRODUCT"))
+    v = kiosk.wait(lambda v: "not in the catalog" in v.service.last_result)
+    assert v.service.result == ui.ServiceResult("cart_unknown", {"product": "NO-SUCH-PRODUCT"})
+    assert Translator("zh")("result.cart_unknown", product="X") == "商品X不在商品目录里"
+    for lang in LANGS:
+        for key in ("cart_qty", "cart_unknown", "cart_full", "cart_short", "cart_empty"):
+            assert f"result.{key}" in CATALOGS[lang], (lang, key)
+        for key in ("cart_sold_out", "cart_refused", "disk_low"):
+            assert f"result.{key}" in CATALOGS[lang], (lang, key)
