@@ -8,7 +8,7 @@ talks to every process over a pipe: one command, one reply (a dict; {"error": ..
 
 Kiosk worker commands: `build`, `start` (connects paced: kiosk k starts at its offset; a
 failure retries with the client's own jittered backoff), `load` (Poisson sales + telemetry for
-a duration, in a thread), `status` (counts), `report` (per-kiosk measurements), `close`.
+a duration, on the worker's loop), `status` (counts), `report` (per-kiosk measurements), `close`.
 Province commands: `start`, `stop` (a province outage: the simulator disconnects, its broker
 session keeps queueing), `status`, `verify` (loss and duplicates against what kiosks sold),
 `close`.
@@ -17,6 +17,7 @@ session keeps queueing), `status`, `verify` (loss and duplicates against what ki
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -67,12 +68,18 @@ class WorkerSpec:
 
 
 class _KioskWorker:
+    """A slice of the fleet on one shared loop (kiosk.sync.shared_loop): every kiosk's
+    SyncClient, the paced starts and the sale/telemetry schedule run on that one thread, so a
+    worker has a handful of threads however many kiosks it holds."""
+
     def __init__(self, spec: WorkerSpec) -> None:
+        from kiosk.sync.shared_loop import SyncLoop
+
         self.spec = spec
         self.nodes: list[SimKiosk] = []
         self.load_done = True
-        self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self.loop = SyncLoop("fleet-loop")
 
     def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         if cmd == "hello":
@@ -81,13 +88,14 @@ class _KioskWorker:
         if cmd == "build":
             s = self.spec
             self.nodes = [SimKiosk(k, s.ca_file, s.url, s.province_key, s.tune) for k in s.kiosks]
+            self.loop.start()
             return {"built": len(self.nodes), "rss_kib": _rss_kib()}
         if cmd == "start":
-            self._spawn(self._start_paced, list(args["offsets"]))
+            self._start_paced(list(args["offsets"]))
             return {}
         if cmd == "load":
             self.load_done = False
-            self._spawn(self._load, args)
+            self._load(args)
             return {}
         if cmd == "status":
             return self.status()
@@ -95,29 +103,28 @@ class _KioskWorker:
             return {"kiosks": [n.report() for n in self.nodes]}
         if cmd == "close":
             self._stop.set()
-            for t in self._threads:
-                t.join(10)
             closers = [threading.Thread(target=n.close, daemon=True) for n in self.nodes]
             for c in closers:  # at once: each says "offline" and waits (bounded) for its PUBACK
                 c.start()
             for c in closers:
                 c.join(30)
+            self.loop.close()
             return {}
         raise ValueError(f"unknown worker command {cmd!r}")
 
-    def _spawn(self, target: Any, arg: Any) -> None:
-        t = threading.Thread(target=target, args=(arg,), daemon=True)
-        self._threads.append(t)
-        t.start()
-
     def _start_paced(self, offsets: list[float]) -> None:
+        """Kiosk k connects at its offset (seconds from now), on the loop."""
         t0 = time.monotonic()
-        for node, off in sorted(zip(self.nodes, offsets, strict=True), key=lambda x: x[1]):
-            if self._stop.wait(max(0.0, t0 + off - time.monotonic())):
-                return
-            node.start()
+        for node, off in zip(self.nodes, offsets, strict=True):
+            self.loop.call_at(t0 + off, functools.partial(self._start_one, node))
+
+    def _start_one(self, node: SimKiosk) -> None:
+        if not self._stop.is_set():
+            node.start(self.loop)
 
     def _load(self, a: dict[str, Any]) -> None:
+        """Poisson sales and periodic telemetry for every kiosk, run from the loop's timers
+        (one timer at a time: each event schedules the next)."""
         duration, rate = float(a["duration"]), float(a["sale_rate"]) / 60.0
         tele_s = float(a["telemetry_s"])
         rng = random.Random(int(a["seed"]))
@@ -131,18 +138,23 @@ class _KioskWorker:
             while t < duration:
                 events.append((t, i, False))
                 t += tele_s
-        events.sort()
+        events.sort(reverse=True)  # popped from the end: earliest first
         t0 = time.monotonic()
-        try:
-            for t, i, sale in events:
-                if self._stop.wait(max(0.0, t0 + t - time.monotonic())):
+
+        def next_event() -> None:
+            while events and not self._stop.is_set():
+                t, i, sale = events[-1]
+                if t0 + t > time.monotonic():
+                    self.loop.call_at(t0 + t, next_event)
                     return
+                events.pop()
                 if sale:
                     self.nodes[i].sell()
                 else:
                     self.nodes[i].tele()
-        finally:
             self.load_done = True
+
+        self.loop.call_soon(next_event)
 
     def status(self) -> dict[str, Any]:
         oldest = [o for o in (n.oldest_unacked() for n in self.nodes) if o is not None]
@@ -158,6 +170,8 @@ class _KioskWorker:
             "load_done": self.load_done,
             "rss_kib": _rss_kib(),
             "cpu_s": _cpu_s(),
+            "threads": threading.active_count(),
+            "loop_steps": self.loop.steps,
         }
 
 
