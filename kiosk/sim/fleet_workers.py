@@ -29,9 +29,12 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk.sim.fleet_kiosk import ClientTuning, KioskSpec, SimKiosk, kiosk_id_of
+
+if TYPE_CHECKING:
+    from kiosk.sync.shared_loop import SyncLoop
 
 __all__ = ["ProcHandle", "ProvinceSpec", "WorkerSpec", "province_main", "worker_main"]
 
@@ -65,12 +68,15 @@ class WorkerSpec:
     province_key: bytes
     tune: ClientTuning = field(default_factory=ClientTuning)
     log_file: Path | None = None
+    loops: int = 4  # shared loop threads (kiosk.sync.shared_loop) per worker
 
 
 class _KioskWorker:
-    """A slice of the fleet on one shared loop (kiosk.sync.shared_loop): every kiosk's
-    SyncClient, the paced starts and the sale/telemetry schedule run on that one thread, so a
-    worker has a handful of threads however many kiosks it holds."""
+    """A slice of the fleet on a few shared loops (kiosk.sync.shared_loop, `WorkerSpec.loops`;
+    kiosk k on loop k mod loops): each kiosk's SyncClient, its paced start and its sales and
+    telemetry run on its loop's thread, so a worker has a handful of threads however many
+    kiosks it holds. More than one loop because every outbox write is a SQLite commit with an
+    fsync (synchronous=FULL): a loop waits for it, the other loops run meanwhile."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         from kiosk.sync.shared_loop import SyncLoop
@@ -79,7 +85,9 @@ class _KioskWorker:
         self.nodes: list[SimKiosk] = []
         self.load_done = True
         self._stop = threading.Event()
-        self.loop = SyncLoop("fleet-loop")
+        self.loops = [SyncLoop(f"fleet-loop-{j}") for j in range(max(1, spec.loops))]
+        self._chains = 0  # load schedules (one per loop) still running
+        self._chains_lock = threading.Lock()
 
     def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         if cmd == "hello":
@@ -88,7 +96,8 @@ class _KioskWorker:
         if cmd == "build":
             s = self.spec
             self.nodes = [SimKiosk(k, s.ca_file, s.url, s.province_key, s.tune) for k in s.kiosks]
-            self.loop.start()
+            for loop in self.loops:
+                loop.start()
             return {"built": len(self.nodes), "rss_kib": _rss_kib()}
         if cmd == "start":
             self._start_paced(list(args["offsets"]))
@@ -108,28 +117,33 @@ class _KioskWorker:
                 c.start()
             for c in closers:
                 c.join(30)
-            self.loop.close()
+            for loop in self.loops:
+                loop.close()
             return {}
         raise ValueError(f"unknown worker command {cmd!r}")
 
     def _start_paced(self, offsets: list[float]) -> None:
-        """Kiosk k connects at its offset (seconds from now), on the loop."""
+        """Kiosk k connects at its offset (seconds from now), on its loop."""
         t0 = time.monotonic()
-        for node, off in zip(self.nodes, offsets, strict=True):
-            self.loop.call_at(t0 + off, functools.partial(self._start_one, node))
+        for i, off in enumerate(offsets):
+            self._loop(i).call_at(t0 + off, functools.partial(self._start_one, i))
 
-    def _start_one(self, node: SimKiosk) -> None:
+    def _loop(self, i: int) -> SyncLoop:
+        return self.loops[i % len(self.loops)]
+
+    def _start_one(self, i: int) -> None:
         if not self._stop.is_set():
-            node.start(self.loop)
+            self.nodes[i].start(self._loop(i))
 
     def _load(self, a: dict[str, Any]) -> None:
-        """Poisson sales and periodic telemetry for every kiosk, run from the loop's timers
-        (one timer at a time: each event schedules the next)."""
+        """Poisson sales and periodic telemetry for every kiosk, run from its loop's timers
+        (one timer per loop at a time: each event schedules the next)."""
         duration, rate = float(a["duration"]), float(a["sale_rate"]) / 60.0
         tele_s = float(a["telemetry_s"])
         rng = random.Random(int(a["seed"]))
-        events: list[tuple[float, int, bool]] = []
+        per_loop: list[list[tuple[float, int, bool]]] = [[] for _ in self.loops]
         for i in range(len(self.nodes)):
+            events = per_loop[i % len(self.loops)]
             t = rng.expovariate(rate) if rate > 0 else duration + 1
             while t < duration:
                 events.append((t, i, True))
@@ -138,23 +152,27 @@ class _KioskWorker:
             while t < duration:
                 events.append((t, i, False))
                 t += tele_s
-        events.sort(reverse=True)  # popped from the end: earliest first
         t0 = time.monotonic()
+        self._chains = len(self.loops)
+        for loop, events in zip(self.loops, per_loop, strict=True):
+            events.sort(reverse=True)  # popped from the end: earliest first
+            loop.call_soon(functools.partial(self._next_event, loop, events, t0))
 
-        def next_event() -> None:
-            while events and not self._stop.is_set():
-                t, i, sale = events[-1]
-                if t0 + t > time.monotonic():
-                    self.loop.call_at(t0 + t, next_event)
-                    return
-                events.pop()
-                if sale:
-                    self.nodes[i].sell()
-                else:
-                    self.nodes[i].tele()
-            self.load_done = True
-
-        self.loop.call_soon(next_event)
+    def _next_event(self, loop: SyncLoop, events: list[tuple[float, int, bool]], t0: float) -> None:
+        while events and not self._stop.is_set():
+            t, i, sale = events[-1]
+            if t0 + t > time.monotonic():
+                loop.call_at(t0 + t, functools.partial(self._next_event, loop, events, t0))
+                return
+            events.pop()
+            if sale:
+                self.nodes[i].sell()
+            else:
+                self.nodes[i].tele()
+        with self._chains_lock:
+            self._chains -= 1
+            if self._chains <= 0:
+                self.load_done = True
 
     def status(self) -> dict[str, Any]:
         oldest = [o for o in (n.oldest_unacked() for n in self.nodes) if o is not None]
@@ -171,7 +189,7 @@ class _KioskWorker:
             "rss_kib": _rss_kib(),
             "cpu_s": _cpu_s(),
             "threads": threading.active_count(),
-            "loop_steps": self.loop.steps,
+            "loop_steps": sum(loop.steps for loop in self.loops),
         }
 
 

@@ -175,6 +175,14 @@ class SyncLoop:
         try:
             if mask & selectors.EVENT_READ:
                 client.loop_read()
+                # TLS: what was decrypted beyond one packet waits in the SSL object, where
+                # select() cannot see it (paho's own loop checks `pending()` the same way)
+                sock = client.socket()
+                for _ in range(1000):
+                    if sock is None or not getattr(sock, "pending", lambda: 0)():
+                        break
+                    client.loop_read()
+                    sock = client.socket()
             if mask & selectors.EVENT_WRITE and client.socket() is not None:
                 client.loop_write()
         except Exception:
