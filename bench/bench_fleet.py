@@ -331,7 +331,25 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
 
 
+class _Tee:
+    """stdout also into the file named by $BENCH_FLEET_LOG (`make bench` shows a bench's output
+    only when it ends; the fleet bench runs for about 25 minutes)."""
+
+    def __init__(self, path: str) -> None:
+        self._out, self._f = sys.stdout, open(path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, text: str) -> int:
+        self._f.write(text)
+        self._f.flush()
+        return self._out.write(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
 def main() -> int:
+    if os.environ.get("BENCH_FLEET_LOG"):
+        sys.stdout = _Tee(os.environ["BENCH_FLEET_LOG"])  # type: ignore[assignment]
     a = _args()
     cmd = "python bench/bench_fleet.py" + (" --quick" if a.quick else "")
     print(f"machine: {machine()} (2 cores shared with other work)", flush=True)
