@@ -1,7 +1,8 @@
 """One simulated kiosk of `kiosk fleet-sim` (kiosk.sim.fleet): the real store, Outbox and
 SyncClient, with its own client certificate, plus a light sale generator.
 
-Runs inside a fleet worker process (kiosk.sim.fleet_workers). Each kiosk: its own SQLite store
+Runs inside a fleet worker process (kiosk.sim.fleet_workers), its SyncClient on the worker's
+shared loop (kiosk.sync.shared_loop: no thread of its own). Each kiosk: its own SQLite store
 (its own directory), the real `Outbox` (production defaults: 50 MB budget, 30 s ack timeout)
 and the real `SyncClient` with the production pacing (reconnect backoff with full jitter, base
 1 s, cap 60 s; backlog token bucket 50/s; in-flight window 20), acks verified with the
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kiosk.sim.fleet_update import SimUpdater, SimUpdates
     from kiosk.sync.outbox import Outbox, OutboxRecord, Priority
+    from kiosk.sync.shared_loop import SyncLoop
 
 __all__ = ["KioskSpec", "SimKiosk", "kiosk_id_of", "sale_body"]
 
@@ -169,12 +171,14 @@ class SimKiosk:
         self.connected_at: float | None = None  # first connection, time.time()
         self.started = False
 
-    def start(self) -> None:
+    def start(self, loop: SyncLoop | None = None) -> None:
+        """Connect: on the worker's shared loop (one thread for all its kiosks), or, without
+        one, on the client's own threads as in a kiosk."""
         if self.updater is not None:  # what it runs, as a kiosk reports after each start
             from kiosk.sync.outbox import Priority
 
             self.outbox.append("reported", self.updater.reported(), Priority.NORMAL)
-        self.client.start()
+        self.client.start(loop)
         self.started = True
 
     def _downlink(self, commands_topic: str, topic: str, body: dict[str, Any]) -> None:

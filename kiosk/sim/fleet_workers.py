@@ -8,7 +8,7 @@ talks to every process over a pipe: one command, one reply (a dict; {"error": ..
 
 Kiosk worker commands: `build`, `start` (connects paced: kiosk k starts at its offset; a
 failure retries with the client's own jittered backoff), `load` (Poisson sales + telemetry for
-a duration, in a thread), `status` (counts), `report` (per-kiosk measurements), `close`.
+a duration, on the worker's loop), `status` (counts), `report` (per-kiosk measurements), `close`.
 Province commands: `start`, `stop` (a province outage: the simulator disconnects, its broker
 session keeps queueing), `status`, `verify` (loss and duplicates against what kiosks sold),
 `close`.
@@ -17,6 +17,7 @@ session keeps queueing), `status`, `verify` (loss and duplicates against what ki
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -28,10 +29,13 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk.sim.fleet_kiosk import ClientTuning, KioskSpec, SimKiosk, kiosk_id_of
 from kiosk.sim.fleet_update import SimUpdates
+
+if TYPE_CHECKING:
+    from kiosk.sync.shared_loop import SyncLoop
 
 __all__ = ["ProcHandle", "ProvinceSpec", "WorkerSpec", "province_main", "worker_main"]
 
@@ -66,16 +70,27 @@ class WorkerSpec:
     tune: ClientTuning = field(default_factory=ClientTuning)
     log_file: Path | None = None
     updates: SimUpdates | None = None  # take install_release commands (kiosk.sim.fleet_update)
+    loops: int = 4  # shared loop threads (kiosk.sync.shared_loop) per worker
 
 
 class _KioskWorker:
+    """A slice of the fleet on a few shared loops (kiosk.sync.shared_loop, `WorkerSpec.loops`;
+    kiosk k on loop k mod loops): each kiosk's SyncClient, its paced start and its sales and
+    telemetry run on its loop's thread, so a worker has a handful of threads however many
+    kiosks it holds. More than one loop because every outbox write is a SQLite commit with an
+    fsync (synchronous=FULL): a loop waits for it, the other loops run meanwhile."""
+
     def __init__(self, spec: WorkerSpec) -> None:
+        from kiosk.sync.shared_loop import SyncLoop
+
         self.spec = spec
         self.nodes: list[SimKiosk] = []
         self.load_done = True
-        self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._load_stop = threading.Event()
+        self.loops = [SyncLoop(f"fleet-loop-{j}") for j in range(max(1, spec.loops))]
+        self._chains = 0  # load schedules (one per loop) still running
+        self._chains_lock = threading.Lock()
 
     def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         if cmd == "hello":
@@ -86,14 +101,16 @@ class _KioskWorker:
             self.nodes = [
                 SimKiosk(k, s.ca_file, s.url, s.province_key, s.tune, s.updates) for k in s.kiosks
             ]
+            for loop in self.loops:
+                loop.start()
             return {"built": len(self.nodes), "rss_kib": _rss_kib()}
         if cmd == "start":
-            self._spawn(self._start_paced, list(args["offsets"]))
+            self._start_paced(list(args["offsets"]))
             return {}
         if cmd == "load":
             self.load_done = False
             self._load_stop.clear()
-            self._spawn(self._load, args)
+            self._load(args)
             return {}
         if cmd == "load_stop":  # end the running load now
             self._load_stop.set()
@@ -104,34 +121,38 @@ class _KioskWorker:
             return {"kiosks": [n.report() for n in self.nodes]}
         if cmd == "close":
             self._stop.set()
-            for t in self._threads:
-                t.join(10)
             closers = [threading.Thread(target=n.close, daemon=True) for n in self.nodes]
             for c in closers:  # at once: each says "offline" and waits (bounded) for its PUBACK
                 c.start()
             for c in closers:
                 c.join(30)
+            for loop in self.loops:
+                loop.close()
             return {}
         raise ValueError(f"unknown worker command {cmd!r}")
 
-    def _spawn(self, target: Any, arg: Any) -> None:
-        t = threading.Thread(target=target, args=(arg,), daemon=True)
-        self._threads.append(t)
-        t.start()
-
     def _start_paced(self, offsets: list[float]) -> None:
+        """Kiosk k connects at its offset (seconds from now), on its loop."""
         t0 = time.monotonic()
-        for node, off in sorted(zip(self.nodes, offsets, strict=True), key=lambda x: x[1]):
-            if self._stop.wait(max(0.0, t0 + off - time.monotonic())):
-                return
-            node.start()
+        for i, off in enumerate(offsets):
+            self._loop(i).call_at(t0 + off, functools.partial(self._start_one, i))
+
+    def _loop(self, i: int) -> SyncLoop:
+        return self.loops[i % len(self.loops)]
+
+    def _start_one(self, i: int) -> None:
+        if not self._stop.is_set():
+            self.nodes[i].start(self._loop(i))
 
     def _load(self, a: dict[str, Any]) -> None:
+        """Poisson sales and periodic telemetry for every kiosk, run from its loop's timers
+        (one timer per loop at a time: each event schedules the next)."""
         duration, rate = float(a["duration"]), float(a["sale_rate"]) / 60.0
         tele_s = float(a["telemetry_s"])
         rng = random.Random(int(a["seed"]))
-        events: list[tuple[float, int, bool]] = []
+        per_loop: list[list[tuple[float, int, bool]]] = [[] for _ in self.loops]
         for i in range(len(self.nodes)):
+            events = per_loop[i % len(self.loops)]
             t = rng.expovariate(rate) if rate > 0 else duration + 1
             while t < duration:
                 events.append((t, i, True))
@@ -140,18 +161,27 @@ class _KioskWorker:
             while t < duration:
                 events.append((t, i, False))
                 t += tele_s
-        events.sort()
         t0 = time.monotonic()
-        try:
-            for t, i, sale in events:
-                if self._stop.wait(max(0.0, t0 + t - time.monotonic())) or self._load_stop.is_set():
-                    return
-                if sale:
-                    self.nodes[i].sell()
-                else:
-                    self.nodes[i].tele()
-        finally:
-            self.load_done = True
+        self._chains = len(self.loops)
+        for loop, events in zip(self.loops, per_loop, strict=True):
+            events.sort(reverse=True)  # popped from the end: earliest first
+            loop.call_soon(functools.partial(self._next_event, loop, events, t0))
+
+    def _next_event(self, loop: SyncLoop, events: list[tuple[float, int, bool]], t0: float) -> None:
+        while events and not (self._stop.is_set() or self._load_stop.is_set()):
+            t, i, sale = events[-1]
+            if t0 + t > time.monotonic():
+                loop.call_at(t0 + t, functools.partial(self._next_event, loop, events, t0))
+                return
+            events.pop()
+            if sale:
+                self.nodes[i].sell()
+            else:
+                self.nodes[i].tele()
+        with self._chains_lock:
+            self._chains -= 1
+            if self._chains <= 0:
+                self.load_done = True
 
     def status(self) -> dict[str, Any]:
         oldest = [o for o in (n.oldest_unacked() for n in self.nodes) if o is not None]
@@ -167,6 +197,8 @@ class _KioskWorker:
             "load_done": self.load_done,
             "rss_kib": _rss_kib(),
             "cpu_s": _cpu_s(),
+            "threads": threading.active_count(),
+            "loop_steps": sum(loop.steps for loop in self.loops),
         }
 
 

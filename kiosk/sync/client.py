@@ -9,7 +9,9 @@ to `on_message(topic, dict)` (signature checks are the receiver's job, kiosk.syn
 Its parts: this module runs the connections (supervisor, paho callbacks, status messages);
 `kiosk.sync.connection` holds one connection's state and window and the counters (`SyncStats`);
 `kiosk.sync.drain` hands outbox records out and writes PUBACKs back (the drain thread);
-`kiosk.sync.downlink` checks and routes what arrives.
+`kiosk.sync.downlink` checks and routes what arrives. `start(loop)` runs the same connection
+and drain steps on a shared `kiosk.sync.shared_loop.SyncLoop` instead of threads of its own
+(the fleet simulator's many kiosks per process; a kiosk itself never passes a loop).
 
 Must never:
 - connect in plaintext unless `sync.allow_plaintext` says so (demo and tests only);
@@ -36,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -56,6 +58,9 @@ from kiosk.sync.downlink import Downlink
 from kiosk.sync.drain import OutboxDrain, OutboxLike
 from kiosk.sync.pacing import Backoff, TokenBucket
 from kiosk.sync.topics import Topics, encode
+
+if TYPE_CHECKING:
+    from kiosk.sync.shared_loop import SyncLoop
 
 __all__ = [  # re-exported here: Backoff, TokenBucket (kiosk.sync.pacing), OutboxLike
     # (kiosk.sync.drain), SyncStats (kiosk.sync.connection)
@@ -239,6 +244,7 @@ class SyncClient:
             prefetch=prefetch,
         )
         self._threads: list[threading.Thread] = []
+        self._loop: SyncLoop | None = None
 
     def _new_downlink(
         self, acks: AckVerifier | None, on_reject: Callable[[str, str, str], None] | None
@@ -267,10 +273,16 @@ class SyncClient:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._threads:
+    def start(self, loop: SyncLoop | None = None) -> None:
+        """Run on two threads of its own (and paho's); with `loop`, on that shared loop instead
+        (kiosk.sync.shared_loop: one thread for many clients, the fleet simulator's)."""
+        if self._threads or self._loop is not None:
             raise RuntimeError("SyncClient already started")
         self._stop.clear()
+        if loop is not None:
+            self._loop = loop
+            loop.add(self)
+            return
         for name, target in (("sync-conn", self._supervise), ("sync-drain", self._drain.loop)):
             t = threading.Thread(target=target, name=f"{name}-{self.kiosk_id}", daemon=True)
             self._threads.append(t)
@@ -280,6 +292,10 @@ class SyncClient:
         """Say "offline" (retained), disconnect, write back PUBACKed records, join threads."""
         self._stop.set()
         self._wake.set()
+        loop, self._loop = self._loop, None
+        if loop is not None:  # the loop says "offline", disconnects and writes back
+            loop.remove(self, timeout)
+            return
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
@@ -290,6 +306,8 @@ class SyncClient:
         """Something was appended to the outbox: look now instead of at the next poll."""
         self._drain.refresh()
         self._wake.set()
+        if self._loop is not None:
+            self._loop.wake(self)
 
     def publish_direct(self, topic: str, body: dict[str, Any], *, retain: bool = False) -> bool:
         """Publish a message that is not an outbox record (an order-status or image request):
@@ -388,18 +406,41 @@ class SyncClient:
                 lasted = 0.0
             if self._stop.is_set():
                 break
-            if lasted >= self._stable_after_s:
-                self._backoff.reset()
-            delay = self._backoff.next_delay()
-            with self._lock:
-                self._stats.next_retry_s = delay
-            log_event(log, "sync.backoff", delay_s=round(delay, 3), attempt=self._backoff.attempt)
-            self._stop.wait(delay)
+            self._stop.wait(self._retry_delay(lasted))
         with self._lock:
             self._stats.next_retry_s = 0.0
 
+    def _retry_delay(self, lasted: float) -> float:
+        """The backoff before the next attempt, after a connection that was up `lasted` s."""
+        if lasted >= self._stable_after_s:
+            self._backoff.reset()
+        delay = self._backoff.next_delay()
+        with self._lock:
+            self._stats.next_retry_s = delay
+        log_event(log, "sync.backoff", delay_s=round(delay, 3), attempt=self._backoff.attempt)
+        return delay
+
     def _one_connection(self) -> float:
         """Connect, run until the connection ends; return how long it was up (0 if never)."""
+        conn = self._open_connection()
+        if conn is None:
+            return 0.0
+        conn.client.loop_start()
+        try:
+            if not conn.connack.wait(self._connack_timeout_s) or not conn.accepted:
+                self._count_connect_failure(connack_problem(conn))
+                return 0.0
+            up_at = self._connection_up(conn)
+            while not self._stop.is_set() and not conn.ended.is_set():
+                conn.ended.wait(0.5)
+            if self._stop.is_set() and not conn.ended.is_set():
+                self._say_offline(conn)
+            return self.clock.monotonic() - up_at
+        finally:
+            self._connection_down(conn)
+
+    def _open_connection(self) -> Connection | None:
+        """A new paho client, connected (TCP and TLS; CONNECT sent); None: it failed (counted)."""
         self._gen += 1
         client = self._new_client(self._gen)
         conn = Connection(self._gen, client, self._max_inflight, self._queue_ahead)
@@ -419,54 +460,45 @@ class SyncClient:
         except Exception as e:  # OSError, ssl.SSLError, socket.timeout, paho ValueError
             self._count_connect_failure(f"{type(e).__name__}: {e}")
             _close_quietly(client)
-            return 0.0
-        client.loop_start()
-        try:
-            if not conn.connack.wait(self._connack_timeout_s) or not conn.accepted:
-                if not conn.refused:  # (a refusal was counted when the CONNACK came)
-                    self._count_connect_failure(
-                        "closed before CONNACK (e.g. our certificate was rejected)"
-                        if conn.connack.is_set()
-                        else "no CONNACK in time"
-                    )
-                return 0.0
-            if self._reset_sent_on_connect:
-                self._reset_sent()
-            up_at = self.clock.monotonic()
-            conn.up_since = up_at
-            with self._lock:
-                self._conn = conn
-                self._stats.connected = True
-                self._stats.last_connect_at = self.clock.time()
-                self._stats.window = conn.window_limit()
-                if self._connected_once:
-                    self._stats.reconnects += 1
-                self._connected_once = True
-            conn.ready = True
-            self._wake.set()
-            log_event(
-                log,
-                "sync.connected",
-                broker=f"{host}:{port}",
-                receive_max=conn.receive_max,
-                window=conn.window_limit(),
-            )
-            while not self._stop.is_set() and not conn.ended.is_set():
-                conn.ended.wait(0.5)
-            if self._stop.is_set() and not conn.ended.is_set():
-                self._say_offline(conn)
-            return self.clock.monotonic() - up_at
-        finally:
-            conn.ready = False
-            with self._lock:
-                if self._conn is conn:
-                    self._conn = None
-                self._stats.connected = False
-            self._wake.set()
-            if not conn.ended.is_set():
-                client.disconnect()
-            client.loop_stop()
-            _close_quietly(client)
+            return None
+        return conn
+
+    def _connection_up(self, conn: Connection) -> float:
+        """The CONNACK accepted us: records may go out on `conn`. When (monotonic)."""
+        if self._reset_sent_on_connect:
+            self._reset_sent()
+        up_at = self.clock.monotonic()
+        conn.up_since = up_at
+        with self._lock:
+            self._conn = conn
+            self._stats.connected = True
+            self._stats.last_connect_at = self.clock.time()
+            self._stats.window = conn.window_limit()
+            if self._connected_once:
+                self._stats.reconnects += 1
+            self._connected_once = True
+        conn.ready = True
+        self._wake.set()
+        log_event(
+            log,
+            "sync.connected",
+            broker=f"{self.address.host}:{self.address.port}",
+            receive_max=conn.receive_max,
+            window=conn.window_limit(),
+        )
+        return up_at
+
+    def _connection_down(self, conn: Connection) -> None:
+        conn.ready = False
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+            self._stats.connected = False
+        self._wake.set()
+        if not conn.ended.is_set():
+            conn.client.disconnect()
+        conn.client.loop_stop()  # (no thread to stop on a shared loop: paho says so, harmlessly)
+        _close_quietly(conn.client)
 
     def _reset_sent(self) -> None:
         """After a reconnect, records sent before it are due again at once instead of after
@@ -495,7 +527,9 @@ class SyncClient:
             conn.offline_mid = mid
             conn.offline_acked.wait(max(0.0, deadline - time.monotonic()))
 
-    def _count_connect_failure(self, why: str) -> None:
+    def _count_connect_failure(self, why: str | None) -> None:
+        if why is None:
+            return
         with self._lock:
             self._stats.connect_failures += 1
         log_event(log, "sync.connect_failed", logging.WARNING, reason=why)
@@ -615,6 +649,16 @@ def _check_settings(config: SyncConfig, max_inflight: int, queue_ahead: int | No
         raise SyncConfigError(f"mqtt_version must be 5 or 3.1.1, got {config.mqtt_version!r}")
     if queue_ahead is not None and queue_ahead < 0:
         raise ValueError("queue_ahead must be >= 0")
+
+
+def connack_problem(conn: Connection) -> str | None:
+    """Why `conn` did not come up, to be counted as a connect failure (None: the broker refused
+    us, which was counted when the CONNACK came)."""
+    if conn.refused:
+        return None
+    if conn.connack.is_set():
+        return "closed before CONNACK (e.g. our certificate was rejected)"
+    return "no CONNACK in time"
 
 
 def _close_quietly(client: mqtt.Client) -> None:
