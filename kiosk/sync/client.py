@@ -24,6 +24,11 @@ Reconnects: exponential backoff with full jitter (delay = uniform(0, min(cap, ba
 supervisor owns this loop; paho's own reconnect is switched off (`reconnect_on_failure=False`).
 A record whose PUBACK was lost with the connection is simply handed out again by the outbox: the
 province deduplicates by event id, so "at least once" plus dedupe is "exactly once" end to end.
+
+Resends: after a reconnect every unacknowledged record is due at once (paced by the drain); on
+the same connection only in rounds of at most `resend_window` overdue records, the rounds
+`ack_timeout_s` apart doubling to `resend_cap_s` while the province does not ack, back to the
+base pace when it does (kiosk.sync.pacing.ResendSchedule; docs/sync.md, "Resends").
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -54,7 +59,7 @@ from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.connection import PUBACK_FAILURE, Connection, SyncStats
 from kiosk.sync.downlink import Downlink
 from kiosk.sync.drain import OutboxDrain, OutboxLike
-from kiosk.sync.pacing import Backoff, TokenBucket
+from kiosk.sync.pacing import Backoff, ResendSchedule, TokenBucket
 from kiosk.sync.topics import Topics, encode
 
 __all__ = [  # re-exported here: Backoff, TokenBucket (kiosk.sync.pacing), OutboxLike
@@ -156,6 +161,8 @@ class SyncClient:
     a round trip through the drain thread; default: max(one window, 512) for CRITICAL records,
     so the drain thread wakes once per a few hundred PUBACKs; other records never have more
     than one window queued ahead, so a new sale record is not stuck behind a queued backlog).
+    `resend_cap_s`/`resend_window` (the resend schedule on one connection; default: the
+    config's; its base is the outbox's `ack_timeout_s`, 30 s when it has none).
     `acks` verifies the province's signed acks (kiosk.sync.acks); without it no ack is trusted
     and records stay in the outbox.
     """
@@ -189,6 +196,8 @@ class SyncClient:
         reset_sent_on_connect: bool = True,
         acks: AckVerifier | None = None,
         on_reject: Callable[[str, str, str], None] | None = None,
+        resend_cap_s: float | None = None,
+        resend_window: int | None = None,
     ) -> None:
         _check_settings(config, max_inflight, queue_ahead)
         self.config = config
@@ -212,15 +221,13 @@ class SyncClient:
         # Records handed to paho beyond the window (queued inside paho, sent by paho's thread as
         # PUBACKs arrive). None: one window's worth. 0: never more than the window.
         self._queue_ahead = queue_ahead
-
         self._lock = threading.Lock()  # guards stats and _conn
         self._stats = SyncStats()
         self._conn: Connection | None = None
         self._pending_conn: Connection | None = None
         self._gen = 0
         self._connected_once = False
-        self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._stop, self._wake = threading.Event(), threading.Event()
         self._downlink = self._new_downlink(acks, on_reject)
         self._drain = OutboxDrain(
             outbox,
@@ -237,6 +244,7 @@ class SyncClient:
             mark_batch=mark_batch,
             mark_delay_s=mark_delay_s,
             prefetch=prefetch,
+            resend=_resend_schedule(config, outbox, clock, rng, resend_cap_s, resend_window),
         )
         self._threads: list[threading.Thread] = []
 
@@ -463,10 +471,11 @@ class SyncClient:
                     self._conn = None
                 self._stats.connected = False
             self._wake.set()
-            if not conn.ended.is_set():
-                client.disconnect()
-            client.loop_stop()
-            _close_quietly(client)
+            try:
+                if not conn.ended.is_set():
+                    client.disconnect()
+            finally:
+                stop_network(client)
 
     def _reset_sent(self) -> None:
         """After a reconnect, records sent before it are due again at once instead of after
@@ -617,7 +626,48 @@ def _check_settings(config: SyncConfig, max_inflight: int, queue_ahead: int | No
         raise ValueError("queue_ahead must be >= 0")
 
 
-def _close_quietly(client: mqtt.Client) -> None:
+def _resend_schedule(
+    config: SyncConfig,
+    outbox: OutboxLike,
+    clock: Clock,
+    rng: random.Random | None,
+    cap_s: float | None,
+    window: int | None,
+) -> ResendSchedule:
+    base = float(getattr(outbox, "ack_timeout_s", 30.0))
+    cap = float(config.resend_cap_s if cap_s is None else cap_s)
+    return ResendSchedule(
+        base,
+        max(base, cap),
+        config.resend_window if window is None else window,
+        clock.monotonic(),
+        rng,
+    )
+
+
+class _NetworkClient(Protocol):
+    def loop_stop(self) -> Any: ...
+    def socket(self) -> Any: ...
+
+
+def stop_network(client: _NetworkClient) -> None:
+    """Stop paho's network thread and close the connection's socket, whatever happens.
+
+    paho's `loop_stop()` checks its `_thread`, then joins it. Our thread ends by itself after a
+    disconnect (`reconnect_on_failure=False`), and its last line sets `_thread = None`: when that
+    runs between the check and the join, `loop_stop()` raises AttributeError (paho issue #872,
+    still open in 2.2.0). The thread has finished its work by then, so nothing is left to join;
+    the socket is closed here in any case, so that exception can no longer leak it (the
+    supervisor used to lose the socket with the exception under load)."""
+    try:
+        client.loop_stop()
+    except AttributeError:
+        log_event(log, "sync.loop_stop_race", logging.DEBUG)
+    finally:
+        _close_quietly(client)
+
+
+def _close_quietly(client: _NetworkClient) -> None:
     sock = client.socket()
     if sock is not None:
         with contextlib.suppress(OSError):

@@ -8,7 +8,9 @@ Owns: the `outbox` and `outbox_stats` tables (migration v3) and the per-kiosk se
 - an event id appended twice gives the same record (idempotent); the province deduplicates by
   event id too, so republishing is always safe.
 - a record leaves only when the province acknowledges it end to end (`ack`); a PUBACK is not
-  an acknowledgement. Records sent but not acknowledged within `ack_timeout_s` are due again.
+  an acknowledgement. A record sent is not due again by itself: the client makes records due
+  again, after a reconnect all of them (`reset_sent`), on the same connection a bounded number
+  of the oldest not acknowledged within `ack_timeout_s` (`resend_overdue`, on its schedule).
 - over the disk budget, LOW records are dropped oldest first, then NORMAL, and counted; HIGH
   and CRITICAL are never dropped. A CRITICAL record that cannot be written raises
   OutboxFull / OutboxWriteError: the controller must stop selling.
@@ -90,6 +92,8 @@ class OutboxItem(NamedTuple):
     event_id: str | None = None
 
 
+# due: never sent, or made due again (reset_sent / resend_overdue); sending is not a timer here
+_DUE = "last_sent_at IS NULL"
 _COLS = "seq, event_id, kind, topic, payload, priority, created_at, attempts, last_sent_at"
 
 
@@ -344,14 +348,13 @@ class Outbox:
     # --- sending and acknowledging --------------------------------------------------------
 
     def due(self, limit: int, now: float | None = None) -> list[OutboxRecord]:
-        """Records to publish now: never sent, or sent more than ack_timeout_s ago (or "in the
-        future": the wall clock was set back), highest priority first, then by seq."""
-        now = self.clock.time() if now is None else now
+        """Records to publish now: never sent, or made due again (`reset_sent`,
+        `resend_overdue`), highest priority first, then by seq. (`now` is accepted for the
+        callers' sake; being due does not depend on the time.)"""
         with self.store.read() as c:
             rows = c.execute(
-                f"SELECT {_COLS} FROM outbox WHERE last_sent_at IS NULL "
-                "OR last_sent_at <= ? OR last_sent_at > ? ORDER BY priority, seq LIMIT ?",
-                (now - self.ack_timeout_s, now + self.ack_timeout_s, limit),
+                f"SELECT {_COLS} FROM outbox WHERE {_DUE} ORDER BY priority, seq LIMIT ?",
+                (limit,),
             ).fetchall()
         return [_record(r) for r in rows]
 
@@ -362,21 +365,19 @@ class Outbox:
         A range seek on the outbox_due index, so reading a long queue batch by batch does not
         rescan the records already sent (a plain `due()` skips them one by one each time).
         It does not see records that became due behind the cursor (a new record of a higher
-        priority, an ack timeout): callers run a full `due()` now and then for those."""
-        now = self.clock.time() if now is None else now
-        due = "(last_sent_at IS NULL OR last_sent_at <= ? OR last_sent_at > ?)"
-        window = (now - self.ack_timeout_s, now + self.ack_timeout_s)
+        priority, a resend): callers run a full `due()` now and then for those."""
+        due = _DUE
         with self.store.read() as c:
             rows = c.execute(  # the rest of the cursor's priority: a range of outbox_due
                 f"SELECT {_COLS} FROM outbox WHERE priority = ? AND seq > ? AND {due} "
                 "ORDER BY priority, seq LIMIT ?",
-                (int(priority), int(seq), *window, limit),
+                (int(priority), int(seq), limit),
             ).fetchall()
             if len(rows) < limit:  # then the lower priorities
                 rows += c.execute(
                     f"SELECT {_COLS} FROM outbox WHERE priority > ? AND {due} "
                     "ORDER BY priority, seq LIMIT ?",
-                    (int(priority), *window, limit - len(rows)),
+                    (int(priority), limit - len(rows)),
                 ).fetchall()
         return [_record(r) for r in rows]
 
@@ -388,9 +389,7 @@ class Outbox:
         seqs come from SQLite in one aggregate row (the sqlite3 module hands the GIL back and
         forth on every row fetched); topic and payload from the read cache of records this
         process appended, else from SQLite."""
-        now = self.clock.time() if now is None else now
-        due = "(last_sent_at IS NULL OR last_sent_at <= ? OR last_sent_at > ?)"
-        window = (now - self.ack_timeout_s, now + self.ack_timeout_s)
+        due = _DUE
         agg = "SELECT group_concat(priority), group_concat(seq) FROM ({}) "
         keys: list[tuple[int, int]] = []
         with self.store.read() as c:
@@ -400,7 +399,7 @@ class Outbox:
                     (
                         f"SELECT priority, seq FROM outbox WHERE {due} "
                         "ORDER BY priority, seq LIMIT ?",
-                        window,
+                        (),
                     )
                 ]
             else:
@@ -409,12 +408,12 @@ class Outbox:
                     (
                         f"SELECT priority, seq FROM outbox WHERE priority = ? AND seq > ? "
                         f"AND {due} ORDER BY priority, seq LIMIT ?",
-                        (priority, seq, *window),
+                        (priority, seq),
                     ),
                     (
                         f"SELECT priority, seq FROM outbox WHERE priority > ? AND {due} "
                         "ORDER BY priority, seq LIMIT ?",
-                        (priority, *window),
+                        (priority,),
                     ),
                 ]
             for sql, args in queries:
@@ -479,6 +478,26 @@ class Outbox:
         with self.store.transaction() as c:
             return c.execute(
                 "UPDATE outbox SET last_sent_at = NULL WHERE last_sent_at IS NOT NULL"
+            ).rowcount
+
+    def resend_overdue(
+        self, limit: int, now: float | None = None, older_than_s: float | None = None
+    ) -> int:
+        """Make due again at most `limit` records that were sent and have not been
+        acknowledged for `older_than_s` (default `ack_timeout_s`), the first in due order
+        (priority, then seq); a record "sent in the future" (the wall clock was set back) is
+        overdue too, so it never waits years. Returns how many (one round of the client's
+        resend schedule, kiosk.sync.pacing.ResendSchedule)."""
+        if limit < 1:
+            return 0
+        now = self.clock.time() if now is None else now
+        age = self.ack_timeout_s if older_than_s is None else older_than_s
+        with self.store.transaction() as c:
+            return c.execute(
+                "UPDATE outbox SET last_sent_at = NULL WHERE seq IN (SELECT seq FROM outbox "
+                "WHERE last_sent_at IS NOT NULL AND (last_sent_at <= ? OR last_sent_at > ?) "
+                "ORDER BY priority, seq LIMIT ?)",
+                (now - age, now + age, int(limit)),
             ).rowcount
 
     def ack(self, event_ids: Iterable[str]) -> int:

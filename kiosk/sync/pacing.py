@@ -1,7 +1,8 @@
-"""Pacing for anything that talks to the province: exponential backoff with jitter, token buckets.
+"""Pacing for anything that talks to the province: exponential backoff with jitter, token buckets,
+and the resend schedule of records the province has not acknowledged.
 
-Owns: the two small timing rules shared by the MQTT client (reconnects, backlog drain) and the
-media fetcher (image requests). Pure: time comes in as an argument, randomness from an injected
+Owns: the small timing rules shared by the MQTT client (reconnects, backlog drain, resends) and
+the media fetcher (image requests). Pure: time comes in as an argument, randomness from an injected
 `random.Random`; no clock reads, no I/O.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 
-__all__ = ["Backoff", "TokenBucket"]
+__all__ = ["Backoff", "ResendSchedule", "TokenBucket"]
 
 
 class Backoff:
@@ -68,3 +69,77 @@ class TokenBucket:
             return 0.0
         self._refill(now)
         return max(0.0, (1 - self._tokens) / self.rate)
+
+
+class ResendSchedule:
+    """When records sent on the current connection, and not acknowledged, are sent again.
+
+    A record the province has not acknowledged `base_s` after it was sent is overdue. Resends
+    come in rounds: a round makes at most `window` overdue records (the oldest, in due order)
+    due again. After a round that resent something, the next comes `min(cap_s, base_s *
+    2**level)` later, times a jitter factor uniform(1 - jitter, 1), and the level grows by one;
+    after a round that found nothing overdue, one base interval later (same jitter). An
+    end-to-end ack (the province is there) sets the level back to 0 and brings the next round
+    forward to at most one base interval away. A new connection resends everything at once (the
+    client's `reset_sent`, paced by the drain), so `reconnected` only restarts the round timer.
+    Why (docs/sync.md, "Resends"): with the province away and the broker up, the broker already
+    holds every copy for the province's session; resending the whole backlog every `base_s`
+    from every kiosk only piles duplicates into that queue.
+
+    Pure: time comes in as an argument (monotonic seconds), randomness from `rng`.
+    """
+
+    def __init__(
+        self,
+        base_s: float,
+        cap_s: float,
+        window: int,
+        now: float,
+        rng: random.Random | None = None,
+        jitter: float = 0.5,
+    ) -> None:
+        if base_s <= 0 or cap_s < base_s:
+            raise ValueError("need 0 < base_s <= cap_s")
+        if window < 1:
+            raise ValueError("need window >= 1")
+        if not 0 <= jitter < 1:
+            raise ValueError("need 0 <= jitter < 1")
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.window = window
+        self.jitter = jitter
+        self.level = 0
+        self._rng = rng or random.Random()
+        self.next_at = now + self._delay(0)
+
+    def interval(self, level: int | None = None) -> float:
+        """The un-jittered gap after a round at `level` (default: the current one)."""
+        n = self.level if level is None else level
+        return float(min(self.cap_s, self.base_s * 2.0 ** min(n, 62)))
+
+    def _delay(self, level: int) -> float:
+        return self.interval(level) * self._rng.uniform(1.0 - self.jitter, 1.0)
+
+    def due(self, now: float) -> bool:
+        """Is a round due now?"""
+        return now >= self.next_at
+
+    def resent(self, now: float, n: int) -> None:
+        """A round ran at `now` and made `n` records due again."""
+        if n > 0:
+            self.next_at = now + self._delay(self.level)
+            if self.interval(self.level) < self.cap_s:
+                self.level += 1
+        else:
+            self.next_at = now + self._delay(0)
+
+    def acked(self, now: float) -> None:
+        """The province acknowledged something: back to the base pace."""
+        if self.level > 0:
+            self.level = 0
+            self.next_at = min(self.next_at, now + self._delay(0))
+
+    def reconnected(self, now: float) -> None:
+        """A new connection just made everything due at once: the next round is one interval
+        (at the current level) away."""
+        self.next_at = now + self._delay(self.level)
