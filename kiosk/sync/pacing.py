@@ -71,6 +71,9 @@ class TokenBucket:
         return max(0.0, (1 - self._tokens) / self.rate)
 
 
+IDLE_LOOK = 0.25  # after a round that found nothing overdue: this part of the base gap
+
+
 class ResendSchedule:
     """When records sent on the current connection, and not acknowledged, are sent again.
 
@@ -78,7 +81,8 @@ class ResendSchedule:
     come in rounds: a round makes at most `window` overdue records (the oldest, in due order)
     due again. After a round that resent something, the next comes `min(cap_s, base_s *
     2**level)` later, times a jitter factor uniform(1 - jitter, 1), and the level grows by one;
-    after a round that found nothing overdue, one base interval later (same jitter). An
+    after a round that found nothing overdue, a quarter of the base interval later (same
+    jitter), so a record that turns overdue waits at most that much beyond `base_s`. An
     end-to-end ack (the province is there) sets the level back to 0 and brings the next round
     forward to at most one base interval away. A new connection resends everything at once (the
     client's `reset_sent`, paced by the drain), so `reconnected` only restarts the round timer.
@@ -130,8 +134,8 @@ class ResendSchedule:
             self.next_at = now + self._delay(self.level)
             if self.interval(self.level) < self.cap_s:
                 self.level += 1
-        else:
-            self.next_at = now + self._delay(0)
+        else:  # look again soon: the oldest record sent may become overdue any moment
+            self.next_at = now + self._delay(0) * IDLE_LOOK
 
     def acked(self, now: float) -> None:
         """The province acknowledged something: back to the base pace."""
