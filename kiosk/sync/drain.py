@@ -50,8 +50,9 @@ class OutboxLike(Protocol):
     preferred over `due`), `due_after(priority, seq, limit, now)` (a cursor read without
     `due_rows`), `last_seq()` (for the birth message and to notice appends), `last_ack_at()`
     (for `stats()`), `reset_sent()` (after a reconnect), `resend_overdue(limit, now,
-    older_than_s)` (a resend round on the same connection; without it the outbox's own `due`
-    decides when a record is sent again).
+    older_than_s, sent_before)` (a resend round on the same connection; without it the
+    outbox's own `due` decides when a record is sent again), `acked_sent_at()` (the latest
+    send time of an acknowledged record: what "overtaken" means in a round).
     """
 
     def due(self, limit: int, now: float) -> Sequence[OutboxRecord]: ...
@@ -271,10 +272,16 @@ class OutboxDrain:
             sched.acked(mono)
         if not sched.due(mono):
             return
-        resend: Callable[[int, float, float], int] = getattr(self.outbox, "resend_overdue")  # noqa: B009
-        n = resend(sched.window, self.clock.time(), sched.base_s)
+        resend: Callable[..., int] = getattr(self.outbox, "resend_overdue")  # noqa: B009
+        heard = sched.take_round()
+        before = None
+        if heard:  # the province is there: only what an acknowledged record overtook
+            acked_sent_at = getattr(self.outbox, "acked_sent_at", None)
+            before = acked_sent_at() if callable(acked_sent_at) else None
+            heard = before is not None  # (no send time known: the oldest, as without acks)
+        n = resend(sched.window, self.clock.time(), sched.base_s, before)
         level = sched.level
-        sched.resent(mono, n)
+        sched.resent(mono, n, heard)
         if n:
             self._refresh = True
             with self._lock:
@@ -284,6 +291,7 @@ class OutboxDrain:
                 "sync.resend_overdue",
                 records=n,
                 level=level,
+                overtaken=heard,
                 next_in_s=round(sched.next_at - mono, 1),
             )
 

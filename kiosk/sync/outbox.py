@@ -156,6 +156,7 @@ class Outbox:
         self._cache_size = 0
         self._cache_lock = threading.Lock()
         self.cache_bytes = cache_bytes
+        self._acked_sent_at: float | None = None  # see acked_sent_at()
 
     # --- writing --------------------------------------------------------------------------
 
@@ -481,24 +482,24 @@ class Outbox:
             ).rowcount
 
     def resend_overdue(
-        self, limit: int, now: float | None = None, older_than_s: float | None = None
+        self,
+        limit: int,
+        now: float | None = None,
+        older_than_s: float | None = None,
+        sent_before: float | None = None,
     ) -> int:
         """Make due again at most `limit` records that were sent and have not been
         acknowledged for `older_than_s` (default `ack_timeout_s`), the first in due order
         (priority, then seq); a record "sent in the future" (the wall clock was set back) is
-        overdue too, so it never waits years. Returns how many (one round of the client's
-        resend schedule, kiosk.sync.pacing.ResendSchedule)."""
+        overdue too, so it never waits years. With `sent_before`: only records last sent
+        before that time (overtaken by an acknowledged record, `acked_sent_at`). Returns how
+        many (one round of the client's resend schedule, kiosk.sync.pacing.ResendSchedule)."""
         if limit < 1:
             return 0
         now = self.clock.time() if now is None else now
         age = self.ack_timeout_s if older_than_s is None else older_than_s
         with self.store.transaction() as c:
-            return c.execute(
-                "UPDATE outbox SET last_sent_at = NULL WHERE seq IN (SELECT seq FROM outbox "
-                "WHERE last_sent_at IS NOT NULL AND (last_sent_at <= ? OR last_sent_at > ?) "
-                "ORDER BY priority, seq LIMIT ?)",
-                (now - age, now + age, int(limit)),
-            ).rowcount
+            return _reset_overdue(c, limit, now - age, now + age, sent_before)
 
     def ack(self, event_ids: Iterable[str]) -> int:
         """The province has these records (end to end): delete them. Idempotent; unknown ids
@@ -539,34 +540,29 @@ class Outbox:
         if not pairs:
             return 0
         self._uncache(s for _e, s in pairs)  # (forgetting an entry is always safe)
+        now = self.clock.time()
         with self.store.transaction() as c:
-            self._note_sales(c, pairs)
+            sales, latest = _read_acked(c, pairs, now)
+            if sales:  # the anchor `kiosk ledger verify` checks (kiosk.sync.ledger_head)
+                note_acked_sales(c, sales, now)
             removed = c.executemany(
                 "DELETE FROM outbox WHERE seq = ? AND event_id = ?", [(s, e) for e, s in pairs]
             ).rowcount
             c.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (LAST_ACK_SETTING, json.dumps(self.clock.time())),
+                (LAST_ACK_SETTING, json.dumps(now)),
             )
+        if latest is not None and (self._acked_sent_at is None or latest > self._acked_sent_at):
+            self._acked_sent_at = latest
         return max(0, removed)
 
-    def _note_sales(self, c: sqlite3.Connection, pairs: list[tuple[str, int]]) -> None:
-        """The acknowledged sale records' heads: the anchor `kiosk ledger verify` checks
-        (kiosk.sync.ledger_head), in the ack's transaction."""
-        wanted = dict((s, e) for e, s in pairs)
-        sales: list[bytes] = []
-        seqs = list(wanted)
-        for i in range(0, len(seqs), _CHUNK):
-            chunk = seqs[i : i + _CHUNK]
-            rows = c.execute(
-                f"SELECT seq, event_id, payload FROM outbox WHERE kind = 'sale' "
-                f"AND seq IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            sales.extend(bytes(p) for seq, eid, p in rows if wanted.get(int(seq)) == eid)
-        if sales:
-            note_acked_sales(c, sales, self.clock.time())
+    def acked_sent_at(self) -> float | None:
+        """The latest time (kiosk wall clock) at which a record the province has acknowledged
+        since this process started was sent; None before the first ack. A record still
+        unacknowledged that was sent before it has been overtaken: probably lost on the way
+        (kiosk.sync.drain resends such records first, `resend_overdue(sent_before=...)`)."""
+        return self._acked_sent_at
 
     # --- inspection -----------------------------------------------------------------------
 
@@ -607,3 +603,44 @@ class Outbox:
         """Kiosk time of the last end-to-end acknowledgement, None if never."""
         text = self.store.settings.get(LAST_ACK_SETTING)
         return None if text is None else float(text)
+
+
+def _reset_overdue(
+    c: sqlite3.Connection, limit: int, sent_by: float, sent_after: float, before: float | None
+) -> int:
+    """Outbox.resend_overdue's UPDATE: sent at or before `sent_by` or after `sent_after` (a
+    clock set back), and before `before` when given; the first `limit` in due order."""
+    overtaken = "" if before is None else "AND last_sent_at < ? "
+    args = () if before is None else (before,)
+    return c.execute(
+        "UPDATE outbox SET last_sent_at = NULL WHERE seq IN (SELECT seq FROM outbox "
+        "WHERE last_sent_at IS NOT NULL AND (last_sent_at <= ? OR last_sent_at > ?) "
+        f"{overtaken}ORDER BY priority, seq LIMIT ?)",
+        (sent_by, sent_after, *args, int(limit)),
+    ).rowcount
+
+
+def _read_acked(
+    c: sqlite3.Connection, pairs: list[tuple[str, int]], now: float
+) -> tuple[list[bytes], float | None]:
+    """For the records of a verified ack whose event id AND seq match: the sale records'
+    payloads (the ledger anchor) and the latest send time (`Outbox.acked_sent_at`; a record
+    acknowledged before its send was written back, `mark_sent` comes in batches, counts as
+    sent `now`)."""
+    wanted = dict((s, e) for e, s in pairs)
+    seqs = list(wanted)
+    sales: list[bytes] = []
+    latest: float | None = None
+    for i in range(0, len(seqs), _CHUNK):
+        chunk = seqs[i : i + _CHUNK]
+        for seq, eid, payload, sent in c.execute(
+            "SELECT seq, event_id, CASE WHEN kind = 'sale' THEN payload END, "
+            f"coalesce(last_sent_at, ?) FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})",
+            (now, *chunk),
+        ):
+            if wanted.get(int(seq)) != eid:
+                continue
+            if payload is not None:
+                sales.append(bytes(payload))
+            latest = float(sent) if latest is None else max(latest, float(sent))
+    return sales, latest

@@ -80,7 +80,9 @@ class ResendSchedule:
     A record the province has not acknowledged `base_s` after it was sent is overdue. Resends
     come in rounds: a round makes at most `window` overdue records (the oldest, in due order)
     due again. After a round that resent something, the next comes `min(cap_s, base_s *
-    2**level)` later, times a jitter factor uniform(1 - jitter, 1), and the level grows by one;
+    2**level)` later, times a jitter factor uniform(1 - jitter, 1), and the level grows by one
+    (unless the province acknowledged something since the previous round: then the round
+    resends only records an acknowledged one overtook, and the base gap follows);
     after a round that found nothing overdue, a quarter of the base interval later (same
     jitter), so a record that turns overdue waits at most that much beyond `base_s`. An
     end-to-end ack (the province is there) sets the level back to 0 and brings the next round
@@ -113,6 +115,7 @@ class ResendSchedule:
         self.window = window
         self.jitter = jitter
         self.level = 0
+        self.heard = False  # an ack arrived since the last round
         self._rng = rng or random.Random()
         self.next_at = now + self._delay(0)
 
@@ -128,9 +131,20 @@ class ResendSchedule:
         """Is a round due now?"""
         return now >= self.next_at
 
-    def resent(self, now: float, n: int) -> None:
-        """A round ran at `now` and made `n` records due again."""
-        if n > 0:
+    def take_round(self) -> bool:
+        """A round is due and starts: did the province acknowledge anything since the last
+        one? Then the round resends only overdue records that an acknowledged record
+        overtook (sent before it: lost on the way, not waiting in a queue the province is
+        still reading); otherwise the oldest overdue ones."""
+        heard, self.heard = self.heard, False
+        return heard
+
+    def resent(self, now: float, n: int, heard: bool = False) -> None:
+        """A round ran at `now` and made `n` records due again (`heard`: what `take_round`
+        said)."""
+        if n > 0 and heard:  # the province is there: the base pace
+            self.next_at = now + self._delay(0)
+        elif n > 0:
             self.next_at = now + self._delay(self.level)
             if self.interval(self.level) < self.cap_s:
                 self.level += 1
@@ -139,6 +153,7 @@ class ResendSchedule:
 
     def acked(self, now: float) -> None:
         """The province acknowledged something: back to the base pace."""
+        self.heard = True
         if self.level > 0:
             self.level = 0
             self.next_at = min(self.next_at, now + self._delay(0))

@@ -137,6 +137,33 @@ def test_due_orders_by_priority_then_seq_and_resends_only_when_told(
     assert ob.reset_sent() == 5 and len(ob.due(10)) == 5
 
 
+def test_resend_overdue_can_take_only_records_an_acknowledged_one_overtook(
+    store: Store, clock: ManualClock
+) -> None:
+    ob = make(store, clock, ack_timeout_s=30.0)
+    a, b, c = (ob.append("sale", {"i": i}, Priority.CRITICAL) for i in range(3))
+    assert ob.acked_sent_at() is None
+    ob.mark_sent([a.seq])
+    t_a = clock.time()
+    clock.advance(10)
+    ob.mark_sent([b.seq, c.seq])
+    t_bc = clock.time()
+    clock.advance(10)
+    assert ob.ack_records([(b.event_id, b.seq)]) == 1
+    assert ob.acked_sent_at() == t_bc
+    clock.advance(30)
+    # a was sent before b, which the province acked: a is overtaken; c (sent with b) is not
+    assert ob.resend_overdue(10, sent_before=ob.acked_sent_at()) == 1
+    assert [r.seq for r in ob.due(10)] == [a.seq]
+    assert ob.resend_overdue(10) == 1 and [r.seq for r in ob.due(10)] == [a.seq, c.seq]
+    # a replayed ack (event id and seq do not match a record) moves nothing
+    ob.ack_records([("other", a.seq)])
+    assert ob.acked_sent_at() == t_bc and t_a < t_bc
+    # a record acked before its send was written back counts as sent now
+    clock.advance(5)
+    assert ob.ack_records([(a.event_id, a.seq)]) == 1 and ob.acked_sent_at() == clock.time()
+
+
 def test_due_after_continues_the_due_order_from_a_cursor(store: Store, clock: ManualClock) -> None:
     ob = make(store, clock)
     crit = [ob.append("sale", {"i": i}, Priority.CRITICAL) for i in range(3)]

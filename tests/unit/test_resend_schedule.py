@@ -90,6 +90,30 @@ def test_an_ack_brings_the_base_pace_back() -> None:
     assert sched.level == 1 and sched.next_at - clock.t <= 30.0
 
 
+def test_with_acks_coming_a_round_resends_only_what_was_overtaken_at_the_base_pace() -> None:
+    """The province is back and reading the queue the broker kept for it: records still in
+    that queue must not be sent again (they would only add copies behind themselves)."""
+    clock = FakeClock()
+    sched = ResendSchedule(30.0, 600.0, 100, clock.t, random.Random(5))
+    clock.t = sched.next_at
+    assert sched.take_round() is False  # nothing heard: the oldest overdue records
+    sched.resent(clock.t, 100, False)
+    assert sched.level == 1
+    clock.t += 5.0
+    sched.acked(clock.t)
+    assert sched.heard and sched.level == 0
+    clock.t = sched.next_at
+    assert sched.take_round() is True  # heard: only records an acked one overtook
+    assert sched.take_round() is False  # (asked once per round)
+    sched.resent(clock.t, 7, True)
+    assert sched.level == 0 and 15.0 <= sched.next_at - clock.t <= 30.0  # no growth
+    clock.t = sched.next_at
+    sched.acked(clock.t)
+    assert sched.take_round() is True
+    sched.resent(clock.t, 0, True)  # nothing overtaken: look again soon
+    assert sched.level == 0 and sched.next_at - clock.t <= 7.5
+
+
 def test_a_reconnect_restarts_the_timer_but_keeps_the_level() -> None:
     clock = FakeClock()
     sched = ResendSchedule(30.0, 600.0, 100, clock.t, random.Random(4))
