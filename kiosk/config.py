@@ -159,11 +159,13 @@ class SyncConfig:
     # at most one SYNC_REJECTED alarm per (topic kind, reason) per this many seconds
     rejection_alarm_every_s: int = 600
     # resends of records the province has not acknowledged (docs/sync.md, "Resends"): overdue
-    # after ack_timeout_s; on one connection in rounds of at most resend_window records, the
-    # rounds ack_timeout_s apart, doubling to resend_cap_s while the province does not ack
+    # after ack_timeout_s; on one connection in bounded rounds: while the province is silent a
+    # probe of resend_probe records, the gap doubling from ack_timeout_s to resend_cap_s; once
+    # it acks, up to resend_window records an acked one overtook, every ack_timeout_s
     ack_timeout_s: int = 30
     resend_cap_s: int = 600
     resend_window: int = 100
+    resend_probe: int = 10
 
 
 @dataclass(frozen=True)
@@ -365,6 +367,7 @@ RULES: dict[str, Rule] = {
     "sync.ack_timeout_s": _range(5, 3600),
     "sync.resend_cap_s": _range(30, 86400),
     "sync.resend_window": _range(1, 100_000),
+    "sync.resend_probe": _range(1, 100_000),
     "sync.bootstrap_url": lambda v: None if v == "" else _url("mqtts")(v),
     "sync.client_ca_fingerprint": _regex(
         r"((?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64})?",

@@ -52,6 +52,7 @@ class ClientTuning:
     budget_bytes: int = 50_000_000
     resend_cap_s: float = 600.0  # resend rounds on one connection (docs/sync.md, "Resends")
     resend_window: int = 100
+    resend_probe: int = 10
 
 
 class _AckTimer:
@@ -139,6 +140,7 @@ class SimKiosk:
             poll_s=tune.poll_s,
             resend_cap_s=tune.resend_cap_s,
             resend_window=tune.resend_window,
+            resend_probe=tune.resend_probe,
         )
         self.seq = 0
         self.prev = GENESIS_HASH

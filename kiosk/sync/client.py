@@ -26,9 +26,10 @@ A record whose PUBACK was lost with the connection is simply handed out again by
 province deduplicates by event id, so "at least once" plus dedupe is "exactly once" end to end.
 
 Resends: after a reconnect every unacknowledged record is due at once (paced by the drain); on
-the same connection only in rounds of at most `resend_window` overdue records, the rounds
-`ack_timeout_s` apart doubling to `resend_cap_s` while the province does not ack, back to the
-base pace when it does (kiosk.sync.pacing.ResendSchedule; docs/sync.md, "Resends").
+the same connection only in bounded rounds: while the province does not ack, a probe of at
+most `resend_probe` of the oldest overdue records, the gap doubling from `ack_timeout_s` to
+`resend_cap_s`; once it acks, at most `resend_window` records an acked one overtook per round,
+at the base pace (kiosk.sync.pacing.ResendSchedule; docs/sync.md, "Resends").
 """
 
 from __future__ import annotations
@@ -161,8 +162,8 @@ class SyncClient:
     a round trip through the drain thread; default: max(one window, 512) for CRITICAL records,
     so the drain thread wakes once per a few hundred PUBACKs; other records never have more
     than one window queued ahead, so a new sale record is not stuck behind a queued backlog).
-    `resend_cap_s`/`resend_window` (the resend schedule on one connection; default: the
-    config's; its base is the outbox's `ack_timeout_s`, 30 s when it has none).
+    `resend_cap_s`/`resend_window`/`resend_probe` (the resend schedule on one connection;
+    default: the config's; its base is the outbox's `ack_timeout_s`, 30 s when it has none).
     `acks` verifies the province's signed acks (kiosk.sync.acks); without it no ack is trusted
     and records stay in the outbox.
     """
@@ -198,6 +199,7 @@ class SyncClient:
         on_reject: Callable[[str, str, str], None] | None = None,
         resend_cap_s: float | None = None,
         resend_window: int | None = None,
+        resend_probe: int | None = None,
     ) -> None:
         _check_settings(config, max_inflight, queue_ahead)
         self.config = config
@@ -229,24 +231,33 @@ class SyncClient:
         self._connected_once = False
         self._stop, self._wake = threading.Event(), threading.Event()
         self._downlink = self._new_downlink(acks, on_reject)
-        self._drain = OutboxDrain(
-            outbox,
-            clock,
-            self._stats,
-            self._lock,
-            lambda: self._conn,
-            self._conn_for,
-            self._stop,
-            self._wake,
+        self._drain = self._new_drain(
+            _resend_schedule(
+                config, outbox, clock, rng, (resend_cap_s, resend_window, resend_probe)
+            ),
             backlog_rate=backlog_rate,
             backlog_burst=backlog_burst,
             poll_s=poll_s,
             mark_batch=mark_batch,
             mark_delay_s=mark_delay_s,
             prefetch=prefetch,
-            resend=_resend_schedule(config, outbox, clock, rng, resend_cap_s, resend_window),
         )
         self._threads: list[threading.Thread] = []
+
+    def _new_drain(self, resend: ResendSchedule, **tuning: Any) -> OutboxDrain:
+        """The drain thread's state (kiosk.sync.drain); `tuning` as in `SyncClient`."""
+        return OutboxDrain(
+            self.outbox,
+            self.clock,
+            self._stats,
+            self._lock,
+            lambda: self._conn,
+            self._conn_for,
+            self._stop,
+            self._wake,
+            resend=resend,
+            **tuning,
+        )
 
     def _new_downlink(
         self, acks: AckVerifier | None, on_reject: Callable[[str, str, str], None] | None
@@ -631,9 +642,10 @@ def _resend_schedule(
     outbox: OutboxLike,
     clock: Clock,
     rng: random.Random | None,
-    cap_s: float | None,
-    window: int | None,
+    tuning: tuple[float | None, int | None, int | None],
 ) -> ResendSchedule:
+    """(cap_s, window, probe): the client's keyword arguments, None: the config's."""
+    cap_s, window, probe = tuning
     base = float(getattr(outbox, "ack_timeout_s", 30.0))
     cap = float(config.resend_cap_s if cap_s is None else cap_s)
     return ResendSchedule(
@@ -642,6 +654,7 @@ def _resend_schedule(
         config.resend_window if window is None else window,
         clock.monotonic(),
         rng,
+        probe=config.resend_probe if probe is None else probe,
     )
 
 

@@ -279,7 +279,7 @@ class OutboxDrain:
             acked_sent_at = getattr(self.outbox, "acked_sent_at", None)
             before = acked_sent_at() if callable(acked_sent_at) else None
             heard = before is not None  # (no send time known: the oldest, as without acks)
-        n = resend(sched.window, self.clock.time(), sched.base_s, before)
+        n = resend(sched.limit(heard), self.clock.time(), sched.base_s, before)
         level = sched.level
         sched.resent(mono, n, heard)
         if n:

@@ -78,19 +78,22 @@ class ResendSchedule:
     """When records sent on the current connection, and not acknowledged, are sent again.
 
     A record the province has not acknowledged `base_s` after it was sent is overdue. Resends
-    come in rounds: a round makes at most `window` overdue records (the oldest, in due order)
-    due again. After a round that resent something, the next comes `min(cap_s, base_s *
-    2**level)` later, times a jitter factor uniform(1 - jitter, 1), and the level grows by one
-    (unless the province acknowledged something since the previous round: then the round
-    resends only records an acknowledged one overtook, and the base gap follows);
-    after a round that found nothing overdue, a quarter of the base interval later (same
-    jitter), so a record that turns overdue waits at most that much beyond `base_s`. An
-    end-to-end ack (the province is there) sets the level back to 0 and brings the next round
-    forward to at most one base interval away. A new connection resends everything at once (the
-    client's `reset_sent`, paced by the drain), so `reconnected` only restarts the round timer.
+    come in rounds, each making a bounded number of overdue records due again:
+    - when the province acknowledged something since the previous round (`take_round()` is
+      True), at most `window` records that an acknowledged record overtook (sent before it:
+      lost on the way, not waiting in a queue the province is still reading); the next round
+      one base gap later;
+    - otherwise, a probe: at most `probe` records, the oldest in due order; after each probe
+      that resent something the gap grows, `min(cap_s, base_s * 2**level)`.
+    Every gap is jittered by a factor uniform(1 - jitter, 1). A round that found nothing
+    overdue looks again after a quarter of the base gap, so a record that turns overdue waits
+    at most that much beyond `base_s`. An end-to-end ack sets the level back to 0 and brings
+    the next round forward to at most one base gap away. A new connection resends everything
+    at once (the client's `reset_sent`, paced by the drain), so `reconnected` only restarts the
+    round timer.
     Why (docs/sync.md, "Resends"): with the province away and the broker up, the broker already
     holds every copy for the province's session; resending the whole backlog every `base_s`
-    from every kiosk only piles duplicates into that queue.
+    from every kiosk only piled duplicates into that queue.
 
     Pure: time comes in as an argument (monotonic seconds), randomness from `rng`.
     """
@@ -103,21 +106,27 @@ class ResendSchedule:
         now: float,
         rng: random.Random | None = None,
         jitter: float = 0.5,
+        probe: int | None = None,
     ) -> None:
         if base_s <= 0 or cap_s < base_s:
             raise ValueError("need 0 < base_s <= cap_s")
-        if window < 1:
-            raise ValueError("need window >= 1")
+        if window < 1 or (probe is not None and probe < 1):
+            raise ValueError("need window >= 1 and probe >= 1")
         if not 0 <= jitter < 1:
             raise ValueError("need 0 <= jitter < 1")
         self.base_s = base_s
         self.cap_s = cap_s
         self.window = window
+        self.probe = window if probe is None else probe
         self.jitter = jitter
         self.level = 0
         self.heard = False  # an ack arrived since the last round
         self._rng = rng or random.Random()
         self.next_at = now + self._delay(0)
+
+    def limit(self, heard: bool) -> int:
+        """How many records a round may resend (`heard`: what `take_round` said)."""
+        return self.window if heard else self.probe
 
     def interval(self, level: int | None = None) -> float:
         """The un-jittered gap after a round at `level` (default: the current one)."""

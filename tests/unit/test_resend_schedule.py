@@ -24,8 +24,9 @@ class FakeClock:
         while self.t < end:
             self.t += 1.0
             if sched.due(self.t):
-                n = min(sched.window, overdue)
-                sched.resent(self.t, n)
+                heard = sched.take_round()
+                n = min(sched.limit(heard), overdue)
+                sched.resent(self.t, n, heard)
                 rounds.append((self.t, n))
         return rounds
 
@@ -50,13 +51,19 @@ def test_silent_province_rounds_grow_to_the_cap_with_jitter() -> None:
 def test_ten_minute_outage_resends_a_bounded_number_of_records() -> None:
     """The fleet scenario: the province away for 10 minutes, a kiosk with 1,000 unacked
     records. The old rule (everything unacked again every 30 s) sent 20,000 copies; the
-    schedule sends at most (rounds) x (window)."""
+    schedule sends at most (rounds) x (probe)."""
     clock = FakeClock()
-    sched = ResendSchedule(30.0, 600.0, 100, clock.t, random.Random(7))
+    sched = ResendSchedule(30.0, 600.0, 100, clock.t, random.Random(7), probe=10)
     rounds = clock.run_until(sched, clock.t + 600.0, overdue=1000)
     sent = sum(n for _, n in rounds)
-    assert len(rounds) <= 6 and sent <= 600
-    assert sent < 1000 * 600 // 30 // 20
+    assert len(rounds) <= 6 and all(n == 10 for _, n in rounds)
+    assert sent <= 60 < 1000 * 600 // 30 // 300
+
+
+def test_the_window_applies_once_the_province_acks_the_probe_while_silent() -> None:
+    sched = ResendSchedule(30.0, 600.0, 100, 0.0, random.Random(8), probe=10)
+    assert sched.limit(False) == 10 and sched.limit(True) == 100
+    assert ResendSchedule(30.0, 600.0, 50, 0.0).limit(False) == 50  # probe defaults to window
 
 
 def test_nothing_overdue_looks_again_within_a_quarter_base_interval_without_growing() -> None:
@@ -145,6 +152,11 @@ def test_a_fleet_does_not_resend_in_step() -> None:
 def test_bad_settings_are_refused(base: float, cap: float, window: int, jitter: float) -> None:
     with pytest.raises(ValueError, match="need"):
         ResendSchedule(base, cap, window, 0.0, jitter=jitter)
+
+
+def test_a_zero_probe_is_refused() -> None:
+    with pytest.raises(ValueError, match="probe >= 1"):
+        ResendSchedule(1.0, 10.0, 5, 0.0, probe=0)
 
 
 class RacingPahoClient:
