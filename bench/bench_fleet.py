@@ -14,6 +14,7 @@ processes, the province in its own, one Mosquitto with the production config.
 
     python bench/bench_fleet.py [--quick] [--sizes 100,250,500,1000] [--duration 30]
     python bench/bench_fleet.py --only province-outage --province-kiosks 500   # scenario 4 alone
+    python bench/bench_fleet.py --only day-outage --day-kiosks 100             # scenario 5 alone
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--sales-per-day", type=int, default=150)
     p.add_argument(
         "--only",
-        choices=("all", "province-outage"),
+        choices=("all", "province-outage", "day-outage"),
         default="all",
-        help="province-outage: scenario 4 alone, at --province-kiosks",
+        help="province-outage: scenario 4 alone, at --province-kiosks; day-outage: scenario 5",
     )
     a = p.parse_args()
     if a.quick:
@@ -343,6 +344,10 @@ def main() -> int:
     if a.only == "province-outage":
         cmd += f" --only province-outage --province-kiosks {a.province_kiosks}"
         emit(_outage(a, "province", a.province_outage, a.province_kiosks, cmd))
+        return 0
+    if a.only == "day-outage":
+        cmd += f" --only day-outage --day-kiosks {a.day_kiosks}"
+        emit(_day_outage(a, cmd))
         return 0
     base, rows, best = _sweep(a, cmd)
     figs = _sweep_figures(base, rows, best, cmd)
