@@ -559,7 +559,8 @@ class Outbox:
 
     def acked_sent_at(self) -> float | None:
         """The latest time (kiosk wall clock) at which a record the province has acknowledged
-        since this process started was sent; None before the first ack. A record still
+        since this process started was sent (records sent once only: the acked copy is
+        known); None before the first such ack. A record still
         unacknowledged that was sent before it has been overtaken: probably lost on the way
         (kiosk.sync.drain resends such records first, `resend_overdue(sent_before=...)`)."""
         return self._acked_sent_at
@@ -624,9 +625,11 @@ def _read_acked(
     c: sqlite3.Connection, pairs: list[tuple[str, int]], now: float
 ) -> tuple[list[bytes], float | None]:
     """For the records of a verified ack whose event id AND seq match: the sale records'
-    payloads (the ledger anchor) and the latest send time (`Outbox.acked_sent_at`; a record
-    acknowledged before its send was written back, `mark_sent` comes in batches, counts as
-    sent `now`)."""
+    payloads (the ledger anchor) and the latest send time (`Outbox.acked_sent_at`) of those
+    sent exactly once: an ack does not say which copy it answers, and a record sent again
+    carries the time of its newest copy (a 500-kiosk run with reconnects counted every record
+    as overtaken that way). A record acknowledged before its first send was written back
+    (`mark_sent` comes in batches; attempts still 0) counts as sent `now`."""
     wanted = dict((s, e) for e, s in pairs)
     seqs = list(wanted)
     sales: list[bytes] = []
@@ -635,12 +638,14 @@ def _read_acked(
         chunk = seqs[i : i + _CHUNK]
         for seq, eid, payload, sent in c.execute(
             "SELECT seq, event_id, CASE WHEN kind = 'sale' THEN payload END, "
-            f"coalesce(last_sent_at, ?) FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})",
+            "CASE WHEN attempts = 0 THEN ? WHEN attempts = 1 THEN last_sent_at END "
+            f"FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})",
             (now, *chunk),
         ):
             if wanted.get(int(seq)) != eid:
                 continue
             if payload is not None:
                 sales.append(bytes(payload))
-            latest = float(sent) if latest is None else max(latest, float(sent))
+            if sent is not None:
+                latest = float(sent) if latest is None else max(latest, float(sent))
     return sales, latest
