@@ -257,8 +257,9 @@ class OutboxDrain:
         return published
 
     def _resend_step(self, conn: Connection, mono: float) -> None:
-        """One round of the resend schedule when it is due: the oldest overdue records (at
-        most the schedule's window) become due again."""
+        """One round of the resend schedule when it is due: with acks since the last round, at
+        most `window` overdue records an acknowledged one overtook become due again; without,
+        a probe of at most `probe` of the oldest overdue records."""
         sched = self._resend
         if sched is None:
             return
