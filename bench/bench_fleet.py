@@ -19,6 +19,8 @@ the latencies. The defaults fit `make bench` (about 25 minutes); the issue's 10-
 outage is `--province-outage 600` (docs/scale.md has its figures).
 
     python bench/bench_fleet.py [--quick] [--sizes 100,250,500,1000] [--duration 30]
+    python bench/bench_fleet.py --only province-outage --province-kiosks 500   # scenario 4 alone
+    python bench/bench_fleet.py --only day-outage --day-kiosks 100             # scenario 5 alone
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ def _args() -> argparse.Namespace:
     p.add_argument("--day-s", type=float, default=120.0, help="the accelerated day, seconds")
     p.add_argument("--sales-per-day", type=int, default=150)
     p.add_argument("--rollout-kiosks", type=int, default=100)
+    p.add_argument(
+        "--only",
+        choices=("all", "province-outage", "day-outage"),
+        default="all",
+        help="province-outage: scenario 4 alone, at --province-kiosks; day-outage: scenario 5",
+    )
     a = p.parse_args()
     if a.quick:
         a.sizes, a.duration, a.baseline, a.handshake_s = "50", 15.0, 10, 3.0
@@ -246,59 +254,88 @@ def _outages(a: argparse.Namespace, best: int, cmd: str) -> list[Any]:
         ("broker", a.broker_outage, storm_n),
         ("province", a.province_outage, max(1, min(a.province_kiosks, best or a.baseline))),
     ):
-        r = run_outage(
-            what,
-            n,
-            secs,
-            sale_rate_per_min=a.sale_rate,
-            telemetry_s=a.telemetry_s,
-            drain_timeout_s=1800.0,
-        )
-        print(r.format(), flush=True)
-        label = f"{what} down {secs:.0f} s, {n} kiosks"
-        figs += [
-            figure(
-                "fleet",
-                f"{label}: restart -> all connected",
-                _r(r.reconnect_all_s),
-                "s",
-                baseline=r.outage_s,
-                baseline_name="outage",
-                command=cmd,
-            ),
-            figure(
-                "fleet",
-                f"{label}: restart -> backlog of {r.backlog_at_restart} sales drained",
-                _r(r.drain_s),
-                "s",
-                baseline=r.outage_s,
-                baseline_name="outage",
-                command=cmd,
-            ),
-            figure(
-                "fleet",
-                f"{label}: records lost / duplicates after dedupe ({r.sales} sales; "
-                f"{r.duplicates_received} dropped by dedupe)",
-                r.lost + r.duplicates_after_dedupe,
-                "records",
-                goal="0",
-                met=r.ok,
-                command=cmd,
-            ),
-            figure(
-                "fleet",
-                f"{label}: Mosquitto peak CPU",
-                round(r.broker_peak_cpu_pct),
-                "% of a core",
-                command=cmd,
-            ),
-        ]
+        figs += _outage(a, what, secs, n, cmd)
+    return figs + _day_outage(a, cmd)
+
+
+def _outage(a: argparse.Namespace, what: str, secs: float, n: int, cmd: str) -> list[Any]:
+    r = run_outage(
+        what,
+        n,
+        secs,
+        sale_rate_per_min=a.sale_rate,
+        telemetry_s=a.telemetry_s,
+        drain_timeout_s=1800.0,
+    )
+    print(r.format(), flush=True)
+    label = f"{what} down {secs:.0f} s, {n} kiosks"
+    figs = [
+        figure(
+            "fleet",
+            f"{label}: records resent in rounds on the same connection",
+            r.resent,
+            "records",
+            baseline=r.backlog_at_restart,
+            baseline_name="backlog at restart",
+            command=cmd,
+        ),
+        figure(
+            "fleet",
+            f"{label}: Mosquitto peak RSS (the copies queued for the province)",
+            round(r.broker_peak_rss_kib / 1024, 1),
+            "MiB",
+            baseline=round(r.broker_rss_before_kib / 1024, 1),
+            baseline_name="RSS when the outage began",
+            command=cmd,
+        ),
+    ]
+    figs += [
+        figure(
+            "fleet",
+            f"{label}: restart -> all connected",
+            _r(r.reconnect_all_s),
+            "s",
+            baseline=r.outage_s,
+            baseline_name="outage",
+            command=cmd,
+        ),
+        figure(
+            "fleet",
+            f"{label}: restart -> backlog of {r.backlog_at_restart} sales drained",
+            _r(r.drain_s),
+            "s",
+            baseline=r.outage_s,
+            baseline_name="outage",
+            command=cmd,
+        ),
+        figure(
+            "fleet",
+            f"{label}: records lost / duplicates after dedupe ({r.sales} sales; "
+            f"{r.duplicates_received} dropped by dedupe)",
+            r.lost + r.duplicates_after_dedupe,
+            "records",
+            goal="0",
+            met=r.ok,
+            command=cmd,
+        ),
+        figure(
+            "fleet",
+            f"{label}: Mosquitto peak CPU",
+            round(r.broker_peak_cpu_pct),
+            "% of a core",
+            command=cmd,
+        ),
+    ]
+    return figs
+
+
+def _day_outage(a: argparse.Namespace, cmd: str) -> list[Any]:
     d = run_day_outage(a.day_kiosks, a.day_s, sales_per_day=a.sales_per_day)
     print(d.format(), flush=True)
     label = (
         f"province down a day ({a.sales_per_day} sales/kiosk in {a.day_s:.0f} s), {d.kiosks} kiosks"
     )
-    figs += [
+    return [
         figure(
             "fleet",
             f"{label}: outbox per kiosk (max; backlog {d.backlog_max} records)",
@@ -329,7 +366,6 @@ def _outages(a: argparse.Namespace, best: int, cmd: str) -> list[Any]:
             command=cmd,
         ),
     ]
-    return figs
 
 
 def _rollout(a: argparse.Namespace, cmd: str) -> list[Any]:
@@ -404,6 +440,14 @@ def main() -> int:
     a = _args()
     cmd = "python bench/bench_fleet.py" + (" --quick" if a.quick else "")
     print(f"machine: {machine()} (2 cores shared with other work)", flush=True)
+    if a.only == "province-outage":
+        cmd += f" --only province-outage --province-kiosks {a.province_kiosks}"
+        emit(_outage(a, "province", a.province_outage, a.province_kiosks, cmd))
+        return 0
+    if a.only == "day-outage":
+        cmd += f" --only day-outage --day-kiosks {a.day_kiosks}"
+        emit(_day_outage(a, cmd))
+        return 0
     base, rows, best = _sweep(a, cmd)
     figs = _sweep_figures(base, rows, best, cmd)
     figs += _handshakes(a, cmd)

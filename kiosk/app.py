@@ -498,7 +498,13 @@ def build_app(
             None if s.province_root_key is None else load_public_key_pem(s.province_root_key)
         )  # signs key sets only (kiosk.sync.keyset)
         offset = ClockOffset() if sync else None
-        outbox = Outbox(store, Topics(config.identity.kiosk_id), clock, clock_offset=offset)
+        outbox = Outbox(
+            store,
+            Topics(config.identity.kiosk_id),
+            clock,
+            ack_timeout_s=config.sync.ack_timeout_s,
+            clock_offset=offset,
+        )
         link, cabinet = build_cabinet(
             config, store.planogram.load(), timing=link_timing, clock=clock
         )

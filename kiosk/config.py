@@ -207,6 +207,14 @@ class SyncConfig:
     keepalive_s: int = 60
     # at most one SYNC_REJECTED alarm per (topic kind, reason) per this many seconds
     rejection_alarm_every_s: int = 600
+    # resends of records the province has not acknowledged (docs/sync.md, "Resends"): overdue
+    # after ack_timeout_s; on one connection in bounded rounds: while the province is silent a
+    # probe of resend_probe records, the gap doubling from ack_timeout_s to resend_cap_s; once
+    # it acks, up to resend_window records an acked one overtook, every ack_timeout_s
+    ack_timeout_s: int = 30
+    resend_cap_s: int = 600
+    resend_window: int = 100
+    resend_probe: int = 10
 
 
 @dataclass(frozen=True)
@@ -410,6 +418,10 @@ RULES: dict[str, Rule] = {
     "sync.mqtt_version": _choice("5", "3.1.1"),
     "sync.keepalive_s": _range(5, 1200),
     "sync.rejection_alarm_every_s": _range(1, 86400),
+    "sync.ack_timeout_s": _range(5, 3600),
+    "sync.resend_cap_s": _range(30, 86400),
+    "sync.resend_window": _range(1, 100_000),
+    "sync.resend_probe": _range(1, 100_000),
     "sync.bootstrap_url": lambda v: None if v == "" else _url("mqtts")(v),
     "sync.client_ca_fingerprint": _regex(
         r"((?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64})?",
@@ -1051,9 +1063,21 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name, "ui.dim_after_s", ui.dim_after_s, "must not be shorter than ui.idle_timeout_s"
             )
         )
+    issues.extend(_resend_checks(name, s))
     issues.extend(_root_key_checks(name, s))
     issues.extend(_service_checks(name, cfg))
     return issues
+
+
+def _resend_checks(name: str, s: SyncConfig) -> list[ConfigIssue]:
+    """The resend rounds' gap grows from sync.ack_timeout_s to sync.resend_cap_s."""
+    if s.resend_cap_s >= s.ack_timeout_s:
+        return []
+    return [
+        ConfigIssue(
+            name, "sync.resend_cap_s", s.resend_cap_s, "must not be shorter than sync.ack_timeout_s"
+        )
+    ]
 
 
 def _vmc_checks(name: str, hw: HardwareConfig) -> list[ConfigIssue]:

@@ -115,7 +115,7 @@ def _tell_province(config: KioskConfig, problem: StoreProblem, clock: Clock) -> 
     kiosk_id = config.identity.kiosk_id
     store = _memory_store(config.store.data_dir, clock)
     topics = Topics(kiosk_id)
-    outbox = Outbox(store, topics, clock)
+    outbox = Outbox(store, topics, clock, ack_timeout_s=config.sync.ack_timeout_s)
     # the same problem gives the same event id on every start: the province keeps one alarm
     digest = hashlib.sha256(f"{problem.code}|{problem.detail}".encode()).hexdigest()[:16]
     alarm = messages.alarm(

@@ -53,6 +53,9 @@ class ClientTuning:
     keepalive_s: int = 60
     poll_s: float = 0.25
     budget_bytes: int = 50_000_000
+    resend_cap_s: float = 600.0  # resend rounds on one connection (docs/sync.md, "Resends")
+    resend_window: int = 100
+    resend_probe: int = 10
 
 
 class _AckTimer:
@@ -149,6 +152,9 @@ class SimKiosk:
             backoff_base_s=tune.backoff_base_s,
             backoff_cap_s=tune.backoff_cap_s,
             poll_s=tune.poll_s,
+            resend_cap_s=tune.resend_cap_s,
+            resend_window=tune.resend_window,
+            resend_probe=tune.resend_probe,
         )
         if updates is not None:
             from kiosk.sim.fleet_update import SimUpdater
@@ -261,6 +267,7 @@ class SimKiosk:
             "latencies": lat,
             "reconnects": s.reconnects,
             "connect_failures": s.connect_failures,
+            "resent": s.resent,
             "connected_at": self.connected_at,
             "pending": {p.name: n for p, n in depth.items()},
             "dropped": {p.name: n for p, n in dropped.items()},

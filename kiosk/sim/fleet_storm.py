@@ -43,7 +43,9 @@ class OutageResult:
     duplicates_after_dedupe: int = 0
     duplicates_received: int = 0
     reconnects: int = 0
+    resent: int = 0  # records sent again by resend rounds on the same connection
     broker_peak_cpu_pct: float = 0.0
+    broker_rss_before_kib: int = 0  # when the outage began (the queue shows as growth)
     broker_peak_rss_kib: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -70,9 +72,10 @@ class OutageResult:
             f"{s(self.reconnect_all_s)}, backlog drained after {s(self.drain_s)}\n"
             f"  sales {self.sales}, LOST {self.lost}, duplicates after dedupe "
             f"{self.duplicates_after_dedupe} (dedupe dropped {self.duplicates_received}), "
-            f"reconnects {self.reconnects}\n"
-            f"  mosquitto peak CPU {self.broker_peak_cpu_pct:.0f} % of a core, peak RSS "
-            f"{self.broker_peak_rss_kib} KiB" + "".join(f"\n  ! {n}" for n in self.notes)
+            f"reconnects {self.reconnects}, resent in rounds {self.resent}\n"
+            f"  mosquitto peak CPU {self.broker_peak_cpu_pct:.0f} % of a core, RSS "
+            f"{self.broker_rss_before_kib} KiB at the outage, peak {self.broker_peak_rss_kib} KiB"
+            + "".join(f"\n  ! {n}" for n in self.notes)
         )
 
 
@@ -111,6 +114,7 @@ def run_outage(
         with BrokerSampler(world.broker_pid) as sampler:
             world.load(settle_s + outage_s + after_s, sale_rate_per_min, telemetry_s)
             time.sleep(settle_s)
+            res.broker_rss_before_kib = world.broker_rss_kib()
             (world.stop_broker if what == "broker" else world.stop_province)()
             time.sleep(outage_s)
             res.backlog_at_restart = world.status()["unacked_sales"]
@@ -146,6 +150,7 @@ def _verify(res: OutageResult | DayOutageResult, world: FleetWorld) -> list[dict
         res.notes.append(f"{unacked} sales still unacked at the end")
     if isinstance(res, OutageResult):
         res.reconnects = sum(r["reconnects"] for r in reports)
+        res.resent = sum(int(r.get("resent", 0)) for r in reports)
     return reports
 
 

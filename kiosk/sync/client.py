@@ -26,6 +26,12 @@ Reconnects: exponential backoff with full jitter (delay = uniform(0, min(cap, ba
 supervisor owns this loop; paho's own reconnect is switched off (`reconnect_on_failure=False`).
 A record whose PUBACK was lost with the connection is simply handed out again by the outbox: the
 province deduplicates by event id, so "at least once" plus dedupe is "exactly once" end to end.
+
+Resends: after a reconnect every unacknowledged record is due at once (paced by the drain); on
+the same connection only in bounded rounds: while the province does not ack, a probe of at
+most `resend_probe` of the oldest overdue records, the gap doubling from `ack_timeout_s` to
+`resend_cap_s`; once it acks, at most `resend_window` records an acked one overtook per round,
+at the base pace (kiosk.sync.pacing.ResendSchedule; docs/sync.md, "Resends").
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -56,7 +62,7 @@ from kiosk.sync.clockoffset import ClockOffset
 from kiosk.sync.connection import PUBACK_FAILURE, Connection, SyncStats
 from kiosk.sync.downlink import Downlink
 from kiosk.sync.drain import OutboxDrain, OutboxLike
-from kiosk.sync.pacing import Backoff, TokenBucket
+from kiosk.sync.pacing import Backoff, ResendSchedule, TokenBucket
 from kiosk.sync.topics import Topics, encode
 
 if TYPE_CHECKING:
@@ -161,6 +167,8 @@ class SyncClient:
     a round trip through the drain thread; default: max(one window, 512) for CRITICAL records,
     so the drain thread wakes once per a few hundred PUBACKs; other records never have more
     than one window queued ahead, so a new sale record is not stuck behind a queued backlog).
+    `resend_cap_s`/`resend_window`/`resend_probe` (the resend schedule on one connection;
+    default: the config's; its base is the outbox's `ack_timeout_s`, 30 s when it has none).
     `acks` verifies the province's signed acks (kiosk.sync.acks); without it no ack is trusted
     and records stay in the outbox.
     """
@@ -194,6 +202,9 @@ class SyncClient:
         reset_sent_on_connect: bool = True,
         acks: AckVerifier | None = None,
         on_reject: Callable[[str, str, str], None] | None = None,
+        resend_cap_s: float | None = None,
+        resend_window: int | None = None,
+        resend_probe: int | None = None,
     ) -> None:
         _check_settings(config, max_inflight, queue_ahead)
         self.config = config
@@ -217,25 +228,18 @@ class SyncClient:
         # Records handed to paho beyond the window (queued inside paho, sent by paho's thread as
         # PUBACKs arrive). None: one window's worth. 0: never more than the window.
         self._queue_ahead = queue_ahead
-
         self._lock = threading.Lock()  # guards stats and _conn
         self._stats = SyncStats()
         self._conn: Connection | None = None
         self._pending_conn: Connection | None = None
         self._gen = 0
         self._connected_once = False
-        self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._stop, self._wake = threading.Event(), threading.Event()
         self._downlink = self._new_downlink(acks, on_reject)
-        self._drain = OutboxDrain(
-            outbox,
-            clock,
-            self._stats,
-            self._lock,
-            lambda: self._conn,
-            self._conn_for,
-            self._stop,
-            self._wake,
+        self._drain = self._new_drain(
+            _resend_schedule(
+                config, outbox, clock, rng, (resend_cap_s, resend_window, resend_probe)
+            ),
             backlog_rate=backlog_rate,
             backlog_burst=backlog_burst,
             poll_s=poll_s,
@@ -245,6 +249,21 @@ class SyncClient:
         )
         self._threads: list[threading.Thread] = []
         self._loop: SyncLoop | None = None
+
+    def _new_drain(self, resend: ResendSchedule, **tuning: Any) -> OutboxDrain:
+        """The drain thread's state (kiosk.sync.drain); `tuning` as in `SyncClient`."""
+        return OutboxDrain(
+            self.outbox,
+            self.clock,
+            self._stats,
+            self._lock,
+            lambda: self._conn,
+            self._conn_for,
+            self._stop,
+            self._wake,
+            resend=resend,
+            **tuning,
+        )
 
     def _new_downlink(
         self, acks: AckVerifier | None, on_reject: Callable[[str, str, str], None] | None
@@ -495,10 +514,11 @@ class SyncClient:
                 self._conn = None
             self._stats.connected = False
         self._wake.set()
-        if not conn.ended.is_set():
-            conn.client.disconnect()
-        conn.client.loop_stop()  # (no thread to stop on a shared loop: paho says so, harmlessly)
-        _close_quietly(conn.client)
+        try:
+            if not conn.ended.is_set():
+                conn.client.disconnect()
+        finally:  # (no thread to stop on a shared loop: paho says so, harmlessly)
+            stop_network(conn.client)
 
     def _reset_sent(self) -> None:
         """After a reconnect, records sent before it are due again at once instead of after
@@ -661,7 +681,50 @@ def connack_problem(conn: Connection) -> str | None:
     return "no CONNACK in time"
 
 
-def _close_quietly(client: mqtt.Client) -> None:
+def _resend_schedule(
+    config: SyncConfig,
+    outbox: OutboxLike,
+    clock: Clock,
+    rng: random.Random | None,
+    tuning: tuple[float | None, int | None, int | None],
+) -> ResendSchedule:
+    """(cap_s, window, probe): the client's keyword arguments, None: the config's."""
+    cap_s, window, probe = tuning
+    base = float(getattr(outbox, "ack_timeout_s", 30.0))
+    cap = float(config.resend_cap_s if cap_s is None else cap_s)
+    return ResendSchedule(
+        base,
+        max(base, cap),
+        config.resend_window if window is None else window,
+        clock.monotonic(),
+        rng,
+        probe=config.resend_probe if probe is None else probe,
+    )
+
+
+class _NetworkClient(Protocol):
+    def loop_stop(self) -> Any: ...
+    def socket(self) -> Any: ...
+
+
+def stop_network(client: _NetworkClient) -> None:
+    """Stop paho's network thread and close the connection's socket, whatever happens.
+
+    paho's `loop_stop()` checks its `_thread`, then joins it. Our thread ends by itself after a
+    disconnect (`reconnect_on_failure=False`), and its last line sets `_thread = None`: when that
+    runs between the check and the join, `loop_stop()` raises AttributeError (paho issue #872,
+    still open in 2.2.0). The thread has finished its work by then, so nothing is left to join;
+    the socket is closed here in any case, so that exception can no longer leak it (the
+    supervisor used to lose the socket with the exception under load)."""
+    try:
+        client.loop_stop()
+    except AttributeError:
+        log_event(log, "sync.loop_stop_race", logging.DEBUG)
+    finally:
+        _close_quietly(client)
+
+
+def _close_quietly(client: _NetworkClient) -> None:
     sock = client.socket()
     if sock is not None:
         with contextlib.suppress(OSError):

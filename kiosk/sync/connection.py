@@ -37,6 +37,7 @@ class SyncStats:
     bad_messages: int = 0
     handler_errors: int = 0
     acked: int = 0  # outbox records removed by end-to-end acks
+    resent: int = 0  # records made due again by resend rounds on the same connection
     next_retry_s: float = 0.0  # the backoff delay being waited out while disconnected
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The drain: outbox records out through the current MQTT connection, PUBACKs written back.
 
 Owns: the drain thread's state (the buffer of due records read ahead and its cursor, PUBACKed
-seqs not yet written back, records held after a PUBACK failure, the backlog token bucket).
+seqs not yet written back, records held after a PUBACK failure, the backlog token bucket, the
+resend schedule of records sent but not acknowledged: `kiosk.sync.pacing.ResendSchedule`).
 `kiosk.sync.client.SyncClient` creates one, runs `loop()` on its drain thread, feeds it PUBACKs
 from paho's thread (`puback()`) and asks for a fresh read after `wake()` (`refresh()`).
 
@@ -9,7 +10,10 @@ Must never:
 - count a record as sent before the broker's PUBACK says success (reason code < 0x80);
 - have more records in flight than the connection's window allows (`Connection.outbox_limit`);
 - let a backlog delay a live sale record: CRITICAL records bypass the token bucket and the
-  outbox hands them out first.
+  outbox hands them out first;
+- resend on the same connection more than the schedule allows: a round every
+  `ResendSchedule` interval (growing while the province does not ack), at most `window`
+  records each (docs/sync.md, "Resends").
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from kiosk.clock import Clock
 from kiosk.log import log_event
 from kiosk.sync.connection import PUBACK_FAILURE, Connection, SyncStats
 from kiosk.sync.outbox import OutboxRecord, Priority
-from kiosk.sync.pacing import TokenBucket
+from kiosk.sync.pacing import ResendSchedule, TokenBucket
 
 __all__ = ["OutboxDrain", "OutboxLike"]
 
@@ -45,7 +49,10 @@ class OutboxLike(Protocol):
     outbox works too; Outbox has them all): `due_rows(limit, now, *, after)` (the fast read,
     preferred over `due`), `due_after(priority, seq, limit, now)` (a cursor read without
     `due_rows`), `last_seq()` (for the birth message and to notice appends), `last_ack_at()`
-    (for `stats()`), `reset_sent()` (after a reconnect).
+    (for `stats()`), `reset_sent()` (after a reconnect), `resend_overdue(limit, now,
+    older_than_s, sent_before)` (a resend round on the same connection; without it the
+    outbox's own `due` decides when a record is sent again), `acked_sent_at()` (the latest
+    send time of an acknowledged record: what "overtaken" means in a round).
     """
 
     def due(self, limit: int, now: float) -> Sequence[OutboxRecord]: ...
@@ -79,6 +86,7 @@ class OutboxDrain:
         mark_batch: int,
         mark_delay_s: float,
         prefetch: int,
+        resend: ResendSchedule | None = None,
     ) -> None:
         self.outbox = outbox
         self.clock = clock
@@ -116,6 +124,10 @@ class OutboxDrain:
         self._full_at = 0.0
         self._seen_seq = -1
         self._refresh = False
+        # Resend rounds on the same connection (None: the outbox has no resend_overdue).
+        self._resend = resend if callable(getattr(outbox, "resend_overdue", None)) else None
+        self._resend_gen = -1
+        self._acked_seen = 0
 
     # --- called from other threads ------------------------------------------------------------
 
@@ -227,9 +239,10 @@ class OutboxDrain:
             return 0
         with conn.lock:
             space = conn.outbox_limit() - len(conn.inflight)
+        mono = self.clock.monotonic()
+        self._resend_step(conn, mono)
         if space <= 0:
             return 0
-        mono = self.clock.monotonic()
         if (
             self._refresh
             or conn.gen != self._buffer_gen
@@ -242,6 +255,46 @@ class OutboxDrain:
             # idle: nothing due, nothing in flight; batching the write-back gains nothing now
             self.flush_marks(force=True)
         return published
+
+    def _resend_step(self, conn: Connection, mono: float) -> None:
+        """One round of the resend schedule when it is due: with acks since the last round, at
+        most `window` overdue records an acknowledged one overtook become due again; without,
+        a probe of at most `probe` of the oldest overdue records."""
+        sched = self._resend
+        if sched is None:
+            return
+        if conn.gen != self._resend_gen:  # a new connection: reset_sent made everything due
+            self._resend_gen = conn.gen
+            sched.reconnected(mono)
+        with self._lock:
+            acked = self._stats.acked
+        if acked != self._acked_seen:
+            self._acked_seen = acked
+            sched.acked(mono)
+        if not sched.due(mono):
+            return
+        resend: Callable[..., int] = getattr(self.outbox, "resend_overdue")  # noqa: B009
+        heard = sched.take_round()
+        before = None
+        if heard:  # the province is there: only what an acknowledged record overtook
+            acked_sent_at = getattr(self.outbox, "acked_sent_at", None)
+            before = acked_sent_at() if callable(acked_sent_at) else None
+            heard = before is not None  # (no send time known: the oldest, as without acks)
+        n = resend(sched.limit(heard), self.clock.time(), sched.base_s, before)
+        level = sched.level
+        sched.resent(mono, n, heard)
+        if n:
+            self._refresh = True
+            with self._lock:
+                self._stats.resent += n
+            log_event(
+                log,
+                "sync.resend_overdue",
+                records=n,
+                level=level,
+                overtaken=heard,
+                next_in_s=round(sched.next_at - mono, 1),
+            )
 
     def _hand_over(self, conn: Connection, mono: float) -> int:
         """Publish buffered records while the window has room; how many were published."""

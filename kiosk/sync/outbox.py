@@ -8,7 +8,9 @@ Owns: the `outbox` and `outbox_stats` tables (migration v3) and the per-kiosk se
 - an event id appended twice gives the same record (idempotent); the province deduplicates by
   event id too, so republishing is always safe.
 - a record leaves only when the province acknowledges it end to end (`ack`); a PUBACK is not
-  an acknowledgement. Records sent but not acknowledged within `ack_timeout_s` are due again.
+  an acknowledgement. A record sent is not due again by itself: the client makes records due
+  again, after a reconnect all of them (`reset_sent`), on the same connection a bounded number
+  of the oldest not acknowledged within `ack_timeout_s` (`resend_overdue`, on its schedule).
 - over the disk budget, LOW records are dropped oldest first, then NORMAL, and counted; HIGH
   and CRITICAL are never dropped. A CRITICAL record that cannot be written raises
   OutboxFull / OutboxWriteError: the controller must stop selling.
@@ -90,6 +92,8 @@ class OutboxItem(NamedTuple):
     event_id: str | None = None
 
 
+# due: never sent, or made due again (reset_sent / resend_overdue); sending is not a timer here
+_DUE = "last_sent_at IS NULL"
 _COLS = "seq, event_id, kind, topic, payload, priority, created_at, attempts, last_sent_at"
 
 
@@ -152,6 +156,7 @@ class Outbox:
         self._cache_size = 0
         self._cache_lock = threading.Lock()
         self.cache_bytes = cache_bytes
+        self._acked_sent_at: float | None = None  # see acked_sent_at()
 
     # --- writing --------------------------------------------------------------------------
 
@@ -344,14 +349,13 @@ class Outbox:
     # --- sending and acknowledging --------------------------------------------------------
 
     def due(self, limit: int, now: float | None = None) -> list[OutboxRecord]:
-        """Records to publish now: never sent, or sent more than ack_timeout_s ago (or "in the
-        future": the wall clock was set back), highest priority first, then by seq."""
-        now = self.clock.time() if now is None else now
+        """Records to publish now: never sent, or made due again (`reset_sent`,
+        `resend_overdue`), highest priority first, then by seq. (`now` is accepted for the
+        callers' sake; being due does not depend on the time.)"""
         with self.store.read() as c:
             rows = c.execute(
-                f"SELECT {_COLS} FROM outbox WHERE last_sent_at IS NULL "
-                "OR last_sent_at <= ? OR last_sent_at > ? ORDER BY priority, seq LIMIT ?",
-                (now - self.ack_timeout_s, now + self.ack_timeout_s, limit),
+                f"SELECT {_COLS} FROM outbox WHERE {_DUE} ORDER BY priority, seq LIMIT ?",
+                (limit,),
             ).fetchall()
         return [_record(r) for r in rows]
 
@@ -362,21 +366,19 @@ class Outbox:
         A range seek on the outbox_due index, so reading a long queue batch by batch does not
         rescan the records already sent (a plain `due()` skips them one by one each time).
         It does not see records that became due behind the cursor (a new record of a higher
-        priority, an ack timeout): callers run a full `due()` now and then for those."""
-        now = self.clock.time() if now is None else now
-        due = "(last_sent_at IS NULL OR last_sent_at <= ? OR last_sent_at > ?)"
-        window = (now - self.ack_timeout_s, now + self.ack_timeout_s)
+        priority, a resend): callers run a full `due()` now and then for those."""
+        due = _DUE
         with self.store.read() as c:
             rows = c.execute(  # the rest of the cursor's priority: a range of outbox_due
                 f"SELECT {_COLS} FROM outbox WHERE priority = ? AND seq > ? AND {due} "
                 "ORDER BY priority, seq LIMIT ?",
-                (int(priority), int(seq), *window, limit),
+                (int(priority), int(seq), limit),
             ).fetchall()
             if len(rows) < limit:  # then the lower priorities
                 rows += c.execute(
                     f"SELECT {_COLS} FROM outbox WHERE priority > ? AND {due} "
                     "ORDER BY priority, seq LIMIT ?",
-                    (int(priority), *window, limit - len(rows)),
+                    (int(priority), limit - len(rows)),
                 ).fetchall()
         return [_record(r) for r in rows]
 
@@ -388,9 +390,7 @@ class Outbox:
         seqs come from SQLite in one aggregate row (the sqlite3 module hands the GIL back and
         forth on every row fetched); topic and payload from the read cache of records this
         process appended, else from SQLite."""
-        now = self.clock.time() if now is None else now
-        due = "(last_sent_at IS NULL OR last_sent_at <= ? OR last_sent_at > ?)"
-        window = (now - self.ack_timeout_s, now + self.ack_timeout_s)
+        due = _DUE
         agg = "SELECT group_concat(priority), group_concat(seq) FROM ({}) "
         keys: list[tuple[int, int]] = []
         with self.store.read() as c:
@@ -400,7 +400,7 @@ class Outbox:
                     (
                         f"SELECT priority, seq FROM outbox WHERE {due} "
                         "ORDER BY priority, seq LIMIT ?",
-                        window,
+                        (),
                     )
                 ]
             else:
@@ -409,12 +409,12 @@ class Outbox:
                     (
                         f"SELECT priority, seq FROM outbox WHERE priority = ? AND seq > ? "
                         f"AND {due} ORDER BY priority, seq LIMIT ?",
-                        (priority, seq, *window),
+                        (priority, seq),
                     ),
                     (
                         f"SELECT priority, seq FROM outbox WHERE priority > ? AND {due} "
                         "ORDER BY priority, seq LIMIT ?",
-                        (priority, *window),
+                        (priority,),
                     ),
                 ]
             for sql, args in queries:
@@ -481,6 +481,26 @@ class Outbox:
                 "UPDATE outbox SET last_sent_at = NULL WHERE last_sent_at IS NOT NULL"
             ).rowcount
 
+    def resend_overdue(
+        self,
+        limit: int,
+        now: float | None = None,
+        older_than_s: float | None = None,
+        sent_before: float | None = None,
+    ) -> int:
+        """Make due again at most `limit` records that were sent and have not been
+        acknowledged for `older_than_s` (default `ack_timeout_s`), the first in due order
+        (priority, then seq); a record "sent in the future" (the wall clock was set back) is
+        overdue too, so it never waits years. With `sent_before`: only records last sent
+        before that time (overtaken by an acknowledged record, `acked_sent_at`). Returns how
+        many (one round of the client's resend schedule, kiosk.sync.pacing.ResendSchedule)."""
+        if limit < 1:
+            return 0
+        now = self.clock.time() if now is None else now
+        age = self.ack_timeout_s if older_than_s is None else older_than_s
+        with self.store.transaction() as c:
+            return _reset_overdue(c, limit, now - age, now + age, sent_before)
+
     def ack(self, event_ids: Iterable[str]) -> int:
         """The province has these records (end to end): delete them. Idempotent; unknown ids
         are ignored. Returns how many records were removed."""
@@ -520,34 +540,30 @@ class Outbox:
         if not pairs:
             return 0
         self._uncache(s for _e, s in pairs)  # (forgetting an entry is always safe)
+        now = self.clock.time()
         with self.store.transaction() as c:
-            self._note_sales(c, pairs)
+            sales, latest = _read_acked(c, pairs, now)
+            if sales:  # the anchor `kiosk ledger verify` checks (kiosk.sync.ledger_head)
+                note_acked_sales(c, sales, now)
             removed = c.executemany(
                 "DELETE FROM outbox WHERE seq = ? AND event_id = ?", [(s, e) for e, s in pairs]
             ).rowcount
             c.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (LAST_ACK_SETTING, json.dumps(self.clock.time())),
+                (LAST_ACK_SETTING, json.dumps(now)),
             )
+        if latest is not None and (self._acked_sent_at is None or latest > self._acked_sent_at):
+            self._acked_sent_at = latest
         return max(0, removed)
 
-    def _note_sales(self, c: sqlite3.Connection, pairs: list[tuple[str, int]]) -> None:
-        """The acknowledged sale records' heads: the anchor `kiosk ledger verify` checks
-        (kiosk.sync.ledger_head), in the ack's transaction."""
-        wanted = dict((s, e) for e, s in pairs)
-        sales: list[bytes] = []
-        seqs = list(wanted)
-        for i in range(0, len(seqs), _CHUNK):
-            chunk = seqs[i : i + _CHUNK]
-            rows = c.execute(
-                f"SELECT seq, event_id, payload FROM outbox WHERE kind = 'sale' "
-                f"AND seq IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            sales.extend(bytes(p) for seq, eid, p in rows if wanted.get(int(seq)) == eid)
-        if sales:
-            note_acked_sales(c, sales, self.clock.time())
+    def acked_sent_at(self) -> float | None:
+        """The latest time (kiosk wall clock) at which a record the province has acknowledged
+        since this process started was sent (records sent once only: the acked copy is
+        known); None before the first such ack. A record still
+        unacknowledged that was sent before it has been overtaken: probably lost on the way
+        (kiosk.sync.drain resends such records first, `resend_overdue(sent_before=...)`)."""
+        return self._acked_sent_at
 
     # --- inspection -----------------------------------------------------------------------
 
@@ -588,3 +604,48 @@ class Outbox:
         """Kiosk time of the last end-to-end acknowledgement, None if never."""
         text = self.store.settings.get(LAST_ACK_SETTING)
         return None if text is None else float(text)
+
+
+def _reset_overdue(
+    c: sqlite3.Connection, limit: int, sent_by: float, sent_after: float, before: float | None
+) -> int:
+    """Outbox.resend_overdue's UPDATE: sent at or before `sent_by` or after `sent_after` (a
+    clock set back), and before `before` when given; the first `limit` in due order."""
+    overtaken = "" if before is None else "AND last_sent_at < ? "
+    args = () if before is None else (before,)
+    return c.execute(
+        "UPDATE outbox SET last_sent_at = NULL WHERE seq IN (SELECT seq FROM outbox "
+        "WHERE last_sent_at IS NOT NULL AND (last_sent_at <= ? OR last_sent_at > ?) "
+        f"{overtaken}ORDER BY priority, seq LIMIT ?)",
+        (sent_by, sent_after, *args, int(limit)),
+    ).rowcount
+
+
+def _read_acked(
+    c: sqlite3.Connection, pairs: list[tuple[str, int]], now: float
+) -> tuple[list[bytes], float | None]:
+    """For the records of a verified ack whose event id AND seq match: the sale records'
+    payloads (the ledger anchor) and the latest send time (`Outbox.acked_sent_at`) of those
+    sent exactly once: an ack does not say which copy it answers, and a record sent again
+    carries the time of its newest copy (a 500-kiosk run with reconnects counted every record
+    as overtaken that way). A record acknowledged before its first send was written back
+    (`mark_sent` comes in batches; attempts still 0) counts as sent `now`."""
+    wanted = dict((s, e) for e, s in pairs)
+    seqs = list(wanted)
+    sales: list[bytes] = []
+    latest: float | None = None
+    for i in range(0, len(seqs), _CHUNK):
+        chunk = seqs[i : i + _CHUNK]
+        for seq, eid, payload, sent in c.execute(
+            "SELECT seq, event_id, CASE WHEN kind = 'sale' THEN payload END, "
+            "CASE WHEN attempts = 0 THEN ? WHEN attempts = 1 THEN last_sent_at END "
+            f"FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})",
+            (now, *chunk),
+        ):
+            if wanted.get(int(seq)) != eid:
+                continue
+            if payload is not None:
+                sales.append(bytes(payload))
+            if sent is not None:
+                latest = float(sent) if latest is None else max(latest, float(sent))
+    return sales, latest

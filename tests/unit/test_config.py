@@ -119,6 +119,12 @@ def test_three_mistakes_reported_together(tmp_path: Path) -> None:
         ),
         ("sync", 'cert_file = "c.pem"', r"cert_file and key_file go together"),
         ("sync", "ca_file = 5", r"sync\.ca_file = 5: must be a path string"),
+        ("sync", "resend_window = 0", r"sync\.resend_window = 0: must be between 1 and"),
+        (
+            "sync",
+            "ack_timeout_s = 120\nresend_cap_s = 60",
+            r"sync\.resend_cap_s = 60: must not be shorter than sync\.ack_timeout_s",
+        ),
         ("sync", 'bootstrap_url = "mqtt://h:1"', r"bootstrap_url = 'mqtt://h:1': must be a URL"),
         (
             "payments",

@@ -105,7 +105,7 @@ def test_joins_the_callers_transaction(store: Store, clock: ManualClock) -> None
         ob.append("order", {}, Priority.CRITICAL, conn=sqlite3.connect(":memory:"))
 
 
-def test_due_orders_by_priority_then_seq_and_republishes_after_timeout(
+def test_due_orders_by_priority_then_seq_and_resends_only_when_told(
     store: Store, clock: ManualClock
 ) -> None:
     ob = make(store, clock, ack_timeout_s=30.0)
@@ -119,16 +119,53 @@ def test_due_orders_by_priority_then_seq_and_republishes_after_timeout(
     ob.mark_sent([crit1.seq, high.seq])
     assert [r.seq for r in ob.due(10)] == [crit2.seq, normal.seq, low.seq]
     clock.advance(29)
+    assert ob.resend_overdue(10) == 0  # not overdue yet
+    clock.advance(2)
+    # sent records never become due by themselves (that was the fleet's duplicate storm):
+    # a resend round makes the oldest overdue ones due, at most `limit`, in due order
     assert crit1.seq not in [r.seq for r in ob.due(10)]
-    clock.advance(2)  # no ack within the timeout: due again
+    assert ob.resend_overdue(1) == 1
     again = ob.due(10)
-    assert [r.seq for r in again][:2] == [crit1.seq, crit2.seq]
+    assert [r.seq for r in again] == [crit1.seq, crit2.seq, normal.seq, low.seq]
     assert next(r for r in again if r.seq == crit1.seq).attempts == 1
+    assert ob.resend_overdue(10) == 1 and high.seq in [r.seq for r in ob.due(10)]
     # a wall clock set back (e.g. NTP after a wrong boot clock) does not freeze resending
-    ob.mark_sent([r.seq for r in again])
-    assert ob.due(10) == []
-    assert len(ob.due(10, now=clock.time() - 5 * 365 * 86400)) == 5
+    ob.mark_sent([r.seq for r in ob.due(10)])
+    assert ob.due(10) == [] and ob.resend_overdue(10, older_than_s=60.0) == 0
+    assert ob.resend_overdue(10, now=clock.time() - 5 * 365 * 86400) == 5
+    ob.mark_sent([r.seq for r in ob.due(10)])
     assert ob.reset_sent() == 5 and len(ob.due(10)) == 5
+
+
+def test_resend_overdue_can_take_only_records_an_acknowledged_one_overtook(
+    store: Store, clock: ManualClock
+) -> None:
+    ob = make(store, clock, ack_timeout_s=30.0)
+    a, b, c = (ob.append("sale", {"i": i}, Priority.CRITICAL) for i in range(3))
+    assert ob.acked_sent_at() is None
+    ob.mark_sent([a.seq])
+    t_a = clock.time()
+    clock.advance(10)
+    ob.mark_sent([b.seq, c.seq])
+    t_bc = clock.time()
+    clock.advance(10)
+    assert ob.ack_records([(b.event_id, b.seq)]) == 1
+    assert ob.acked_sent_at() == t_bc
+    clock.advance(30)
+    # a was sent before b, which the province acked: a is overtaken; c (sent with b) is not
+    assert ob.resend_overdue(10, sent_before=ob.acked_sent_at()) == 1
+    assert [r.seq for r in ob.due(10)] == [a.seq]
+    assert ob.resend_overdue(10) == 1 and [r.seq for r in ob.due(10)] == [a.seq, c.seq]
+    # a replayed ack (event id and seq do not match a record) moves nothing
+    ob.ack_records([("other", a.seq)])
+    assert ob.acked_sent_at() == t_bc and t_a < t_bc
+    # a record sent twice: the ack may answer either copy, so it does not count
+    ob.mark_sent([a.seq, c.seq])
+    clock.advance(5)
+    assert ob.ack_records([(a.event_id, a.seq)]) == 1 and ob.acked_sent_at() == t_bc
+    # a record acked before its first send was written back counts as sent now
+    d = ob.append("sale", {"i": 3}, Priority.CRITICAL)
+    assert ob.ack_records([(d.event_id, d.seq)]) == 1 and ob.acked_sent_at() == clock.time()
 
 
 def test_due_after_continues_the_due_order_from_a_cursor(store: Store, clock: ManualClock) -> None:
@@ -334,7 +371,7 @@ def test_due_rows_match_due_and_due_after(
     ob = make(store, clock, ack_timeout_s=10.0, cache_bytes=cache_bytes)
     for i, p in enumerate([Priority.LOW, Priority.CRITICAL, Priority.NORMAL, Priority.HIGH] * 3):
         ob.append("sale" if p is Priority.CRITICAL else "telemetry", {"i": i}, p)
-    ob.mark_sent([ob.due(1)[0].seq])  # one sent: not due until the ack timeout
+    ob.mark_sent([ob.due(1)[0].seq])  # one sent: not due until resent
     want = [(r.seq, r.topic, r.payload, int(r.priority)) for r in ob.due(1000)]
     assert _rows(ob) == want and len(want) == 11
     for k in range(len(want)):
@@ -347,7 +384,8 @@ def test_due_rows_match_due_and_due_after(
     assert ob.due_rows(3) == want[:3]
     assert ob.due_rows(4, after=(want[1][3], want[1][0])) == want[2:6]
     clock.advance(11.0)
-    assert len(_rows(ob)) == 12
+    assert len(_rows(ob)) == 11  # not due again by itself (kiosk.sync.pacing.ResendSchedule)
+    assert ob.resend_overdue(5) == 1 and len(_rows(ob)) == 12
 
 
 def test_due_rows_never_serve_deleted_or_rolled_back_records(
