@@ -401,20 +401,7 @@ class SyncClient:
         return client
 
     def _status_payload(self, state: str) -> bytes:
-        now = self.clock.time()
-        if state == "offline":
-            return encode(messages.will(self.kiosk_id, self.boot_counter, now))
-        last_seq = getattr(self.outbox, "last_seq", None)
-        return encode(
-            messages.birth(
-                self.kiosk_id,
-                self.boot_counter,
-                now,
-                self.software_version,
-                self.clock_offset.offset() if self.clock_offset is not None else None,
-                last_seq() if callable(last_seq) else 0,
-            )
-        )
+        return status_payload(self, state)
 
     def _supervise(self) -> None:
         while not self._stop.is_set():
@@ -660,6 +647,24 @@ class SyncClient:
         except Exception:  # the network thread must survive anything
             log.exception("sync: unexpected error handling a message")
             self._downlink.bad("internal_error", msg.topic)
+
+
+def status_payload(c: SyncClient, state: str) -> bytes:
+    """The retained status (docs/mqtt-api.yaml): the birth on "online", else the will."""
+    now = c.clock.time()
+    if state == "offline":
+        return encode(messages.will(c.kiosk_id, c.boot_counter, now))
+    last_seq = getattr(c.outbox, "last_seq", None)
+    return encode(
+        messages.birth(
+            c.kiosk_id,
+            c.boot_counter,
+            now,
+            c.software_version,
+            c.clock_offset.offset() if c.clock_offset is not None else None,
+            last_seq() if callable(last_seq) else 0,
+        )
+    )
 
 
 def _check_settings(config: SyncConfig, max_inflight: int, queue_ahead: int | None) -> None:
