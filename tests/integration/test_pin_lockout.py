@@ -223,7 +223,8 @@ def test_pin_lockout_survives_a_restart_and_alarms_the_province(
         )
         screen.tap("slots:test_vend")
         slot = next(s.slot_no for s in app.controller.view().service.slots if s.product_id)
-        screen.tap(f"vend-{slot}")
+        screen.tap(f"vend-{slot}")  # drops an item: the service menu asks first
+        screen.tap("confirm-yes")
         records = _eventually(
             lambda: [r for r in _technician_records(province) if r["action"] == "test_vend"],
             "the test vend record",

@@ -76,7 +76,7 @@ class Client:
         self.decoder = FrameDecoder()
         self.seq = 0
 
-    def read_message(self, timeout: float = 3.0) -> Message:
+    def read_message(self, timeout: float = 20.0) -> Message:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             frame = self.decoder.next_frame()
