@@ -26,6 +26,7 @@ from kiosk.config import (
     BoardConfig,
     ConfigError,
     KioskConfig,
+    device_secret_problems,
     planogram_board_issues,
     refuse_in_field,
 )
@@ -74,12 +75,16 @@ UI_BEAT_S = 5.0  # the UI loop turns at least this often while a watchdog watche
 def load_device_secret(config: KioskConfig) -> bytes:
     """The device secret: the file's bytes exactly as stored, trailing newline included (see
     docs/payments.md); the province simulator reads its copy the same way
-    (`kiosk.sim.province.load_device_secret`). The published demo secret in a field config is
-    refused here (ConfigError, kiosk.config.field_problems)."""
+    (`kiosk.sim.province.load_device_secret`). ConfigError: payments.device_secret_file not
+    set, a file that is not 64 hex digits (kiosk.config.device_secret_problems), or the
+    published demo secret in a field config (kiosk.config.field_problems)."""
     path = config.payments.device_secret_file
-    if path is None:
-        raise ValueError("payments.device_secret_file is not set")
+    if path is None:  # a clear ConfigError saying what to do, never a traceback
+        raise ConfigError(device_secret_problems(config, None))
     secret = path.read_bytes()
+    problems = device_secret_problems(config, secret)  # not 64 hex digits
+    if problems:
+        raise ConfigError(problems)
     refuse_in_field(config, device_secret=secret)
     register_secret(secret)  # never in a log line from here on (kiosk.log.redact)
     return secret

@@ -201,7 +201,7 @@ def _open_store(cfg: KioskConfig) -> Store:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from kiosk.config import field_problems
+    from kiosk.config import device_secret_problems, field_problems
 
     path = _config_path(args)
     try:
@@ -210,7 +210,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         if cfg.payments.device_secret_file is not None:
             with contextlib.suppress(OSError):
                 secret = cfg.payments.device_secret_file.read_bytes()
-        issues = field_problems(cfg, device_secret=secret)
+        # what `kiosk run` needs besides: the device secret, set and well formed
+        issues = device_secret_problems(cfg, secret) + field_problems(cfg, device_secret=secret)
         if issues:
             raise ConfigError(issues)
     except ConfigError as e:

@@ -40,6 +40,7 @@ __all__ = [
     "TechnicianConfig",
     "board_addresses",
     "demo_config_path",
+    "device_secret_problems",
     "field_problems",
     "is_field_config",
     "load_config",
@@ -1206,6 +1207,28 @@ def field_problems(
             )
         )
     return issues
+
+
+# --- the device secret ([payments] device_secret_file) ----------------------------------------
+
+# The device secret file as `kiosk-provision register` writes it (mode 0600): the province's 32
+# random bytes as 64 lower-case hex digits and a newline. The payment HMAC key is the file's
+# bytes exactly as stored, newline included (docs/province-guide.md, "File format"), so a kiosk
+# with any other bytes (even without the newline) signs pay URLs the province cannot check
+_DEVICE_SECRET = re.compile(rb"[0-9a-f]{64}\n")
+_SECRET_KEY = "payments.device_secret_file"
+
+
+def device_secret_problems(cfg: KioskConfig, secret: bytes | None) -> list[ConfigIssue]:
+    """What keeps `kiosk run` from signing payments: payments.device_secret_file not set, or
+    the file's bytes (`secret`; None: not read) not a device secret (`_DEVICE_SECRET`). In the
+    user's language (kiosk.textfile); `kiosk config check` and `kiosk run` both say it."""
+    name, path = str(cfg.source), cfg.payments.device_secret_file
+    if path is None:
+        return [ConfigIssue(name, _SECRET_KEY, _MISSING, say("secret_not_set"))]
+    if secret is None or _DEVICE_SECRET.fullmatch(secret):
+        return []
+    return [ConfigIssue(name, _SECRET_KEY, str(path), say("secret_malformed", n=len(secret)))]
 
 
 def refuse_in_field(

@@ -256,6 +256,27 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "([hardware], or [modbus] for lock boards); nothing else holds the port (stop the kiosk "
         "service first); for a simulated board: is `kiosk emulator` running?",
     ),
+    # payments.device_secret_file (kiosk.config.device_secret_problems): after "<key> = <value>: "
+    "secret_not_set": (
+        "运行柜机（kiosk run）必须设置这一项：付款链接和离线码要用本机的设备密钥签名。"
+        "请用 `kiosk-provision register` 注册这台柜机，它会写入密钥文件并设置这一项"
+        "（演示或测试配置可以指向 kiosk/data/demo-device-secret）。",
+        "required to run the kiosk (`kiosk run`): pay URLs and offline codes are signed with "
+        "the kiosk's device secret. Register the kiosk with `kiosk-provision register`, which "
+        "writes the secret file and sets this key (a demo or test config may name "
+        "kiosk/data/demo-device-secret).",
+    ),
+    "secret_malformed": (
+        "不是设备密钥：文件里必须正好是 64 个十六进制字符（0-9、小写 a-f）加一个换行，共 65 "
+        "个字节（不能有空格、大写字母或 Windows 换行），和 `kiosk-provision register` 写入的一样；"
+        "这个文件有 {n} 个字节。请不要手工编辑：重新运行 `kiosk-provision register`"
+        "（证书还有效时加 --renew）取得新的密钥。",
+        "not a device secret: the file must hold exactly 64 hex digits (0-9, lower-case a-f) "
+        "and one newline, 65 bytes (no spaces, capitals or Windows line end), as "
+        "`kiosk-provision register` writes it; this one has {n} bytes. Do not edit it by "
+        "hand: run `kiosk-provision register` again (`--renew` while the certificate is "
+        "valid) for a new one.",
+    ),
     "config_unchanged": ("错误：配置没有改动：", "error: the config was not changed:"),
 }
 

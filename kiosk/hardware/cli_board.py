@@ -134,7 +134,10 @@ def register(
     sub = board.add_subparsers(dest="board_command", metavar="ACTION", required=True)
 
     st = sub.add_parser(
-        "status", help="identity and status of the board (exit 1 on faults)", parents=parents
+        "status",
+        help="identity and status of each board; exit 1 when a board reports a fault (an open "
+        "door is shown as OPEN but is not a fault: the technician has it open while testing)",
+        parents=parents,
     )
     st.set_defaults(func=cmd_status)
 

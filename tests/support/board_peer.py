@@ -97,6 +97,7 @@ class PeerBoard:
     drop_replies: collections.Counter[int] = field(default_factory=collections.Counter)
     complete_vends: bool = True
     lose_vend_results: bool = False
+    service_door_open: bool = False  # what STATUS reports
     garbage: Callable[[], bytes] | None = None  # bytes written before every reply
     # called with each request after it was handled (and before its reply may be dropped)
     after_request: Callable[[PeerBoard, Frame], None] | None = None
@@ -159,7 +160,11 @@ class PeerBoard:
             return encode(a, seq, Ack())
         if isinstance(msg, Status):
             return encode(
-                a, seq, StatusReply(busy=False, service_door_open=False, temperature_dc=45)
+                a,
+                seq,
+                StatusReply(
+                    busy=False, service_door_open=self.service_door_open, temperature_dc=45
+                ),
             )
         if isinstance(msg, Poll):
             if self.events:

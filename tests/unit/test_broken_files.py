@@ -202,3 +202,42 @@ def test_every_command_says_its_errors_in_the_users_language(tmp_path: Path) -> 
         assert "Traceback" not in out, (args, out)
         assert proc.returncode != 0 and expect in out, (lang, args, out)
         assert _has_cjk(out) == (lang == "zh"), (lang, args, out)
+
+
+def test_a_missing_or_malformed_device_secret(tmp_path: Path) -> None:
+    """payments.device_secret_file not set, or a file that is not 64 hex digits: `kiosk config
+    check` says so (exit 1) and `kiosk run` stops with the same words (exit 2), naming the key
+    and `kiosk-provision register`, in the user's language, never a traceback."""
+    bad = tmp_path / "device-secret"
+    bad.write_bytes(b"AB19CC\r\n")  # retyped by hand in a Windows editor
+    configs = {
+        shown: write_config(
+            tmp_path / f"kiosk-{i}.toml",
+            kiosk_config(
+                port=tmp_path / "board",
+                data_dir=tmp_path / "data",
+                payments={"device_secret_file": secret},  # None: the key is left out
+            ),
+        )
+        for i, (shown, secret) in enumerate((("(missing)", None), (repr(str(bad)), bad)))
+    }
+    check, run = ("config", "check"), ("run", "--headless")
+    runs = [  # each case through each command, each language: 4 processes at once
+        (shown, cfg, cmd, lang, _start("kiosk.cli", *cmd, "--config", str(cfg), kiosk_lang=lang))
+        for (shown, cfg), pairs in zip(
+            configs.items(),
+            (((check, "en"), (run, "zh")), ((check, "zh"), (run, "en"))),
+            strict=True,
+        )
+        for cmd, lang in pairs
+    ]
+    for shown, cfg, cmd, lang, proc in runs:
+        out, _ = proc.communicate(timeout=300)  # generous: 4 processes on a loaded 2-core box
+        assert "Traceback" not in out, (cmd, out)
+        assert proc.returncode == (1 if cmd[0] == "config" else 2), (cmd, out)
+        assert f"{cfg}: payments.device_secret_file = {shown}: " in out, out
+        assert "kiosk-provision register" in out, out
+        expect = "运行柜机" if shown == "(missing)" else "64 个十六进制字符"
+        if lang == "en":
+            expect = "required to run the kiosk" if shown == "(missing)" else "64 hex digits"
+        assert expect in out, (lang, out)

@@ -173,3 +173,15 @@ def test_without_port_or_config_says_which_to_give(
     code, out, err = run_cli(capsys, "board", "status", "--config", str(missing))
     assert code == exitcodes.USAGE
     assert f"no kiosk config at {missing}" in err and "--port" in err, out + err
+
+
+def test_an_open_service_door_is_shown_and_is_not_a_fault(
+    peer: PtyPeer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A technician tests with the service door open: `board status` says so plainly and,
+    as its help says, exits 1 only on a fault the board reports (the door is none)."""
+    with peer.lock:
+        peer.board.service_door_open = True
+    code, out, err = run_cli(capsys, "board", "status", "--port", str(peer.path))
+    assert code == exitcodes.OK, out + err
+    assert "service door: OPEN" in out and "faults: none" in out, out
