@@ -1032,6 +1032,13 @@ class UpperSession:
         """Handles of commands not yet sent, in order."""
         return tuple(p.handle for p in self._queue)
 
+    def pending(self, kind: type[UpperCommand]) -> int | None:
+        """Handle of a command of this kind that is queued or awaits its ACK (the oldest),
+        else None: lets a caller wait for one already on its way instead of adding another."""
+        if self._inflight is not None and isinstance(self._inflight.message, kind):
+            return self._inflight.handle
+        return next((p.handle for p in self._queue if isinstance(p.message, kind)), None)
+
     # ---------------------------------------------------------------- inputs
 
     def queue(self, message: UpperCommand) -> Queued:
