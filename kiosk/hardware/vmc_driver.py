@@ -468,9 +468,12 @@ class VmcBoard:
     ) -> _T | None:
         """Queue a question and wait for its answer. Unanswered within ``wait_s``, a question
         that has not left yet is withdrawn (a later ask is a new command; the old one is never
-        sent): questions do not pile up while the VMC sends data frames instead of POLLs."""
+        sent): questions do not pile up while the VMC sends data frames instead of POLLs. The
+        same question still queued or awaiting its ACK is waited for, not asked twice."""
         try:
-            handle = self.link.queue(message).handle
+            handle = self.link.pending(message)
+            if handle is None:
+                handle = self.link.queue(message).handle
         except BadValue as e:
             raise BoardOffline(self.address, f"cannot queue {type(message).__name__}: {e}") from e
         deadline = self._clock.monotonic() + wait_s

@@ -144,8 +144,9 @@ class VmcLink:
         with self._lock:
             return self.session.cancel(handle)
 
-    def pending(self, kind: type[UpperCommand]) -> int | None:
-        """Handle of a command of this kind queued or awaiting its ACK (UpperSession.pending)."""
+    def pending(self, kind: type[UpperCommand] | UpperCommand) -> int | None:
+        """Handle of a command of this kind (or this command) queued or awaiting its ACK
+        (UpperSession.pending)."""
         with self._lock:
             return self.session.pending(kind)
 

@@ -268,6 +268,7 @@ def test_an_unanswered_question_that_never_left_is_withdrawn(tmp_path: Path) -> 
         assert board.outcome(77) is Outcome.UNKNOWN_TX  # the vend never left: free again
         assert vmc.poll() == VmcFrame(VmcCommand.ACK, None)  # nothing of it was kept
         assert link.counters()["given_up"] == 0
+        assert board.reported_selections() == ([], False)  # no report came: none, not 10
     finally:
         link.close()
         vmc.close()
