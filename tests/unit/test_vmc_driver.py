@@ -25,6 +25,7 @@ from kiosk.hardware.vmc_protocol import (
     DispensingStatus,
     SelectionInfo,
     SelectionState,
+    SessionConfig,
     VmcCommand,
     VmcFrame,
     encode,
@@ -308,3 +309,18 @@ def test_every_planogram_slot_is_a_slot_whatever_the_vmc_reported(tmp_path: Path
         checks = w.board.check_slots(sorted(info.slot_kinds))
         assert [c.slot for c in checks if not c.ok] == [10, 11]
         assert all(c.state == "INVALID_SLOT" for c in checks if not c.ok)
+
+
+def test_offline_reason_names_the_rule_no_frame_for_the_silence_timeout(tmp_path: Path) -> None:
+    """docs/boards/vmc.md 3.1: no frame (not only no POLL) for the silence timeout."""
+    vmc = ScriptedVmc(tmp_path / "vmc")
+    link = VmcLink(str(vmc.path), session_config=SessionConfig(silence_timeout=0.5))
+    link.start()
+    try:
+        assert wait_for(lambda: link.port_open)
+        vmc.send(encode(SelectionInfo(7, 300, 4, 10, 17), 9))  # a data frame, then nothing
+        assert wait_for(lambda: "silent" in link.last_error)
+        assert link.last_error == "VMC silent (no frame for 0.5 s)" and not link.online
+    finally:
+        link.close()
+        vmc.close()
