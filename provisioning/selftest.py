@@ -43,7 +43,7 @@ from kiosk.hardware.board import (
     SlotChecker,
     VendTimeout,
 )
-from kiosk.hardware.cli_board import describe, hold_past, tx_from_clock
+from kiosk.hardware.cli_board import describe_run, hold_past, tx_from_clock
 from kiosk.hardware.cli_target import (
     PROTOCOL_NAMES,
     load_planogram,
@@ -205,6 +205,11 @@ def _one_board(
         f"{info.cabinet.name.lower()} {info.slot_count} slots"
     )
     ok = info.cabinet == want
+    if proto == "vmc" and not numbers:
+        ident += (
+            "; no planogram: its slots are the selections the VMC reported after the sync "
+            "(a selection it did not report is not checked)"
+        )
     checks = [
         Check(
             name,
@@ -395,7 +400,7 @@ def _slot_check(
                 "tx": tx,
                 "ok": ok,
                 "outcome": outcome.name,
-                "description": describe(outcome),
+                "description": describe_run(outcome, board),
                 "count": level,
                 "mode": "drop",
             }

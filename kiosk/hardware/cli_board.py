@@ -55,6 +55,7 @@ from kiosk.hardware.cli_target import (
     open_target,
 )
 from kiosk.hardware.protocol import Outcome, WireSlotKind
+from kiosk.hardware.vmc_driver import VmcBoard, VmcCommandKind
 from kiosk.log import log_event
 from kiosk.textfile import say
 
@@ -400,9 +401,29 @@ def _status_json(st: BoardStatus) -> dict[str, Any]:
 _FORGOTTEN = "outcome unknown, check the pickup port (the board lost its record of this tx)"
 
 
-def describe_run(outcome: Outcome) -> str:
-    """`describe` for the result of a tx this command sent (vend, unlock, selftest)."""
-    return _FORGOTTEN if outcome is Outcome.UNKNOWN_TX else describe(outcome)
+# DELIVERED from a VMC: what the VMC's success means depends on the command (vmc.md 6.1).
+_VMC_DELIVERED = {
+    VmcCommandKind.SELECT: (
+        "the VMC reported success (0x03 select to buy: whether a drop sensor confirmed it "
+        "is the VMC's own setting)"
+    ),
+    VmcCommandKind.DRIVE: "the VMC reported success with its drop sensor on (0x06)",
+}
+
+
+def describe_run(outcome: Outcome, board: BoardDriver | None = None) -> str:
+    """`describe` for the result of a tx this command sent (vend, unlock, selftest) on
+    `board` (what DELIVERED proved depends on the board and, on a VMC, the command)."""
+    if outcome is Outcome.UNKNOWN_TX:
+        return _FORGOTTEN
+    if outcome is Outcome.DELIVERED and isinstance(board, VmcBoard):
+        return _VMC_DELIVERED[board.command]
+    return describe(outcome)
+
+
+def _board_of(t: Target, slot: int) -> BoardDriver | None:
+    ref = t.ref(slot)
+    return None if ref is None else t.cabinet.boards.get(ref[0])
 
 
 def _slot_json(t: Target, slot: int) -> dict[str, Any]:
@@ -420,14 +441,14 @@ def _result_json(t: Target, r: BoardVendResult) -> dict[str, Any]:
         "tx": r.tx,
         "outcome": r.outcome.name,
         "known": r.outcome is not Outcome.UNKNOWN_TX,
-        "description": describe_run(r.outcome),
+        "description": describe_run(r.outcome, _board_of(t, r.slot)),
         "seconds": round(r.seconds, 3),
         "source": r.source,
     }
 
 
 def _result_line(t: Target, r: BoardVendResult) -> str:
-    what = describe_run(r.outcome)
+    what = describe_run(r.outcome, _board_of(t, r.slot))
     return f"{t.name(r.slot)}: {r.outcome.name} ({what}) tx={r.tx} in {r.seconds:.1f} s"
 
 
@@ -451,7 +472,7 @@ def _board_lines(t: Target, addr: int, info: BoardInfo, st: BoardStatus) -> list
     if proto == "vmc":
         lines = [
             f"VMC at {t.where} (the kiosk answers its polls): {info.model}",
-            f"selections reported: {info.slot_count} ({_ranges(info)})",
+            _reported_line(t.cabinet.boards[addr]),
             "outcome memory: none (a VMC keeps no record of vends)",
             "temperature: not reported by the VMC protocol",
             f"door: {'OPEN' if st.service_door_open else 'closed'}",
@@ -486,6 +507,24 @@ def _board_lines(t: Target, addr: int, info: BoardInfo, st: BoardStatus) -> list
     return lines
 
 
+def _reported_line(board: BoardDriver) -> str:
+    """What a VMC said in its selection report (0x11 after a sync), in its own numbers."""
+    if not isinstance(board, VmcBoard):
+        return "selections reported: not a VMC"
+    selections, complete = board.reported_selections()
+    if not selections:
+        return "selections reported: none (no selection info (0x11) came after the sync)"
+    more = "" if complete else "; report may be incomplete (still coming when counting stopped)"
+    return f"selections reported: {len(selections)} (VMC selections {_span(selections)}){more}"
+
+
+def _reported_json(board: BoardDriver) -> dict[str, Any]:
+    if not isinstance(board, VmcBoard):
+        return {}
+    selections, complete = board.reported_selections()
+    return {"selections_reported": selections, "report_complete": complete}
+
+
 def _planogram_slots(t: Target) -> list[int]:
     return sorted(t.cabinet.slot_map()) if t.numbered else []
 
@@ -512,7 +551,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             ok = ok and not st.faults
             lines += _board_lines(t, addr, info, st)
             boards.append(
-                {"protocol": t.protocol(addr), **_info_json(info), "status": _status_json(st)}
+                {
+                    "protocol": t.protocol(addr),
+                    **_info_json(info),
+                    **_reported_json(drv),
+                    "status": _status_json(st),
+                }
             )
         first = boards[0]
         obj = {
@@ -697,10 +741,22 @@ def _ask_every(boards: list[BoardDriver], tx: int) -> Outcome:
 
 
 def _selftest_slots(args: argparse.Namespace, t: Target) -> tuple[list[int], dict[int, Any]]:
+    """--slots, else every planogram slot, else (no planogram) every slot the boards report:
+    for a VMC that is its selection report, which may miss selections (said so)."""
     if args.slots is not None and "kiosk" not in t.protocols():
         return args.slots, {s: _slot_kind(t, s) for s in args.slots}
     kinds = t.cabinet.identify().slot_kinds
-    return (args.slots if args.slots is not None else sorted(kinds)), kinds
+    if args.slots is not None:
+        return args.slots, kinds
+    if t.numbered:
+        return _planogram_slots(t), kinds
+    if "vmc" in t.protocols():
+        _say(
+            args,
+            f"selftest: no planogram: checking the {len(kinds)} selections the VMC reported "
+            "after its sync (a selection it did not report is not checked; give --slots)",
+        )
+    return sorted(kinds), kinds
 
 
 def _check_results(args: argparse.Namespace, t: Target, slots: list[int]) -> list[dict[str, Any]]:

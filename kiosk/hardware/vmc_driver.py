@@ -181,6 +181,7 @@ class VmcBoard:
         self._machine: tuple[int, MachineStatusReply] | None = None
         self._info: dict[int, SelectionInfo] = {}
         self._info_at = 0.0  # monotonic time of the last selection info
+        self._info_complete = False  # the report stopped coming before identify's wait ended
         self._seq = 0
         self._settle_until = 0.0
         self._listeners = EventFanout()
@@ -189,17 +190,24 @@ class VmcBoard:
     # ------------------------------------------------------------------ BoardDriver
 
     def identify(self) -> BoardInfo:
+        """The board's slots are the planogram's (``slots``) when given: every one of them
+        is checked and sold, whatever the VMC's selection report said. Only without them are
+        the selections the VMC reported after the sync taken (``reported_selections``)."""
         self._ensure_synced()
         start = self._clock.monotonic()
         with self._cond:
             while True:  # the selection info that follows a sync: until it stops coming
                 now = self._clock.monotonic()
                 last = max(self._info_at, start)
-                if now - last >= INFO_QUIET_S or now - start >= INFO_WAIT_S:
+                if now - last >= INFO_QUIET_S:
+                    self._info_complete = True
+                    break
+                if now - start >= INFO_WAIT_S:
+                    self._info_complete = False  # still coming: the rest is not counted
                     break
                 self._cond.wait(0.1)
             known = sorted(s - self.selection_offset for s in self._info)
-        slots = [s for s in (known or list(self._slots)) if s >= 0]
+        slots = [s for s in (list(self._slots) or known) if s >= 0]
         return BoardInfo(
             address=self.address,
             model=f"VMC ({self.command.value} to buy, selection = slot + {self.selection_offset})",
@@ -213,6 +221,13 @@ class VmcBoard:
             outcome_memory=MEMORY_SIZE,
             slot_groups=_groups(slots),
         )
+
+    def reported_selections(self) -> tuple[list[int], bool]:
+        """The VMC's selection numbers in its selection info (0x11) since this driver started,
+        and whether the report had stopped coming when ``identify`` stopped waiting (the report
+        has no end marker: False means it may be incomplete)."""
+        with self._cond:
+            return sorted(self._info), self._info_complete
 
     def status(self) -> BoardStatus:
         if not self.link.online:
@@ -419,7 +434,12 @@ class VmcBoard:
                 continue
             with self._cond:
                 if not self._synced and self._sync_handle is None:
-                    self._sync_handle = self.link.queue(InfoSync()).handle
+                    # one already on its way (the session's own at start or after the VMC
+                    # asked) is waited for: a second would be sent after the first's ACK
+                    pending = self.link.pending(InfoSync)
+                    self._sync_handle = (
+                        pending if pending is not None else self.link.queue(InfoSync()).handle
+                    )
                 while (
                     not self._synced
                     and self._sync_handle is not None
@@ -446,8 +466,14 @@ class VmcBoard:
     def _ask(
         self, message: UpperCommand, answer: Callable[[], _T | None], wait_s: float
     ) -> _T | None:
+        """Queue a question and wait for its answer. Unanswered within ``wait_s``, a question
+        that has not left yet is withdrawn (a later ask is a new command; the old one is never
+        sent): questions do not pile up while the VMC sends data frames instead of POLLs. The
+        same question still queued or awaiting its ACK is waited for, not asked twice."""
         try:
-            self.link.queue(message)
+            handle = self.link.pending(message)
+            if handle is None:
+                handle = self.link.queue(message).handle
         except BadValue as e:
             raise BoardOffline(self.address, f"cannot queue {type(message).__name__}: {e}") from e
         deadline = self._clock.monotonic() + wait_s
@@ -455,9 +481,14 @@ class VmcBoard:
             while True:
                 found = answer()
                 left = deadline - self._clock.monotonic()
-                if found is not None or left <= 0:
+                if found is not None:
                     return found
+                if left <= 0:
+                    break
                 self._cond.wait(min(left, 0.1))
+        if self.link.cancel(handle):
+            log_event(log, "vmc.ask_withdrawn", command=type(message).__name__, why="not polled")
+        return None
 
     def _selection_after(self, selection: int, seen: int) -> SelectionStatus | None:
         got = self._selections.get(selection)
@@ -496,8 +527,9 @@ class VmcBoard:
     def _on_acked(self, event: CommandAcked) -> None:
         if isinstance(event.message, InfoSync):  # ours or the session's own at start
             self._synced = True
-            if event.handle == self._sync_handle:
-                self._sync_handle = None
+            if self._sync_handle is not None and event.handle != self._sync_handle:
+                self.link.cancel(self._sync_handle)  # synced: ours need not leave any more
+            self._sync_handle = None
         v = self._open
         if v is not None and v.handle == event.handle and v.stage is _Stage.SENT:
             v.stage = _Stage.ACKED

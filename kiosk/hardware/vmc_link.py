@@ -144,6 +144,12 @@ class VmcLink:
         with self._lock:
             return self.session.cancel(handle)
 
+    def pending(self, kind: type[UpperCommand] | UpperCommand) -> int | None:
+        """Handle of a command of this kind (or this command) queued or awaiting its ACK
+        (UpperSession.pending)."""
+        with self._lock:
+            return self.session.pending(kind)
+
     def wait_online(self, timeout: float) -> bool:
         deadline = self._clock.monotonic() + timeout
         while not self.online and self._clock.monotonic() < deadline:
@@ -187,7 +193,8 @@ class VmcLink:
             self._set_online(True, "VMC polling")
         for event in events:
             if isinstance(event, VmcSilent):
-                self._set_online(False, "VMC silent (no POLL for 3 s)")
+                silent_s = self.session.config.silence_timeout
+                self._set_online(False, f"VMC silent (no frame for {silent_s:g} s)")
             elif isinstance(event, VmcResumed):
                 self._set_online(True, "VMC polling again")
             elif isinstance(event, CommandGivenUp):

@@ -1032,6 +1032,20 @@ class UpperSession:
         """Handles of commands not yet sent, in order."""
         return tuple(p.handle for p in self._queue)
 
+    def pending(self, kind: type[UpperCommand] | UpperCommand) -> int | None:
+        """Handle of a command of this kind (a class), or equal to this command, that is
+        queued or awaits its ACK (the oldest), else None: lets a caller wait for one already
+        on its way instead of adding another."""
+
+        def same(p: _Pending) -> bool:
+            if isinstance(kind, type):
+                return isinstance(p.message, kind)
+            return p.message == kind
+
+        if self._inflight is not None and same(self._inflight):
+            return self._inflight.handle
+        return next((p.handle for p in self._queue if same(p)), None)
+
     # ---------------------------------------------------------------- inputs
 
     def queue(self, message: UpperCommand) -> Queued:

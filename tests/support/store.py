@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kiosk.core.payment import make_order_id
-from kiosk.core.planogram import SlotKind
+from kiosk.core.planogram import Planogram, SlotKind
 from kiosk.core.sale import Line, LineStatus, Order, SaleRules, State
 from kiosk.core.stock import StockChange, StockReason
 from kiosk.sim.demo_data import demo_catalog, demo_planogram, demo_stock
@@ -15,13 +15,17 @@ from kiosk.store import open_store
 SAMPLE_KIOSK = "AH-341524-0007"
 
 
-def seed_store(data_dir: Path, kind: SlotKind = SlotKind.SPIRAL) -> dict[int, int]:
-    """The demo catalog, planogram (``kind``) and stock in a store at ``data_dir``; returns
-    the stock levels by slot."""
+def seed_store(
+    data_dir: Path, kind: SlotKind = SlotKind.SPIRAL, below: int | None = None
+) -> dict[int, int]:
+    """The demo catalog, planogram (``kind``; only the slots numbered below ``below`` when
+    given) and stock in a store at ``data_dir``; returns the stock levels by slot."""
     s = open_store(data_dir)
     try:
         s.catalog.replace(demo_catalog())
         pg = demo_planogram(kind)
+        if below is not None:
+            pg = Planogram.of(pg.version, [slot for slot in pg if slot.slot_no < below])
         s.planogram.replace(pg)
         for n, lv in demo_stock(pg).items():
             if lv:

@@ -8,6 +8,7 @@ machine refunds it and raises an alarm), never sent again.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,20 @@ from kiosk.hardware.link import SerialLink
 from kiosk.hardware.protocol import BoardReset, Outcome, VendResult
 from kiosk.hardware.vmc_driver import VmcBoard, dispense_outcome, selection_refusal
 from kiosk.hardware.vmc_link import VmcLink
-from kiosk.hardware.vmc_protocol import DispenseCode, DispensingStatus, SelectionState
+from kiosk.hardware.vmc_protocol import (
+    DispenseCode,
+    DispensingStatus,
+    SelectionInfo,
+    SelectionState,
+    SessionConfig,
+    VmcCommand,
+    VmcFrame,
+    encode,
+)
 from kiosk.sim.demo_data import demo_planogram
 from tests.support.board_peer import wait_until as wait_for
 from tests.support.config import write_kiosk_config
-from tests.support.vmc import VmcWorld, vmc_world
+from tests.support.vmc import ScriptedVmc, VmcWorld, vmc_world
 
 UNKNOWN_TIMEOUT = 8.0  # the vend deadline in the tests where the final status never comes
 
@@ -228,3 +238,89 @@ def test_unplugged_cable_is_offline_and_nothing_is_sent_until_it_is_back(tmp_pat
         assert wait_for(lambda: w.link.online, 15.0)
         result, runs = vend_once(w, 2, 802)
         assert result is not None and result.outcome is Outcome.DELIVERED and len(runs) == 1
+
+
+def _scripted(tmp_path: Path) -> tuple[ScriptedVmc, VmcLink, VmcBoard]:
+    vmc = ScriptedVmc(tmp_path / "vmc")
+    link = VmcLink(str(vmc.path))
+    board = VmcBoard(link, slots=range(10))
+    link.start()
+    assert wait_for(lambda: link.port_open)
+    return vmc, link, board
+
+
+def _sync(vmc: ScriptedVmc) -> None:
+    frame = vmc.poll()
+    assert frame is not None and frame.command == VmcCommand.INFO_SYNC
+    vmc.ack()
+    assert vmc.poll() == VmcFrame(VmcCommand.ACK, None)  # the ACK was taken: nothing queued
+
+
+def test_an_unanswered_question_that_never_left_is_withdrawn(tmp_path: Path) -> None:
+    """The VMC stops polling for a while (it sends data frames, or nothing): the check
+    selections asked meanwhile never left, and none of them goes out later in a burst."""
+    vmc, link, board = _scripted(tmp_path)
+    try:
+        _sync(vmc)
+        checks = board.check_slots([4, 5], timeout=0.3)
+        assert [c.state for c in checks] == ["NO_ANSWER", "NO_ANSWER"]
+        with pytest.raises(BoardOffline):  # the vend's check selection, asked again: unanswered
+            board.vend(3, 77, timeout=1.5)
+        assert board.outcome(77) is Outcome.UNKNOWN_TX  # the vend never left: free again
+        assert vmc.poll() == VmcFrame(VmcCommand.ACK, None)  # nothing of it was kept
+        assert link.counters()["given_up"] == 0
+        assert board.reported_selections() == ([], False)  # no report came: none, not 10
+    finally:
+        link.close()
+        vmc.close()
+
+
+def test_one_sync_when_the_first_was_resent_or_stale_frames_came_first(tmp_path: Path) -> None:
+    """docs/boards/vmc.md section 10 step 2: only a sync that was given up is sent again."""
+    vmc, link, board = _scripted(tmp_path)
+    try:
+        stale = SelectionInfo(7, 300, 4, 10, 17)  # a report from the VMC's earlier session
+        assert vmc.send(encode(stale, 9)) == VmcFrame(VmcCommand.ACK, None)
+        done = threading.Event()
+        threading.Thread(target=lambda: (board.identify(), done.set()), daemon=True).start()
+        assert wait_for(lambda: board._sync_handle is not None)  # identify waits for a sync
+        first = vmc.poll()
+        assert first is not None and first.command == VmcCommand.INFO_SYNC
+        again = vmc.poll()  # the first send was lost: the same frame again
+        assert again == first
+        vmc.ack()
+        assert vmc.poll() == VmcFrame(VmcCommand.ACK, None)  # no second sync
+        while not done.wait(0.2):  # identify waits for the report to stop: keep polling
+            assert vmc.poll() == VmcFrame(VmcCommand.ACK, None)
+        assert board.reported_selections() == ([7], True)
+    finally:
+        link.close()
+        vmc.close()
+
+
+def test_every_planogram_slot_is_a_slot_whatever_the_vmc_reported(tmp_path: Path) -> None:
+    """The planogram has 12 slots, the VMC announces 10 selections: all 12 are checked (the
+    2 it lacks fail), and the report is told apart from the planogram."""
+    with vmc_world(tmp_path, slots=range(12)) as w:
+        info = w.board.identify()
+        assert sorted(info.slot_kinds) == list(range(12))
+        selections, complete = w.board.reported_selections()
+        assert (selections, complete) == (list(range(1, 11)), True)
+        checks = w.board.check_slots(sorted(info.slot_kinds))
+        assert [c.slot for c in checks if not c.ok] == [10, 11]
+        assert all(c.state == "INVALID_SLOT" for c in checks if not c.ok)
+
+
+def test_offline_reason_names_the_rule_no_frame_for_the_silence_timeout(tmp_path: Path) -> None:
+    """docs/boards/vmc.md 3.1: no frame (not only no POLL) for the silence timeout."""
+    vmc = ScriptedVmc(tmp_path / "vmc")
+    link = VmcLink(str(vmc.path), session_config=SessionConfig(silence_timeout=0.5))
+    link.start()
+    try:
+        assert wait_for(lambda: link.port_open)
+        vmc.send(encode(SelectionInfo(7, 300, 4, 10, 17), 9))  # a data frame, then nothing
+        assert wait_for(lambda: "silent" in link.last_error)
+        assert link.last_error == "VMC silent (no frame for 0.5 s)" and not link.online
+    finally:
+        link.close()
+        vmc.close()

@@ -677,3 +677,19 @@ def test_session_against_lossy_vmc(script: list[str]) -> None:
     for h, verdict in settled.items():
         if verdict == "CommandAcked":
             assert runs.get(h) == 1  # handle i+1 queued selection i+1
+
+
+def test_pending_finds_a_command_on_its_way_and_cancel_keeps_it_from_ever_leaving() -> None:
+    """The driver waits for a sync or question already queued or awaiting its ACK instead of
+    adding another, and withdraws an unanswered one that never left (docs/boards/vmc.md 3.2)."""
+    s = UpperSession(None)  # queues its own start sync
+    sync = s.pending(InfoSync)
+    assert sync is not None and s.pending(InfoSync()) == sync
+    q = s.queue(CheckSelection(5))
+    assert s.pending(CheckSelection(5)) == q.handle and s.pending(CheckSelection(6)) is None
+    assert s.receive_data(POLL_FRAME, 0.0).send[2] == v.VmcCommand.INFO_SYNC
+    assert s.pending(InfoSync) == sync  # awaiting its ACK: still on its way
+    s.receive_data(ACK_FRAME, 0.01)
+    assert s.pending(InfoSync) is None
+    assert s.cancel(q.handle) and s.pending(CheckSelection) is None
+    assert s.receive_data(POLL_FRAME, 0.2).send == ACK_FRAME  # the withdrawn one never leaves
