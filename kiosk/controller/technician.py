@@ -120,12 +120,18 @@ class Technician:
         self._said(f"slot {slot}: {level}", "restocked", slot=slot, level=level)
         self.log("restock", slot=slot, level=level)
 
-    def test_vend(self, slot: int, kind: str) -> None:
+    def _may_test(self, slot: int) -> bool:
+        """No order or other test running, and the slot is in the planogram (else said why)."""
         if self._orders_open() or self.test_running is not None:
             self._said("busy: an order is running", "busy")
-            return
+            return False
         if slot not in self._planogram().slots:
             self._said(f"slot {slot} is not in the planogram", "no_slot", slot=slot)
+            return False
+        return True
+
+    def test_vend(self, slot: int, kind: str) -> None:
+        if not self._may_test(slot):
             return
         try:
             tx = self.repo.start_test_vend(slot, kind, self.clock.time())
@@ -139,11 +145,7 @@ class Technician:
 
     def check_slot(self, slot: int) -> None:
         """Look at a slot without running it (no tx, nothing drops, no count changes)."""
-        if self._orders_open() or self.test_running is not None:
-            self._said("busy: an order is running", "busy")
-            return
-        if slot not in self._planogram().slots:
-            self._said(f"slot {slot} is not in the planogram", "no_slot", slot=slot)
+        if not self._may_test(slot):
             return
         self.test_running = 0
         self._test_started = ("check", self.clock.time())

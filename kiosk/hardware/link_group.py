@@ -17,8 +17,8 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Protocol
 
+from kiosk.hardware.board import BoardLink
 from kiosk.log import log_event
 
 __all__ = ["LinkGroup"]
@@ -26,26 +26,13 @@ __all__ = ["LinkGroup"]
 log = logging.getLogger("kiosk.hardware.links")
 
 
-class _Link(Protocol):
-    def start(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    @property
-    def online(self) -> bool: ...
-
-    def add_state_listener(self, fn: Callable[[bool, str], None]) -> None: ...
-
-    def counters(self) -> dict[str, int]: ...
-
-
 class LinkGroup:
     """The links of one cabinet by name (the port), started, watched and closed as one."""
 
-    def __init__(self, links: Mapping[str, _Link]) -> None:
+    def __init__(self, links: Mapping[str, BoardLink]) -> None:
         if not links:
             raise ValueError("a link group needs at least one link")
-        self.links: dict[str, _Link] = dict(links)
+        self.links: dict[str, BoardLink] = dict(links)
         self._lock = threading.Lock()
         self._states = dict.fromkeys(self.links, False)
         self._reasons = dict.fromkeys(self.links, "not started")

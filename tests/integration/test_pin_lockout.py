@@ -223,6 +223,12 @@ def test_pin_lockout_survives_a_restart_and_alarms_the_province(
         )
         screen.tap("slots:test_vend")
         slot = next(s.slot_no for s in app.controller.view().service.slots if s.product_id)
+        screen.tap(f"check-{slot}")  # looks at the slot, drops nothing
+        checked = _eventually(
+            lambda: [r for r in _technician_records(province) if r["action"] == "check_slot_done"],
+            "the slot check record",
+        )
+        assert checked[0]["slot"] == slot and checked[0]["technician"] == "T0042"
         screen.tap(f"vend-{slot}")  # drops an item: the service menu asks first
         screen.tap("confirm-yes")
         records = _eventually(
