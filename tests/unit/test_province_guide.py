@@ -133,6 +133,7 @@ def _device_secret(v: Vector) -> None:
     key_hex = v.one("key_hex")
     assert province_load_device_secret(path).hex() == key_hex
     config: Any = SimpleNamespace(
+        source=ROOT / "kiosk.toml",
         payments=SimpleNamespace(device_secret_file=path),
         sync=SimpleNamespace(broker_url="mqtt://127.0.0.1:1883"),  # not a field config
     )
