@@ -12,56 +12,16 @@ from typing import Any
 
 from kiosk.clock import SystemClock
 from kiosk.config import SyncConfig
-from kiosk.core.ledger import record_hash
+from kiosk.sim.fleet_kiosk import sale_body as fleet_sale_body
 from kiosk.store import open_store
 from kiosk.sync.client import SyncClient
 from kiosk.sync.outbox import Outbox
 from kiosk.sync.topics import Topics
 
-PRODUCTS = [
-    ("黄山毛峰", "Huangshan Maofeng", "黄山区"),
-    ("六安瓜片", "Lu'an Guapian", "金寨县"),
-    ("砀山酥梨", "Dangshan pear", "砀山县"),
-    ("岳西茭白", "Yuexi", "岳西县"),
-]
-
 
 def sale_body(kiosk_id: str, seq: int, prev_hash: str, order_no: int) -> dict[str, Any]:
-    """A well-formed, hash-chained one-line sale record."""
-    name_zh, name_en, county = PRODUCTS[seq % 4]
-    price = 1000 + (seq % 4) * 250
-    body: dict[str, Any] = {
-        "schema": 1,
-        "seq": seq,
-        "kiosk_id": kiosk_id,
-        "order_id": f"{kiosk_id}-{order_no:05d}",
-        "state": "completed",
-        "lines": [
-            {
-                "product_id": f"P{(seq % 4) + 1:03d}",
-                "name_zh": name_zh,
-                "name_en": name_en,
-                "certification_no": "AH-FP-2020-0001",
-                "origin_county_zh": county,
-                "origin_area_code": "341003",
-                "price_fen": price,
-                "slot_no": (seq % 60) + 1,
-                "status": "delivered",
-                "tx": seq,
-                "outcome": "ok",
-            }
-        ],
-        "payment_method": "wechat",
-        "provider_ref": f"wx{seq:010d}",
-        "paid_fen": price,
-        "delivered_fen": price,
-        "refund_due_fen": 0,
-        "refund_reason": "",
-        "created_at_ms": 1_790_000_000_000 + seq,
-        "paid_at_ms": 1_790_000_000_000 + seq,
-        "finished_at_ms": 1_790_000_000_000 + seq,
-    }
-    return {**body, "prev_hash": prev_hash, "record_hash": record_hash(prev_hash, body)}
+    """A well-formed, hash-chained one-line sale record (kiosk.sim.fleet_kiosk)."""
+    return fleet_sale_body(kiosk_id, seq, prev_hash, order_no, 1_790_000_000_000 + seq)
 
 
 def sync_config(url: str, ca: Path, cert: Path, key: Path) -> SyncConfig:

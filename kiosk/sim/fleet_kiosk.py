@@ -284,17 +284,24 @@ class SimKiosk:
         self.store.close()
 
 
-def sale_body(kiosk_id: str, seq: int, prev_hash: str) -> dict[str, Any]:
-    """A well-formed, hash-chained sale record (kiosk.core.ledger wire form)."""
+def sale_body(
+    kiosk_id: str,
+    seq: int,
+    prev_hash: str,
+    order_no: int | None = None,
+    at_ms: int | None = None,
+) -> dict[str, Any]:
+    """A well-formed, hash-chained sale record (kiosk.core.ledger wire form): order number
+    `order_no` (default `seq`), made at `at_ms` (default now). Also the tests' and benches'."""
     from kiosk.core.ledger import record_hash
 
     price = 1000 + (seq % 4) * 250
-    now_ms = int(time.time() * 1000)
+    now_ms = int(time.time() * 1000) if at_ms is None else at_ms
     body: dict[str, Any] = {
         "schema": 1,
         "seq": seq,
         "kiosk_id": kiosk_id,
-        "order_id": f"{kiosk_id}-{seq:05d}",
+        "order_id": f"{kiosk_id}-{seq if order_no is None else order_no:05d}",
         "state": "completed",
         "lines": [
             {

@@ -17,7 +17,8 @@ from typing import Any
 
 from kiosk.clock import SystemClock
 from kiosk.config import SyncConfig
-from kiosk.core.ledger import GENESIS_HASH, record_hash
+from kiosk.core.ledger import GENESIS_HASH
+from kiosk.sim.fleet_kiosk import sale_body as fleet_sale_body
 from kiosk.sim.province import load_device_secret
 from kiosk.store import open_store
 from kiosk.sync.acks import AckVerifier
@@ -35,42 +36,8 @@ LEDGER_SETTING = "test.ledger"
 
 
 def sale_body(kiosk_id: str, seq: int, prev_hash: str, order_no: int) -> dict[str, Any]:
-    """A well-formed, hash-chained sale record (kiosk.core.ledger wire form)."""
-    body: dict[str, Any] = {
-        "schema": 1,
-        "seq": seq,
-        "kiosk_id": kiosk_id,
-        "order_id": f"{kiosk_id}-{order_no:05d}",
-        "state": "completed",
-        "lines": [
-            {
-                "product_id": f"P{(seq % 4) + 1:03d}",
-                "name_zh": ["黄山毛峰", "六安瓜片", "砀山酥梨", "岳西茭白"][seq % 4],
-                "name_en": ["Huangshan Maofeng", "Lu'an Guapian", "Dangshan pear", "Yuexi"][
-                    seq % 4
-                ],
-                "certification_no": "AH-FP-2020-0001",
-                "origin_county_zh": ["黄山区", "金寨县", "砀山县", "岳西县"][seq % 4],
-                "origin_area_code": "341003",
-                "price_fen": 1000 + (seq % 4) * 250,
-                "slot_no": (seq % 60) + 1,
-                "status": "delivered",
-                "tx": seq,
-                "outcome": "DELIVERED",
-            }
-        ],
-        "payment_method": "wechat",
-        "provider_ref": f"wx{seq:010d}",
-        "paid_fen": 1000 + (seq % 4) * 250,
-        "delivered_fen": 1000 + (seq % 4) * 250,
-        "refund_due_fen": 0,
-        "refund_reason": "",
-        "created_at_ms": 1_790_000_000_000 + seq,
-        "paid_at_ms": 1_790_000_000_000 + seq,
-        "finished_at_ms": 1_790_000_000_000 + seq,
-    }
-    h = record_hash(prev_hash, body)
-    return {**body, "prev_hash": prev_hash, "record_hash": h}
+    """A well-formed, hash-chained sale record at a fixed time (kiosk.sim.fleet_kiosk)."""
+    return fleet_sale_body(kiosk_id, seq, prev_hash, order_no, 1_790_000_000_000 + seq)
 
 
 def sync_config(
