@@ -98,10 +98,23 @@ def find_mosquitto() -> str:
     )
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, never one this process handed out before (the kernel
+    gladly returns the port it just gave, so two calls in a row could name the same one).
+    Another process may still take it before it is used: `Mosquitto.start` retries then."""
+    with _handed_out_lock:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    raise RuntimeError("no free TCP port on 127.0.0.1 after 100 tries")
 
 
 def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -557,6 +570,13 @@ class Mosquitto:
             raise ValueError("the bootstrap listener is a TLS listener: needs tls=True")
         self.bootstrap_port: int | None = (bootstrap_port or free_port()) if bootstrap else None
         self.backend_port: int | None = (backend_port or free_port()) if tls else None
+        # Ports we chose may be taken by another process before Mosquitto binds them; start()
+        # then chooses again. Ports the caller named are never changed.
+        self._chosen_ports = port is None and (not bootstrap or bootstrap_port is None)
+        self._chosen_ports = self._chosen_ports and (not tls or backend_port is None)
+        self._max_inflight = max_inflight
+        self._extra_conf = extra_conf
+        self._audit_identities = tuple(audit_identities)
         self.persist_dir = self.dir / "persist"
         self.persist_dir.mkdir(exist_ok=True)
         self.log_file = self.dir / "mosquitto.log"
@@ -564,6 +584,13 @@ class Mosquitto:
         self.backend_acl_file = self.dir / "acl-backend"
         self.bootstrap_acl_file = self.dir / "acl-bootstrap"
         self.conf_file = self.dir / "mosquitto.conf"
+        self._write_conf()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _write_conf(self) -> None:
+        pki, tls = self.pki, self.tls
+        max_inflight, extra_conf = self._max_inflight, self._extra_conf
+        audit_identities = self._audit_identities
         log_lines = (
             f"log_dest file {self.log_file}",
             "log_type error",
@@ -620,7 +647,6 @@ class Mosquitto:
             )
             conf += "\n"
         self.conf_file.write_text(conf)
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
     def version() -> str:
@@ -649,6 +675,23 @@ class Mosquitto:
     def start(self, timeout: float = 10.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                self._chosen_ports = False  # clients know these ports now: a restart keeps them
+                return
+            except RuntimeError as e:
+                if not (self._chosen_ports and "Address already in use" in str(e)) or attempt == 2:
+                    raise
+            # Another process took one of the ports between free_port() and Mosquitto's bind.
+            self.port = free_port()
+            if self.backend_port is not None:
+                self.backend_port = free_port()
+            if self.bootstrap_port is not None:
+                self.bootstrap_port = free_port()
+            self._write_conf()
+
+    def _start_once(self, timeout: float) -> None:
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(self.conf_file)],
             stdout=subprocess.DEVNULL,
