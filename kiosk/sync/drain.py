@@ -38,6 +38,10 @@ __all__ = ["OutboxDrain", "OutboxLike"]
 
 log = logging.getLogger("kiosk.sync.client")
 
+# Seconds between the safety rescans of an outbox whose records become due again only by this
+# process's own resets (see OutboxDrain._refill).
+RESCAN_IDLE_S = 10.0
+
 _Row = tuple[int, str, bytes, int]  # a due outbox record: (seq, topic, payload, priority)
 
 
@@ -116,11 +120,19 @@ class OutboxDrain:
         self._buffer_gen = -1
         # (priority, seq) of the last record read: where the next batch continues from
         self._cursor: tuple[int, int] | None = None
+        # The last read returned fewer records than it asked for: nothing due lies beyond the
+        # cursor until the outbox's last seq moves (an idle kiosk's poll is then one small
+        # read of that seq, not a scan of the outbox).
+        self._at_end = False
         # The full due() read skips every record sent but not yet acknowledged, row by row: it
         # runs at once after wake(), on a new connection, when records were appended (the
         # outbox's last seq moved), and at least every `_rescan_s` for records that became due
-        # again behind the cursor (ack timeout, a PUBACK failure's hold ended).
+        # again behind the cursor (a PUBACK failure's hold ended; with an outbox without
+        # resend_overdue, its ack timeout). The outbox's own records become due again only by
+        # a reset this process makes (reconnect, resend round, resync: each forces a full
+        # read), so without held records the rescan is a slow safety net.
         self._rescan_s = max(poll_s, 1.0)
+        self._rescan_idle_s = max(poll_s, RESCAN_IDLE_S)
         self._full_at = 0.0
         self._seen_seq = -1
         self._refresh = False
@@ -343,23 +355,25 @@ class OutboxDrain:
         backlog."""
         due_after = getattr(self.outbox, "due_after", None)
         last_seq = getattr(self.outbox, "last_seq", None)
+        rescan_s = self._rescan_s if self._held or self._resend is None else self._rescan_idle_s
         go_on = (
             callable(due_after)
             and callable(last_seq)
             and not self._refresh
             and conn.gen == self._buffer_gen
-            and self._cursor is not None
-            and mono - self._full_at <= self._rescan_s
+            and (self._cursor is not None or self._at_end)
+            and mono - self._full_at <= rescan_s
         )
         if go_on and callable(last_seq) and mono - self._buffer_at > self._poll_s:
             # the poll: anything appended (without a wake())? Then read it all again.
             go_on = last_seq() == self._seen_seq
             self._buffer_at = mono
         if go_on:
-            if not self._buffer and callable(due_after) and self._cursor is not None:
+            if not self._buffer and not self._at_end and self._cursor is not None:
                 # The buffer ran out: read on from where it ended (an index seek, not a
                 # rescan of everything already sent).
                 rows = self._read(self._prefetch, self._cursor)
+                self._at_end = len(rows) < self._prefetch
                 if rows:
                     self._cursor = (int(rows[-1][3]), int(rows[-1][0]))
                 self._buffer = collections.deque(self._not_excluded(conn, mono, rows))
@@ -369,7 +383,9 @@ class OutboxDrain:
         if callable(last_seq):
             self._seen_seq = last_seq()  # before the read: later appends show at the next poll
         exclude = self._exclude(conn, mono)
-        rows = self._read(self._prefetch + len(exclude), None)
+        want = self._prefetch + len(exclude)
+        rows = self._read(want, None)
+        self._at_end = len(rows) < want
         self._cursor = (int(rows[-1][3]), int(rows[-1][0])) if rows else None
         self._buffer = collections.deque(r for r in rows if r[0] not in exclude)
         self._buffer_at = mono
