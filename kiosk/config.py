@@ -388,10 +388,7 @@ class ConfigError(Exception):
 
 def _located(issues: list[ConfigIssue], lines: Mapping[str, int]) -> list[ConfigIssue]:
     """`issues` with the line of each key set where the file shows it (config_text.locate)."""
-    return [
-        i if i.line is not None else replace(i, line=locate(lines, i.key, i.value is _MISSING))
-        for i in issues
-    ]
+    return [i if i.line is not None else replace(i, line=locate(lines, i.key)) for i in issues]
 
 
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "(missing)"})()
@@ -563,7 +560,7 @@ def parse_config(
             allowed = ", ".join((*SECTIONS, "[[board]]"))
             issues.append(ConfigIssue(name, key, value, _p("unknown_section", allowed=allowed)))
         elif not isinstance(value, dict):
-            issues.append(ConfigIssue(name, key, value, _p("not_table", section=key)))
+            issues.append(ConfigIssue(name, key, value, _p("not_table")))
     for section, cls in SECTIONS.items():
         table = raw.get(section, _MISSING)
         if table is _MISSING:
@@ -1084,7 +1081,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
     if s.broker_url.startswith("mqtts://") and s.ca_file is None:
         issues.append(ConfigIssue(name, "sync.ca_file", _MISSING, _p("ca_required")))
     if (s.cert_file is None) != (s.key_file is None):
-        issues.append(ConfigIssue(name, "sync.cert_file", s.cert_file, _p("cert_key_pair")))
+        issues.append(ConfigIssue(name, "sync.cert_file", str(s.cert_file), _p("cert_key_pair")))
     for key, path in (
         ("sync.ca_file", s.ca_file),
         ("sync.cert_file", s.cert_file),

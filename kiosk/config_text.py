@@ -8,10 +8,10 @@ of a config file is on.
 Decision on lines: tomllib gives no positions, so `key_lines` scans the file's text once: it
 follows `[table]` and `[[array]]` headers (the n-th `[[board]]` is `board[n]`, as the problems
 name it), `key = ...` and dotted `a.b = ...` lines, and skips multi-line strings. A problem
-about a key written in the file says its line ("第 N 行" / "line N"); one about a missing key
-says the line of its table's header when there is one (where to add it); one about a key the
-scan cannot place (an inline table, a value checked against another key) names the table and
-key only, never a guessed line.
+about a key written in the file says its line ("第 N 行" / "line N"); one about a key not in
+the file (missing, or a default that clashes with another key) says the line of its table's
+header when there is one (where to add it); one the scan cannot place (an inline table, a
+section not in the file) names the table and key only, never a guessed line.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ CONFIG_MESSAGES: Mapping[str, tuple[str, str]] = {
         "unknown section; allowed: {allowed}",
     ),
     "not_table": (
-        "必须是一个节：单独一行写 [{section}]，下面再写各项设置",
+        "必须是一个节：单独一行写 [节名]，下面再写各项设置",
         "must be a [section] table",
     ),
     "section_required": ("缺少这个节：配置里必须有它", "section is required"),
@@ -343,12 +343,10 @@ def key_lines(text: str) -> dict[str, int]:
     return lines
 
 
-def locate(lines: Mapping[str, int], key: str, missing: bool) -> int | None:
-    """The line a problem about `key` points at: the key's own line; for a missing key its
-    table's header (`[identity]` for identity.kiosk_id, where it goes); else None."""
+def locate(lines: Mapping[str, int], key: str) -> int | None:
+    """The line a problem about `key` points at: the key's own line, else (a key left out, or
+    a default that clashes with another key) its table's header, where it goes; else None."""
     if key in lines:
         return lines[key]
-    if missing:
-        table = key.strip("[]").rpartition(".")[0] if "." in key else key.strip("[]")
-        return lines.get(table)
-    return None
+    table = key.strip("[]").rpartition(".")[0] if "." in key else key.strip("[]")
+    return lines.get(table)

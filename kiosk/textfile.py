@@ -30,6 +30,7 @@ __all__ = [
     "say_os_error",
     "say_toml_error",
     "toml_error_words",
+    "use_lang",
 ]
 
 BOM = "\ufeff"
@@ -282,6 +283,13 @@ def pick_lang(flag: str | None = None, environ: Mapping[str, str] | None = None)
         if value:
             return "zh" if value.lower().startswith("zh") else "en"
     return "en"
+
+
+def use_lang(flag: str | None) -> None:
+    """A command's `--lang` flag: its messages (and those of what it runs) in that language,
+    by setting $KIOSK_LANG for `pick_lang` (nothing when the flag is not given)."""
+    if flag:
+        os.environ["KIOSK_LANG"] = flag
 
 
 def say(key: str, lang: str | None = None, /, **fields: object) -> str:

@@ -556,9 +556,11 @@ def _gather_answers(
         apath = Path(args.answers)
         try:  # UTF-8 with or without a BOM; a GBK file or a syntax error said with its line
             data = tomllib.loads(read_text(apath))
-        except (TextFileError, tomllib.TOMLDecodeError) as e:
-            why = e.message() if isinstance(e, TextFileError) else say_toml_error(e)
-            out(said("answers_unreadable", file=apath, reason=why))
+        except TextFileError as e:  # names the file, the place and what to do
+            out(say("error", error=e.message()))
+            return False
+        except tomllib.TOMLDecodeError as e:
+            out(said("answers_unreadable", file=apath, reason=say_toml_error(e)))
             return False
         for k, v in data.items():
             if k not in BY_NAME:
@@ -640,13 +642,13 @@ def _ask_until_valid(
     while True:
         default = f.default_for(answers)
         shown = f" [{default}]" if default else ""
-        text = (ask_secret if f.secret else ask)(f"{f.asked()}{shown}: ")
+        text = (ask_secret if f.secret else ask)(said("ask", prompt=f.asked(), default=shown))
         if not text.strip() and default is not None:
             text = default
         parsed, problem = check_field(f, text, Path.cwd())
         if problem is None:
             if f.secret:
-                again = ask_secret(said("prompt_pin_again") + ": ")
+                again = ask_secret(said("ask", prompt=said("prompt_pin_again"), default=""))
                 if again.strip() != text.strip():
                     out(said("pins_differ"))
                     continue
@@ -694,4 +696,8 @@ def _prompt_or(f: Field) -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    return run_init(args)
+    try:
+        return run_init(args)
+    except EOFError:  # the input ended before every question was answered
+        print("\n" + said("input_ended"))
+        return exitcodes.USAGE

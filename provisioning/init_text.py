@@ -47,6 +47,7 @@ INIT_MESSAGES: Mapping[str, tuple[str, str]] = {
     "prompt_data_dir": ("数据目录", "Data directory"),
     "prompt_technician": ("技术员编号（例如 T0042）", "Technician id (e.g. T0042)"),
     "prompt_pin": ("维护密码（6–12 位数字）", "Service PIN (6-12 digits)"),
+    "ask": ("{prompt}{default}：", "{prompt}{default}: "),
     "prompt_pin_again": ("请再输入一次维护密码", "Repeat the PIN"),
     "pins_differ": ("  两次输入的密码不一致，请重新输入", "  the PINs differ, try again"),
     "confirm_fingerprints": (
@@ -151,6 +152,13 @@ INIT_MESSAGES: Mapping[str, tuple[str, str]] = {
     "config_key_problem": (
         "错误：{name}：{problem}（配置项 {key}）",
         "error: {name}: {problem} (config key {key})",
+    ),
+    "input_ended": (
+        "错误：输入已结束，还有问题没有回答：没有写入任何内容。"
+        "请在终端上运行，或用参数 / --answers 文件给出全部答案（加 --non-interactive）。",
+        "error: the input ended before every question was answered: nothing written. Run it "
+        "on a terminal, or give every answer as flags or an --answers file "
+        "(with --non-interactive).",
     ),
     "not_confirmed": ("指纹未确认：没有写入任何内容", "not confirmed: nothing written"),
     # --- results ----------------------------------------------------------------------------
