@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from kiosk.config_text import CONFIG_MESSAGES, key_lines, locate
 from kiosk.core.planogram import Planogram, SlotKind
-from kiosk.textfile import TextFileError, read_text, say, say_in, toml_error_words
+from kiosk.textfile import TextFileError, read_text, say, say_in, toml_error_words, worded
 
 __all__ = [
     "BOARD_PROTOCOLS",
@@ -337,9 +337,10 @@ class Problem:
 
     def text(self, lang: str | None = None) -> str:
         """In `lang` (default: kiosk.textfile.pick_lang)."""
+        fields = worded(self.fields, lang)  # an OSError: its reason in the user's words
         if self.key in CONFIG_MESSAGES:
-            return say_in(CONFIG_MESSAGES, self.key, lang, **self.fields)
-        return say(self.key, lang, **self.fields)
+            return say_in(CONFIG_MESSAGES, self.key, lang, **fields)
+        return say(self.key, lang, **fields)
 
     def __str__(self) -> str:  # logs and the province's rejection records: English
         return self.text("en")
@@ -1176,6 +1177,10 @@ def _root_key_checks(name: str, s: SyncConfig) -> list[ConfigIssue]:
 
     try:
         same = spki(root) == spki(signing)
+    except OSError as e:  # the key file exists but cannot be read (permissions)
+        key = "sync.province_root_key" if e.filename == str(root) else "sync.province_public_key"
+        path = root if key == "sync.province_root_key" else signing
+        return [ConfigIssue(name, key, str(path), _p("file_unreadable", reason=e))]
     except (ValueError, TypeError) as e:
         problem = _p("not_pem_key", error=e)  # cryptography's words, wrapped in the user's
         return [ConfigIssue(name, "sync.province_root_key", str(root), problem)]

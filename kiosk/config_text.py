@@ -257,6 +257,11 @@ CONFIG_MESSAGES: Mapping[str, tuple[str, str]] = {
         "vmc 协议每个串口只接一台 VMC：请改成 [0]",
         "protocol vmc has one VMC per serial port: use [0]",
     ),
+    "file_unreadable": (
+        "文件无法读取（{reason}）：请检查文件权限（kiosk 服务的用户要能读它）",
+        "the file cannot be read ({reason}): check its permissions (the kiosk service's user "
+        "must be able to read it)",
+    ),
     "not_pem_key": (
         "不是 PEM 格式的公钥（{error}）：请使用省平台提供的 .pem 公钥文件",
         "not a PEM key: {error}",

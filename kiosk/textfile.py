@@ -31,6 +31,7 @@ __all__ = [
     "say_toml_error",
     "toml_error_words",
     "use_lang",
+    "worded",
 ]
 
 BOM = "\ufeff"
@@ -46,8 +47,8 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "On a new kiosk run `kiosk-provision init` to write one, or give --config.",
     ),
     "unreadable": (
-        "{file}：无法读取（{error}）。请检查文件权限。",
-        "{file}: cannot be read ({error}). Check the file's permissions.",
+        "{file}：无法读取（{error}）。请检查路径和文件权限。",
+        "{file}: cannot be read ({error}). Check the path and the file's permissions.",
     ),
     "not_utf8": (
         "{file}：第 {line} 行第 {col} 列不是 UTF-8 文字（字节 0x{byte:02x}）。"
@@ -344,6 +345,12 @@ def os_reason(e: OSError, lang: str | None = None) -> str:
     return pair[0] if (lang or pick_lang()) == "zh" else pair[1]
 
 
+def worded(fields: Mapping[str, object], lang: str | None = None) -> dict[str, object]:
+    """`fields` with each OSError in them as its reason in `lang` (`os_reason`): a message
+    kept as data (TextFileError, kiosk.config.Problem) says the OS's words in the user's."""
+    return {k: os_reason(v, lang) if isinstance(v, OSError) else v for k, v in fields.items()}
+
+
 def say_os_error(e: OSError, lang: str | None = None) -> str:
     """An OSError as `os_error`: the file it names and why, in the user's language."""
     name = e.filename if e.filename is not None else "?"
@@ -368,7 +375,7 @@ class TextFileError(Exception):
     fields: dict[str, object]
 
     def message(self, lang: str | None = None) -> str:
-        return say(self.key, lang, **self.fields)
+        return say(self.key, lang, **worded(self.fields, lang))
 
     def __str__(self) -> str:
         return self.message("en")
@@ -407,5 +414,5 @@ def read_text(path: Path, *, allow_gbk: bool = False) -> str:
     except FileNotFoundError:
         raise TextFileError("not_found", {"file": str(path)}) from None
     except OSError as e:
-        raise TextFileError("unreadable", {"file": str(path), "error": e.strerror or e}) from None
+        raise TextFileError("unreadable", {"file": str(path), "error": e}) from None
     return decode_text(data, str(path), allow_gbk=allow_gbk)
