@@ -159,7 +159,8 @@ CONFIG_MESSAGES: Mapping[str, tuple[str, str]] = {
         "per board (address, protocol, port)",
     ),
     "board_wrong_kind": (
-        "只能驱动 {kind} 类型的货道；货道表里 {address} 号控制板上的货道 {slots}{more} 不是",
+        "只能驱动 {kind} 类型的货道；货道表里 {address} 号控制板上的货道 {slots}{more} "
+        "不是这种类型",
         "drives {kind} slots only; the planogram's slots {slots}{more} on board {address} are not",
     ),
     "board_address_twice": (
@@ -245,7 +246,8 @@ CONFIG_MESSAGES: Mapping[str, tuple[str, str]] = {
         "file does not exist",
     ),
     "orientation_size": (
-        "和 ui.width × ui.height = {width}x{height} 不符（高大于等于宽是 portrait）",
+        "和 ui.width × ui.height = {width}x{height} 不符"
+        "（高不小于宽时为 portrait，否则为 landscape）",
         "does not match ui.width x ui.height = {width}x{height}",
     ),
     "not_shorter": ("不能比 {other} 短", "must not be shorter than {other}"),
