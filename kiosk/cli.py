@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk import __version__, exitcodes
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
-from kiosk.textfile import TextFileError, read_text, say, say_csv_row, say_os_error
+from kiosk.textfile import TextFileError, read_text, say, say_csv_row, say_os_error, use_lang
 
 if TYPE_CHECKING:
     from kiosk.store import Store
@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    parser.add_argument(
+        "--lang",
+        dest="msg_lang",
+        choices=("zh", "en"),
+        help="language of this command's messages (default: $KIOSK_LANG, else the locale)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     cfg = sub.add_parser("config", help="check the configuration", parents=[common])
@@ -434,6 +440,7 @@ def cmd_store_recover(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    use_lang(args.msg_lang)
     verbose = getattr(args, "verbose", 0) or 0
     setup_logging("debug" if verbose else "info")
     func: Handler | None = getattr(args, "func", None)

@@ -6,6 +6,11 @@ unknown keys are errors, because a typo silently ignored is a kiosk misconfigure
 Never logs secrets: only paths to secret files live here, never their contents.
 
 Relative paths in the file are resolved against the directory holding the file; `~` is expanded.
+
+Problems are data: a `Problem` is a message key of kiosk.config_text and its fields, rendered
+when shown, in the language kiosk.textfile.pick_lang chooses (`str(issue)`: the user's language;
+`str(issue.problem)`: English, for logs and the province). Each issue carries the line of its key
+when the file's text shows it (kiosk.config_text.key_lines says how it is found).
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kiosk.config_text import CONFIG_MESSAGES, key_lines, locate
 from kiosk.core.planogram import Planogram, SlotKind
-from kiosk.textfile import TextFileError, read_text, say
+from kiosk.textfile import TextFileError, read_text, say, say_in, toml_error_words, worded
 
 __all__ = [
     "BOARD_PROTOCOLS",
@@ -35,6 +41,7 @@ __all__ = [
     "ConfigIssue",
     "KioskConfig",
     "ModbusConfig",
+    "Problem",
     "ServiceConfig",
     "SiteType",
     "TechnicianConfig",
@@ -296,6 +303,9 @@ class KioskConfig:
     update: UpdateConfig = field(default_factory=UpdateConfig)
     # `[[board]]`: a protocol per board; () = [hardware] protocol / [modbus] locks for all
     boards: tuple[BoardConfig, ...] = ()
+    # the line of each key in the file (kiosk.config_text.key_lines), for the problems found
+    # after loading (device secret, field config, planogram)
+    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -318,19 +328,52 @@ REQUIRED_SECTIONS = ("identity",)
 
 
 @dataclass(frozen=True)
+class Problem:
+    """What is wrong: a message key (kiosk.config_text.CONFIG_MESSAGES, or kiosk.textfile's
+    for a file that cannot be read) and the fields that fill it in."""
+
+    key: str
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+    def text(self, lang: str | None = None) -> str:
+        """In `lang` (default: kiosk.textfile.pick_lang)."""
+        fields = worded(self.fields, lang)  # an OSError: its reason in the user's words
+        if self.key in CONFIG_MESSAGES:
+            return say_in(CONFIG_MESSAGES, self.key, lang, **fields)
+        return say(self.key, lang, **fields)
+
+    def __str__(self) -> str:  # logs and the province's rejection records: English
+        return self.text("en")
+
+
+def _p(key: str, /, **fields: object) -> Problem:
+    return Problem(key, fields)
+
+
+@dataclass(frozen=True)
 class ConfigIssue:
     file: str
     key: str
     value: object
-    problem: str
+    problem: Problem
+    line: int | None = None  # of `key` in the file, when known
 
-    def __str__(self) -> str:
+    def message(self, lang: str | None = None) -> str:
+        """The whole problem in `lang` (default: kiosk.textfile.pick_lang): file, line, key,
+        the value as written, and what is allowed."""
+        problem = self.problem.text(lang)
         if self.key == "(file)":  # the problem names the file and says what to do
-            return self.problem
+            return problem
         if self.key == "(syntax)":
-            return f"{self.file}: {self.problem}"
-        shown = "(missing)" if self.value is _MISSING else repr(self.value)
-        return f"{self.file}: {self.key} = {shown}: {self.problem}"
+            return say_in(CONFIG_MESSAGES, "issue_file", lang, file=self.file, problem=problem)
+        missing = self.value is _MISSING
+        shown = say_in(CONFIG_MESSAGES, "missing_value", lang) if missing else repr(self.value)
+        layout = "issue" if self.line is None else "issue_at"
+        fields = {"file": self.file, "line": self.line, "key": self.key, "value": shown}
+        return say_in(CONFIG_MESSAGES, layout, lang, problem=problem, **fields)
+
+    def __str__(self) -> str:  # the person at the terminal: their language
+        return self.message()
 
 
 class ConfigError(Exception):
@@ -338,7 +381,15 @@ class ConfigError(Exception):
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
         self.issues = issues
-        super().__init__("\n".join(str(i) for i in issues))
+        super().__init__(issues)
+
+    def __str__(self) -> str:  # rendered when shown, in the user's language
+        return "\n".join(str(i) for i in self.issues)
+
+
+def _located(issues: list[ConfigIssue], lines: Mapping[str, int]) -> list[ConfigIssue]:
+    """`issues` with the line of each key set where the file shows it (config_text.locate)."""
+    return [i if i.line is not None else replace(i, line=locate(lines, i.key)) for i in issues]
 
 
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "(missing)"})()
@@ -346,43 +397,51 @@ _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "(missing)"})()
 
 # --- per-key rules --------------------------------------------------------------------------
 
-Rule = Callable[[Any], str | None]  # returns a problem description, or None when fine
+Rule = Callable[[Any], Problem | None]  # returns what is wrong, or None when fine
 
 
 def _choice(*allowed: str) -> Rule:
-    return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
+    return lambda v: None if v in allowed else _p("one_of", allowed=", ".join(allowed))
 
 
 def _range(lo: float, hi: float) -> Rule:
-    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}"
+    return lambda v: None if lo <= v <= hi else _p("range", lo=lo, hi=hi)
 
 
-def _regex(rx: str, what: str) -> Rule:
+def _regex(rx: str, message: str) -> Rule:
+    """`message`: the config_text key saying what the value must look like."""
     pat = re.compile(rx)
-    return lambda v: None if pat.fullmatch(v) else f"must be {what}"
+    return lambda v: None if pat.fullmatch(v) else _p(message)
+
+
+def _check(ok: Callable[[Any], bool], message: str) -> Rule:
+    return lambda v: None if ok(v) else _p(message)
 
 
 def _url(*schemes: str) -> Rule:
-    def check(v: str) -> str | None:
+    starts = [s + "://" for s in schemes]
+    wanted = (
+        _p("url_one", a=starts[0]) if len(starts) == 1 else _p("url_two", a=starts[0], b=starts[1])
+    )
+
+    def check(v: str) -> Problem | None:
         m = re.fullmatch(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>[^\s/]+)(?P<path>/\S*)?", v)
-        if not m or m["scheme"] not in schemes:
-            return f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
-        return None
+        return wanted if not m or m["scheme"] not in schemes else None
 
     return check
 
 
 RULES: dict[str, Rule] = {
-    "identity.kiosk_id": _regex(KIOSK_ID_RE.pattern[1:-1], KIOSK_ID_FORMAT),
-    "identity.site_name": lambda v: None if v.strip() else "must not be empty",
-    "identity.area_code": _regex(r"34\d{4}", "a 6-digit GB/T 2260 code in Anhui (34xxxx)"),
+    "identity.kiosk_id": _regex(KIOSK_ID_RE.pattern[1:-1], "kiosk_id"),
+    "identity.site_name": _check(lambda v: bool(v.strip()), "not_empty"),
+    "identity.area_code": _regex(r"34\d{4}", "area_code"),
     "identity.latitude": _range(-90, 90),
     "identity.longitude": _range(-180, 180),
     "hardware.driver": _choice("serial"),
     "hardware.protocol": _choice("kiosk", "vmc"),
     "hardware.vmc_selection_offset": _range(0, 65535),
     "hardware.vmc_command": _choice("select", "drive"),
-    "hardware.port": lambda v: None if v.strip() else "must name a serial port or URL",
+    "hardware.port": _check(lambda v: bool(v.strip()), "port_empty"),
     "hardware.baud": _choice(*(str(b) for b in (9600, 19200, 38400, 57600, 115200, 230400))),
     "hardware.cabinet": _choice("spiral", "locker"),
     "hardware.rows": _range(1, 20),
@@ -405,12 +464,12 @@ RULES: dict[str, Rule] = {
     "modbus.sensor_unit": _range(0, 247),
     "modbus.temperature_register": _range(0, 65535),
     "modbus.humidity_register": _range(-1, 65535),
-    "modbus.temperature_scale": lambda v: None if 0 < v <= 10 else "must be above 0, at most 10",
-    "modbus.humidity_scale": lambda v: None if 0 < v <= 10 else "must be above 0, at most 10",
+    "modbus.temperature_scale": _check(lambda v: 0 < v <= 10, "above_0_max_10"),
+    "modbus.humidity_scale": _check(lambda v: 0 < v <= 10, "above_0_max_10"),
     "modbus.sensor_every_s": _range(0.5, 600),
     "board.address": _range(0, 15),
     "board.protocol": _choice(*BOARD_PROTOCOLS),
-    "board.port": lambda v: None if v.strip() else "must name a serial port or URL",
+    "board.port": _check(lambda v: bool(v.strip()), "port_empty"),
     "chilled.too_warm_for_s": _range(0, 86400),
     "chilled.back_for_s": _range(0, 86400),
     "chilled.hysteresis_c": _range(0, 10),
@@ -425,8 +484,7 @@ RULES: dict[str, Rule] = {
     "sync.resend_probe": _range(1, 100_000),
     "sync.bootstrap_url": lambda v: None if v == "" else _url("mqtts")(v),
     "sync.client_ca_fingerprint": _regex(
-        r"((?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64})?",
-        "empty or a SHA-256 fingerprint (64 hex digits, colons allowed)",
+        r"((?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64})?", "fingerprint"
     ),
     "payments.pay_url_base": _url("https", "http"),
     "payments.payment_window_s": _range(30, 900),
@@ -439,7 +497,7 @@ RULES: dict[str, Rule] = {
     "ui.language": _choice("zh", "en"),
     "ui.idle_timeout_s": _range(15, 3600),
     "ui.dim_after_s": _range(10, 86400),
-    "ui.service_pin_hash": _regex(f"({PIN_HASH_RE.pattern[1:-1]})?", "empty or " + PIN_HASH_FORMAT),
+    "ui.service_pin_hash": _regex(f"({PIN_HASH_RE.pattern[1:-1]})?", "pin_hash"),
     "store.min_free_mb": _range(1, 100_000),
     "update.health_timeout_s": _range(10, 3600),
     "update.max_boots": _range(1, 20),
@@ -474,20 +532,24 @@ def load_config(path: str | os.PathLike[str]) -> KioskConfig:
     try:  # UTF-8, with or without the BOM Notepad writes (TOML is UTF-8 by definition)
         text = read_text(p)
     except TextFileError as e:
-        problem = e.message()
-        if e.key == "not_found":
-            problem = f"{problem} {say('config_not_found_hint')}"
+        problem = (
+            _p("config_not_found", file=name) if e.key == "not_found" else _p(e.key, **e.fields)
+        )
         raise ConfigError([ConfigIssue(name, "(file)", _MISSING, problem)]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(
-            [ConfigIssue(name, "(syntax)", _MISSING, say("toml_syntax", error=e))]
-        ) from None
-    return parse_config(raw, source=p)
+        # the parser's own words, wrapped in the user's (kiosk.textfile.toml_error_words)
+        syntax = Problem(*toml_error_words(e))
+        raise ConfigError([ConfigIssue(name, "(syntax)", _MISSING, syntax)]) from None
+    return parse_config(raw, source=p, lines=key_lines(text))
 
 
-def parse_config(raw: Mapping[str, Any], source: Path) -> KioskConfig:
+def parse_config(
+    raw: Mapping[str, Any], source: Path, lines: Mapping[str, int] | None = None
+) -> KioskConfig:
+    """Validate `raw` (the parsed TOML of `source`); `lines`: where each key is in its text
+    (kiosk.config_text.key_lines), said with each problem."""
     name = str(source)
     base = source.parent
     issues: list[ConfigIssue] = []
@@ -497,14 +559,14 @@ def parse_config(raw: Mapping[str, Any], source: Path) -> KioskConfig:
             continue  # [[board]] tables: _board_tables, once [hardware] and [modbus] are known
         if key not in SECTIONS:
             allowed = ", ".join((*SECTIONS, "[[board]]"))
-            issues.append(ConfigIssue(name, key, value, f"unknown section; allowed: {allowed}"))
+            issues.append(ConfigIssue(name, key, value, _p("unknown_section", allowed=allowed)))
         elif not isinstance(value, dict):
-            issues.append(ConfigIssue(name, key, value, "must be a [section] table"))
+            issues.append(ConfigIssue(name, key, value, _p("not_table")))
     for section, cls in SECTIONS.items():
         table = raw.get(section, _MISSING)
         if table is _MISSING:
             if section in REQUIRED_SECTIONS:
-                issues.append(ConfigIssue(name, f"[{section}]", _MISSING, "section is required"))
+                issues.append(ConfigIssue(name, f"[{section}]", _MISSING, _p("section_required")))
             continue
         if not isinstance(table, dict):
             continue
@@ -519,10 +581,10 @@ def parse_config(raw: Mapping[str, Any], source: Path) -> KioskConfig:
         )
     cfg: KioskConfig | None = None
     if not issues:
-        cfg = KioskConfig(source=source, **built)
+        cfg = KioskConfig(source=source, **built, key_lines=dict(lines or {}))
         issues.extend(_cross_checks(name, cfg))
     if issues or cfg is None:
-        raise ConfigError(issues)
+        raise ConfigError(_located(issues, lines or {}))
     return cfg
 
 
@@ -542,7 +604,7 @@ def _build_section(
                     name,
                     f"{section}.{key}",
                     value,
-                    f"unknown key; allowed in [{section}]: {', '.join(known)}",
+                    _p("unknown_key", section=section, allowed=", ".join(known)),
                 )
             )
     kwargs: dict[str, Any] = {}
@@ -551,7 +613,7 @@ def _build_section(
         has_default = not (f.default is MISSING and f.default_factory is MISSING)
         if fname not in table:
             if not has_default:
-                issues.append(ConfigIssue(name, dotted, _MISSING, "required key is missing"))
+                issues.append(ConfigIssue(name, dotted, _MISSING, _p("key_required")))
             continue
         value = table[fname]
         converted, problem = _convert(f.type, value, base)
@@ -569,44 +631,44 @@ def _build_section(
         return None  # a required key is missing; already reported
 
 
-def _convert(type_name: Any, value: Any, base: Path) -> tuple[Any, str | None]:
+def _convert(type_name: Any, value: Any, base: Path) -> tuple[Any, Problem | None]:
     t = str(type_name)
     optional = t.endswith("| None")
     t = t.removesuffix(" | None")
     if t == "str" or t == "SiteType":
         if not isinstance(value, str):
-            return None, "must be a string"
+            return None, _p("not_string")
         if t == "SiteType":
             try:
                 return SiteType(value), None
             except ValueError:
-                return None, "must be one of " + ", ".join(s.value for s in SiteType)
+                return None, _p("one_of", allowed=", ".join(s.value for s in SiteType))
         return value, None
     if t == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            return None, "must be a whole number"
+            return None, _p("not_int")
         return value, None
     if t == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None, "must be a number"
+            return None, _p("not_number")
         return float(value), None
     if t == "bool":
         if not isinstance(value, bool):
-            return None, "must be true or false"
+            return None, _p("not_bool")
         return value, None
     if t == "tuple[int, ...]":
         if not isinstance(value, list) or not value:
-            return None, "must be a non-empty list of whole numbers"
+            return None, _p("boards_empty")
         if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 15 for v in value):
-            return None, "must be a list of board addresses 0..15 (0 = main board)"
+            return None, _p("boards_range")
         if len(set(value)) != len(value):
-            return None, "must not repeat an address"
+            return None, _p("boards_twice")
         return tuple(value), None
     if t == "tuple[TechnicianConfig, ...]":
         return _technicians(value)
     if t == "Path":
         if not isinstance(value, str):
-            return None, "must be a path string"
+            return None, _p("not_path")
         if optional and value == "":
             return None, None
         p = Path(value).expanduser()
@@ -614,24 +676,21 @@ def _convert(type_name: Any, value: Any, base: Path) -> tuple[Any, str | None]:
     raise AssertionError(f"config schema uses unsupported type {t}")
 
 
-def _technicians(value: Any) -> tuple[Any, str | None]:
+def _technicians(value: Any) -> tuple[Any, Problem | None]:
     """`[[service.technicians]]` tables: id and pin_hash each, ids unique."""
     if not isinstance(value, list):
-        return (
-            None,
-            'must be a list of tables: [[service.technicians]] id = "T0042" pin_hash = "..."',
-        )
+        return None, _p("techs_not_list")
     out: list[TechnicianConfig] = []
     for i, t in enumerate(value, 1):
         if not isinstance(t, dict) or set(t) != {"id", "pin_hash"}:
-            return None, f"technician {i}: needs exactly the keys id and pin_hash"
+            return None, _p("tech_keys", i=i)
         tid, h = t["id"], t["pin_hash"]
         if not isinstance(tid, str) or not TECHNICIAN_ID_RE.match(tid):
-            return None, f"technician {i}: id {tid!r} must be 1-32 letters, digits, . _ or -"
+            return None, _p("tech_id", i=i, tid=tid)
         if not isinstance(h, str) or not PIN_HASH_RE.match(h):
-            return None, f"technician {i} ({tid}): pin_hash must be {PIN_HASH_FORMAT}"
+            return None, _p("tech_pin_hash", i=i, tid=tid)
         if any(o.id == tid for o in out):
-            return None, f"technician {i}: id {tid} is listed twice"
+            return None, _p("tech_twice", i=i, tid=tid)
         out.append(TechnicianConfig(tid, h))
     return tuple(out), None
 
@@ -662,7 +721,7 @@ def _board_tables(
                 name,
                 "board",
                 value,
-                'must be [[board]] tables: [[board]] address = 0 protocol = "kiosk"',
+                _p("board_not_tables"),
             )
         )
         return ()
@@ -685,7 +744,7 @@ def _board_table(
     head: dict[str, Any] = {}
     for key, type_name in (("address", "int"), ("protocol", "str")):
         got = (
-            ConfigIssue(name, f"{where}.{key}", _MISSING, "required key is missing")
+            ConfigIssue(name, f"{where}.{key}", _MISSING, _p("key_required"))
             if key not in table
             else _board_value(name, f"{where}.{key}", type_name, f"board.{key}", table[key])
         )
@@ -705,7 +764,7 @@ def _board_table(
     for key, raw in table.items():
         dotted = f"{where}.{key}"
         if key not in allowed:
-            problem = f"unknown key for protocol {protocol}; allowed: {', '.join(allowed)}"
+            problem = _p("board_unknown_key", protocol=protocol, allowed=", ".join(allowed))
             issues.append(ConfigIssue(name, dotted, raw, problem))
         elif key not in ("address", "protocol"):
             rule = extra.get(key) or _board_baud_rule(protocol, key)
@@ -721,8 +780,7 @@ def _board_table(
                 name,
                 f"{where}.port",
                 _MISSING,
-                "required: the serial port of this board (or set modbus.port for all "
-                "modbus-locks boards)",
+                _p("board_port_required"),
             )
         )
         return None
@@ -790,8 +848,7 @@ def planogram_board_issues(cfg: KioskConfig, planogram: Planogram) -> list[Confi
                 name,
                 "board",
                 missing,
-                f"the planogram has slots on board(s) {', '.join(map(str, missing))}, which no "
-                "[[board]] table names: add one per board (address, protocol, port)",
+                _p("board_no_table", boards=", ".join(map(str, missing))),
             )
         )
     must = {"vmc": SlotKind.SPIRAL, "modbus-locks": SlotKind.LOCKER}
@@ -805,11 +862,16 @@ def planogram_board_issues(cfg: KioskConfig, planogram: Planogram) -> list[Confi
                     name,
                     f"board[{i}].protocol",
                     b.protocol,
-                    f"drives {kind.value} slots only; the planogram's slots "
-                    f"{', '.join(map(str, wrong[:10]))}{more} on board {address} are not",
+                    _p(
+                        "board_wrong_kind",
+                        kind=kind.value,
+                        slots=", ".join(map(str, wrong[:10])),
+                        more=more,
+                        address=address,
+                    ),
                 )
             )
-    return issues
+    return _located(issues, cfg.key_lines)
 
 
 def _board_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
@@ -830,14 +892,12 @@ def _board_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                     name,
                     f"{where}.address",
                     b.address,
-                    f"board[{seen[b.address]}] has this address already: one table per board",
+                    _p("board_address_twice", j=seen[b.address]),
                 )
             )
         seen.setdefault(b.address, i)
         if b.protocol == "vmc" and b.baud != 57600:
-            issues.append(
-                ConfigIssue(name, f"{where}.baud", b.baud, "a VMC speaks 57600 baud: use 57600")
-            )
+            issues.append(ConfigIssue(name, f"{where}.baud", b.baud, _p("vmc_baud")))
         first = on_port.setdefault(b.port, (i, b))
         if first[0] != i:
             problem = _shared_port_problem(first[0], first[1], b)
@@ -851,23 +911,20 @@ def _board_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                         name,
                         f"{where}.unit",
                         b.unit,
-                        f"board[{other}] on {b.port} is Modbus unit {b.unit} already",
+                        _p("board_unit_twice", j=other, port=b.port, unit=b.unit),
                     )
                 )
     issues.extend(_board_section_checks(name, cfg, units))
     return issues
 
 
-def _shared_port_problem(j: int, first: BoardConfig, b: BoardConfig) -> str | None:
+def _shared_port_problem(j: int, first: BoardConfig, b: BoardConfig) -> Problem | None:
     if first.protocol != b.protocol:
-        return (
-            f"board[{j}] (protocol {first.protocol}) is on this port already; a port carries "
-            "one protocol: give this board its own port"
-        )
+        return _p("port_other_protocol", j=j, protocol=first.protocol)
     if b.protocol == "vmc":
-        return f"board[{j}] is a VMC on this port already: one VMC per serial port"
+        return _p("port_one_vmc", j=j)
     if first.baud != b.baud:
-        return f"board[{j}] on this port runs at {first.baud} baud: one bus, one baud rate"
+        return _p("port_one_baud", j=j, baud=first.baud)
     return None
 
 
@@ -883,7 +940,7 @@ def _board_section_checks(
                 name,
                 "hardware.protocol",
                 hw.protocol,
-                "with [[board]] each board names its protocol: leave hardware.protocol out",
+                _p("board_protocol_here"),
             )
         )
     addresses = {b.address for b in cfg.boards}
@@ -893,7 +950,7 @@ def _board_section_checks(
                 name,
                 "hardware.boards",
                 list(hw.boards),
-                f"differs from the [[board]] addresses {sorted(addresses)}: leave it out",
+                _p("board_addresses_differ", addresses=sorted(addresses)),
             )
         )
     if m.locks:
@@ -902,8 +959,7 @@ def _board_section_checks(
                 name,
                 "modbus.locks",
                 m.locks,
-                'with [[board]] lock boards are [[board]] protocol = "modbus-locks": '
-                "leave modbus.locks out",
+                _p("board_locks_here"),
             )
         )
     if m.sensor_unit and m.port.strip():
@@ -914,8 +970,7 @@ def _board_section_checks(
                     name,
                     "modbus.port",
                     m.port,
-                    f"the sensor's Modbus line is board {users[0].address}'s "
-                    f"{users[0].protocol} port: one port carries one protocol",
+                    _p("sensor_port_taken", address=users[0].address, protocol=users[0].protocol),
                 )
             )
         if (m.port, m.sensor_unit) in units:
@@ -924,8 +979,7 @@ def _board_section_checks(
                     name,
                     "modbus.sensor_unit",
                     m.sensor_unit,
-                    f"board[{units[m.port, m.sensor_unit]}] (a lock board) is this unit on "
-                    f"{m.port}",
+                    _p("sensor_unit_taken", j=units[m.port, m.sensor_unit], port=m.port),
                 )
             )
     return issues
@@ -940,7 +994,7 @@ def _modbus_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name,
                 "modbus.port",
                 m.port,
-                "modbus.locks or modbus.sensor_unit needs the RS-485 port (e.g. /dev/ttyUSB1)",
+                _p("modbus_port_needed"),
             )
         )
     if m.locks and cfg.hardware.cabinet != "locker":
@@ -949,7 +1003,7 @@ def _modbus_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name,
                 "modbus.locks",
                 m.locks,
-                'Modbus lock boards drive a locker cabinet: set hardware.cabinet = "locker"',
+                _p("modbus_locks_locker"),
             )
         )
     return issues
@@ -967,8 +1021,7 @@ def _service_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name,
                 "service.technicians",
                 LEGACY_TECHNICIAN_ID,
-                f"id {LEGACY_TECHNICIAN_ID} is taken by ui.service_pin_hash; use another id "
-                "or move that PIN into [[service.technicians]]",
+                _p("tech_id_taken", tid=LEGACY_TECHNICIAN_ID),
             )
         )
     if not is_field_config(cfg):
@@ -985,8 +1038,7 @@ def _service_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                     name,
                     key,
                     f"(technician {t.id})",
-                    "is the published demo PIN, refused with a real province (a broker not on "
-                    "this machine): set the technician's own PIN with kiosk-provision pin",
+                    _p("demo_pin"),
                 )
             )
     return issues
@@ -1002,8 +1054,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name,
                 "identity.kiosk_id",
                 ident.kiosk_id,
-                f"area code in the id ({m['area']}) differs from "
-                f"identity.area_code ({ident.area_code})",
+                _p("area_differs", id_area=m["area"], area=ident.area_code),
             )
         )
     hw = cfg.hardware
@@ -1013,7 +1064,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name,
                 "hardware.default_capacity",
                 hw.default_capacity,
-                "a locker holds 1 item: use 1",
+                _p("locker_capacity"),
             )
         )
     issues.extend(_modbus_checks(name, cfg))
@@ -1025,16 +1076,13 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name,
                 "sync.broker_url",
                 s.broker_url,
-                "plaintext MQTT is refused; use mqtts:// or set "
-                "sync.allow_plaintext = true (demo/tests only)",
+                _p("plaintext_mqtt"),
             )
         )
     if s.broker_url.startswith("mqtts://") and s.ca_file is None:
-        issues.append(ConfigIssue(name, "sync.ca_file", _MISSING, "required with mqtts://"))
+        issues.append(ConfigIssue(name, "sync.ca_file", _MISSING, _p("ca_required")))
     if (s.cert_file is None) != (s.key_file is None):
-        issues.append(
-            ConfigIssue(name, "sync.cert_file", s.cert_file, "cert_file and key_file go together")
-        )
+        issues.append(ConfigIssue(name, "sync.cert_file", str(s.cert_file), _p("cert_key_pair")))
     for key, path in (
         ("sync.ca_file", s.ca_file),
         ("sync.cert_file", s.cert_file),
@@ -1046,7 +1094,7 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
         ("update.release_public_key", cfg.update.release_public_key),
     ):
         if path is not None and not path.is_file():
-            issues.append(ConfigIssue(name, key, str(path), "file does not exist"))
+            issues.append(ConfigIssue(name, key, str(path), _p("file_missing")))
     ui = cfg.ui
     portrait = ui.height >= ui.width
     if portrait != (ui.orientation == "portrait"):
@@ -1055,13 +1103,16 @@ def _cross_checks(name: str, cfg: KioskConfig) -> list[ConfigIssue]:
                 name,
                 "ui.orientation",
                 ui.orientation,
-                f"does not match ui.width x ui.height = {ui.width}x{ui.height}",
+                _p("orientation_size", width=ui.width, height=ui.height),
             )
         )
     if ui.dim_after_s < ui.idle_timeout_s:
         issues.append(
             ConfigIssue(
-                name, "ui.dim_after_s", ui.dim_after_s, "must not be shorter than ui.idle_timeout_s"
+                name,
+                "ui.dim_after_s",
+                ui.dim_after_s,
+                _p("not_shorter", other="ui.idle_timeout_s"),
             )
         )
     issues.extend(_resend_checks(name, s))
@@ -1076,7 +1127,10 @@ def _resend_checks(name: str, s: SyncConfig) -> list[ConfigIssue]:
         return []
     return [
         ConfigIssue(
-            name, "sync.resend_cap_s", s.resend_cap_s, "must not be shorter than sync.ack_timeout_s"
+            name,
+            "sync.resend_cap_s",
+            s.resend_cap_s,
+            _p("not_shorter", other="sync.ack_timeout_s"),
         )
     ]
 
@@ -1087,16 +1141,14 @@ def _vmc_checks(name: str, hw: HardwareConfig) -> list[ConfigIssue]:
         return []
     issues: list[ConfigIssue] = []
     if hw.baud != 57600:
-        issues.append(
-            ConfigIssue(name, "hardware.baud", hw.baud, "a VMC speaks 57600 baud: use 57600")
-        )
+        issues.append(ConfigIssue(name, "hardware.baud", hw.baud, _p("vmc_baud")))
     if hw.cabinet != "spiral":
         issues.append(
             ConfigIssue(
                 name,
                 "hardware.cabinet",
                 hw.cabinet,
-                "protocol vmc drives spiral/belt cabinets only: use spiral",
+                _p("vmc_cabinet"),
             )
         )
     if hw.boards != (0,):
@@ -1105,7 +1157,7 @@ def _vmc_checks(name: str, hw: HardwareConfig) -> list[ConfigIssue]:
                 name,
                 "hardware.boards",
                 list(hw.boards),
-                "protocol vmc has one VMC per serial port: use [0]",
+                _p("vmc_boards"),
             )
         )
     return issues
@@ -1125,15 +1177,20 @@ def _root_key_checks(name: str, s: SyncConfig) -> list[ConfigIssue]:
 
     try:
         same = spki(root) == spki(signing)
+    except OSError as e:  # the key file exists but cannot be read (permissions)
+        key = "sync.province_root_key" if e.filename == str(root) else "sync.province_public_key"
+        path = root if key == "sync.province_root_key" else signing
+        return [ConfigIssue(name, key, str(path), _p("file_unreadable", reason=e))]
     except (ValueError, TypeError) as e:
-        return [ConfigIssue(name, "sync.province_root_key", str(root), f"not a PEM key: {e}")]
+        problem = _p("not_pem_key", error=e)  # cryptography's words, wrapped in the user's
+        return [ConfigIssue(name, "sync.province_root_key", str(root), problem)]
     if same:
         return [
             ConfigIssue(
                 name,
                 "sync.province_root_key",
                 str(root),
-                "is the same key as sync.province_public_key; the root key must be separate",
+                _p("root_key_same"),
             )
         ]
     return []
@@ -1192,8 +1249,7 @@ def field_problems(
                 name,
                 "sync.broker_url",
                 url,
-                "--test-payments is refused with a real province (a broker not on this "
-                "machine): payments must be confirmed by the province's key",
+                _p("test_payments_field"),
             )
         )
     if device_secret is not None and _is_demo_secret(device_secret):
@@ -1202,11 +1258,10 @@ def field_problems(
                 name,
                 "payments.device_secret_file",
                 str(cfg.payments.device_secret_file),
-                "is the published demo secret, refused with a real province: register the "
-                "kiosk (kiosk-provision register) to get its own",
+                _p("demo_secret_field"),
             )
         )
-    return issues
+    return _located(issues, cfg.key_lines)
 
 
 # --- the device secret ([payments] device_secret_file) ----------------------------------------
@@ -1223,12 +1278,13 @@ def device_secret_problems(cfg: KioskConfig, secret: bytes | None) -> list[Confi
     """What keeps `kiosk run` from signing payments: payments.device_secret_file not set, or
     the file's bytes (`secret`; None: not read) not a device secret (`_DEVICE_SECRET`). In the
     user's language (kiosk.textfile); `kiosk config check` and `kiosk run` both say it."""
-    name, path = str(cfg.source), cfg.payments.device_secret_file
+    name, path, lines = str(cfg.source), cfg.payments.device_secret_file, cfg.key_lines
     if path is None:
-        return [ConfigIssue(name, _SECRET_KEY, _MISSING, say("secret_not_set"))]
+        return _located([ConfigIssue(name, _SECRET_KEY, _MISSING, _p("secret_not_set"))], lines)
     if secret is None or _DEVICE_SECRET.fullmatch(secret):
         return []
-    return [ConfigIssue(name, _SECRET_KEY, str(path), say("secret_malformed", n=len(secret)))]
+    issue = ConfigIssue(name, _SECRET_KEY, str(path), _p("secret_malformed", n=len(secret)))
+    return _located([issue], lines)
 
 
 def refuse_in_field(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,12 @@ __all__ = [
     "read_text",
     "say",
     "say_csv_row",
+    "say_in",
     "say_os_error",
+    "say_toml_error",
+    "toml_error_words",
+    "use_lang",
+    "worded",
 ]
 
 BOM = "\ufeff"
@@ -41,8 +47,8 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "On a new kiosk run `kiosk-provision init` to write one, or give --config.",
     ),
     "unreadable": (
-        "{file}：无法读取（{error}）。请检查文件权限。",
-        "{file}: cannot be read ({error}). Check the file's permissions.",
+        "{file}：无法读取（{error}）。请检查路径和文件权限。",
+        "{file}: cannot be read ({error}). Check the path and the file's permissions.",
     ),
     "not_utf8": (
         "{file}：第 {line} 行第 {col} 列不是 UTF-8 文字（字节 0x{byte:02x}）。"
@@ -55,6 +61,12 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "请在 Excel 中另存为“CSV UTF-8（逗号分隔）”。",
         "{file}: line {line}, column {col} is neither UTF-8 nor GBK text (byte 0x{byte:02x}). "
         "In Excel, save as 'CSV UTF-8 (Comma delimited)'.",
+    ),
+    "toml_syntax_at": (
+        "第 {line} 行第 {col} 列不是有效的 TOML（{error}）。常见原因：文字值没有加英文双引号，"
+        "缺少 [节名] 行，或用了中文标点。",
+        "line {line}, column {col}: not valid TOML ({error}). Common causes: a text value "
+        "without double quotes, a missing [section] line, or Chinese punctuation.",
     ),
     "toml_syntax": (
         "不是有效的 TOML 配置（{error}）。常见原因：文字值没有加英文双引号，"
@@ -256,27 +268,6 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "([hardware], or [modbus] for lock boards); nothing else holds the port (stop the kiosk "
         "service first); for a simulated board: is `kiosk emulator` running?",
     ),
-    # payments.device_secret_file (kiosk.config.device_secret_problems): after "<key> = <value>: "
-    "secret_not_set": (
-        "运行柜机（kiosk run）必须设置这一项：付款链接和离线码要用本机的设备密钥签名。"
-        "请用 `kiosk-provision register` 注册这台柜机，它会写入密钥文件并设置这一项"
-        "（演示或测试配置可以指向 kiosk/data/demo-device-secret）。",
-        "required to run the kiosk (`kiosk run`): pay URLs and offline codes are signed with "
-        "the kiosk's device secret. Register the kiosk with `kiosk-provision register`, which "
-        "writes the secret file and sets this key (a demo or test config may name "
-        "kiosk/data/demo-device-secret).",
-    ),
-    "secret_malformed": (
-        "不是设备密钥：文件里必须正好是 64 个十六进制字符（0-9、小写 a-f）加一个换行，共 65 "
-        "个字节（不能有空格、大写字母或 Windows 换行），和 `kiosk-provision register` 写入的一样；"
-        "这个文件有 {n} 个字节。请不要手工编辑：重新运行 `kiosk-provision register`"
-        "（证书还有效时加 --renew）取得新的密钥。",
-        "not a device secret: the file must hold exactly 64 hex digits (0-9, lower-case a-f) "
-        "and one newline, 65 bytes (no spaces, capitals or Windows line end), as "
-        "`kiosk-provision register` writes it; this one has {n} bytes. Do not edit it by "
-        "hand: run `kiosk-provision register` again (`--renew` while the certificate is "
-        "valid) for a new one.",
-    ),
     "config_unchanged": ("错误：配置没有改动：", "error: the config was not changed:"),
 }
 
@@ -295,10 +286,43 @@ def pick_lang(flag: str | None = None, environ: Mapping[str, str] | None = None)
     return "en"
 
 
-def say(key: str, lang: str | None = None, **fields: object) -> str:
+def use_lang(flag: str | None) -> None:
+    """A command's `--lang` flag: its messages (and those of what it runs) in that language,
+    by setting $KIOSK_LANG for `pick_lang` (nothing when the flag is not given)."""
+    if flag:
+        os.environ["KIOSK_LANG"] = flag
+
+
+def say(key: str, lang: str | None = None, /, **fields: object) -> str:
     """The message `key` in `lang` (default: `pick_lang()`), fields filled in."""
-    zh, en = _MESSAGES[key]
+    return say_in(_MESSAGES, key, lang, **fields)
+
+
+def say_in(
+    table: Mapping[str, tuple[str, str]], key: str, lang: str | None = None, /, **fields: object
+) -> str:
+    """`say` for another module's table of the same shape (key -> (zh, en)): the config's
+    problems (kiosk.config_text), `kiosk-provision init` (provisioning.init_text)."""
+    zh, en = table[key]
     return (zh if (lang or pick_lang()) == "zh" else en).format(**fields)
+
+
+_TOML_AT = re.compile(r"^(?P<error>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$", re.S)
+
+
+def toml_error_words(e: Exception) -> tuple[str, dict[str, object]]:
+    """The message key and fields for a tomllib.TOMLDecodeError: its line and column to be
+    said in the user's language, the parser's own words (English) kept in brackets."""
+    m = _TOML_AT.match(str(e))
+    if m is None:
+        return "toml_syntax", {"error": e}
+    return "toml_syntax_at", {"line": int(m["line"]), "col": int(m["col"]), "error": m["error"]}
+
+
+def say_toml_error(e: Exception, lang: str | None = None) -> str:
+    """A tomllib.TOMLDecodeError in the user's language, with the usual causes."""
+    key, fields = toml_error_words(e)
+    return say(key, lang, **fields)
 
 
 _OS_REASONS: Mapping[int, tuple[str, str]] = {
@@ -319,6 +343,12 @@ def os_reason(e: OSError, lang: str | None = None) -> str:
     if pair is None:
         return str(e.strerror or e)
     return pair[0] if (lang or pick_lang()) == "zh" else pair[1]
+
+
+def worded(fields: Mapping[str, object], lang: str | None = None) -> dict[str, object]:
+    """`fields` with each OSError in them as its reason in `lang` (`os_reason`): a message
+    kept as data (TextFileError, kiosk.config.Problem) says the OS's words in the user's."""
+    return {k: os_reason(v, lang) if isinstance(v, OSError) else v for k, v in fields.items()}
 
 
 def say_os_error(e: OSError, lang: str | None = None) -> str:
@@ -345,7 +375,7 @@ class TextFileError(Exception):
     fields: dict[str, object]
 
     def message(self, lang: str | None = None) -> str:
-        return say(self.key, lang, **self.fields)
+        return say(self.key, lang, **worded(self.fields, lang))
 
     def __str__(self) -> str:
         return self.message("en")
@@ -384,5 +414,5 @@ def read_text(path: Path, *, allow_gbk: bool = False) -> str:
     except FileNotFoundError:
         raise TextFileError("not_found", {"file": str(path)}) from None
     except OSError as e:
-        raise TextFileError("unreadable", {"file": str(path), "error": e.strerror or e}) from None
+        raise TextFileError("unreadable", {"file": str(path), "error": e}) from None
     return decode_text(data, str(path), allow_gbk=allow_gbk)

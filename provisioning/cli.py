@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from kiosk import __version__, exitcodes
 from kiosk.log import formatter
-from kiosk.textfile import say_os_error
+from kiosk.textfile import say_os_error, use_lang
 from provisioning import init, keys, label, pins, register, selftest, service, status
 
 
@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Set up a kiosk: config, identity, registration, self-test, planogram, label.",
     )
     parser.add_argument("--version", action="version", version=f"kiosk-provision {__version__}")
+    parser.add_argument(
+        "--lang",
+        dest="msg_lang",
+        choices=("zh", "en"),
+        help="language of this command's messages (default: $KIOSK_LANG, else the locale)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     init.add_parser(sub)
     pins.add_parser(sub)
@@ -43,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    use_lang(args.msg_lang)
     # the technician reads our own messages; library warnings (link retries...) only clutter.
     # The kiosk's redacted line format (kiosk.log): a token or key never reaches the screen
     handler = logging.StreamHandler()

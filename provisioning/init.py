@@ -8,6 +8,9 @@ The config is written atomically with mode 0600; an existing one is replaced onl
 after a backup. Never echoes the service PIN and stores only its PBKDF2 hash, as the first
 `[[service.technicians]]` entry (id from --technician). The PIN never goes on a command line:
 it comes from a prompt, `--pin-file FILE`, $KIOSK_PROVISION_PIN or the answers file.
+Every prompt, refusal and result is in the technician's language (provisioning.init_text;
+`--lang`, else $KIOSK_LANG, else the locale); a library's own words (an OS error, a parser's)
+are put in a sentence in that language saying what to do, never shown alone.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from kiosk.config import (
     SiteType,
     resolve_config_path,
 )
-from kiosk.core.pin import hash_pin
+from kiosk.core.pin import MAX_PIN_DIGITS, MIN_PIN_DIGITS, hash_pin
 from kiosk.sync.identity import CryptoError, cert_fingerprint, load_cert, public_key_fingerprint
-from kiosk.textfile import os_reason, say
+from kiosk.textfile import TextFileError, os_reason, read_text, say, say_toml_error
 from provisioning.files import backup, write_config_checked
+from provisioning.init_text import said
 
 __all__ = ["ENV_PIN", "FIELDS", "Field", "add_parser", "cmd_init", "read_pin_file", "run_init"]
 
@@ -50,7 +54,7 @@ Parsed = dict[str, Any]  # config key -> value
 @dataclass(frozen=True)
 class Field:
     name: str  # answers-file key; flag is --name-with-dashes
-    prompt: str | None  # None: flag / answers file only, never asked
+    prompt: str | None  # an init_text key (shown in the user's language); None: never asked
     parse: Callable[[str, Path], Parsed]  # (text, base dir for relative paths) -> config values
     default: str | Callable[[dict[str, str]], str] | None = None  # None: required
     secret: bool = False  # asked without echo; never a flag (secrets stay off command lines)
@@ -64,6 +68,16 @@ class Field:
     def default_for(self, answers: dict[str, str]) -> str | None:
         return self.default(answers) if callable(self.default) else self.default
 
+    def asked(self) -> str:
+        """The prompt, in the user's language."""
+        assert self.prompt is not None
+        return said(self.prompt, allowed=", ".join(s.value for s in SiteType))
+
+
+def _bad(key: str, /, **fields: object) -> ValueError:
+    """A rejected answer, said in the user's language (provisioning.init_text)."""
+    return ValueError(said(key, **fields))
+
 
 # --- parsers --------------------------------------------------------------------------------
 
@@ -72,14 +86,14 @@ def _kiosk_id(text: str, _b: Path) -> Parsed:
     v = text.strip().upper()
     m = KIOSK_ID_RE.match(v)
     if not m:
-        raise ValueError(f"must be {KIOSK_ID_FORMAT}, e.g. AH-340102-0007")
+        raise _bad("kiosk_id")
     return {"identity.kiosk_id": v, "identity.area_code": m["area"]}
 
 
 def _nonempty(key: str) -> Callable[[str, Path], Parsed]:
     def parse(text: str, _b: Path) -> Parsed:
         if not text.strip():
-            raise ValueError("must not be empty")
+            raise _bad("not_empty")
         return {key: text.strip()}
 
     return parse
@@ -93,7 +107,7 @@ def _choice(key: str, *allowed: str) -> Callable[[str, Path], Parsed]:
     def parse(text: str, _b: Path) -> Parsed:
         v = text.strip().lower()
         if v not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
+            raise _bad("one_of", allowed=", ".join(allowed))
         return {key: v}
 
     return parse
@@ -104,7 +118,7 @@ def _int(key: str) -> Callable[[str, Path], Parsed]:
         try:
             return {key: int(text.strip())}
         except ValueError:
-            raise ValueError("must be a whole number") from None
+            raise _bad("not_int") from None
 
     return parse
 
@@ -116,16 +130,14 @@ def _gps(text: str, _b: Path) -> Parsed:
         lat_s, lon_s = text.replace("，", ",").split(",")
         return {"identity.latitude": float(lat_s), "identity.longitude": float(lon_s)}
     except ValueError:
-        raise ValueError(
-            "must be LATITUDE,LONGITUDE in decimal degrees, e.g. 31.869,117.283"
-        ) from None
+        raise _bad("gps") from None
 
 
 def _boards(text: str, _b: Path) -> Parsed:
     try:
         return {"hardware.boards": [int(p) for p in text.replace(" ", "").split(",") if p]}
     except ValueError:
-        raise ValueError("must be board addresses separated by commas, e.g. 0 or 0,1") from None
+        raise _bad("boards") from None
 
 
 def _screen(text: str, _b: Path) -> Parsed:
@@ -133,7 +145,7 @@ def _screen(text: str, _b: Path) -> Parsed:
         w_s, h_s = text.lower().replace("×", "x").split("x")
         w, h = int(w_s), int(h_s)
     except ValueError:
-        raise ValueError("must be WIDTHxHEIGHT in pixels, e.g. 1080x1920") from None
+        raise _bad("screen") from None
     return {
         "ui.width": w,
         "ui.height": h,
@@ -148,7 +160,7 @@ def _yesno(key: str) -> Callable[[str, Path], Parsed]:
             return {key: True}
         if v in ("n", "no", "false", "0", "off", "否", ""):
             return {key: False}
-        raise ValueError("must be yes or no")
+        raise _bad("yes_no")
 
     return parse
 
@@ -165,9 +177,9 @@ def _ca_file(text: str, base: Path) -> Parsed:
     try:
         load_cert(p.read_bytes())
     except OSError as e:
-        raise ValueError(f"cannot read {p}: {e.strerror}") from None
+        raise _bad("cannot_read", file=p, reason=os_reason(e)) from None
     except CryptoError:
-        raise ValueError(f"{p} is not a PEM certificate") from None
+        raise _bad("not_pem_cert", file=p) from None
     return {"sync.ca_file": str(p)}
 
 
@@ -181,9 +193,9 @@ def _ed25519_file(config_key: str) -> Callable[[str, Path], Parsed]:
 
             load_public_key_pem(p)
         except OSError as e:
-            raise ValueError(f"cannot read {p}: {e.strerror}") from None
+            raise _bad("cannot_read", file=p, reason=os_reason(e)) from None
         except ValueError:
-            raise ValueError(f"{p} is not an Ed25519 public key (PEM)") from None
+            raise _bad("not_ed25519", file=p) from None
         return {config_key: str(p)}
 
     return parse
@@ -196,7 +208,7 @@ _province_root_key = _ed25519_file("sync.province_root_key")  # signs key sets o
 def _fingerprint(text: str, _b: Path) -> Parsed:
     v = text.strip().upper().replace(":", "")
     if v and (len(v) != 64 or any(c not in "0123456789ABCDEF" for c in v)):
-        raise ValueError("must be a SHA-256 fingerprint (64 hex digits, colons allowed)")
+        raise _bad("fingerprint")
     return {}
 
 
@@ -208,21 +220,24 @@ def _client_ca_fingerprint(text: str, base: Path) -> Parsed:
 
 def _data_dir(text: str, base: Path) -> Parsed:
     if not text.strip():
-        raise ValueError("must not be empty")
+        raise _bad("not_empty")
     return {"store.data_dir": str(_path(text, base))}
 
 
 def _pin(text: str, _b: Path) -> Parsed:
-    try:
-        return {"service.pin_hash": hash_pin(text.strip())}
-    except ValueError as e:
-        raise ValueError(str(e)) from None
+    pin = text.strip()
+    digits = {"lo": MIN_PIN_DIGITS, "hi": MAX_PIN_DIGITS}
+    if not pin.isascii() or not pin.isdigit():  # kiosk.core.pin.pin_problem, in their words
+        raise _bad("pin_digits", **digits)
+    if not MIN_PIN_DIGITS <= len(pin) <= MAX_PIN_DIGITS:
+        raise _bad("pin_length", n=len(pin), **digits)
+    return {"service.pin_hash": hash_pin(pin)}
 
 
 def _technician(text: str, _b: Path) -> Parsed:
     v = text.strip()
     if not TECHNICIAN_ID_RE.match(v):
-        raise ValueError("must be 1-32 letters, digits, . _ or - (e.g. T0042)")
+        raise _bad("technician")
     return {"service.id": v}
 
 
@@ -237,40 +252,40 @@ def read_pin_file(path: Path) -> str:
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("kiosk_id", "Kiosk id 柜号 (AH-<area code>-<serial>)", _kiosk_id, help=KIOSK_ID_FORMAT),
-    Field("site_name", "Site name 点位名称", _nonempty("identity.site_name")),
+    Field("kiosk_id", "prompt_kiosk_id", _kiosk_id, help=KIOSK_ID_FORMAT),
+    Field("site_name", "prompt_site_name", _nonempty("identity.site_name")),
     Field(
         "site_type",
-        f"Site type 点位类型 ({', '.join(s.value for s in SiteType)})",
+        "prompt_site_type",
         _choice("identity.site_type", *(s.value for s in SiteType)),
     ),
-    Field("address", "Address 地址", _text("identity.address"), default=""),
-    Field("gps", "GPS 坐标 (LAT,LON, empty to skip)", _gps, default="", help="LAT,LON"),
+    Field("address", "prompt_address", _text("identity.address"), default=""),
+    Field("gps", "prompt_gps", _gps, default="", help="LAT,LON"),
     Field(
         "cabinet",
-        "Cabinet kind 柜型 (spiral, locker)",
+        "prompt_cabinet",
         _choice("hardware.cabinet", "spiral", "locker"),
         default="spiral",
     ),
-    Field("boards", "Board addresses 控制板地址 (e.g. 0 or 0,1)", _boards, default="0"),
-    Field("rows", "Rows 行数", _int("hardware.rows"), default="6"),
-    Field("cols", "Columns 列数", _int("hardware.cols"), default="10"),
+    Field("boards", "prompt_boards", _boards, default="0"),
+    Field("rows", "prompt_rows", _int("hardware.rows"), default="6"),
+    Field("cols", "prompt_cols", _int("hardware.cols"), default="10"),
     Field(
         "capacity",
-        "Capacity per slot 每货道容量",
+        "prompt_capacity",
         _int("hardware.default_capacity"),
         default=lambda a: "1" if a.get("cabinet", "").strip().lower() == "locker" else "10",
     ),
     Field(
         "port",
-        "Serial port 串口 (path or pyserial URL)",
+        "prompt_port",
         _nonempty("hardware.port"),
         default="/dev/ttyUSB0",
     ),
-    Field("baud", "Baud rate 波特率", _int("hardware.baud"), default="115200"),
+    Field("baud", "prompt_baud", _int("hardware.baud"), default="115200"),
     Field(
         "broker_url",
-        "Province broker URL 省平台 MQTT (mqtts://host:8883)",
+        "prompt_broker_url",
         _nonempty("sync.broker_url"),
     ),
     Field(
@@ -280,10 +295,10 @@ FIELDS: tuple[Field, ...] = (
         default="no",
         help="allow mqtt:// without TLS (demo and emulator only)",
     ),
-    Field("pay_url", "Pay URL base 支付链接前缀 (https://...)", _nonempty("payments.pay_url_base")),
+    Field("pay_url", "prompt_pay_url", _nonempty("payments.pay_url_base")),
     Field(
         "ca_file",
-        "CA certificate file CA 证书 (PEM; empty only with mqtt://)",
+        "prompt_ca_file",
         _ca_file,
         default="",
     ),
@@ -304,7 +319,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "province_key",
-        "Province public key 省平台公钥 (PEM, empty to skip)",
+        "prompt_province_key",
         _province_key,
         default="",
     ),
@@ -317,7 +332,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "province_root_key",
-        "Province root key 省平台根公钥 (PEM; signs key changes; empty: keys frozen)",
+        "prompt_province_root_key",
         _province_root_key,
         default="",
     ),
@@ -328,17 +343,17 @@ FIELDS: tuple[Field, ...] = (
         default="",
         help="expected SHA-256 of the province root key (checked when given)",
     ),
-    Field("language", "Language 语言 (zh, en)", _choice("ui.language", "zh", "en"), default="zh"),
-    Field("screen", "Screen 屏幕 (WIDTHxHEIGHT)", _screen, default="1080x1920"),
-    Field("data_dir", "Data directory 数据目录", _data_dir, default="/var/lib/kiosk"),
+    Field("language", "prompt_language", _choice("ui.language", "zh", "en"), default="zh"),
+    Field("screen", "prompt_screen", _screen, default="1080x1920"),
+    Field("data_dir", "prompt_data_dir", _data_dir, default="/var/lib/kiosk"),
     Field(
         "technician",
-        "Technician id 技术员编号 (e.g. T0042)",
+        "prompt_technician",
         _technician,
         default="default",
         help="the id the service PIN logs in as (every technician event carries it)",
     ),
-    Field("pin", "Service PIN 维护密码 (6-12 digits)", _pin, secret=True),
+    Field("pin", "prompt_pin", _pin, secret=True),
 )
 BY_NAME = {f.name: f for f in FIELDS}
 # config keys filled by each field (for mapping kiosk.config's problems back to the technician)
@@ -387,8 +402,8 @@ def check_field(f: Field, text: str, base: Path) -> tuple[Parsed, str | None]:
         problem = rule(str(value) if key == "hardware.baud" else value)
         if problem:
             if key == "identity.area_code":
-                problem = f"area code {value} is not in Anhui: {problem}"
-            return {}, problem
+                return {}, said("area_not_anhui", area=value, problem=problem.text())
+            return {}, problem.text()
     return values, None
 
 
@@ -401,13 +416,13 @@ def _fingerprints(
     ca = values.get("ca_file", {}).get("sync.ca_file")
     if ca:
         fp = cert_fingerprint(load_cert(Path(ca).read_bytes()))
-        lines.append(f"CA certificate SHA-256:      {fp}")
+        lines.append(said("fp_ca", fp=fp))
         want = answers.get("ca_fingerprint", "").strip().upper().replace(":", "")
         if want and want != fp.replace(":", ""):
-            problems["ca_fingerprint"] = f"does not match the CA certificate ({fp})"
-    for field, key, label in (
-        ("province_key", "sync.province_public_key", "Province public key"),
-        ("province_root_key", "sync.province_root_key", "Province root key  "),
+            problems["ca_fingerprint"] = said("fingerprint_differs", what=said("what_ca"), fp=fp)
+    for field, key in (
+        ("province_key", "sync.province_public_key"),
+        ("province_root_key", "sync.province_root_key"),
     ):
         pk = values.get(field, {}).get(key)
         if not pk:
@@ -419,10 +434,11 @@ def _fingerprints(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         fp = public_key_fingerprint(spki)
-        lines.append(f"{label} SHA-256: {fp} (key id {key_id(raw)})")
+        lines.append(said(f"fp_{field}", fp=fp, kid=key_id(raw)))
         want = answers.get(f"{field}_fingerprint", "").strip().upper().replace(":", "")
         if want and want != fp.replace(":", ""):
-            problems[f"{field}_fingerprint"] = f"does not match the {label.strip().lower()} ({fp})"
+            what = said(f"what_{field}")
+            problems[f"{field}_fingerprint"] = said("fingerprint_differs", what=what, fp=fp)
     return lines, problems
 
 
@@ -473,12 +489,12 @@ def run_init(
     if not _gather_answers(args, answers, origin, base, problems, out):
         return exitcodes.USAGE
     if path.exists() and not args.force:
-        out(f"error: {path} exists; use --force to replace it (a backup is kept)")
+        out(said("exists", file=path))
         return exitcodes.FAIL
 
     values = _field_values(answers, origin, base, problems, interactive, ask, ask_secret, out)
     if problems:
-        out("error: the config was not written:")
+        out(said("not_written"))
         for p in problems:
             out(f"  {p}")
         return exitcodes.USAGE
@@ -487,14 +503,14 @@ def run_init(
         lines, fp_problems = _fingerprints(values, answers)
         if fp_problems:
             for name, p in fp_problems.items():
-                out(f"error: {_label(name, origin)}: {p}")
+                out(said("error_at", where=_label(name, origin), problem=p))
             return exitcodes.USAGE
         for line in lines:
             out(line)
         if interactive and lines:
-            confirm = ask("Do these fingerprints match the province's sheet? 指纹是否一致? [y/N] ")
+            confirm = ask(said("confirm_fingerprints"))
             if confirm.strip().lower() not in ("y", "yes", "是"):
-                out("not confirmed: nothing written")
+                out(said("not_confirmed"))
                 return exitcodes.FAIL
         kept = backup(path) if path.exists() else None
         try:
@@ -504,7 +520,8 @@ def run_init(
             for issue in e.issues:
                 owner = KEY_OWNER.get(issue.key.partition("[")[0])
                 name = _label(owner, origin) if owner else issue.key
-                out(f"error: {name}: {issue.problem} (config key {issue.key})")
+                problem = issue.problem.text()
+                out(said("config_key_problem", name=name, problem=problem, key=issue.key))
                 if owner:
                     bad.append(owner)
             if kept is not None:
@@ -516,10 +533,10 @@ def run_init(
                 if f.prompt is not None:
                     values[name] = _ask_until_valid(f, answers, ask, ask_secret, out)
             continue
-        out(f"wrote {path} (mode 0600) for {cfg.identity.kiosk_id}")
+        out(said("wrote", file=path, kiosk_id=cfg.identity.kiosk_id))
         if kept is not None:
-            out(f"previous config kept as {kept}")
-        out("next: kiosk-provision keys, then kiosk-provision register (it asks for the token)")
+            out(said("kept", file=kept))
+        out(said("next"))
         return exitcodes.OK
     return exitcodes.USAGE
 
@@ -537,19 +554,23 @@ def _gather_answers(
     False: the answers file cannot be read (said with `out`); unknown keys go to `problems`."""
     if args.answers:
         apath = Path(args.answers)
-        try:
-            data = tomllib.loads(apath.read_text(encoding="utf-8-sig"))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            out(f"error: cannot read the answers file {apath}: {e}")
+        try:  # UTF-8 with or without a BOM; a GBK file or a syntax error said with its line
+            data = tomllib.loads(read_text(apath))
+        except TextFileError as e:  # names the file, the place and what to do
+            out(say("error", error=e.message()))
+            return False
+        except tomllib.TOMLDecodeError as e:
+            out(said("answers_unreadable", file=apath, reason=say_toml_error(e)))
             return False
         for k, v in data.items():
             if k not in BY_NAME:
-                problems.append(f"{k} in {apath}: unknown answer; known: {', '.join(BY_NAME)}")
+                where = said("in_answers", key=k, answers=apath)
+                problems.append(said("unknown_answer", where=where, known=", ".join(BY_NAME)))
                 continue
             answers[k] = ",".join(map(str, v)) if isinstance(v, list) else str(v)
             if isinstance(v, bool):
                 answers[k] = "yes" if v else "no"
-            origin[k] = f"{k} in {apath}"
+            origin[k] = said("in_answers", key=k, answers=apath)
             base[k] = apath.parent.resolve()
     for f in FIELDS:
         v = getattr(args, f.name, None)
@@ -565,7 +586,7 @@ def _gather_answers(
         try:
             answers["pin"] = read_pin_file(Path(pin_file))
         except ValueError as e:
-            out(f"error: --pin-file: {e}")
+            out(say("pin_file_error", error=e))
             return False
         origin["pin"] = f"--pin-file {pin_file}"
     return True
@@ -592,17 +613,18 @@ def _field_values(
                 values[f.name] = parsed
                 continue
             if not interactive:
-                shown = "(hidden)" if f.secret else repr(text)
-                problems.append(f"{_label(f.name, origin)} = {shown}: {problem}")
+                shown = said("hidden") if f.secret else repr(text)
+                where = _label(f.name, origin)
+                problems.append(said("answer_problem", where=where, shown=shown, problem=problem))
                 continue
-            out(f"{_label(f.name, origin)}: {problem}")
+            out(said("field_problem", where=_label(f.name, origin), problem=problem))
         if interactive and f.prompt is not None:
             values[f.name] = _ask_until_valid(f, answers, ask, ask_secret, out)
-            origin[f.name] = f.prompt
+            origin[f.name] = f.asked()
             continue
         default = f.default_for(answers)
         if default is None:
-            problems.append(f"{f.flag}: required (answers file key: {f.name})")
+            problems.append(said("required", flag=f.flag, name=f.name))
             continue
         parsed, problem = check_field(f, default, Path.cwd())
         values[f.name] = parsed
@@ -620,15 +642,15 @@ def _ask_until_valid(
     while True:
         default = f.default_for(answers)
         shown = f" [{default}]" if default else ""
-        text = (ask_secret if f.secret else ask)(f"{f.prompt}{shown}: ")
+        text = (ask_secret if f.secret else ask)(said("ask", prompt=f.asked(), default=shown))
         if not text.strip() and default is not None:
             text = default
         parsed, problem = check_field(f, text, Path.cwd())
         if problem is None:
             if f.secret:
-                again = ask_secret("Repeat the PIN 再输入一次: ")
+                again = ask_secret(said("ask", prompt=said("prompt_pin_again"), default=""))
                 if again.strip() != text.strip():
-                    out("  the PINs differ, try again 两次输入不一致")
+                    out(said("pins_differ"))
                     continue
             answers[f.name] = "" if f.secret else text
             return parsed
@@ -659,9 +681,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             continue
         default = f.default if isinstance(f.default, str) else None
         extra = f" (default {default!r})" if default else ""
-        p.add_argument(
-            f.flag, dest=f.name, metavar="VALUE", help=(f.help or (f.prompt or f.name)) + extra
-        )
+        p.add_argument(f.flag, dest=f.name, metavar="VALUE", help=(f.help or _prompt_or(f)) + extra)
     p.add_argument(
         "--pin-file",
         metavar="FILE",
@@ -671,5 +691,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=cmd_init)
 
 
+def _prompt_or(f: Field) -> str:
+    return f.asked() if f.prompt is not None else f.name
+
+
 def cmd_init(args: argparse.Namespace) -> int:
-    return run_init(args)
+    try:
+        return run_init(args)
+    except EOFError:  # the input ended before every question was answered
+        print("\n" + said("input_ended"))
+        return exitcodes.USAGE

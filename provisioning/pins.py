@@ -98,7 +98,7 @@ def run_pin(
             kept.unlink(missing_ok=True)
         out(say("config_unchanged"))
         for issue in e.issues:
-            out(f"  {issue.key}: {issue.problem}")
+            out(f"  {issue.key}: {issue.problem.text()}")
         return exitcodes.USAGE
     out(f"technician {args.id}: {action} in {path}")
     if kept is not None:

@@ -235,7 +235,17 @@ def test_a_missing_or_malformed_device_secret(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=300)  # generous: 4 processes on a loaded 2-core box
         assert "Traceback" not in out, (cmd, out)
         assert proc.returncode == (1 if cmd[0] == "config" else 2), (cmd, out)
-        assert f"{cfg}: payments.device_secret_file = {shown}: " in out, out
+        # the file, the line of the key (of [payments] when it is left out), the key, the value
+        line = next(
+            n
+            for n, text in enumerate(cfg.read_text(encoding="utf-8").splitlines(), 1)
+            if text.startswith("device_secret_file" if shown != "(missing)" else "[payments]")
+        )
+        where = {
+            "zh": f"{cfg} 第 {line} 行：payments.device_secret_file = {shown}：",
+            "en": f"{cfg}, line {line}: payments.device_secret_file = {shown}: ",
+        }[lang]
+        assert where.replace("(missing)", "（未填写）" if lang == "zh" else "(missing)") in out
         assert "kiosk-provision register" in out, out
         expect = "运行柜机" if shown == "(missing)" else "64 个十六进制字符"
         if lang == "en":

@@ -61,9 +61,9 @@ def test_config_check_three_mistakes(tmp_path: Path) -> None:
     assert r.returncode == 1
     lines = [ln.strip() for ln in r.stderr.splitlines() if ln.startswith("  ")]
     assert len(lines) == 3, r.stderr
-    assert lines[0].startswith(f"{cfg}: identity.site_type = 'hospitl': must be one of")
-    assert lines[1].startswith(f"{cfg}: hardware.baud = 12345: must be one of")
-    assert lines[2].startswith(f"{cfg}: ui.languag = 'en': unknown key")
+    assert lines[0].startswith(f"{cfg}, line 4: identity.site_type = 'hospitl': must be one of")
+    assert lines[1].startswith(f"{cfg}, line 7: hardware.baud = 12345: must be one of")
+    assert lines[2].startswith(f"{cfg}, line 12: ui.languag = 'en': unknown key")
 
 
 def test_config_from_environment(tmp_path: Path) -> None:

@@ -26,6 +26,11 @@ def _english(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KIOSK_LANG", "en")
 
 
+def _line_of(path: Path, start: str) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(n for n, text in enumerate(lines, 1) if text.startswith(start))
+
+
 @pytest.mark.parametrize("data", [HEX.encode() + b"\n", SECRET_FILE.read_bytes()])
 def test_what_register_writes_is_accepted(tmp_path: Path, data: bytes) -> None:
     secret = tmp_path / "device-secret"
@@ -58,7 +63,8 @@ def test_a_malformed_secret_is_a_clear_config_error(tmp_path: Path, data: bytes)
         load_device_secret(cfg)
     (issue,) = e.value.issues
     text = str(issue)
-    assert text.startswith(f"{cfg.source}: payments.device_secret_file = '{secret}': ")
+    line = _line_of(cfg.source, "device_secret_file")
+    assert text.startswith(f"{cfg.source}, line {line}: payments.device_secret_file = '{secret}': ")
     assert "64 hex digits" in text and f"has {len(data)} bytes" in text
     assert "kiosk-provision register" in text
     assert device_secret_problems(cfg, data) == [issue]
@@ -69,5 +75,7 @@ def test_no_secret_file_is_a_clear_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_device_secret(cfg)
     (issue,) = e.value.issues
-    assert str(issue).startswith(f"{cfg.source}: payments.device_secret_file = (missing): ")
+    line = _line_of(cfg.source, "[payments]")  # where the key goes
+    where = f"{cfg.source}, line {line}: payments.device_secret_file = (missing): "
+    assert str(issue).startswith(where)
     assert "required to run the kiosk" in str(issue) and "kiosk-provision register" in str(issue)
