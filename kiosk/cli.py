@@ -225,26 +225,30 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
         return exitcodes.FAIL
-    ident = cfg.identity
-    print(f"{path}: OK")
+    ident, hw = cfg.identity, cfg.hardware
+    print(say("check_ok", file=path))
     print(
-        f"  kiosk {ident.kiosk_id} at {ident.site_name} "
-        f"({ident.site_type.value}, {ident.area_code})"
+        say(
+            "check_kiosk",
+            kiosk_id=ident.kiosk_id,
+            site=ident.site_name,
+            site_type=ident.site_type.value,
+            area=ident.area_code,
+        )
     )
     if cfg.boards:  # [[board]]: a protocol and port per board
-        print(f"  cabinet {cfg.hardware.cabinet} {cfg.hardware.rows}x{cfg.hardware.cols}")
+        print(say("check_cabinet", cabinet=hw.cabinet, rows=hw.rows, cols=hw.cols))
         for b in sorted(cfg.boards, key=lambda b: b.address):
-            print(f"  board {b.address}: {b.protocol} on {b.port} @ {b.baud} baud")
+            fields = {"address": b.address, "protocol": b.protocol, "port": b.port}
+            print(say("check_board", baud=b.baud, **fields))
     else:
-        print(
-            f"  cabinet {cfg.hardware.cabinet} {cfg.hardware.rows}x{cfg.hardware.cols} on "
-            f"{cfg.hardware.port} @ {cfg.hardware.baud} baud; boards {list(cfg.hardware.boards)}"
-        )
-    print(f"  broker {cfg.sync.broker_url} (MQTT {cfg.sync.mqtt_version})")
-    print(
-        f"  screen {cfg.ui.width}x{cfg.ui.height} {cfg.ui.orientation}, language {cfg.ui.language}"
-    )
-    print(f"  data dir {cfg.store.data_dir}")
+        fields = {"cabinet": hw.cabinet, "rows": hw.rows, "cols": hw.cols, "port": hw.port}
+        print(say("check_cabinet_port", baud=hw.baud, boards=list(hw.boards), **fields))
+    print(say("check_broker", url=cfg.sync.broker_url, version=cfg.sync.mqtt_version))
+    ui = cfg.ui
+    screen = {"width": ui.width, "height": ui.height, "orientation": ui.orientation}
+    print(say("check_screen", language=ui.language, **screen))
+    print(say("check_data_dir", dir=cfg.store.data_dir))
     return exitcodes.OK
 
 

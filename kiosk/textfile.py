@@ -42,6 +42,38 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "{file}：文件不存在。",
         "{file}: file not found.",
     ),
+    "check_ok": ("{file}：配置无误", "{file}: OK"),
+    "check_kiosk": (
+        "  售货机 {kiosk_id}，点位 {site}（{site_type}，{area}）",
+        "  kiosk {kiosk_id} at {site} ({site_type}, {area})",
+    ),
+    "check_cabinet": (
+        "  货柜 {cabinet}，{rows} 行 x {cols} 列",
+        "  cabinet {cabinet} {rows}x{cols}",
+    ),
+    "check_board": (
+        "  控制板 {address}：{protocol} 协议，串口 {port}，{baud} 波特",
+        "  board {address}: {protocol} on {port} @ {baud} baud",
+    ),
+    "check_cabinet_port": (
+        "  货柜 {cabinet}，{rows} 行 x {cols} 列，串口 {port}，{baud} 波特；控制板 {boards}",
+        "  cabinet {cabinet} {rows}x{cols} on {port} @ {baud} baud; boards {boards}",
+    ),
+    "check_broker": (
+        "  省平台消息服务器 {url}（MQTT {version}）",
+        "  broker {url} (MQTT {version})",
+    ),
+    "check_screen": (
+        "  屏幕 {width}x{height}，{orientation}，界面语言 {language}",
+        "  screen {width}x{height} {orientation}, language {language}",
+    ),
+    "check_data_dir": ("  数据目录 {dir}", "  data dir {dir}"),
+    "board_no_config": (
+        "{file}：没有这台售货机的配置。请用 --config 指定配置文件（可驱动任何协议的货柜），"
+        "或用 --port 指定串口（仅限本项目协议的控制板）。",
+        "no kiosk config at {file}: give --config (the kiosk's cabinet, any protocol) "
+        "or --port (a board of our own protocol).",
+    ),
     "config_not_found_hint": (
         "新机器请先运行 `kiosk-provision init` 生成配置，或用 --config 指定配置文件。",
         "On a new kiosk run `kiosk-provision init` to write one, or give --config.",

@@ -27,6 +27,7 @@ from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.hardware.modbus_locks import ModbusLockBoard
 from kiosk.hardware.vmc_driver import VmcBoard
 from kiosk.store import Store, open_store
+from kiosk.textfile import say
 
 __all__ = [
     "BuildCabinet",
@@ -155,10 +156,7 @@ def _config(args: Any) -> tuple[Path, KioskConfig | None]:
     path = resolve_config_path(explicit)
     if not path.exists():
         if args.port is None or explicit is not None:
-            raise TargetError(
-                f"no kiosk config at {path}: give --config (the kiosk's cabinet, any protocol) "
-                "or --port (a board of our own protocol)"
-            )
+            raise TargetError(say("board_no_config", file=path))
         return path, None
     try:
         return path, load_config(path)

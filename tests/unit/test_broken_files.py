@@ -82,6 +82,11 @@ def test_a_config_saved_with_a_bom_is_read(tmp_path: Path) -> None:
     r = kiosk("config", "check", "--config", str(path))
     _clean(r)
     assert r.returncode == 0 and ": OK" in r.stdout, r.stderr
+    assert "data dir" in r.stdout and "broker" in r.stdout, r.stdout
+    r = kiosk("config", "check", "--config", str(path), lang="zh_CN.UTF-8")
+    _clean(r)
+    assert r.returncode == 0 and "：配置无误" in r.stdout, r.stderr
+    assert "数据目录" in r.stdout and "data dir" not in r.stdout, r.stdout
 
 
 def test_no_config_points_to_provisioning(tmp_path: Path) -> None:

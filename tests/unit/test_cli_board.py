@@ -167,12 +167,17 @@ def test_vend_waits_for_a_board_that_stopped_answering_and_asks(
 
 
 def test_without_port_or_config_says_which_to_give(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     missing = tmp_path / "kiosk.toml"
+    monkeypatch.setenv("KIOSK_LANG", "en")
     code, out, err = run_cli(capsys, "board", "status", "--config", str(missing))
     assert code == exitcodes.USAGE
     assert f"no kiosk config at {missing}" in err and "--port" in err, out + err
+    monkeypatch.setenv("KIOSK_LANG", "zh")
+    code, out, err = run_cli(capsys, "board", "status", "--config", str(missing))
+    assert code == exitcodes.USAGE
+    assert f"{missing}：没有这台售货机的配置" in err and "--port" in err, out + err
 
 
 def test_an_open_service_door_is_shown_and_is_not_a_fault(
