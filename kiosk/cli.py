@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiosk import __version__, exitcodes
+from kiosk.cli_words import install as install_words
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
 from kiosk.textfile import TextFileError, read_text, say, say_csv_row, say_os_error, use_lang
@@ -442,6 +443,7 @@ def cmd_store_recover(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    install_words(sys.argv[1:] if argv is None else argv)  # argparse's words too
     parser = build_parser()
     args = parser.parse_args(argv)
     use_lang(args.msg_lang)

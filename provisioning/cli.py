@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from kiosk import __version__, exitcodes
+from kiosk.cli_words import install as install_words
 from kiosk.log import formatter
 from kiosk.textfile import say_os_error, use_lang
 from provisioning import init, keys, label, pins, register, selftest, service, status
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    install_words(sys.argv[1:] if argv is None else argv)  # argparse's words too
     parser = build_parser()
     args = parser.parse_args(argv)
     use_lang(args.msg_lang)
