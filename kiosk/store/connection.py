@@ -69,6 +69,17 @@ class Database:
                         conn.execute(stmt)
                 raise
 
+    def change_token(self) -> tuple[int, int, int]:
+        """Changes when anything may have changed in the database since the last call: another
+        connection committed (SQLite's `data_version`) or this one wrote (`total_changes`,
+        rolled-back writes included), or the connection is another one. Equal tokens: nothing
+        was written in between, so a value read after the first is still current. No
+        transaction, no table read (a poll of an idle store costs one pragma)."""
+        with self.lock:
+            conn = self._live()
+            row = conn.execute("PRAGMA data_version").fetchone()
+            return (id(conn), int(row[0]), conn.total_changes)
+
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several reads (a deferred transaction, or the outer one)."""

@@ -67,6 +67,11 @@ class Store:
         """A consistent read snapshot. Do not write inside it; use `transaction()`."""
         return self._db.read()
 
+    def change_token(self) -> tuple[int, int, int]:
+        """Equal on two calls only if nothing was written to the store in between, by this
+        process or another (kiosk.store.connection.Database.change_token)."""
+        return self._db.change_token()
+
     @property
     def epoch(self) -> str:
         """The store epoch: 4 base32 digits, random at creation, part of every order id."""

@@ -157,6 +157,8 @@ class Outbox:
         self._cache_lock = threading.Lock()
         self.cache_bytes = cache_bytes
         self._acked_sent_at: float | None = None  # see acked_sent_at()
+        # last_seq() as read at a store change token: the publisher polls it every 0.25 s
+        self._last_seq_at: tuple[tuple[int, int, int], int] | None = None
 
     # --- writing --------------------------------------------------------------------------
 
@@ -597,8 +599,15 @@ class Outbox:
         return sum(self._stats("bytes").values())
 
     def last_seq(self) -> int:
-        """The last seq handed out (0 if none)."""
-        return self.store.counters.current(SEQ_COUNTER)
+        """The last seq handed out (0 if none), by any process. Read again only when the store
+        changed since the last read (Store.change_token): an idle poll is one pragma."""
+        token = self.store.change_token()
+        seen = self._last_seq_at
+        if seen is not None and seen[0] == token:
+            return seen[1]
+        value = self.store.counters.current(SEQ_COUNTER)
+        self._last_seq_at = (token, value)  # a change after the token: the next token differs
+        return value
 
     def last_ack_at(self) -> float | None:
         """Kiosk time of the last end-to-end acknowledgement, None if never."""
