@@ -35,9 +35,9 @@ def text_faults(app: UiApp) -> list[str]:
     return faults
 
 
-# Large text at the issue's four sizes; the service screens are a technician's, always the
-# normal size, so drawn once.
-LARGE_SIZES = [(1080, 1920), (1920, 1080), (800, 480), (540, 960)]
+# Large text at every size too; the service screens are a technician's, always the normal
+# size, so drawn once.
+LARGE_SIZES = SIZES
 CASES = [
     pytest.param(
         screen, large, size, id=f"{screen}-{'large' if large else 'normal'}-{size[0]}x{size[1]}"
@@ -56,9 +56,9 @@ def test_screen_fits(screen: str, size: tuple[int, int], lang: str, large: bool)
     assert app.large is large
     assert not text_faults(app)
     bounds = app.surface.get_rect()
-    m = app.frame_m  # large, or normal where large text does not fit a 7" panel
-    assert m.large is (large and not app.large_fallback and not app.in_service)
-    assert not app.large_fallback or min(size) <= 600, "large text falls back on a big panel"
+    m = app.frame_m
+    # large text on every panel: never the normal size instead (no fallback on a 7" one)
+    assert m.large is (large and not app.in_service), "drawn at the normal size"
     assert app.texts, "nothing drawn"
     for r in app.texts:
         where = f"{r.text!r} box={r.box} drawn={r.drawn}"

@@ -7,13 +7,15 @@ I/O and never change controller state except by `app.post(intent)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar
 
 import pygame
 
 from kiosk.contract import Intent, ServiceInfo, ViewState
-from kiosk.ui.widgets import Action, Ui, line_height
+from kiosk.ui.theme import RGB
+from kiosk.ui.widgets import Action, Align, Role, Ui, line_height
 
 if TYPE_CHECKING:
     from kiosk.config import TechnicianConfig, UiConfig
@@ -274,3 +276,63 @@ def kv_rows(
         ui.text(value, pygame.Rect(area.x + lw + m.gap, y, value_w, rh), max_lines=lines)
         y += rh + m.gap
     return y
+
+
+@dataclass(frozen=True)
+class Block:
+    """One paragraph of a `text_stack`: drawn at `size` when the stack has the room."""
+
+    text: str
+    size: int
+    max_lines: int = 2
+    bold: bool = False
+    color: RGB | None = None
+    role: Role = ""
+    align: Align = "left"
+
+
+def _block_h(ui: Ui, b: Block, width: int, size: int) -> int | None:
+    """The height of `b` at exactly `size` in `width` (None: more than its max_lines)."""
+    lines = ui.layout(b.text, width, 10**6, size, 10**6, b.bold, min_size=size)[0]
+    return None if len(lines) > b.max_lines else len(lines) * line_height(size)
+
+
+def plan_stack(ui: Ui, width: int, height: int, blocks: Sequence[Block], gap: int) -> list[int]:
+    """The sizes `text_stack` draws `blocks` at in `width` x `height`: their own when they fit,
+    else all shrunk in steps together (never below the 4.8 mm floor)."""
+    floor = ui.m.floor or ui.m.small
+    sizes: list[int] = []
+    for k in range(100, 0, -5):
+        sizes = [max(floor, min(b.size, round(b.size * k / 100))) for b in blocks]
+        if stack_h(ui, width, blocks, sizes, gap) <= height or all(s == floor for s in sizes):
+            break
+    return sizes
+
+
+def stack_h(ui: Ui, width: int, blocks: Sequence[Block], sizes: Sequence[int], gap: int) -> int:
+    """The height of `blocks` at `sizes` (a block over its max_lines counts as very high)."""
+    hs = [_block_h(ui, b, width, s) for b, s in zip(blocks, sizes, strict=True)]
+    return sum(10**6 if h is None else h for h in hs) + gap * max(0, len(blocks) - 1)
+
+
+def text_stack(ui: Ui, area: pygame.Rect, blocks: Sequence[Block], gap: int) -> int:
+    """Paragraphs top-down in `area`, `gap` apart, each as high as its lines. When they do not
+    all fit at their sizes, every one shrinks in steps together (never below the 4.8 mm
+    floor), so a condensed screen keeps its proportions instead of cutting the last block.
+    Returns the y below the last block."""
+    sizes = plan_stack(ui, area.w, area.h, blocks, gap)
+    y = area.y
+    for b, s in zip(blocks, sizes, strict=True):
+        h = _block_h(ui, b, area.w, s) or b.max_lines * line_height(s)  # too long: text() cuts
+        ui.text(
+            b.text,
+            pygame.Rect(area.x, y, area.w, h),
+            size=s,
+            bold=b.bold,
+            color=b.color,
+            align=b.align,
+            max_lines=b.max_lines,
+            role=b.role,
+        )
+        y += h + gap
+    return y - gap
