@@ -34,9 +34,9 @@ Align = Literal["left", "center", "right"]
 VAlign = Literal["top", "middle", "bottom"]
 Overflow = Literal["ellipsis", "error"]
 Style = Literal["primary", "secondary", "outline", "ghost", "disabled", "header"]
-#: What a piece of text is, for the checks: a price, a total or a button label is never cut
-#: (the tests fail on it); a product name shrinks first and is cut only as the last resort.
-Role = Literal["", "price", "total", "button", "name"]
+#: What a piece of text is, for the checks: a price, a total, a button label, a product name
+#: or a header's title is never cut (the tests fail on it; a name or title shrinks and wraps).
+Role = Literal["", "price", "total", "button", "name", "title"]
 Action = Callable[[], None]
 
 ELLIPSIS = "…"

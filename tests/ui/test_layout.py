@@ -1,7 +1,8 @@
 """Every screen, at every supported size, in both languages, in normal and large-text mode:
 nothing overflows its box, no text below 4.8 mm, every tap target at least 9 mm (>= 48 px),
-everything on screen; no price, total, button label or product name cut, and no orphan (one
-character, or only punctuation, alone on a line)."""
+everything on screen; no price, total, button label, product name or header title cut, no
+text cut on a service screen, and no orphan (one character, or only punctuation, alone on a
+line)."""
 
 from __future__ import annotations
 
@@ -17,18 +18,21 @@ SIZES = [(1080, 1920), (1920, 1080), (1024, 600), (800, 480), (540, 960)]  # 540
 
 
 #: Never cut: a product name too (on a tile, the grid takes fewer columns or gives the name a
-#: third line before that).
-NEVER_CUT = ("price", "total", "button", "name")
+#: third line before that), and a header's title (it wraps into a taller bar instead).
+NEVER_CUT = ("price", "total", "button", "name", "title")
 
 
 def text_faults(app: UiApp) -> list[str]:
-    """What the frame drew wrong: a price, total, button label or product name cut (or
-    anything with a money amount), an orphan line."""
+    """What the frame drew wrong: a price, total, button label, product name or header title
+    cut (or anything with a money amount), any text cut on a technician's screen, an orphan
+    line."""
     faults = []
     for r in app.texts:
         where = f"{r.role or 'text'} {r.text!r} drawn as {r.lines}"
         if (r.role in NEVER_CUT or "¥" in r.text) and (r.truncated or not r.fits):
             faults.append(f"cut: {where}")
+        elif app.in_service and r.truncated:  # names, URLs: a technician needs all of it
+            faults.append(f"cut on a service screen: {where}")
         if orphan_lines(r.text, r.lines):
             faults.append(f"orphan {orphan_lines(r.text, r.lines)}: {where}")
     return faults

@@ -142,50 +142,67 @@ def header(
     large: bool = False,
 ) -> pygame.Rect:
     """The red title bar; returns the rectangle below it. `large`: the large-text toggle at
-    the left (the attract and catalog screens, which have no back button)."""
+    the left (the attract and catalog screens, which have no back button). The title (role
+    "title") is never cut: it shrinks towards the floor, then takes two lines between the
+    buttons, then a row of its own under them, the bar growing to hold it; only beside the
+    large-text toggle is a title that cannot fit at the floor left out."""
     m = ui.m
-    h = m.touch + 2 * m.pad
-    bar = pygame.Rect(0, 0, ui.rect.w, h)
-    ui.fill(bar, ui.c.header)
     x0, x1 = m.pad, ui.rect.w - m.pad
     bw = max(round(m.touch * 1.9), m.text * 5)
-    if large and back is None:
-        lw = large_toggle_w(ui)
-        large_toggle(ui, app, pygame.Rect(x0, m.pad, lw, m.touch), app.toggle_large)
+    lw = large_toggle_w(ui) if large and back is None else 0
+    if lw:
         x0 += lw + m.gap
     if back is not None:
+        x0 += bw + m.gap
+    if lang:
+        x1 -= bw + m.gap
+    room = pygame.Rect(x0, m.pad, x1 - x0, m.touch)
+    shown = not (lw and ui.measure(title, m.floor, True) > room.w)
+    lines = 1
+    if shown and not ui.layout(title, room.w, room.h, m.title, 1, True)[2]:
+        lines = 2  # two lines between the buttons, else a row of its own under them
+        two = max(m.touch, 2 * line_height(m.floor))
+        if ui.layout(title, room.w, two, m.title, 2, True)[2]:
+            room.h = two
+        else:
+            room = pygame.Rect(m.pad, m.pad + m.touch + m.gap, ui.rect.w - 2 * m.pad, 0)
+            room.h = 2 * line_height(m.floor)
+    h = max(m.touch, room.bottom - m.pad) + 2 * m.pad
+    bar = pygame.Rect(0, 0, ui.rect.w, h)
+    ui.fill(bar, ui.c.header)
+    y = m.pad if room.y > m.pad else (h - m.touch) // 2  # buttons beside a title: centred
+    if lw:
+        large_toggle(ui, app, pygame.Rect(m.pad, y, lw, m.touch), app.toggle_large)
+    if back is not None:
         ui.button(
-            pygame.Rect(x0, m.pad, bw, m.touch),
+            pygame.Rect(m.pad + (lw + m.gap if lw else 0), y, bw, m.touch),
             ui.t("common.back"),
             back,
             name="back",
             style="header",
             max_lines=1,
         )
-        x0 += bw + m.gap
     if lang:
         ui.button(
-            pygame.Rect(x1 - bw, m.pad, bw, m.touch),
+            pygame.Rect(ui.rect.w - m.pad - bw, y, bw, m.touch),
             ui.t("lang.switch"),
             app.toggle_lang,
             name="lang",
             style="header",
             max_lines=1,
         )
-        x1 -= bw + m.gap
-    room = pygame.Rect(x0, m.pad, x1 - x0, m.touch)
-    if large and ui.measure(title, m.floor, True) > room.w:
-        return pygame.Rect(0, h, ui.rect.w, ui.rect.h - h)  # the buttons leave no room
-    ui.text(
-        title,
-        room,
-        size=m.title,
-        color=ui.c.on_header,
-        align="center" if back or lang else "left",
-        valign="middle",
-        bold=True,
-        max_lines=1,
-    )
+    if shown:
+        ui.text(
+            title,
+            room,
+            size=m.title,
+            color=ui.c.on_header,
+            align="center" if back or lang else "left",
+            valign="middle",
+            bold=True,
+            max_lines=lines,
+            role="title",
+        )
     return pygame.Rect(0, h, ui.rect.w, ui.rect.h - h)
 
 

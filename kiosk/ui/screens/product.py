@@ -66,12 +66,7 @@ class ProductScreen(Screen):
             words = pygame.Rect(
                 img.right + 2 * m.gap, content.y, content.right - img.right - 2 * m.gap, side
             )
-            table = pygame.Rect(
-                content.x,
-                img.bottom + 2 * m.gap,
-                content.w,
-                content.bottom - img.bottom - 2 * m.gap,
-            )
+            table = pygame.Rect(content.x, 0, content.w, 0)  # under the picture and the price
         else:
             side = min(content.w * 30 // 100, content.h - line_height(m.huge) - m.gap)
             img = pygame.Rect(content.x, content.y, side, side)
@@ -85,7 +80,10 @@ class ProductScreen(Screen):
             )
         ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
         ui.badge(t("badge.fupin"), img.x + m.pad // 2, img.y + m.pad // 2, img.w - m.pad)
-        self._draw_name_price(ui, p, words, img)
+        bottom = self._draw_name_price(ui, p, words, img)
+        if m.portrait:
+            table.y = max(img.bottom, bottom) + 2 * m.gap
+            table.h = content.bottom - table.y
         stock = t.stock(pv)
         rows = [
             (t("product.origin"), product_text(p, "origin_county", lang)),
@@ -100,9 +98,9 @@ class ProductScreen(Screen):
         if ui.now < self.toast_until:
             self._draw_toast(ui, foot)
 
-    def _draw_name_price(self, ui: Ui, p: Product, words: pygame.Rect, img: pygame.Rect) -> None:
+    def _draw_name_price(self, ui: Ui, p: Product, words: pygame.Rect, img: pygame.Rect) -> int:
         """The name (shrinks, then wraps) and the price (never cut): beside the picture on a
-        portrait screen, the price under it on a landscape one."""
+        portrait screen, the price under it on a landscape one. Returns the y below them."""
         m, c, t = ui.m, ui.c, ui.t
         name = product_text(p, "name", t.lang)
         price = t.money(p.price_fen)
@@ -115,7 +113,7 @@ class ProductScreen(Screen):
                 max_lines=3,
                 role="name",
             )
-            ui.text(
+            r = ui.text(
                 price,
                 pygame.Rect(words.x, r.bottom + m.gap, words.w, line_height(m.huge)),
                 size=m.huge,
@@ -124,9 +122,10 @@ class ProductScreen(Screen):
                 overflow="error",
                 role="price",
             )
+            return r.bottom
         else:
             ui.text(name, words, size=m.title, bold=True, max_lines=2, role="name")
-            ui.text(
+            r = ui.text(
                 price,
                 pygame.Rect(img.x, img.bottom + m.gap, img.w, line_height(m.huge)),
                 size=m.huge,
@@ -135,6 +134,7 @@ class ProductScreen(Screen):
                 overflow="error",
                 role="price",
             )
+            return r.bottom
 
     def _draw_toast(self, ui: Ui, foot: pygame.Rect) -> None:
         """A dark band with a tick just above the buttons: 已加入购物车 and the cart's count."""
