@@ -108,11 +108,12 @@ class PaymentScreen(Screen):
     def _draw_condensed(
         self, ui: Ui, content: pygame.Rect, pay: PaymentView, offline: bool
     ) -> None:
-        """Landscape with little height (large text on a 7" panel): the QR at the left; at the
-        right the offline band (its words shrink towards the floor), the marks, then the
-        amount with the time left beside it, and the scan hint only where room is left."""
+        """Landscape with little height (a 7" panel offline, or in large text): the QR at the
+        left; at the right the offline band (its words shrink towards the floor), the marks,
+        the amount (big where room is left) with the time left beside it, and the scan hint
+        and the order number only where room is left."""
         m, c, t = ui.m, ui.c, ui.t
-        side = min(content.h, content.w * 40 // 100)
+        side = min(content.h, content.w * 45 // 100)
         qr = pygame.Rect(content.x, content.y + (content.h - side) // 2, side, side)
         ui.fill(qr.inflate(m.pad, m.pad), (255, 255, 255), m.radius)
         ui.qr(pay.pay_url, qr)
@@ -127,17 +128,22 @@ class PaymentScreen(Screen):
             room = right.h - row_h - marks_h - 2 * m.gap
             y = offline_banner(ui, pygame.Rect(right.x, y, right.w, room)).bottom + m.gap
         hint_h = line_height(m.text)
-        if right.bottom - y - marks_h - row_h - 2 * m.gap >= hint_h + m.gap:
+        left = right.bottom - y - marks_h - row_h - 2 * m.gap  # what the band leaves over
+        if left >= hint_h + m.gap:
             ui.text(t("payment.hint"), pygame.Rect(right.x, y, right.w, hint_h), bold=True)
             y += hint_h + m.gap
+            left -= hint_h + m.gap
         pay_marks(ui, pygame.Rect(right.x, y, right.w, marks_h), size=m.floor)
         y += marks_h + m.gap
         amount = t.money(pay.amount_fen)
-        aw = ui.measure(amount, m.title, True)
+        size = m.title
+        if left >= line_height(m.huge) - row_h:  # the big amount where there is room
+            size, row_h = m.huge, line_height(m.huge)
+        aw = ui.measure(amount, size, True)
         ui.text(
             amount,
             pygame.Rect(right.x, y, aw, row_h),
-            size=m.title,
+            size=size,
             color=c.price,
             bold=True,
             overflow="error",

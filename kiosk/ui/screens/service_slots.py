@@ -280,7 +280,7 @@ class ServiceSlotsScreen(Screen):
         names = set()
         for sv in self.app.view.service.slots:
             pv = self.app.view.product(sv.product_id) if sv.product_id else None
-            names.add(product_text(pv.product, "name", t.lang) if pv else "")
+            names.add(product_text(pv.product, "name", t.lang) if pv else (sv.product_id or ""))
         lh = line_height(m.text)
         if all(ui.layout(n, w, lh, m.text, 1, False)[2] for n in names):
             return lh
