@@ -274,23 +274,35 @@ def kv_rows(
     label_frac: float = 0.34,
     max_value_lines: int = 2,
 ) -> int:
-    """Label: value rows with wrapping values. Returns the y below the last row."""
+    """Label: value rows with wrapping values. A value gets the lines it needs (up to
+    `max_value_lines`) while the rows fit `area`; when they do not, the rows with the most
+    lines give one up first (a value then shrinks towards the floor before it is cut).
+    Returns the y below the last row."""
     m = ui.m
-    lh = line_height(m.text)
-    lw = round(area.w * label_frac)
+    widest = max((ui.measure(label, m.text) for label, _ in rows), default=0)
+    lw = min(round(area.w * label_frac), widest + m.pad)  # no wider than the labels need
+    value_w = area.w - lw - m.gap
+    floor = m.floor or m.small
+    size = m.text
+    while True:  # large text: the table shrinks towards the floor before a value is cut
+        lh = line_height(size)
+        need = [
+            len(ui.layout(v, value_w, 10**6, size, 10**6, False, min_size=size)[0]) for _, v in rows
+        ]
+        need = [min(max_value_lines, max(1, n)) for n in need]
+        fits = sum(need) * lh + m.gap * (len(rows) - 1) <= area.h
+        if fits or size <= min(floor, m.text) or size <= round(m.text / 1.35):
+            break
+        size = max(floor, size - max(1, size // 12))
+    while sum(need) * lh + m.gap * (len(rows) - 1) > area.h and max(need, default=1) > 1:
+        need[need.index(max(need))] -= 1
     y = area.y
-    per_row = max(lh, (area.h - m.gap * (len(rows) - 1)) // max(1, len(rows)))
-    for label, value in rows:
-        lines = min(max_value_lines, max(1, per_row // lh))
-        value_w = area.w - lw - m.gap
-        needed = ui.layout(value, value_w, lh * lines, m.text, lines, False)[0]
-        rh = min(lh * lines, lh * max(1, len(needed)))
-        if y + rh > area.bottom:
-            rh = max(lh, area.bottom - y)
+    for (label, value), lines in zip(rows, need, strict=True):
         if y + lh > area.bottom:
             break
-        ui.text(label, pygame.Rect(area.x, y, lw, lh), color=ui.c.muted)
-        ui.text(value, pygame.Rect(area.x + lw + m.gap, y, value_w, rh), max_lines=lines)
+        rh = min(lh * lines, area.bottom - y)
+        ui.text(label, pygame.Rect(area.x, y, lw, lh), size=size, color=ui.c.muted)
+        ui.text(value, pygame.Rect(area.x + lw + m.gap, y, value_w, rh), size=size, max_lines=lines)
         y += rh + m.gap
     return y
 

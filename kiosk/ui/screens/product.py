@@ -73,7 +73,9 @@ class ProductScreen(Screen):
             right = pygame.Rect(
                 img.right + 2 * m.gap, content.y, content.right - img.right - 2 * m.gap, content.h
             )
-            name_h = line_height(m.title) * 2
+            # the name takes the lines it needs (up to two), the table the rest
+            got = ui.layout(title, right.w, line_height(m.title) * 2, m.title, 2, True)
+            name_h = len(got[0]) * line_height(got[1]) if got[2] else line_height(m.title) * 2
             words = pygame.Rect(right.x, right.y, right.w, name_h)
             table = pygame.Rect(
                 right.x, right.y + name_h + m.gap, right.w, right.h - name_h - m.gap
