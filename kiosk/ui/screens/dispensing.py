@@ -78,4 +78,8 @@ class DispensingScreen(Screen):
         row_h = max(
             line_height(m.text) + m.pad, min(m.touch, (body.bottom - y) // max(1, len(rows)))
         )
+        # a name that one line cannot hold at the floor gets two (never cut)
+        w, one = ui.progress_label_w(body.w, rows), line_height(m.text)
+        if not all(ui.layout(n, w, one, m.text, 1, False)[2] for n, _, _ in rows):
+            row_h = max(row_h, 2 * line_height(m.floor) + m.pad)
         ui.progress_list(pygame.Rect(body.x, y, body.w, body.bottom - y), rows, row_h=row_h)
