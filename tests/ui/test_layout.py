@@ -63,6 +63,11 @@ def test_screen_fits(screen: str, size: tuple[int, int], lang: str, large: bool)
     # large text on every panel: never the normal size instead (no fallback on a 7" one)
     assert m.large is (large and not app.in_service), "drawn at the normal size"
     assert app.texts, "nothing drawn"
+    d = app.view.dispensing
+    if screen.startswith("dispensing") and d is not None:  # every item listed, none dropped
+        statuses = {CATALOGS[lang][f"dispense.{i.status}"] for i in d.items}
+        listed = [r.text for r in app.texts if r.text in statuses]
+        assert len(listed) == len(d.items), f"{len(listed)} of {len(d.items)} items listed"
     for r in app.texts:
         where = f"{r.text!r} box={r.box} drawn={r.drawn}"
         assert r.fits, f"does not fit: {where}"
