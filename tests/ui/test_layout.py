@@ -20,6 +20,7 @@ SIZES = [(1080, 1920), (1920, 1080), (1024, 600), (800, 480), (540, 960)]  # 540
 #: Never cut: a product name too (on a tile, the grid takes fewer columns or gives the name a
 #: third line before that), and a header's title (it wraps into a taller bar instead).
 NEVER_CUT = ("price", "total", "button", "name", "title")
+PRODUCT_ROWS = ("origin", "producer", "cert", "spec", "shelf_life", "stock")
 
 
 def text_faults(app: UiApp) -> list[str]:
@@ -68,6 +69,10 @@ def test_screen_fits(screen: str, size: tuple[int, int], lang: str, large: bool)
         statuses = {CATALOGS[lang][f"dispense.{i.status}"] for i in d.items}
         listed = [r.text for r in app.texts if r.text in statuses]
         assert len(listed) == len(d.items), f"{len(listed)} of {len(d.items)} items listed"
+    if any(s.name == "product" for s in app.stack):  # every row of the product's table
+        labels = [CATALOGS[lang][f"product.{k}"] for k in PRODUCT_ROWS]
+        shown = [r.text for r in app.texts if r.text in labels]
+        assert len(shown) == len(labels), f"product table rows: {shown}"
     for r in app.texts:
         where = f"{r.text!r} box={r.box} drawn={r.drawn}"
         assert r.fits, f"does not fit: {where}"

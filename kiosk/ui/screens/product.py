@@ -60,6 +60,15 @@ class ProductScreen(Screen):
         lang = t.lang
         content, foot = footer_rect(ui, area)
         content = content.inflate(-2 * m.pad, -2 * m.pad)
+        stock = t.stock(pv)
+        rows = [
+            (t("product.origin"), product_text(p, "origin_county", lang)),
+            (t("product.producer"), product_text(p, "producer", lang)),
+            (t("product.cert"), p.certification_no),
+            (t("product.spec"), product_text(p, "spec", lang)),
+            (t("product.shelf_life"), t("product.shelf_life_days", days=p.shelf_life_days)),
+            (t("product.stock"), stock),
+        ]
         if m.portrait:
             side = min(content.w * 45 // 100, content.h * 32 // 100)
             img = pygame.Rect(content.x, content.y, side, side)
@@ -73,9 +82,13 @@ class ProductScreen(Screen):
             right = pygame.Rect(
                 img.right + 2 * m.gap, content.y, content.right - img.right - 2 * m.gap, content.h
             )
-            # the name takes the lines it needs (up to two), the table the rest
-            got = ui.layout(title, right.w, line_height(m.title) * 2, m.title, 2, True)
-            name_h = len(got[0]) * line_height(got[1]) if got[2] else line_height(m.title) * 2
+            # the name takes the lines it needs (up to two) and shrinks so that every row of
+            # the table fits, at the floor size at least
+            table_least = len(rows) * line_height(m.floor) + (len(rows) - 1) * m.gap
+            name_room = max(2 * line_height(m.floor), right.h - table_least - m.gap)
+            box_h = min(line_height(m.title) * 2, name_room)
+            got = ui.layout(title, right.w, box_h, m.title, 2, True)
+            name_h = len(got[0]) * line_height(got[1]) if got[2] else box_h
             words = pygame.Rect(right.x, right.y, right.w, name_h)
             table = pygame.Rect(
                 right.x, right.y + name_h + m.gap, right.w, right.h - name_h - m.gap
@@ -86,15 +99,6 @@ class ProductScreen(Screen):
         if m.portrait:
             table.y = max(img.bottom, bottom) + 2 * m.gap
             table.h = content.bottom - table.y
-        stock = t.stock(pv)
-        rows = [
-            (t("product.origin"), product_text(p, "origin_county", lang)),
-            (t("product.producer"), product_text(p, "producer", lang)),
-            (t("product.cert"), p.certification_no),
-            (t("product.spec"), product_text(p, "spec", lang)),
-            (t("product.shelf_life"), t("product.shelf_life_days", days=p.shelf_life_days)),
-            (t("product.stock"), stock),
-        ]
         kv_rows(ui, table, rows)
         self._draw_actions(ui, foot)
         if ui.now < self.toast_until:
