@@ -133,12 +133,6 @@ def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
     return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
 
 
-def _laid_out(ui: Ui) -> bool:
-    """Every text of the frame fits its box, and every box is on the screen."""
-    bounds = ui.rect
-    return all(r.fits and bounds.contains(r.box) for r in ui.texts)
-
-
 def make_root(app: UiApp, name: str) -> Screen:
     from kiosk.ui.screens.attract import AttractScreen
     from kiosk.ui.screens.catalog import CatalogScreen
@@ -204,7 +198,6 @@ class UiApp:
         }
         self.lang: str = config.language
         self.large = False  # large-text mode (大字模式): off again at idle, like the language
-        self.large_fallback = False  # the last frame: large asked for, drawn normal (render)
         self.frame_m = self._metrics[False]  # the sizes the last full frame was drawn at
         self.view: ViewState = controller.view()
         # Offscreen (screenshots, tests): every picture now. On a display the pictures are
@@ -505,13 +498,6 @@ class UiApp:
         now = self.now()
         m = self.m
         ui, visible = self._paint(now, m)
-        self.large_fallback = False
-        if m.large and not _laid_out(ui):
-            # large text does not fit this screen on this panel (a 7" landscape one): the
-            # frame is drawn at the normal size rather than cut or spilled
-            self.large_fallback = True
-            m = self._metrics[False]
-            ui, visible = self._paint(now, m)
         self.hits, self.texts = ui.hits, ui.texts
         self.dirty = False
         self._drawn = (*visible, self.lang, m, self.surface.get_size())

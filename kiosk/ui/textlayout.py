@@ -1,6 +1,7 @@
 """Line breaking for Chinese and English, as pure functions (no window, no pygame).
 
-Owns: the break opportunities (a CJK character each, a Latin word each), the simple 禁则
+Owns: the break opportunities (a CJK character each, a Latin word each, a URL after each
+"/" and "."), the simple 禁则
 (kinsoku) rules (closing punctuation such as ，。、）》 never starts a line, opening punctuation
 such as （《 never ends one), and the orphan rule: no line of a wrapped paragraph holds a single
 character (石台富硒绿/茶) or only punctuation; such a line takes the last break unit of the line
@@ -24,11 +25,22 @@ NO_LINE_START = frozenset("，。！？、；：）》」』】〕〉”’,.!?;
 NO_LINE_END = frozenset("（《「『【〔〈“‘([{")
 
 
+#: A URL (scheme://...) may break after each "/" and "." (mqtts:// / mqtt. / example. / ...).
+_URL_PART = re.compile(r"[^/.]*[/.]+|[^/.]+")
+
+
+def _units(text: str) -> list[str]:
+    out: list[str] = []
+    for t in _TOKEN.findall(text):
+        out.extend(_URL_PART.findall(t) if "://" in t else [t])
+    return out
+
+
 def tokens(text: str) -> list[str]:
     """The unbreakable units of one paragraph, with the kinsoku rules applied."""
     merged: list[str] = []
     opening = ""
-    for t in _TOKEN.findall(text):
+    for t in _units(text):
         if opening:
             t, opening = opening + t, ""
         if t.strip() and all(ch in NO_LINE_END for ch in t.strip()):

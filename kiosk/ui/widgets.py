@@ -34,9 +34,9 @@ Align = Literal["left", "center", "right"]
 VAlign = Literal["top", "middle", "bottom"]
 Overflow = Literal["ellipsis", "error"]
 Style = Literal["primary", "secondary", "outline", "ghost", "disabled", "header"]
-#: What a piece of text is, for the checks: a price, a total or a button label is never cut
-#: (the tests fail on it); a product name shrinks first and is cut only as the last resort.
-Role = Literal["", "price", "total", "button", "name"]
+#: What a piece of text is, for the checks: a price, a total, a button label, a product name
+#: or a header's title is never cut (the tests fail on it; a name or title shrinks and wraps).
+Role = Literal["", "price", "total", "button", "name", "title"]
 Action = Callable[[], None]
 
 ELLIPSIS = "…"
@@ -433,9 +433,11 @@ class Ui:
     def progress_list(
         self, rect: pygame.Rect, rows: Sequence[tuple[str, str, RGB]], *, row_h: int
     ) -> None:
-        """Rows of (label, status, status colour): label left, status right."""
+        """Rows of (label, status, status colour): label left (two lines when the row has
+        the room, see `progress_label_w`), status right."""
         y = rect.y
-        status_w = rect.w * 2 // 5
+        status_w = self._status_w(rect.w, rows)
+        lines = max(1, min(2, (row_h - self.m.pad) // line_height(self.m.floor)))
         for label, status, color in rows:
             if y + row_h > rect.bottom:
                 break
@@ -446,6 +448,7 @@ class Ui:
                 label,
                 pygame.Rect(inner.x, inner.y, inner.w - status_w - self.m.gap, inner.h),
                 valign="middle",
+                max_lines=lines,
             )
             self.text(
                 status,
@@ -456,6 +459,14 @@ class Ui:
                 bold=True,
             )
             y += row_h + self.m.gap // 2
+
+    def _status_w(self, width: int, rows: Sequence[tuple[str, str, RGB]]) -> int:
+        widest = max((self.measure(st, self.m.text, True) for _, st, _ in rows), default=0)
+        return min(width * 2 // 5, widest + self.m.pad)
+
+    def progress_label_w(self, width: int, rows: Sequence[tuple[str, str, RGB]]) -> int:
+        """The width a `progress_list` row `width` wide leaves its label."""
+        return width - 2 * self.m.pad - self._status_w(width, rows) - self.m.gap
 
     def countdown(self, rect: pygame.Rect, seconds_left: float, key: str, **params: object) -> None:
         """`key` formatted with time=m:ss (plus params), drawn in `rect`."""

@@ -52,3 +52,14 @@ def test_tokens_glue_punctuation() -> None:
 def test_a_spaced_chinese_word_stays_whole() -> None:
     assert wrap_text("六安瓜片 随手装", 12, width) == ["六安瓜片", "随手装"]
     assert wrap_text("六安瓜片随手装", 12, width) == ["六安瓜片随", "手装"]
+
+
+def test_a_url_breaks_after_slashes_and_dots_only() -> None:
+    """A broker URL on a narrow service screen wraps at / and . instead of being cut; a price
+    or a number with a dot outside a URL stays whole."""
+    assert wrap_text("mqtts://mqtt.example.invalid:8883", 16, width) == [
+        "mqtts://mqtt.",
+        "example.",
+        "invalid:8883",
+    ]
+    assert tokens("¥153.70, 3.5 kg") == ["¥153.70, ", "3.5 ", "kg"]

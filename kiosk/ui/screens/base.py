@@ -7,13 +7,15 @@ I/O and never change controller state except by `app.post(intent)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar
 
 import pygame
 
 from kiosk.contract import Intent, ServiceInfo, ViewState
-from kiosk.ui.widgets import Action, Ui, line_height
+from kiosk.ui.theme import RGB
+from kiosk.ui.widgets import Action, Align, Role, Ui, line_height
 
 if TYPE_CHECKING:
     from kiosk.config import TechnicianConfig, UiConfig
@@ -140,50 +142,67 @@ def header(
     large: bool = False,
 ) -> pygame.Rect:
     """The red title bar; returns the rectangle below it. `large`: the large-text toggle at
-    the left (the attract and catalog screens, which have no back button)."""
+    the left (the attract and catalog screens, which have no back button). The title (role
+    "title") is never cut: it shrinks towards the floor, then takes two lines between the
+    buttons, then a row of its own under them, the bar growing to hold it; only beside the
+    large-text toggle is a title that cannot fit at the floor left out."""
     m = ui.m
-    h = m.touch + 2 * m.pad
-    bar = pygame.Rect(0, 0, ui.rect.w, h)
-    ui.fill(bar, ui.c.header)
     x0, x1 = m.pad, ui.rect.w - m.pad
     bw = max(round(m.touch * 1.9), m.text * 5)
-    if large and back is None:
-        lw = large_toggle_w(ui)
-        large_toggle(ui, app, pygame.Rect(x0, m.pad, lw, m.touch), app.toggle_large)
+    lw = large_toggle_w(ui) if large and back is None else 0
+    if lw:
         x0 += lw + m.gap
     if back is not None:
+        x0 += bw + m.gap
+    if lang:
+        x1 -= bw + m.gap
+    room = pygame.Rect(x0, m.pad, x1 - x0, m.touch)
+    shown = not (lw and ui.measure(title, m.floor, True) > room.w)
+    lines = 1
+    if shown and not ui.layout(title, room.w, room.h, m.title, 1, True)[2]:
+        lines = 2  # two lines between the buttons, else a row of its own under them
+        two = max(m.touch, 2 * line_height(m.floor))
+        if ui.layout(title, room.w, two, m.title, 2, True)[2]:
+            room.h = two
+        else:
+            room = pygame.Rect(m.pad, m.pad + m.touch + m.gap, ui.rect.w - 2 * m.pad, 0)
+            room.h = 2 * line_height(m.floor)
+    h = max(m.touch, room.bottom - m.pad) + 2 * m.pad
+    bar = pygame.Rect(0, 0, ui.rect.w, h)
+    ui.fill(bar, ui.c.header)
+    y = m.pad if room.y > m.pad else (h - m.touch) // 2  # buttons beside a title: centred
+    if lw:
+        large_toggle(ui, app, pygame.Rect(m.pad, y, lw, m.touch), app.toggle_large)
+    if back is not None:
         ui.button(
-            pygame.Rect(x0, m.pad, bw, m.touch),
+            pygame.Rect(m.pad + (lw + m.gap if lw else 0), y, bw, m.touch),
             ui.t("common.back"),
             back,
             name="back",
             style="header",
             max_lines=1,
         )
-        x0 += bw + m.gap
     if lang:
         ui.button(
-            pygame.Rect(x1 - bw, m.pad, bw, m.touch),
+            pygame.Rect(ui.rect.w - m.pad - bw, y, bw, m.touch),
             ui.t("lang.switch"),
             app.toggle_lang,
             name="lang",
             style="header",
             max_lines=1,
         )
-        x1 -= bw + m.gap
-    room = pygame.Rect(x0, m.pad, x1 - x0, m.touch)
-    if large and ui.measure(title, m.floor, True) > room.w:
-        return pygame.Rect(0, h, ui.rect.w, ui.rect.h - h)  # the buttons leave no room
-    ui.text(
-        title,
-        room,
-        size=m.title,
-        color=ui.c.on_header,
-        align="center" if back or lang else "left",
-        valign="middle",
-        bold=True,
-        max_lines=1,
-    )
+    if shown:
+        ui.text(
+            title,
+            room,
+            size=m.title,
+            color=ui.c.on_header,
+            align="center" if back or lang else "left",
+            valign="middle",
+            bold=True,
+            max_lines=lines,
+            role="title",
+        )
     return pygame.Rect(0, h, ui.rect.w, ui.rect.h - h)
 
 
@@ -255,22 +274,94 @@ def kv_rows(
     label_frac: float = 0.34,
     max_value_lines: int = 2,
 ) -> int:
-    """Label: value rows with wrapping values. Returns the y below the last row."""
+    """Label: value rows with wrapping values. A value gets the lines it needs (up to
+    `max_value_lines`) while the rows fit `area`; when they do not, the rows with the most
+    lines give one up first (a value then shrinks towards the floor before it is cut).
+    Returns the y below the last row."""
     m = ui.m
-    lh = line_height(m.text)
-    lw = round(area.w * label_frac)
+    widest = max((ui.measure(label, m.text) for label, _ in rows), default=0)
+    lw = min(round(area.w * label_frac), widest + m.pad)  # no wider than the labels need
+    value_w = area.w - lw - m.gap
+    floor = m.floor or m.small
+    size = m.text
+    while True:  # large text: the table shrinks towards the floor before a value is cut
+        lh = line_height(size)
+        need = [
+            len(ui.layout(v, value_w, 10**6, size, 10**6, False, min_size=size)[0]) for _, v in rows
+        ]
+        need = [min(max_value_lines, max(1, n)) for n in need]
+        fits = sum(need) * lh + m.gap * (len(rows) - 1) <= area.h
+        if fits or size <= min(floor, m.text) or size <= round(m.text / 1.35):
+            break
+        size = max(floor, size - max(1, size // 12))
+    while sum(need) * lh + m.gap * (len(rows) - 1) > area.h and max(need, default=1) > 1:
+        need[need.index(max(need))] -= 1
     y = area.y
-    per_row = max(lh, (area.h - m.gap * (len(rows) - 1)) // max(1, len(rows)))
-    for label, value in rows:
-        lines = min(max_value_lines, max(1, per_row // lh))
-        value_w = area.w - lw - m.gap
-        needed = ui.layout(value, value_w, lh * lines, m.text, lines, False)[0]
-        rh = min(lh * lines, lh * max(1, len(needed)))
-        if y + rh > area.bottom:
-            rh = max(lh, area.bottom - y)
+    for (label, value), lines in zip(rows, need, strict=True):
         if y + lh > area.bottom:
             break
-        ui.text(label, pygame.Rect(area.x, y, lw, lh), color=ui.c.muted)
-        ui.text(value, pygame.Rect(area.x + lw + m.gap, y, value_w, rh), max_lines=lines)
+        rh = min(lh * lines, area.bottom - y)
+        ui.text(label, pygame.Rect(area.x, y, lw, lh), size=size, color=ui.c.muted)
+        ui.text(value, pygame.Rect(area.x + lw + m.gap, y, value_w, rh), size=size, max_lines=lines)
         y += rh + m.gap
     return y
+
+
+@dataclass(frozen=True)
+class Block:
+    """One paragraph of a `text_stack`: drawn at `size` when the stack has the room."""
+
+    text: str
+    size: int
+    max_lines: int = 2
+    bold: bool = False
+    color: RGB | None = None
+    role: Role = ""
+    align: Align = "left"
+
+
+def _block_h(ui: Ui, b: Block, width: int, size: int) -> int | None:
+    """The height of `b` at exactly `size` in `width` (None: more than its max_lines)."""
+    lines = ui.layout(b.text, width, 10**6, size, 10**6, b.bold, min_size=size)[0]
+    return None if len(lines) > b.max_lines else len(lines) * line_height(size)
+
+
+def plan_stack(ui: Ui, width: int, height: int, blocks: Sequence[Block], gap: int) -> list[int]:
+    """The sizes `text_stack` draws `blocks` at in `width` x `height`: their own when they fit,
+    else all shrunk in steps together (never below the 4.8 mm floor)."""
+    floor = ui.m.floor or ui.m.small
+    sizes: list[int] = []
+    for k in range(100, 0, -5):
+        sizes = [max(floor, min(b.size, round(b.size * k / 100))) for b in blocks]
+        if stack_h(ui, width, blocks, sizes, gap) <= height or all(s == floor for s in sizes):
+            break
+    return sizes
+
+
+def stack_h(ui: Ui, width: int, blocks: Sequence[Block], sizes: Sequence[int], gap: int) -> int:
+    """The height of `blocks` at `sizes` (a block over its max_lines counts as very high)."""
+    hs = [_block_h(ui, b, width, s) for b, s in zip(blocks, sizes, strict=True)]
+    return sum(10**6 if h is None else h for h in hs) + gap * max(0, len(blocks) - 1)
+
+
+def text_stack(ui: Ui, area: pygame.Rect, blocks: Sequence[Block], gap: int) -> int:
+    """Paragraphs top-down in `area`, `gap` apart, each as high as its lines. When they do not
+    all fit at their sizes, every one shrinks in steps together (never below the 4.8 mm
+    floor), so a condensed screen keeps its proportions instead of cutting the last block.
+    Returns the y below the last block."""
+    sizes = plan_stack(ui, area.w, area.h, blocks, gap)
+    y = area.y
+    for b, s in zip(blocks, sizes, strict=True):
+        h = _block_h(ui, b, area.w, s) or b.max_lines * line_height(s)  # too long: text() cuts
+        ui.text(
+            b.text,
+            pygame.Rect(area.x, y, area.w, h),
+            size=s,
+            bold=b.bold,
+            color=b.color,
+            align=b.align,
+            max_lines=b.max_lines,
+            role=b.role,
+        )
+        y += h + gap
+    return y - gap

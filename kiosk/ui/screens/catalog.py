@@ -24,39 +24,41 @@ LOW_STOCK = 5
 
 def name_h(ui: Ui) -> int:
     """A tile's name box: two lines of body text (a longer name shrinks towards the 4.8 mm
-    floor before anything is cut)."""
+    floor, then takes a third line: `name_extra`)."""
     return 2 * line_height(ui.m.text)
 
 
-def name_extra(ui: Ui, shown: list[ProductView], width: int) -> int:
-    """Height the names of this page need beyond two lines: a name that two lines cannot hold
-    even at the floor size gets a third line, and every picture of the page gives up the same
-    room (so the pictures stay one size; unless that leaves them smaller than 3/4 of their size
-    or 1.5 touch targets, see draw()). 0 when every name fits in two lines."""
+def name_extra(ui: Ui, names: list[str], width: int) -> int | None:
+    """Height the names need beyond two lines in `width`: 0 when every name fits two lines
+    (shrinking towards the floor), a third line at the floor when one does not, None when
+    even three lines at the floor cannot hold one (the grid then takes fewer columns)."""
     m = ui.m
-    for pv in shown:
-        name = product_text(pv.product, "name", ui.t.lang)
-        if not ui.layout(name, width, name_h(ui), m.text, 2, False)[2]:
-            return max(0, 3 * line_height(m.floor) - name_h(ui))
-    return 0
+    two = name_h(ui)
+    if all(ui.layout(n, width, two, m.text, 2, False)[2] for n in names):
+        return 0
+    three = 3 * line_height(m.floor)
+    if all(ui.layout(n, width, three, m.text, 3, False)[2] for n in names):
+        return max(0, three - two)
+    return None
 
 
 def tile_text_h(ui: Ui) -> int:
-    """The words under a tile's picture: name, spec (1 line), price."""
+    """The words under a tile's picture: name (2 lines), spec (1 line), price."""
     m = ui.m
     return name_h(ui) + line_height(m.small) + line_height(m.title) + 2 * m.gap
 
 
-def grid_for(ui: Ui, area: pygame.Rect) -> tuple[int, int, bool]:
-    """Columns and rows of tiles that fit `area` with a picture at least 60% of the tile;
-    in large-text mode at most 2 columns (3 on a landscape screen), and where that leaves one
-    tile with a small picture (a 7" panel, 540x960), tiles with the picture beside the words
-    (the third value: True)."""
-    cols, rows = _grid(ui, area)
+def grid_for(ui: Ui, area: pygame.Rect, names: list[str]) -> tuple[int, int, bool]:
+    """Columns and rows of tiles that fit `area` with every name of `names` whole (two lines,
+    or three at the floor with a smaller picture) and a picture at least 60% of the tile
+    (45% with a third name line) and 1.5 touch targets; in large-text mode at most 2 columns
+    (3 on a landscape screen), and where that leaves one tile with a small picture (a 7"
+    panel, 540x960), tiles with the picture beside the words (the third value: True)."""
+    cols, rows = _grid(ui, area, names)
     if ui.m.large:
-        n = cols * rows if _picture(ui, area, cols, rows) > 0 else 0
+        n = cols * rows if _picture(ui, area, cols, rows, names) > 0 else 0
         if n < 2:
-            side = _side_grid(ui, area)
+            side = _side_grid(ui, area, names)
             if side is not None:
                 return (*side, True)
     return cols, rows, False
@@ -67,12 +69,20 @@ def _tile_size(ui: Ui, area: pygame.Rect, cols: int, rows: int) -> tuple[int, in
     return (area.w - (cols - 1) * m.gap) // cols, (area.h - (rows - 1) * m.gap) // rows
 
 
-def _picture(ui: Ui, area: pygame.Rect, cols: int, rows: int) -> int:
-    """The picture side of a tile with the words below (0: too small for that)."""
+def _picture(ui: Ui, area: pygame.Rect, cols: int, rows: int, names: list[str]) -> int:
+    """The picture side of a tile with the words below (0: too small for that, or a name
+    that would not fit)."""
     m = ui.m
     tw, th = _tile_size(ui, area, cols, rows)
-    img = min(tw - 2 * m.pad, th - tile_text_h(ui) - 2 * m.pad)
-    ok = img >= (0.5 if m.large else 0.6) * (tw - 2 * m.pad) and img >= m.touch * 1.5
+    extra = name_extra(ui, names, tw - 2 * m.pad)
+    if extra is None:
+        return 0
+    img = min(tw - 2 * m.pad, th - tile_text_h(ui) - extra - 2 * m.pad)
+    if extra == 0:
+        share, least = (0.5 if m.large else 0.6), 1.5
+    else:  # a whole name on a third line is worth a smaller picture
+        share, least = 0.3, 1.25
+    ok = img >= share * (tw - 2 * m.pad) and img >= m.touch * least
     return img if ok else 0
 
 
@@ -85,22 +95,33 @@ def side_picture(ui: Ui, tile: pygame.Rect) -> int:
     return img if fits and img >= m.touch * 1.5 else 0
 
 
-def _side_grid(ui: Ui, area: pygame.Rect) -> tuple[int, int] | None:
+def _side_words(ui: Ui, tile: pygame.Rect, names: list[str]) -> bool:
+    """Every name fits the words beside the picture of `tile` (what the spec and the price
+    leave, at most three lines at the floor)."""
+    m = ui.m
+    inner = tile.inflate(-2 * m.pad, -2 * m.pad)
+    w = inner.w - side_picture(ui, tile) - m.gap
+    h = inner.h - line_height(m.title) - line_height(m.small) - m.gap
+    lines = max(2, h // line_height(m.floor))
+    return all(ui.layout(n, w, h, m.text, lines, False)[2] for n in names)
+
+
+def _side_grid(ui: Ui, area: pygame.Rect, names: list[str]) -> tuple[int, int] | None:
     m = ui.m
     best: tuple[int, int] | None = None
     best_key = (0, 0)
     for cols in range(1, (2 if m.portrait else 3) + 1):
         for rows in range(1, 7):
             tw, th = _tile_size(ui, area, cols, rows)
-            img = side_picture(ui, pygame.Rect(0, 0, tw, th))
-            if img and (cols * rows, img) > best_key:
+            tile = pygame.Rect(0, 0, tw, th)
+            img = side_picture(ui, tile)
+            if img and (cols * rows, img) > best_key and _side_words(ui, tile, names):
                 best, best_key = (cols, rows), (cols * rows, img)
     return best
 
 
-def _grid(ui: Ui, area: pygame.Rect) -> tuple[int, int]:
+def _grid(ui: Ui, area: pygame.Rect, names: list[str]) -> tuple[int, int]:
     m = ui.m
-    text_h = tile_text_h(ui)
     best = (1, 1)
     best_key = (0, 0)
     max_cols = (2 if m.portrait else 3) if m.large else 8
@@ -109,9 +130,8 @@ def _grid(ui: Ui, area: pygame.Rect) -> tuple[int, int]:
         if tw < m.text * 6.5 or tw < m.touch * 2:
             break
         for rows in range(1, 7):
-            th = (area.h - (rows - 1) * m.gap) // rows
-            img = min(tw - 2 * m.pad, th - text_h - 2 * m.pad)
-            if img < (0.5 if m.large else 0.6) * (tw - 2 * m.pad) or img < m.touch * 1.5:
+            img = _picture(ui, area, cols, rows, names)
+            if not img:
                 break
             key = (cols * rows, img)
             if key > best_key:
@@ -162,17 +182,18 @@ class CatalogScreen(Screen):
         y = self._draw_chips(ui, content)
         grid_area = pygame.Rect(content.x, y, content.w, content.bottom - y)
         pvs = self._products()
-        cols, rows, beside = grid_for(ui, grid_area)
+        # every product's name, not only this page's: the grid stays put across pages
+        names = [product_text(pv.product, "name", t.lang) for pv in self.app.view.products]
+        cols, rows, beside = grid_for(ui, grid_area, names)
         per_page = cols * rows
         pages = max(1, -(-len(pvs) // per_page))
         self.page = min(max(0, self.page), pages - 1)
         shown = pvs[self.page * per_page : (self.page + 1) * per_page]
         tw = (grid_area.w - (cols - 1) * m.gap) // cols
         th = (grid_area.h - (rows - 1) * m.gap) // rows
-        extra = 0 if beside else name_extra(ui, shown, tw - 2 * m.pad)
-        side = min(tw, th - tile_text_h(ui)) - 2 * m.pad  # the pictures without it
-        if side - extra < max(m.touch * 1.5, side * 3 // 4):
-            extra = 0  # the pictures stay recognisable: a name is cut (at the floor) instead
+        # a third name line where this page needs one (the grid made sure it has the room)
+        shown_names = [product_text(pv.product, "name", t.lang) for pv in shown]
+        extra = 0 if beside else name_extra(ui, shown_names, tw - 2 * m.pad) or 0
         for i, pv in enumerate(shown):
             r, col = divmod(i, cols)
             tile = pygame.Rect(

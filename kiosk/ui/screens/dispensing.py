@@ -32,29 +32,60 @@ class DispensingScreen(Screen):
         if d is None:
             return
         body = area.inflate(-2 * m.pad, -2 * m.pad)
-        # where to take it: the most important line on the screen, in a big box
+        status_color = {"pending": c.muted, "vending": c.warn, "delivered": c.ok, "failed": c.error}
+        rows = []
+        for item in d.items:
+            pv = self.app.view.product(item.product_id)
+            name = product_text(pv.product, "name", t.lang) if pv else item.product_id
+            rows.append((name, t(f"dispense.{item.status}"), status_color[item.status]))
+        box_h = line_height(m.huge) * 2 + 2 * m.pad
+        top_h = box_h + 3 * m.gap + line_height(m.title) + 2 * max(4, m.pad // 2) + m.gap
+        least = len(rows) * (line_height(m.text) + m.pad + m.gap // 2)
+        if m.portrait or body.h - top_h >= least:
+            y = self._draw_where(ui, body, box_h)
+            listing = pygame.Rect(body.x, y, body.w, body.bottom - y)
+        else:  # a short landscape panel (large text): the list beside, every item shown
+            half = (body.w - 2 * m.gap) * 45 // 100
+            self._draw_where(ui, pygame.Rect(body.x, body.y, half, body.h), box_h)
+            listing = pygame.Rect(body.x + half + 2 * m.gap, body.y, body.w - half - 2 * m.gap, 0)
+            listing.h = body.h
+        n = max(1, len(rows))  # rows are gap // 2 apart: every one fits
+        row_h = (listing.h - (n - 1) * (m.gap // 2)) // n
+        row_h = max(line_height(m.text) + m.pad, min(m.touch, row_h))
+        # a name that one line cannot hold at the floor gets two (never cut)
+        w, one = ui.progress_label_w(listing.w, rows), line_height(m.text)
+        if not all(ui.layout(n, w, one, m.text, 1, False)[2] for n, _, _ in rows):
+            row_h = max(row_h, 2 * line_height(m.floor) + m.pad)
+        ui.progress_list(listing, rows, row_h=row_h)
+
+    def _draw_where(self, ui: Ui, col: pygame.Rect, box_h: int) -> int:
+        """Where to take the goods (the most important line, in a big box), how many are
+        done and the activity mark, from the top of `col`. Returns the y below them."""
+        m, c, t = ui.m, ui.c, ui.t
+        d = self.app.view.dispensing
+        assert d is not None
         if d.open_door is not None:
             where = t("dispense.door_open", door=d.open_door)
         else:
             where = t("dispense.take_port")
-        box_h = line_height(m.huge) * 2 + 2 * m.pad
-        box = pygame.Rect(body.x, body.y, body.w, box_h)
+        box = pygame.Rect(col.x, col.y, col.w, box_h)
         ui.fill(box, c.secondary, m.radius)
+        inner = box.inflate(-2 * m.pad, -m.pad)
         ui.text(
             where,
-            box.inflate(-2 * m.pad, -m.pad),
+            inner,
             size=m.huge,
             color=c.on_secondary,
             align="center",
             valign="middle",
             bold=True,
-            max_lines=2,
+            max_lines=max(2, inner.h // line_height(m.floor)),
         )
         y = box.bottom + 2 * m.gap
         done = sum(1 for i in d.items if i.status in ("delivered", "failed"))
         ui.text(
             t("dispense.progress", done=done, total=len(d.items)),
-            pygame.Rect(body.x, y, body.w, line_height(m.title)),
+            pygame.Rect(col.x, y, col.w, line_height(m.title)),
             size=m.title,
             align="center",
             bold=True,
@@ -65,17 +96,7 @@ class DispensingScreen(Screen):
             k = int(ui.now * _FPS) % 3
             r = max(4, m.pad // 2)
             for i in range(3):
-                cx = body.centerx + (i - 1) * 4 * r
+                cx = col.centerx + (i - 1) * 4 * r
                 color = c.primary if i == k else c.disabled
                 pygame.draw.circle(ui.surface, color, (cx, y + r), r)
-        y += 2 * max(4, m.pad // 2) + m.gap
-        status_color = {"pending": c.muted, "vending": c.warn, "delivered": c.ok, "failed": c.error}
-        rows = []
-        for item in d.items:
-            pv = self.app.view.product(item.product_id)
-            name = product_text(pv.product, "name", t.lang) if pv else item.product_id
-            rows.append((name, t(f"dispense.{item.status}"), status_color[item.status]))
-        row_h = max(
-            line_height(m.text) + m.pad, min(m.touch, (body.bottom - y) // max(1, len(rows)))
-        )
-        ui.progress_list(pygame.Rect(body.x, y, body.w, body.bottom - y), rows, row_h=row_h)
+        return y + 2 * max(4, m.pad // 2) + m.gap

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pygame
 
-from kiosk.ui.screens.base import Screen, header
-from kiosk.ui.widgets import Ui, line_height
+from kiosk.ui.screens.base import Block, Screen, header, plan_stack, stack_h, text_stack
+from kiosk.ui.widgets import Ui
 
 
 class OutOfServiceScreen(Screen):
@@ -23,46 +23,18 @@ class OutOfServiceScreen(Screen):
         oos = self.app.view.out_of_service
         reason = t(f"oos.{oos.reason_key}") if oos is not None else t("oos.title")
         body = area.inflate(-6 * m.pad, -4 * m.pad)
-        block_h = line_height(m.huge) * 4 + line_height(m.title) * 4 + 4 * m.gap
-        block_h = min(block_h, body.h)
-        shift = (self.app.view.seq * 37) % max(1, body.h - block_h + 1)
-        y = body.y + shift
-        r = ui.text(
-            reason,
-            pygame.Rect(body.x, y, body.w, line_height(m.huge) * 4),
-            size=m.huge,
-            bold=True,
-            align="center",
-            max_lines=4,
-        )
-        y = r.bottom + 2 * m.gap
-        r = ui.text(
-            t("oos.sorry"),
-            pygame.Rect(body.x, y, body.w, line_height(m.title) * 2),
-            size=m.title,
-            align="center",
-            max_lines=2,
-            color=c.muted,
-        )
-        y = r.bottom + 2 * m.gap
         phone = self.app.view.service_phone or self.app.config.service_phone
-        r = ui.text(
-            t("oos.phone", phone=phone),
-            pygame.Rect(body.x, y, body.w, min(line_height(m.title) * 2, body.bottom - y)),
-            size=m.title,
-            align="center",
-            bold=True,
-            max_lines=2,
-        )
+        blocks = [
+            Block(reason, m.huge, 4, bold=True, align="center"),
+            Block(t("oos.sorry"), m.title, 2, color=c.muted, align="center"),
+            Block(t("oos.phone", phone=phone), m.title, 2, bold=True, align="center"),
+        ]
         if oos is not None and oos.code:  # for the technician: the code and what to run
-            y = r.bottom + 2 * m.gap
-            ui.text(
-                t("oos.code", code=oos.code),
-                pygame.Rect(
-                    body.x, y, body.w, max(0, min(line_height(m.text) * 2, body.bottom - y))
-                ),
-                size=m.text,
-                align="center",
-                max_lines=2,
-                color=c.muted,
+            blocks.append(
+                Block(t("oos.code", code=oos.code), m.text, 2, color=c.muted, align="center")
             )
+        gap = 2 * m.gap
+        sizes = plan_stack(ui, body.w, body.h, blocks, gap)
+        block_h = min(body.h, stack_h(ui, body.w, blocks, sizes, gap))
+        shift = (self.app.view.seq * 37) % max(1, body.h - block_h + 1)
+        text_stack(ui, pygame.Rect(body.x, body.y + shift, body.w, block_h), blocks, gap)

@@ -71,10 +71,17 @@ class PaymentScreen(Screen):
             )
         else:
             side = min(content.h, content.w * 45 // 100)
-            qr = pygame.Rect(content.x, content.y + (content.h - side) // 2, side, side)
             right = pygame.Rect(
-                qr.right + 3 * m.gap, content.y, content.right - qr.right - 3 * m.gap, content.h
+                content.x + side + 3 * m.gap, content.y, content.w - side - 3 * m.gap, content.h
             )
+            need = line_height(m.title) + marks_h + line_height(m.huge) + line_height(m.title)
+            if offline:
+                need += banner_h(ui, right.w, m.title, m.text) + m.gap
+            if right.h < need + 3 * m.gap:  # large text on a 7" panel: the condensed column
+                self._draw_condensed(ui, content, pay, offline)
+                self._draw_actions(ui, foot, pay, offline)
+                return
+            qr = pygame.Rect(content.x, content.y + (content.h - side) // 2, side, side)
             y = right.y
             if offline:
                 y = offline_banner(ui, pygame.Rect(right.x, y, right.w, 0)).bottom + m.gap
@@ -97,6 +104,60 @@ class PaymentScreen(Screen):
         ui.qr(pay.pay_url, qr)
         self._draw_info(ui, info, pay)
         self._draw_actions(ui, foot, pay, offline)
+
+    def _draw_condensed(
+        self, ui: Ui, content: pygame.Rect, pay: PaymentView, offline: bool
+    ) -> None:
+        """Landscape with little height (a 7" panel offline, or in large text): the QR at the
+        left; at the right the offline band (its words shrink towards the floor), the marks,
+        the amount (big where room is left) with the time left beside it, and the scan hint
+        and the order number only where room is left."""
+        m, c, t = ui.m, ui.c, ui.t
+        side = min(content.h, content.w * 45 // 100)
+        qr = pygame.Rect(content.x, content.y + (content.h - side) // 2, side, side)
+        ui.fill(qr.inflate(m.pad, m.pad), (255, 255, 255), m.radius)
+        ui.qr(pay.pay_url, qr)
+        right = pygame.Rect(
+            qr.right + 3 * m.gap, content.y, content.right - qr.right - 3 * m.gap, 0
+        )
+        right.h = content.h
+        marks_h = line_height(m.floor) + m.pad // 2
+        row_h = line_height(m.title)
+        y = right.y
+        if offline:
+            room = right.h - row_h - marks_h - 2 * m.gap
+            y = offline_banner(ui, pygame.Rect(right.x, y, right.w, room)).bottom + m.gap
+        hint_h = line_height(m.text)
+        left = right.bottom - y - marks_h - row_h - 2 * m.gap  # what the band leaves over
+        if left >= hint_h + m.gap:
+            ui.text(t("payment.hint"), pygame.Rect(right.x, y, right.w, hint_h), bold=True)
+            y += hint_h + m.gap
+            left -= hint_h + m.gap
+        pay_marks(ui, pygame.Rect(right.x, y, right.w, marks_h), size=m.floor)
+        y += marks_h + m.gap
+        amount = t.money(pay.amount_fen)
+        size = m.title
+        if left >= line_height(m.huge) - row_h:  # the big amount where there is room
+            size, row_h = m.huge, line_height(m.huge)
+        aw = ui.measure(amount, size, True)
+        ui.text(
+            amount,
+            pygame.Rect(right.x, y, aw, row_h),
+            size=size,
+            color=c.price,
+            bold=True,
+            overflow="error",
+            role="total",
+        )
+        ui.countdown(
+            pygame.Rect(right.x + aw + m.gap, y, right.w - aw - m.gap, row_h),
+            pay.expires_at - ui.now,
+            "payment.time_left",
+        )
+        y += row_h + m.gap
+        if right.bottom - y >= line_height(m.text):
+            order = t("payment.order", order=pay.order_id)
+            ui.text(order, pygame.Rect(right.x, y, right.w, line_height(m.text)), color=c.muted)
 
     def _draw_info(self, ui: Ui, info: pygame.Rect, pay: PaymentView) -> None:
         m, c, t = ui.m, ui.c, ui.t
@@ -178,41 +239,66 @@ class PaymentScreen(Screen):
         )
 
 
+def banner_h(ui: Ui, width: int, title_size: int, body_size: int) -> int:
+    """The height of the offline band `width` wide with its words at these sizes."""
+    m = ui.m
+    lines = len(
+        ui.layout(
+            ui.t("payment.offline_body"),
+            width - 2 * m.pad,
+            10**6,
+            body_size,
+            10**6,
+            False,
+            min_size=body_size,
+        )[0]
+    )
+    return line_height(title_size) + lines * line_height(body_size) + m.pad * 2
+
+
 def offline_banner(ui: Ui, at: pygame.Rect) -> pygame.Rect:
     """ "Kiosk offline" and what to do, in a warning band `at.w` wide from `at.topleft`, as
-    high as its text needs (the pay page uses the same words: kiosk/sim/paypage.py)."""
+    high as its text needs (the pay page uses the same words: kiosk/sim/paypage.py); with
+    `at.h` set, its words shrink (down to the floor) to stay within it."""
     m, c, t = ui.m, ui.c, ui.t
     inner_w = at.w - 2 * m.pad
-    lh = line_height(m.text)
+    title_size, size = m.title, m.text
+    floor = m.floor or m.small
+    while at.h and banner_h(ui, at.w, title_size, size) > at.h and size > floor:
+        size = max(floor, size - max(1, size // 12))
+        title_size = max(size, min(title_size, round(size * 1.35)))
+    lh = line_height(size)
     body = t("payment.offline_body")
-    lines = len(ui.layout(body, inner_w, lh * 4, m.text, 4, False)[0])
-    title_h = line_height(m.title)
+    lines = len(ui.layout(body, inner_w, 10**6, size, 10**6, False, min_size=size)[0])
+    title_h = line_height(title_size)
     band = pygame.Rect(at.x, at.y, at.w, title_h + lines * lh + m.pad * 2)
     ui.fill(band, c.banner, m.radius)
     ui.fill(pygame.Rect(band.x, band.y, max(4, m.pad // 2), band.h), c.warn, 0)
     ui.text(
         t("payment.offline_title"),
         pygame.Rect(band.x + m.pad, band.y + m.pad, inner_w, title_h),
-        size=m.title,
+        size=title_size,
         bold=True,
         color=c.warn,
     )
     ui.text(
         body,
         pygame.Rect(band.x + m.pad, band.y + m.pad + title_h, inner_w, lines * lh),
+        size=size,
         max_lines=lines,
         overflow="error",
     )
     return band
 
 
-def pay_marks(ui: Ui, row: pygame.Rect) -> None:
+def pay_marks(ui: Ui, row: pygame.Rect, *, size: int | None = None) -> None:
     """WeChat Pay and Alipay marks, centred in `row`: a drawn sign (two speech bubbles; the
     character 支) and the name. Drawn shapes and text, not the brands' logo files."""
     m, c, t = ui.m, ui.c, ui.t
     side = row.h
     labels = (t("payment.wechat"), t("payment.alipay"))
-    widths = [side + m.gap // 2 + ui.measure(lab, m.text) for lab in labels]
+    size = size or m.text
+    widths = [side + m.gap // 2 + ui.measure(lab, size) for lab in labels]
     x = row.centerx - (sum(widths) + 2 * m.gap) // 2
     for i, (label, w) in enumerate(zip(labels, widths, strict=True)):
         icon = pygame.Rect(x, row.y, side, side)
@@ -239,6 +325,7 @@ def pay_marks(ui: Ui, row: pygame.Rect) -> None:
         ui.text(
             label,
             pygame.Rect(icon.right + m.gap // 2, row.y, w - side - m.gap // 2, side),
+            size=size,
             valign="middle",
         )
         x += w + 2 * m.gap

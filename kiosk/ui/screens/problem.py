@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pygame
 
-from kiosk.contract import BackToIdle
+from kiosk.contract import BackToIdle, ProblemView
 from kiosk.ui.i18n import product_text
-from kiosk.ui.screens.base import Screen, footer_rect, header
+from kiosk.ui.screens.base import Block, Screen, footer_rect, header, text_stack
 from kiosk.ui.widgets import Ui, line_height
 
 
@@ -46,58 +46,82 @@ class ProblemScreen(Screen):
         pb = self.app.view.problem
         content, foot = footer_rect(ui, area)
         body = content.inflate(-4 * m.pad, -2 * m.pad)
+        if m.portrait or pb is None:
+            self._draw_column(ui, body, pb)
+        else:  # landscape: what happened at the left, the refund at the right
+            half = (body.w - 3 * m.gap) // 2
+            left = pygame.Rect(body.x, body.y + m.gap, half, body.h - m.gap)
+            right = pygame.Rect(left.right + 3 * m.gap, left.y, body.right - half - 3 * m.gap, 0)
+            right.h = left.h
+            blocks = self._blocks(ui, pb)
+            text_stack(ui, left, [*blocks[:-1], self._phone(ui)], m.gap)
+            self._refund(ui, right, pb, fill=True)
+        bar = foot.inflate(-2 * m.pad, 0)
+        w = min(bar.w, max(m.touch * 4, bar.w // 2))
+        ui.button(
+            pygame.Rect(bar.right - w, foot.y + m.pad, w, m.touch),
+            t("problem.ok"),
+            lambda: self.app.post(BackToIdle("shopper")),
+            name="problem-ok",
+        )
+
+    def _phone(self, ui: Ui) -> Block:
+        phone = self.app.view.service_phone or self.app.config.service_phone
+        return Block(ui.t("problem.phone", phone=phone), ui.m.title, bold=True)
+
+    def _blocks(self, ui: Ui, pb: ProblemView) -> list[Block]:
+        """What happened, the items not dispensed, the order number (the refund apart)."""
+        m, t = ui.m, ui.t
+        blocks = [Block(t(f"problem.{pb.message_key}", **pb.params), m.title, 3, bold=True)]
+        if pb.failed:
+            items = t("problem.failed_items", items=self._items(ui, pb.failed))
+            blocks.append(Block(items, m.text, 3))
+        if pb.order_id:
+            blocks.append(Block(t("problem.order", order=pb.order_id), m.text, 1))
+        return blocks
+
+    def _refund(self, ui: Ui, at: pygame.Rect, pb: ProblemView, *, fill: bool = False) -> int:
+        """The refund in a framed box from `at.topleft` (`fill`: as high as `at`), or that
+        nothing was charged. Returns the y below it."""
+        m, c, t = ui.m, ui.c, ui.t
+        if pb.refund_fen <= 0:
+            r = ui.text(
+                t("problem.no_charge"),
+                pygame.Rect(at.x, at.y, at.w, line_height(m.title) * (3 if fill else 1)),
+                size=m.title,
+                max_lines=3 if fill else 1,
+            )
+            return r.bottom
+        refund = t(
+            "problem.refund",
+            amount=t.money(pb.refund_fen),
+            channel=t(f"channel.{pb.refund_channel}"),
+        )
+        h = at.h if fill else line_height(m.title) * 4 + 2 * m.pad
+        box = pygame.Rect(at.x, at.y, at.w, h)
+        ui.fill(box, c.surface, m.radius)
+        ui.frame(box, c.primary, 3, m.radius)
+        inner = box.inflate(-2 * m.pad, -2 * m.pad)
+        ui.text(
+            refund,
+            inner,
+            size=m.title,
+            max_lines=max(4, inner.h // line_height(m.floor)),
+            role="total",
+        )
+        return box.bottom
+
+    def _draw_column(self, ui: Ui, body: pygame.Rect, pb: ProblemView | None) -> None:
+        m = ui.m
         y = body.y + m.gap
         if pb is not None:
-            what = t(f"problem.{pb.message_key}", **pb.params)
-            r = ui.text(
-                what,
-                pygame.Rect(body.x, y, body.w, line_height(m.title) * 3),
-                size=m.title,
-                bold=True,
-                max_lines=3,
-            )
-            y = r.bottom + m.gap
-            if pb.failed:
-                r = ui.text(
-                    t("problem.failed_items", items=self._items(ui, pb.failed)),
-                    pygame.Rect(body.x, y, body.w, line_height(m.text) * 2),
-                    max_lines=2,
-                )
-                y = r.bottom + m.gap
-            y += m.gap
-            if pb.refund_fen > 0:
-                refund = t(
-                    "problem.refund",
-                    amount=t.money(pb.refund_fen),
-                    channel=t(f"channel.{pb.refund_channel}"),
-                )
-                box = pygame.Rect(body.x, y, body.w, line_height(m.title) * 4 + 2 * m.pad)
-                ui.fill(box, c.surface, m.radius)
-                ui.frame(box, c.primary, 3, m.radius)
-                r = ui.text(
-                    refund,
-                    box.inflate(-2 * m.pad, -2 * m.pad),
-                    size=m.title,
-                    max_lines=4,
-                    role="total",
-                )
-                y = box.bottom + 2 * m.gap
-            else:
-                r = ui.text(
-                    t("problem.no_charge"),
-                    pygame.Rect(body.x, y, body.w, line_height(m.title)),
-                    size=m.title,
-                )
-                y = r.bottom + 2 * m.gap
-            if pb.order_id:
-                r = ui.text(
-                    t("problem.order", order=pb.order_id),
-                    pygame.Rect(body.x, y, body.w, line_height(m.text)),
-                )
-                y = r.bottom + m.gap
-        phone = self.app.view.service_phone or self.app.config.service_phone
+            blocks = self._blocks(ui, pb)
+            y = text_stack(ui, pygame.Rect(body.x, y, body.w, body.h), blocks, m.gap)
+            y = self._refund(ui, pygame.Rect(body.x, y + 2 * m.gap, body.w, 0), pb)
+            y += 2 * m.gap
+        phone = self._phone(ui)
         ui.text(
-            t("problem.phone", phone=phone),
+            phone.text,
             pygame.Rect(
                 body.x,
                 y,
@@ -107,12 +131,4 @@ class ProblemScreen(Screen):
             size=m.title,
             bold=True,
             max_lines=2,
-        )
-        bar = foot.inflate(-2 * m.pad, 0)
-        w = min(bar.w, max(m.touch * 4, bar.w // 2))
-        ui.button(
-            pygame.Rect(bar.right - w, foot.y + m.pad, w, m.touch),
-            t("problem.ok"),
-            lambda: self.app.post(BackToIdle("shopper")),
-            name="problem-ok",
         )

@@ -60,32 +60,6 @@ class ProductScreen(Screen):
         lang = t.lang
         content, foot = footer_rect(ui, area)
         content = content.inflate(-2 * m.pad, -2 * m.pad)
-        if m.portrait:
-            side = min(content.w * 45 // 100, content.h * 32 // 100)
-            img = pygame.Rect(content.x, content.y, side, side)
-            words = pygame.Rect(
-                img.right + 2 * m.gap, content.y, content.right - img.right - 2 * m.gap, side
-            )
-            table = pygame.Rect(
-                content.x,
-                img.bottom + 2 * m.gap,
-                content.w,
-                content.bottom - img.bottom - 2 * m.gap,
-            )
-        else:
-            side = min(content.w * 30 // 100, content.h - line_height(m.huge) - m.gap)
-            img = pygame.Rect(content.x, content.y, side, side)
-            right = pygame.Rect(
-                img.right + 2 * m.gap, content.y, content.right - img.right - 2 * m.gap, content.h
-            )
-            name_h = line_height(m.title) * 2
-            words = pygame.Rect(right.x, right.y, right.w, name_h)
-            table = pygame.Rect(
-                right.x, right.y + name_h + m.gap, right.w, right.h - name_h - m.gap
-            )
-        ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
-        ui.badge(t("badge.fupin"), img.x + m.pad // 2, img.y + m.pad // 2, img.w - m.pad)
-        self._draw_name_price(ui, p, words, img)
         stock = t.stock(pv)
         rows = [
             (t("product.origin"), product_text(p, "origin_county", lang)),
@@ -95,14 +69,44 @@ class ProductScreen(Screen):
             (t("product.shelf_life"), t("product.shelf_life_days", days=p.shelf_life_days)),
             (t("product.stock"), stock),
         ]
+        if m.portrait:
+            side = min(content.w * 45 // 100, content.h * 32 // 100)
+            img = pygame.Rect(content.x, content.y, side, side)
+            words = pygame.Rect(
+                img.right + 2 * m.gap, content.y, content.right - img.right - 2 * m.gap, side
+            )
+            table = pygame.Rect(content.x, 0, content.w, 0)  # under the picture and the price
+        else:
+            side = min(content.w * 30 // 100, content.h - line_height(m.huge) - m.gap)
+            img = pygame.Rect(content.x, content.y, side, side)
+            right = pygame.Rect(
+                img.right + 2 * m.gap, content.y, content.right - img.right - 2 * m.gap, content.h
+            )
+            # the name takes the lines it needs (up to two) and shrinks so that every row of
+            # the table fits, at the floor size at least
+            table_least = len(rows) * line_height(m.floor) + (len(rows) - 1) * m.gap
+            name_room = max(2 * line_height(m.floor), right.h - table_least - m.gap)
+            box_h = min(line_height(m.title) * 2, name_room)
+            got = ui.layout(title, right.w, box_h, m.title, 2, True)
+            name_h = len(got[0]) * line_height(got[1]) if got[2] else box_h
+            words = pygame.Rect(right.x, right.y, right.w, name_h)
+            table = pygame.Rect(
+                right.x, right.y + name_h + m.gap, right.w, right.h - name_h - m.gap
+            )
+        ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
+        ui.badge(t("badge.fupin"), img.x + m.pad // 2, img.y + m.pad // 2, img.w - m.pad)
+        bottom = self._draw_name_price(ui, p, words, img)
+        if m.portrait:
+            table.y = max(img.bottom, bottom) + 2 * m.gap
+            table.h = content.bottom - table.y
         kv_rows(ui, table, rows)
         self._draw_actions(ui, foot)
         if ui.now < self.toast_until:
             self._draw_toast(ui, foot)
 
-    def _draw_name_price(self, ui: Ui, p: Product, words: pygame.Rect, img: pygame.Rect) -> None:
+    def _draw_name_price(self, ui: Ui, p: Product, words: pygame.Rect, img: pygame.Rect) -> int:
         """The name (shrinks, then wraps) and the price (never cut): beside the picture on a
-        portrait screen, the price under it on a landscape one."""
+        portrait screen, the price under it on a landscape one. Returns the y below them."""
         m, c, t = ui.m, ui.c, ui.t
         name = product_text(p, "name", t.lang)
         price = t.money(p.price_fen)
@@ -115,7 +119,7 @@ class ProductScreen(Screen):
                 max_lines=3,
                 role="name",
             )
-            ui.text(
+            r = ui.text(
                 price,
                 pygame.Rect(words.x, r.bottom + m.gap, words.w, line_height(m.huge)),
                 size=m.huge,
@@ -124,9 +128,10 @@ class ProductScreen(Screen):
                 overflow="error",
                 role="price",
             )
+            return r.bottom
         else:
             ui.text(name, words, size=m.title, bold=True, max_lines=2, role="name")
-            ui.text(
+            r = ui.text(
                 price,
                 pygame.Rect(img.x, img.bottom + m.gap, img.w, line_height(m.huge)),
                 size=m.huge,
@@ -135,6 +140,7 @@ class ProductScreen(Screen):
                 overflow="error",
                 role="price",
             )
+            return r.bottom
 
     def _draw_toast(self, ui: Ui, foot: pygame.Rect) -> None:
         """A dark band with a tick just above the buttons: 已加入购物车 and the cart's count."""

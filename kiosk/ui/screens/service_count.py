@@ -51,11 +51,14 @@ class ServiceCountScreen(Screen):
         slot = next((x for x in self.app.view.service.slots if x.slot_no == self.slot_no), None)
         pv = self.app.view.product(slot.product_id) if slot and slot.product_id else None
         name = product_text(pv.product, "name", t.lang) if pv else t("service.unassigned")
+        title = t("service.count_title", slot=self.slot_no, name=name)
+        one = ui.layout(title, inner.w, lh, m.title, 1, True)[2]  # else two lines, never cut
         r = ui.text(
-            t("service.count_title", slot=self.slot_no, name=name),
-            pygame.Rect(inner.x, inner.y, inner.w, lh),
+            title,
+            pygame.Rect(inner.x, inner.y, inner.w, lh if one else 2 * lh),
             size=m.title,
             bold=True,
+            max_lines=1 if one else 2,
         )
         now = slot.count if slot is not None else 0
         r = ui.text(

@@ -104,4 +104,5 @@ class ServiceInfoScreen(Screen):
         if self.panel != "version":
             y = link_strip(ui, self.app, pygame.Rect(body.x, body.y, body.w, 0)) + m.gap
             body = pygame.Rect(body.x, y, body.w, body.bottom - y)
-        kv_rows(ui, body, self.rows(ui, self.app.view.service), label_frac=0.45, max_value_lines=1)
+        # a value wraps (a URL at / and .) rather than be cut
+        kv_rows(ui, body, self.rows(ui, self.app.view.service), label_frac=0.45, max_value_lines=3)

@@ -129,11 +129,14 @@ class ServicePinScreen(Screen):
                 top.right + 2 * m.gap, body.y, body.right - top.right - 2 * m.gap, body.h
             )
         y = top.y
-        r = ui.text(
-            t("service.pin_hint"),
-            pygame.Rect(top.x, y, top.w, line_height(m.title)),
+        hint = t("service.pin_hint")
+        one = ui.layout(hint, top.w, line_height(m.title), m.title, 1, True)[2]
+        r = ui.text(  # two lines rather than cut
+            hint,
+            pygame.Rect(top.x, y, top.w, line_height(m.title) * (1 if one else 2)),
             size=m.title,
             bold=True,
+            max_lines=1 if one else 2,
         )
         y = r.bottom + m.gap
         field = pygame.Rect(top.x, y, top.w, m.touch)

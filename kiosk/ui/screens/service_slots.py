@@ -215,8 +215,12 @@ class ServiceSlotsScreen(Screen):
         cols = self._columns(ui, area.w)
         col_w = (area.w - (cols - 1) * 2 * m.gap) // cols
         row_h = m.touch + m.gap if self.mode != "stock" else lh + m.gap // 2
+        # every row as high as the longest name of all slots needs (rows stay put)
+        name_h = self._name_h(ui, col_w)
         if self._two_lines(ui, col_w):
-            row_h = max(row_h, 2 * lh + m.pad + m.gap)
+            row_h = max(row_h, lh + name_h + m.pad + m.gap)
+        elif name_h > lh:
+            row_h = max(row_h, name_h + m.pad + m.gap)
         per_col = max(1, (area.h + m.gap // 2) // row_h)
         per_page = per_col * cols
         pages = max(1, -(-len(slots) // per_page))
@@ -257,6 +261,35 @@ class ServiceSlotsScreen(Screen):
         fixed = self._fixed_w(ui) + self._button_w(ui) * (2 if two else 1)
         return self.mode != "stock" and width - fixed < m.text * 7
 
+    def _name_w(self, ui: Ui, width: int) -> int:
+        """The width of a row's name in a row `width` wide."""
+        m = ui.m
+        nbuttons = {"restock": 2, "test_vend": 2, "door": 1}.get(self.mode, 0)
+        words_w = width - m.pad - nbuttons * self._button_w(ui)
+        if self._two_lines(ui, width):
+            return words_w
+        label_w = ui.measure(ui.t("service.slot", slot=8888), m.text, True) + m.pad
+        count_w = ui.measure("88/88", m.text, True) + m.pad
+        return words_w - label_w - count_w - m.gap
+
+    def _name_h(self, ui: Ui, width: int) -> int:
+        """The height the longest name of all slots needs in a row `width` wide: one line of
+        body text, else two or three lines shrinking towards the floor (never cut)."""
+        m, t = ui.m, ui.t
+        w = self._name_w(ui, width)
+        names = set()
+        for sv in self.app.view.service.slots:
+            pv = self.app.view.product(sv.product_id) if sv.product_id else None
+            names.add(product_text(pv.product, "name", t.lang) if pv else (sv.product_id or ""))
+        lh = line_height(m.text)
+        if all(ui.layout(n, w, lh, m.text, 1, False)[2] for n in names):
+            return lh
+        for lines in (2, 3):
+            h = lines * line_height(m.floor)
+            if all(ui.layout(n, w, h, m.text, lines, False)[2] for n in names):
+                return h
+        return 3 * line_height(m.floor)
+
     def _fixed_w(self, ui: Ui) -> int:
         m, t = ui.m, ui.t
         label_w = ui.measure(t("service.slot", slot=8888), m.text, True) + m.pad
@@ -293,9 +326,11 @@ class ServiceSlotsScreen(Screen):
         count_w = ui.measure("88/88", m.text, True) + m.pad
         label_w = ui.measure(t("service.slot", slot=8888), m.text, True) + m.pad
         name_color = c.text if s.product_id else c.muted
+        name_h = self._name_h(ui, row.w)
+        lines = max(1, name_h // line_height(m.floor))
         if self._two_lines(ui, row.w):
             lh = line_height(m.text)
-            top = pygame.Rect(words.x, words.y + (words.h - 2 * lh) // 2, words.w, lh)
+            top = pygame.Rect(words.x, words.y + (words.h - lh - name_h) // 2, words.w, lh)
             ui.text(label, top, bold=True, overflow="error")
             ui.text(
                 count,
@@ -304,7 +339,8 @@ class ServiceSlotsScreen(Screen):
                 color=c.error if empty else c.text,
                 overflow="error",
             )
-            ui.text(name, top.move(0, lh), color=name_color)
+            name_box = pygame.Rect(words.x, top.bottom, words.w, name_h)
+            ui.text(name, name_box, color=name_color, max_lines=lines)
         else:
             ui.text(
                 label,
@@ -316,7 +352,7 @@ class ServiceSlotsScreen(Screen):
             name_box = pygame.Rect(
                 words.x + label_w, words.y, words.w - label_w - count_w - m.gap, words.h
             )
-            ui.text(name, name_box, valign="middle", color=name_color)
+            ui.text(name, name_box, valign="middle", color=name_color, max_lines=lines)
             ui.text(
                 count,
                 pygame.Rect(words.right - count_w - m.gap, words.y, count_w, words.h),
