@@ -46,6 +46,7 @@ _LARGE = ("attract", "catalog", "product", "cart", "payment", "done")
 DOCS_SET_LARGE: tuple[tuple[str, tuple[int, int], float], ...] = (
     *((name, (1080, 1920), 0.5) for name in _LARGE),
     *((name, (800, 480), 0.75) for name in _LARGE[1:]),
+    *((name, (800, 480), 0.75) for name in ("payment_offline", "offline_code", "problem")),
 )
 
 
