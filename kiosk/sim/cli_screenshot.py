@@ -32,9 +32,21 @@ _PORTRAIT = (
     "idle_prompt",
     "service_menu",
     "service_restock",
+    "service_count",
     "service_board",
 )
-_SMALL = ("catalog", "product", "payment_offline", "offline_code", "done", "service_restock")
+_SMALL = (
+    "attract",
+    "catalog",
+    "product",
+    "cart",
+    "payment",
+    "payment_offline",
+    "offline_code",
+    "done",
+    "problem",
+    "service_restock",
+)
 #: (screen, size, scale) of every docs/ui.md screenshot, each in zh and en:
 #: `<screen>-<W>x<H>-<lang>.png` (`kiosk screenshot --docs docs/ui`)
 DOCS_SET: tuple[tuple[str, tuple[int, int], float], ...] = (
@@ -43,10 +55,10 @@ DOCS_SET: tuple[tuple[str, tuple[int, int], float], ...] = (
 )
 _LARGE = ("attract", "catalog", "product", "cart", "payment", "done")
 #: The same in large-text mode: `<screen>-<W>x<H>-<lang>-large.png`
+_LARGE_MORE = ("payment_offline", "offline_code", "problem")
 DOCS_SET_LARGE: tuple[tuple[str, tuple[int, int], float], ...] = (
-    *((name, (1080, 1920), 0.5) for name in _LARGE),
-    *((name, (800, 480), 0.75) for name in _LARGE[1:]),
-    *((name, (800, 480), 0.75) for name in ("payment_offline", "offline_code", "problem")),
+    *((name, (1080, 1920), 0.5) for name in (*_LARGE, *_LARGE_MORE)),
+    *((name, (800, 480), 0.75) for name in (*_LARGE[1:], *_LARGE_MORE)),
 )
 
 

@@ -493,6 +493,14 @@ def demo_view(screen: str, clock: ManualClock | None = None) -> ViewState:
     for pid in picks:
         fc.post(AddToCart(pid))
     fc.post(AddToCart(picks[1]))
+    if screen == "catalog":  # the stock states a tile shows: 仅剩N件 and 已售罄
+        shown = [p.product_id for p in fc.catalog if fc.planogram.slots_for(p.product_id)]
+        others = [pid for pid in shown if pid not in picks]
+        for pid, left in ((others[1], 3), (others[2], 0)):
+            slots = fc.planogram.slots_for(pid)
+            for k, s in enumerate(slots):
+                fc.stock[s.slot_no] = left if k == 0 else 0
+        fc._publish()
     if screen in ("catalog", "category_picker", "product", "cart", "idle_prompt"):
         return fc.view()
     fc.post(Checkout())
