@@ -136,6 +136,7 @@ def _device_secret(v: Vector) -> None:
         source=ROOT / "kiosk.toml",
         payments=SimpleNamespace(device_secret_file=path),
         sync=SimpleNamespace(broker_url="mqtt://127.0.0.1:1883"),  # not a field config
+        key_lines={},  # where each key is in the file (none: this config has no file text)
     )
     assert kiosk_load_device_secret(config).hex() == key_hex
 
