@@ -216,26 +216,37 @@ class PaymentScreen(Screen):
         bar = foot.inflate(-2 * m.pad, 0)
         y = foot.y + m.pad
         w = (bar.w - 2 * m.gap) // 3
+        # one size for the three labels: the size the longest one needs (bold when filled)
+        inner = pygame.Rect(0, 0, w, m.touch).inflate(-2 * m.pad, -max(4, m.pad // 2))
+        labels = (
+            (t("payment.cancel"), False),
+            (t("payment.code"), offline),
+            (t("payment.more_time"), False),
+        )
+        size = min(ui.layout(lab, inner.w, inner.h, m.text, 2, bold)[1] for lab, bold in labels)
         ui.button(
             pygame.Rect(bar.x, y, w, m.touch),
-            t("payment.cancel"),
+            labels[0][0],
             self._cancel,
             name="cancel",
             style="outline",
+            size=size,
         )
         ui.button(
             pygame.Rect(bar.x + w + m.gap, y, w, m.touch),
-            t("payment.code"),
+            labels[1][0],
             self._code,
             name="code",
             style="primary" if offline else "outline",
+            size=size,
         )
         ui.button(
             pygame.Rect(bar.right - w, y, w, m.touch),
-            t("payment.more_time"),
+            labels[2][0],
             (lambda: self.app.post(ExtendPayment())) if pay.can_extend else None,
             name="more-time",
             style="outline",
+            size=size,
         )
 
 
