@@ -98,7 +98,10 @@ def test_the_check_fails_on_a_cut_label(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_the_check_fails_on_an_orphan(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Greedy breaking alone (the old layout) leaves 货。 alone on the last line."""
+    """Greedy breaking alone (the old layout: no orphan rule, no unbreakable words) leaves 货。
+    alone on the last line."""
+    import re
+
     import kiosk.ui.textlayout as textlayout
 
     app = render_app("payment_cancel", (800, 480), "zh")
@@ -106,6 +109,7 @@ def test_the_check_fails_on_an_orphan(monkeypatch: pytest.MonkeyPatch) -> None:
     import kiosk.ui.widgets as widgets
 
     monkeypatch.setattr(textlayout, "_fix_orphans", lambda *a: None)
+    monkeypatch.setattr(textlayout, "_GLUE", re.compile(r"(?!)"))
     monkeypatch.setattr(widgets, "_LAYOUT_CACHE", {})
     faults = text_faults(render_app("payment_cancel", (800, 480), "zh"))
     assert any(f.startswith("orphan ['货。']") for f in faults), faults
