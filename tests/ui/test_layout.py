@@ -6,11 +6,15 @@ line)."""
 
 from __future__ import annotations
 
+import pygame
 import pytest
+import zxingcpp
+from PIL import Image
 
 from kiosk.sim.render import render_app
 from kiosk.ui.app import SCREEN_NAMES, UiApp
 from kiosk.ui.i18n import CATALOGS
+from kiosk.ui.screens.payment import QR_MODULE_PX
 from kiosk.ui.textlayout import orphan_lines
 from kiosk.ui.theme import THEME, contrast_ratio, metrics_for
 
@@ -138,3 +142,28 @@ def test_palette_contrast() -> None:
     ]
     for fg, bg in pairs:
         assert contrast_ratio(fg, bg) >= 4.5, (fg, bg)
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
+@pytest.mark.parametrize("large", [False, True], ids=["normal", "large"])
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_payment_qr_modules_are_big_enough(
+    size: tuple[int, int], lang: str, large: bool, offline: bool
+) -> None:
+    """The payment QR (online and offline) has at least QR_MODULE_PX per module at every size,
+    in both languages and both text sizes, on screen, clear of every text, and decodes to the
+    pay URL (zxing-cpp)."""
+    app = render_app("payment_offline" if offline else "payment", size, lang, large=large)
+    assert app.view.payment is not None
+    ui = app.render()
+    assert len(ui.qrs) == 1
+    data, rect, module = ui.qrs[0]
+    assert data == app.view.payment.pay_url
+    assert module >= QR_MODULE_PX, (rect, module)
+    assert app.surface.get_rect().contains(rect)
+    for r in app.texts:
+        assert not r.box.colliderect(rect), r
+    raw = pygame.image.tobytes(app.surface, "RGB")
+    image = Image.frombytes("RGB", app.surface.get_size(), raw)
+    assert [b.text for b in zxingcpp.read_barcodes(image)] == [data]
