@@ -190,6 +190,7 @@ MESSAGES: dict[str, str] = {
     "service.sales_on": "Selling",
     "service.sales_off": "Sales paused",
     "service.slot": "Slot {slot}",
+    "service.slot_short": "#{slot}",
     "service.unassigned": "no product assigned",
     "service.count": "{count}/{cap}",
     "service.fill": "Fill",

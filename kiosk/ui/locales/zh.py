@@ -178,6 +178,7 @@ MESSAGES: dict[str, str] = {
     "service.sales_on": "销售中",
     "service.sales_off": "已暂停销售",
     "service.slot": "{slot}号",
+    "service.slot_short": "{slot}号",
     "service.unassigned": "未分配商品",
     "service.count": "{count}/{cap}",
     "service.fill": "补满",
