@@ -22,6 +22,8 @@ __all__ = ["CATALOGS", "LANGS", "Lang", "Translator", "placeholders", "product_t
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
 CATALOGS: Mapping[str, Mapping[str, str]] = {"zh": zh.MESSAGES, "en": en.MESSAGES}
+#: The params that pick a message's singular form `<key>.one` when 1 (the first one given).
+PLURAL_PARAMS = ("count", "delivered", "n")
 
 
 def placeholders(message: str) -> set[str]:
@@ -39,8 +41,16 @@ class Translator:
         self._messages = CATALOGS[lang]
 
     def __call__(self, key: str, **params: object) -> str:
+        """The message for `key` with `params` filled in. A key may have a singular form
+        `<key>.one`, used when its first count param (`PLURAL_PARAMS`) is 1 ("1 item was
+        dispensed" / "3 items were dispensed")."""
         message = self._messages[key]
-        return message.format(**params) if params else message
+        if not params:
+            return message
+        count = next((v for k, v in params.items() if k in PLURAL_PARAMS), None)
+        if count == 1:
+            message = self._messages.get(f"{key}.one", message)
+        return message.format(**params)
 
     def has(self, key: str) -> bool:
         """Whether the catalog has `key` (for names that come from elsewhere, e.g. counters)."""

@@ -1,7 +1,9 @@
 """Line breaking for Chinese and English, as pure functions (no window, no pygame).
 
 Owns: the break opportunities (a CJK character each, a Latin word each, a URL after each
-"/" and "."), the simple 禁则
+"/" and "."; none inside a number with its unit (8位), a short quoted name (“输入确认码”), a
+word of `NEVER_SPLIT` (二维码, 取货口, 山核桃 ...), and only at U+200B in a text that has one),
+the simple 禁则
 (kinsoku) rules (closing punctuation such as ，。、）》 never starts a line, opening punctuation
 such as （《 never ends one), and the orphan rule: no line of a wrapped paragraph holds a single
 character (石台富硒绿/茶) or only punctuation; such a line takes the last break unit of the line
@@ -15,7 +17,16 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-__all__ = ["NO_LINE_END", "NO_LINE_START", "is_orphan", "orphan_lines", "tokens", "wrap_text"]
+__all__ = [
+    "NEVER_SPLIT",
+    "NO_LINE_END",
+    "NO_LINE_START",
+    "NUMBER_UNITS",
+    "is_orphan",
+    "orphan_lines",
+    "tokens",
+    "wrap_text",
+]
 
 # Latin words stay whole (with their trailing spaces); each CJK character is a break opportunity.
 _TOKEN = re.compile(r"[^\s\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]+\s*|\s+|.", re.S)
@@ -28,11 +39,79 @@ NO_LINE_END = frozenset("（《「『【〔〈“‘([{")
 #: A URL (scheme://...) may break after each "/" and "." (mqtts:// / mqtt. / example. / ...).
 _URL_PART = re.compile(r"[^/.]*[/.]+|[^/.]+")
 
+#: Measure words and units that stay with the number before them (8位, 3件, 5分钟, 100克).
+NUMBER_UNITS = (
+    "分钟", "小时", "工作日", "千克", "位", "件", "元", "个", "天", "秒", "次", "号", "克",
+    "枚", "袋", "盒", "罐", "瓶", "箱", "包", "份", "张", "年", "月", "日", "斤",
+)  # fmt: skip
+#: Words never split across lines: our own catalog's words, and the places and product words
+#: of the demo catalog's names (金寨/山核桃仁, not 金寨山核/桃仁). A catalog may also mark its
+#: names' natural breaks with U+200B (a preferred break, never drawn).
+NEVER_SPLIT = (
+    # the UI's words
+    "二维码", "确认码", "取货口", "取走", "商品", "微信", "支付宝", "购物车", "订单", "付款",
+    "支付", "退款", "出货", "货道", "控制板", "手机", "工作日", "扫描", "扫码", "输入",
+    "显示", "本机", "网络", "客服", "电话", "服务", "补满", "补货", "没能", "无需", "任何",
+    "操作", "原路", "退回", "到账", "拨打", "疑问", "购买", "帮助", "安徽", "贫困县", "农户",
+    "增收", "合作社",
+    # places in the demo catalog's names
+    "六安", "岳西", "石台", "太湖", "霍山", "舒城", "天柱", "砀山", "金寨", "利辛", "皖南",
+    "临泉", "宿松", "颍上", "灵璧", "阜南", "望江",
+    # product words in the demo catalog's names
+    "瓜片", "翠兰", "富硒", "绿茶", "天华谷尖", "黄芽", "小兰花", "剑毫", "石斛", "枫斗",
+    "梨膏", "酥梨", "猕猴桃", "黄桃", "罐头", "果干", "脆片", "手剥", "山核桃", "核桃",
+    "五香", "花生", "笋干", "红薯", "粉丝", "黑芝麻", "高山", "香菇", "大米", "小磨",
+    "香油", "小米", "土蜂蜜", "百花蜜", "蜂蜜", "柳编", "收纳篮", "果盘", "挑花", "桌旗",
+    "竹扇", "礼盒", "礼罐", "随手装",
+)  # fmt: skip
+#: A quoted name up to this many characters stays whole (“输入确认码”).
+QUOTE_MAX = 8
+#: Spans no line break may enter: a number with its unit, a short quoted name, a listed word.
+_GLUE = re.compile(
+    "|".join(
+        [
+            rf"“[^”\n]{{1,{QUOTE_MAX}}}”",
+            rf"\d+(?:\.\d+)?(?:{'|'.join(NUMBER_UNITS)})",
+            *(re.escape(w) for w in sorted(NEVER_SPLIT, key=len, reverse=True)),
+        ]
+    )
+)
+#: ZERO WIDTH SPACE: a preferred break a catalog may put in a name; never drawn.
+ZWSP = "\u200b"
 
-def _units(text: str) -> list[str]:
+
+def _raw_units(text: str) -> list[str]:
     out: list[str] = []
     for t in _TOKEN.findall(text):
         out.extend(_URL_PART.findall(t) if "://" in t else [t])
+    return out
+
+
+def _glued(text: str, units: list[str]) -> list[str]:
+    """`units` (which concatenate to `text`) with no break inside a `_GLUE` span."""
+    inside: set[int] = set()
+    for m in _GLUE.finditer(text):
+        inside.update(range(m.start() + 1, m.end()))
+    out: list[str] = []
+    pos = 0
+    for u in units:
+        if out and pos in inside:
+            out[-1] += u
+        else:
+            out.append(u)
+        pos += len(u)
+    return out
+
+
+def _units(text: str) -> list[str]:
+    """The break units of one paragraph; with U+200B in it, the text between two of them is
+    one unit (a unit wider than the line is still cut by characters)."""
+    out: list[str] = []
+    for seg in text.split(ZWSP):
+        if ZWSP in text and seg and not any(ch.isspace() for ch in seg):
+            out.append(seg)
+        elif seg:
+            out.extend(_glued(seg, _raw_units(seg)))
     return out
 
 

@@ -6,11 +6,15 @@ line)."""
 
 from __future__ import annotations
 
+import pygame
 import pytest
+import zxingcpp
+from PIL import Image
 
 from kiosk.sim.render import render_app
 from kiosk.ui.app import SCREEN_NAMES, UiApp
 from kiosk.ui.i18n import CATALOGS
+from kiosk.ui.screens.payment import QR_MODULE_PX
 from kiosk.ui.textlayout import orphan_lines
 from kiosk.ui.theme import THEME, contrast_ratio, metrics_for
 
@@ -98,7 +102,10 @@ def test_the_check_fails_on_a_cut_label(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_the_check_fails_on_an_orphan(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Greedy breaking alone (the old layout) leaves 货。 alone on the last line."""
+    """Greedy breaking alone (the old layout: no orphan rule, no unbreakable words) leaves 货。
+    alone on the last line."""
+    import re
+
     import kiosk.ui.textlayout as textlayout
 
     app = render_app("payment_cancel", (800, 480), "zh")
@@ -106,6 +113,7 @@ def test_the_check_fails_on_an_orphan(monkeypatch: pytest.MonkeyPatch) -> None:
     import kiosk.ui.widgets as widgets
 
     monkeypatch.setattr(textlayout, "_fix_orphans", lambda *a: None)
+    monkeypatch.setattr(textlayout, "_GLUE", re.compile(r"(?!)"))
     monkeypatch.setattr(widgets, "_LAYOUT_CACHE", {})
     faults = text_faults(render_app("payment_cancel", (800, 480), "zh"))
     assert any(f.startswith("orphan ['货。']") for f in faults), faults
@@ -134,3 +142,28 @@ def test_palette_contrast() -> None:
     ]
     for fg, bg in pairs:
         assert contrast_ratio(fg, bg) >= 4.5, (fg, bg)
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
+@pytest.mark.parametrize("large", [False, True], ids=["normal", "large"])
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_payment_qr_modules_are_big_enough(
+    size: tuple[int, int], lang: str, large: bool, offline: bool
+) -> None:
+    """The payment QR (online and offline) has at least QR_MODULE_PX per module at every size,
+    in both languages and both text sizes, on screen, clear of every text, and decodes to the
+    pay URL (zxing-cpp)."""
+    app = render_app("payment_offline" if offline else "payment", size, lang, large=large)
+    assert app.view.payment is not None
+    ui = app.render()
+    assert len(ui.qrs) == 1
+    data, rect, module = ui.qrs[0]
+    assert data == app.view.payment.pay_url
+    assert module >= QR_MODULE_PX, (rect, module)
+    assert app.surface.get_rect().contains(rect)
+    for r in app.texts:
+        assert not r.box.colliderect(rect), r
+    raw = pygame.image.tobytes(app.surface, "RGB")
+    image = Image.frombytes("RGB", app.surface.get_size(), raw)
+    assert [b.text for b in zxingcpp.read_barcodes(image)] == [data]

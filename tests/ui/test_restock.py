@@ -14,6 +14,7 @@ from kiosk.sim.fake_controller import demo_view
 from kiosk.sim.render import render_app
 from kiosk.ui.app import show
 from kiosk.ui.i18n import CATALOGS, Translator
+from kiosk.ui.screens.service_slots import MIN_ROWS
 
 SIZES = [(1080, 1920), (1920, 1080), (800, 480), (540, 960)]
 
@@ -121,7 +122,9 @@ def test_unassigned_slot_and_fit(size: tuple[int, int], lang: str) -> None:
         if screen != "service_count":
             assert CATALOGS[lang]["service.unassigned"] in texts
             assert f"fill-{slots[1].slot_no}" not in {h.name for h in app.hits}
-        assert Translator(lang)("service.slot", slot=slots[0].slot_no) in texts  # planogram no.
+        t = Translator(lang)  # the planogram's number, in full or short (#10) on a narrow row
+        labels = {t(k, slot=slots[0].slot_no) for k in ("service.slot", "service.slot_short")}
+        assert labels & set(texts)
         for r in app.texts:
             assert r.fits, r
             if r.text.endswith(f"/{slots[0].capacity}") or r.text in CATALOGS[lang].values():
@@ -141,3 +144,25 @@ def test_screen_and_guide_use_the_same_words() -> None:
     assert "维护密码" in zh["service.pin_hint"] and "维护密码" in guide
     for old in ("装满", "服务菜单", "服务密码", "空货道"):
         assert old not in guide and not any(old in v for v in zh.values()), old
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_800x480_shows_six_rows_a_page(lang: str) -> None:
+    """A 7" panel: at least MIN_ROWS (6) rows a page in both languages (60 slots in 10 pages,
+    not 20 in English), the tools in the header bar, every name whole on one line."""
+    view = demo_view("service_restock", ManualClock())
+    app = render_app("service_restock", (800, 480), lang, view)
+    rows = [h for h in app.hits if h.name.startswith("fill-") and h.name[5:].isdigit()]
+    assert len(rows) >= MIN_ROWS, len(rows)
+    pages = -(-len(view.service.slots) // len(rows))
+    assert pages <= 10 and Translator(lang)("catalog.page", page=1, pages=pages) in [
+        r.text for r in app.texts
+    ]
+    assert {"filter-refill", "fill-page", "fill-all"} <= {h.name for h in app.hits}
+    names = {
+        r.text: r.lines
+        for r in app.texts
+        if any(r.text == p.product.name_en or r.text == p.product.name_zh for p in view.products)
+    }
+    assert names and all(len(lines) == 1 for lines in names.values()), names
+    assert not [r for r in app.texts if r.truncated or not r.fits]

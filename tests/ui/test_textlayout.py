@@ -51,7 +51,9 @@ def test_tokens_glue_punctuation() -> None:
 
 def test_a_spaced_chinese_word_stays_whole() -> None:
     assert wrap_text("六安瓜片 随手装", 12, width) == ["六安瓜片", "随手装"]
-    assert wrap_text("六安瓜片随手装", 12, width) == ["六安瓜片随", "手装"]
+    # without the space (and not a listed word) it may break inside
+    assert wrap_text("六安瓜片随身带", 12, width) == ["六安瓜片随", "身带"]
+    assert wrap_text("六安瓜片随手装", 12, width) == ["六安瓜片", "随手装"]  # a listed word
 
 
 def test_a_url_breaks_after_slashes_and_dots_only() -> None:
@@ -63,3 +65,50 @@ def test_a_url_breaks_after_slashes_and_dots_only() -> None:
         "invalid:8883",
     ]
     assert tokens("¥153.70, 3.5 kg") == ["¥153.70, ", "3.5 ", "kg"]
+
+
+def test_a_number_stays_with_its_unit() -> None:
+    """code pad 800x480 zh, offline band 540x960: not 显示的8/位确认码."""
+    assert wrap_text("请输入手机上显示的8位确认码", 20, width) == [
+        "请输入手机上显示的",
+        "8位确认码",
+    ]
+    assert tokens("共12件，约5分钟") == ["共", "12件，", "约", "5分钟"]
+
+
+def test_listed_words_stay_whole() -> None:
+    """payment hint 540x960 zh (扫描二/维码), dispensing 540x960 zh (取货口取/走商品)."""
+    assert wrap_text("打开微信或支付宝，扫描二维码", 24, width) == [
+        "打开微信或支付宝，扫描",
+        "二维码",
+    ]
+    assert wrap_text("请从下方取货口取走商品", 16, width) == ["请从下方取货口", "取走商品"]
+
+
+def test_a_short_quoted_name_stays_whole() -> None:
+    """offline band 540x960 large: not “输入确认/码”."""
+    body = "扫码付款后，手机上会显示8位确认码，请点“输入确认码”，在本机输入。"
+    lines = wrap_text(body, 24, width)
+    assert lines == [
+        "扫码付款后，手机上会显示",
+        "8位确认码，请点",
+        "“输入确认码”，在本机",
+        "输入。",
+    ]
+    assert any("“输入确认码”" in ln for ln in wrap_text(body, 26, width))
+
+
+def test_product_names_break_between_words() -> None:
+    """catalog 1920x1080 and 1080x1920: not 金寨山核/桃仁, 太湖天华/谷尖, 金寨手剥山/核桃."""
+    assert wrap_text("金寨山核桃仁", 8, width) == ["金寨", "山核桃仁"]
+    assert wrap_text("太湖天华谷尖", 8, width) == ["太湖", "天华谷尖"]
+    assert wrap_text("金寨手剥山核桃", 10, width) == ["金寨手剥", "山核桃"]
+    # the orphan rule still holds with the words
+    assert wrap_text("石台富硒绿茶", 10, width) == ["石台富硒", "绿茶"]
+
+
+def test_a_zero_width_space_is_the_preferred_break_and_never_drawn() -> None:
+    """A catalog may mark a name's natural break with U+200B."""
+    assert wrap_text("金寨\u200b山核桃仁", 10, width) == ["金寨", "山核桃仁"]
+    assert wrap_text("金寨\u200b山核桃仁", 12, width) == ["金寨山核桃仁"]
+    assert wrap_text("abc\u200bdef", 4, width) == ["abc", "def"]

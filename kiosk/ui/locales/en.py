@@ -117,15 +117,17 @@ MESSAGES: dict[str, str] = {
     "done.paid": "Paid {amount}",
     # problem
     "problem.title": "Something went wrong",
-    "problem.vend_failed": "{count} item(s) could not be dispensed.",
-    "problem.partly_delivered": "{delivered} item(s) dispensed, {failed} could not be.",
+    "problem.vend_failed": "{count} items could not be dispensed.",
+    "problem.vend_failed.one": "{count} item could not be dispensed.",
+    "problem.partly_delivered": "{delivered} items were dispensed; {failed} could not be.",
+    "problem.partly_delivered.one": "{delivered} item was dispensed; {failed} could not be.",
     "problem.payment_timeout": "Payment timed out and the order was cancelled.",
     "problem.paid_after_cancel": "Your payment arrived after the order was cancelled.",
     "problem.door_not_closed": "A door was not closed, so this kiosk stopped selling.",
     "problem.system_error": "This kiosk has a fault and the order could not be completed.",
     "problem.refund": (
         "{amount} will go back to your {channel}, usually within 1 to 3 working days. "
-        "You need to do nothing."
+        "You don't need to do anything."
     ),
     "problem.failed_items": "Not dispensed: {items}",
     "problem.item": "{name} ×{qty}",
@@ -188,6 +190,7 @@ MESSAGES: dict[str, str] = {
     "service.sales_on": "Selling",
     "service.sales_off": "Sales paused",
     "service.slot": "Slot {slot}",
+    "service.slot_short": "#{slot}",
     "service.unassigned": "no product assigned",
     "service.count": "{count}/{cap}",
     "service.fill": "Fill",

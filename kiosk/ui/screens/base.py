@@ -140,15 +140,17 @@ def header(
     back: Action | None = None,
     lang: bool = True,
     large: bool = False,
+    tools: Callable[[pygame.Rect], object] | None = None,
 ) -> pygame.Rect:
     """The red title bar; returns the rectangle below it. `large`: the large-text toggle at
     the left (the attract and catalog screens, which have no back button). The title (role
     "title") is never cut: it shrinks towards the floor, then takes two lines between the
     buttons, then a row of its own under them, the bar growing to hold it; only beside the
-    large-text toggle is a title that cannot fit at the floor left out."""
+    large-text toggle is a title that cannot fit at the floor left out. `tools`: drawn in the
+    title's place (a short screen's tool buttons, given the room between back and language)."""
     m = ui.m
     x0, x1 = m.pad, ui.rect.w - m.pad
-    bw = max(round(m.touch * 1.9), m.text * 5)
+    bw = header_button_w(ui)
     lw = large_toggle_w(ui) if large and back is None else 0
     if lw:
         x0 += lw + m.gap
@@ -157,7 +159,7 @@ def header(
     if lang:
         x1 -= bw + m.gap
     room = pygame.Rect(x0, m.pad, x1 - x0, m.touch)
-    shown = not (lw and ui.measure(title, m.floor, True) > room.w)
+    shown = tools is None and not (lw and ui.measure(title, m.floor, True) > room.w)
     lines = 1
     if shown and not ui.layout(title, room.w, room.h, m.title, 1, True)[2]:
         lines = 2  # two lines between the buttons, else a row of its own under them
@@ -191,6 +193,8 @@ def header(
             style="header",
             max_lines=1,
         )
+    if tools is not None:
+        tools(room)
     if shown:
         ui.text(
             title,
@@ -204,6 +208,11 @@ def header(
             role="title",
         )
     return pygame.Rect(0, h, ui.rect.w, ui.rect.h - h)
+
+
+def header_button_w(ui: Ui) -> int:
+    """The width of the header's back and language buttons."""
+    return max(round(ui.m.touch * 1.9), ui.m.text * 5)
 
 
 def footer_rect(ui: Ui, area: pygame.Rect) -> tuple[pygame.Rect, pygame.Rect]:

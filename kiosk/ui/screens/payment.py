@@ -14,7 +14,10 @@ import pygame
 from kiosk.contract import CancelOrder, ExtendPayment, PaymentView
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import Screen, footer_rect, header, until_next_second
-from kiosk.ui.widgets import Ui, line_height
+from kiosk.ui.widgets import Ui, line_height, qr_modules
+
+#: The payment QR's smallest module, px: a phone reads it at arm's length on every screen.
+QR_MODULE_PX = 6
 
 
 class PaymentScreen(Screen):
@@ -56,6 +59,8 @@ class PaymentScreen(Screen):
         content, foot = footer_rect(ui, area)
         content = content.inflate(-2 * m.pad, -2 * m.pad)
         marks_h = line_height(m.text) + m.pad // 2
+        # a phone reads the QR at arm's length: at least QR_MODULE_PX per module, everywhere
+        need = QR_MODULE_PX * qr_modules(pay.pay_url)
         if m.portrait:
             y = content.y
             if offline:
@@ -65,12 +70,16 @@ class PaymentScreen(Screen):
             info_min = line_height(m.text) * 4 + line_height(m.huge) + line_height(m.title)
             room = content.bottom - marks.bottom - 3 * m.gap - info_min
             side = max(0, min(content.w * 62 // 100, content.h * 42 // 100, room))
+            if side < need:  # 540x960 offline or in large text: the condensed column
+                self._draw_narrow(ui, content, pay, offline, need)
+                self._draw_actions(ui, foot, pay, offline)
+                return
             qr = pygame.Rect(content.centerx - side // 2, marks.bottom + 2 * m.gap, side, side)
             info = pygame.Rect(
                 content.x, qr.bottom + 2 * m.gap, content.w, content.bottom - qr.bottom - 2 * m.gap
             )
         else:
-            side = min(content.h, content.w * 45 // 100)
+            side = min(content.h, max(need, content.w * 45 // 100))
             right = pygame.Rect(
                 content.x + side + 3 * m.gap, content.y, content.w - side - 3 * m.gap, content.h
             )
@@ -113,7 +122,8 @@ class PaymentScreen(Screen):
         the amount (big where room is left) with the time left beside it, and the scan hint
         and the order number only where room is left."""
         m, c, t = ui.m, ui.c, ui.t
-        side = min(content.h, content.w * 45 // 100)
+        need = QR_MODULE_PX * qr_modules(pay.pay_url)
+        side = min(content.h, max(need, content.w * 45 // 100))
         qr = pygame.Rect(content.x, content.y + (content.h - side) // 2, side, side)
         ui.fill(qr.inflate(m.pad, m.pad), (255, 255, 255), m.radius)
         ui.qr(pay.pay_url, qr)
@@ -158,6 +168,72 @@ class PaymentScreen(Screen):
         if right.bottom - y >= line_height(m.text):
             order = t("payment.order", order=pay.order_id)
             ui.text(order, pygame.Rect(right.x, y, right.w, line_height(m.text)), color=c.muted)
+
+    def _draw_narrow(
+        self, ui: Ui, content: pygame.Rect, pay: PaymentView, offline: bool, need: int
+    ) -> None:
+        """Portrait with little height (540x960 offline or in large text): the offline band
+        (its words shrink towards the floor), the scan hint on one line where room is left,
+        the marks, the QR at `need` px at least (more where room is left), then the amount
+        and the time left on one line and the order number where room is left."""
+        m, c, t = ui.m, ui.c, ui.t
+        marks_h = line_height(m.floor) + m.pad // 2
+        row_h = line_height(m.title)
+        fixed = need + m.pad + marks_h + row_h + 4 * m.gap  # the QR on its card, marks, amount
+        y = content.y
+        if offline:
+            room = content.h - fixed - m.gap
+            y = offline_banner(ui, pygame.Rect(content.x, y, content.w, room)).bottom + m.gap
+        hint_h = line_height(m.text)
+        left = content.bottom - y - fixed
+        if left >= hint_h + m.gap:
+            ui.text(
+                t("payment.hint"),
+                pygame.Rect(content.x, y, content.w, hint_h),
+                bold=True,
+                align="center",
+            )
+            y += hint_h + m.gap
+            left -= hint_h + m.gap
+        pay_marks(ui, pygame.Rect(content.x, y, content.w, marks_h), size=m.floor)
+        y += marks_h + m.gap + m.pad // 2
+        side = need + max(0, min(left, content.w * 62 // 100 - need))
+        qr = pygame.Rect(content.centerx - side // 2, y, side, side)
+        ui.fill(qr.inflate(m.pad, m.pad), (255, 255, 255), m.radius)
+        ui.qr(pay.pay_url, qr)
+        y = qr.bottom + m.pad // 2 + 2 * m.gap
+        amount = t.money(pay.amount_fen)
+        size = m.title
+        if left - (side - need) >= line_height(m.huge) - row_h:  # the big amount where it fits
+            size, row_h = m.huge, line_height(m.huge)
+        aw = ui.measure(amount, size, True)
+        time_left = t("payment.time_left", time=t.mmss(pay.expires_at - ui.now))
+        cw = min(ui.measure(time_left, m.text, True) + m.pad, content.w - aw - 2 * m.gap)
+        x = content.centerx - (aw + 2 * m.gap + cw) // 2
+        ui.text(
+            amount,
+            pygame.Rect(x, y, aw, row_h),
+            size=size,
+            color=c.price,
+            bold=True,
+            valign="middle",
+            overflow="error",
+            role="total",
+        )
+        ui.countdown(
+            pygame.Rect(x + aw + 2 * m.gap, y, cw, row_h),
+            pay.expires_at - ui.now,
+            "payment.time_left",
+        )
+        y += row_h + m.gap
+        if content.bottom - y >= line_height(m.text):
+            order = t("payment.order", order=pay.order_id)
+            ui.text(
+                order,
+                pygame.Rect(content.x, y, content.w, line_height(m.text)),
+                align="center",
+                color=c.muted,
+            )
 
     def _draw_info(self, ui: Ui, info: pygame.Rect, pay: PaymentView) -> None:
         m, c, t = ui.m, ui.c, ui.t
@@ -216,26 +292,37 @@ class PaymentScreen(Screen):
         bar = foot.inflate(-2 * m.pad, 0)
         y = foot.y + m.pad
         w = (bar.w - 2 * m.gap) // 3
+        # one size for the three labels: the size the longest one needs (bold when filled)
+        inner = pygame.Rect(0, 0, w, m.touch).inflate(-2 * m.pad, -max(4, m.pad // 2))
+        labels = (
+            (t("payment.cancel"), False),
+            (t("payment.code"), offline),
+            (t("payment.more_time"), False),
+        )
+        size = min(ui.layout(lab, inner.w, inner.h, m.text, 2, bold)[1] for lab, bold in labels)
         ui.button(
             pygame.Rect(bar.x, y, w, m.touch),
-            t("payment.cancel"),
+            labels[0][0],
             self._cancel,
             name="cancel",
             style="outline",
+            size=size,
         )
         ui.button(
             pygame.Rect(bar.x + w + m.gap, y, w, m.touch),
-            t("payment.code"),
+            labels[1][0],
             self._code,
             name="code",
             style="primary" if offline else "outline",
+            size=size,
         )
         ui.button(
             pygame.Rect(bar.right - w, y, w, m.touch),
-            t("payment.more_time"),
+            labels[2][0],
             (lambda: self.app.post(ExtendPayment())) if pay.can_extend else None,
             name="more-time",
             style="outline",
+            size=size,
         )
 
 

@@ -17,8 +17,19 @@ import pygame
 
 from kiosk.contract import CheckSlot, OpenDoor, Restock, ServiceViewed, SlotView, TestVend
 from kiosk.ui.i18n import product_text
-from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, result_text
-from kiosk.ui.widgets import Action, Ui, line_height, pager
+from kiosk.ui.screens.base import (
+    AppApi,
+    Screen,
+    footer_rect,
+    header,
+    header_button_w,
+    result_text,
+)
+from kiosk.ui.widgets import Action, Style, Ui, line_height, pager
+
+#: Rows a page keeps on a short screen (800x480): the restock tools move into the header bar
+#: rather than leave fewer.
+MIN_ROWS = 6
 
 SlotsMode = Literal["restock", "test_vend", "door", "stock"]
 _TITLES = {
@@ -135,12 +146,19 @@ class ServiceSlotsScreen(Screen):
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
         ui.surface.fill(c.bg)
-        area = header(ui, self.app, t(_TITLES[self.mode]), back=lambda: self.app.pop(self))
+        up = self.mode == "restock" and self._tools_up(ui)
+        area = header(
+            ui,
+            self.app,
+            t(_TITLES[self.mode]),
+            back=lambda: self.app.pop(self),
+            tools=(lambda room: self._draw_tools(ui, room, in_header=True)) if up else None,
+        )
         content, foot = footer_rect(ui, area)
         body = content.inflate(-2 * m.pad, -2 * m.pad)
         lh = line_height(m.text)
         y = body.y
-        if self.mode == "restock":
+        if self.mode == "restock" and not up:
             y = self._draw_tools(ui, pygame.Rect(body.x, y, body.w, m.touch))
         elif self.mode == "stock":
             slots = self.app.view.service.slots
@@ -166,32 +184,51 @@ class ServiceSlotsScreen(Screen):
             note="" if self.mode == "stock" else self._result(ui),
         )
 
-    def _draw_tools(self, ui: Ui, row: pygame.Rect) -> int:
-        """Restock's tool row: the "needs refilling" filter, fill this page, fill all."""
+    def _tools_up(self, ui: Ui) -> bool:
+        """Whether restock's tools go into the header bar (in the title's place): when a tool
+        row above the rows would leave fewer than MIN_ROWS rows a page (800x480) and the
+        three fit between the back and language buttons at the body size."""
+        m, t = ui.m, ui.t
+        bar = m.touch + 2 * m.pad
+        body_h = ui.rect.h - 2 * bar - 2 * m.pad
+        if (body_h - m.touch - m.gap + m.gap // 2) // (m.touch + m.gap) >= MIN_ROWS:
+            return False
+        room_w = ui.rect.w - 2 * m.pad - 2 * (header_button_w(ui) + m.gap)
+        inner = (room_w - 2 * m.gap) // 3 - 2 * m.pad
+        keys = ("service.only_refill", "service.fill_page", "service.fill_all")
+        return all(ui.layout(t(k), inner, m.touch, m.text, 1, False)[2] for k in keys)
+
+    def _draw_tools(self, ui: Ui, row: pygame.Rect, *, in_header: bool = False) -> int:
+        """Restock's tool row: the "needs refilling" filter, fill this page, fill all; in the
+        header bar, outlined in white (the filter filled white when on, like the large-text
+        switch)."""
         m, t = ui.m, ui.t
         w = (row.w - 2 * m.gap) // 3
+        y = row.y + (row.h - m.touch) // 2
+        on: Style = "outline" if in_header else "primary"
+        off: Style = "header" if in_header else "outline"
         ui.button(
-            pygame.Rect(row.x, row.y, w, m.touch),
+            pygame.Rect(row.x, y, w, m.touch),
             t("service.only_refill"),
             self._toggle_filter,
             name="filter-refill",
-            style="primary" if self.only_refill else "outline",
+            style=on if self.only_refill else off,
             max_lines=1,
         )
         ui.button(
-            pygame.Rect(row.x + w + m.gap, row.y, w, m.touch),
+            pygame.Rect(row.x + w + m.gap, y, w, m.touch),
             t("service.fill_page"),
             lambda: self._ask_fill(list(self.shown), "service.fill_page_title"),
             name="fill-page",
-            style="outline",
+            style=off,
             max_lines=1,
         )
         ui.button(
-            pygame.Rect(row.right - w, row.y, w, m.touch),
+            pygame.Rect(row.right - w, y, w, m.touch),
             t("service.fill_all"),
             lambda: self._ask_fill(list(self.app.view.service.slots), "service.fill_all_title"),
             name="fill-all",
-            style="outline",
+            style=off,
             max_lines=1,
         )
         return row.bottom + m.gap
@@ -261,26 +298,53 @@ class ServiceSlotsScreen(Screen):
         fixed = self._fixed_w(ui) + self._button_w(ui) * (2 if two else 1)
         return self.mode != "stock" and width - fixed < m.text * 7
 
-    def _name_w(self, ui: Ui, width: int) -> int:
-        """The width of a row's name in a row `width` wide."""
-        m = ui.m
-        nbuttons = {"restock": 2, "test_vend": 2, "door": 1}.get(self.mode, 0)
-        words_w = width - m.pad - nbuttons * self._button_w(ui)
-        if self._two_lines(ui, width):
-            return words_w
-        label_w = ui.measure(ui.t("service.slot", slot=8888), m.text, True) + m.pad
-        count_w = ui.measure("88/88", m.text, True) + m.pad
-        return words_w - label_w - count_w - m.gap
-
-    def _name_h(self, ui: Ui, width: int) -> int:
-        """The height the longest name of all slots needs in a row `width` wide: one line of
-        body text, else two or three lines shrinking towards the floor (never cut)."""
-        m, t = ui.m, ui.t
-        w = self._name_w(ui, width)
+    def _names(self, ui: Ui) -> set[str]:
+        t = ui.t
         names = set()
         for sv in self.app.view.service.slots:
             pv = self.app.view.product(sv.product_id) if sv.product_id else None
             names.add(product_text(pv.product, "name", t.lang) if pv else (sv.product_id or ""))
+        return names
+
+    def _compact(self, ui: Ui, width: int) -> bool:
+        """A one-line row too narrow for every name (800x480 in English): the short slot
+        label (#12) and narrower buttons (still touch-sized) give the name the room."""
+        if self.mode == "stock" or self._two_lines(ui, width):
+            return False
+        w = self._name_w(ui, width, compact=False)
+        lh = line_height(ui.m.text)
+        return not all(ui.layout(n, w, lh, ui.m.text, 1, False)[2] for n in self._names(ui))
+
+    def _label(self, ui: Ui, slot_no: int, compact: bool) -> str:
+        return ui.t("service.slot_short" if compact else "service.slot", slot=slot_no)
+
+    def _label_w(self, ui: Ui, compact: bool) -> int:
+        """The slot label column: room for 4 digits; compact, for the widest slot there is."""
+        m = ui.m
+        if not compact:
+            return ui.measure(self._label(ui, 8888, False), m.text, True) + m.pad
+        slots = self.app.view.service.slots or ()
+        nos = {s.slot_no for s in slots} or {88}
+        return max(ui.measure(self._label(ui, n, True), m.text, True) for n in nos) + m.pad
+
+    def _name_w(self, ui: Ui, width: int, compact: bool | None = None) -> int:
+        """The width of a row's name in a row `width` wide."""
+        m = ui.m
+        if compact is None:
+            compact = self._compact(ui, width)
+        nbuttons = {"restock": 2, "test_vend": 2, "door": 1}.get(self.mode, 0)
+        words_w = width - m.pad - nbuttons * self._button_w(ui, compact)
+        if self._two_lines(ui, width):
+            return words_w
+        count_w = ui.measure("88/88", m.text, True) + m.pad
+        return words_w - self._label_w(ui, compact) - count_w - m.gap
+
+    def _name_h(self, ui: Ui, width: int) -> int:
+        """The height the longest name of all slots needs in a row `width` wide: one line of
+        body text, else two or three lines shrinking towards the floor (never cut)."""
+        m = ui.m
+        w = self._name_w(ui, width)
+        names = self._names(ui)
         lh = line_height(m.text)
         if all(ui.layout(n, w, lh, m.text, 1, False)[2] for n in names):
             return lh
@@ -295,7 +359,7 @@ class ServiceSlotsScreen(Screen):
         label_w = ui.measure(t("service.slot", slot=8888), m.text, True) + m.pad
         return label_w + ui.measure("88/88", m.text, True) + 2 * m.pad
 
-    def _button_w(self, ui: Ui) -> int:
+    def _button_w(self, ui: Ui, compact: bool = False) -> int:
         m, t = ui.m, ui.t
         labels = {
             "restock": ("service.fill", "service.set"),
@@ -303,7 +367,7 @@ class ServiceSlotsScreen(Screen):
         }
         keys = labels.get(self.mode, ("service.open",))
         widest = max(ui.measure(t(k), m.text, True) for k in keys)
-        return max(round(m.touch * 1.6), widest + 2 * m.pad) + m.gap
+        return max(round(m.touch * (1.3 if compact else 1.6)), widest + 2 * m.pad) + m.gap
 
     def _draw_row(self, ui: Ui, row: pygame.Rect, s: SlotView) -> None:
         m, c, t = ui.m, ui.c, ui.t
@@ -318,13 +382,14 @@ class ServiceSlotsScreen(Screen):
             else (s.product_id or t("service.unassigned"))
         )
         buttons = self._buttons(ui, s)
-        bw = self._button_w(ui) - m.gap
+        compact = self._compact(ui, row.w)
+        bw = self._button_w(ui, compact) - m.gap
         words = pygame.Rect(inner.x, inner.y, inner.w - len(buttons) * (bw + m.gap), inner.h)
-        label = t("service.slot", slot=s.slot_no)
+        label = self._label(ui, s.slot_no, compact)
         count = t("service.count", count=s.count, cap=s.capacity)
         empty = s.product_id is not None and s.count == 0
         count_w = ui.measure("88/88", m.text, True) + m.pad
-        label_w = ui.measure(t("service.slot", slot=8888), m.text, True) + m.pad
+        label_w = self._label_w(ui, compact)
         name_color = c.text if s.product_id else c.muted
         name_h = self._name_h(ui, row.w)
         lines = max(1, name_h // line_height(m.floor))
