@@ -493,7 +493,7 @@ def demo_view(screen: str, clock: ManualClock | None = None) -> ViewState:
     for pid in picks:
         fc.post(AddToCart(pid))
     fc.post(AddToCart(picks[1]))
-    if screen == "catalog":  # the stock states a tile shows: 仅剩N件 and 已售罄
+    if screen == "catalog":  # the stock states a tile shows: 仅剩N件 (and 已售罄, listed last)
         shown = [p.product_id for p in fc.catalog if fc.planogram.slots_for(p.product_id)]
         others = [pid for pid in shown if pid not in picks]
         for pid, left in ((others[1], 3), (others[2], 0)):
