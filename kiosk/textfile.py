@@ -122,6 +122,15 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "list the real device names with `ls /dev/ttyUSB* /dev/ttyACM* /dev/ttyAMA*` (for a "
         "simulated board: is `kiosk emulator` running?).",
     ),
+    "port_missing_config": (
+        "串口 {port} 不存在（配置文件 {file} 的 {key}）：请检查控制板的 USB/串口线是否插好，"
+        "用 `ls /dev/ttyUSB* /dev/ttyACM* /dev/ttyAMA*` 查看实际的设备名，并改正配置里的 {key}"
+        "（模拟控制板：`kiosk emulator` 是否在运行？）。",
+        "serial port {port} does not exist ({key} in {file}): check the control board's "
+        "USB/serial cable, list the real device names with `ls /dev/ttyUSB* /dev/ttyACM* "
+        "/dev/ttyAMA*` and correct {key} in the config (for a simulated board: is `kiosk "
+        "emulator` running?).",
+    ),
     # --- the commands' own errors (kiosk, kiosk-provision) --------------------------------
     "os_error": (
         "{file}：{reason}。请检查路径是否正确、是否有权限。",

@@ -410,21 +410,38 @@ def test_cli_vend_unlock_outcome(peer: PtyPeer, capsys: pytest.CaptureFixture[st
 
 def test_cli_selftest(peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(
-        capsys, "board", "selftest", "--port", str(peer.path), "--slots", "0-1,11", "--drop"
+        capsys,
+        "board",
+        "selftest",
+        "--port",
+        str(peer.path),
+        "--slots",
+        "0-1,11",
+        "--drop",
+        "--yes",
     )
     assert code == 0
     assert out.index("ONE ITEM DROPS") < out.index("DELIVERED")  # said before it starts
     assert out.count("DELIVERED") == 2 and "slot 11: DOOR_OPENED_AND_CLOSED" in out
     assert "selftest: 3/3 slots ok" in out
     code, out, _ = run_cli(
-        capsys, "board", "selftest", "--port", str(peer.path), "--slots", "1,99", "--json", "--drop"
+        capsys,
+        "board",
+        "selftest",
+        "--port",
+        str(peer.path),
+        "--slots",
+        "1,99",
+        "--json",
+        "--drop",
+        "--yes",
     )
     obj = json.loads(out)
     assert code == 1 and obj["ok"] is False
     assert [(s["slot"], s["ok"]) for s in obj["slots"]] == [(1, True), (99, False)]
     txs = [s["tx"] for s in obj["slots"]]
     assert txs[0] < txs[1]
-    code, out, _ = run_cli(capsys, "board", "selftest", "--port", str(peer.path), "--drop")
+    code, out, _ = run_cli(capsys, "board", "selftest", "--port", str(peer.path), "--drop", "--yes")
     assert code == 0 and "selftest: 12/12 slots ok" in out
     runs = len(peer.board.executions)
     # without --drop: every slot checked, nothing runs
