@@ -153,6 +153,53 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "配置里没有设置 update.release_public_key：这台柜机不会安装任何新版本。",
         "update.release_public_key is not set: this cabinet installs no release",
     ),
+    "release_key_unreadable": (
+        "{file}：无法读取发布公钥（{reason}）。请检查路径（--public-key，或配置里的 "
+        "update.release_public_key）。",
+        "{file}: the release public key cannot be read ({reason}). Check the path (--public-key, "
+        "or update.release_public_key in the config).",
+    ),
+    "release_key_bad": (
+        "{file}：不是有效的发布公钥（应为 `kiosk release keygen` 生成的 Ed25519 公钥 PEM 文件，"
+        "以 -----BEGIN PUBLIC KEY----- 开头）。请换成省平台给的发布公钥文件，不要用私钥或证书。",
+        "{file}: not a valid release public key (expected the Ed25519 public key PEM file "
+        "`kiosk release keygen` writes, starting -----BEGIN PUBLIC KEY-----). Use the release "
+        "public key file from the province, not a private key or a certificate.",
+    ),
+    "release_missing": (
+        "{dir}：不是发布包目录：缺少 {name}。请给出解压后的发布包目录。",
+        "{dir}: not a release: {name} is missing. Give the unpacked release directory.",
+    ),
+    "release_unreadable": (
+        "{dir}：发布包的清单或签名已损坏、无法读取。请重新下载或复制这个发布包。",
+        "{dir}: the release's manifest or signature is damaged and cannot be read. Download or "
+        "copy the release again.",
+    ),
+    "release_other_key": (
+        "{dir}：这个发布包由发布密钥 {signed} 签名，本柜机只信任 {trusted}"
+        "（update.release_public_key）。请确认发布包来源，或改用正确的公钥。",
+        "{dir}: signed by release key {signed}; this cabinet trusts {trusted} "
+        "(update.release_public_key). Check where the release came from, or use the right key.",
+    ),
+    "release_bad_signature": (
+        "{file}：签名不符（清单被改过，或公钥不对）。请重新下载发布包，不要安装它。",
+        "{file}: the signature does not match (an altered manifest or a wrong key). Download the "
+        "release again; do not install this one.",
+    ),
+    "release_file_missing": (
+        "{file}：清单里有这个文件，但它不存在。请重新复制完整的发布包。",
+        "{file}: listed in the manifest but missing. Copy the whole release again.",
+    ),
+    "release_file_altered": (
+        "{file}：大小或 SHA-256 与清单不符（文件被改过或没复制完整）。请重新复制发布包。",
+        "{file}: size or SHA-256 does not match the manifest (altered or copied only in part). "
+        "Copy the release again.",
+    ),
+    "release_extra_files": (
+        "{dir}：有清单里没有的文件：{files}。请用原样的发布包，不要往里面加文件。",
+        "{dir}: files not in the manifest: {files}. Use the release as it was built; add no "
+        "files to it.",
+    ),
     "release_key_exists": (
         "{file} 已存在：发布密钥只生成一次。",
         "{file} exists; a release key is made once",
