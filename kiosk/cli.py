@@ -22,7 +22,15 @@ from kiosk import __version__, exitcodes
 from kiosk.cli_words import install as install_words
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
-from kiosk.textfile import TextFileError, read_text, say, say_csv_row, say_os_error, use_lang
+from kiosk.textfile import (
+    TextFileError,
+    read_text,
+    say,
+    say_csv_row,
+    say_os_error,
+    say_store_error,
+    use_lang,
+)
 
 if TYPE_CHECKING:
     from kiosk.store import Store
@@ -303,8 +311,16 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
             return exitcodes.FAIL
     finally:
         store.close()
-    log_event(log, "planogram.imported", file=str(args.csv), version=version, slots=len(planogram))
-    print(f"planogram version {version} applied: {len(planogram)} slots")
+    # the line below is the terminal's record; the event only with -v (not said twice)
+    log_event(
+        log,
+        "planogram.imported",
+        _level=logging.DEBUG,
+        file=str(args.csv),
+        version=version,
+        slots=len(planogram),
+    )
+    print(say("planogram_applied", version=version, n=len(planogram)))
     return exitcodes.OK
 
 
@@ -467,6 +483,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.FAIL
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a corrupt or unusable store: said, no traceback
+        from kiosk.store.errors import StoreError  # imported late: start-up stays light
+
+        if verbose or not isinstance(e, (StoreError, sqlite3.Error)):
+            raise
+        print(say_store_error(e), file=sys.stderr)
+        return exitcodes.FAIL
 
 
 if __name__ == "__main__":

@@ -170,6 +170,9 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
     except (InstallError, ReleaseError) as e:
         print(_refused(e), file=sys.stderr)
         return exitcodes.FAIL
+    except (json.JSONDecodeError, UnicodeDecodeError):  # the update state file is damaged
+        print(say("update_state_bad", file=cfg.update.root / supervisor.STATE), file=sys.stderr)
+        return exitcodes.FAIL
     version = state["pending"]["version"]
     when = "at the supervisor's next start" if args.now else "when the kiosk is idle"
     print(f"version {version} staged; it starts {when}, on trial until healthy")
@@ -178,7 +181,11 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
 
 def cmd_update_status(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
-    state = supervisor.load_state(cfg.update.root)
+    try:
+        state = supervisor.load_state(cfg.update.root)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        print(say("update_state_bad", file=cfg.update.root / supervisor.STATE), file=sys.stderr)
+        return exitcodes.FAIL
     print(f"this command: kiosk {__version__}")
     print(
         f"running {state['running']}, phase {state['phase']}, current -> "
