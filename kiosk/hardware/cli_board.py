@@ -61,7 +61,7 @@ from kiosk.hardware.vmc_driver import VmcBoard, VmcCommandKind
 from kiosk.log import log_event
 from kiosk.textfile import say
 
-__all__ = ["SelftestHook", "confirmed", "describe", "describe_run", "register"]
+__all__ = ["SelftestHook", "board_lines", "confirmed", "describe", "describe_run", "register"]
 
 log = logging.getLogger("kiosk.hardware.cli_board")
 
@@ -482,7 +482,7 @@ def _counted(t: Target, r: BoardVendResult, obj: dict[str, Any]) -> str | None:
 # ---------------------------------------------------------------------------- status
 
 
-def _board_lines(t: Target, addr: int, info: BoardInfo, st: BoardStatus) -> list[str]:
+def board_lines(t: Target, addr: int, info: BoardInfo, st: BoardStatus) -> list[str]:
     """Status of one board for people: slots by the numbers on the screen (the planogram's);
     the board's own addresses only without a planogram, and labelled so."""
     proto = t.protocol(addr)
@@ -594,7 +594,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for addr, drv in t.cabinet.boards.items():
             info, st = drv.identify(), drv.status()
             ok = ok and not st.faults
-            lines += _board_lines(t, addr, info, st)
+            lines += board_lines(t, addr, info, st)
             boards.append(
                 {
                     "protocol": t.protocol(addr),

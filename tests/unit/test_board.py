@@ -380,7 +380,8 @@ def test_cli_status(peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "board", "status", "--port", str(peer.path))
     assert code == 0
     assert "PEER-1, serial SN0000, firmware 1.4.2" in out
-    assert "12 slots (0-9 spiral, 10-11 locker), chilled" in out
+    assert "cabinet: mixed, 12 slots, chilled" in out  # bus addresses only, labelled:
+    assert "slots (board addresses, no planogram): 0-9 spiral, 10-11 locker" in out
     assert "temperature: 4.5 °C" in out
     code, out, _ = run_cli(capsys, "board", "status", "--port", str(peer.path), "--json")
     obj = json.loads(out)
