@@ -545,6 +545,12 @@ _OS_REASONS: Mapping[int, tuple[str, str]] = {
     errno.ENOTDIR: ("路径中有一段不是目录", "a part of the path is not a directory"),
     errno.EROFS: ("文件系统是只读的", "read-only file system"),
     errno.EEXIST: ("已经存在", "already exists"),
+    errno.EBUSY: ("设备正忙（被别的程序占用）", "device or resource busy"),
+    errno.ENODEV: ("没有这个设备", "no such device"),
+    errno.ENXIO: ("没有这个设备或地址", "no such device or address"),
+    errno.EIO: ("输入/输出错误（设备被拔出？）", "input/output error (device unplugged?)"),
+    errno.ECONNREFUSED: ("连接被拒绝", "connection refused"),
+    errno.ETIMEDOUT: ("连接超时", "connection timed out"),
 }
 
 

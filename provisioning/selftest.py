@@ -53,7 +53,7 @@ from kiosk.hardware.cli_target import (
     record_drop,
     wait_links,
 )
-from kiosk.hardware.cli_text import pad, said, width
+from kiosk.hardware.cli_text import pad, reason_words, said, width
 from kiosk.hardware.link import LinkTiming
 from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, WireSlotKind
 from kiosk.store import Store
@@ -153,7 +153,7 @@ def board_checks(
     try:
         error = wait_links(link, connect_timeout)
         if error is not None:
-            text = say("board_unreachable", where=where, reason=error)
+            text = say("board_unreachable", where=where, reason=reason_words(error))
             return [Check("board", FAIL, text, {"port": where})]
         checks: list[Check] = []
         for addr, board in cabinet.boards.items():

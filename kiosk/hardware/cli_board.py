@@ -55,7 +55,13 @@ from kiosk.hardware.cli_target import (
     TargetError,
     open_target,
 )
-from kiosk.hardware.cli_text import describe_check, describe_outcome, said, zh
+from kiosk.hardware.cli_text import (
+    describe_check,
+    describe_outcome,
+    reason_words,
+    said,
+    zh,
+)
 from kiosk.hardware.protocol import Outcome, WireSlotKind
 from kiosk.hardware.vmc_driver import VmcBoard, VmcCommandKind
 from kiosk.log import log_event
@@ -309,7 +315,26 @@ class _Unreachable(Exception):
     pass
 
 
+# The links' own warnings (each retry's errno, in pyserial's English) under a command whose
+# messages say the same once, in the user's words; shown with -v.
+_LINK_LOGGERS = ("kiosk.hardware.link", "kiosk.hardware.vmc", "kiosk.hardware.modbus")
+
+
 def _run(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
+    if getattr(args, "verbose", 0):
+        return _run_quiet(args, body)
+    loggers = [logging.getLogger(name) for name in _LINK_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        return _run_quiet(args, body)
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _run_quiet(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
     if args.port is not None and "://" not in args.port and not os.path.exists(args.port):
         # said once, at once: no link started, no retries logging the same errno
         msg = say("port_missing", port=args.port)
@@ -340,7 +365,7 @@ def _run(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
 
 
 def _unreachable(args: argparse.Namespace, where: str, reason: str, tx: int | None) -> None:
-    lines = [say("board_unreachable", where=where, reason=reason)]
+    lines = [say("board_unreachable", where=where, reason=reason_words(reason))]
     if tx is not None:
         lines.append(say("board_tx_unknown", tx=tx))
     if args.port is not None:

@@ -9,13 +9,22 @@ read it); only the lines for people are worded here.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 
 from kiosk.hardware.protocol import Outcome
-from kiosk.textfile import pick_lang, say_in
+from kiosk.textfile import os_reason, pick_lang, say_in
 
-__all__ = ["BOARD_MESSAGES", "describe_check", "describe_outcome", "pad", "said", "zh"]
+__all__ = [
+    "BOARD_MESSAGES",
+    "describe_check",
+    "describe_outcome",
+    "pad",
+    "reason_words",
+    "said",
+    "zh",
+]
 
 BOARD_MESSAGES: Mapping[str, tuple[str, str]] = {
     # where a slot is: the number on the screen first, the bus place as a labelled detail
@@ -91,6 +100,11 @@ BOARD_MESSAGES: Mapping[str, tuple[str, str]] = {
         "; report may be incomplete (still coming when counting stopped)",
     ),
     "st_not_vmc": ("已报告的选货号：不是 VMC", "selections reported: not a VMC"),
+    "reason_cannot_open": ("无法打开 {port}：{why}", "cannot open {port}: {why}"),
+    "reason_no_answer": (
+        "控制板 {address}：发送 {n} 次都没有应答",
+        "board {address}: no answer after {n} transmissions",
+    ),
     # vend / unlock
     "not_in_planogram": (
         "错误：{slot} 号货道不在货道表里（货道：{slots}）",
@@ -255,6 +269,14 @@ _OUTCOMES_ZH: Mapping[Outcome, str] = {
     Outcome.LOCK_FAILED: "锁没有打开",
 }
 
+_REASONS_ZH: Mapping[str, str] = {
+    "port open, no board has answered yet": "串口已打开，但还没有控制板应答",
+    "no answer": "没有应答",
+    "not started": "还没有开始连接",
+    "link closed": "连接已关闭",
+    "port cannot be opened": "串口无法打开",
+}
+
 _CHECKS_ZH: Mapping[str, str] = {
     "READY": "就绪（没有运行电机或锁）",
     "SLOT_EMPTY": "存在传感器显示无货",
@@ -263,6 +285,24 @@ _CHECKS_ZH: Mapping[str, str] = {
     "DOOR_OPEN": "柜门开着",
     "NO_ANSWER": "控制板没有应答",
 }
+
+
+_CANNOT_OPEN = re.compile(r"^cannot open (?P<port>\S+): .*?\[Errno (?P<errno>\d+)\]")
+_NO_ANSWER = re.compile(r"^board (?P<address>\d+): no answer after (?P<n>\d+) transmissions$")
+
+
+def reason_words(reason: str) -> str:
+    """Why a link is not online (kiosk.hardware.link: the driver's and pyserial's English) in
+    the user's language: a port that cannot be opened by its errno's meaning (once, not
+    pyserial's sentence around it), the usual reasons worded."""
+    if m := _CANNOT_OPEN.match(reason):
+        why = os_reason(OSError(int(m["errno"]), ""))
+        return said("reason_cannot_open", port=m["port"], why=why)
+    if not zh():
+        return reason
+    if m := _NO_ANSWER.match(reason):
+        return said("reason_no_answer", address=m["address"], n=m["n"])
+    return _REASONS_ZH.get(reason, reason)
 
 
 def zh(lang: str | None = None) -> bool:

@@ -505,3 +505,18 @@ def test_a_corrupt_store_and_bad_provisioning_files(
         code, out = _call(provision_main, argv, lang, monkeypatch, capsys)
         assert code == 1 and "--force" in out, out
         _in_lang(out.replace(str(tmp_path), ""), lang)
+
+
+def test_why_a_board_cannot_be_reached_in_the_users_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port that exists but refuses (here a TCP port nobody listens on): the reason once, in
+    the user's language (pyserial's errno worded), without the link's own retry warnings."""
+    url = "socket://127.0.0.1:1"
+    cfg = write_config(tmp_path / "kiosk.toml", kiosk_config(port=url, data_dir=tmp_path / "d"))
+    argv = ["board", "status", "--config", str(cfg), "--connect-timeout", "0.5"]
+    for lang, words in (("zh", "连接被拒绝"), ("en", "connection refused")):
+        code, out = _call(kiosk_main, argv, lang, monkeypatch, capsys)
+        assert code == 3 and words in out, out
+        assert "link.open_failed" not in out and out.count(url) == 2, out  # where, and why
+        assert "Errno" not in out and "Could not open" not in out, out
