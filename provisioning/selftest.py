@@ -45,7 +45,6 @@ from kiosk.hardware.board import (
 )
 from kiosk.hardware.cli_board import confirmed, describe_run, hold_past, tx_from_clock
 from kiosk.hardware.cli_target import (
-    PROTOCOL_NAMES,
     load_planogram,
     missing_port,
     ports_of,
@@ -53,7 +52,14 @@ from kiosk.hardware.cli_target import (
     record_drop,
     wait_links,
 )
-from kiosk.hardware.cli_text import pad, reason_words, said, width
+from kiosk.hardware.cli_text import (
+    kind_name,
+    pad,
+    protocol_name,
+    reason_words,
+    said,
+    width,
+)
 from kiosk.hardware.link import LinkTiming
 from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, WireSlotKind
 from kiosk.store import Store
@@ -202,22 +208,24 @@ def _one_board(
     except BoardError as e:
         return [Check(name, FAIL, said("board_silent", address=addr, error=e))], last_tx
     want = CabinetKind.LOCKER if cfg.hardware.cabinet == "locker" else CabinetKind.SPIRAL
-    ident = (
-        f"{PROTOCOL_NAMES[proto]}: {info.model} serial {info.serial or '-'} firmware "
-        f"{info.firmware_version} protocol {info.protocol_version}, "
-        f"{info.cabinet.name.lower()} {info.slot_count} slots"
+    ident = said(
+        "ident",
+        protocol=protocol_name(proto),
+        model=info.model,
+        serial=info.serial or "-",
+        firmware=info.firmware_version,
+        version=info.protocol_version,
+        kind=kind_name(info.cabinet.name),
+        n=info.slot_count,
     )
     ok = info.cabinet == want
     if proto == "vmc" and not numbers:
-        ident += (
-            "; no planogram: its slots are the selections the VMC reported after the sync "
-            "(a selection it did not report is not checked)"
-        )
+        ident += said("ident_vmc_no_planogram")
     checks = [
         Check(
             name,
             OK if ok else FAIL,
-            ident if ok else f"{ident}; config says {cfg.hardware.cabinet}",
+            ident if ok else ident + said("ident_config_says", cabinet=cfg.hardware.cabinet),
             {
                 "protocol": proto,
                 "model": info.model,

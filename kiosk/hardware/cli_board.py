@@ -48,7 +48,6 @@ from kiosk.hardware.board import (
     VendTimeout,
 )
 from kiosk.hardware.cli_target import (
-    PROTOCOL_NAMES,
     BuildCabinet,
     PortMissing,
     Target,
@@ -58,9 +57,10 @@ from kiosk.hardware.cli_target import (
 from kiosk.hardware.cli_text import (
     describe_check,
     describe_outcome,
+    kind_name,
+    protocol_name,
     reason_words,
     said,
-    zh,
 )
 from kiosk.hardware.protocol import Outcome, WireSlotKind
 from kiosk.hardware.vmc_driver import VmcBoard, VmcCommandKind
@@ -396,8 +396,8 @@ def _ranges(info: BoardInfo) -> str:
     for g in info.slot_groups:
         last = g.first + g.count - 1
         span = str(g.first) if g.count == 1 else f"{g.first}-{last}"
-        parts.append(f"{span} {g.kind.name.lower()}")
-    return ", ".join(parts) or "no slots"
+        parts.append(f"{span} {kind_name(g.kind.name)}")
+    return ", ".join(parts) or said("no_slots")
 
 
 def _info_json(info: BoardInfo) -> dict[str, Any]:
@@ -546,7 +546,7 @@ def board_lines(t: Target, addr: int, info: BoardInfo, st: BoardStatus) -> list[
             ),
             said(
                 "st_cabinet",
-                kind=info.cabinet.name.lower(),
+                kind=kind_name(info.cabinet.name),
                 n=info.slot_count,
                 chilled=said("st_chilled") if info.chilled else "",
             ),
@@ -782,7 +782,8 @@ def cmd_outcome(args: argparse.Namespace) -> int:
         outcome = _ask_every(ours, args.tx)
         ok = outcome in SUCCESSES
         others = sorted(t.protocols() - {"kiosk"})
-        text = f"tx {args.tx}: {outcome.name} ({describe(outcome)})"
+        what = describe_outcome(outcome, describe(outcome))
+        text = said("outcome_line", tx=args.tx, outcome=outcome.name, what=what)
         if others and outcome is Outcome.UNKNOWN_TX:  # it may have been a tx on one of those
             text += "\n" + "\n".join(_NO_MEMORY[p].format(tx=args.tx) for p in others)
         _emit(
@@ -829,7 +830,7 @@ def _selftest_slots(args: argparse.Namespace, t: Target) -> tuple[list[int], dic
 
 def _check_results(args: argparse.Namespace, t: Target, slots: list[int]) -> list[dict[str, Any]]:
     """Every slot looked at without running it (what each protocol can look at)."""
-    protos = ", ".join(PROTOCOL_NAMES[p] for p in sorted(t.protocols()))
+    protos = ", ".join(protocol_name(p) for p in sorted(t.protocols()))
     _say(args, said("checking", n=len(slots), protocols=protos))
     results: list[dict[str, Any]] = []
     for c in t.cabinet.check_slots(slots, args.connect_timeout):
@@ -859,8 +860,7 @@ def _drop_warning(t: Target, slots: list[int], kinds: dict[int, Any]) -> str:
     if lockers:
         parts.append(said("drop_lockers", n=len(lockers), span=_span(sorted(lockers))))
     counted = "drop_counted" if t.store is not None and t.numbered else "drop_not_counted"
-    sep = "；" if zh() else "; "
-    return said("drop_warning", what=sep.join([*parts, said(counted)]))
+    return said("drop_warning", what=said("sep").join([*parts, said(counted)]))
 
 
 def _drop_results(
@@ -898,7 +898,7 @@ def _drop_results(
         note = _counted(t, r, obj)
         results.append(obj)
         line = _result_line(t, r) + ("" if ok else said("fail_mark"))
-        _say(args, line + (f"; {note}" if note else ""))
+        _say(args, line + (said("sep") + note if note else ""))
     return results, tx
 
 

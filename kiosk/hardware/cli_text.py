@@ -20,7 +20,9 @@ __all__ = [
     "BOARD_MESSAGES",
     "describe_check",
     "describe_outcome",
+    "kind_name",
     "pad",
+    "protocol_name",
     "reason_words",
     "said",
     "zh",
@@ -33,6 +35,28 @@ BOARD_MESSAGES: Mapping[str, tuple[str, str]] = {
     "place_vmc": ("VMC 选货号 {n}", "VMC selection {n}"),
     "place_lock": ("锁控板 {address} 锁 {index}", "lock board {address} lock {index}"),
     "place_board": ("控制板 {address} 地址 {index}", "board {address} address {index}"),
+    # names: a protocol, a kind of cabinet or slot
+    "proto_kiosk": ("本项目协议的控制板", "our own board protocol"),
+    "proto_vmc": ("VMC 售货机", "VMC"),
+    "proto_modbus": ("Modbus 锁控板", "Modbus lock board"),
+    "kind_spiral": ("弹簧货道", "spiral"),
+    "kind_belt": ("履带货道", "belt"),
+    "kind_locker": ("格子柜", "locker"),
+    "kind_mixed": ("混合（货道和格子柜）", "mixed"),
+    "no_slots": ("没有货道", "no slots"),
+    "sep": ("；", "; "),
+    "outcome_line": ("tx {tx}：{outcome}（{what}）", "tx {tx}: {outcome} ({what})"),
+    "ident": (
+        "{protocol}：{model}，序列号 {serial}，固件 {firmware}，协议 {version}，{kind}，{n} 个货道",
+        "{protocol}: {model} serial {serial} firmware {firmware} protocol {version}, {kind} "
+        "{n} slots",
+    ),
+    "ident_vmc_no_planogram": (
+        "；没有货道表：检查的是 VMC 同步后报告的选货号（没报告的不检查）",
+        "; no planogram: its slots are the selections the VMC reported after the sync (a "
+        "selection it did not report is not checked)",
+    ),
+    "ident_config_says": ("；配置里写的是 {cabinet}", "; config says {cabinet}"),
     # status
     "st_vmc": (
         "{where} 上的 VMC（由 kiosk 应答它的轮询）：{model}",
@@ -260,7 +284,10 @@ _OUTCOMES_ZH: Mapping[Outcome, str] = {
     Outcome.DOOR_NOT_OPENED: "锁已打开，但门没有被打开；已重新上锁",
     Outcome.DOOR_NOT_CLOSED: "门打开了，到控制板超时仍开着",
     Outcome.BUSY: "另一笔交易正在运行；没有开始",
-    Outcome.UNKNOWN_TX: "控制板没有这笔交易的记录：结果不明，请查看取货口",
+    Outcome.UNKNOWN_TX: (
+        "控制板没有这笔交易的记录：若控制板每次复位都保留了记录，就是没有执行过；否则结果不明，"
+        "请查看取货口"
+    ),
     Outcome.INVALID_SLOT: "控制板上没有这个货道",
     Outcome.WRONG_SLOT_KIND: "货道类型不对（出货用于螺旋/履带货道，开锁用于格子柜）",
     Outcome.TX_CONFLICT: "这个 tx 已经用于别的命令或货道",
@@ -278,7 +305,7 @@ _REASONS_ZH: Mapping[str, str] = {
 }
 
 _CHECKS_ZH: Mapping[str, str] = {
-    "READY": "就绪（没有运行电机或锁）",
+    "READY": "就绪，没有运行电机或锁",
     "SLOT_EMPTY": "存在传感器显示无货",
     "INVALID_SLOT": "没有这个货道",
     "REFUSED_FAULT": "控制板有故障",
@@ -303,6 +330,17 @@ def reason_words(reason: str) -> str:
     if m := _NO_ANSWER.match(reason):
         return said("reason_no_answer", address=m["address"], n=m["n"])
     return _REASONS_ZH.get(reason, reason)
+
+
+def kind_name(kind: str) -> str:
+    """A cabinet or slot kind ("spiral", "mixed"...) as the user reads it."""
+    key = f"kind_{kind.lower()}"
+    return said(key) if key in BOARD_MESSAGES else kind.lower()
+
+
+def protocol_name(protocol: str) -> str:
+    """ "kiosk", "vmc", "modbus" as the user reads it."""
+    return said(f"proto_{protocol}")
 
 
 def zh(lang: str | None = None) -> bool:

@@ -390,6 +390,20 @@ def test_cli_status(peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:
     assert obj["status"]["temperature_c"] == 4.5
 
 
+def test_cli_status_and_selftest_in_chinese(
+    peer: PtyPeer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KIOSK_LANG=zh: the lines for people in Chinese (issue 17 review); JSON stays as is."""
+    monkeypatch.setenv("KIOSK_LANG", "zh")
+    code, out, _ = run_cli(capsys, "board", "status", "--port", str(peer.path))
+    assert code == 0 and "货柜：混合（货道和格子柜），12 个货道，冷藏" in out, out
+    assert "温度：4.5 °C" in out and "cabinet" not in out and "temperature" not in out, out
+    code, out, _ = run_cli(capsys, "board", "selftest", "--port", str(peer.path), "--slots", "1,99")
+    assert code == 1 and "1 号货道：READY（就绪" in out and "99 号货道：INVALID_SLOT" in out, out
+    assert "自检：1/2 个货道正常" in out and "失败：99" in out, out
+    assert "selftest" not in out and "FAIL" not in out and "our own" not in out, out
+
+
 def test_cli_vend_unlock_outcome(peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:
     port = ("--port", str(peer.path))
     code, out, _ = run_cli(capsys, "board", "vend", *port, "--slot", "3")

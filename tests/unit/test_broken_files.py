@@ -407,7 +407,11 @@ def test_board_status_names_slots_as_the_screen_does(
         ),
         (
             "zh",
-            ["货柜：spiral，60 个货道", "有货的货道（屏幕编号）：10-69", "货道（屏幕编号）：10-69"],
+            [
+                "货柜：弹簧货道，60 个货道",
+                "有货的货道（屏幕编号）：10-69",
+                "货道（屏幕编号）：10-69",
+            ],
         ),
     ):
         monkeypatch.setenv("KIOSK_LANG", lang)
