@@ -311,14 +311,16 @@ def _slot_name(address: int, numbers: Mapping[int, int]) -> str:
     """ "slot 13 (address 3)": the planogram's number first; the bus address alone when the
     planogram does not know it."""
     n = numbers.get(address)
-    return f"address {address}" if n is None else f"slot {n} (address {address})"
+    if n is None:
+        return said("address", address=address)
+    return said("slot_address", slot=n, address=address)
 
 
 def _failed_name(r: Mapping[str, Any]) -> str:
     """A failed slot in the summary: "13 JAMMED (address 3)", or "address 3 JAMMED"."""
     if r.get("slot_no") is None:
-        return f"address {r['slot']} {r['outcome']}"
-    return f"{r['slot_no']} {r['outcome']} (address {r['slot']})"
+        return said("failed_address", address=r["slot"], outcome=r["outcome"])
+    return said("failed_slot", slot=r["slot_no"], outcome=r["outcome"], address=r["slot"])
 
 
 def _slot_look(
@@ -487,9 +489,9 @@ def check_screen(cfg: KioskConfig, headless: bool) -> Check:
         finally:
             pygame.display.quit()
     except Exception as e:
-        return Check("screen", FAIL, f"no display: {e}")
+        return Check("screen", FAIL, said("screen_none", error=e))
     want = f"{cfg.ui.width}x{cfg.ui.height}"
-    return Check("screen", OK, f"{drv} display {size} (config {want})", {"size": size})
+    return Check("screen", OK, said("screen_ok", driver=drv, size=size, want=want), {"size": size})
 
 
 def check_broker(cfg: KioskConfig, timeout: float = 5.0) -> Check:
@@ -503,18 +505,28 @@ def check_broker(cfg: KioskConfig, timeout: float = 5.0) -> Check:
     try:
         with socket.create_connection((addr.host, addr.port), timeout=timeout) as raw:
             if ctx is None:
-                return Check("broker", OK, f"TCP {addr.host}:{addr.port} (plaintext, demo only)")
+                return Check("broker", OK, said("broker_plain", host=addr.host, port=addr.port))
             with ctx.wrap_socket(raw, server_hostname=addr.host) as tls:
-                mutual = "client cert" if cfg.sync.cert_file else "no client cert yet"
-                return Check(
-                    "broker",
-                    OK,
-                    f"TLS {tls.version()} to {addr.host}:{addr.port}, server verified, {mutual}",
+                mutual = said("client_cert" if cfg.sync.cert_file else "no_client_cert")
+                detail = said(
+                    "broker_tls",
+                    version=tls.version(),
+                    host=addr.host,
+                    port=addr.port,
+                    mutual=mutual,
                 )
+                return Check("broker", OK, detail)
     except ssl.SSLError as e:
-        return Check("broker", FAIL, f"TLS to {addr.host}:{addr.port} failed: {e.reason or e}")
+        error = e.reason or e
+        return Check(
+            "broker", FAIL, said("broker_tls_failed", host=addr.host, port=addr.port, error=error)
+        )
     except OSError as e:
-        return Check("broker", FAIL, f"cannot reach {addr.host}:{addr.port}: {e}")
+        return Check(
+            "broker",
+            FAIL,
+            said("broker_unreachable", host=addr.host, port=addr.port, reason=os_reason(e)),
+        )
 
 
 def run_checks(

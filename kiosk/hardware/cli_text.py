@@ -269,6 +269,33 @@ BOARD_MESSAGES: Mapping[str, tuple[str, str]] = {
         "无屏幕（SDL_VIDEODRIVER={driver}，--headless={headless}）",
         "headless (SDL_VIDEODRIVER={driver}, --headless={headless})",
     ),
+    "address": ("地址 {address}", "address {address}"),
+    "slot_address": ("{slot} 号货道（地址 {address}）", "slot {slot} (address {address})"),
+    "failed_address": ("地址 {address} {outcome}", "address {address} {outcome}"),
+    "failed_slot": ("{slot} {outcome}（地址 {address}）", "{slot} {outcome} (address {address})"),
+    "screen_none": ("没有显示屏：{error}", "no display: {error}"),
+    "screen_ok": (
+        "{driver} 显示屏 {size}（配置 {want}）",
+        "{driver} display {size} (config {want})",
+    ),
+    "broker_plain": (
+        "TCP {host}:{port}（明文，仅限演示）",
+        "TCP {host}:{port} (plaintext, demo only)",
+    ),
+    "broker_tls": (
+        "TLS {version} 连到 {host}:{port}，服务器已验证，{mutual}",
+        "TLS {version} to {host}:{port}, server verified, {mutual}",
+    ),
+    "client_cert": ("有客户端证书", "client cert"),
+    "no_client_cert": ("还没有客户端证书", "no client cert yet"),
+    "broker_tls_failed": (
+        "到 {host}:{port} 的 TLS 失败：{error}",
+        "TLS to {host}:{port} failed: {error}",
+    ),
+    "broker_unreachable": (
+        "连不上 {host}:{port}：{reason}",
+        "cannot reach {host}:{port}: {reason}",
+    ),
     "clock_unset": ("：时钟没有设置（NTP/RTC？）", ": clock not set (NTP/RTC?)"),
 }
 
