@@ -144,7 +144,8 @@ def board_checks(
     them, unless `drop`: then each runs once and every item that dropped comes off the
     kiosk's count (a TEST_VEND stock change, as the service menu's test vend)."""
     hw = dataclasses.replace(cfg.hardware, port=port, baud=baud)
-    missing = missing_port(dataclasses.replace(cfg, hardware=hw))
+    several = bool(cfg.boards or cfg.modbus.locks)  # each [[board]] or lock line: own port
+    missing = missing_port(cfg) if several else missing_port(cfg, port)
     if missing is not None:  # said once, at once: no link started, no retries
         return [Check("board", FAIL, str(missing), {"port": missing.port})]
     store, planogram = load_planogram(cfg)

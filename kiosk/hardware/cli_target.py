@@ -76,7 +76,9 @@ def missing_port(cfg: KioskConfig, port: str | None = None) -> PortMissing | Non
     ports = [port] if port else sorted({b.port for b in cfg.boards} or {ports_of(cfg)})
     for p in ports:
         if p and "://" not in p and not Path(p).exists():
-            key = _port_key(cfg, p) if not port or port == cfg.hardware.port else "--port"
+            if port and port != cfg.hardware.port:  # the technician's --port
+                return PortMissing(say("port_missing", port=p), p)
+            key = _port_key(cfg, p)
             msg = say("port_missing_config", port=p, file=cfg.source, key=key)
             return PortMissing(msg, p)
     return None
