@@ -166,7 +166,7 @@ def _queue_board_selftest(
     path = _config_path(args)
     if not path.exists():
         explicit = getattr(args, "config", None) is not None
-        return f"not queued for the province: no config at {path}" if explicit else None
+        return say("selftest_not_queued", error=say("not_found", file=path)) if explicit else None
     try:
         from kiosk.clock import SystemClock
         from kiosk.sync.outbox import Outbox
@@ -188,8 +188,8 @@ def _queue_board_selftest(
         finally:
             store.close()
     except Exception as e:  # the printed result stands; say why it was not queued
-        return f"not queued for the province: {type(e).__name__}: {e}"
-    return f"queued for the province as event {event_id}"
+        return say("selftest_not_queued", error=f"{type(e).__name__}: {e}")
+    return say("selftest_queued", id=event_id)
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -315,6 +315,11 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "the kiosk's database cannot be used: {error}. Check store.data_dir in the config, or "
         "run `kiosk store check`.",
     ),
+    "selftest_queued": ("已排队发送给省平台（事件 {id}）", "queued for the province as event {id}"),
+    "selftest_not_queued": (
+        "没有排队发送给省平台：{error}",
+        "not queued for the province: {error}",
+    ),
     "csv_rejected_why": (
         "{file}：已拒绝，未做任何更改：{error}",
         "{file}: rejected, nothing applied: {error}",
