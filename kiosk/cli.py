@@ -22,7 +22,15 @@ from kiosk import __version__, exitcodes
 from kiosk.cli_words import install as install_words
 from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_path
 from kiosk.log import log_event, setup_logging
-from kiosk.textfile import TextFileError, read_text, say, say_csv_row, say_os_error, use_lang
+from kiosk.textfile import (
+    TextFileError,
+    read_text,
+    say,
+    say_csv_row,
+    say_os_error,
+    say_store_error,
+    use_lang,
+)
 
 if TYPE_CHECKING:
     from kiosk.store import Store
@@ -158,7 +166,7 @@ def _queue_board_selftest(
     path = _config_path(args)
     if not path.exists():
         explicit = getattr(args, "config", None) is not None
-        return f"not queued for the province: no config at {path}" if explicit else None
+        return say("selftest_not_queued", error=say("not_found", file=path)) if explicit else None
     try:
         from kiosk.clock import SystemClock
         from kiosk.sync.outbox import Outbox
@@ -180,8 +188,8 @@ def _queue_board_selftest(
         finally:
             store.close()
     except Exception as e:  # the printed result stands; say why it was not queued
-        return f"not queued for the province: {type(e).__name__}: {e}"
-    return f"queued for the province as event {event_id}"
+        return say("selftest_not_queued", error=f"{type(e).__name__}: {e}")
+    return say("selftest_queued", id=event_id)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -303,8 +311,16 @@ def cmd_planogram_import(args: argparse.Namespace) -> int:
             return exitcodes.FAIL
     finally:
         store.close()
-    log_event(log, "planogram.imported", file=str(args.csv), version=version, slots=len(planogram))
-    print(f"planogram version {version} applied: {len(planogram)} slots")
+    # the line below is the terminal's record; the event only with -v (not said twice)
+    log_event(
+        log,
+        "planogram.imported",
+        _level=logging.DEBUG,
+        file=str(args.csv),
+        version=version,
+        slots=len(planogram),
+    )
+    print(say("planogram_applied", version=version, n=len(planogram)))
     return exitcodes.OK
 
 
@@ -467,6 +483,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.FAIL
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a corrupt or unusable store: said, no traceback
+        from kiosk.store.errors import StoreError  # imported late: start-up stays light
+
+        if verbose or not isinstance(e, (StoreError, sqlite3.Error)):
+            raise
+        print(say_store_error(e), file=sys.stderr)
+        return exitcodes.FAIL
 
 
 if __name__ == "__main__":

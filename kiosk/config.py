@@ -540,7 +540,7 @@ def load_config(path: str | os.PathLike[str]) -> KioskConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         # the parser's own words, wrapped in the user's (kiosk.textfile.toml_error_words)
-        syntax = Problem(*toml_error_words(e))
+        syntax = Problem(*toml_error_words(e, text))
         raise ConfigError([ConfigIssue(name, "(syntax)", _MISSING, syntax)]) from None
     return parse_config(raw, source=p, lines=key_lines(text))
 
@@ -565,7 +565,10 @@ def parse_config(
     for section, cls in SECTIONS.items():
         table = raw.get(section, _MISSING)
         if table is _MISSING:
-            if section in REQUIRED_SECTIONS:
+            if section == "identity":  # an empty file, or not a kiosk config at all
+                said = Problem("config_no_identity" if raw else "config_empty", {"file": name})
+                issues.append(ConfigIssue(name, "(file)", _MISSING, said))
+            elif section in REQUIRED_SECTIONS:
                 issues.append(ConfigIssue(name, f"[{section}]", _MISSING, _p("section_required")))
             continue
         if not isinstance(table, dict):

@@ -28,6 +28,7 @@ __all__ = [
     "say_csv_row",
     "say_in",
     "say_os_error",
+    "say_store_error",
     "say_toml_error",
     "toml_error_words",
     "use_lang",
@@ -100,6 +101,73 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "line {line}, column {col}: not valid TOML ({error}). Common causes: a text value "
         "without double quotes, a missing [section] line, or Chinese punctuation.",
     ),
+    "toml_dup_key": (
+        "第 {line} 行第 {col} 列不是有效的 TOML：这个键在同一节里前面已经写过（每个键只能写一次）。"
+        "请删掉其中一行。",
+        "line {line}, column {col}: not valid TOML: this key is already set earlier in the same "
+        "section (a key may be given only once). Delete one of the two lines.",
+    ),
+    "toml_dup_table": (
+        "第 {line} 行第 {col} 列不是有效的 TOML：节 [{table}] 出现了两次。"
+        "请把两处合并成一个 [{table}]。",
+        "line {line}, column {col}: not valid TOML: the section [{table}] appears twice. Merge "
+        "the two into one [{table}].",
+    ),
+    "toml_bad_value": (
+        "第 {line} 行第 {col} 列不是有效的 TOML：等号后面的值无效。文字要用英文双引号括起来"
+        '（例如 "测试"，中文引号 “ ” 不行），数字不加引号，true/false 用小写。',
+        "line {line}, column {col}: not valid TOML: the value after '=' is not valid. Text goes "
+        'in straight double quotes ("like this"; curly quotes do not count), numbers without '
+        "quotes, true/false in lower case.",
+    ),
+    "toml_unterminated": (
+        '第 {line} 行第 {col} 列不是有效的 TOML：文字值没有结束：请在同一行末尾补上英文双引号 "。',
+        "line {line}, column {col}: not valid TOML: a text value is not closed: add the "
+        'closing straight double quote " on the same line.',
+    ),
+    "toml_expected_eq": (
+        "第 {line} 行第 {col} 列不是有效的 TOML：键后面应该是等号：写成 键 = 值"
+        "（用英文 =，不要用全角＝）；节名要写在方括号里，例如 [hardware]。",
+        "line {line}, column {col}: not valid TOML: '=' expected after the key: write key = "
+        "value (an ASCII '='); a section name goes in brackets, e.g. [hardware].",
+    ),
+    "toml_expected_newline": (
+        "第 {line} 行第 {col} 列不是有效的 TOML：一行只能写一个 键 = 值：这一行的值后面还有别的内容"
+        "（第二个值，或没加引号的文字，例如日期）。",
+        "line {line}, column {col}: not valid TOML: one key = value per line: something "
+        "follows the value on this line (a second value, or text without quotes such as a "
+        "date).",
+    ),
+    "toml_table_header": (
+        "第 {line} 行第 {col} 列不是有效的 TOML：节名没有结束：写成 [节名]，别漏了右方括号 ]。",
+        "line {line}, column {col}: not valid TOML: a section header is not closed: write "
+        "[section] with its closing ].",
+    ),
+    "toml_unclosed": (
+        "第 {line} 行第 {col} 列不是有效的 TOML：列表 [ ... ] 或 {{ ... }} 没有结束："
+        "请补上右括号。",
+        "line {line}, column {col}: not valid TOML: a list [ ... ] or {{ ... }} is not closed: "
+        "add the closing bracket.",
+    ),
+    "toml_backslash": (
+        "第 {line} 行第 {col} 列不是有效的 TOML：文字值里有反斜杠 \\：路径请用 / 或写成 \\\\，"
+        "或用英文单引号括起来。",
+        "line {line}, column {col}: not valid TOML: a backslash \\ in a text value: write a "
+        "path with / or \\\\, or put it in single quotes.",
+    ),
+    "config_empty": (
+        "{file}：配置文件是空的（没有 [identity] 节）。"
+        "新机器请运行 `kiosk-provision init` 生成配置，"
+        "或用 --config 指定已有的配置文件。",
+        "{file}: the config file is empty (no [identity] section). On a new kiosk run "
+        "`kiosk-provision init` to write one, or give --config with an existing config.",
+    ),
+    "config_no_identity": (
+        "{file}：没有 [identity] 节（柜机编号、点位），不是一份完整的柜机配置。"
+        "请运行 `kiosk-provision init` 生成配置，或补上 [identity] 节。",
+        "{file}: no [identity] section (the kiosk id and site): not a whole kiosk config. Run "
+        "`kiosk-provision init` to write one, or add the [identity] section.",
+    ),
     "toml_syntax": (
         "不是有效的 TOML 配置（{error}）。常见原因：文字值没有加英文双引号，"
         "缺少 [节名] 行，或用了中文标点。",
@@ -122,6 +190,15 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
         "list the real device names with `ls /dev/ttyUSB* /dev/ttyACM* /dev/ttyAMA*` (for a "
         "simulated board: is `kiosk emulator` running?).",
     ),
+    "port_missing_config": (
+        "串口 {port} 不存在（配置文件 {file} 的 {key}）：请检查控制板的 USB/串口线是否插好，"
+        "用 `ls /dev/ttyUSB* /dev/ttyACM* /dev/ttyAMA*` 查看实际的设备名，并改正配置里的 {key}"
+        "（模拟控制板：`kiosk emulator` 是否在运行？）。",
+        "serial port {port} does not exist ({key} in {file}): check the control board's "
+        "USB/serial cable, list the real device names with `ls /dev/ttyUSB* /dev/ttyACM* "
+        "/dev/ttyAMA*` and correct {key} in the config (for a simulated board: is `kiosk "
+        "emulator` running?).",
+    ),
     # --- the commands' own errors (kiosk, kiosk-provision) --------------------------------
     "os_error": (
         "{file}：{reason}。请检查路径是否正确、是否有权限。",
@@ -143,6 +220,59 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
     "release_key_unset": (
         "配置里没有设置 update.release_public_key：这台柜机不会安装任何新版本。",
         "update.release_public_key is not set: this cabinet installs no release",
+    ),
+    "release_key_unreadable": (
+        "{file}：无法读取发布公钥（{reason}）。请检查路径（--public-key，或配置里的 "
+        "update.release_public_key）。",
+        "{file}: the release public key cannot be read ({reason}). Check the path (--public-key, "
+        "or update.release_public_key in the config).",
+    ),
+    "release_key_bad": (
+        "{file}：不是有效的发布公钥（应为 `kiosk release keygen` 生成的 Ed25519 公钥 PEM 文件，"
+        "以 -----BEGIN PUBLIC KEY----- 开头）。请换成省平台给的发布公钥文件，不要用私钥或证书。",
+        "{file}: not a valid release public key (expected the Ed25519 public key PEM file "
+        "`kiosk release keygen` writes, starting -----BEGIN PUBLIC KEY-----). Use the release "
+        "public key file from the province, not a private key or a certificate.",
+    ),
+    "release_missing": (
+        "{dir}：不是发布包目录：缺少 {name}。请给出解压后的发布包目录。",
+        "{dir}: not a release: {name} is missing. Give the unpacked release directory.",
+    ),
+    "release_unreadable": (
+        "{dir}：发布包的清单或签名已损坏、无法读取。请重新下载或复制这个发布包。",
+        "{dir}: the release's manifest or signature is damaged and cannot be read. Download or "
+        "copy the release again.",
+    ),
+    "release_other_key": (
+        "{dir}：这个发布包由发布密钥 {signed} 签名，本柜机只信任 {trusted}"
+        "（update.release_public_key）。请确认发布包来源，或改用正确的公钥。",
+        "{dir}: signed by release key {signed}; this cabinet trusts {trusted} "
+        "(update.release_public_key). Check where the release came from, or use the right key.",
+    ),
+    "release_bad_signature": (
+        "{file}：签名不符（清单被改过，或公钥不对）。请重新下载发布包，不要安装它。",
+        "{file}: the signature does not match (an altered manifest or a wrong key). Download the "
+        "release again; do not install this one.",
+    ),
+    "release_file_missing": (
+        "{file}：清单里有这个文件，但它不存在。请重新复制完整的发布包。",
+        "{file}: listed in the manifest but missing. Copy the whole release again.",
+    ),
+    "release_file_altered": (
+        "{file}：大小或 SHA-256 与清单不符（文件被改过或没复制完整）。请重新复制发布包。",
+        "{file}: size or SHA-256 does not match the manifest (altered or copied only in part). "
+        "Copy the release again.",
+    ),
+    "release_extra_files": (
+        "{dir}：有清单里没有的文件：{files}。请用原样的发布包，不要往里面加文件。",
+        "{dir}: files not in the manifest: {files}. Use the release as it was built; add no "
+        "files to it.",
+    ),
+    "update_state_bad": (
+        "{file}：更新状态文件已损坏，无法读取。请先把它改名保存（例如加 .bad），再运行 "
+        "`kiosk update status` 查看，并把损坏的文件交给维护人员。",
+        "{file}: the update state file is damaged and cannot be read. Rename it (e.g. add .bad) "
+        "to keep it, run `kiosk update status`, and hand the damaged file to support.",
     ),
     "release_key_exists": (
         "{file} 已存在：发布密钥只生成一次。",
@@ -168,6 +298,27 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
     "no_catalog": (
         "存储里还没有商品目录（可先运行 kiosk store seed-demo，或加 --demo）。",
         "the store holds no catalog yet (try: kiosk store seed-demo, or --demo)",
+    ),
+    "planogram_applied": (
+        "货道表第 {version} 版已生效：{n} 个货道",
+        "planogram version {version} applied: {n} slots",
+    ),
+    "store_corrupt": (
+        "柜机数据库已损坏，已被移到一边（{moved}）。柜机暂停营业：请先把这些文件拷贝保存，"
+        "再运行 `kiosk store recover`（见技术员手册 STORE_CORRUPT 一行）。",
+        "the kiosk's database is corrupt and was moved aside ({moved}). The kiosk is out of "
+        "service: save those files, then run `kiosk store recover` (technician guide: "
+        "STORE_CORRUPT).",
+    ),
+    "store_unusable": (
+        "柜机数据库无法使用：{error}。请检查配置里的 store.data_dir，或运行 `kiosk store check`。",
+        "the kiosk's database cannot be used: {error}. Check store.data_dir in the config, or "
+        "run `kiosk store check`.",
+    ),
+    "selftest_queued": ("已排队发送给省平台（事件 {id}）", "queued for the province as event {id}"),
+    "selftest_not_queued": (
+        "没有排队发送给省平台：{error}",
+        "not queued for the province: {error}",
     ),
     "csv_rejected_why": (
         "{file}：已拒绝，未做任何更改：{error}",
@@ -340,15 +491,48 @@ def say_in(
 
 
 _TOML_AT = re.compile(r"^(?P<error>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$", re.S)
+_TOML_END = re.compile(r"^(?P<error>.*) \(at end of document\)$", re.S)
+# tomllib's common errors -> our own sentence (its hint fits that kind only)
+_TOML_KINDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^Cannot overwrite a value"), "toml_dup_key"),
+    (re.compile(r"^Cannot declare \((?P<table>.*?),?\) twice"), "toml_dup_table"),
+    (re.compile(r"^Invalid value"), "toml_bad_value"),
+    (re.compile(r"^(Illegal character '\\n'|Unterminated string)"), "toml_unterminated"),
+    (re.compile(r"^Expected '=' after a key"), "toml_expected_eq"),
+    (re.compile(r"^Expected newline or end of document"), "toml_expected_newline"),
+    (
+        re.compile(r"^Expected '\]\]?' at the end of (a|an array) table declaration"),
+        "toml_table_header",
+    ),
+    (re.compile(r"^Unclosed (array|inline table)"), "toml_unclosed"),
+    (re.compile(r"^Unescaped '\\' in a string"), "toml_backslash"),
+)
 
 
-def toml_error_words(e: Exception) -> tuple[str, dict[str, object]]:
+def toml_error_words(e: Exception, text: str | None = None) -> tuple[str, dict[str, object]]:
     """The message key and fields for a tomllib.TOMLDecodeError: its line and column to be
-    said in the user's language, the parser's own words (English) kept in brackets."""
+    said in the user's language; a common kind of error (a key given twice, a value without
+    quotes, ...) in our own words with the hint that fits it, any other with the parser's own
+    words (English) kept in brackets. `text`: the document, for an error at its end."""
     m = _TOML_AT.match(str(e))
-    if m is None:
+    if m is not None:
+        error, line, col = m["error"], int(m["line"]), int(m["col"])
+    elif (end := _TOML_END.match(str(e))) is not None and text is not None:
+        error = end["error"]
+        line = text.count("\n") + (0 if text.endswith("\n") else 1)
+        col = len(text.rstrip("\n").rsplit("\n", 1)[-1]) + 1
+    else:
         return "toml_syntax", {"error": e}
-    return "toml_syntax_at", {"line": int(m["line"]), "col": int(m["col"]), "error": m["error"]}
+    where: dict[str, object] = {"line": line, "col": col}
+    for pattern, key in _TOML_KINDS:
+        kind = pattern.match(error)
+        if kind is None:
+            continue
+        if key == "toml_dup_table":
+            parts = re.findall(r"'((?:[^'\\]|\\.)*)'", kind["table"])
+            return key, {**where, "table": ".".join(parts) or kind["table"]}
+        return key, where
+    return "toml_syntax_at", {**where, "error": error}
 
 
 def say_toml_error(e: Exception, lang: str | None = None) -> str:
@@ -366,6 +550,12 @@ _OS_REASONS: Mapping[int, tuple[str, str]] = {
     errno.ENOTDIR: ("路径中有一段不是目录", "a part of the path is not a directory"),
     errno.EROFS: ("文件系统是只读的", "read-only file system"),
     errno.EEXIST: ("已经存在", "already exists"),
+    errno.EBUSY: ("设备正忙（被别的程序占用）", "device or resource busy"),
+    errno.ENODEV: ("没有这个设备", "no such device"),
+    errno.ENXIO: ("没有这个设备或地址", "no such device or address"),
+    errno.EIO: ("输入/输出错误（设备被拔出？）", "input/output error (device unplugged?)"),
+    errno.ECONNREFUSED: ("连接被拒绝", "connection refused"),
+    errno.ETIMEDOUT: ("连接超时", "connection timed out"),
 }
 
 
@@ -387,6 +577,19 @@ def say_os_error(e: OSError, lang: str | None = None) -> str:
     """An OSError as `os_error`: the file it names and why, in the user's language."""
     name = e.filename if e.filename is not None else "?"
     return say("os_error", lang, file=name, reason=os_reason(e, lang))
+
+
+_MOVED_TO = re.compile(r"^moved_to: (?P<path>.+)$", re.M)
+
+
+def say_store_error(e: Exception, lang: str | None = None) -> str:
+    """A store that cannot be opened (kiosk.store.StoreError, sqlite3.Error) in the user's
+    language: a corrupt one (its STORE_CORRUPT report) names where its files went."""
+    report = getattr(e, "report", None)
+    if isinstance(report, str):
+        m = _MOVED_TO.search(report)
+        return say("store_corrupt", lang, moved=m["path"].strip() if m else "?")
+    return say("store_unusable", lang, error=e)
 
 
 def say_csv_row(row: int, message: str, key: str, params: Iterable[tuple[str, object]]) -> str:

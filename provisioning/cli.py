@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from kiosk import __version__, exitcodes
 from kiosk.cli_words import install as install_words
 from kiosk.log import formatter
-from kiosk.textfile import say_os_error, use_lang
+from kiosk.store.errors import StoreError
+from kiosk.textfile import say_os_error, say_store_error, use_lang
 from provisioning import init, keys, label, pins, register, selftest, service, status
 
 
@@ -69,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args))
     except OSError as e:  # a path the technician gave that cannot be used: no traceback
         print(say_os_error(e), file=sys.stderr)
+        return exitcodes.FAIL
+    except (StoreError, sqlite3.Error) as e:  # a corrupt or unusable store: no traceback
+        print(say_store_error(e), file=sys.stderr)
         return exitcodes.FAIL
     except KeyboardInterrupt:
         print("\ninterrupted")

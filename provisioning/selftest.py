@@ -43,19 +43,28 @@ from kiosk.hardware.board import (
     SlotChecker,
     VendTimeout,
 )
-from kiosk.hardware.cli_board import describe_run, hold_past, tx_from_clock
+from kiosk.hardware.cli_board import confirmed, describe_run, hold_past, tx_from_clock
 from kiosk.hardware.cli_target import (
-    PROTOCOL_NAMES,
     load_planogram,
+    missing_port,
     ports_of,
     protocol_of,
     record_drop,
     wait_links,
 )
+from kiosk.hardware.cli_text import (
+    kind_name,
+    pad,
+    protocol_name,
+    reason_words,
+    said,
+    width,
+)
 from kiosk.hardware.link import LinkTiming
 from kiosk.hardware.protocol import CabinetKind, FaultCode, Outcome, WireSlotKind
 from kiosk.store import Store
 from kiosk.sync.records import board_slot_results
+from kiosk.textfile import os_reason, say, say_os_error
 from provisioning.files import command_config
 
 __all__ = [
@@ -72,11 +81,9 @@ OK, FAIL, SKIP, WARN = "ok", "fail", "skip", "warn"
 _LOCKER_OK = SUCCESSES | {Outcome.DOOR_NOT_OPENED}  # the lock released: that is what we test
 
 
-DROP_WARNING = (
-    "selftest --drop: every slot runs once: ONE ITEM DROPS FROM EACH spiral slot (collect them "
-    "at the pickup port), each locker releases (open and close its door); every item that "
-    "dropped is taken off the kiosk's count as a test vend"
-)
+def drop_warning() -> str:
+    """Said before the first motor turns (in the user's language)."""
+    return said("drop_warning", what=said("drop_all"))
 
 
 @dataclass
@@ -137,6 +144,10 @@ def board_checks(
     them, unless `drop`: then each runs once and every item that dropped comes off the
     kiosk's count (a TEST_VEND stock change, as the service menu's test vend)."""
     hw = dataclasses.replace(cfg.hardware, port=port, baud=baud)
+    several = bool(cfg.boards or cfg.modbus.locks)  # each [[board]] or lock line: own port
+    missing = missing_port(cfg) if several else missing_port(cfg, port)
+    if missing is not None:  # said once, at once: no link started, no retries
+        return [Check("board", FAIL, str(missing), {"port": missing.port})]
     store, planogram = load_planogram(cfg)
     window = max(LinkTiming().contact_window, connect_timeout)
     link, cabinet = build_cabinet(
@@ -149,9 +160,8 @@ def board_checks(
     try:
         error = wait_links(link, connect_timeout)
         if error is not None:
-            return [
-                Check("board", FAIL, f"cannot reach the board at {where}: {error}", {"port": where})
-            ]
+            text = say("board_unreachable", where=where, reason=reason_words(error))
+            return [Check("board", FAIL, text, {"port": where})]
         checks: list[Check] = []
         for addr, board in cabinet.boards.items():
             numbers = {a: n for (b, a), n in (slot_map or {}).items() if b == addr}
@@ -197,24 +207,26 @@ def _one_board(
         info = board.identify()
         st = board.status()
     except BoardError as e:
-        return [Check(name, FAIL, f"board {addr} does not answer: {e}")], last_tx
+        return [Check(name, FAIL, said("board_silent", address=addr, error=e))], last_tx
     want = CabinetKind.LOCKER if cfg.hardware.cabinet == "locker" else CabinetKind.SPIRAL
-    ident = (
-        f"{PROTOCOL_NAMES[proto]}: {info.model} serial {info.serial or '-'} firmware "
-        f"{info.firmware_version} protocol {info.protocol_version}, "
-        f"{info.cabinet.name.lower()} {info.slot_count} slots"
+    ident = said(
+        "ident",
+        protocol=protocol_name(proto),
+        model=info.model,
+        serial=info.serial or "-",
+        firmware=info.firmware_version,
+        version=info.protocol_version,
+        kind=kind_name(info.cabinet.name),
+        n=info.slot_count,
     )
     ok = info.cabinet == want
     if proto == "vmc" and not numbers:
-        ident += (
-            "; no planogram: its slots are the selections the VMC reported after the sync "
-            "(a selection it did not report is not checked)"
-        )
+        ident += said("ident_vmc_no_planogram")
     checks = [
         Check(
             name,
             OK if ok else FAIL,
-            ident if ok else f"{ident}; config says {cfg.hardware.cabinet}",
+            ident if ok else ident + said("ident_config_says", cabinet=cfg.hardware.cabinet),
             {
                 "protocol": proto,
                 "model": info.model,
@@ -226,7 +238,7 @@ def _one_board(
     ]
     checks.extend(_sensor_checks(cfg, name, info.chilled, st, proto))
     if not test_slots:
-        checks.append(Check(f"{name}.slots", SKIP, "skipped (--skip slots)"))
+        checks.append(Check(f"{name}.slots", SKIP, said("skipped", name="slots")))
     elif drop:
         chk, last_tx = _slot_check(
             board, name, info.slot_kinds, slot_timeout, clock, last_tx, progress, numbers, store
@@ -248,19 +260,17 @@ def _sensor_checks(
             Check(
                 f"{name}.drop_sensor",
                 FAIL if drop_bad else OK,
-                "drop sensor fault" if drop_bad else "no drop sensor fault",
+                said("drop_sensor_bad" if drop_bad else "drop_sensor_ok"),
             )
         )
     else:
-        what = (
-            "a VMC reports its drop sensor only in a vend's result"
-            if proto == "vmc"
-            else ("a lock board has no drop sensor")
-        )
+        what = said("drop_sensor_vmc" if proto == "vmc" else "drop_sensor_lock")
         out.append(Check(f"{name}.drop_sensor", SKIP, what))
     doors = sorted(st.open_doors)
-    door_detail = f"service door {'OPEN' if st.service_door_open else 'closed'}" + (
-        f", open locker doors: {', '.join(map(str, doors))}" if doors else ""
+    door_detail = said(
+        "doors",
+        state=said("open" if st.service_door_open else "closed"),
+        lockers=said("doors_lockers", doors=", ".join(map(str, doors))) if doors else "",
     )
     out.append(
         Check(
@@ -271,18 +281,18 @@ def _sensor_checks(
         )
     )
     other = [f for f in faults if f != "DROP_SENSOR"]
-    out.append(Check(f"{name}.faults", FAIL if other else OK, ", ".join(other) or "none"))
+    out.append(Check(f"{name}.faults", FAIL if other else OK, ", ".join(other) or said("none")))
     t = st.temperature_c
     if cfg.hardware.chilled or chilled:
         limit = cfg.hardware.max_temperature_c
         if t is None:
-            out.append(Check(f"{name}.temperature", FAIL, "chilled cabinet without a reading"))
+            out.append(Check(f"{name}.temperature", FAIL, said("temp_no_reading")))
         else:
             out.append(
                 Check(
                     f"{name}.temperature",
                     OK if t <= limit else FAIL,
-                    f"{t:.1f} °C (limit {limit:g} °C)",
+                    said("temp_limit", t=f"{t:.1f}", limit=f"{limit:g}"),
                     {"celsius": t},
                 )
             )
@@ -291,7 +301,7 @@ def _sensor_checks(
             Check(
                 f"{name}.temperature",
                 OK if t is not None else SKIP,
-                f"{t:.1f} °C (not chilled)" if t is not None else "no sensor (ambient)",
+                said("temp_ambient", t=f"{t:.1f}") if t is not None else said("temp_none"),
                 {"celsius": t},
             )
         )
@@ -302,14 +312,16 @@ def _slot_name(address: int, numbers: Mapping[int, int]) -> str:
     """ "slot 13 (address 3)": the planogram's number first; the bus address alone when the
     planogram does not know it."""
     n = numbers.get(address)
-    return f"address {address}" if n is None else f"slot {n} (address {address})"
+    if n is None:
+        return said("address", address=address)
+    return said("slot_address", slot=n, address=address)
 
 
 def _failed_name(r: Mapping[str, Any]) -> str:
     """A failed slot in the summary: "13 JAMMED (address 3)", or "address 3 JAMMED"."""
     if r.get("slot_no") is None:
-        return f"address {r['slot']} {r['outcome']}"
-    return f"{r['slot_no']} {r['outcome']} (address {r['slot']})"
+        return said("failed_address", address=r["slot"], outcome=r["outcome"])
+    return said("failed_slot", slot=r["slot_no"], outcome=r["outcome"], address=r["slot"])
 
 
 def _slot_look(
@@ -341,11 +353,9 @@ def _slot_look(
         bar.update(f"{_slot_name(c.slot, numbers)}: {c.state}")
     bar.finish()
     failed = [r for r in results if not r["ok"]]
-    detail = f"{len(results) - len(failed)}/{len(results)} ready, checked without running " + (
-        "(--drop runs each slot once)"
-    )
+    detail = said("slots_ready", ok=len(results) - len(failed), n=len(results))
     if failed:
-        detail += "; failed: " + ", ".join(_failed_name(r) for r in failed)
+        detail += said("slots_failed", slots=", ".join(_failed_name(r) for r in failed))
     data = {"results": results, "failed": [r["slot"] for r in failed], "mode": "check"}
     return Check(f"{name}.slots", FAIL if failed else OK, detail, data)
 
@@ -408,8 +418,8 @@ def _slot_check(
         bar.update(f"{_slot_name(slot, numbers)}: {outcome.name}")
     bar.finish()
     failed = [r for r in results if not r["ok"]]
-    detail = f"{len(results) - len(failed)}/{len(results)} ok" + (
-        "; failed: " + ", ".join(_failed_name(r) for r in failed) if failed else ""
+    detail = said("slots_ok", ok=len(results) - len(failed), n=len(results)) + (
+        said("slots_failed", slots=", ".join(_failed_name(r) for r in failed)) if failed else ""
     )
     return (
         Check(
@@ -431,7 +441,7 @@ def check_clock(now: float | None = None) -> Check:
     return Check(
         "clock",
         OK if ok else FAIL,
-        f"{t:%Y-%m-%d %H:%M:%S} UTC" + ("" if ok else ": clock not set (NTP/RTC?)"),
+        f"{t:%Y-%m-%d %H:%M:%S} UTC" + ("" if ok else said("clock_unset")),
     )
 
 
@@ -444,7 +454,7 @@ def check_disk(cfg: KioskConfig) -> Check:
     return Check(
         "disk",
         OK if free_mb >= need else FAIL,
-        f"{free_mb} MB free at {p} (need {need} MB)",
+        said("disk", free=free_mb, path=p, need=need),
         {"free_mb": free_mb},
     )
 
@@ -467,7 +477,7 @@ def check_screen(cfg: KioskConfig, headless: bool) -> Check:
     driver = os.environ.get("SDL_VIDEODRIVER", "")
     if headless or driver in ("dummy", "offscreen"):
         return Check(
-            "screen", SKIP, f"headless (SDL_VIDEODRIVER={driver or 'unset'}, --headless={headless})"
+            "screen", SKIP, said("screen_headless", driver=driver or "unset", headless=headless)
         )
     try:
         import pygame
@@ -480,9 +490,9 @@ def check_screen(cfg: KioskConfig, headless: bool) -> Check:
         finally:
             pygame.display.quit()
     except Exception as e:
-        return Check("screen", FAIL, f"no display: {e}")
+        return Check("screen", FAIL, said("screen_none", error=e))
     want = f"{cfg.ui.width}x{cfg.ui.height}"
-    return Check("screen", OK, f"{drv} display {size} (config {want})", {"size": size})
+    return Check("screen", OK, said("screen_ok", driver=drv, size=size, want=want), {"size": size})
 
 
 def check_broker(cfg: KioskConfig, timeout: float = 5.0) -> Check:
@@ -496,18 +506,28 @@ def check_broker(cfg: KioskConfig, timeout: float = 5.0) -> Check:
     try:
         with socket.create_connection((addr.host, addr.port), timeout=timeout) as raw:
             if ctx is None:
-                return Check("broker", OK, f"TCP {addr.host}:{addr.port} (plaintext, demo only)")
+                return Check("broker", OK, said("broker_plain", host=addr.host, port=addr.port))
             with ctx.wrap_socket(raw, server_hostname=addr.host) as tls:
-                mutual = "client cert" if cfg.sync.cert_file else "no client cert yet"
-                return Check(
-                    "broker",
-                    OK,
-                    f"TLS {tls.version()} to {addr.host}:{addr.port}, server verified, {mutual}",
+                mutual = said("client_cert" if cfg.sync.cert_file else "no_client_cert")
+                detail = said(
+                    "broker_tls",
+                    version=tls.version(),
+                    host=addr.host,
+                    port=addr.port,
+                    mutual=mutual,
                 )
+                return Check("broker", OK, detail)
     except ssl.SSLError as e:
-        return Check("broker", FAIL, f"TLS to {addr.host}:{addr.port} failed: {e.reason or e}")
+        error = e.reason or e
+        return Check(
+            "broker", FAIL, said("broker_tls_failed", host=addr.host, port=addr.port, error=error)
+        )
     except OSError as e:
-        return Check("broker", FAIL, f"cannot reach {addr.host}:{addr.port}: {e}")
+        return Check(
+            "broker",
+            FAIL,
+            said("broker_unreachable", host=addr.host, port=addr.port, reason=os_reason(e)),
+        )
 
 
 def run_checks(
@@ -525,7 +545,7 @@ def run_checks(
 ) -> list[Check]:
     checks: list[Check] = []
     if "board" in skip:
-        checks.append(Check("board", SKIP, "skipped (--skip board)"))
+        checks.append(Check("board", SKIP, said("skipped", name="board")))
     else:
         checks.extend(
             board_checks(
@@ -548,7 +568,7 @@ def run_checks(
         ("screen", lambda: check_screen(cfg, headless)),
     ]
     for name, fn in simple:
-        checks.append(Check(name, SKIP, f"skipped (--skip {name})") if name in skip else fn())
+        checks.append(Check(name, SKIP, said("skipped", name=name)) if name in skip else fn())
     return checks
 
 
@@ -579,10 +599,17 @@ def make_report(cfg: KioskConfig, checks: list[Check]) -> dict[str, Any]:
 
 
 def table(checks: list[Check]) -> str:
-    w = max(len(c.name) for c in checks)
-    lines = [f"{'CHECK':<{w}}  RESULT  DETAIL", f"{'-' * w}  ------  ------"]
+    """The report for people, headings and results in the user's language (the check names
+    stay: they are the report's and the guide's keys)."""
+    head = said("col_check"), said("col_result"), said("col_detail")
+    w = max(width(head[0]), *(len(c.name) for c in checks))
+    r = max(width(head[1]), *(width(said(f"res_{s}")) for s in (OK, FAIL, SKIP, WARN)))
+    lines = [
+        f"{pad(head[0], w)}  {pad(head[1], r)}  {head[2]}",
+        f"{'-' * w}  {'-' * r}  {'-' * width(head[2])}",
+    ]
     for c in checks:
-        lines.append(f"{c.name:<{w}}  {c.status.upper():<6}  {c.detail}")
+        lines.append(f"{c.name:<{w}}  {pad(said(f'res_{c.status}'), r)}  {c.detail}")
     return "\n".join(lines)
 
 
@@ -653,8 +680,8 @@ def queue_event(
         finally:
             store.close()
     except Exception as e:  # the report file is the fallback; say why it was not queued
-        return f"not queued for the province: {type(e).__name__}: {e}"
-    return f"queued for the province as event {event_id}"
+        return said("not_queued", error=f"{type(e).__name__}: {e}")
+    return said("queued", id=event_id)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -680,6 +707,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run every slot once: one item drops from each spiral slot (each locker releases); "
         "every item dropped is taken off the kiosk's count (default: check without running)",
     )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="with --drop: do not ask for a confirmation (required when stdin is not a terminal)",
+    )
     p.add_argument("--slot-timeout", type=float, default=60.0, metavar="S")
     p.add_argument("--connect-timeout", type=float, default=3.0, metavar="S")
     p.add_argument("--report", metavar="FILE", help="also write the JSON report here")
@@ -695,7 +727,13 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     cfg = loaded[1]
     if args.drop and "slots" not in args.skip and "board" not in args.skip:
-        print(DROP_WARNING, file=sys.stderr if args.json else sys.stdout, flush=True)
+        if not args.yes and not sys.stdin.isatty():
+            print(said("drop_needs_yes"), file=sys.stderr)
+            return exitcodes.USAGE
+        print(drop_warning(), file=sys.stderr if args.json else sys.stdout, flush=True)
+        if not args.yes and not confirmed():  # before the first motor turns
+            print(said("drop_aborted"), file=sys.stderr)
+            return exitcodes.USAGE
     started_at = time.time()
     checks = run_checks(
         cfg,
@@ -719,12 +757,15 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         path = out_dir / f"selftest-{time.strftime('%Y%m%d-%H%M%S')}.json"
         path.write_text(text, encoding="utf-8")
         (out_dir / "selftest-latest.json").write_text(text, encoding="utf-8")
-        notes.append(f"report: {path}")
+        notes.append(said("report_saved", file=path))
     except OSError as e:
-        notes.append(f"report not saved in {out_dir}: {e}")
+        notes.append(said("report_not_saved", dir=out_dir, reason=os_reason(e)))
     if args.report:
-        Path(args.report).write_text(text, encoding="utf-8")
-        notes.append(f"report: {args.report}")
+        try:
+            Path(args.report).write_text(text, encoding="utf-8")
+            notes.append(said("report_saved", file=args.report))
+        except OSError as e:
+            notes.append(say_os_error(e))
     if not args.no_queue:
         notes.append(queue_event(cfg, checks, started_at, finished_at, args.technician))
     if args.json:
@@ -732,8 +773,14 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     else:
         print(table(checks))
         print()
-        verdict = "PASS 通过" if report["ok"] else "FAIL 未通过: " + ", ".join(report["failed"])
-        print(f"selftest {cfg.identity.kiosk_id}: {verdict}")
+        kid = cfg.identity.kiosk_id
+        failed = ", ".join(report["failed"])
+        verdict = (
+            said("verdict_pass", kiosk=kid)
+            if report["ok"]
+            else said("verdict_fail", kiosk=kid, failed=failed)
+        )
+        print(verdict)
     for n in notes:
         print(n, file=sys.stderr if args.json else sys.stdout)
     return 0 if report["ok"] else 1

@@ -16,6 +16,7 @@ from typing import Any
 
 from kiosk import __version__, exitcodes
 from kiosk.config import KioskConfig
+from kiosk.textfile import say_store_error
 from provisioning.files import command_config
 from provisioning.keys import IdentityFiles
 from provisioning.register import cert_days_left
@@ -50,8 +51,8 @@ def _store_parts(cfg: KioskConfig) -> dict[str, Any]:
         return {"store": f"no store yet in {cfg.store.data_dir}"}
     try:
         store = open_store(cfg.store.data_dir)
-    except Exception as e:
-        return {"store": f"cannot open: {e}"}
+    except Exception as e:  # a corrupt store: one line in the user's words, what to do
+        return {"store": say_store_error(e)}
     try:
         try:
             from kiosk.clock import SystemClock

@@ -48,18 +48,26 @@ from kiosk.hardware.board import (
     VendTimeout,
 )
 from kiosk.hardware.cli_target import (
-    PROTOCOL_NAMES,
     BuildCabinet,
+    PortMissing,
     Target,
     TargetError,
     open_target,
+)
+from kiosk.hardware.cli_text import (
+    describe_check,
+    describe_outcome,
+    kind_name,
+    protocol_name,
+    reason_words,
+    said,
 )
 from kiosk.hardware.protocol import Outcome, WireSlotKind
 from kiosk.hardware.vmc_driver import VmcBoard, VmcCommandKind
 from kiosk.log import log_event
 from kiosk.textfile import say
 
-__all__ = ["SelftestHook", "describe", "describe_run", "register"]
+__all__ = ["SelftestHook", "board_lines", "confirmed", "describe", "describe_run", "register"]
 
 log = logging.getLogger("kiosk.hardware.cli_board")
 
@@ -205,6 +213,11 @@ def _selftest_parser(
         "is taken off the kiosk's count",
     )
     stt.add_argument(
+        "--yes",
+        action="store_true",
+        help="with --drop: do not ask for a confirmation (required when stdin is not a terminal)",
+    )
+    stt.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TEST_TIMEOUT,
@@ -302,7 +315,26 @@ class _Unreachable(Exception):
     pass
 
 
+# The links' own warnings (each retry's errno, in pyserial's English) under a command whose
+# messages say the same once, in the user's words; shown with -v.
+_LINK_LOGGERS = ("kiosk.hardware.link", "kiosk.hardware.vmc", "kiosk.hardware.modbus")
+
+
 def _run(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
+    if getattr(args, "verbose", 0):
+        return _run_quiet(args, body)
+    loggers = [logging.getLogger(name) for name in _LINK_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        return _run_quiet(args, body)
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _run_quiet(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
     if args.port is not None and "://" not in args.port and not os.path.exists(args.port):
         # said once, at once: no link started, no retries logging the same errno
         msg = say("port_missing", port=args.port)
@@ -315,6 +347,10 @@ def _run(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
             if not target.wait_online(args.connect_timeout):
                 raise _Unreachable(target.last_error)
             return body(target)
+    except PortMissing as e:
+        obj = {"ok": False, "reachable": False, "port": e.port, "error": str(e)}
+        _emit(args, obj, str(e), err=True)
+        return exitcodes.UNREACHABLE
     except TargetError as e:
         _emit(args, {"ok": False, "error": str(e)}, say("error", error=e), err=True)
         return exitcodes.USAGE
@@ -329,7 +365,7 @@ def _run(args: argparse.Namespace, body: Callable[[Target], int]) -> int:
 
 
 def _unreachable(args: argparse.Namespace, where: str, reason: str, tx: int | None) -> None:
-    lines = [say("board_unreachable", where=where, reason=reason)]
+    lines = [say("board_unreachable", where=where, reason=reason_words(reason))]
     if tx is not None:
         lines.append(say("board_tx_unknown", tx=tx))
     if args.port is not None:
@@ -360,8 +396,8 @@ def _ranges(info: BoardInfo) -> str:
     for g in info.slot_groups:
         last = g.first + g.count - 1
         span = str(g.first) if g.count == 1 else f"{g.first}-{last}"
-        parts.append(f"{span} {g.kind.name.lower()}")
-    return ", ".join(parts) or "no slots"
+        parts.append(f"{span} {kind_name(g.kind.name)}")
+    return ", ".join(parts) or said("no_slots")
 
 
 def _info_json(info: BoardInfo) -> dict[str, Any]:
@@ -448,8 +484,15 @@ def _result_json(t: Target, r: BoardVendResult) -> dict[str, Any]:
 
 
 def _result_line(t: Target, r: BoardVendResult) -> str:
-    what = describe_run(r.outcome, _board_of(t, r.slot))
-    return f"{t.name(r.slot)}: {r.outcome.name} ({what}) tx={r.tx} in {r.seconds:.1f} s"
+    what = describe_outcome(r.outcome, describe_run(r.outcome, _board_of(t, r.slot)))
+    return said(
+        "tx_result",
+        name=t.name(r.slot),
+        outcome=r.outcome.name,
+        what=what,
+        tx=r.tx,
+        seconds=f"{r.seconds:.1f}",
+    )
 
 
 def _counted(t: Target, r: BoardVendResult, obj: dict[str, Any]) -> str | None:
@@ -464,58 +507,85 @@ def _counted(t: Target, r: BoardVendResult, obj: dict[str, Any]) -> str | None:
 # ---------------------------------------------------------------------------- status
 
 
-def _board_lines(t: Target, addr: int, info: BoardInfo, st: BoardStatus) -> list[str]:
+def board_lines(t: Target, addr: int, info: BoardInfo, st: BoardStatus) -> list[str]:
+    """Status of one board for people: slots by the numbers on the screen (the planogram's);
+    the board's own addresses only without a planogram, and labelled so."""
     proto = t.protocol(addr)
-    temp = "no sensor" if st.temperature_c is None else f"{st.temperature_c:.1f} °C"
+    none = said("none")
     doors = sorted(st.open_doors)
     door_names = [t.name(t.cabinet.cabinet_slot(addr, d) or d) for d in doors]
+    door_state = said("open") if st.service_door_open else said("closed")
     if proto == "vmc":
         lines = [
-            f"VMC at {t.where} (the kiosk answers its polls): {info.model}",
+            said("st_vmc", where=t.where, model=info.model),
             _reported_line(t.cabinet.boards[addr]),
-            "outcome memory: none (a VMC keeps no record of vends)",
-            "temperature: not reported by the VMC protocol",
-            f"door: {'OPEN' if st.service_door_open else 'closed'}",
+            said("st_vmc_memory"),
+            said("st_vmc_temp"),
+            said("st_door", state=door_state),
         ]
     elif proto == "modbus":
         lines = [
-            f"lock board {addr} ({info.serial}) at {t.where}: {info.slot_count} locks",
-            "outcome memory: none (a lock board keeps no record of releases)",
-            "open doors: " + (", ".join(door_names) or "none"),
+            said(
+                "st_lock_board", address=addr, serial=info.serial, where=t.where, n=info.slot_count
+            ),
+            said("st_lock_memory"),
+            said("st_open_doors", doors=", ".join(door_names) or none),
         ]
     else:
+        temp = said("st_no_sensor") if st.temperature_c is None else f"{st.temperature_c:.1f} °C"
+        memory = "st_memory_kept" if info.nonvolatile_outcomes else "st_memory_lost"
         lines = [
-            f"board {info.address} at {t.where}: {info.model}, serial {info.serial}, "
-            f"firmware {info.firmware_version}, protocol {info.protocol_version}",
-            f"cabinet: {info.cabinet.name.lower()}, {info.slot_count} slots ({_ranges(info)})"
-            + (", chilled" if info.chilled else ""),
-            f"outcome memory: {info.outcome_memory} tx, "
-            + ("kept across reboots" if info.nonvolatile_outcomes else "lost on reboot"),
-            f"temperature: {temp}",
-            f"service door: {'OPEN' if st.service_door_open else 'closed'}",
-            "open doors: " + (", ".join(door_names) or "none"),
+            said(
+                "st_board",
+                where=t.where,
+                address=info.address,
+                model=info.model,
+                serial=info.serial,
+                firmware=info.firmware_version,
+                protocol=info.protocol_version,
+            ),
+            said(
+                "st_cabinet",
+                kind=kind_name(info.cabinet.name),
+                n=info.slot_count,
+                chilled=said("st_chilled") if info.chilled else "",
+            ),
+            said(memory, n=info.outcome_memory),
+            said("st_temp", temp=temp),
+            said("st_service_door", state=door_state),
+            said("st_open_doors", doors=", ".join(door_names) or none),
         ]
         if st.present is not None:
-            lines.append(
-                "slots with product: " + (", ".join(map(str, sorted(st.present))) or "none")
-            )
-    lines.append(f"busy: {f'yes, tx={st.busy_tx}' if st.busy else 'no'}")
-    lines.append("faults: " + (", ".join(sorted(f.name for f in st.faults)) or "none"))
+            lines.append(_present_line(t, addr, st.present))
+    busy = said("st_busy", tx=st.busy_tx) if st.busy else said("st_idle")
+    lines.append(busy)
+    lines.append(said("st_faults", faults=", ".join(sorted(f.name for f in st.faults)) or none))
     if t.numbered:
         mine = [s for s in _planogram_slots(t) if (r := t.ref(s)) is not None and r[0] == addr]
-        lines.append("slots (as on the screen): " + (_span(mine) or "none"))
+        lines.append(said("st_screen_slots", slots=_span(mine) or none))
+    else:
+        lines.append(said("st_bus_slots", slots=_ranges(info)))
     return lines
+
+
+def _present_line(t: Target, addr: int, present: Any) -> str:
+    """The slots a presence sensor says hold product: the screen's numbers with a planogram,
+    else (labelled) the board's addresses."""
+    if not t.numbered:
+        return said("st_present_bus", slots=_span(sorted(present)) or said("none"))
+    numbers = sorted(n for a in present if (n := t.cabinet.cabinet_slot(addr, a)) is not None)
+    return said("st_present", slots=_span(numbers) or said("none"))
 
 
 def _reported_line(board: BoardDriver) -> str:
     """What a VMC said in its selection report (0x11 after a sync), in its own numbers."""
     if not isinstance(board, VmcBoard):
-        return "selections reported: not a VMC"
+        return said("st_not_vmc")
     selections, complete = board.reported_selections()
     if not selections:
-        return "selections reported: none (no selection info (0x11) came after the sync)"
-    more = "" if complete else "; report may be incomplete (still coming when counting stopped)"
-    return f"selections reported: {len(selections)} (VMC selections {_span(selections)}){more}"
+        return said("st_reported_none")
+    more = "" if complete else said("st_reported_more")
+    return said("st_reported", n=len(selections), span=_span(selections), more=more)
 
 
 def _reported_json(board: BoardDriver) -> dict[str, Any]:
@@ -549,7 +619,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for addr, drv in t.cabinet.boards.items():
             info, st = drv.identify(), drv.status()
             ok = ok and not st.faults
-            lines += _board_lines(t, addr, info, st)
+            lines += board_lines(t, addr, info, st)
             boards.append(
                 {
                     "protocol": t.protocol(addr),
@@ -601,15 +671,12 @@ def _tx_body(args: argparse.Namespace, tx: int, t: Target) -> int:
     slot = args.slot
     if t.ref(slot) is None:
         msg = f"slot {slot} is not in the planogram (slots: {_span(_planogram_slots(t))})"
-        _emit(args, {"ok": False, "slot": slot, "error": msg}, f"error: {msg}", err=True)
+        text = said("not_in_planogram", slot=slot, slots=_span(_planogram_slots(t)))
+        _emit(args, {"ok": False, "slot": slot, "error": msg}, text, err=True)
         return exitcodes.FAIL
     unlock = args.board_command == "unlock" or _slot_kind(t, slot) is WireSlotKind.LOCKER
-    what = (
-        "releases the lock and watches the door: open it, check the item, close it"
-        if unlock
-        else "runs the motor once: one item drops"
-    )
-    _say(args, f"{t.name(slot)}: {args.board_command} with tx={tx}: {what}")
+    start = "tx_start_unlock" if unlock else "tx_start_vend"
+    _say(args, said(start, name=t.name(slot), command=args.board_command, tx=tx))
     cab = t.cabinet
     try:
         result = _run_settled(
@@ -624,8 +691,13 @@ def _tx_body(args: argparse.Namespace, tx: int, t: Target) -> int:
         _emit(
             args,
             {"ok": False, "slot": slot, "tx": tx, "outcome": e.outcome.name},
-            f"{t.name(slot)}: {e.outcome.name} after {args.timeout:g} s, tx={tx}: "
-            f"ask again later with `kiosk board outcome --tx {tx}`",
+            said(
+                "tx_timeout",
+                name=t.name(slot),
+                outcome=e.outcome.name,
+                seconds=f"{args.timeout:g}",
+                tx=tx,
+            ),
         )
         return exitcodes.FAIL
     ok = result.outcome in SUCCESSES
@@ -650,7 +722,7 @@ def _run_settled(
     except BoardOffline as e:
         if e.tx is None:  # refused before anything was sent
             raise
-        _say(args, f"{t.name(slot)}: {e.reason}; asking the board what tx={tx} did")
+        _say(args, said("tx_asking", name=t.name(slot), reason=e.reason, tx=tx))
         log_event(log, "board.asking_outcome", address=e.address, tx=tx, reason=e.reason)
         return _ask_outcome(t, tx, slot, started, started + timeout, args.connect_timeout)
 
@@ -710,7 +782,8 @@ def cmd_outcome(args: argparse.Namespace) -> int:
         outcome = _ask_every(ours, args.tx)
         ok = outcome in SUCCESSES
         others = sorted(t.protocols() - {"kiosk"})
-        text = f"tx {args.tx}: {outcome.name} ({describe(outcome)})"
+        what = describe_outcome(outcome, describe(outcome))
+        text = said("outcome_line", tx=args.tx, outcome=outcome.name, what=what)
         if others and outcome is Outcome.UNKNOWN_TX:  # it may have been a tx on one of those
             text += "\n" + "\n".join(_NO_MEMORY[p].format(tx=args.tx) for p in others)
         _emit(
@@ -751,22 +824,20 @@ def _selftest_slots(args: argparse.Namespace, t: Target) -> tuple[list[int], dic
     if t.numbered:
         return _planogram_slots(t), kinds
     if "vmc" in t.protocols():
-        _say(
-            args,
-            f"selftest: no planogram: checking the {len(kinds)} selections the VMC reported "
-            "after its sync (a selection it did not report is not checked; give --slots)",
-        )
+        _say(args, said("vmc_no_planogram", n=len(kinds)))
     return sorted(kinds), kinds
 
 
 def _check_results(args: argparse.Namespace, t: Target, slots: list[int]) -> list[dict[str, Any]]:
     """Every slot looked at without running it (what each protocol can look at)."""
-    protos = ", ".join(PROTOCOL_NAMES[p] for p in sorted(t.protocols()))
-    _say(args, f"selftest: checking {len(slots)} slots without running them ({protos})")
+    protos = ", ".join(protocol_name(p) for p in sorted(t.protocols()))
+    _say(args, said("checking", n=len(slots), protocols=protos))
     results: list[dict[str, Any]] = []
     for c in t.cabinet.check_slots(slots, args.connect_timeout):
         results.append(_check_json(t, c))
-        _say(args, f"{t.name(c.slot)}: {c.state} ({c.detail})" + ("" if c.ok else "  <-- FAIL"))
+        detail = describe_check(c.state, c.detail)
+        line = said("check_line", name=t.name(c.slot), state=c.state, detail=detail)
+        _say(args, line + ("" if c.ok else said("fail_mark")))
     return results
 
 
@@ -785,22 +856,11 @@ def _drop_warning(t: Target, slots: list[int], kinds: dict[int, Any]) -> str:
     spirals = [s for s in slots if s not in lockers]
     parts = []
     if spirals:
-        parts.append(
-            f"runs the motor of {len(spirals)} slots ({_span(sorted(spirals))}) once each: "
-            "ONE ITEM DROPS FROM EACH, collect them at the pickup port"
-        )
+        parts.append(said("drop_spirals", n=len(spirals), span=_span(sorted(spirals))))
     if lockers:
-        parts.append(
-            f"releases the lock of {len(lockers)} lockers ({_span(sorted(lockers))}) one by "
-            "one: open each door and close it again"
-        )
-    counted = (
-        "every item that dropped (and every locker opened and closed) is taken off the "
-        "kiosk's count as a test vend"
-        if t.store is not None and t.numbered
-        else "no kiosk store (give --config): the kiosk's counts are NOT changed"
-    )
-    return "selftest --drop: " + "; ".join(parts) + f"; {counted}"
+        parts.append(said("drop_lockers", n=len(lockers), span=_span(sorted(lockers))))
+    counted = "drop_counted" if t.store is not None and t.numbered else "drop_not_counted"
+    return said("drop_warning", what=said("sep").join([*parts, said(counted)]))
 
 
 def _drop_results(
@@ -822,14 +882,23 @@ def _drop_results(
         except VendTimeout as e:
             results.append({**_slot_json(t, slot), "tx": tx, "outcome": e.outcome.name})
             results[-1].update(ok=False, mode="drop")
-            _say(args, f"{t.name(slot)}: {e.outcome.name} after {args.timeout:g} s tx={tx}")
+            _say(
+                args,
+                said(
+                    "tx_timeout",
+                    name=t.name(slot),
+                    outcome=e.outcome.name,
+                    seconds=f"{args.timeout:g}",
+                    tx=tx,
+                ),
+            )
             continue
         ok = r.outcome in (_TEST_OK if kinds.get(slot) is WireSlotKind.LOCKER else SUCCESSES)
         obj = {"ok": ok, **_result_json(t, r), "mode": "drop"}
         note = _counted(t, r, obj)
         results.append(obj)
-        line = _result_line(t, r) + ("" if ok else "  <-- FAIL")
-        _say(args, line + (f"; {note}" if note else ""))
+        line = _result_line(t, r) + ("" if ok else said("fail_mark"))
+        _say(args, line + (said("sep") + note if note else ""))
     return results, tx
 
 
@@ -843,15 +912,21 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         slots, kinds = _selftest_slots(args, t)
         if args.drop:
             warning = _drop_warning(t, slots, kinds)
-            _say(args, warning)  # before the first motor turns
+            print(warning, file=sys.stderr if args.json else sys.stdout, flush=True)
+            if not args.yes and not confirmed():  # before the first motor turns
+                print(said("drop_aborted"), file=sys.stderr)
+                return exitcodes.USAGE
             log_event(log, "board.selftest_drop", slots=len(slots))
             results, last_tx = _drop_results(args, t, slots, kinds, clock)
         else:
             results = _check_results(args, t, slots)
         failed = [r["slot"] for r in results if not r["ok"]]
-        mode = "run" if args.drop else "checked without running (`--drop` runs each slot)"
-        summary = f"selftest: {len(results) - len(failed)}/{len(results)} slots ok ({mode})" + (
-            f", failed: {', '.join(map(str, failed))}" if failed else ""
+        summary = said(
+            "summary",
+            ok=len(results) - len(failed),
+            n=len(results),
+            mode=said("mode_run" if args.drop else "mode_check"),
+            failed=said("summary_failed", slots=", ".join(map(str, failed))) if failed else "",
         )
         obj = {
             "ok": not failed,
@@ -871,8 +946,19 @@ def cmd_selftest(args: argparse.Namespace) -> int:
                 print(note, file=sys.stderr if args.json else sys.stdout)
         return exitcodes.FAIL if failed else exitcodes.OK
 
+    if args.drop and not args.yes and not sys.stdin.isatty():
+        print(said("drop_needs_yes"), file=sys.stderr)  # refused before connecting at all
+        return exitcodes.USAGE
     try:
         return _run(args, body)
     finally:
         if last_tx:
             hold_past(clock, last_tx)
+
+
+def confirmed() -> bool:
+    """Ask on the terminal whether to go on with `--drop` (a `y` goes on; anything else, or
+    the end of the input, aborts: nothing has run yet)."""
+    print(said("drop_confirm"), end="", file=sys.stderr, flush=True)  # stdout: maybe JSON
+    answer = sys.stdin.readline()  # "" at the end of the input: no
+    return answer.strip().lower() in ("y", "yes", "是")

@@ -23,6 +23,7 @@ from kiosk.config import ConfigError, KioskConfig, load_config, resolve_config_p
 from kiosk.core.planogram import Planogram
 from kiosk.core.stock import StockChange, StockError, StockReason
 from kiosk.hardware.board import BoardDriver, Cabinet, SerialBoard
+from kiosk.hardware.cli_text import said
 from kiosk.hardware.link import LinkTiming, SerialLink
 from kiosk.hardware.modbus_locks import ModbusLockBoard
 from kiosk.hardware.vmc_driver import VmcBoard
@@ -31,9 +32,11 @@ from kiosk.textfile import say
 
 __all__ = [
     "BuildCabinet",
+    "PortMissing",
     "Target",
     "TargetError",
     "load_planogram",
+    "missing_port",
     "open_target",
     "protocol_of",
     "record_drop",
@@ -47,6 +50,38 @@ PROTOCOL_NAMES = {"kiosk": "our own board protocol", "vmc": "VMC", "modbus": "Mo
 
 class TargetError(Exception):
     """The target cannot be opened (no port and no config, a broken config)."""
+
+
+class PortMissing(TargetError):
+    """A serial port the kiosk config names does not exist: said once, before any link is
+    started (no retries logging the same errno, no wait for the connect timeout)."""
+
+    def __init__(self, message: str, port: str) -> None:
+        super().__init__(message)
+        self.port = port
+
+
+def _port_key(cfg: KioskConfig, port: str) -> str:
+    """The config key that set `port`, for the technician to correct."""
+    if port == cfg.hardware.port:
+        return "[hardware] port"
+    if port == cfg.modbus.port:
+        return "[modbus] port"
+    return "[[board]] port"
+
+
+def missing_port(cfg: KioskConfig, port: str | None = None) -> PortMissing | None:
+    """The first serial device the config (or `port` in place of `[hardware]`'s) names that
+    does not exist (a pyserial URL such as socket:// is not checked), as the error to say."""
+    ports = [port] if port else sorted({b.port for b in cfg.boards} or {ports_of(cfg)})
+    for p in ports:
+        if p and "://" not in p and not Path(p).exists():
+            if port and port != cfg.hardware.port:  # the technician's --port
+                return PortMissing(say("port_missing", port=p), p)
+            key = _port_key(cfg, p)
+            msg = say("port_missing_config", port=p, file=cfg.source, key=key)
+            return PortMissing(msg, p)
+    return None
 
 
 def protocol_of(board: BoardDriver) -> str:
@@ -78,19 +113,20 @@ class Target:
         return self.cabinet.route(slot)
 
     def name(self, slot: int) -> str:
-        """ "slot 13 (board 0 address 3)": the number on the screen, the bus place after it."""
+        """ "slot 13 (board 0 address 3)": the number on the screen, the bus place after it as
+        a labelled detail (in the user's language)."""
         ref = self.cabinet.route(slot)
         if not self.numbered or ref is None:
-            return f"slot {slot}"
-        return f"slot {slot} ({self.place(*ref)})"
+            return said("slot", slot=slot)
+        return said("slot_at", slot=slot, place=self.place(*ref))
 
     def place(self, address: int, index: int) -> str:
         board = self.cabinet.boards[address]
         if isinstance(board, VmcBoard):
-            return f"VMC selection {index + board.selection_offset}"
+            return said("place_vmc", n=index + board.selection_offset)
         if isinstance(board, ModbusLockBoard):
-            return f"lock board {address} lock {index}"
-        return f"board {address} address {index}"
+            return said("place_lock", address=address, index=index)
+        return said("place_board", address=address, index=index)
 
     def wait_online(self, timeout: float) -> bool:
         self.error = wait_links(self.link, timeout)
@@ -103,7 +139,7 @@ class Target:
     def record_drop(self, slot: int, tx: int) -> tuple[int | None, str]:
         """A test that dropped an item from `slot`: one item off the kiosk's count."""
         if self.store is None or not self.numbered:
-            return None, "no kiosk store (give --config): the kiosk's count was not changed"
+            return None, said("no_store")
         return record_drop(self.store, slot, tx)
 
 
@@ -134,8 +170,8 @@ def record_drop(store: Store, slot_no: int, tx: int) -> tuple[int | None, str]:
     try:
         level = store.stock.apply(StockChange(slot_no, -1, StockReason.TEST_VEND, str(tx)))
     except StockError as e:
-        return None, f"count not changed: {e}"
-    return level, f"count of slot {slot_no} now {level} (one item taken off)"
+        return None, said("count_unchanged", error=e)
+    return level, said("count_now", slot=slot_no, level=level)
 
 
 def load_planogram(cfg: KioskConfig) -> tuple[Store | None, Planogram]:
@@ -172,6 +208,10 @@ def open_target(args: Any, build: BuildCabinet | None) -> Iterator[Target]:
     board at --address of our own protocol; planogram numbers whenever the config's store has
     a planogram. Started; closed on exit (with the store)."""
     path, cfg = _config(args)
+    if cfg is not None and args.port is None and build is not None:
+        missing = missing_port(cfg)
+        if missing is not None:
+            raise missing
     store, planogram = load_planogram(cfg) if cfg is not None else (None, Planogram.of(0, []))
     window = max(LinkTiming().contact_window, args.connect_timeout)
     timing = LinkTiming(contact_window=window)

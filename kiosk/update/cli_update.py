@@ -15,7 +15,7 @@ from typing import Any
 
 from kiosk import __version__, exitcodes
 from kiosk.config import KioskConfig, load_config, resolve_config_path
-from kiosk.textfile import say
+from kiosk.textfile import say, worded
 from kiosk.update import supervisor
 from kiosk.update.installer import InstallError, Staging, fetch_and_stage
 from kiosk.update.release import (
@@ -125,6 +125,15 @@ def cmd_release_build(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def _refused(e: Exception) -> str:
+    """A refused release in the user's words: a ReleaseError's own key (its cause's, for an
+    InstallError that wraps one), else its English message."""
+    cause = e if isinstance(e, ReleaseError) else e.__cause__
+    if isinstance(cause, ReleaseError) and cause.key:
+        return say("refused", error=say(cause.key, **worded(cause.fields)))
+    return say("refused", error=e)
+
+
 def cmd_release_verify(args: argparse.Namespace) -> int:
     try:
         path = args.public_key or _cfg(args).update.release_public_key
@@ -133,7 +142,7 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
             return exitcodes.USAGE
         rel = verify_release(args.dir, load_release_public_key(path))
     except ReleaseError as e:
-        print(say("refused", error=e), file=sys.stderr)
+        print(_refused(e), file=sys.stderr)
         return exitcodes.FAIL
     print(
         f"release {rel.version} OK: signed by {rel.key_id}, {len(rel.files)} files match, "
@@ -149,17 +158,20 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
     if cfg.update.release_public_key is None:
         print(say("release_key_unset"))
         return exitcodes.USAGE
-    s = Staging(
-        root=cfg.update.root,
-        config=cfg.source.resolve(),
-        data_dir=cfg.store.data_dir,
-        public_key=load_release_public_key(cfg.update.release_public_key),
-        min_free_mb=cfg.update.min_free_mb,
-    )
     try:
+        s = Staging(
+            root=cfg.update.root,
+            config=cfg.source.resolve(),
+            data_dir=cfg.store.data_dir,
+            public_key=load_release_public_key(cfg.update.release_public_key),
+            min_free_mb=cfg.update.min_free_mb,
+        )
         state = fetch_and_stage(args.dir, s, ca_file=cfg.sync.ca_file, switch_now=args.now)
-    except InstallError as e:
-        print(say("refused", error=e), file=sys.stderr)
+    except (InstallError, ReleaseError) as e:
+        print(_refused(e), file=sys.stderr)
+        return exitcodes.FAIL
+    except (json.JSONDecodeError, UnicodeDecodeError):  # the update state file is damaged
+        print(say("update_state_bad", file=cfg.update.root / supervisor.STATE), file=sys.stderr)
         return exitcodes.FAIL
     version = state["pending"]["version"]
     when = "at the supervisor's next start" if args.now else "when the kiosk is idle"
@@ -169,7 +181,11 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
 
 def cmd_update_status(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
-    state = supervisor.load_state(cfg.update.root)
+    try:
+        state = supervisor.load_state(cfg.update.root)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        print(say("update_state_bad", file=cfg.update.root / supervisor.STATE), file=sys.stderr)
+        return exitcodes.FAIL
     print(f"this command: kiosk {__version__}")
     print(
         f"running {state['running']}, phase {state['phase']}, current -> "

@@ -67,7 +67,14 @@ MAX_MANIFEST_BYTES = 1 << 20
 
 
 class ReleaseError(Exception):
-    """A release that cannot be built or must not be installed; the message says why."""
+    """A release that cannot be built or must not be installed; the message says why (in
+    English, for logs). `key` and `fields`: the same in the user's words for the command line
+    (a kiosk.textfile message key; "" when there is none)."""
+
+    def __init__(self, message: str, key: str = "", **fields: object) -> None:
+        super().__init__(message)
+        self.key = key
+        self.fields = fields
 
 
 @dataclass(frozen=True)
@@ -141,11 +148,24 @@ def _load_private(path: Path) -> Ed25519PrivateKey:
 def load_release_public_key(path: Path) -> bytes:
     """The raw 32 bytes of a PEM Ed25519 public key (the cabinet's pinned release key)."""
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as e:
-        raise ReleaseError(f"{path}: cannot read the release public key: {e}") from e
+        data = path.read_bytes()
+    except OSError as e:
+        raise ReleaseError(
+            f"{path}: cannot read the release public key: {e}",
+            "release_key_unreadable",
+            file=path,
+            reason=e,
+        ) from e
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as e:
+        raise ReleaseError(
+            f"{path}: not a PEM public key (cannot read the release public key)",
+            "release_key_bad",
+            file=path,
+        ) from e
     if not isinstance(key, Ed25519PublicKey):
-        raise ReleaseError(f"{path}: not an Ed25519 public key")
+        raise ReleaseError(f"{path}: not an Ed25519 public key", "release_key_bad", file=path)
     return key.public_bytes_raw()
 
 
@@ -248,18 +268,32 @@ def read_signed(path: Path, public: bytes) -> dict[str, Any]:
         raw = (path / MANIFEST).read_bytes()
         sig = json.loads((path / SIGNATURE).read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise ReleaseError(f"{path}: not a release: {Path(str(e.filename)).name} is missing") from e
+        missing = Path(str(e.filename)).name
+        raise ReleaseError(
+            f"{path}: not a release: {missing} is missing",
+            "release_missing",
+            dir=path,
+            name=missing,
+        ) from e
     except (OSError, ValueError) as e:
-        raise ReleaseError(f"{path}: unreadable manifest or signature: {e}") from e
+        raise ReleaseError(
+            f"{path}: unreadable manifest or signature: {e}", "release_unreadable", dir=path
+        ) from e
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ReleaseError(f"{path / MANIFEST}: larger than {MAX_MANIFEST_BYTES} bytes")
     want = release_key_id(public)
     if not isinstance(sig, dict) or sig.get("alg") != "ed25519":
-        raise ReleaseError(f"{path / SIGNATURE}: not an ed25519 signature")
+        raise ReleaseError(
+            f"{path / SIGNATURE}: not an ed25519 signature", "release_unreadable", dir=path
+        )
     if sig.get("key_id") != want:
         raise ReleaseError(
             f"{path / SIGNATURE}: signed by release key {sig.get('key_id')!r}, this cabinet "
-            f"trusts {want!r} (update.release_public_key)"
+            f"trusts {want!r} (update.release_public_key)",
+            "release_other_key",
+            dir=path,
+            signed=sig.get("key_id"),
+            trusted=want,
         )
     try:
         Ed25519PublicKey.from_public_bytes(public).verify(
@@ -267,7 +301,9 @@ def read_signed(path: Path, public: bytes) -> dict[str, Any]:
         )
     except (InvalidSignature, ValueError) as e:
         raise ReleaseError(
-            f"{path / MANIFEST}: the signature does not match (altered manifest or wrong key)"
+            f"{path / MANIFEST}: the signature does not match (altered manifest or wrong key)",
+            "release_bad_signature",
+            file=path / MANIFEST,
         ) from e
     manifest = json.loads(raw)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -288,9 +324,15 @@ def verify_release(path: Path, public: bytes) -> Release:
             raise ReleaseError(f"{path / MANIFEST}: file path {rel!r} is not under {WHEELS}/")
         f = path / rel
         if not f.is_file():
-            raise ReleaseError(f"{f}: listed in the manifest but missing")
+            raise ReleaseError(
+                f"{f}: listed in the manifest but missing", "release_file_missing", file=f
+            )
         if f.stat().st_size != size or sha256(f) != digest:
-            raise ReleaseError(f"{f}: SHA-256 or size does not match the manifest (altered)")
+            raise ReleaseError(
+                f"{f}: SHA-256 or size does not match the manifest (altered)",
+                "release_file_altered",
+                file=f,
+            )
         files.append((rel, digest, size))
     listed = {rel for rel, _, _ in files}
     extra = sorted(
@@ -301,7 +343,12 @@ def verify_release(path: Path, public: bytes) -> Release:
         and str(p.relative_to(path)) not in listed
     )
     if extra:
-        raise ReleaseError(f"{path}: files not in the manifest: {', '.join(extra)}")
+        raise ReleaseError(
+            f"{path}: files not in the manifest: {', '.join(extra)}",
+            "release_extra_files",
+            dir=path,
+            files=", ".join(extra),
+        )
     if f"{WHEELS}/{LOCK_NAME}" not in listed:
         raise ReleaseError(f"{path}: the manifest lists no {WHEELS}/{LOCK_NAME}")
     schema = m.get("store_schema", {})

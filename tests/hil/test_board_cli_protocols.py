@@ -113,7 +113,9 @@ def test_board_commands_on_a_vmc(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert "slot 99: INVALID_SLOT" in out and "--drop" in out
         assert vmc.log.runs() == []  # nothing turned
 
-        code, out = _run(capsys, config, "selftest", "--slots", "11", "--drop", "--no-queue")
+        code, out = _run(
+            capsys, config, "selftest", "--slots", "11", "--drop", "--yes", "--no-queue"
+        )
         assert code == exitcodes.OK, out
         assert out.index("ONE ITEM DROPS") < out.index("DELIVERED")
         assert "slot 11 (VMC selection 2): DELIVERED (the VMC reported success (0x03" in out

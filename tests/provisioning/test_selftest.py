@@ -42,6 +42,7 @@ def test_jammed_slot_fails_and_is_named(
             "--report",
             str(report),
             "--drop",
+            "--yes",
             *SKIP,
         ]
     )
@@ -135,7 +136,7 @@ def test_jammed_slot_is_named_by_its_planogram_number(
     data = load_config(cfg_path).store.data_dir
     levels0 = seed_store(data)  # demo planogram: address 2 is slot 12
     argv = ["selftest", "--config", str(cfg_path), "--port", url, "--slot-timeout", "5", *SKIP]
-    rc = main([*argv, "--drop"])
+    rc = main([*argv, "--drop", "--yes"])
     out = capsys.readouterr()
     assert rc == 1
     assert "failed: 12 JAMMED (address 2)" in out.out, out.out

@@ -380,13 +380,28 @@ def test_cli_status(peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "board", "status", "--port", str(peer.path))
     assert code == 0
     assert "PEER-1, serial SN0000, firmware 1.4.2" in out
-    assert "12 slots (0-9 spiral, 10-11 locker), chilled" in out
+    assert "cabinet: mixed, 12 slots, chilled" in out  # bus addresses only, labelled:
+    assert "slots (board addresses, no planogram): 0-9 spiral, 10-11 locker" in out
     assert "temperature: 4.5 °C" in out
     code, out, _ = run_cli(capsys, "board", "status", "--port", str(peer.path), "--json")
     obj = json.loads(out)
     assert code == 0 and obj["ok"] is True
     assert obj["board"]["serial"] == "SN0000"
     assert obj["status"]["temperature_c"] == 4.5
+
+
+def test_cli_status_and_selftest_in_chinese(
+    peer: PtyPeer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KIOSK_LANG=zh: the lines for people in Chinese (issue 17 review); JSON stays as is."""
+    monkeypatch.setenv("KIOSK_LANG", "zh")
+    code, out, _ = run_cli(capsys, "board", "status", "--port", str(peer.path))
+    assert code == 0 and "货柜：混合（货道和格子柜），12 个货道，冷藏" in out, out
+    assert "温度：4.5 °C" in out and "cabinet" not in out and "temperature" not in out, out
+    code, out, _ = run_cli(capsys, "board", "selftest", "--port", str(peer.path), "--slots", "1,99")
+    assert code == 1 and "1 号货道：READY（就绪" in out and "99 号货道：INVALID_SLOT" in out, out
+    assert "自检：1/2 个货道正常" in out and "失败：99" in out, out
+    assert "selftest" not in out and "FAIL" not in out and "our own" not in out, out
 
 
 def test_cli_vend_unlock_outcome(peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -410,21 +425,38 @@ def test_cli_vend_unlock_outcome(peer: PtyPeer, capsys: pytest.CaptureFixture[st
 
 def test_cli_selftest(peer: PtyPeer, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(
-        capsys, "board", "selftest", "--port", str(peer.path), "--slots", "0-1,11", "--drop"
+        capsys,
+        "board",
+        "selftest",
+        "--port",
+        str(peer.path),
+        "--slots",
+        "0-1,11",
+        "--drop",
+        "--yes",
     )
     assert code == 0
     assert out.index("ONE ITEM DROPS") < out.index("DELIVERED")  # said before it starts
     assert out.count("DELIVERED") == 2 and "slot 11: DOOR_OPENED_AND_CLOSED" in out
     assert "selftest: 3/3 slots ok" in out
     code, out, _ = run_cli(
-        capsys, "board", "selftest", "--port", str(peer.path), "--slots", "1,99", "--json", "--drop"
+        capsys,
+        "board",
+        "selftest",
+        "--port",
+        str(peer.path),
+        "--slots",
+        "1,99",
+        "--json",
+        "--drop",
+        "--yes",
     )
     obj = json.loads(out)
     assert code == 1 and obj["ok"] is False
     assert [(s["slot"], s["ok"]) for s in obj["slots"]] == [(1, True), (99, False)]
     txs = [s["tx"] for s in obj["slots"]]
     assert txs[0] < txs[1]
-    code, out, _ = run_cli(capsys, "board", "selftest", "--port", str(peer.path), "--drop")
+    code, out, _ = run_cli(capsys, "board", "selftest", "--port", str(peer.path), "--drop", "--yes")
     assert code == 0 and "selftest: 12/12 slots ok" in out
     runs = len(peer.board.executions)
     # without --drop: every slot checked, nothing runs

@@ -4,13 +4,24 @@ a usage exit code, and never a traceback."""
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from kiosk.cli import main as kiosk_main
+from kiosk.hardware.board import BoardDriver, BoardInfo, BoardStatus, Cabinet
+from kiosk.hardware.cli_board import board_lines, confirmed
+from kiosk.hardware.cli_target import Target
+from kiosk.hardware.protocol import CabinetKind, SlotGroup, WireSlotKind
+from kiosk.update.release import generate_release_key
+from provisioning.cli import main as provision_main
 from tests.support.config import kiosk_config, write_config
 from tests.support.paths import ROOT
 
@@ -256,3 +267,260 @@ def test_a_missing_or_malformed_device_secret(tmp_path: Path) -> None:
         if lang == "en":
             expect = "required to run the kiosk" if shown == "(missing)" else "64 hex digits"
         assert expect in out, (lang, out)
+
+
+# --- in-process: each technician command fed broken input, in Chinese and in English -------
+# (issue 17 req. 8, the outside review). In-process: the language comes from $KIOSK_LANG at the
+# moment of each message, so no subprocess is needed; an exception would fail the test itself.
+
+
+class _Terminal(io.StringIO):
+    """Typed answers on a terminal (stdin that says it is a tty)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+Main = Callable[[list[str]], int]
+
+
+def _call(
+    main: Main,
+    argv: list[str],
+    lang: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stdin: io.StringIO | None = None,
+) -> tuple[int, str]:
+    monkeypatch.setenv("KIOSK_LANG", lang)
+    monkeypatch.delenv("KIOSK_CONFIG", raising=False)
+    monkeypatch.setattr(sys, "stdin", stdin if stdin is not None else io.StringIO(""))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def _in_lang(text: str, lang: str) -> None:
+    assert _has_cjk(text) == (lang == "zh"), (lang, text)
+
+
+LANGS = ("zh", "en")
+
+
+def test_a_missing_config_port_is_said_once_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The config's port does not exist: one line naming the port, the config file, its key
+    and what to check, before any link starts (no errno repeated by retries), exit 3."""
+    port = "/dev/nonexistent-kiosk-cfg-port"
+    cfg = write_config(tmp_path / "kiosk.toml", kiosk_config(port=port, data_dir=tmp_path / "data"))
+    board = [("status",), ("vend", "--slot", "10"), ("selftest",)]
+    for lang in LANGS:
+        for action in board:
+            code, out = _call(
+                kiosk_main, ["board", *action, "--config", str(cfg)], lang, monkeypatch, capsys
+            )
+            assert code == 3, (action, out)
+            lines = [ln for ln in out.splitlines() if port in ln]
+            assert len(lines) == 1 and str(cfg) in lines[0], (action, out)
+            assert "ls /dev/ttyUSB*" in lines[0] and "[hardware] port" in lines[0]
+            assert "Errno" not in out and "link.open_failed" not in out, out
+            _in_lang(out, lang)
+        skip = [f"--skip={c}" for c in ("broker", "clock", "disk", "font", "screen")]
+        argv = ["selftest", "--config", str(cfg), "--headless", "--no-queue", *skip]
+        code, out = _call(provision_main, argv, lang, monkeypatch, capsys)
+        assert code == 1 and sum(port in ln for ln in out.splitlines()) == 1, out
+        assert "Errno" not in out and "cannot open" not in out, out
+        heads = ("检查项", "结果", "失败", "跳过") if lang == "zh" else ("CHECK", "RESULT", "FAIL")
+        assert all(h in out for h in heads), out
+        if lang == "zh":
+            assert "SKIP" not in out and "FAIL" not in out and "PASS" not in out, out
+
+
+def test_a_drop_asks_first_and_a_script_needs_yes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--drop` says what will drop and waits for a `y` on a terminal (anything else aborts
+    before any motor turns); without a terminal it needs `--yes`."""
+    cfg = write_config(tmp_path / "kiosk.toml", _config(tmp_path))
+    argv = ["selftest", "--config", str(cfg), "--headless", "--no-queue", "--drop"]
+    reports = tmp_path / "data" / "selftest"
+    for lang in LANGS:
+        code, out = _call(provision_main, argv, lang, monkeypatch, capsys)
+        assert code == 2 and "--yes" in out and not reports.exists(), out
+        _in_lang(out, lang)
+        code, out = _call(provision_main, argv, lang, monkeypatch, capsys, _Terminal("n\n"))
+        warning = "每个螺旋货道掉出一件商品" if lang == "zh" else "ONE ITEM DROPS FROM EACH"
+        aborted = "已取消" if lang == "zh" else "aborted"
+        assert code == 2 and out.index(warning) < out.index(aborted), out
+        assert not reports.exists()  # nothing ran: no check, no report
+        code, out = _call(
+            kiosk_main,
+            ["board", "selftest", "--config", str(cfg), "--drop"],
+            lang,
+            monkeypatch,
+            capsys,
+        )
+        assert code == 2 and "--yes" in out, out
+        _in_lang(out, lang)
+    for typed, expect in (("y\n", True), ("Y\n", True), ("\n", False), ("", False)):
+        monkeypatch.setattr(sys, "stdin", _Terminal(typed))
+        assert confirmed() is expect, typed
+
+
+class _Silent:
+    """A board the status lines only look up (the lines are made from its info and status)."""
+
+    def subscribe(self, listener: object) -> Callable[[], None]:
+        return lambda: None
+
+
+def test_board_status_names_slots_as_the_screen_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`kiosk board status` with a planogram: the screen's slot numbers only (10-69), never
+    the bus addresses 0-59 next to them."""
+    planogram = {10 + i: (0, i) for i in range(60)}
+    target = Target(Cabinet({0: cast(BoardDriver, _Silent())}, planogram), None, "/dev/x", True)
+    info = BoardInfo(
+        0,
+        "M1",
+        "SN1",
+        (1, 0, 0),
+        1,
+        CabinetKind.SPIRAL,
+        False,
+        True,
+        True,
+        64,
+        (SlotGroup(0, 60, WireSlotKind.SPIRAL),),
+    )
+    status = BoardStatus(False, False, None, frozenset(), 0, frozenset(), frozenset(range(60)))
+    for lang, expect in (
+        (
+            "en",
+            [
+                "cabinet: spiral, 60 slots",
+                "slots with product (as on the screen): 10-69",
+                "slots (as on the screen): 10-69",
+            ],
+        ),
+        (
+            "zh",
+            [
+                "货柜：弹簧货道，60 个货道",
+                "有货的货道（屏幕编号）：10-69",
+                "货道（屏幕编号）：10-69",
+            ],
+        ),
+    ):
+        monkeypatch.setenv("KIOSK_LANG", lang)
+        lines = board_lines(target, 0, info, status)
+        text = "\n".join(lines)
+        assert all(e in lines for e in expect), text
+        assert "0-59" not in text and "0, 1" not in text, text
+
+
+def _release_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A release key pair, a junk key file and a release dir whose manifest is junk."""
+    private, public = tmp_path / "release.pem", tmp_path / "release.pub.pem"
+    generate_release_key(private, public)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a key\n", encoding="utf-8")
+    rel = tmp_path / "rel"
+    rel.mkdir()
+    (rel / "manifest.json").write_text("{broken", encoding="utf-8")
+    (rel / "manifest.sig").write_text("{broken", encoding="utf-8")
+    return public, junk, rel
+
+
+def test_release_verify_and_update_with_broken_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    public, junk, rel = _release_files(tmp_path)
+    root = tmp_path / "update"
+    root.mkdir()
+    cfg = write_config(
+        tmp_path / "kiosk.toml",
+        kiosk_config(
+            port=tmp_path / "board",
+            data_dir=tmp_path / "data",
+            update={"release_public_key": public, "root": root},
+        ),
+    )
+    cases = [  # argv, what the message must name
+        (["release", "verify", str(rel), "--public-key", str(junk)], str(junk)),
+        (["release", "verify", str(rel), "--public-key", str(public)], str(rel)),
+        (["release", "verify", str(tmp_path / "none"), "--public-key", str(public)], "manifest"),
+        (["update", "apply", str(tmp_path / "none"), "--config", str(cfg)], "manifest.json"),
+        (["update", "apply", str(junk), "--config", str(cfg)], str(junk)),
+    ]
+    for lang in LANGS:
+        for argv, named in cases:
+            code, out = _call(kiosk_main, argv, lang, monkeypatch, capsys)
+            assert code == 1 and named in out, (argv, out)
+            assert "cryptography.io" not in out and "MalformedFraming" not in out, out
+            _in_lang(out.replace(str(tmp_path), ""), lang)
+        (root / "state.json").write_text("{damaged", encoding="utf-8")
+        code, out = _call(
+            kiosk_main, ["update", "status", "--config", str(cfg)], lang, monkeypatch, capsys
+        )
+        assert code == 1 and str(root / "state.json") in out, out
+        _in_lang(out, lang)
+        (root / "state.json").unlink()
+    code, out = _call(kiosk_main, cases[0][0], "zh", monkeypatch, capsys)
+    assert "不是有效的发布公钥" in out, out
+    code, out = _call(kiosk_main, cases[0][0], "en", monkeypatch, capsys)
+    assert "not a valid release public key" in out, out
+
+
+def test_a_corrupt_store_and_bad_provisioning_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data dir whose kiosk.db is not SQLite: every command that opens it says so (where its
+    files went, `kiosk store recover`); kiosk-provision keys/status with a broken config or
+    identity files: the user's words, no traceback."""
+    cfg = write_config(tmp_path / "kiosk.toml", _config(tmp_path))
+    data = tmp_path / "data"
+    dup = tmp_path / "dup.toml"
+    dup.write_text('[identity]\nkiosk_id = "a"\nkiosk_id = "b"\n', encoding="utf-8")
+    ident = tmp_path / "id"
+    ident.mkdir()
+    for name in ("device-key.pem", "device-cert.pem", "device.csr", "client-ca.pem"):
+        (ident / name).write_text("junk\n", encoding="utf-8")
+    for lang in LANGS:
+        for main, argv in (
+            (kiosk_main, ["store", "check", "--config", str(cfg)]),
+            (kiosk_main, ["ledger", "verify", "--config", str(cfg)]),
+            (kiosk_main, ["planogram", "export", "--config", str(cfg)]),
+            (provision_main, ["status", "--config", str(cfg), "--offline", "--dir", str(ident)]),
+        ):
+            shutil.rmtree(data, ignore_errors=True)
+            data.mkdir()
+            (data / "kiosk.db").write_bytes(b"this is not an SQLite database\n" * 200)
+            code, out = _call(main, argv, lang, monkeypatch, capsys)
+            assert "kiosk store recover" in out and "kiosk.db.corrupt-" in out, (argv, out)
+            assert "STORE CORRUPT" not in out and "DatabaseError" not in out, out
+            assert code != 0 or argv[0] == "status", (argv, out)
+        code, out = _call(provision_main, ["keys", "--config", str(dup)], lang, monkeypatch, capsys)
+        assert code == 2 and str(dup) in out and "Cannot overwrite" not in out, out
+        _in_lang(out.replace(str(tmp_path), ""), lang)
+        argv = ["keys", "--config", str(cfg), "--dir", str(ident)]
+        code, out = _call(provision_main, argv, lang, monkeypatch, capsys)
+        assert code == 1 and "--force" in out, out
+        _in_lang(out.replace(str(tmp_path), ""), lang)
+
+
+def test_why_a_board_cannot_be_reached_in_the_users_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port that exists but refuses (here a TCP port nobody listens on): the reason once, in
+    the user's language (pyserial's errno worded), without the link's own retry warnings."""
+    url = "socket://127.0.0.1:1"
+    cfg = write_config(tmp_path / "kiosk.toml", kiosk_config(port=url, data_dir=tmp_path / "d"))
+    argv = ["board", "status", "--config", str(cfg), "--connect-timeout", "0.5"]
+    for lang, words in (("zh", "连接被拒绝"), ("en", "connection refused")):
+        code, out = _call(kiosk_main, argv, lang, monkeypatch, capsys)
+        assert code == 3 and words in out, out
+        assert "link.open_failed" not in out and out.count(url) == 2, out  # where, and why
+        assert "Errno" not in out and "Could not open" not in out, out

@@ -107,6 +107,11 @@ def test_seed_summary_and_planogram_round_trip(tmp_path: Path) -> None:
     r = run("planogram", "import", str(out), "--config", str(cfg))
     assert r.returncode == 0, r.stderr
     assert "planogram version 2 applied: 60 slots" in r.stdout
+    assert "planogram.imported" not in r.stderr  # one line on the terminal, not two
+    r = run("planogram", "import", str(out), "--config", str(cfg), env={"KIOSK_LANG": "zh"})
+    assert r.returncode == 0, r.stderr
+    assert "货道表第 3 版已生效：60 个货道" in r.stdout and "applied" not in r.stdout
+    assert "planogram.imported" not in r.stderr
 
 
 def test_planogram_import_bad_rows_applies_nothing(tmp_path: Path) -> None:

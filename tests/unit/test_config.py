@@ -188,7 +188,9 @@ def test_missing_required(tmp_path: Path) -> None:
     found = issues_of(tmp_path, GOOD.replace('kiosk_id = "AH-341524-0007"\n', ""))
     assert any("identity.kiosk_id = (missing): required key is missing" in f for f in found)
     found = issues_of(tmp_path, "[store]\ndata_dir = 'x'\n")
-    assert any("[identity] = (missing): section is required" in f for f in found)
+    assert any("no [identity] section" in f and "kiosk-provision init" in f for f in found)
+    found = issues_of(tmp_path, "# nothing yet\n")  # an empty file (issue 17 review)
+    assert any("the config file is empty" in f and "kiosk-provision init" in f for f in found)
 
 
 def test_unknown_section_and_non_table(tmp_path: Path) -> None:

@@ -11,12 +11,16 @@ import re
 import string
 import subprocess
 import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
+from kiosk import textfile
+from kiosk.config import ConfigError, load_config
 from kiosk.config_text import CONFIG_MESSAGES, key_lines
+from kiosk.hardware.cli_text import BOARD_MESSAGES
 from provisioning.cli import main as provision
 from provisioning.init_text import INIT_MESSAGES
 from tests.support.config import kiosk_config, render_config
@@ -188,3 +192,75 @@ def test_init_with_the_lang_flag_and_input_that_ends(tmp_path: Path) -> None:
     out, _ = _run("provisioning.cli", *args, lang="en").communicate(timeout=300)
     assert "Traceback" not in out and "柜号" in out and "输入已结束" in out, out
     assert not cfg.exists()
+
+
+@pytest.mark.parametrize(
+    "table", [textfile._MESSAGES, BOARD_MESSAGES], ids=["kiosk/textfile.py", "board"]
+)
+def test_command_messages_in_both_languages_with_the_same_fields(
+    table: Mapping[str, tuple[str, str]],
+) -> None:
+    wide = re.compile(r"[\u4e00-\u9fff\uff01-\uff5e]")  # Han and full-width punctuation
+    for key, (zh, en) in table.items():
+        assert _fields(zh) == _fields(en), key
+        assert wide.search(zh), (key, zh)
+        assert not wide.search(en), (key, en)
+
+
+def test_board_words_the_code_uses_are_worded() -> None:
+    used: set[str] = set()
+    for module in (
+        "kiosk/hardware/cli_board.py",
+        "kiosk/hardware/cli_target.py",
+        "provisioning/selftest.py",
+    ):
+        source = (ROOT / module).read_text(encoding="utf-8")
+        used |= set(re.findall(r'said\(\s*"([a-z0-9_]+)"', source))
+    assert used and used <= set(BOARD_MESSAGES), sorted(used - set(BOARD_MESSAGES))
+
+
+# tomllib's common errors: each in our own words with its own hint, never the parser's English
+TOML_KINDS = [
+    ('[identity]\nkiosk_id = "a"\nkiosk_id = "b"\n', "toml_dup_key", 3, "已经写过"),
+    ("[identity]\n[identity]\n", "toml_dup_table", 2, "[identity] 出现了两次"),
+    ("[identity]\nsite_name = 测试\n", "toml_bad_value", 2, "英文双引号"),
+    ('[identity]\nsite_name = "abc\n', "toml_unterminated", 2, "没有结束"),
+    ("[identity]\nkiosk_id 1\n", "toml_expected_eq", 2, "等号"),
+    ("[identity]\nx = 1 y = 2\n", "toml_expected_newline", 2, "一行只能写一个"),
+    ("[identity\nkiosk_id = 1\n", "toml_table_header", 1, "右方括号"),
+    ("[identity]\nx = [1, 2\n", "toml_unclosed", 2, "没有结束"),
+    ('[store]\ndata_dir = "C:\\data"\n', "toml_backslash", 2, "反斜杠"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "line", "zh"), TOML_KINDS)
+def test_toml_errors_in_our_own_words(text: str, key: str, line: int, zh: str) -> None:
+    with pytest.raises(tomllib.TOMLDecodeError) as ei:
+        tomllib.loads(text)
+    found, fields = textfile.toml_error_words(ei.value, text)
+    assert (found, fields["line"]) == (key, line), fields
+    said_zh = textfile.say(found, "zh", **fields)
+    said_en = textfile.say(found, "en", **fields)
+    assert f"第 {line} 行" in said_zh and zh in said_zh, said_zh
+    assert f"line {line}, column" in said_en and "not valid TOML" in said_en, said_en
+    parser = str(ei.value).split(" (at ")[0]
+    assert parser not in said_zh and parser not in said_en  # no parser English left
+    # only the hint of that kind: not the catch-all list of usual causes
+    assert "常见原因" not in said_zh and "Common causes" not in said_en
+
+
+def test_an_empty_config_or_one_without_identity(tmp_path: Path) -> None:
+    for text, en, zh in (
+        ("", "the config file is empty", "配置文件是空的"),
+        ("# nothing yet\n", "the config file is empty", "配置文件是空的"),
+        ("[store]\ndata_dir = 'x'\n", "no [identity] section", "没有 [identity] 节"),
+    ):
+        path = tmp_path / "kiosk.toml"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError) as ei:
+            load_config(path)
+        (issue,) = ei.value.issues
+        for lang, words in (("en", en), ("zh", zh)):
+            message = issue.message(lang)
+            assert str(path) in message and words in message, message
+            assert "kiosk-provision init" in message and "（未填写）" not in message, message

@@ -273,7 +273,7 @@ def test_board_selftest_command_queues_the_result(
     before = store.stock.levels()
     store.close()
     argv = ["board", "selftest", "--config", str(tmp_path / "kiosk.toml")]
-    code = cli_main([*argv, "--port", str(peer.path), "--slots", "11-12", "--drop"])
+    code = cli_main([*argv, "--port", str(peer.path), "--slots", "11-12", "--drop", "--yes"])
     out = capsys.readouterr().out
     assert code == 0 and "queued for the province as event selftest-" in out, out
     assert "slot 11 (board 0 address 1): DELIVERED" in out
