@@ -400,11 +400,11 @@ def cmd_store_check(args: argparse.Namespace) -> int:
             store.settings.set(ACCEPTED_DAMAGE, json.dumps(sorted(set(problems) | known)))
     finally:
         store.close()
-    print(f"store check: {len(problems)} problem(s), {len(new)} not accepted ({took:.2f} s)")
+    print(f"store check: problems: {len(problems)}, not accepted: {len(new)} ({took:.2f} s)")
     for p in problems:
         print(f"  {'accepted  ' if p in known else ''}{p}")
     if args.accept and new:
-        print(f"accepted {len(new)} problem(s): the kiosk sells again at its next start")
+        print(f"problems accepted: {len(new)}; the kiosk sells again at its next start")
         return exitcodes.OK
     if new:
         print(

@@ -163,7 +163,7 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
                 f"{want[:16]}...: the ledger was rewritten after it was sent"
             )
     if problems:
-        print(f"ledger: {n} records, {len(problems)} problem(s)")
+        print(f"ledger: {n} records, problems: {len(problems)}")
         for p in problems:
             print(f"  {p if isinstance(p, str) else f'seq {p.seq}: {p.kind.value}: {p.detail}'}")
         return exitcodes.FAIL

@@ -176,7 +176,7 @@ _MESSAGES: Mapping[str, tuple[str, str]] = {
     ),
     "config_problems": (
         "{file}：发现 {n} 个问题：",
-        "{file}: {n} problem(s):",
+        "{file}: problems found: {n}",
     ),
     "csv_rejected": (
         "{file}：已拒绝，未做任何更改：",
