@@ -92,3 +92,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if rep.when == "call":
         item.rep_call = rep  # type: ignore[attr-defined]
     return rep
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler_outlives_its_test() -> Any:
+    """A command run in-process (`kiosk.cli.main`) points the root logger at the sys.stderr
+    of that moment, which pytest's capture closes when the test ends; a thread of a later test
+    logging there printed "--- Logging error --- I/O operation on closed file". Remove the
+    root handlers a test added, as a process's exit would."""
+    import logging
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    level = root.level
+    yield
+    for h in list(root.handlers):
+        if h not in before:
+            root.removeHandler(h)
+    root.setLevel(level)
