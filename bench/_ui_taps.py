@@ -13,6 +13,8 @@ from just before the FINGERUP is posted to the return of the first `pygame.displ
 `pygame.display.update()` whose frame shows the transition's result (a predicate on the app,
 checked on the main thread as the frame is presented). The fake controller's own time handling
 the intents of that tap (`post()`, under its lock) is measured too: the goal allows it on top.
+The idle prompt is timed from the FINGERDOWN: the app closes it when the finger lands, and
+where the finger then lifts is recorded (`after`).
 """
 
 from __future__ import annotations
@@ -43,33 +45,85 @@ def _qty(n: int) -> Pred:
     return lambda app: app.view.qty_in_cart(PID) == n and app.top.name in ("product", "cart")
 
 
-# (transition name, tap target or "!pay" for the simulated payment confirmation, predicate)
-JOURNEY: tuple[tuple[str, str, Pred], ...] = (
+CODE = "24681357"  # the fake controller's offline confirmation code (set in _make_app)
+
+
+class _Extended:
+    """Payment "more time": the frame shows a later deadline than before the tap."""
+
+    def __init__(self) -> None:
+        self.before = 0.0
+
+    def arm(self, app: Any) -> None:
+        pay = app.view.payment
+        self.before = 0.0 if pay is None else pay.expires_at
+
+    def __call__(self, app: Any) -> bool:
+        pay = app.view.payment
+        return pay is not None and pay.expires_at > self.before
+
+
+def _gone(name: str) -> Pred:
+    return lambda app: app.top.name != name
+
+
+def _typed(n: int) -> Pred:
+    return lambda app: app.top.name == "offline_code" and app.top.digits == CODE[:n]
+
+
+def _large(on: bool, screen: str = "catalog") -> Pred:
+    return lambda app: app.large == on and app.top.name == screen
+
+
+_TO_PAYMENT: tuple[tuple[str, str, Pred | None], ...] = (
+    ("catalog tile -> product", f"tile-{PID}", _top("product")),
+    ("product: add to cart", "add", _qty(1)),
+    ("product -> cart", "go-cart", _top("cart")),
+    ("cart -> payment (checkout)", "checkout", _top("payment")),
+)
+
+# (transition name, tap target, predicate on the presented frame). Special targets:
+# "!pay" the simulated payment confirmation (not a tap); "@fail" (setup, no sample) makes the
+# product's slots fail so the next vend ends on the problem screen; "@idle" (setup, no sample)
+# moves the inactivity timer to the "are you still there?" prompt; a target starting with "^"
+# is timed from the FINGERDOWN (any touch answers the idle prompt: the app closes it on the
+# finger landing). Before each tap the driver waits until the target is on the screen.
+JOURNEY: tuple[tuple[str, str, Pred | None], ...] = (
     ("attract -> catalog (tap anywhere)", "start", _top("catalog")),
     ("catalog -> category picker", "categories", _top("category_picker")),
     ("category picker -> catalog (all)", "pick-all", _top("catalog")),
     ("catalog: next page", "next", _top("catalog")),
     ("catalog: previous page", "prev", _top("catalog")),
     ("catalog tile -> product", f"tile-{PID}", _top("product")),
+    ("product -> back (catalog)", "back", _top("catalog")),
+    ("catalog tile -> product", f"tile-{PID}", _top("product")),
     ("product: add to cart", "add", _qty(1)),
     ("product -> cart", "go-cart", _top("cart")),
     ("cart: + quantity", f"plus-{PID}", _qty(2)),
     ("cart: - quantity", f"minus-{PID}", _qty(1)),
     ("cart -> payment (checkout)", "checkout", _top("payment")),
+    ("payment: more time (需要更多时间)", "more-time", _Extended()),
     ("payment: cancel -> confirmation", "cancel", _top("confirm")),
     ("confirmation: no -> payment", "confirm-no", _top("payment")),
     ("payment: cancel -> confirmation", "cancel", _top("confirm")),
     ("confirmation: yes -> catalog", "confirm-yes", _top("catalog")),
     ("catalog -> cart", "cart", _top("cart")),
     ("cart -> payment (checkout)", "checkout", _top("payment")),
-    (
-        "payment -> dispensing (simulated confirmation)",
-        "!pay",
-        _top("dispensing"),
-    ),
+    ("payment -> enter code (keypad)", "code", _top("offline_code")),
+    *((("keypad: type a digit", f"key-{d}", _typed(i + 1))) for i, d in enumerate(CODE)),
+    ("keypad: OK (8 digits) -> dispensing", "key-ok", _top("dispensing")),
     ("done -> attract (finish)", "finish", _top("attract")),
     ("attract: language -> catalog in English", "lang", lambda a: a.lang == "en"),
     ("catalog: language switch", "lang", lambda a: a.lang == "zh"),
+    ("catalog header: large text (大字模式) on", "large", _large(True)),
+    ("catalog header: large text (大字模式) off", "large", _large(False)),
+    *_TO_PAYMENT,
+    ("", "@fail", None),
+    ("payment -> dispensing (simulated confirmation)", "!pay", _top("dispensing")),
+    ("problem: OK (我知道了) -> attract", "problem-ok", _top("attract")),
+    ("attract: large text (大字模式) -> catalog", "large", _large(True)),
+    ("", "@idle", None),
+    ("idle prompt: continue (from finger down)", "^idle-more", _gone("idle_prompt")),
 )
 
 
@@ -78,6 +132,7 @@ class Samples:
     latency: dict[str, list[float]] = field(default_factory=dict)
     ctrl: dict[str, list[float]] = field(default_factory=dict)
     baseline: list[float] = field(default_factory=list)
+    after: dict[str, list[str]] = field(default_factory=dict)  # the screen after a "^" tap
 
 
 class Presenter:
@@ -136,8 +191,24 @@ def _finger(kind: int, pos: tuple[int, int], size: tuple[int, int]) -> pygame.ev
     return pygame.event.Event(kind, x=x, y=y, dx=0.0, dy=0.0, finger_id=1, touch_id=1, pressure=1.0)
 
 
-def _tap(pres: Presenter, pos: tuple[int, int], size: tuple[int, int], pred: Pred) -> float:
-    """Down, rest, up; ms from the FINGERUP's post to the frame that satisfies `pred`."""
+def _tap(
+    pres: Presenter,
+    pos: tuple[int, int],
+    size: tuple[int, int],
+    pred: Pred,
+    from_down: bool = False,
+) -> float:
+    """Down, rest, up; ms from the FINGERUP's post (the FINGERDOWN's with `from_down`) to the
+    frame that satisfies `pred`."""
+    if from_down:
+        pres.expect(pred)
+        t0 = time.perf_counter()
+        pygame.event.post(_finger(pygame.FINGERDOWN, pos, size))
+        ms = (pres.wait() - t0) * 1000
+        time.sleep(max(0.0, DOWN_TO_UP_S - (time.perf_counter() - t0)))
+        pygame.event.post(_finger(pygame.FINGERUP, pos, size))
+        time.sleep(SETTLE_S)
+        return ms
     pygame.event.post(_finger(pygame.FINGERDOWN, pos, size))
     time.sleep(DOWN_TO_UP_S)
     pres.expect(pred)
@@ -146,6 +217,31 @@ def _tap(pres: Presenter, pos: tuple[int, int], size: tuple[int, int], pred: Pre
     ms = (pres.wait() - t0) * 1000
     time.sleep(SETTLE_S)
     return ms
+
+
+def _wait_for_hit(app: Any, name: str) -> None:
+    """Until the screen offers `name` (the controller moves dispensing -> done, problem)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while not any(h.name == name for h in list(app.hits)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {name!r} on the screen")
+        time.sleep(0.02)
+
+
+def _setup(app: Any, fc: Any, what: str) -> None:
+    """Untimed set-up between transitions (see JOURNEY)."""
+    from kiosk.ui.app import PROMPT_LEAD_S
+    from kiosk.ui.events import notify_view_changed
+
+    if what == "@fail":
+        with fc._lock:
+            fc.fail_slots.update(sl.slot_no for sl in fc.planogram.slots_for(PID))
+    elif what == "@idle":  # as if the shopper had stopped touching the screen long enough
+        app.last_activity = app.now() - (app.config.idle_timeout_s - PROMPT_LEAD_S) - 0.5
+        notify_view_changed()  # wakes the loop, whose tick() opens the prompt
+        _wait_for_hit(app, "idle-more")
+    else:
+        raise ValueError(f"unknown set-up {what!r}")
 
 
 def _bare_loop(surf: pygame.Surface, frames: list[pygame.Surface], stop: int) -> None:
@@ -189,6 +285,7 @@ def _make_app(surf: pygame.Surface) -> tuple[Any, Any, list[float]]:
         post(intent)
         ctrl_s[0] += time.perf_counter() - t
 
+    fc.offline_code = CODE
     fc.post = timed_post  # type: ignore[method-assign]
     fc.start()
     app = UiApp(fc, cfg, clock, surface=surf, font=default_font(), kiosk_mode=False, display=True)
@@ -240,12 +337,16 @@ def _round(pres: Presenter, surf: pygame.Surface, s: Samples) -> None:
             for th in list(app.threads):
                 th.join(TIMEOUT_S)
             for name, target, pred in JOURNEY:
-                if target == "finish":  # dispensing -> done runs on the controller's clock
-                    deadline = time.monotonic() + TIMEOUT_S
-                    while app.top.name != "done" and time.monotonic() < deadline:
-                        time.sleep(0.02)
+                if pred is None:
+                    _setup(app, fc, target)
+                    continue
+                if not target.startswith("!"):
+                    _wait_for_hit(app, target.lstrip("^"))
                 baseline_tap()
                 kiosk_phase()
+                arm = getattr(pred, "arm", None)
+                if arm is not None:
+                    arm(app)
                 ctrl_s[0] = 0.0
                 if target == "!pay":
                     pres.expect(pred)
@@ -255,8 +356,11 @@ def _round(pres: Presenter, surf: pygame.Surface, s: Samples) -> None:
                     ms = (pres.wait() - t0) * 1000
                     time.sleep(SETTLE_S)
                 else:
-                    rect = next(h.rect for h in list(app.hits) if h.name == target)
-                    ms = _tap(pres, rect.center, size, pred)
+                    hit = target.lstrip("^")
+                    rect = next(h.rect for h in list(app.hits) if h.name == hit)
+                    ms = _tap(pres, rect.center, size, pred, from_down=target.startswith("^"))
+                    if target.startswith("^"):
+                        s.after.setdefault(name, []).append(app.top.name)
                 s.latency.setdefault(name, []).append(ms)
                 s.ctrl.setdefault(name, []).append(ctrl_s[0] * 1000)
         except Exception as e:  # reported by the main thread
@@ -307,6 +411,7 @@ def run_taps(size: tuple[int, int], rounds: int) -> dict[str, Any]:
         "baseline": [statistics.median(s.baseline), pct(s.baseline, 0.95), len(s.baseline)],
         "transitions": {},
         "cold": {k: max(v) for k, v in cold.latency.items()},
+        "after": {k: sorted(set(v)) for k, v in s.after.items()},
     }
     for name, xs in s.latency.items():
         c = s.ctrl[name]

@@ -220,6 +220,8 @@ def tap_figures(r: dict[str, Any], cmd: str) -> list[dict[str, Any]]:
         )
     print("  (ratio: p95 / baseline p95; ctrl: the fake controller's own p95 work;")
     print("   cold: the first journey after start, not counted)")
+    for name, screens in r.get("after", {}).items():
+        print(f"  after {name!r} (the finger lifted): on {', '.join(screens)}")
     return figs
 
 
@@ -348,7 +350,9 @@ def process_figures(seconds: float, cmd: str) -> list[dict[str, Any]]:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=30.0, help="idle CPU window")
-    p.add_argument("--rounds", type=int, default=12, help="shopper journeys for tap latency")
+    p.add_argument(
+        "--rounds", type=int, default=12, help="shopper journeys for tap latency (~35 s each)"
+    )
     p.add_argument("--only", choices=("process", "frames", "taps"), help="one part only")
     p.add_argument("--child", choices=("attract", "catalog", "naive", "taps"))
     a = p.parse_args()
