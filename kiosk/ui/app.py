@@ -450,7 +450,9 @@ class UiApp:
                     from kiosk.ui.screens.idle_prompt import IdlePromptScreen
 
                     self.push(IdlePromptScreen(self))
-                elif idle < timeout - PROMPT_LEAD_S and prompting:
+                elif idle < timeout - PROMPT_LEAD_S and prompting and not self._presses:
+                    # any touch closes the prompt, but only once the finger lifts: the lift
+                    # belongs to the prompt's own buttons, not to the screen beneath
                     self.pop()
             elif root.idle_policy == "return":
                 if idle >= float(getattr(root, "return_after_s", timeout)):

@@ -67,6 +67,39 @@ def test_any_touch_dismisses_the_prompt(make_driver) -> None:
     assert d.screen == "catalog"
 
 
+def _lift(d, pos: tuple[int, int]) -> None:
+    x, y = d._norm(pos)
+    pygame.event.post(
+        pygame.event.Event(
+            pygame.FINGERUP, x=x, y=y, dx=0.0, dy=0.0, finger_id=1, touch_id=1, pressure=0.0
+        )
+    )
+    d.run()
+
+
+@pytest.mark.parametrize("button", ["idle-more", "idle-leave"])
+def test_a_prompt_button_acts_when_the_finger_lifts_not_what_lies_beneath(
+    make_driver, button: str
+) -> None:
+    """A real tap: the finger lands, frames pass, then it lifts. The landing used to close
+    the prompt at once, so the lift hit the catalog underneath: "more time" opened a product
+    page and "no, I'm done" never ended the session (found by bench/_ui_taps.py)."""
+    d = make_driver()
+    d.tap("start")
+    d.advance(45.0)
+    assert d.screen == "idle_prompt"
+    pos = d.hit(button).center
+    d.finger(pos, up=False)
+    d.clock.advance(0.1)
+    d.run()  # frames while the finger is down
+    _lift(d, pos)
+    if button == "idle-more":
+        assert d.screen == "catalog"
+        assert not any(isinstance(i, BackToIdle) for i in d.fc.posted)
+    else:
+        assert BackToIdle("shopper") in d.fc.posted
+
+
 def test_payment_keeps_its_own_countdown(make_driver) -> None:
     d = make_driver()
     d.tap("start")
