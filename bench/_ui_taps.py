@@ -86,9 +86,8 @@ _TO_PAYMENT: tuple[tuple[str, str, Pred | None], ...] = (
 # (transition name, tap target, predicate on the presented frame). Special targets:
 # "!pay" the simulated payment confirmation (not a tap); "@fail" (setup, no sample) makes the
 # product's slots fail so the next vend ends on the problem screen; "@idle" (setup, no sample)
-# moves the inactivity timer to the "are you still there?" prompt; a target starting with "^"
-# would be timed from the FINGERDOWN (none is now). Before each tap the driver waits until the
-# target is on the screen.
+# moves the inactivity timer to the "are you still there?" prompt. Before each tap the driver
+# waits until the target is on the screen.
 JOURNEY: tuple[tuple[str, str, Pred | None], ...] = (
     ("attract -> catalog (tap anywhere)", "start", _top("catalog")),
     ("catalog -> category picker", "categories", _top("category_picker")),
@@ -133,7 +132,6 @@ class Samples:
     latency: dict[str, list[float]] = field(default_factory=dict)
     ctrl: dict[str, list[float]] = field(default_factory=dict)
     baseline: list[float] = field(default_factory=list)
-    after: dict[str, list[str]] = field(default_factory=dict)  # the screen after a "^" tap
 
 
 class Presenter:
@@ -197,19 +195,8 @@ def _tap(
     pos: tuple[int, int],
     size: tuple[int, int],
     pred: Pred,
-    from_down: bool = False,
 ) -> float:
-    """Down, rest, up; ms from the FINGERUP's post (the FINGERDOWN's with `from_down`) to the
-    frame that satisfies `pred`."""
-    if from_down:
-        pres.expect(pred)
-        t0 = time.perf_counter()
-        pygame.event.post(_finger(pygame.FINGERDOWN, pos, size))
-        ms = (pres.wait() - t0) * 1000
-        time.sleep(max(0.0, DOWN_TO_UP_S - (time.perf_counter() - t0)))
-        pygame.event.post(_finger(pygame.FINGERUP, pos, size))
-        time.sleep(SETTLE_S)
-        return ms
+    """Down, rest, up; ms from the FINGERUP's post to the frame that satisfies `pred`."""
     pygame.event.post(_finger(pygame.FINGERDOWN, pos, size))
     time.sleep(DOWN_TO_UP_S)
     pres.expect(pred)
@@ -342,7 +329,7 @@ def _round(pres: Presenter, surf: pygame.Surface, s: Samples) -> None:
                     _setup(app, fc, target)
                     continue
                 if not target.startswith("!"):
-                    _wait_for_hit(app, target.lstrip("^"))
+                    _wait_for_hit(app, target)
                 baseline_tap()
                 kiosk_phase()
                 arm = getattr(pred, "arm", None)
@@ -357,11 +344,8 @@ def _round(pres: Presenter, surf: pygame.Surface, s: Samples) -> None:
                     ms = (pres.wait() - t0) * 1000
                     time.sleep(SETTLE_S)
                 else:
-                    hit = target.lstrip("^")
-                    rect = next(h.rect for h in list(app.hits) if h.name == hit)
-                    ms = _tap(pres, rect.center, size, pred, from_down=target.startswith("^"))
-                    if target.startswith("^"):
-                        s.after.setdefault(name, []).append(app.top.name)
+                    rect = next(h.rect for h in list(app.hits) if h.name == target)
+                    ms = _tap(pres, rect.center, size, pred)
                 s.latency.setdefault(name, []).append(ms)
                 s.ctrl.setdefault(name, []).append(ctrl_s[0] * 1000)
         except Exception as e:  # reported by the main thread
@@ -412,7 +396,6 @@ def run_taps(size: tuple[int, int], rounds: int) -> dict[str, Any]:
         "baseline": [statistics.median(s.baseline), pct(s.baseline, 0.95), len(s.baseline)],
         "transitions": {},
         "cold": {k: max(v) for k, v in cold.latency.items()},
-        "after": {k: sorted(set(v)) for k, v in s.after.items()},
     }
     for name, xs in s.latency.items():
         c = s.ctrl[name]

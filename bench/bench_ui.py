@@ -220,8 +220,6 @@ def tap_figures(r: dict[str, Any], cmd: str) -> list[dict[str, Any]]:
         )
     print("  (ratio: p95 / baseline p95; ctrl: the fake controller's own p95 work;")
     print("   cold: the first journey after start, not counted)")
-    for name, screens in r.get("after", {}).items():
-        print(f"  after {name!r} (the finger lifted): on {', '.join(screens)}")
     return figs
 
 
