@@ -114,6 +114,71 @@ def test_payment_keeps_its_own_countdown(make_driver) -> None:
     assert d.screen == "problem"
 
 
+@pytest.mark.parametrize(
+    ("size", "large", "offline"),
+    [
+        ((1080, 1920), False, False),  # portrait: the countdown under the amount
+        ((1920, 1080), False, True),  # landscape, offline band
+        ((540, 960), True, True),  # the narrow column: amount and time on one line
+        ((800, 480), True, False),  # the condensed column: time beside the amount
+    ],
+    ids=lambda v: f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v),
+)
+def test_payment_clock_tick_repaints_only_the_countdown(
+    make_driver, size: tuple[int, int], large: bool, offline: bool
+) -> None:
+    """Once a second only the countdown changes: the screen repaints and presents just its
+    rectangle (a full-screen frame there delayed a tap that landed meanwhile: bench_ui taps),
+    and what it shows, its texts and its touch targets are exactly what a full redraw gives."""
+    d = make_driver(size)
+    d.app.set_large(large)
+    d.fc.set_province_online(not offline)
+    d.tap("start")
+    d.tap(next(h.name for h in d.app.hits if h.name.startswith("tile-")))
+    d.tap("add")
+    d.tap("go-cart")
+    d.tap("checkout")
+    assert d.screen == "payment"
+    pay = d.app.top
+    updates: list[list[pygame.Rect] | None] = []
+    real_update = pay.update
+
+    def update(ui):  # type: ignore[no-untyped-def]
+        updates.append(real_update(ui))
+        return updates[-1]
+
+    pay.update = update  # type: ignore[method-assign]
+    left = d.app.view.payment.expires_at - d.app.now()
+    d.advance(left - int(left) + 0.05)  # just past the next whole second
+    before = d.app.surface.copy()
+    frames, n = d.app.frames, len(updates)
+    d.advance(1.0)
+    assert d.app.frames == frames + 1 and len(updates) == n + 1
+    rects = updates[-1]
+    assert rects is not None and len(rects) == 1
+    rect = rects[0]
+    assert rect.w * rect.h < size[0] * size[1] // 8  # a line, not the screen
+    ticked = d.app.surface.copy()
+    texts = list(d.app.texts)
+    hits = [(h.name, tuple(h.rect)) for h in d.app.hits]
+    assert any(h[0] == "cancel" for h in hits)
+    d.app.render()  # a full redraw at the same moment
+    assert pygame.image.tobytes(ticked, "RGB") == pygame.image.tobytes(d.app.surface, "RGB")
+    assert texts == d.app.texts
+    assert hits == [(h.name, tuple(h.rect)) for h in d.app.hits]
+    # every pixel the clock changed since the first frame lies inside the presented rectangle
+    delta = before.copy()
+    delta.blit(ticked, (0, 0), special_flags=pygame.BLEND_RGB_SUB)
+    back = ticked.copy()
+    back.blit(before, (0, 0), special_flags=pygame.BLEND_RGB_SUB)
+    delta.blit(back, (0, 0), special_flags=pygame.BLEND_RGB_ADD)  # non-black where they differ
+    changed = pygame.mask.from_threshold(delta, (0, 0, 0), (1, 1, 1, 255))
+    changed.invert()
+    boxes = changed.get_bounding_rects()
+    assert boxes, "the clock did not move"
+    assert rect.contains(boxes[0].unionall(boxes))
+
+
 def test_attract_dims(make_driver) -> None:
     d = make_driver(dim_after_s=120)
     assert not d.app.dimmed

@@ -3,8 +3,10 @@ items, countdown, more time, cancel (asks first), and the way into the offline
 confirmation-code keypad; when the province link is down, a "kiosk offline" band says so and
 what to do (the pay page shows the shopper the same words).
 
-Owns: nothing; the countdown runs on the controller's `expires_at` (the screen redraws once a
-second). Never decides that payment succeeded or expired: the controller does.
+Owns: nothing; the countdown runs on the controller's `expires_at`: once a second only the
+countdown's own rectangle is redrawn and presented (`update`), so a tap never waits behind a
+full-screen frame that only moved the clock. Never decides that payment succeeded or expired:
+the controller does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pygame
 
 from kiosk.contract import CancelOrder, ExtendPayment, PaymentView
 from kiosk.ui.i18n import product_text
-from kiosk.ui.screens.base import Screen, footer_rect, header, until_next_second
+from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header, until_next_second
 from kiosk.ui.widgets import Ui, line_height, qr_modules
 
 #: The payment QR's smallest module, px: a phone reads it at arm's length on every screen.
@@ -22,6 +24,12 @@ QR_MODULE_PX = 6
 
 class PaymentScreen(Screen):
     name = "payment"
+
+    def __init__(self, app: AppApi) -> None:
+        super().__init__(app)
+        # the last full frame and where its countdown is: (rect, first, end) of its records
+        self._frame: Ui | None = None
+        self._tick: tuple[pygame.Rect, int, int] | None = None
 
     def next_frame(self, now: float) -> float | None:
         pay = self.app.view.payment
@@ -48,8 +56,31 @@ class PaymentScreen(Screen):
             )
         )
 
+    def _countdown(self, ui: Ui, rect: pygame.Rect, pay: PaymentView) -> None:
+        """The time left, on the plain background; remembered so `update` can redraw it."""
+        first = len(ui.texts)
+        ui.countdown(rect, pay.expires_at - ui.now, "payment.time_left")
+        self._tick = (rect.copy(), first, len(ui.texts))
+
+    def update(self, ui: Ui) -> list[pygame.Rect] | None:
+        """Only the clock moved: repaint the countdown's rectangle, keep every other record of
+        the last full frame (its touch targets, texts and QR)."""
+        last, tick, pay = self._frame, self._tick, self.app.view.payment
+        if last is None or tick is None or pay is None or last.surface is not ui.surface:
+            return None
+        rect, first, end = tick
+        ui.hits.extend(last.hits)
+        ui.qrs.extend(last.qrs)
+        ui.texts.extend(last.texts[:first])
+        ui.surface.fill(ui.c.bg, rect)
+        self._countdown(ui, rect, pay)
+        ui.texts.extend(last.texts[end:])
+        self._frame = ui
+        return [rect]
+
     def draw(self, ui: Ui) -> None:
         m, c, t = ui.m, ui.c, ui.t
+        self._frame, self._tick = ui, None
         ui.surface.fill(c.bg)
         pay = self.app.view.payment
         area = header(ui, self.app, t("payment.title"))
@@ -159,11 +190,7 @@ class PaymentScreen(Screen):
             overflow="error",
             role="total",
         )
-        ui.countdown(
-            pygame.Rect(right.x + aw + m.gap, y, right.w - aw - m.gap, row_h),
-            pay.expires_at - ui.now,
-            "payment.time_left",
-        )
+        self._countdown(ui, pygame.Rect(right.x + aw + m.gap, y, right.w - aw - m.gap, row_h), pay)
         y += row_h + m.gap
         if right.bottom - y >= line_height(m.text):
             order = t("payment.order", order=pay.order_id)
@@ -220,11 +247,7 @@ class PaymentScreen(Screen):
             overflow="error",
             role="total",
         )
-        ui.countdown(
-            pygame.Rect(x + aw + 2 * m.gap, y, cw, row_h),
-            pay.expires_at - ui.now,
-            "payment.time_left",
-        )
+        self._countdown(ui, pygame.Rect(x + aw + 2 * m.gap, y, cw, row_h), pay)
         y += row_h + m.gap
         if content.bottom - y >= line_height(m.text):
             order = t("payment.order", order=pay.order_id)
@@ -259,11 +282,7 @@ class PaymentScreen(Screen):
             role="total",
         )
         y += line_height(m.huge) + m.gap
-        ui.countdown(
-            pygame.Rect(info.x, y, info.w, line_height(m.title)),
-            pay.expires_at - ui.now,
-            "payment.time_left",
-        )
+        self._countdown(ui, pygame.Rect(info.x, y, info.w, line_height(m.title)), pay)
         y += line_height(m.title) + m.gap
         room = (info.bottom - y) // lh
         if room <= 0:
