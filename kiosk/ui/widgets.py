@@ -9,7 +9,7 @@ Never posts intents itself (actions are callbacks from screens), never does I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from typing import Literal, TypeVar
 
@@ -72,6 +72,11 @@ class TextRecord:
     fits: bool  # False: it could not be made to fit (overflow="error") and spills or clips
     role: Role = ""
     lines: tuple[str, ...] = ()  # as drawn (an ellipsis included)
+
+
+def moved_records(records: list[TextRecord], dx: int, dy: int) -> list[TextRecord]:
+    """Text records of something drawn at (0, 0) of its own surface, as blitted at (dx, dy)."""
+    return [replace(r, box=r.box.move(dx, dy), drawn=r.drawn.move(dx, dy)) for r in records]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pygame
 import pytest
 
 from kiosk.clock import ManualClock
@@ -135,3 +136,33 @@ def test_receipt_qr_modules_are_big_enough(
     assert app.surface.get_rect().contains(rect)
     for r in app.texts:
         assert r.fits and not r.box.colliderect(rect), r
+
+
+@pytest.mark.parametrize("size", [(1080, 1920), (1920, 1080)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_painted_tiles_follow_what_they_show(size: tuple[int, int]) -> None:
+    """Tiles are painted once and reused (kiosk.ui.screens.catalog._TILES): a tile whose stock,
+    language or text size changed is painted again, and a frame from reused tiles is the frame
+    painted afresh, pixel for pixel, with the same texts."""
+    from kiosk.ui.screens import catalog
+
+    def frame(view: ViewState, lang: str = "zh", *, large: bool = False, fresh: bool = False):  # type: ignore[no-untyped-def]
+        if fresh:
+            catalog._TILES.clear()
+        app = render_app("catalog", size, lang, view, large=large)
+        return pygame.image.tobytes(app.surface, "RGB"), [r.text for r in app.texts]
+
+    plain = demo_view("catalog", ManualClock())
+    low = replace(plain, products=(replace(plain.products[0], stock_left=2), *plain.products[1:]))
+    t = Translator("zh")
+    for view, lang, large in [
+        (plain, "zh", False),
+        (low, "zh", False),
+        (plain, "en", False),
+        (plain, "zh", True),
+    ]:
+        frame(plain, "zh")  # the cache holds the plain Chinese tiles
+        got = frame(view, lang, large=large)
+        assert got == frame(view, lang, large=large, fresh=True)
+    shown = frame(low)[1]
+    assert t("catalog.low", n=2) in shown
+    assert t("catalog.low", n=2) not in frame(plain)[1]

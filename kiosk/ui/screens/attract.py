@@ -14,7 +14,6 @@ few px/s, at most FPS), and such a frame repaints only the old and new card area
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pygame
@@ -22,7 +21,7 @@ import pygame
 from kiosk.contract import ProductView, StartShopping
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, large_toggle, large_toggle_w
-from kiosk.ui.widgets import Align, Role, TextRecord, Ui, line_height
+from kiosk.ui.widgets import Align, Role, TextRecord, Ui, line_height, moved_records
 
 if TYPE_CHECKING:
     from kiosk.core.catalog import Product
@@ -142,7 +141,7 @@ class AttractScreen(Screen):
         old = self._shown
         if state == self._shown_state:
             changed: list[pygame.Rect] = []
-            ui.texts.extend(_moved(self._card_texts, old.x, old.y))
+            ui.texts.extend(moved_records(self._card_texts, old.x, old.y))
         else:
             # uncover what the old card leaves (at most two strips), then the card itself
             bg = ui.c.dark_bg
@@ -173,7 +172,7 @@ class AttractScreen(Screen):
             self._draw_card(sub, surf.get_rect(), product)
             self._card_key, self._card_surf, self._card_texts = key, surf, sub.texts
         ui.surface.blit(self._card_surf, card)
-        ui.texts.extend(_moved(self._card_texts, card.x, card.y))
+        ui.texts.extend(moved_records(self._card_texts, card.x, card.y))
 
     def _featured(self) -> list[ProductView]:
         return [pv for pv in self.app.view.products if not pv.sold_out]
@@ -289,10 +288,6 @@ class AttractScreen(Screen):
             h,
         )
         ui.text(t("attract.touch"), box, color=ui.c.on_dark_dim, align="center")
-
-
-def _moved(records: list[TextRecord], dx: int, dy: int) -> list[TextRecord]:
-    return [replace(r, box=r.box.move(dx, dy), drawn=r.drawn.move(dx, dy)) for r in records]
 
 
 def _uncovered(old: pygame.Rect, new: pygame.Rect) -> list[pygame.Rect]:

@@ -16,10 +16,14 @@ from kiosk.contract import ProductView
 from kiosk.core.catalog import Category
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
-from kiosk.ui.widgets import Style, Ui, line_height
+from kiosk.ui.widgets import Style, TextRecord, Ui, line_height, moved_records
 
 #: A product with this many items left or fewer says so on its tile (仅剩N件).
 LOW_STOCK = 5
+
+#: Painted tiles by product id: (what the tile shows, its picture, the surface, its texts).
+_TILES: dict[str, tuple[object, pygame.Surface, pygame.Surface, list[TextRecord]]] = {}
+_TILES_MAX = 256  # tiles of every product in both languages and both text sizes, and more
 
 
 def name_h(ui: Ui) -> int:
@@ -262,23 +266,60 @@ class CatalogScreen(Screen):
     def _draw_tile(
         self, ui: Ui, tile: pygame.Rect, pv: ProductView, beside: bool, extra: int = 0
     ) -> None:
+        """A tile is painted once into its own surface and blitted while nothing it shows
+        changes (the product view, the picture, the language, the metrics, its size): a catalog
+        frame is then a few blits instead of ~90 text renders (bench_ui frame render)."""
+        side = self._picture_side(ui, tile, beside, extra)
+        pic = self.app.images.surface(pv.product, side)
+        key = (pv, ui.t.lang, tile.size, beside, extra, ui.m, id(ui.font), ui.c)
+        got = _TILES.get(pv.product.product_id)
+        if got is None or got[1] is not pic or got[0] != key:
+            surf = pygame.Surface(tile.size)
+            if pygame.display.get_surface() is not None:
+                surf = surf.convert()  # display format: a plain copy per frame
+            surf.fill(ui.c.bg)  # what lies behind the tile's rounded corners
+            sub = Ui(surf, ui.m, ui.font, ui.t, ui.now, ui.c)
+            self._paint_tile(sub, surf.get_rect(), pv, beside, extra, pic)
+            if len(_TILES) >= _TILES_MAX:
+                _TILES.clear()
+            got = (key, pic, surf, sub.texts)
+            _TILES[pv.product.product_id] = got
+        ui.surface.blit(got[2], tile)
+        ui.texts.extend(moved_records(got[3], tile.x, tile.y))
+        ui.hit(tile, partial(self._open, pv.product.product_id), f"tile-{pv.product.product_id}")
+
+    @staticmethod
+    def _picture_side(ui: Ui, tile: pygame.Rect, beside: bool, extra: int) -> int:
+        if beside:
+            return side_picture(ui, tile)
+        inner = tile.inflate(-2 * ui.m.pad, -2 * ui.m.pad)
+        return max(0, min(inner.w, inner.h - tile_text_h(ui) - extra))
+
+    def _paint_tile(
+        self,
+        ui: Ui,
+        tile: pygame.Rect,
+        pv: ProductView,
+        beside: bool,
+        extra: int,
+        pic: pygame.Surface,
+    ) -> None:
         m, c, t = ui.m, ui.c, ui.t
         p = pv.product
         ui.fill(tile, c.surface, m.radius)
         ui.frame(tile, c.disabled, 1, m.radius)
         inner = tile.inflate(-2 * m.pad, -2 * m.pad)
+        side = self._picture_side(ui, tile, beside, extra)
         if beside:  # the picture at the left, the words beside it
-            side = side_picture(ui, tile)
             img = pygame.Rect(inner.x, inner.centery - side // 2, side, side)
             words = pygame.Rect(img.right + m.gap, inner.y, inner.right - img.right - m.gap, 0)
             words.h = inner.h
             y = inner.y
         else:
-            side = max(0, min(inner.w, inner.h - tile_text_h(ui) - extra))
             img = pygame.Rect(inner.centerx - side // 2, inner.y, side, side)
             words = pygame.Rect(inner.x, img.bottom + m.gap, inner.w, inner.bottom - img.bottom)
             y = img.bottom + m.gap
-        ui.image(self.app.images.surface(p, side), img, veiled=pv.sold_out)
+        ui.image(pic, img, veiled=pv.sold_out)
         left, room = (img.x, img.w) if beside else (inner.x, inner.w)
         ui.badge(t("badge.fupin"), left, img.y + m.pad // 2, room)
         self._draw_stock(ui, img, pv, room)
@@ -313,7 +354,6 @@ class CatalogScreen(Screen):
             overflow="error",
             role="price",
         )
-        ui.hit(tile, partial(self._open, p.product_id), f"tile-{p.product_id}")
 
     def _draw_stock(self, ui: Ui, img: pygame.Rect, pv: ProductView, max_w: int) -> None:
         """已售罄 (or why it is paused, e.g. 温度过高) across a sold-out picture; 仅剩N件 at the
