@@ -62,6 +62,7 @@ __all__ = [
     "SCREEN_NAMES",
     "SERVICE_TIMEOUT_S",
     "STOP_REQUESTED",
+    "TAP_HOLD_S",
     "WINDOW_TITLE",
     "UiApp",
     "open_display",
@@ -75,6 +76,10 @@ T = TypeVar("T")
 WINDOW_TITLE = "kiosk-ui"
 FRAME_S = 1.0 / 30  # never draw faster than 30 fps
 LONG_PRESS_S = 3.0
+#: While a finger has rested on the glass for less than this, a frame that only time moved (a
+#: countdown's second, the attract drift) waits: the lift is about to come, its frame shows
+#: the new time too, and it would otherwise wait behind the clock's frame being presented.
+TAP_HOLD_S = 0.4
 PROMPT_LEAD_S = 20.0  # "need more time?" shows this long before the inactivity timeout
 SERVICE_TIMEOUT_S = 180.0
 #: Posted by `request_stop` (from any thread, e.g. on SIGTERM/SIGINT): the loop leaves, in
@@ -460,8 +465,18 @@ class UiApp:
             elif root.name == "attract" and self.dimmed != getattr(self, "_was_dimmed", False):
                 self.dirty = True
         self._was_dimmed = self.dimmed
-        if self._next_anim_at is not None and now >= self._next_anim_at:
+        anim_at = self._anim_at()
+        if anim_at is not None and now >= anim_at:
             self._anim_due = True  # only time moved: render_update() may redraw a part
+
+    def _anim_at(self) -> float | None:
+        """When the next time-only frame is due: the screens' own time, held back while a
+        finger that landed less than TAP_HOLD_S ago still rests (see TAP_HOLD_S)."""
+        at = self._next_anim_at
+        if at is None:
+            return None
+        resting = [p.t0 + TAP_HOLD_S for p in self._presses.values() if not p.consumed]
+        return max(at, *resting) if resting else at
 
     def _back_to_idle(self) -> None:
         self.post(BackToIdle("timeout"))
@@ -483,8 +498,9 @@ class UiApp:
     def next_wakeup(self, now: float) -> float | None:
         """Seconds until the loop must wake by itself; None: only an event can change anything."""
         due: list[float] = list(self._idle_deadlines(now))
-        if self._next_anim_at is not None:
-            due.append(self._next_anim_at)
+        anim_at = self._anim_at()
+        if anim_at is not None:
+            due.append(anim_at)
         corner = self._corner()
         for press in self._presses.values():
             if not press.consumed and corner.collidepoint(press.pos):
@@ -515,11 +531,16 @@ class UiApp:
         start = max(i for i, s in enumerate(self.stack) if not s.overlay or i == 0)
         visible = self.stack[start:]
         below, top = visible[:-1], visible[-1]
-        if below and all(s.next_frame(now) is None for s in below):
-            # A dialog over static screens: the layers below are drawn once into a backdrop
-            # and reused while the stack below, the view and the language stay the same.
-            # identity, not ids: a new screen may reuse a dead one's id
-            key = (*below, self.view, self.lang, m, self.surface.get_size())
+        looks = [s.time_key(now) for s in below]
+        static = (
+            k is not None or s.next_frame(now) is None for s, k in zip(below, looks, strict=True)
+        )
+        if below and all(static):
+            # A dialog over screens that are static or say what time shows on them (the
+            # payment clock's second): the layers below are drawn once into a backdrop and
+            # reused while the stack below, what time shows, the view and the language stay
+            # the same. identity, not ids: a new screen may reuse a dead one's id
+            key = (*below, tuple(looks), self.view, self.lang, m, self.surface.get_size())
             if self._backdrop is None or not _same(self._backdrop[0], key):
                 for s in below:
                     s.draw(ui)

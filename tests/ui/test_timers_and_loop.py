@@ -4,6 +4,7 @@ hidden service menu (long-press, PIN, lockout, logged actions)."""
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 import pygame
 import pytest
@@ -18,7 +19,7 @@ from kiosk.contract import (
 )
 from kiosk.contract import TestVend as VendTest
 from kiosk.core.pin import DEMO_PIN
-from kiosk.ui.app import FRAME_S, LONG_PRESS_S, SERVICE_TIMEOUT_S
+from kiosk.ui.app import FRAME_S, LONG_PRESS_S, SERVICE_TIMEOUT_S, TAP_HOLD_S
 
 
 class _Stop(Exception):
@@ -177,6 +178,106 @@ def test_payment_clock_tick_repaints_only_the_countdown(
     boxes = changed.get_bounding_rects()
     assert boxes, "the clock did not move"
     assert rect.contains(boxes[0].unionall(boxes))
+
+
+def test_a_resting_finger_holds_the_clock_frame_until_it_lifts(make_driver) -> None:
+    """The payment clock's frame waits while a finger that just landed rests (its lift's
+    frame shows the new second too, and would otherwise wait behind the clock's frame); a
+    finger resting longer than TAP_HOLD_S does not stop the clock."""
+    d = make_driver()
+    d.tap("start")
+    d.tap(next(h.name for h in d.app.hits if h.name.startswith("tile-")))
+    d.tap("add")
+    d.tap("go-cart")
+    d.tap("checkout")
+    assert d.screen == "payment"
+
+    def shown_time() -> str:
+        return next(r.text for r in d.app.texts if ":" in r.text and r.text[-2:].isdigit())
+
+    left = d.app.view.payment.expires_at - d.app.now()
+    d.advance(left - int(left) + 0.05)  # just past a whole second
+    d.advance(0.85)  # 0.1 s before the next one
+    before, frames = shown_time(), d.app.frames
+    spot = d.hit("cancel").midtop
+    spot = (spot[0], spot[1] - 40)  # on the screen, on nothing
+    d.finger(spot, up=False)
+    d.clock.advance(0.2)  # the second turns while the finger rests
+    d.run()
+    assert (d.app.frames, shown_time()) == (frames, before)
+    assert d.app.next_wakeup(d.app.now()) == pytest.approx(TAP_HOLD_S - 0.2, abs=0.01)
+    d.finger(spot)  # the lift: one frame, with the new second
+    assert d.app.frames == frames + 1 and shown_time() != before
+    # a finger left resting: the clock goes on once TAP_HOLD_S has passed
+    d.finger(spot, up=False)
+    frames, before = d.app.frames, shown_time()
+    d.advance(TAP_HOLD_S + 1.0)
+    assert d.app.frames > frames and shown_time() != before
+
+
+def test_a_dialog_over_payment_reuses_it_within_a_second(make_driver) -> None:
+    """The cancel question over the payment screen: the payment layer is drawn once per second
+    its clock shows (`Screen.time_key`) and reused for other frames, and a reused frame is the
+    frame drawn afresh; when the second turns, the clock under the dialog moves."""
+    d = make_driver()
+    d.tap("start")
+    d.tap(next(h.name for h in d.app.hits if h.name.startswith("tile-")))
+    d.tap("add")
+    d.tap("go-cart")
+    d.tap("checkout")
+    pay = d.app.top
+    left = d.app.view.payment.expires_at - d.app.now()
+    d.advance(left - int(left) + 0.05)  # just past a whole second
+    d.tap("cancel")
+    assert d.screen == "confirm"
+    drawn: list[float] = []
+    real_draw = pay.draw
+
+    def draw(ui):  # type: ignore[no-untyped-def]
+        drawn.append(ui.now)
+        real_draw(ui)
+
+    pay.draw = draw  # type: ignore[method-assign]
+
+    def frame() -> tuple[bytes, list[str]]:
+        d.app.dirty = True
+        d.app.render()
+        return pygame.image.tobytes(d.app.surface, "RGB"), [r.text for r in d.app.texts]
+
+    first = frame()
+    d.clock.advance(0.5)  # the same second
+    again = frame()
+    assert again == first and drawn == []
+    d.app._backdrop = None
+    assert frame() == first and len(drawn) == 1  # drawn afresh: the same frame
+    d.clock.advance(0.5)  # the next second
+    turned = frame()
+    assert len(drawn) == 2 and turned[1] != first[1] and turned[0] != first[0]
+
+
+def test_payment_time_key_changes_exactly_when_its_clock_does(make_driver) -> None:
+    """`PaymentScreen.time_key` (what a dialog's backdrop over it is keyed by) changes at the
+    same moments as the countdown's pixels: each whole second and the warning colour at 20 s."""
+    d = make_driver((540, 960))
+    d.tap("start")
+    d.tap(next(h.name for h in d.app.hits if h.name.startswith("tile-")))
+    d.tap("add")
+    d.tap("go-cart")
+    d.tap("checkout")
+    pay = d.app.top
+    d.advance(d.app.view.payment.expires_at - d.app.now() - 23.02)
+    seen = []
+    for _ in range(60):  # 23 s left down to 17 s, in tenths
+        d.clock.advance(0.1)
+        d.app.dirty = True
+        d.app.render()
+        rect = pay._tick[0]
+        pixels = pygame.image.tobytes(d.app.surface.subsurface(rect), "RGB")
+        seen.append((pay.time_key(d.app.now()), pixels))
+    turns = [a[0] != b[0] for a, b in pairwise(seen)]
+    assert turns == [a[1] != b[1] for a, b in pairwise(seen)]
+    assert sum(turns) >= 5  # the seconds from 0:23 to 0:17
+    assert any(a[0][1] != b[0][1] for a, b in pairwise(seen))  # 20 s
 
 
 def test_attract_dims(make_driver) -> None:

@@ -68,6 +68,13 @@ class Screen:
         """Seconds until this screen looks different by itself (None: only on events)."""
         return None
 
+    def time_key(self, now: float) -> object | None:
+        """For a screen that moves by itself (`next_frame`): a value that changes exactly when
+        its picture at `now` does (e.g. the second its countdown shows), so a dialog over it can
+        reuse a backdrop of it; None: not known (the default; such a screen is redrawn under a
+        dialog every frame)."""
+        return None
+
     def update(self, ui: Ui) -> list[pygame.Rect] | None:
         """An animation frame when nothing but time changed and this screen alone is visible:
         the surface still holds this screen's previous frame. Redraw only what moved and return

@@ -37,6 +37,15 @@ class PaymentScreen(Screen):
             return None
         return until_next_second(pay.expires_at, now)
 
+    def time_key(self, now: float) -> object | None:
+        """What the countdown shows at `now`: its whole seconds (as `Translator.mmss` rounds)
+        and whether it is in its last 20 s (drawn in the warning colour: `Ui.countdown`)."""
+        pay = self.app.view.payment
+        if pay is None:
+            return ()
+        left = pay.expires_at - now
+        return (max(0, int(left + 0.999)), left <= 20)
+
     def _code(self) -> None:
         from kiosk.ui.screens.offline_code import OfflineCodeScreen
 
