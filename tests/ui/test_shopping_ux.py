@@ -139,30 +139,54 @@ def test_receipt_qr_modules_are_big_enough(
 
 
 @pytest.mark.parametrize("size", [(1080, 1920), (1920, 1080)], ids=lambda s: f"{s[0]}x{s[1]}")
-def test_painted_tiles_follow_what_they_show(size: tuple[int, int]) -> None:
-    """Tiles are painted once and reused (kiosk.ui.screens.catalog._TILES): a tile whose stock,
-    language or text size changed is painted again, and a frame from reused tiles is the frame
-    painted afresh, pixel for pixel, with the same texts."""
-    from kiosk.ui.screens import catalog
+def test_painted_tiles_follow_what_they_show(make_driver, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """Catalog tiles are painted once and reused (`CatalogScreen._tiles`, the last frame's):
+    a frame of reused tiles is the frame painted afresh, pixel for pixel, with the same texts;
+    a tile whose stock, language or text size changed is painted again; only the tiles on
+    the screen are kept."""
+    d = make_driver(size)
+    d.tap("start")
+    cat = d.app.top
+    assert cat.name == "catalog"
+    painted: list[str] = []
+    real_paint = cat._paint_tile
 
-    def frame(view: ViewState, lang: str = "zh", *, large: bool = False, fresh: bool = False):  # type: ignore[no-untyped-def]
+    def paint(ui, tile, pv, *rest):  # type: ignore[no-untyped-def]
+        painted.append(pv.product.product_id)
+        real_paint(ui, tile, pv, *rest)
+
+    cat._paint_tile = paint
+
+    def frame(*, fresh: bool = False) -> tuple[bytes, list[str]]:
         if fresh:
-            catalog._TILES.clear()
-        app = render_app("catalog", size, lang, view, large=large)
-        return pygame.image.tobytes(app.surface, "RGB"), [r.text for r in app.texts]
+            cat._tiles.clear()
+        d.app.dirty = True
+        d.app.render()
+        return pygame.image.tobytes(d.app.surface, "RGB"), [r.text for r in d.app.texts]
 
-    plain = demo_view("catalog", ManualClock())
-    low = replace(plain, products=(replace(plain.products[0], stock_left=2), *plain.products[1:]))
-    t = Translator("zh")
-    for view, lang, large in [
-        (plain, "zh", False),
-        (low, "zh", False),
-        (plain, "en", False),
-        (plain, "zh", True),
-    ]:
-        frame(plain, "zh")  # the cache holds the plain Chinese tiles
-        got = frame(view, lang, large=large)
-        assert got == frame(view, lang, large=large, fresh=True)
-    shown = frame(low)[1]
-    assert t("catalog.low", n=2) in shown
-    assert t("catalog.low", n=2) not in frame(plain)[1]
+    def tiles() -> list[str]:
+        return [h.name.removeprefix("tile-") for h in d.app.hits if h.name.startswith("tile-")]
+
+    frame()
+    painted.clear()
+    again = frame()
+    assert painted == [] and again == frame(fresh=True)  # reused, and the same as afresh
+    assert sorted(cat._tiles) == sorted(tiles())
+    first = tiles()[0]
+    slot = d.fc.planogram.slots_for(first)[0].slot_no
+    with d.fc._lock:
+        d.fc.stock[slot] = 2
+        for s in d.fc.planogram.slots_for(first)[1:]:
+            d.fc.stock[s.slot_no] = 0
+        painted.clear()
+        d.fc._publish()
+    d.run()
+    low = frame()
+    assert painted == [first]  # only the tile whose stock changed
+    assert Translator("zh")("catalog.low", n=2) in low[1]
+    assert low == frame(fresh=True)
+    for switch in ("lang", "large"):
+        d.tap(switch)
+        assert frame() == frame(fresh=True), switch
+    d.tap("next")
+    assert sorted(cat._tiles) == sorted(tiles()) and first not in cat._tiles

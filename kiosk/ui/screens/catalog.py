@@ -21,9 +21,8 @@ from kiosk.ui.widgets import Style, TextRecord, Ui, line_height, moved_records
 #: A product with this many items left or fewer says so on its tile (仅剩N件).
 LOW_STOCK = 5
 
-#: Painted tiles by product id: (what the tile shows, its picture, the surface, its texts).
-_TILES: dict[str, tuple[object, pygame.Surface, pygame.Surface, list[TextRecord]]] = {}
-_TILES_MAX = 256  # tiles of every product in both languages and both text sizes, and more
+#: A painted tile: (what it shows, its picture, the surface, its texts).
+_Tile = tuple[object, pygame.Surface, pygame.Surface, list[TextRecord]]
 
 
 def name_h(ui: Ui) -> int:
@@ -151,6 +150,9 @@ class CatalogScreen(Screen):
         super().__init__(app)
         self.category: Category | None = None
         self.page = 0
+        # the tiles of the last frame by product id (one page: a few MB at 1080x1920; they
+        # go with the screen when the shopper's session ends)
+        self._tiles: dict[str, _Tile] = {}
 
     def _products(self) -> list[ProductView]:
         pvs = list(self.app.view.products)
@@ -198,12 +200,13 @@ class CatalogScreen(Screen):
         # a third name line where this page needs one (the grid made sure it has the room)
         shown_names = [product_text(pv.product, "name", t.lang) for pv in shown]
         extra = 0 if beside else name_extra(ui, shown_names, tw - 2 * m.pad) or 0
+        kept, self._tiles = self._tiles, {}
         for i, pv in enumerate(shown):
             r, col = divmod(i, cols)
             tile = pygame.Rect(
                 grid_area.x + col * (tw + m.gap), grid_area.y + r * (th + m.gap), tw, th
             )
-            self._draw_tile(ui, tile, pv, beside, extra)
+            self._draw_tile(ui, tile, pv, beside, extra, kept)
         if not shown:
             ui.text(
                 t("catalog.empty"),
@@ -264,15 +267,22 @@ class CatalogScreen(Screen):
         return y + m.touch + m.gap
 
     def _draw_tile(
-        self, ui: Ui, tile: pygame.Rect, pv: ProductView, beside: bool, extra: int = 0
+        self,
+        ui: Ui,
+        tile: pygame.Rect,
+        pv: ProductView,
+        beside: bool,
+        extra: int,
+        kept: dict[str, _Tile],
     ) -> None:
         """A tile is painted once into its own surface and blitted while nothing it shows
         changes (the product view, the picture, the language, the metrics, its size): a catalog
-        frame is then a few blits instead of ~90 text renders (bench_ui frame render)."""
+        frame is then a few blits instead of ~90 text renders (bench_ui frame render). `kept`:
+        the last frame's tiles; what this frame shows goes to `self._tiles`."""
         side = self._picture_side(ui, tile, beside, extra)
         pic = self.app.images.surface(pv.product, side)
         key = (pv, ui.t.lang, tile.size, beside, extra, ui.m, id(ui.font), ui.c)
-        got = _TILES.get(pv.product.product_id)
+        got = kept.get(pv.product.product_id)
         if got is None or got[1] is not pic or got[0] != key:
             surf = pygame.Surface(tile.size)
             if pygame.display.get_surface() is not None:
@@ -280,10 +290,8 @@ class CatalogScreen(Screen):
             surf.fill(ui.c.bg)  # what lies behind the tile's rounded corners
             sub = Ui(surf, ui.m, ui.font, ui.t, ui.now, ui.c)
             self._paint_tile(sub, surf.get_rect(), pv, beside, extra, pic)
-            if len(_TILES) >= _TILES_MAX:
-                _TILES.clear()
             got = (key, pic, surf, sub.texts)
-            _TILES[pv.product.product_id] = got
+        self._tiles[pv.product.product_id] = got
         ui.surface.blit(got[2], tile)
         ui.texts.extend(moved_records(got[3], tile.x, tile.y))
         ui.hit(tile, partial(self._open, pv.product.product_id), f"tile-{pv.product.product_id}")
