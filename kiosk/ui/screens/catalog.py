@@ -21,8 +21,8 @@ from kiosk.ui.widgets import Style, TextRecord, Ui, line_height, moved_records
 #: A product with this many items left or fewer says so on its tile (仅剩N件).
 LOW_STOCK = 5
 
-#: A painted tile: (what it shows, its picture, the surface, its texts).
-_Tile = tuple[object, pygame.Surface, pygame.Surface, list[TextRecord]]
+#: A painted tile: (what it shows, its picture, a copy of its pixels once kept, its texts).
+_Tile = tuple[object, pygame.Surface, pygame.Surface | None, list[TextRecord]]
 
 
 def name_h(ui: Ui) -> int:
@@ -275,25 +275,27 @@ class CatalogScreen(Screen):
         extra: int,
         kept: dict[str, _Tile],
     ) -> None:
-        """A tile is painted once into its own surface and blitted while nothing it shows
-        changes (the product view, the picture, the language, the metrics, its size): a catalog
-        frame is then a few blits instead of ~90 text renders (bench_ui frame render). `kept`:
-        the last frame's tiles; what this frame shows goes to `self._tiles`."""
+        """A tile painted the same twice is kept as a copy of its pixels and texts and blitted
+        while nothing it shows changes (the product view, the picture, the language, the
+        metrics, its size): a redrawn catalog page is then a few blits instead of ~90 text
+        renders (bench_ui frame render), and a page shown once costs what it always did.
+        `kept`: the last frame's tiles; what this frame shows goes to `self._tiles`."""
         side = self._picture_side(ui, tile, beside, extra)
         pic = self.app.images.surface(pv.product, side)
         key = (pv, ui.t.lang, tile.size, beside, extra, ui.m, id(ui.font), ui.c)
         got = kept.get(pv.product.product_id)
-        if got is None or got[1] is not pic or got[0] != key:
-            surf = pygame.Surface(tile.size)
-            if pygame.display.get_surface() is not None:
-                surf = surf.convert()  # display format: a plain copy per frame
-            surf.fill(ui.c.bg)  # what lies behind the tile's rounded corners
-            sub = Ui(surf, ui.m, ui.font, ui.t, ui.now, ui.c)
-            self._paint_tile(sub, surf.get_rect(), pv, beside, extra, pic)
-            got = (key, pic, surf, sub.texts)
+        if got is not None and got[2] is not None and got[1] is pic and got[0] == key:
+            ui.surface.blit(got[2], tile)
+            ui.texts.extend(moved_records(got[3], tile.x, tile.y))
+        else:
+            # painted in place; kept as a copy of its pixels the second time it is painted
+            # the same (a tile shown once, e.g. on a page turned past, costs no copy)
+            n = len(ui.texts)
+            self._paint_tile(ui, tile, pv, beside, extra, pic)
+            again = got is not None and got[1] is pic and got[0] == key
+            shot = ui.surface.subsurface(tile.clip(ui.rect)).copy() if again else None
+            got = (key, pic, shot, moved_records(ui.texts[n:], -tile.x, -tile.y))
         self._tiles[pv.product.product_id] = got
-        ui.surface.blit(got[2], tile)
-        ui.texts.extend(moved_records(got[3], tile.x, tile.y))
         ui.hit(tile, partial(self._open, pv.product.product_id), f"tile-{pv.product.product_id}")
 
     @staticmethod
