@@ -86,6 +86,64 @@ class Hit:
     name: str
 
 
+@dataclass
+class _Piece:
+    key: object
+    shot: pygame.Surface | None  # its pixels, once painted the same twice
+    texts: list[TextRecord]  # relative to the piece's top left
+    hits: list[Hit]  # relative too
+
+
+class KeptPieces:
+    """Pieces of a screen (catalog tiles, restock rows) painted the same twice are kept as a
+    copy of their pixels, text records and touch targets, and later frames blit the copy while
+    the piece's key (everything it shows) is unchanged. A piece is always painted in place
+    first, so a page shown once costs what it would without this; only the pieces of the last
+    frame are kept (`begin` at the start of each frame)."""
+
+    def __init__(self) -> None:
+        self._last: dict[object, _Piece] = {}
+        self._now: dict[object, _Piece] = {}
+
+    def begin(self) -> None:
+        self._last, self._now = self._now, {}
+
+    def __contains__(self, ident: object) -> bool:
+        return ident in self._now
+
+    def __len__(self) -> int:
+        return len(self._now)
+
+    def clear(self) -> None:
+        self._last.clear()
+        self._now.clear()
+
+    def kept(self, ident: object) -> bool:
+        """Whether the piece `ident` of the last frame has its pixels kept."""
+        got = self._now.get(ident) or self._last.get(ident)
+        return got is not None and got.shot is not None
+
+    def draw(
+        self, ui: Ui, ident: object, rect: pygame.Rect, key: object, paint: Callable[[], None]
+    ) -> None:
+        """Draw piece `ident` in `rect`: the kept copy if its key is unchanged, else `paint()`
+        (which draws within `rect` only, on `ui`)."""
+        got = self._last.get(ident)
+        if got is not None and got.shot is not None and got.key == key:
+            ui.surface.blit(got.shot, rect)
+        else:
+            n, h = len(ui.texts), len(ui.hits)
+            paint()
+            again = got is not None and got.key == key
+            shot = ui.surface.subsurface(rect.clip(ui.rect)).copy() if again else None
+            rel = [Hit(r.rect.move(-rect.x, -rect.y), r.action, r.name) for r in ui.hits[h:]]
+            got = _Piece(key, shot, moved_records(ui.texts[n:], -rect.x, -rect.y), rel)
+            del ui.texts[n:], ui.hits[h:]
+        ui.texts.extend(moved_records(got.texts, rect.x, rect.y))
+        ui.hits.extend(Hit(r.rect.move(rect.x, rect.y), r.action, r.name) for r in got.hits)
+        self._now[ident] = got
+
+
 def line_height(size: int) -> int:
     return round(size * 1.28)
 

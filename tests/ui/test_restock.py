@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pygame
 import pytest
 
 from kiosk.clock import ManualClock
@@ -166,3 +167,53 @@ def test_800x480_shows_six_rows_a_page(lang: str) -> None:
     }
     assert names and all(len(lines) == 1 for lines in names.values()), names
     assert not [r for r in app.texts if r.truncated or not r.fits]
+
+
+@pytest.mark.parametrize("size", [(1080, 1920), (800, 480)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_kept_rows_are_the_rows_painted_afresh(make_driver, size, lang) -> None:  # type: ignore[no-untyped-def]
+    """Restock rows painted the same twice are kept (KeptPieces): a frame of kept rows equals
+    one painted afresh (pixels, texts, touch targets), a fill repaints only the rows whose
+    count changed, and a kept row's buttons still act."""
+    d = _restock(make_driver, size, lang)
+    scr = d.app.top
+    painted: list[int] = []
+    real = scr._draw_row
+
+    def draw_row(ui, row, s, shape):  # type: ignore[no-untyped-def]
+        painted.append(s.slot_no)
+        real(ui, row, s, shape)
+
+    scr._draw_row = draw_row
+
+    def frame(*, fresh: bool = False):  # type: ignore[no-untyped-def]
+        if fresh:
+            scr._rows.clear()
+        d.app.dirty = True
+        d.app.render()
+        return (
+            pygame.image.tobytes(d.app.surface, "RGB"),
+            list(d.app.texts),
+            [(h.name, tuple(h.rect)) for h in d.app.hits],
+        )
+
+    frame()
+    painted.clear()
+    kept = frame()
+    assert painted == [] and kept == frame(fresh=True)
+    frame()
+    painted.clear()
+    d.tap(next(n for n in _rows(d) if n.startswith("fill-")))  # a kept row's button
+    assert any(isinstance(i, Restock) for i in d.fc.posted)
+    d.run()
+    assert 0 < len(set(painted)) <= 2  # the filled row (and its green edge), nothing else
+    frame()
+    assert frame() == frame(fresh=True)
+    frame()
+    sold = [int(n.split("-")[1]) for n in _rows(d) if n.startswith("set-")][-1]
+    d.fc.stock[sold] -= 1  # a sale meanwhile: only that row changes
+    painted.clear()
+    d.fc.set_out_of_service(None)  # publishes the count
+    d.run()
+    assert painted == [sold]
+    assert frame() == frame(fresh=True)

@@ -16,13 +16,10 @@ from kiosk.contract import ProductView
 from kiosk.core.catalog import Category
 from kiosk.ui.i18n import product_text
 from kiosk.ui.screens.base import AppApi, Screen, footer_rect, header
-from kiosk.ui.widgets import Style, TextRecord, Ui, line_height, moved_records
+from kiosk.ui.widgets import KeptPieces, Style, Ui, line_height
 
 #: A product with this many items left or fewer says so on its tile (仅剩N件).
 LOW_STOCK = 5
-
-#: A painted tile: (what it shows, its picture, a copy of its pixels once kept, its texts).
-_Tile = tuple[object, pygame.Surface, pygame.Surface | None, list[TextRecord]]
 
 
 def name_h(ui: Ui) -> int:
@@ -152,7 +149,7 @@ class CatalogScreen(Screen):
         self.page = 0
         # the tiles of the last frame by product id (one page: a few MB at 1080x1920; they
         # go with the screen when the shopper's session ends)
-        self._tiles: dict[str, _Tile] = {}
+        self._tiles = KeptPieces()
 
     def _products(self) -> list[ProductView]:
         pvs = list(self.app.view.products)
@@ -200,13 +197,13 @@ class CatalogScreen(Screen):
         # a third name line where this page needs one (the grid made sure it has the room)
         shown_names = [product_text(pv.product, "name", t.lang) for pv in shown]
         extra = 0 if beside else name_extra(ui, shown_names, tw - 2 * m.pad) or 0
-        kept, self._tiles = self._tiles, {}
+        self._tiles.begin()
         for i, pv in enumerate(shown):
             r, col = divmod(i, cols)
             tile = pygame.Rect(
                 grid_area.x + col * (tw + m.gap), grid_area.y + r * (th + m.gap), tw, th
             )
-            self._draw_tile(ui, tile, pv, beside, extra, kept)
+            self._draw_tile(ui, tile, pv, beside, extra)
         if not shown:
             ui.text(
                 t("catalog.empty"),
@@ -267,36 +264,22 @@ class CatalogScreen(Screen):
         return y + m.touch + m.gap
 
     def _draw_tile(
-        self,
-        ui: Ui,
-        tile: pygame.Rect,
-        pv: ProductView,
-        beside: bool,
-        extra: int,
-        kept: dict[str, _Tile],
+        self, ui: Ui, tile: pygame.Rect, pv: ProductView, beside: bool, extra: int
     ) -> None:
-        """A tile painted the same twice is kept as a copy of its pixels and texts and blitted
-        while nothing it shows changes (the product view, the picture, the language, the
-        metrics, its size): a redrawn catalog page is then a few blits instead of ~90 text
-        renders (bench_ui frame render), and a page shown once costs what it always did.
-        `kept`: the last frame's tiles; what this frame shows goes to `self._tiles`."""
+        """A tile painted the same twice is kept and blitted while nothing it shows changes
+        (the product view, the picture, the language, the metrics, its size): a redrawn page
+        is then a few blits instead of ~90 text renders (bench_ui frame render), and a page
+        shown once costs what it always did (`KeptPieces`)."""
         side = self._picture_side(ui, tile, beside, extra)
         pic = self.app.images.surface(pv.product, side)
-        key = (pv, ui.t.lang, tile.size, beside, extra, ui.m, id(ui.font), ui.c)
-        got = kept.get(pv.product.product_id)
-        if got is not None and got[2] is not None and got[1] is pic and got[0] == key:
-            ui.surface.blit(got[2], tile)
-            ui.texts.extend(moved_records(got[3], tile.x, tile.y))
-        else:
-            # painted in place; kept as a copy of its pixels the second time it is painted
-            # the same (a tile shown once, e.g. on a page turned past, costs no copy)
-            n = len(ui.texts)
-            self._paint_tile(ui, tile, pv, beside, extra, pic)
-            again = got is not None and got[1] is pic and got[0] == key
-            shot = ui.surface.subsurface(tile.clip(ui.rect)).copy() if again else None
-            got = (key, pic, shot, moved_records(ui.texts[n:], -tile.x, -tile.y))
-        self._tiles[pv.product.product_id] = got
-        ui.hit(tile, partial(self._open, pv.product.product_id), f"tile-{pv.product.product_id}")
+        key = (pv, ui.t.lang, tile.size, beside, extra, ui.m, id(ui.font), ui.c, pic)
+        self._tiles.draw(
+            ui,
+            pv.product.product_id,
+            tile,
+            key,
+            lambda: self._paint_tile(ui, tile, pv, beside, extra, pic),
+        )
 
     @staticmethod
     def _picture_side(ui: Ui, tile: pygame.Rect, beside: bool, extra: int) -> int:
@@ -364,6 +347,7 @@ class CatalogScreen(Screen):
             overflow="error",
             role="price",
         )
+        ui.hit(tile, partial(self._open, p.product_id), f"tile-{p.product_id}")
 
     def _draw_stock(self, ui: Ui, img: pygame.Rect, pv: ProductView, max_w: int) -> None:
         """已售罄 (or why it is paused, e.g. 温度过高) across a sold-out picture; 仅剩N件 at the

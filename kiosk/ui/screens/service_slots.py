@@ -11,6 +11,8 @@ numbered as in the planogram (`SlotView.slot_no`), like every tool a technician 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Literal, TypeGuard
 
 import pygame
@@ -25,7 +27,7 @@ from kiosk.ui.screens.base import (
     header_button_w,
     result_text,
 )
-from kiosk.ui.widgets import Action, Style, Ui, line_height, pager
+from kiosk.ui.widgets import Action, KeptPieces, Style, Ui, line_height, pager
 
 #: Rows a page keeps on a short screen (800x480): the restock tools move into the header bar
 #: rather than leave fewer.
@@ -48,6 +50,15 @@ def needs_refill(s: SlotView) -> bool:
     return s.product_id is not None and s.count < s.capacity
 
 
+@dataclass(frozen=True)
+class _RowShape:
+    """What every row of a frame shares: the short labels, the name's height, two lines."""
+
+    compact: bool
+    name_h: int
+    two_lines: bool
+
+
 class ServiceSlotsScreen(Screen):
     name = "service_slots"
     service = True
@@ -62,6 +73,7 @@ class ServiceSlotsScreen(Screen):
         self.shown: list[SlotView] = []  # the rows on the page drawn last
         self.done: tuple[str, dict[str, object]] | None = None  # result key and params
         self.filled: tuple[int, ...] = ()  # slots the last fill asked for
+        self._rows = KeptPieces()  # the rows of the last frame
         if mode == "stock":
             app.post(ServiceViewed("stock"))
 
@@ -263,10 +275,19 @@ class ServiceSlotsScreen(Screen):
         pages = max(1, -(-len(slots) // per_page))
         self.page = min(max(0, self.page), pages - 1)
         self.shown = slots[self.page * per_page : (self.page + 1) * per_page]
+        # the same for every row of the frame: worked out once (each looks at every slot)
+        shape = _RowShape(self._compact(ui, col_w), name_h, self._two_lines(ui, col_w))
+        self._rows.begin()
         for i, s in enumerate(self.shown):
             col, r = divmod(i, per_col)
             x = area.x + col * (col_w + 2 * m.gap)
-            self._draw_row(ui, pygame.Rect(x, area.y + r * row_h, col_w, row_h - m.gap // 2), s)
+            row = pygame.Rect(x, area.y + r * row_h, col_w, row_h - m.gap // 2)
+            # a row painted the same twice is kept (KeptPieces): everything it shows is here
+            pv = self.app.view.product(s.product_id) if s.product_id else None
+            name = product_text(pv.product, "name", t.lang) if pv else None
+            lit = s.slot_no in self.filled and not needs_refill(s)
+            key = (s, name, lit, shape, row.size, self.mode, t.lang, m, id(ui.font), c)
+            self._rows.draw(ui, s.slot_no, row, key, partial(self._draw_row, ui, row, s, shape))
         return pages
 
     def _buttons(self, ui: Ui, s: SlotView) -> list[tuple[str, Action, str]]:
@@ -369,7 +390,7 @@ class ServiceSlotsScreen(Screen):
         widest = max(ui.measure(t(k), m.text, True) for k in keys)
         return max(round(m.touch * (1.3 if compact else 1.6)), widest + 2 * m.pad) + m.gap
 
-    def _draw_row(self, ui: Ui, row: pygame.Rect, s: SlotView) -> None:
+    def _draw_row(self, ui: Ui, row: pygame.Rect, s: SlotView, shape: _RowShape) -> None:
         m, c, t = ui.m, ui.c, ui.t
         ui.fill(row, c.surface, m.radius // 2)
         if s.slot_no in self.filled and not needs_refill(s):
@@ -382,7 +403,7 @@ class ServiceSlotsScreen(Screen):
             else (s.product_id or t("service.unassigned"))
         )
         buttons = self._buttons(ui, s)
-        compact = self._compact(ui, row.w)
+        compact = shape.compact
         bw = self._button_w(ui, compact) - m.gap
         words = pygame.Rect(inner.x, inner.y, inner.w - len(buttons) * (bw + m.gap), inner.h)
         label = self._label(ui, s.slot_no, compact)
@@ -391,9 +412,9 @@ class ServiceSlotsScreen(Screen):
         count_w = ui.measure("88/88", m.text, True) + m.pad
         label_w = self._label_w(ui, compact)
         name_color = c.text if s.product_id else c.muted
-        name_h = self._name_h(ui, row.w)
+        name_h = shape.name_h
         lines = max(1, name_h // line_height(m.floor))
-        if self._two_lines(ui, row.w):
+        if shape.two_lines:
             lh = line_height(m.text)
             top = pygame.Rect(words.x, words.y + (words.h - lh - name_h) // 2, words.w, lh)
             ui.text(label, top, bold=True, overflow="error")
