@@ -18,7 +18,7 @@ test:
 # The fast loop (needs the venv scripts/test.sh set up): lint and types as scripts/test.sh runs
 # them, then the unit tests not marked slow (tests/conftest.py). Under 90 s on 2 cores.
 test-fast: lint
-	$(PY) -m pytest tests/unit -m "not slow" -q
+	$(PY) -m pytest tests/unit -m "not slow" -q -n 2
 
 # ruff, ruff format, mypy and the import contracts: the same list scripts/test.sh runs.
 lint:

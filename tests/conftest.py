@@ -63,6 +63,10 @@ SLOW_UNIT = frozenset(
         "test_cli.py::test_provision_planogram_delegates",
         "test_cli_store_modes.py",
         "test_wheelhouse.py::test_build_install_with_require_hashes_and_refuse_a_tampered_wheel",
+        # real-time VMC link scenarios (3-18 s each) and real release builds (9 s set-up)
+        "test_vmc_driver.py",
+        "test_release.py",
+        "test_cli_board.py::test_vend_waits_for_a_board_that_stopped_answering_and_asks",
     }
 )
 
