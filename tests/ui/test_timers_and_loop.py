@@ -22,6 +22,16 @@ from kiosk.core.pin import DEMO_PIN
 from kiosk.ui.app import FRAME_S, LONG_PRESS_S, SERVICE_TIMEOUT_S, TAP_HOLD_S
 
 
+def _to_payment(d) -> None:  # type: ignore[no-untyped-def]
+    """A product into the cart and checkout: the payment screen."""
+    d.tap("start")
+    d.tap(next(h.name for h in d.app.hits if h.name.startswith("tile-")))
+    d.tap("add")
+    d.tap("go-cart")
+    d.tap("checkout")
+    assert d.screen == "payment"
+
+
 class _Stop(Exception):
     pass
 
@@ -134,11 +144,7 @@ def test_payment_clock_tick_repaints_only_the_countdown(
     d = make_driver(size)
     d.app.set_large(large)
     d.fc.set_province_online(not offline)
-    d.tap("start")
-    d.tap(next(h.name for h in d.app.hits if h.name.startswith("tile-")))
-    d.tap("add")
-    d.tap("go-cart")
-    d.tap("checkout")
+    _to_payment(d)
     assert d.screen == "payment"
     pay = d.app.top
     updates: list[list[pygame.Rect] | None] = []
@@ -185,11 +191,7 @@ def test_a_resting_finger_holds_the_clock_frame_until_it_lifts(make_driver) -> N
     frame shows the new second too, and would otherwise wait behind the clock's frame); a
     finger resting longer than TAP_HOLD_S does not stop the clock."""
     d = make_driver()
-    d.tap("start")
-    d.tap(next(h.name for h in d.app.hits if h.name.startswith("tile-")))
-    d.tap("add")
-    d.tap("go-cart")
-    d.tap("checkout")
+    _to_payment(d)
     assert d.screen == "payment"
 
     def shown_time() -> str:
@@ -220,11 +222,7 @@ def test_a_dialog_over_payment_reuses_it_within_a_second(make_driver) -> None:
     its clock shows (`Screen.time_key`) and reused for other frames, and a reused frame is the
     frame drawn afresh; when the second turns, the clock under the dialog moves."""
     d = make_driver()
-    d.tap("start")
-    d.tap(next(h.name for h in d.app.hits if h.name.startswith("tile-")))
-    d.tap("add")
-    d.tap("go-cart")
-    d.tap("checkout")
+    _to_payment(d)
     pay = d.app.top
     left = d.app.view.payment.expires_at - d.app.now()
     d.advance(left - int(left) + 0.05)  # just past a whole second
@@ -259,11 +257,7 @@ def test_payment_time_key_changes_exactly_when_its_clock_does(make_driver) -> No
     """`PaymentScreen.time_key` (what a dialog's backdrop over it is keyed by) changes at the
     same moments as the countdown's pixels: each whole second and the warning colour at 20 s."""
     d = make_driver((540, 960))
-    d.tap("start")
-    d.tap(next(h.name for h in d.app.hits if h.name.startswith("tile-")))
-    d.tap("add")
-    d.tap("go-cart")
-    d.tap("checkout")
+    _to_payment(d)
     pay = d.app.top
     d.advance(d.app.view.payment.expires_at - d.app.now() - 23.02)
     seen = []
