@@ -377,21 +377,13 @@ class App:
         """An `install_release` command: fetch, verify, install and stage in a thread (pip
         takes minutes); the kiosk sells on meanwhile and switches when idle (the gate)."""
         from kiosk.update.installer import InstallError, Staging, fetch_and_stage
-        from kiosk.update.release import ReleaseError, load_release_public_key
+        from kiosk.update.release import ReleaseError
 
         cfg = self.config
 
         def work() -> None:
             try:
-                if cfg.update.release_public_key is None:
-                    raise InstallError("update.release_public_key is not set")
-                staging = Staging(
-                    root=cfg.update.root,
-                    config=cfg.source.resolve(),
-                    data_dir=cfg.store.data_dir,
-                    public_key=load_release_public_key(cfg.update.release_public_key),
-                    min_free_mb=cfg.update.min_free_mb,
-                )
+                staging = Staging.for_config(cfg)
                 fetch_and_stage(url, staging, ca_file=cfg.sync.ca_file, say=lambda _t: None)
                 log_event(log, "update.staged", url=url)
             except (InstallError, ReleaseError, OSError) as e:

@@ -385,6 +385,13 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str, err: bool = 
         print(text, file=sys.stderr if err else sys.stdout)
 
 
+def _timed_out(t: Target, slot: int, tx: int, e: VendTimeout, timeout: float) -> str:
+    """What a technician reads when a vend's outcome did not come within `timeout`."""
+    return said(
+        "tx_timeout", name=t.name(slot), outcome=e.outcome.name, seconds=f"{timeout:g}", tx=tx
+    )
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     """Progress for people (never in --json mode: that prints exactly one object)."""
     if not args.json:
@@ -691,13 +698,7 @@ def _tx_body(args: argparse.Namespace, tx: int, t: Target) -> int:
         _emit(
             args,
             {"ok": False, "slot": slot, "tx": tx, "outcome": e.outcome.name},
-            said(
-                "tx_timeout",
-                name=t.name(slot),
-                outcome=e.outcome.name,
-                seconds=f"{args.timeout:g}",
-                tx=tx,
-            ),
+            _timed_out(t, slot, tx, e, args.timeout),
         )
         return exitcodes.FAIL
     ok = result.outcome in SUCCESSES
@@ -882,16 +883,7 @@ def _drop_results(
         except VendTimeout as e:
             results.append({**_slot_json(t, slot), "tx": tx, "outcome": e.outcome.name})
             results[-1].update(ok=False, mode="drop")
-            _say(
-                args,
-                said(
-                    "tx_timeout",
-                    name=t.name(slot),
-                    outcome=e.outcome.name,
-                    seconds=f"{args.timeout:g}",
-                    tx=tx,
-                ),
-            )
+            _say(args, _timed_out(t, slot, tx, e, args.timeout))
             continue
         ok = r.outcome in (_TEST_OK if kinds.get(slot) is WireSlotKind.LOCKER else SUCCESSES)
         obj = {"ok": ok, **_result_json(t, r), "mode": "drop"}

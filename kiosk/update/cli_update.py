@@ -159,13 +159,7 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
         print(say("release_key_unset"))
         return exitcodes.USAGE
     try:
-        s = Staging(
-            root=cfg.update.root,
-            config=cfg.source.resolve(),
-            data_dir=cfg.store.data_dir,
-            public_key=load_release_public_key(cfg.update.release_public_key),
-            min_free_mb=cfg.update.min_free_mb,
-        )
+        s = Staging.for_config(cfg)
         state = fetch_and_stage(args.dir, s, ca_file=cfg.sync.ca_file, switch_now=args.now)
     except (InstallError, ReleaseError) as e:
         print(_refused(e), file=sys.stderr)

@@ -19,8 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kiosk.config import KioskConfig
 from kiosk.core.sale import FINAL_STATES
-from kiosk.update.release import Release, ReleaseError, verify_release
+from kiosk.update.release import (
+    Release,
+    ReleaseError,
+    load_release_public_key,
+    verify_release,
+)
 from kiosk.update.supervisor import add_step, load_state, save_state, store_schema
 
 __all__ = ["InstallError", "Staging", "fetch_and_stage", "stage_release"]
@@ -40,6 +46,20 @@ class Staging:
     data_dir: Path
     public_key: bytes
     min_free_mb: int = 200
+
+    @classmethod
+    def for_config(cls, cfg: KioskConfig) -> Staging:
+        """Where and how this kiosk stages releases, from its config; the caller has checked
+        that `update.release_public_key` is set (InstallError otherwise)."""
+        if cfg.update.release_public_key is None:
+            raise InstallError("update.release_public_key is not set")
+        return cls(
+            root=cfg.update.root,
+            config=cfg.source.resolve(),
+            data_dir=cfg.store.data_dir,
+            public_key=load_release_public_key(cfg.update.release_public_key),
+            min_free_mb=cfg.update.min_free_mb,
+        )
 
 
 def _clean_env() -> dict[str, str]:

@@ -278,7 +278,7 @@ class CatalogScreen(Screen):
             pv.product.product_id,
             tile,
             key,
-            lambda: self._paint_tile(ui, tile, pv, beside, extra, pic),
+            lambda: self._paint_tile(ui, tile, pv, beside, side, pic),
         )
 
     @staticmethod
@@ -294,15 +294,15 @@ class CatalogScreen(Screen):
         tile: pygame.Rect,
         pv: ProductView,
         beside: bool,
-        extra: int,
+        side: int,
         pic: pygame.Surface,
     ) -> None:
+        """One tile in `tile`: its picture `pic` is `side` px square (`_picture_side`)."""
         m, c, t = ui.m, ui.c, ui.t
         p = pv.product
         ui.fill(tile, c.surface, m.radius)
         ui.frame(tile, c.disabled, 1, m.radius)
         inner = tile.inflate(-2 * m.pad, -2 * m.pad)
-        side = self._picture_side(ui, tile, beside, extra)
         if beside:  # the picture at the left, the words beside it
             img = pygame.Rect(inner.x, inner.centery - side // 2, side, side)
             words = pygame.Rect(img.right + m.gap, inner.y, inner.right - img.right - m.gap, 0)
